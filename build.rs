@@ -1,0 +1,285 @@
+//! Build script: binds Kamailio's headers with the exact defines the installed
+//! core was compiled with, compiles the C shim, and derives the
+//! `module_version`/`module_flags` strings the module loader checks.
+//!
+//! Inputs (all optional):
+//! - `KAMAILIO_SRC`: a Kamailio source tree to take headers from (else Debian's
+//!   source package for the installed version, fetched into `.cache/`).
+//! - `KAMAILIO_BIN`: the kamailio binary whose `-v` decides the defines.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=kamailio-headers");
+    println!("cargo:rerun-if-env-changed=KAMAILIO_SRC");
+    println!("cargo:rerun-if-env-changed=KAMAILIO_BIN");
+
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let src_tree = kamailio_source_tree(&manifest);
+    let core = CoreBuild::from_installed_binary();
+    let defines = core.defines();
+    let include = src_tree.join("src");
+    let shim_dir = manifest.join("kamailio-headers");
+
+    // The C shim: macros and inline functions that bindgen cannot call.
+    let mut shim = cc::Build::new();
+    shim.file(shim_dir.join("dmq_rs_shim.c"))
+        .include(&include)
+        .include(&shim_dir)
+        .define("MOD_NAME", "\"dmq\"")
+        .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-Wno-sign-compare")
+        .flag_if_supported("-Wno-unused-function")
+        .flag_if_supported("-Wno-unused-variable")
+        .warnings(false);
+    for (k, v) in &defines {
+        shim.define(k, v.as_deref());
+    }
+    shim.compile("dmq_rs_shim");
+
+    // The probe proves that these defines rebuild the core's own version and
+    // compile-flag strings: the loader refuses a module whose strings differ,
+    // and the same defines decide struct layouts and the lock implementation.
+    let (full_version, compile_flags) = run_probe(&shim, &defines, &include, &shim_dir, &out);
+    if compile_flags != core.flags_line {
+        panic!(
+            "the defines derived from `kamailio -v` do not reproduce the core's flags:\n  core:  {}\n  ours:  {}",
+            core.flags_line, compile_flags
+        );
+    }
+    if full_version.trim_end() != core.version_line.trim_end() {
+        panic!(
+            "version mismatch: core `{}`, headers `{}`",
+            core.version_line, full_version
+        );
+    }
+    fs::write(
+        out.join("core_version.rs"),
+        format!(
+            "/// Equal to the core's SER_FULL_VERSION.\npub const MODULE_VERSION: &[u8] = b\"{}\\0\";\n\
+             /// Equal to the core's SER_COMPILE_FLAGS.\npub const MODULE_FLAGS: &[u8] = b\"{}\\0\";\n",
+            full_version.escape_default(),
+            compile_flags.escape_default()
+        ),
+    )
+    .unwrap();
+
+    // Bindings.
+    let mut builder = bindgen::Builder::default()
+        .header(shim_dir.join("wrapper.h").to_string_lossy())
+        .clang_arg(format!("-I{}", include.display()))
+        .clang_arg(format!("-I{}", shim_dir.display()))
+        .clang_arg("-DMOD_NAME=\"dmq\"")
+        .allowlist_function(".*")
+        .allowlist_type(".*")
+        .allowlist_var(".*")
+        .blocklist_item("FP_.*")
+        .blocklist_item("IPPORT_RESERVED")
+        .derive_default(true)
+        .layout_tests(false)
+        .generate_comments(false)
+        .wrap_unsafe_ops(true)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
+    for (k, v) in &defines {
+        builder = builder.clang_arg(match v {
+            Some(v) => format!("-D{k}={v}"),
+            None => format!("-D{k}"),
+        });
+    }
+    builder
+        .generate()
+        .expect("bindgen failed on kamailio-headers/wrapper.h")
+        .write_to_file(out.join("bindings.rs"))
+        .unwrap();
+}
+
+/// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
+/// `kamailio-headers/fetch.sh` fills from Debian's source package.
+fn kamailio_source_tree(manifest: &Path) -> PathBuf {
+    let script = manifest.join("kamailio-headers/fetch.sh");
+    let output = Command::new("sh")
+        .arg(&script)
+        .arg(manifest.join(".cache"))
+        .output()
+        .expect("cannot run kamailio-headers/fetch.sh");
+    if !output.status.success() {
+        panic!(
+            "kamailio-headers/fetch.sh failed (run `make deps`, or set KAMAILIO_SRC):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    println!("cargo:rerun-if-changed={}", path.join("src/core").display());
+    path
+}
+
+/// What `kamailio -v` tells about how the core was built.
+struct CoreBuild {
+    version_line: String,
+    flags_line: String,
+    name: String,
+    version: String,
+    arch: String,
+    os: String,
+    compiler: String,
+    adaptive_wait_loops: Option<String>,
+}
+
+impl CoreBuild {
+    fn from_installed_binary() -> CoreBuild {
+        let bin = env::var("KAMAILIO_BIN").unwrap_or_else(|_| {
+            ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
+                .iter()
+                .find(|p| Path::new(p).exists())
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "kamailio".into())
+        });
+        let out = Command::new(&bin)
+            .arg("-v")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{bin} -v` ({e}); run `make deps` or set KAMAILIO_BIN"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| panic!("`{bin} -v` has no `{prefix}` line:\n{text}"))
+        };
+        let version_line = field("version: ");
+        let flags_line = field("flags: ");
+        let compiler = field("compiled with ").trim().to_string();
+        // "kamailio 5.6.3 (x86_64/linux) "
+        let mut words = version_line.split_whitespace();
+        let name = words.next().expect("name").to_string();
+        let version = words.next().expect("version").to_string();
+        let arch_os = words.next().expect("arch/os").trim_matches(|c| c == '(' || c == ')');
+        let (arch, os) = arch_os.split_once('/').expect("arch/os");
+        let (arch, os) = (arch.to_string(), os.to_string());
+        let adaptive_wait_loops = text
+            .split(|c| c == ',' || c == '\n')
+            .find_map(|s| s.trim().strip_prefix("ADAPTIVE_WAIT_LOOPS "))
+            .map(|s| s.trim().to_string());
+        CoreBuild {
+            version_line,
+            flags_line,
+            name,
+            version,
+            arch,
+            os,
+            compiler,
+            adaptive_wait_loops,
+        }
+    }
+
+    /// The `-D` defines of the core build: the flags line (which names most of
+    /// them), plus what Makefile.defs adds for the architecture and OS without
+    /// printing it (CPU/OS macros, gcc-style asm, HAVE_* facilities).
+    fn defines(&self) -> Vec<(String, Option<String>)> {
+        let mut d: Vec<(String, Option<String>)> = Vec::new();
+        let q = |s: &str| Some(format!("\"{s}\""));
+        d.push(("NAME".into(), q(&self.name)));
+        d.push(("VERSION".into(), q(&self.version)));
+        d.push(("ARCH".into(), q(&self.arch)));
+        d.push(("OS".into(), Some(format!("{}_", self.os))));
+        d.push(("OS_QUOTED".into(), q(&self.os)));
+        d.push(("COMPILER".into(), q(&self.compiler)));
+        d.push((format!("__CPU_{}", self.arch), None));
+        d.push((format!("__OS_{}", self.os), None));
+        d.push(("VERSIONVAL".into(), Some(versionval(&self.version))));
+        for flag in self.flags_line.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            match flag {
+                // printed under its user-facing name
+                "TLS_PTHREAD_MUTEX_SHARED" => d.push(("KSR_PTHREAD_MUTEX_SHARED".into(), None)),
+                // e.g. FAST_LOCK-ADAPTIVE_WAIT: one flag per part
+                f if f.contains('-') => {
+                    for part in f.split('-') {
+                        d.push((part.to_string(), None));
+                    }
+                }
+                f => d.push((f.to_string(), None)),
+            }
+        }
+        if let Some(loops) = &self.adaptive_wait_loops {
+            d.push(("ADAPTIVE_WAIT_LOOPS".into(), Some(loops.clone())));
+        }
+        for always in ["MEM_JOIN_FREE", "WITH_XAVP"] {
+            d.push((always.into(), None));
+        }
+        if matches!(self.arch.as_str(), "x86_64" | "i386") {
+            d.push(("CC_GCC_LIKE_ASM".into(), None));
+        }
+        if self.os == "linux" {
+            for have in [
+                "HAVE_GETHOSTBYNAME2",
+                "HAVE_UNION_SEMUN",
+                "HAVE_SCHED_YIELD",
+                "HAVE_MSG_NOSIGNAL",
+                "HAVE_MSGHDR_MSG_CONTROL",
+                "HAVE_ALLOCA_H",
+                "HAVE_TIMEGM",
+                "HAVE_SCHED_SETSCHEDULER",
+                "HAVE_IP_MREQN",
+                "HAVE_EPOLL",
+                "HAVE_SIGIO_RT",
+                "SIGINFO64_WORKARROUND",
+                "HAVE_SELECT",
+            ] {
+                d.push((have.into(), None));
+            }
+        }
+        d
+    }
+}
+
+/// Kamailio's VERSIONVAL: major*1000000 + minor*1000 + patch.
+fn versionval(version: &str) -> String {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    let patch = parts.next().unwrap_or(0);
+    (major * 1_000_000 + minor * 1000 + patch).to_string()
+}
+
+/// Compiles and runs a tiny program that prints SER_FULL_VERSION and
+/// SER_COMPILE_FLAGS as the headers compute them with our defines.
+fn run_probe(
+    shim: &cc::Build,
+    defines: &[(String, Option<String>)],
+    include: &Path, shim_dir: &Path, out: &Path) -> (String, String) {
+    let probe_c = out.join("dmq_rs_probe.c");
+    fs::write(
+        &probe_c,
+        "#include <stdio.h>\n#include \"core/ver_defs.h\"\n\
+         int main(void){printf(\"%s\\n%s\\n\", SER_FULL_VERSION, SER_COMPILE_FLAGS);return 0;}\n",
+    )
+    .unwrap();
+    let exe = out.join("dmq_rs_probe");
+    let compiler = shim.get_compiler();
+    let mut cmd = compiler.to_command();
+    cmd.arg(format!("-I{}", include.display()))
+        .arg(format!("-I{}", shim_dir.display()))
+        .arg(&probe_c)
+        .arg("-o")
+        .arg(&exe);
+    for (k, v) in defines {
+        cmd.arg(match v {
+            Some(v) => format!("-D{k}={v}"),
+            None => format!("-D{k}"),
+        });
+    }
+    let status = cmd.status().expect("cannot compile the version probe");
+    assert!(status.success(), "the version probe did not compile");
+    let output = Command::new(&exe).output().expect("cannot run the version probe");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines();
+    (
+        lines.next().unwrap_or_default().to_string(),
+        lines.next().unwrap_or_default().to_string(),
+    )
+}

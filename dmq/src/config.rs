@@ -1,0 +1,284 @@
+//! Module parameters: defaults, and the checks `mod_init` runs on them.
+//!
+//! Names and defaults follow the stock dmq module (5.6) plus upstream's newer
+//! `remove_inactive`, `fail_count_enabled` and `fail_count_threshold`.
+
+use std::fmt;
+
+/// Default channel of the node notifications (the R-URI user of KDMQ pings).
+pub const DEFAULT_NOTIFICATION_CHANNEL: &str = "notification_peer";
+/// Default number of DMQ worker processes.
+pub const DEFAULT_NUM_WORKERS: i32 = 2;
+/// Default seconds between pings of the other nodes.
+pub const DEFAULT_PING_INTERVAL: i32 = 60;
+/// Default consecutive failed pings before a node changes state, when
+/// `fail_count_enabled` is set.
+pub const DEFAULT_FAIL_COUNT_THRESHOLD: i32 = 3;
+
+/// The parameters as the script set them (integers as Kamailio stores them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawParams {
+    pub server_address: Option<String>,
+    pub server_socket: Option<String>,
+    pub notification_addresses: Vec<String>,
+    pub notification_channel: Option<String>,
+    pub multi_notify: i32,
+    pub num_workers: i32,
+    pub worker_usleep: i32,
+    pub ping_interval: i32,
+    pub remove_inactive: i32,
+    pub fail_count_enabled: i32,
+    pub fail_count_threshold: i32,
+}
+
+impl Default for RawParams {
+    fn default() -> Self {
+        RawParams {
+            server_address: None,
+            server_socket: None,
+            notification_addresses: Vec::new(),
+            notification_channel: None,
+            multi_notify: 0,
+            num_workers: DEFAULT_NUM_WORKERS,
+            worker_usleep: 0,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            remove_inactive: 1,
+            fail_count_enabled: 0,
+            fail_count_threshold: DEFAULT_FAIL_COUNT_THRESHOLD,
+        }
+    }
+}
+
+/// Parameters after the checks: every value usable as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub server_address: String,
+    /// `proto:host[:port]` of the socket DMQ sends from (given, or derived
+    /// from `server_address`, filled in by the module once the URI is parsed).
+    pub server_socket: Option<String>,
+    pub notification_addresses: Vec<String>,
+    pub notification_channel: String,
+    pub multi_notify: bool,
+    pub num_workers: u32,
+    /// Microseconds between polls of the job queue; 0 = sleep until woken.
+    pub worker_usleep: u32,
+    pub ping_interval: u32,
+    pub remove_inactive: bool,
+    /// `Some(n)`: a node changes state after n consecutive failures.
+    pub fail_count_threshold: Option<u32>,
+}
+
+/// Something wrong with a parameter; Display is the operator's error line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub param: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "modparam(\"dmq\", \"{}\"): {}", self.param, self.problem)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn err(param: &'static str, problem: impl Into<String>) -> ParamError {
+    ParamError { param, problem: problem.into() }
+}
+
+/// A note for the log about a value that was adjusted rather than refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    pub param: &'static str,
+    pub note: String,
+}
+
+impl RawParams {
+    /// Checks the values that need no Kamailio to judge. URI syntax and the
+    /// listening sockets are checked by the module with the core's parser.
+    pub fn validate(&self) -> Result<(Config, Vec<Adjustment>), ParamError> {
+        let mut notes = Vec::new();
+        let server_address = match self.server_address.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(err(
+                    "server_address",
+                    "is required: the SIP URI of a socket this Kamailio listens on, e.g. \"sip:10.0.0.1:5090\"",
+                ))
+            }
+            Some(s) => s.to_string(),
+        };
+        if self.num_workers < 1 {
+            return Err(err(
+                "num_workers",
+                format!("must be at least 1, got {}", self.num_workers),
+            ));
+        }
+        if self.worker_usleep < 0 {
+            return Err(err(
+                "worker_usleep",
+                format!("must be 0 (wait for work) or a positive number of microseconds, got {}", self.worker_usleep),
+            ));
+        }
+        let ping_interval = if self.ping_interval < 1 {
+            // The stock module raised anything below its minimum to 60; keep
+            // doing that for values that cannot be an interval at all.
+            notes.push(Adjustment {
+                param: "ping_interval",
+                note: format!("{} is not an interval in seconds, using {}", self.ping_interval, DEFAULT_PING_INTERVAL),
+            });
+            DEFAULT_PING_INTERVAL as u32
+        } else {
+            self.ping_interval as u32
+        };
+        let fail_count_threshold = if self.fail_count_enabled != 0 {
+            if self.fail_count_threshold < 1 {
+                return Err(err(
+                    "fail_count_threshold",
+                    format!("must be at least 1 when fail_count_enabled is set, got {}", self.fail_count_threshold),
+                ));
+            }
+            Some(self.fail_count_threshold as u32)
+        } else {
+            None
+        };
+        let notification_channel = match self.notification_channel.as_deref() {
+            None => DEFAULT_NOTIFICATION_CHANNEL.to_string(),
+            Some(c) if is_valid_channel(c) => c.to_string(),
+            Some(c) => {
+                return Err(err(
+                    "notification_channel",
+                    format!("{c:?} is not usable as the user part of a SIP URI"),
+                ))
+            }
+        };
+        if self.multi_notify != 0 && self.notification_addresses.len() > 1 {
+            notes.push(Adjustment {
+                param: "multi_notify",
+                note: "is meant for a single notification_address; each of the addresses is expanded".into(),
+            });
+        }
+        let server_socket = self
+            .server_socket
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        Ok((
+            Config {
+                server_address,
+                server_socket,
+                notification_addresses: self.notification_addresses.clone(),
+                notification_channel,
+                multi_notify: self.multi_notify != 0,
+                num_workers: self.num_workers as u32,
+                worker_usleep: self.worker_usleep as u32,
+                ping_interval,
+                remove_inactive: self.remove_inactive != 0,
+                fail_count_threshold,
+            },
+            notes,
+        ))
+    }
+}
+
+/// A channel names a peer in the R-URI user part: no empty names, no spaces,
+/// no characters that would end the user part.
+pub fn is_valid_channel(channel: &str) -> bool {
+    !channel.is_empty()
+        && channel.len() <= 64
+        && channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b))
+}
+
+/// The socket string Kamailio's `lookup_local_socket` takes, built from the
+/// parts of `server_address` the way the stock module does: `proto:host[:port]`.
+pub fn socket_string(proto: &str, host: &str, port: Option<&str>) -> String {
+    match port {
+        Some(port) if !port.is_empty() => format!("{proto}:{host}:{port}"),
+        _ => format!("{proto}:{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RawParams {
+        RawParams { server_address: Some("sip:127.0.0.2:5090".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn defaults_match_the_stock_module() {
+        let (c, notes) = base().validate().unwrap();
+        assert_eq!(c.notification_channel, "notification_peer");
+        assert_eq!(c.num_workers, 2);
+        assert_eq!(c.ping_interval, 60);
+        assert!(c.remove_inactive);
+        assert_eq!(c.fail_count_threshold, None);
+        assert!(!c.multi_notify);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn server_address_is_required() {
+        let e = RawParams::default().validate().unwrap_err();
+        assert_eq!(e.param, "server_address");
+        let e = RawParams { server_address: Some("  ".into()), ..Default::default() }.validate().unwrap_err();
+        assert_eq!(e.param, "server_address");
+        assert!(e.to_string().starts_with("modparam(\"dmq\", \"server_address\")"));
+    }
+
+    #[test]
+    fn num_workers_below_one_is_refused() {
+        for n in [0, -1, i32::MIN] {
+            let e = RawParams { num_workers: n, ..base() }.validate().unwrap_err();
+            assert_eq!(e.param, "num_workers");
+            assert!(e.to_string().contains(&n.to_string()));
+        }
+    }
+
+    #[test]
+    fn short_ping_intervals_are_kept_and_nonsense_falls_back() {
+        let (c, _) = RawParams { ping_interval: 2, ..base() }.validate().unwrap();
+        assert_eq!(c.ping_interval, 2);
+        let (c, notes) = RawParams { ping_interval: 0, ..base() }.validate().unwrap();
+        assert_eq!(c.ping_interval, 60);
+        assert_eq!(notes[0].param, "ping_interval");
+    }
+
+    #[test]
+    fn fail_count_threshold_only_matters_when_enabled() {
+        let (c, _) = RawParams { fail_count_threshold: 0, ..base() }.validate().unwrap();
+        assert_eq!(c.fail_count_threshold, None);
+        let (c, _) = RawParams { fail_count_enabled: 1, fail_count_threshold: 5, ..base() }.validate().unwrap();
+        assert_eq!(c.fail_count_threshold, Some(5));
+        let e = RawParams { fail_count_enabled: 1, fail_count_threshold: 0, ..base() }.validate().unwrap_err();
+        assert_eq!(e.param, "fail_count_threshold");
+    }
+
+    #[test]
+    fn negative_worker_usleep_is_refused() {
+        let e = RawParams { worker_usleep: -5, ..base() }.validate().unwrap_err();
+        assert_eq!(e.param, "worker_usleep");
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(is_valid_channel("notification_peer"));
+        assert!(is_valid_channel("htable"));
+        assert!(!is_valid_channel(""));
+        assert!(!is_valid_channel("a b"));
+        assert!(!is_valid_channel("a@b"));
+        let e = RawParams { notification_channel: Some("bad name".into()), ..base() }.validate().unwrap_err();
+        assert_eq!(e.param, "notification_channel");
+    }
+
+    #[test]
+    fn socket_strings() {
+        assert_eq!(socket_string("udp", "127.0.0.2", Some("5090")), "udp:127.0.0.2:5090");
+        assert_eq!(socket_string("tcp", "10.0.0.1", None), "tcp:10.0.0.1");
+        assert_eq!(socket_string("udp", "h", Some("")), "udp:h");
+    }
+}

@@ -1,0 +1,35 @@
+/* dmq_rs C shim: the parts of Kamailio's API that are macros or inline
+ * functions, wrapped as real functions so Rust can call them. */
+#ifndef DMQ_RS_SHIM_H
+#define DMQ_RS_SHIM_H
+
+#include <stddef.h>
+
+struct _str;
+struct gen_lock_t_dummy;
+
+/* Logging: LOG_FX with our module name, so Kamailio's per-module debug
+ * level (debugger's mod_level) and log_stderror/syslog routing apply. */
+int dmq_rs_log_enabled(int level);
+void dmq_rs_log(int level, const char *prefix, const char *func, const char *msg);
+
+/* Shared memory (shm_malloc/shm_free are macros over _shm_root). */
+void *dmq_rs_shm_malloc(size_t size);
+void *dmq_rs_shm_mallocxz(size_t size);
+void dmq_rs_shm_free(void *p);
+
+/* Kamailio locks (gen_lock_t; futex based in the Debian build). */
+void *dmq_rs_lock_alloc_init(void);
+void dmq_rs_lock_destroy_dealloc(void *lock);
+void dmq_rs_lock_get(void *lock);
+void dmq_rs_lock_release(void *lock);
+
+/* cfg framework: refresh the local copy of the config in a long-lived loop */
+void dmq_rs_cfg_update(void);
+
+/* The strings the core compares against module_version/module_flags,
+ * computed from the same defines this shim is compiled with. */
+const char *dmq_rs_core_full_version(void);
+const char *dmq_rs_core_compile_flags(void);
+
+#endif

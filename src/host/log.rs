@@ -1,0 +1,74 @@
+//! The `log` crate, routed into Kamailio's own logger.
+//!
+//! Records go through the core's LOG machinery under the module name `dmq`, so
+//! `debug=`, `log_stderror`, syslog facilities and per-module levels all apply.
+//! Filtering asks the core every time because the level can change at run time
+//! (`kamcmd cfg.set_now_int core debug 3`).
+
+use std::ffi::CString;
+
+use crate::raw;
+
+/// Kamailio's log levels (core/dprint.h).
+pub const L_ERR: i32 = -1;
+pub const L_WARN: i32 = 0;
+pub const L_INFO: i32 = 2;
+pub const L_DBG: i32 = 3;
+
+fn kamailio_level(level: log::Level) -> i32 {
+    match level {
+        log::Level::Error => L_ERR,
+        log::Level::Warn => L_WARN,
+        log::Level::Info => L_INFO,
+        log::Level::Debug | log::Level::Trace => L_DBG,
+    }
+}
+
+struct KamailioLogger;
+
+impl log::Log for KamailioLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        // SAFETY: reads the core's debug level; valid in every process once the
+        // config is parsed, which happens before any module code runs.
+        unsafe { raw::dmq_rs_log_enabled(kamailio_level(metadata.level())) != 0 }
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = kamailio_level(record.level());
+        let prefix = match (record.file(), record.line()) {
+            (Some(file), Some(line)) => {
+                let file = file.rsplit('/').next().unwrap_or(file);
+                format!("dmq [{file}:{line}]: ")
+            }
+            _ => "dmq: ".to_string(),
+        };
+        // Module path stands where C modules print the function name.
+        let func = record.module_path().unwrap_or("dmq_rs");
+        let func = func.strip_prefix("dmq_rs::").unwrap_or(func);
+        let msg = record.args().to_string();
+        let (Ok(prefix), Ok(func), Ok(msg)) = (
+            CString::new(prefix),
+            CString::new(func),
+            CString::new(msg.replace('\0', "\\0")),
+        ) else {
+            return;
+        };
+        // SAFETY: three NUL-terminated strings that outlive the call; the shim
+        // formats them with "%s" so no format string comes from the message.
+        unsafe { raw::dmq_rs_log(level, prefix.as_ptr(), func.as_ptr(), msg.as_ptr()) }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: KamailioLogger = KamailioLogger;
+
+/// Installs the logger (idempotent). The core decides what is printed.
+pub fn init() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+}

@@ -1,0 +1,11 @@
+//! Ring 2: safe Rust over Kamailio. Each submodule owns one concern and keeps
+//! its `unsafe` next to the reason it holds.
+
+pub mod api;
+pub mod cell;
+pub mod kstr;
+pub mod log;
+pub mod panic_guard;
+pub mod rpc;
+pub mod sip_uri;
+pub mod socket;

@@ -1,0 +1,79 @@
+//! SIP URIs parsed by the core's own parser, so that what the stock module
+//! accepts we accept, and what it refuses we refuse.
+
+use crate::host::kstr;
+use crate::raw;
+
+/// Transport of a URI, as Kamailio's `enum sip_protos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// No transport parameter: UDP on the wire.
+    Unspecified,
+    Udp,
+    Tcp,
+    Tls,
+    Sctp,
+    Ws,
+    Wss,
+    Other,
+}
+
+impl Transport {
+    fn from_core(proto: u32) -> Transport {
+        match proto {
+            raw::sip_protos_PROTO_UDP => Transport::Udp,
+            raw::sip_protos_PROTO_TCP => Transport::Tcp,
+            raw::sip_protos_PROTO_TLS => Transport::Tls,
+            raw::sip_protos_PROTO_SCTP => Transport::Sctp,
+            raw::sip_protos_PROTO_WS => Transport::Ws,
+            raw::sip_protos_PROTO_WSS => Transport::Wss,
+            raw::sip_protos_PROTO_NONE => Transport::Unspecified,
+            _ => Transport::Other,
+        }
+    }
+
+    /// The name Kamailio uses in socket strings ("udp:1.2.3.4:5060").
+    pub fn socket_name(self) -> &'static str {
+        match self {
+            Transport::Unspecified | Transport::Udp | Transport::Other => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Sctp => "sctp",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+}
+
+/// The parts of a SIP URI that DMQ uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri {
+    pub user: String,
+    pub host: String,
+    /// The port as written; empty when absent.
+    pub port: String,
+    pub port_no: u16,
+    pub transport: Transport,
+}
+
+/// Parses `uri` with the core's `parse_uri`. `None` when the core refuses it.
+pub fn parse(uri: &str) -> Option<SipUri> {
+    let mut buf = uri.as_bytes().to_vec();
+    let mut parsed = raw::sip_uri::default();
+    // SAFETY: buf is a live, writable buffer of the given length; parse_uri
+    // fills `parsed` with pointers into buf, which we copy out before buf drops.
+    let rc = unsafe { raw::parse_uri(buf.as_mut_ptr() as *mut _, buf.len() as i32, &mut parsed) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: the str fields point into buf (alive here) or are empty.
+    unsafe {
+        Some(SipUri {
+            user: kstr::to_string(&parsed.user),
+            host: kstr::to_string(&parsed.host),
+            port: kstr::to_string(&parsed.port),
+            port_no: parsed.port_no,
+            transport: Transport::from_core(parsed.proto as u32),
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! mod_init, child_init and destroy.
+
+use std::ffi::c_int;
+use std::sync::OnceLock;
+
+use dmq_core::config::{self, Config};
+
+use crate::host::api::{self, BindError};
+use crate::host::panic_guard::guard;
+use crate::host::sip_uri::{self, SipUri};
+use crate::host::socket;
+use crate::raw;
+
+/// Everything mod_init settles. Set once in the main process before fork, so
+/// every process has its own identical, immutable copy.
+pub struct Module {
+    pub config: Config,
+    pub server_uri: SipUri,
+    /// The socket DMQ sends from ("udp:127.0.0.2:5090").
+    pub server_socket: String,
+    pub tm: raw::tm_binds,
+    pub sl: raw::sl_api_t,
+}
+
+// SAFETY: tm_binds/sl_api_t hold function pointers into loaded modules; they
+// are written once in mod_init and then only read, one thread per process.
+unsafe impl Send for Module {}
+// SAFETY: as above.
+unsafe impl Sync for Module {}
+
+static MODULE: OnceLock<Module> = OnceLock::new();
+
+/// The initialized module (None before mod_init succeeded).
+pub fn module() -> Option<&'static Module> {
+    MODULE.get()
+}
+
+pub unsafe extern "C" fn mod_init() -> c_int {
+    guard("mod_init", -1, || match init() {
+        Ok(()) => 0,
+        Err(line) => {
+            log::error!("{line}");
+            -1
+        }
+    })
+}
+
+fn bind_error(err: BindError) -> String {
+    match err {
+        BindError::NotLoaded(m) => format!("the {m} module is required: add loadmodule \"{m}.so\" to the config"),
+        BindError::Refused(m) => format!("cannot bind to the {m} module's API"),
+    }
+}
+
+fn init() -> Result<(), String> {
+    crate::host::log::init();
+    log::info!(
+        "dmq_rs {} (Rust DMQ module) starting in {}",
+        env!("CARGO_PKG_VERSION"),
+        String::from_utf8_lossy(&raw::core_version::MODULE_VERSION[..raw::core_version::MODULE_VERSION.len() - 1])
+    );
+    let (config, adjustments) = super::params::raw_params().validate().map_err(|e| e.to_string())?;
+    for a in adjustments {
+        log::warn!("modparam(\"dmq\", \"{}\"): {}", a.param, a.note);
+    }
+    let sl = api::bind_sl().map_err(bind_error)?;
+    let tm = api::bind_tm().map_err(bind_error)?;
+
+    let server_uri = sip_uri::parse(&config.server_address).ok_or_else(|| {
+        format!("modparam(\"dmq\", \"server_address\"): {:?} is not a valid SIP URI", config.server_address)
+    })?;
+    if server_uri.host.is_empty() {
+        return Err(format!("modparam(\"dmq\", \"server_address\"): {:?} has no host", config.server_address));
+    }
+    let server_socket = match &config.server_socket {
+        Some(s) => s.clone(),
+        None => config::socket_string(
+            server_uri.transport.socket_name(),
+            &server_uri.host,
+            Some(&server_uri.port),
+        ),
+    };
+    if !socket::is_local_socket(&server_socket) {
+        let param = if config.server_socket.is_some() { "server_socket" } else { "server_address" };
+        return Err(format!(
+            "modparam(\"dmq\", \"{param}\"): {server_socket} is not a socket this Kamailio listens on \
+             (add listen={server_socket}, or fix the address)"
+        ));
+    }
+
+    super::rpc_commands::register()?;
+
+    log::info!(
+        "dmq_rs: server {} on {}, channel {}, {} worker(s), ping every {}s, {} notification address(es)",
+        config.server_address,
+        server_socket,
+        config.notification_channel,
+        config.num_workers,
+        config.ping_interval,
+        config.notification_addresses.len()
+    );
+    let module = Module { config, server_uri, server_socket, tm, sl };
+    MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
+    Ok(())
+}
+
+pub unsafe extern "C" fn child_init(_rank: c_int) -> c_int {
+    guard("child_init", -1, || 0)
+}
+
+pub unsafe extern "C" fn destroy() {
+    guard("destroy", (), || {})
+}
