@@ -1,0 +1,39 @@
+# dmq_rs — Kamailio's DMQ module in Rust.
+#   make          build build/dmq_rs.so
+#   make run      a local three-node cluster using dmq_rs (Ctrl-C stops it)
+#   make test     unit and integration tests (real Kamailio processes)
+#   make install  copy the module into Kamailio's module directory
+#   make deps     install what is missing (Debian packages, Kamailio headers)
+
+CARGO ?= cargo
+MODULE := build/dmq_rs.so
+# Where the installed Kamailio keeps its modules (next to tm.so).
+KAMAILIO_MODDIR ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1)" 2>/dev/null)
+
+.PHONY: all deps build install test unit-test integration-test run bench clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release -p dmq_rs
+	@mkdir -p build
+	cp target/release/libdmq_rs.so $(MODULE)
+	@echo "built $(MODULE)"
+
+install: build
+	@test -n "$(KAMAILIO_MODDIR)" || { echo "cannot find Kamailio's module directory; set KAMAILIO_MODDIR" >&2; exit 1; }
+	install -m 0644 $(MODULE) $(KAMAILIO_MODDIR)/dmq_rs.so
+	@echo "installed $(KAMAILIO_MODDIR)/dmq_rs.so"
+
+test: build
+	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release --workspace
+
+run: build
+	@bash scripts/run-cluster.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf build run

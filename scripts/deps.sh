@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs what building, running and testing dmq_rs need on Debian 12, and
+# fetches the Kamailio headers. Idempotent: installs only what is missing.
+set -eu
+
+packages="kamailio kamailio-extra-modules sip-tester libclang-dev dpkg-dev clang"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    [ "$(id -u)" = 0 ] || { echo "deps.sh: missing packages:$missing (run as root, or install them)" >&2; exit 1; }
+    echo "deps.sh: installing$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >&2
+fi
+command -v cargo >/dev/null || { echo "deps.sh: cargo (Rust) is required" >&2; exit 1; }
+# The headers: Debian's source package of the installed kamailio (cached).
+"$(dirname "$0")/../kamailio-headers/fetch.sh" >/dev/null
