@@ -3,3 +3,4 @@
 //! from Kamailio and acts on its answers.
 
 pub mod config;
+pub mod panic;

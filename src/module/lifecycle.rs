@@ -60,6 +60,7 @@ fn init() -> Result<(), String> {
         String::from_utf8_lossy(&raw::core_version::MODULE_VERSION[..raw::core_version::MODULE_VERSION.len() - 1])
     );
     let (config, adjustments) = super::params::raw_params().validate().map_err(|e| e.to_string())?;
+    log::debug!("parameters: {config:?}");
     for a in adjustments {
         log::warn!("modparam(\"dmq\", \"{}\"): {}", a.param, a.note);
     }
@@ -104,8 +105,11 @@ fn init() -> Result<(), String> {
     Ok(())
 }
 
-pub unsafe extern "C" fn child_init(_rank: c_int) -> c_int {
-    guard("child_init", -1, || 0)
+pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
+    guard("child_init", -1, || {
+        log::debug!("child_init rank {rank}");
+        0
+    })
 }
 
 pub unsafe extern "C" fn destroy() {

@@ -1,0 +1,370 @@
+//! Integration-test harness: real Kamailio processes loading build/dmq_rs.so.
+//!
+//! Every node gets its own loopback address, UDP port, ctl socket, pid file
+//! and runtime dir under target/itest/. Each node runs in its own process
+//! group, and only those groups are ever signalled. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const KAMAILIO: &str = "/usr/sbin/kamailio";
+pub const KAMCMD: &str = "/usr/sbin/kamcmd";
+
+/// The module under test: $DMQ_RS_MODULE, else build/dmq_rs.so (`make`).
+pub fn module_path() -> PathBuf {
+    let p = std::env::var_os("DMQ_RS_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("build/dmq_rs.so"));
+    assert!(p.exists(), "{} is missing: run `make` (or `make test`) first", p.display());
+    p
+}
+
+/// Kamailio's own module directory (where tm.so and the stock dmq.so live).
+pub fn stock_module_dir() -> PathBuf {
+    for dir in ["/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"] {
+        if Path::new(dir).join("tm.so").exists() {
+            return PathBuf::from(dir);
+        }
+    }
+    panic!("cannot find Kamailio's module directory (run `make deps`)");
+}
+
+/// The module search path for nodes: our build dir first, then the stock one.
+pub fn module_search_path() -> String {
+    let module = module_path();
+    // Kamailio loads "dmq_rs.so" by file name: make sure that name exists.
+    let dir = module.parent().unwrap().to_path_buf();
+    let named = dir.join("dmq_rs.so");
+    assert!(named.exists(), "{} is missing", named.display());
+    format!("{}:{}", dir.display(), stock_module_dir().display())
+}
+
+static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh loopback address and a free UDP port on it.
+pub fn allocate_address() -> SocketAddr {
+    // The process id spreads concurrent test binaries (nextest) apart.
+    let n = NEXT_NODE.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 50) * 20;
+    let ip = format!("127.0.{}.{}", 1 + (n / 200) % 250, 10 + n % 200);
+    let sock = UdpSocket::bind(format!("{ip}:0")).expect("bind a loopback address");
+    sock.local_addr().unwrap()
+}
+
+fn test_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/itest");
+    fs::create_dir_all(&root).unwrap();
+    root
+}
+
+/// A node directory, unique per test run.
+pub fn node_dir(label: &str) -> PathBuf {
+    let dir = test_root().join(format!("{}-{}-{}", label, std::process::id(), NEXT_NODE.load(Ordering::SeqCst)));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// What a node's config says beyond the common parts.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// "dmq_rs.so" or the stock "dmq.so".
+    pub dmq_module: String,
+    /// Extra global lines (e.g. more loadmodule lines).
+    pub globals: String,
+    /// `modparam("dmq", …)` lines; `{ADDR}` stands for this node's ip:port.
+    pub dmq_params: Vec<(String, String)>,
+    /// The request_route body.
+    pub route: String,
+    /// Other routes (event_route, route[x]) verbatim.
+    pub extra_routes: String,
+    pub load_tm: bool,
+    pub load_sl: bool,
+    pub debug: i32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            dmq_module: "dmq_rs.so".into(),
+            globals: String::new(),
+            dmq_params: vec![("server_address".into(), "\"sip:{ADDR}\"".into())],
+            route: "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\tsl_send_reply(\"404\", \"Not here\");".into(),
+            extra_routes: String::new(),
+            load_tm: true,
+            load_sl: true,
+            debug: 2,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn stock() -> Self {
+        NodeConfig { dmq_module: "dmq.so".into(), ..Default::default() }
+    }
+
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.dmq_params.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn without_param(mut self, name: &str) -> Self {
+        self.dmq_params.retain(|(n, _)| n != name);
+        self
+    }
+
+    /// The full kamailio.cfg text for a node at `addr` with ctl at `ctl`.
+    pub fn render(&self, addr: SocketAddr, ctl: &Path) -> String {
+        let mut s = String::new();
+        s += "#!KAMAILIO\n";
+        s += &format!("debug={}\nlog_stderror=yes\nchildren=2\nauto_aliases=no\ndns=no\nrev_dns=no\n", self.debug);
+        s += &format!("listen=udp:{addr}\n");
+        if self.load_tm {
+            s += "loadmodule \"tm.so\"\n";
+        }
+        if self.load_sl {
+            s += "loadmodule \"sl.so\"\n";
+        }
+        s += "loadmodule \"ctl.so\"\nloadmodule \"pv.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\n";
+        s += &self.globals;
+        s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
+        s += &format!("modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n", ctl.display());
+        for (name, value) in &self.dmq_params {
+            s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr.to_string()));
+        }
+        s += &format!("\nrequest_route {{\n\t{}\n}}\n{}\n", self.route, self.extra_routes);
+        s
+    }
+}
+
+/// A running Kamailio node.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub ctl: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts a node and waits (bounded) until it answers RPC.
+    pub fn start(label: &str, config: &NodeConfig) -> Node {
+        let addr = allocate_address();
+        Node::start_at(label, config, addr)
+    }
+
+    pub fn start_at(label: &str, config: &NodeConfig, addr: SocketAddr) -> Node {
+        let dir = node_dir(label);
+        let ctl = dir.join("ctl.sock");
+        let cfg = dir.join("kamailio.cfg");
+        fs::write(&cfg, config.render(addr, &ctl)).unwrap();
+        let log = dir.join("kamailio.log");
+        let child = spawn_kamailio(&cfg, &dir, &log);
+        let mut node = Node { addr, dir, ctl, log, child: Some(child) };
+        node.wait_ready(Duration::from_secs(20));
+        node
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("node {} exited during startup ({status}):\n{}", self.addr, self.log_text());
+            }
+            if self.ctl.exists() && self.try_rpc(&["core.uptime"]).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("node {} not ready within {limit:?}:\n{}", self.addr, self.log_text());
+    }
+
+    /// Runs `kamcmd` against this node (bounded to 10 s).
+    pub fn try_rpc(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(KAMCMD);
+        cmd.arg("-s").arg(format!("unix:{}", self.ctl.display())).args(args);
+        let (status, out, err) = run_bounded(cmd, Duration::from_secs(10))?;
+        if status.success() {
+            Ok(out)
+        } else {
+            Err(format!("kamcmd {args:?}: {status}: {out}{err}"))
+        }
+    }
+
+    pub fn rpc(&self, args: &[&str]) -> String {
+        self.try_rpc(args).unwrap_or_else(|e| panic!("{e}\nlog of {}:\n{}", self.addr, self.log_text()))
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `check` holds; returns whether it did.
+    pub fn wait_until(&self, limit: Duration, mut check: impl FnMut(&Node) -> bool) -> bool {
+        let start = Instant::now();
+        loop {
+            if check(self) {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the node's process group: SIGTERM, then SIGKILL after 5 s.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pgid = child.id() as i32;
+        // SAFETY: signals only the process group this harness created.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(status)) = child.try_wait() {
+                // SAFETY: as above; reaps stragglers of our own group.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        child.wait().ok()
+    }
+
+    /// SIGKILL to the whole node at once (a crash, as far as peers can tell).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signals only the process group this harness created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one UDP datagram to the node and waits (bounded) for a reply.
+    pub fn sip_exchange(&self, from: &UdpSocket, datagram: &[u8], limit: Duration) -> Option<String> {
+        from.set_read_timeout(Some(limit)).unwrap();
+        from.send_to(datagram, self.addr).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            match from.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    // skip provisional replies
+                    if text.starts_with("SIP/2.0 1") {
+                        continue;
+                    }
+                    return Some(text);
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("----- log of node {} ({}) -----\n{}", self.addr, self.dir.display(), self.log_text());
+        }
+        self.stop();
+    }
+}
+
+fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path) -> Child {
+    let log_file = fs::File::create(log).unwrap();
+    let mut cmd = Command::new(KAMAILIO);
+    cmd.arg("-f")
+        .arg(cfg)
+        .arg("-L")
+        .arg(module_search_path())
+        .args(["-DD", "-E", "-m", "64", "-M", "8"])
+        .arg("-Y")
+        .arg(dir)
+        .arg("-P")
+        .arg(dir.join("kamailio.pid"))
+        .arg("-w")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .process_group(0);
+    cmd.spawn().expect("start kamailio")
+}
+
+/// Runs a node config to its exit (for configs that must refuse to start):
+/// returns the exit status (None if it was still running after `limit` and
+/// had to be killed) and the log.
+pub fn run_to_exit(label: &str, config: &NodeConfig, limit: Duration) -> (Option<ExitStatus>, String) {
+    let addr = allocate_address();
+    let dir = node_dir(label);
+    let ctl = dir.join("ctl.sock");
+    let cfg = dir.join("kamailio.cfg");
+    fs::write(&cfg, config.render(addr, &ctl)).unwrap();
+    let log = dir.join("kamailio.log");
+    let mut child = spawn_kamailio(&cfg, &dir, &log);
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // SAFETY: signals only the process group this harness created.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    (status, fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// Runs a command with a time limit; kills it when the limit passes.
+/// Output is drained by threads so a long reply cannot block the child.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).ok();
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{cmd:?} did not finish within {limit:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    Ok((status, out_reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default()))
+}
