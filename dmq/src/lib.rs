@@ -3,4 +3,6 @@
 //! from Kamailio and acts on its answers.
 
 pub mod config;
+pub mod nodes;
 pub mod panic;
+pub mod protocol;

@@ -1,0 +1,350 @@
+//! The node list and its state machine, as the stock module runs it, without
+//! Kamailio: the module keeps one `NodeList` in shm (serialized, see
+//! [`NodeList::encode`]) and applies these operations under a Kamailio lock.
+
+use std::net::IpAddr;
+
+use crate::protocol::{self, NodeLine, NodeStatus, NodeUri};
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub uri: NodeUri,
+    pub status: NodeStatus,
+    /// Unix time of the last notification exchanged with it (0: none yet).
+    pub last_notification: i64,
+    pub local: bool,
+    /// Consecutive failed requests (for `fail_count_enabled`).
+    pub fail_count: u32,
+    /// The address the node's host resolved to (None: unresolved).
+    pub ip: Option<IpAddr>,
+}
+
+impl Node {
+    pub fn new(uri: NodeUri, status: NodeStatus) -> Node {
+        let ip = resolve_literal(&uri.host);
+        Node { uri, status, last_notification: 0, local: false, fail_count: 0, ip }
+    }
+}
+
+/// The IP of a host written as an IP literal (IPv6 in brackets).
+pub fn resolve_literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// What a failed or answered request does to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Remove a node after the second timeout (else mark it not-active).
+    pub remove_inactive: bool,
+    /// Change state only after this many consecutive failures.
+    pub fail_count_threshold: Option<u32>,
+}
+
+/// A state change worth telling the script about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    Active(NodeUri),
+    Inactive(NodeUri),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeList {
+    pub nodes: Vec<Node>,
+}
+
+/// What merging a notification did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeOutcome {
+    /// Nodes added or changed (the stock module's "news" count, which decides
+    /// whether the notification is forwarded).
+    pub news: usize,
+    pub events: Vec<NodeEvent>,
+}
+
+fn is_up(status: NodeStatus) -> bool {
+    status == NodeStatus::Active
+}
+
+impl NodeList {
+    pub fn with_local(local: NodeUri) -> NodeList {
+        let mut node = Node::new(local, NodeStatus::Active);
+        node.local = true;
+        NodeList { nodes: vec![node] }
+    }
+
+    pub fn find(&self, uri: &NodeUri) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.uri.same_node(uri))
+    }
+
+    fn find_mut(&mut self, uri: &NodeUri) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| n.uri.same_node(uri))
+    }
+
+    pub fn local(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.local)
+    }
+
+    /// Adds a node (pending) unless it is known; returns whether it was added.
+    pub fn add(&mut self, uri: NodeUri) -> bool {
+        if self.find(&uri).is_some() {
+            return false;
+        }
+        self.nodes.push(Node::new(uri, NodeStatus::Pending));
+        true
+    }
+
+    /// Merges the lines of a received notification (request or reply body),
+    /// as the stock module does: unknown nodes are added with the status they
+    /// came with (pending without one); a known remote node takes the new
+    /// status unless it is being disabled here. The local node is never
+    /// changed by others, and never added twice.
+    pub fn merge(&mut self, lines: &[NodeLine], now: i64) -> MergeOutcome {
+        let mut out = MergeOutcome::default();
+        for line in lines {
+            match self.find_mut(&line.uri) {
+                None => {
+                    let status = line.status.unwrap_or(NodeStatus::Pending);
+                    let mut node = Node::new(line.uri.clone(), status);
+                    node.last_notification = now;
+                    if is_up(status) {
+                        out.events.push(NodeEvent::Active(line.uri.clone()));
+                    }
+                    self.nodes.push(node);
+                    out.news += 1;
+                }
+                Some(node) if node.local => {}
+                Some(node) => {
+                    if let Some(status) = line.status {
+                        if status != node.status && node.status != NodeStatus::Disabled {
+                            let was_up = is_up(node.status);
+                            node.status = status;
+                            node.fail_count = 0;
+                            out.news += 1;
+                            match (was_up, is_up(status)) {
+                                (false, true) => out.events.push(NodeEvent::Active(node.uri.clone())),
+                                (true, false) => out.events.push(NodeEvent::Inactive(node.uri.clone())),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A node answered a notification with 200: it is active.
+    pub fn mark_answered(&mut self, uri: &NodeUri, now: i64) -> Vec<NodeEvent> {
+        let Some(node) = self.find_mut(uri) else { return Vec::new() };
+        node.last_notification = now;
+        node.fail_count = 0;
+        if node.local || node.status == NodeStatus::Active {
+            return Vec::new();
+        }
+        node.status = NodeStatus::Active;
+        vec![NodeEvent::Active(uri.clone())]
+    }
+
+    /// A request to the node timed out (408). Notification addresses are
+    /// never deleted, only marked pending; other nodes go disabled, then on
+    /// the next failure are removed (or kept as not-active).
+    pub fn mark_failed(&mut self, uri: &NodeUri, is_notification_address: bool, policy: FailurePolicy) -> Vec<NodeEvent> {
+        let Some(idx) = self.nodes.iter().position(|n| n.uri.same_node(uri)) else { return Vec::new() };
+        let node = &mut self.nodes[idx];
+        if node.local {
+            return Vec::new();
+        }
+        node.fail_count = node.fail_count.saturating_add(1);
+        if let Some(threshold) = policy.fail_count_threshold {
+            if node.fail_count < threshold {
+                return Vec::new();
+            }
+        }
+        let was_up = is_up(node.status);
+        let event = || if was_up { vec![NodeEvent::Inactive(uri.clone())] } else { Vec::new() };
+        if is_notification_address {
+            node.status = NodeStatus::Pending;
+            return event();
+        }
+        match node.status {
+            NodeStatus::Disabled | NodeStatus::NotActive => {
+                if policy.remove_inactive {
+                    self.nodes.remove(idx);
+                } else {
+                    node.status = NodeStatus::NotActive;
+                }
+                Vec::new()
+            }
+            _ => {
+                node.status = NodeStatus::Disabled;
+                event()
+            }
+        }
+    }
+
+    /// `dmq.remove`: removes a remote node; the local one stays.
+    pub fn remove(&mut self, uri: &NodeUri) -> bool {
+        let before = self.nodes.len();
+        self.nodes.retain(|n| n.local || !n.uri.same_node(uri));
+        self.nodes.len() != before
+    }
+
+    /// The body we send and answer with: the local node and active nodes.
+    pub fn notification_body(&self) -> String {
+        protocol::build_body(self.nodes.iter().filter(|n| n.local || is_up(n.status)).map(|n| (&n.uri, n.status)))
+    }
+
+    /// Remote nodes to send to: active ones, or all with `include_inactive`.
+    pub fn targets(&self, include_inactive: bool) -> Vec<NodeUri> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.local && (include_inactive || is_up(n.status)))
+            .map(|n| n.uri.clone())
+            .collect()
+    }
+
+    /// Whether `ip` is a remote node's address (`dmq_is_from_node`).
+    pub fn is_remote_ip(&self, ip: IpAddr) -> bool {
+        self.nodes.iter().any(|n| !n.local && n.ip == Some(ip))
+    }
+
+    /// Compact text form for the shm copy: one node per line,
+    /// `uri|status|last|local|fails|ip`.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            s.push_str(&format!(
+                "{}|{}|{}|{}|{}|{}\n",
+                n.uri.to_uri(),
+                n.status.as_str(),
+                n.last_notification,
+                n.local as u8,
+                n.fail_count,
+                n.ip.map(|i| i.to_string()).unwrap_or_default()
+            ));
+        }
+        s
+    }
+
+    /// Reverses [`encode`](Self::encode); lines that do not parse are skipped.
+    pub fn decode(text: &str) -> NodeList {
+        let nodes = text
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split('|');
+                let uri = protocol::parse_node_line(f.next()?).ok()?.uri;
+                let status = NodeStatus::parse(f.next()?)?;
+                let last_notification = f.next()?.parse().ok()?;
+                let local = f.next()? == "1";
+                let fail_count = f.next()?.parse().ok()?;
+                let ip = f.next().and_then(|s| s.parse().ok());
+                Some(Node { uri, status, last_notification, local, fail_count, ip })
+            })
+            .collect();
+        NodeList { nodes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::parse_body;
+
+    fn uri(s: &str) -> NodeUri {
+        protocol::parse_node_line(s).unwrap().uri
+    }
+
+    const KEEP: FailurePolicy = FailurePolicy { remove_inactive: true, fail_count_threshold: None };
+
+    #[test]
+    fn local_node_is_there_once_even_when_notified_about_itself() {
+        let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
+        let lines = parse_body(b"sip:127.0.0.2:5090;status=disabled\r\nsip:127.0.0.3:5090;status=active\r\n").unwrap();
+        let out = list.merge(&lines, 10);
+        assert_eq!(out.news, 1);
+        assert_eq!(out.events, vec![NodeEvent::Active(uri("sip:127.0.0.3:5090"))]);
+        assert_eq!(list.nodes.len(), 2);
+        assert_eq!(list.local().unwrap().status, NodeStatus::Active);
+        assert!(!list.add(uri("sip:127.0.0.2:5090")));
+    }
+
+    #[test]
+    fn merge_updates_status_but_not_of_nodes_being_disabled() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        let out = list.merge(&parse_body(b"sip:b:1;status=disabled").unwrap(), 0);
+        assert_eq!(out.news, 1);
+        assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+        let out = list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        assert_eq!(out.news, 0, "a disabled node is ending, news about it is ignored");
+        let out = list.merge(&parse_body(b"sip:b:1").unwrap(), 0);
+        assert_eq!(out.news, 0);
+    }
+
+    #[test]
+    fn timeouts_disable_then_remove() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        assert_eq!(list.mark_failed(&uri("sip:b:1"), false, KEEP), vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
+        list.mark_failed(&uri("sip:b:1"), false, KEEP);
+        assert!(list.find(&uri("sip:b:1")).is_none());
+    }
+
+    #[test]
+    fn without_remove_inactive_nodes_stay_not_active() {
+        let policy = FailurePolicy { remove_inactive: false, fail_count_threshold: None };
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        list.mark_failed(&uri("sip:b:1"), false, policy);
+        list.mark_failed(&uri("sip:b:1"), false, policy);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::NotActive);
+        assert_eq!(list.mark_answered(&uri("sip:b:1"), 5), vec![NodeEvent::Active(uri("sip:b:1"))]);
+    }
+
+    #[test]
+    fn fail_count_threshold_delays_state_changes() {
+        let policy = FailurePolicy { remove_inactive: true, fail_count_threshold: Some(3) };
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        assert!(list.mark_failed(&uri("sip:b:1"), false, policy).is_empty());
+        assert!(list.mark_failed(&uri("sip:b:1"), false, policy).is_empty());
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Active);
+        assert_eq!(list.mark_failed(&uri("sip:b:1"), false, policy).len(), 1);
+        list.mark_answered(&uri("sip:b:1"), 0);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().fail_count, 0);
+    }
+
+    #[test]
+    fn notification_addresses_are_never_removed() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.add(uri("sip:seed:1"));
+        for _ in 0..5 {
+            list.mark_failed(&uri("sip:seed:1"), true, KEEP);
+        }
+        assert_eq!(list.find(&uri("sip:seed:1")).unwrap().status, NodeStatus::Pending);
+    }
+
+    #[test]
+    fn body_targets_and_remove() {
+        let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
+        list.merge(&parse_body(b"sip:127.0.0.3:5090;status=active\r\nsip:127.0.0.4:5090;status=pending").unwrap(), 0);
+        assert_eq!(list.notification_body(), "sip:127.0.0.2:5090;status=active\r\nsip:127.0.0.3:5090;status=active\r\n");
+        assert_eq!(list.targets(false), vec![uri("sip:127.0.0.3:5090")]);
+        assert_eq!(list.targets(true).len(), 2);
+        assert!(list.is_remote_ip("127.0.0.3".parse().unwrap()));
+        assert!(!list.is_remote_ip("127.0.0.2".parse().unwrap()));
+        assert!(!list.remove(&uri("sip:127.0.0.2:5090")));
+        assert!(list.remove(&uri("sip:127.0.0.3:5090")));
+        assert_eq!(list.nodes.len(), 2);
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
+        list.merge(&parse_body(b"sip:[::1]:5090;transport=tcp;status=active\r\nsip:host.example:5060").unwrap(), 42);
+        list.mark_failed(&uri("sip:host.example:5060"), false, FailurePolicy { remove_inactive: true, fail_count_threshold: Some(9) });
+        assert_eq!(NodeList::decode(&list.encode()), list);
+    }
+}
