@@ -35,6 +35,7 @@ fn main() {
         .flag_if_supported("-Wno-sign-compare")
         .flag_if_supported("-Wno-unused-function")
         .flag_if_supported("-Wno-unused-variable")
+        .flag("-Werror=implicit-function-declaration")
         .warnings(false);
     for (k, v) in &defines {
         shim.define(k, v.as_deref());

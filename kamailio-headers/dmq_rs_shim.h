@@ -33,3 +33,14 @@ const char *dmq_rs_core_full_version(void);
 const char *dmq_rs_core_compile_flags(void);
 
 #endif
+
+/* sip_msg accessors (macros and inline parsers in the core). */
+struct sip_msg;
+/* R-URI user part; 0 on success. */
+int dmq_rs_msg_ruri_user(struct sip_msg *msg, struct _str *user);
+/* Body per Content-Length; -1 without a Content-Length header. */
+int dmq_rs_msg_body(struct sip_msg *msg, struct _str *body);
+/* Max-Forwards value, -1 when absent or unparsable. */
+int dmq_rs_msg_max_forwards(struct sip_msg *msg);
+/* Source IP as text into buf (NUL-terminated); length, or -1. */
+int dmq_rs_msg_src_ip(struct sip_msg *msg, char *buf, int len);

@@ -7,5 +7,8 @@ pub mod kstr;
 pub mod log;
 pub mod panic_guard;
 pub mod rpc;
+pub mod shm;
+pub mod sip_msg;
 pub mod sip_uri;
+pub mod tm;
 pub mod socket;

@@ -4,6 +4,7 @@ use std::ffi::c_int;
 use std::sync::OnceLock;
 
 use dmq_core::config::{self, Config};
+use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::api::{self, BindError};
 use crate::host::panic_guard::guard;
@@ -20,6 +21,10 @@ pub struct Module {
     pub server_socket: String,
     pub tm: raw::tm_binds,
     pub sl: raw::sl_api_t,
+    /// This node as it appears in notification bodies.
+    pub local_uri: NodeUri,
+    /// The `notification_address` nodes (never deleted, only marked).
+    pub notification_uris: Vec<NodeUri>,
 }
 
 // SAFETY: tm_binds/sl_api_t hold function pointers into loaded modules; they
@@ -89,6 +94,20 @@ fn init() -> Result<(), String> {
         ));
     }
 
+    let local_uri = protocol::parse_node_line(&config.server_address)
+        .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
+        .uri;
+    let mut notification_uris = Vec::new();
+    for a in &config.notification_addresses {
+        let uri = protocol::parse_node_line(a)
+            .map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?
+            .uri;
+        if !uri.same_node(&local_uri) {
+            notification_uris.push(uri);
+        }
+    }
+    super::cluster::init(local_uri.clone())?;
+    super::cluster::start_ping_timer(config.ping_interval)?;
     super::rpc_commands::register()?;
 
     log::info!(
@@ -100,7 +119,7 @@ fn init() -> Result<(), String> {
         config.ping_interval,
         config.notification_addresses.len()
     );
-    let module = Module { config, server_uri, server_socket, tm, sl };
+    let module = Module { config, server_uri, server_socket, tm, sl, local_uri, notification_uris };
     MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
     Ok(())
 }
@@ -108,6 +127,11 @@ fn init() -> Result<(), String> {
 pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
     guard("child_init", -1, || {
         log::debug!("child_init rank {rank}");
+        if rank == raw::PROC_SIPINIT as c_int {
+            if let Some(m) = module() {
+                super::cluster::notify_seeds(m);
+            }
+        }
         0
     })
 }

@@ -2,6 +2,7 @@
 //! checks, and the entry points behind them. Registered under the name `dmq`
 //! so that existing `modparam("dmq", ...)` lines apply unchanged.
 
+mod cluster;
 mod lifecycle;
 pub mod params;
 mod rpc_commands;

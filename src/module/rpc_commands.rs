@@ -7,6 +7,10 @@ use crate::host::panic_guard::guard;
 use crate::host::rpc::{RpcCall, Value};
 use crate::raw;
 
+use dmq_core::protocol;
+
+use super::cluster;
+
 /// rpc.h's RET_ARRAY: the reply is a list of entries.
 const RET_ARRAY: u32 = 1;
 
@@ -16,12 +20,21 @@ unsafe impl Sync for Doc {}
 
 static LIST_NODES_DOC: CoreCell<Doc> = CoreCell::new(Doc([c"Print all nodes".as_ptr(), std::ptr::null()]));
 
-static RPC_METHODS: CoreCell<[raw::rpc_export_t; 2]> = CoreCell::new([
+static REMOVE_DOC: CoreCell<Doc> =
+    CoreCell::new(Doc([c"Remove a DMQ node (parameter: its SIP address)".as_ptr(), std::ptr::null()]));
+
+static RPC_METHODS: CoreCell<[raw::rpc_export_t; 3]> = CoreCell::new([
     raw::rpc_export_t {
         name: c"dmq.list_nodes".as_ptr(),
         function: Some(rpc_list_nodes),
         doc_str: LIST_NODES_DOC.as_ptr() as *mut *const c_char,
         flags: RET_ARRAY,
+    },
+    raw::rpc_export_t {
+        name: c"dmq.remove".as_ptr(),
+        function: Some(rpc_remove),
+        doc_str: REMOVE_DOC.as_ptr() as *mut *const c_char,
+        flags: 0,
     },
     raw::rpc_export_t { name: std::ptr::null(), function: None, doc_str: std::ptr::null_mut(), flags: 0 },
 ]);
@@ -38,22 +51,48 @@ unsafe extern "C" fn rpc_list_nodes(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
     // SAFETY: the pointers the core passes to an RPC handler, used in this call.
     let call = unsafe { RpcCall::new(rpc, ctx) };
     guard("dmq.list_nodes", (), || {
-        let Some(module) = super::lifecycle::module() else {
+        // Copy under the lock, reply after releasing it.
+        let Some(list) = cluster::with_nodes(|list| list.clone()) else {
             call.fault(500, "dmq not initialized");
             return;
         };
-        let uri = &module.server_uri;
-        let ok = call.add_struct(&[
-            ("host", Value::Str(&uri.host)),
-            ("port", Value::Str(&uri.port)),
-            ("proto", Value::Str(uri.transport.socket_name())),
-            ("resolved_ip", Value::Str(&uri.host)),
-            ("status", Value::Str("active")),
-            ("last_notification", Value::Int(0)),
-            ("local", Value::Int(1)),
-        ]);
-        if !ok {
-            call.fault(500, "Server failure");
+        for node in &list.nodes {
+            let ip = node.ip.map(|i| i.to_string()).unwrap_or_default();
+            let ok = call.add_struct(&[
+                ("host", Value::Str(&node.uri.host)),
+                ("port", Value::Str(&node.uri.port)),
+                ("proto", Value::Str(node.uri.transport.as_str())),
+                ("resolved_ip", Value::Str(&ip)),
+                ("status", Value::Str(node.status.as_str())),
+                ("last_notification", Value::Int(node.last_notification as i32)),
+                ("local", Value::Int(node.local as i32)),
+            ]);
+            if !ok {
+                call.fault(500, "Server failure");
+                return;
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn rpc_remove(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
+    // SAFETY: the pointers the core passes to an RPC handler, used in this call.
+    let call = unsafe { RpcCall::new(rpc, ctx) };
+    guard("dmq.remove", (), || {
+        let Some(address) = call.string_param() else {
+            call.fault(500, "Invalid Parameters");
+            return;
+        };
+        let Ok(line) = protocol::parse_node_line(&address) else {
+            call.fault(500, "Invalid Parameters");
+            return;
+        };
+        match cluster::with_nodes(|list| list.remove(&line.uri)) {
+            Some(true) => {
+                log::info!("node {} removed by RPC", line.uri);
+                call.print("Ok. DMQ node removed.");
+            }
+            _ => call.fault(500, "Failure"),
         }
     })
 }
