@@ -215,8 +215,9 @@ pub fn parse_node_line(line: &str) -> Result<NodeLine, ParseError> {
     };
     // headers (?…) are not part of node URIs
     let hostport = hostport.split('?').next().unwrap_or_default();
-    let hostport = match hostport.rfind('@') {
-        Some(i) => &hostport[i + 1..],
+    let hostport = match hostport.split_once('@') {
+        Some((user, rest)) if !user.is_empty() && !rest.contains('@') => rest,
+        Some(_) => return Err(ParseError::BadHost),
         None => hostport,
     };
     let (host, port) = if hostport.starts_with('[') {
@@ -319,6 +320,8 @@ mod tests {
     fn refuses_bad_lines() {
         assert_eq!(parse_node_line("http://x"), Err(ParseError::BadScheme));
         assert_eq!(parse_node_line("sip:"), Err(ParseError::BadHost));
+        assert_eq!(parse_node_line("sip:@@bad"), Err(ParseError::BadHost));
+        assert_eq!(parse_node_line("sip:@host"), Err(ParseError::BadHost));
         assert_eq!(parse_node_line("sip:a b"), Err(ParseError::NotText));
         assert_eq!(parse_node_line("sip:1.2.3.4:99999"), Err(ParseError::BadPort));
         assert_eq!(parse_node_line("sip:1.2.3.4:0"), Err(ParseError::BadPort));
