@@ -1,47 +1,21 @@
 //! SIP URIs parsed by the core's own parser, so that what the stock module
 //! accepts we accept, and what it refuses we refuse.
 
+pub use dmq_core::protocol::Transport;
+
 use crate::host::kstr;
 use crate::raw;
 
-/// Transport of a URI, as Kamailio's `enum sip_protos`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// No transport parameter: UDP on the wire.
-    Unspecified,
-    Udp,
-    Tcp,
-    Tls,
-    Sctp,
-    Ws,
-    Wss,
-    Other,
-}
-
-impl Transport {
-    fn from_core(proto: u32) -> Transport {
-        match proto {
-            raw::sip_protos_PROTO_UDP => Transport::Udp,
-            raw::sip_protos_PROTO_TCP => Transport::Tcp,
-            raw::sip_protos_PROTO_TLS => Transport::Tls,
-            raw::sip_protos_PROTO_SCTP => Transport::Sctp,
-            raw::sip_protos_PROTO_WS => Transport::Ws,
-            raw::sip_protos_PROTO_WSS => Transport::Wss,
-            raw::sip_protos_PROTO_NONE => Transport::Unspecified,
-            _ => Transport::Other,
-        }
-    }
-
-    /// The name Kamailio uses in socket strings ("udp:1.2.3.4:5060").
-    pub fn socket_name(self) -> &'static str {
-        match self {
-            Transport::Unspecified | Transport::Udp | Transport::Other => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Sctp => "sctp",
-            Transport::Ws => "ws",
-            Transport::Wss => "wss",
-        }
+/// Kamailio's `enum sip_protos` as our transport; no transport parameter
+/// (and anything unknown) means UDP on the wire, as in the stock module.
+fn transport_from_core(proto: u32) -> Transport {
+    match proto {
+        raw::sip_protos_PROTO_TCP => Transport::Tcp,
+        raw::sip_protos_PROTO_TLS => Transport::Tls,
+        raw::sip_protos_PROTO_SCTP => Transport::Sctp,
+        raw::sip_protos_PROTO_WS => Transport::Ws,
+        raw::sip_protos_PROTO_WSS => Transport::Wss,
+        _ => Transport::Udp,
     }
 }
 
@@ -73,7 +47,7 @@ pub fn parse(uri: &str) -> Option<SipUri> {
             host: kstr::to_string(&parsed.host),
             port: kstr::to_string(&parsed.port),
             port_no: parsed.port_no,
-            transport: Transport::from_core(parsed.proto as u32),
+            transport: transport_from_core(parsed.proto as u32),
         })
     }
 }

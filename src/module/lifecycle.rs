@@ -8,7 +8,7 @@ use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::api::{self, BindError};
 use crate::host::panic_guard::guard;
-use crate::host::sip_uri::{self, SipUri};
+use crate::host::sip_uri;
 use crate::host::socket;
 use crate::raw;
 
@@ -16,7 +16,6 @@ use crate::raw;
 /// every process has its own identical, immutable copy.
 pub struct Module {
     pub config: Config,
-    pub server_uri: SipUri,
     /// The socket DMQ sends from ("udp:127.0.0.2:5090").
     pub server_socket: String,
     pub tm: raw::tm_binds,
@@ -81,7 +80,7 @@ fn init() -> Result<(), String> {
     let server_socket = match &config.server_socket {
         Some(s) => s.clone(),
         None => config::socket_string(
-            server_uri.transport.socket_name(),
+            server_uri.transport.as_str(),
             &server_uri.host,
             Some(&server_uri.port),
         ),
@@ -119,7 +118,7 @@ fn init() -> Result<(), String> {
         config.ping_interval,
         config.notification_addresses.len()
     );
-    let module = Module { config, server_uri, server_socket, tm, sl, local_uri, notification_uris };
+    let module = Module { config, server_socket, tm, sl, local_uri, notification_uris };
     MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
     Ok(())
 }

@@ -14,6 +14,8 @@ use super::cluster;
 /// rpc.h's RET_ARRAY: the reply is a list of entries.
 const RET_ARRAY: u32 = 1;
 
+/// A doc-string table the core reads through `doc_str`.
+#[allow(dead_code)] // read by C only
 struct Doc([*const c_char; 2]);
 // SAFETY: pointers to 'static immutable C strings.
 unsafe impl Sync for Doc {}
