@@ -38,29 +38,29 @@ fn assert_converged(nodes: &[&Node]) {
     }
 }
 
+/// Starts a first node (not seeded from itself: a stock node would then list
+/// itself twice), two more seeded from it, and waits for all three to agree.
+fn converge(label: &str, kinds: [NodeConfig; 3]) {
+    let [first, second, third] = kinds;
+    let a = Node::start(&format!("{label}-a"), &first.param("ping_interval", "2"));
+    let b = Node::start(&format!("{label}-b"), &seeded(second, a.addr));
+    let c = Node::start(&format!("{label}-c"), &seeded(third, a.addr));
+    assert_converged(&[&a, &b, &c]);
+}
+
 #[test]
 fn three_dmq_rs_nodes_converge() {
-    let first = Node::start("conv-1", &NodeConfig::default().param("ping_interval", "2"));
-    let second = Node::start("conv-2", &seeded(NodeConfig::default(), first.addr));
-    let third = Node::start("conv-3", &seeded(NodeConfig::default(), first.addr));
-    assert_converged(&[&first, &second, &third]);
+    converge("conv", [NodeConfig::default(), NodeConfig::default(), NodeConfig::default()]);
 }
 
 #[test]
 fn dmq_rs_node_joins_two_stock_nodes() {
-    // Not seeded from itself: the stock module would then list itself twice.
-    let a = Node::start("mix1-stock-a", &NodeConfig::stock().param("ping_interval", "2"));
-    let b = Node::start("mix1-stock-b", &seeded(NodeConfig::stock(), a.addr));
-    let ours = Node::start("mix1-rs", &seeded(NodeConfig::default(), a.addr));
-    assert_converged(&[&a, &b, &ours]);
+    converge("mix1", [NodeConfig::stock(), NodeConfig::stock(), NodeConfig::default()]);
 }
 
 #[test]
 fn stock_node_joins_two_dmq_rs_nodes() {
-    let a = Node::start("mix2-rs-a", &NodeConfig::default().param("ping_interval", "2"));
-    let b = Node::start("mix2-rs-b", &seeded(NodeConfig::default(), a.addr));
-    let stock = Node::start("mix2-stock", &seeded(NodeConfig::stock(), a.addr));
-    assert_converged(&[&a, &b, &stock]);
+    converge("mix2", [NodeConfig::default(), NodeConfig::default(), NodeConfig::stock()]);
 }
 
 fn kdmq(to: SocketAddr, from: SocketAddr, user: &str, body: &[u8], content_length: Option<usize>) -> Vec<u8> {

@@ -53,6 +53,14 @@ pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
     }
 }
 
+/// Runs `f` on the node list under its lock, read-only (no copy, no write
+/// back): for the SIP-worker paths such as `dmq_is_from_node` and RPC listing.
+pub fn read_nodes<R>(f: impl FnOnce(&NodeList) -> R) -> Option<R> {
+    let store = NODE_STORE.get()?;
+    let result = store.with(|bytes| (None, f(&NodeList::decode(std::str::from_utf8(bytes).unwrap_or_default()))));
+    Some(result.unwrap_or_else(|r| r))
+}
+
 fn policy(m: &Module) -> FailurePolicy {
     FailurePolicy {
         remove_inactive: m.config.remove_inactive,
@@ -153,15 +161,20 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     ok
 }
 
+/// Notification addresses are never deleted: put back any that went missing.
+fn add_seeds(m: &Module, list: &mut NodeList) {
+    for seed in &m.notification_uris {
+        list.add(seed.clone());
+    }
+}
+
 /// Startup (first SIP worker): learn the cluster from the notification addresses.
 pub fn notify_seeds(m: &Module) {
     if m.notification_uris.is_empty() {
         return;
     }
     let body = with_nodes(|list| {
-        for seed in &m.notification_uris {
-            list.add(seed.clone());
-        }
+        add_seeds(m, list);
         list.notification_body()
     })
     .unwrap_or_default();
@@ -173,9 +186,7 @@ pub unsafe extern "C" fn ping_timer(_ticks: c_uint, _param: *mut c_void) {
     crate::host::panic_guard::guard("ping timer", (), || {
         let Some(m) = module() else { return };
         let (body, targets) = with_nodes(|list| {
-            for seed in &m.notification_uris {
-                list.add(seed.clone());
-            }
+            add_seeds(m, list);
             (list.notification_body(), list.targets(true))
         })
         .unwrap_or_default();

@@ -54,7 +54,7 @@ unsafe extern "C" fn rpc_list_nodes(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
     let call = unsafe { RpcCall::new(rpc, ctx) };
     guard("dmq.list_nodes", (), || {
         // Copy under the lock, reply after releasing it.
-        let Some(list) = cluster::with_nodes(|list| list.clone()) else {
+        let Some(list) = cluster::read_nodes(|list| list.clone()) else {
             call.fault(500, "dmq not initialized");
             return;
         };

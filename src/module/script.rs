@@ -73,7 +73,7 @@ pub unsafe extern "C" fn w_dmq_is_from_node(msg: *mut raw::sip_msg, _p1: *mut c_
     guard("dmq_is_from_node", -1, || {
         // SAFETY: the message the core passed to this script function.
         let Some(ip) = (unsafe { SipMsg::new(msg) }).and_then(|m| m.source_ip()) else { return -1 };
-        if cluster::with_nodes(|list| list.is_remote_ip(ip)).unwrap_or(false) {
+        if cluster::read_nodes(|list| list.is_remote_ip(ip)).unwrap_or(false) {
             1
         } else {
             -1

@@ -160,15 +160,20 @@ impl Node {
     }
 
     pub fn start_at(label: &str, config: &NodeConfig, addr: SocketAddr) -> Node {
+        let mut node = Node::spawn(label, config, addr);
+        node.wait_ready(Duration::from_secs(20));
+        node
+    }
+
+    /// Writes the node's config into a fresh directory and starts Kamailio.
+    fn spawn(label: &str, config: &NodeConfig, addr: SocketAddr) -> Node {
         let dir = node_dir(label);
         let ctl = dir.join("ctl.sock");
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
         let child = spawn_kamailio(&cfg, &dir, &log);
-        let mut node = Node { addr, dir, ctl, log, child: Some(child) };
-        node.wait_ready(Duration::from_secs(20));
-        node
+        Node { addr, dir, ctl, log, child: Some(child) }
     }
 
     pub fn pid(&self) -> u32 {
@@ -309,13 +314,8 @@ fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path) -> Child {
 /// returns the exit status (None if it was still running after `limit` and
 /// had to be killed) and the log.
 pub fn run_to_exit(label: &str, config: &NodeConfig, limit: Duration) -> (Option<ExitStatus>, String) {
-    let addr = allocate_address();
-    let dir = node_dir(label);
-    let ctl = dir.join("ctl.sock");
-    let cfg = dir.join("kamailio.cfg");
-    fs::write(&cfg, config.render(addr, &ctl)).unwrap();
-    let log = dir.join("kamailio.log");
-    let mut child = spawn_kamailio(&cfg, &dir, &log);
+    let mut node = Node::spawn(label, config, allocate_address());
+    let mut child = node.child.take().unwrap();
     let start = Instant::now();
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -329,7 +329,7 @@ pub fn run_to_exit(label: &str, config: &NodeConfig, limit: Duration) -> (Option
     // SAFETY: signals only the process group this harness created.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     let _ = child.wait();
-    (status, fs::read_to_string(&log).unwrap_or_default())
+    (status, node.log_text())
 }
 
 /// Runs a command with a time limit; kills it when the limit passes.
