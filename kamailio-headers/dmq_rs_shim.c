@@ -132,3 +132,100 @@ int dmq_rs_msg_src_ip(struct sip_msg *msg, char *buf, int len)
 	buf[n] = '\0';
 	return n;
 }
+
+#include "core/parser/parse_from.h"
+
+int dmq_rs_msg_from_uri(struct sip_msg *msg, str *uri)
+{
+	if(parse_from_header(msg) < 0 || msg->from == NULL || msg->from->parsed == NULL)
+		return -1;
+	*uri = get_from(msg)->uri;
+	return 0;
+}
+
+#include "core/route.h"
+#include "core/action.h"
+#include "core/fmsg.h"
+#include "core/xavp.h"
+
+int dmq_rs_event_route_lookup(const char *name)
+{
+	int rt = route_lookup(&event_rt, (char *)name);
+	if(rt < 0 || event_rt.rlist[rt] == NULL)
+		return -1;
+	return rt;
+}
+
+/* Runs event_route[rt] on a faked request with $xavp(dmq_node=>uri) and
+ * $xavp(dmq_node=>status) set, then removes the xavp again. */
+int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
+		const char *status, int status_len)
+{
+	static str xname = str_init("dmq_node");
+	static str kuri = str_init("uri");
+	static str kstatus = str_init("status");
+	struct run_act_ctx ctx;
+	sr_xval_t val;
+	sip_msg_t *fmsg;
+	int backup_rt;
+
+	if(rt < 0 || event_rt.rlist[rt] == NULL)
+		return -1;
+	memset(&val, 0, sizeof(val));
+	val.type = SR_XTYPE_STR;
+	val.v.s.s = (char *)status;
+	val.v.s.len = status_len;
+	/* a fresh root, so a route that ran before cannot leave stale fields */
+	if(xavp_add_xavp_value(&xname, &kstatus, &val, NULL) == NULL)
+		return -1;
+	val.v.s.s = (char *)uri;
+	val.v.s.len = uri_len;
+	if(xavp_set_child_xval(&xname, &kuri, &val) < 0) {
+		xavp_rm_by_name(&xname, 1, NULL);
+		return -1;
+	}
+	fmsg = faked_msg_next();
+	backup_rt = get_route_type();
+	set_route_type(EVENT_ROUTE);
+	init_run_actions_ctx(&ctx);
+	run_top_route(event_rt.rlist[rt], fmsg, &ctx);
+	set_route_type(backup_rt);
+	xavp_rm_by_name(&xname, 1, NULL);
+	return 0;
+}
+
+#include "core/socket_info.h"
+#include "core/resolve.h"
+#include "core/udp_server.h"
+
+/* Sends one datagram from the local socket named by `sock` ("udp:ip:port")
+ * to ip:port, outside tm: for the leave notice sent while shutting down,
+ * when tm's timers no longer run. */
+int dmq_rs_udp_send_from(const char *sock, int sock_len, const char *ip,
+		int ip_len, int port, const char *buf, int len)
+{
+	str ssock = {(char *)sock, sock_len};
+	str sip = {(char *)ip, ip_len};
+	struct dest_info dst;
+	struct ip_addr *addr;
+	struct socket_info *si;
+
+	si = lookup_local_socket(&ssock);
+	if(si == NULL || si->proto != PROTO_UDP)
+		return -1;
+	addr = str2ip(&sip);
+	if(addr == NULL)
+		addr = str2ip6(&sip);
+	if(addr == NULL)
+		return -1;
+	init_dest_info(&dst);
+	dst.proto = PROTO_UDP;
+	dst.send_sock = si;
+	init_su(&dst.to, addr, (unsigned short)port);
+	return udp_send(&dst, (char *)buf, (unsigned)len);
+}
+
+int dmq_rs_lock_try(void *lock)
+{
+	return lock_try((gen_lock_t *)lock) == 0 ? 0 : -1;
+}

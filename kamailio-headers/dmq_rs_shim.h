@@ -44,3 +44,16 @@ int dmq_rs_msg_body(struct sip_msg *msg, struct _str *body);
 int dmq_rs_msg_max_forwards(struct sip_msg *msg);
 /* Source IP as text into buf (NUL-terminated); length, or -1. */
 int dmq_rs_msg_src_ip(struct sip_msg *msg, char *buf, int len);
+/* From URI (parses the From header); 0 on success. */
+int dmq_rs_msg_from_uri(struct sip_msg *msg, struct _str *uri);
+
+/* event_route index by name, -1 when the script has no such route. */
+int dmq_rs_event_route_lookup(const char *name);
+/* Runs event_route[rt] with $xavp(dmq_node=>uri) / =>status set. */
+int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
+		const char *status, int status_len);
+/* One UDP datagram from the local socket `sock` to ip:port; <0 on error. */
+int dmq_rs_udp_send_from(const char *sock, int sock_len, const char *ip,
+		int ip_len, int port, const char *buf, int len);
+/* Takes the lock if it is free: 0 when taken, -1 when held elsewhere. */
+int dmq_rs_lock_try(void *lock);

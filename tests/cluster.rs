@@ -110,3 +110,64 @@ fn bad_notifications_get_a_reply_and_change_nothing() {
     assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
     assert!(node.rpc(&["dmq.list_nodes"]).contains("host: 127.0.0.9"));
 }
+
+/// The status `node` lists for the node at `addr` (None: not listed).
+fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
+    let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
+    let entry = out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
+    let status = entry.split("status: ").nth(1)?.lines().next()?.trim().to_string();
+    Some(status)
+}
+
+fn three_rs_nodes(label: &str, extra: &str) -> (Node, Node, Node) {
+    let base = || {
+        let mut c = NodeConfig::default();
+        c.extra_routes = extra.to_string();
+        c
+    };
+    let a = Node::start(&format!("{label}-a"), &base().param("ping_interval", "2"));
+    let b = Node::start(&format!("{label}-b"), &seeded(base(), a.addr));
+    let c = Node::start(&format!("{label}-c"), &seeded(base(), a.addr));
+    assert_converged(&[&a, &b, &c]);
+    (a, b, c)
+}
+
+#[test]
+fn killed_node_is_dropped_within_seconds_and_rejoins_when_restarted() {
+    let (a, b, mut c) = three_rs_nodes("kill", "");
+    let c_addr = c.addr;
+    c.kill();
+    let killed = std::time::Instant::now();
+    for node in [&a, &b] {
+        assert!(
+            node.wait_until(Duration::from_secs(10), |n| status_of(n, c_addr).as_deref() != Some("active")),
+            "{} still lists the killed node as active",
+            node.addr
+        );
+    }
+    eprintln!("killed node no longer active on both peers after {:?}", killed.elapsed());
+    let c = Node::start_at("kill-c2", &seeded(NodeConfig::default(), a.addr), c_addr);
+    assert_converged(&[&a, &b, &c]);
+}
+
+#[test]
+fn cleanly_stopped_node_leaves_at_once_and_event_routes_run() {
+    let events = "event_route[dmq:node-active] {\n\txlog(\"L_NOTICE\", \"DMQ-EVENT active $xavp(dmq_node=>uri) $xavp(dmq_node=>status)\\n\");\n}\n\
+                  event_route[dmq:node-inactive] {\n\txlog(\"L_NOTICE\", \"DMQ-EVENT inactive $xavp(dmq_node=>uri)\\n\");\n}\n";
+    let (a, b, mut c) = three_rs_nodes("leave", events);
+    let c_addr = c.addr;
+    let active_line = format!("DMQ-EVENT active sip:{c_addr} active");
+    assert!(a.wait_until(Duration::from_secs(5), |n| n.log_text().contains(&active_line)), "no node-active event for {c_addr}");
+    c.stop();
+    // "At once": well before a single missed ping (2 s) could be counted.
+    for node in [&a, &b] {
+        assert!(
+            node.wait_until(Duration::from_millis(1500), |n| status_of(n, c_addr).as_deref() != Some("active")),
+            "{} still lists the stopped node as active:\n{}",
+            node.addr,
+            node.rpc(&["dmq.list_nodes"])
+        );
+    }
+    let inactive_line = format!("DMQ-EVENT inactive sip:{c_addr}");
+    assert!(a.wait_until(Duration::from_secs(2), |n| n.log_text().contains(&inactive_line)), "no node-inactive event");
+}

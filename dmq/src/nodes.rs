@@ -18,12 +18,14 @@ pub struct Node {
     pub fail_count: u32,
     /// The address the node's host resolved to (None: unresolved).
     pub ip: Option<IpAddr>,
+    /// The ping round whose ping the node has not answered yet (0: none).
+    pub awaiting_ping: u32,
 }
 
 impl Node {
     pub fn new(uri: NodeUri, status: NodeStatus) -> Node {
         let ip = resolve_literal(&uri.host);
-        Node { uri, status, last_notification: 0, local: false, fail_count: 0, ip }
+        Node { uri, status, last_notification: 0, local: false, fail_count: 0, ip, awaiting_ping: 0 }
     }
 }
 
@@ -139,6 +141,7 @@ impl NodeList {
         let Some(node) = self.find_mut(uri) else { return Vec::new() };
         node.last_notification = now;
         node.fail_count = 0;
+        node.awaiting_ping = 0;
         if node.local || node.status == NodeStatus::Active {
             return Vec::new();
         }
@@ -183,6 +186,49 @@ impl NodeList {
         }
     }
 
+    /// A ping round starts: every remote node still owing an answer to the
+    /// previous round's ping counts one failure (so a dead node is noticed
+    /// one `ping_interval` after its missed ping, whatever tm's fr_timer is);
+    /// then all remote nodes, inactive ones included, are pinged in `round`.
+    /// Returns the state changes and the nodes to ping.
+    pub fn start_ping_round(
+        &mut self,
+        round: u32,
+        is_notification_address: impl Fn(&NodeUri) -> bool,
+        policy: FailurePolicy,
+    ) -> (Vec<NodeEvent>, Vec<NodeUri>) {
+        let overdue: Vec<NodeUri> =
+            self.nodes.iter().filter(|n| !n.local && n.awaiting_ping != 0).map(|n| n.uri.clone()).collect();
+        let mut events = Vec::new();
+        for uri in overdue {
+            if let Some(node) = self.find_mut(&uri) {
+                node.awaiting_ping = 0;
+            }
+            events.extend(self.mark_failed(&uri, is_notification_address(&uri), policy));
+        }
+        for node in self.nodes.iter_mut().filter(|n| !n.local) {
+            node.awaiting_ping = round;
+        }
+        (events, self.targets(true))
+    }
+
+    /// tm gave up on the ping of `round` (408) before the next round: that
+    /// counts as the failure now. Late timeouts of older rounds, and of
+    /// requests that were not pings, are left to the round logic.
+    pub fn ping_timed_out(
+        &mut self,
+        uri: &NodeUri,
+        round: u32,
+        is_notification_address: bool,
+        policy: FailurePolicy,
+    ) -> Vec<NodeEvent> {
+        match self.find_mut(uri) {
+            Some(node) if round != 0 && node.awaiting_ping == round => node.awaiting_ping = 0,
+            _ => return Vec::new(),
+        }
+        self.mark_failed(uri, is_notification_address, policy)
+    }
+
     /// `dmq.remove`: removes a remote node; the local one stays.
     pub fn remove(&mut self, uri: &NodeUri) -> bool {
         let before = self.nodes.len();
@@ -210,18 +256,19 @@ impl NodeList {
     }
 
     /// Compact text form for the shm copy: one node per line,
-    /// `uri|status|last|local|fails|ip`.
+    /// `uri|status|last|local|fails|ip|awaiting_ping`.
     pub fn encode(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
             s.push_str(&format!(
-                "{}|{}|{}|{}|{}|{}\n",
+                "{}|{}|{}|{}|{}|{}|{}\n",
                 n.uri.to_uri(),
                 n.status.as_str(),
                 n.last_notification,
                 n.local as u8,
                 n.fail_count,
-                n.ip.map(|i| i.to_string()).unwrap_or_default()
+                n.ip.map(|i| i.to_string()).unwrap_or_default(),
+                n.awaiting_ping
             ));
         }
         s
@@ -239,7 +286,8 @@ impl NodeList {
                 let local = f.next()? == "1";
                 let fail_count = f.next()?.parse().ok()?;
                 let ip = f.next().and_then(|s| s.parse().ok());
-                Some(Node { uri, status, last_notification, local, fail_count, ip })
+                let awaiting_ping = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                Some(Node { uri, status, last_notification, local, fail_count, ip, awaiting_ping })
             })
             .collect();
         NodeList { nodes }
@@ -346,5 +394,32 @@ mod tests {
         list.merge(&parse_body(b"sip:[::1]:5090;transport=tcp;status=active\r\nsip:host.example:5060").unwrap(), 42);
         list.mark_failed(&uri("sip:host.example:5060"), false, FailurePolicy { remove_inactive: true, fail_count_threshold: Some(9) });
         assert_eq!(NodeList::decode(&list.encode()), list);
+    }
+
+    #[test]
+    fn unanswered_ping_counts_as_failure_at_the_next_round() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active\r\nsip:c:1;status=active").unwrap(), 0);
+        let (events, targets) = list.start_ping_round(1, |_| false, KEEP);
+        assert!(events.is_empty());
+        assert_eq!(targets.len(), 2);
+        list.mark_answered(&uri("sip:b:1"), 1);
+        let (events, _) = list.start_ping_round(2, |_| false, KEEP);
+        assert_eq!(events, vec![NodeEvent::Inactive(uri("sip:c:1"))]);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Active);
+        // tm's own timeout of the same ping does not count twice
+        assert!(list.ping_timed_out(&uri("sip:c:1"), 1, false, KEEP).is_empty());
+        assert!(list.find(&uri("sip:c:1")).is_some());
+        // a timeout of the current round counts, and removes the disabled node
+        list.ping_timed_out(&uri("sip:c:1"), 2, false, KEEP);
+        assert!(list.find(&uri("sip:c:1")).is_none());
+    }
+
+    #[test]
+    fn requests_that_are_not_pings_never_time_out_nodes() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        assert!(list.ping_timed_out(&uri("sip:b:1"), 0, false, KEEP).is_empty());
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Active);
     }
 }

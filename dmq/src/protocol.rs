@@ -288,6 +288,29 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     body
 }
 
+/// A complete KDMQ request for sending outside tm (the leave notice at
+/// shutdown): `from` is the sending node, `to` the target, `channel` the
+/// peer, `token` makes branch, tag and Call-ID unique.
+pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, channel: &str, body: &str, token: &str) -> String {
+    let via_host = format!("{}{}", from.host, if from.port.is_empty() { String::new() } else { format!(":{}", from.port) });
+    format!(
+        "KDMQ {to_uri} SIP/2.0\r\n\
+         Via: SIP/2.0/{proto} {via_host};branch=z9hG4bKdmqrs{token}\r\n\
+         Max-Forwards: 1\r\n\
+         From: <{from_uri}>;tag=dmqrs{token}\r\n\
+         To: <{to_uri}>\r\n\
+         Call-ID: dmqrs-leave-{token}@{host}\r\n\
+         CSeq: 1 KDMQ\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        to_uri = to.with_user(channel),
+        proto = from.transport.as_str().to_ascii_uppercase(),
+        from_uri = from.with_user(channel),
+        host = from.host,
+        len = body.len(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +390,18 @@ mod tests {
         assert!(uri("sip:HOST:5060").same_node(&uri("sip:host")));
         assert!(!uri("sip:host:5060").same_node(&uri("sip:host:5061")));
         assert!(!uri("sip:host:5060").same_node(&uri("sip:host:5060;transport=tcp")));
+    }
+
+    #[test]
+    fn stateless_request_is_a_complete_kdmq() {
+        let body = build_body([(&uri("sip:127.0.0.2:5090"), NodeStatus::Disabled)]);
+        let req = build_stateless_request(&uri("sip:127.0.0.2:5090"), &uri("sip:127.0.0.3:5090"), "notification_peer", &body, "42");
+        assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
+        assert!(req.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs42\r\n"));
+        assert!(req.contains("From: <sip:notification_peer@127.0.0.2:5090>;tag=dmqrs42\r\n"));
+        let (head, tail) = req.split_once("\r\n\r\n").unwrap();
+        assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
+        assert_eq!(tail, "sip:127.0.0.2:5090;status=disabled\r\n");
+        assert_eq!(parse_body(tail.as_bytes()).unwrap()[0].status, Some(NodeStatus::Disabled));
     }
 }

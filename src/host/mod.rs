@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cell;
+pub mod events;
 pub mod kstr;
 pub mod log;
 pub mod panic_guard;
@@ -12,3 +13,4 @@ pub mod sip_msg;
 pub mod sip_uri;
 pub mod tm;
 pub mod socket;
+pub mod udp;

@@ -54,6 +54,30 @@ impl ShmStore {
     pub fn with<R>(&self, f: impl FnOnce(&[u8]) -> (Option<Vec<u8>>, R)) -> Result<R, R> {
         // SAFETY: the lock lives in shm for the life of the process tree.
         unsafe { raw::dmq_rs_lock_get(self.lock) };
+        self.locked(f)
+    }
+
+    /// Like [`with`](Self::with), but gives up (None) when the lock stays
+    /// held for `patience`: for shutdown, where a child killed inside its
+    /// critical section may have left the lock taken for good.
+    pub fn try_with<R>(
+        &self,
+        patience: std::time::Duration,
+        f: impl FnOnce(&[u8]) -> (Option<Vec<u8>>, R),
+    ) -> Option<Result<R, R>> {
+        let deadline = std::time::Instant::now() + patience;
+        // SAFETY: the lock lives in shm for the life of the process tree.
+        while unsafe { raw::dmq_rs_lock_try(self.lock) } != 0 {
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Some(self.locked(f))
+    }
+
+    /// The body of `with`, entered with the lock held; releases it.
+    fn locked<R>(&self, f: impl FnOnce(&[u8]) -> (Option<Vec<u8>>, R)) -> Result<R, R> {
         let _guard = LockGuard(self.lock);
         // SAFETY: we hold the lock; the block is valid for size_of::<usize>()
         // + capacity bytes, and len never exceeds capacity (checked on write).

@@ -33,6 +33,17 @@ impl SipMsg {
         Some(unsafe { kstr::to_string(&user) })
     }
 
+    /// The From URI (the sending node, for KDMQ).
+    pub fn from_uri(&self) -> Option<String> {
+        let mut uri = raw::str_::default();
+        // SAFETY: live message; the uri str points into its buffer.
+        if unsafe { raw::dmq_rs_msg_from_uri(self.0, &mut uri) } < 0 {
+            return None;
+        }
+        // SAFETY: as above.
+        Some(unsafe { kstr::to_string(&uri) })
+    }
+
     pub fn body(&self) -> Result<Vec<u8>, BodyError> {
         let mut body = raw::str_::default();
         // SAFETY: live message; the body str points into its buffer and is

@@ -1,8 +1,9 @@
 //! The DMQ bus: the node list in shm, node notifications in and out, pings.
 
 use std::ffi::{c_uint, c_void};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dmq_core::nodes::{FailurePolicy, NodeEvent, NodeList};
 use dmq_core::protocol::{self, NodeUri};
@@ -10,6 +11,7 @@ use dmq_core::protocol::{self, NodeUri};
 use crate::host::shm::ShmStore;
 use crate::host::sip_msg::SipMsg;
 use crate::host::tm::{self, KdmqRequest};
+use crate::host::udp;
 use crate::raw;
 
 use super::lifecycle::{module, Module};
@@ -68,17 +70,45 @@ fn policy(m: &Module) -> FailurePolicy {
     }
 }
 
-fn log_events(events: &[NodeEvent]) {
+/// Logs node state changes and runs the script's event routes for them.
+/// Called after the node-list lock is released: the routes may do anything.
+fn report_events(m: &Module, events: &[NodeEvent]) {
     for e in events {
         match e {
-            NodeEvent::Active(uri) => log::info!("node {uri} is active"),
-            NodeEvent::Inactive(uri) => log::info!("node {uri} is no longer active"),
+            NodeEvent::Active(uri) => {
+                log::info!("node {uri} is active");
+                if let Some(route) = m.routes.node_active {
+                    route.run(&uri.to_uri(), "active");
+                }
+            }
+            NodeEvent::Inactive(uri) => {
+                log::info!("node {uri} is no longer active");
+                if let Some(route) = m.routes.node_inactive {
+                    route.run(&uri.to_uri(), "inactive");
+                }
+            }
         }
     }
 }
 
+fn is_seed(m: &Module, node: &NodeUri) -> bool {
+    m.notification_uris.iter().any(|s| s.same_node(node))
+}
+
+/// What a notification's reply callback needs: the ping round it belongs to
+/// (0: not a ping) and the node it went to. Encoded as `round|uri`.
+fn reply_context(round: u32, target: &NodeUri) -> String {
+    format!("{round}|{}", target.to_uri())
+}
+
+fn parse_reply_context(context: &[u8]) -> Option<(u32, NodeUri)> {
+    let text = std::str::from_utf8(context).ok()?;
+    let (round, uri) = text.split_once('|')?;
+    Some((round.parse().ok()?, protocol::parse_node_line(uri).ok()?.uri))
+}
+
 /// Sends our notification body to `targets` (sent after the lock is released).
-fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32) {
+fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
     let channel = &m.config.notification_channel;
     let from = m.local_uri.with_user(channel);
     for target in targets {
@@ -91,7 +121,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             max_forwards,
             socket: &m.server_socket,
         };
-        if let Err(e) = tm::send(&m.tm, &req, on_notification_reply, target.to_uri().as_bytes()) {
+        if let Err(e) = tm::send(&m.tm, &req, on_notification_reply, reply_context(round, target).as_bytes()) {
             log::error!("cannot notify {target}: {e}");
         }
     }
@@ -101,7 +131,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
 /// the list it sent back; 408 (no answer) counts as a failure.
 fn on_notification_reply(code: i32, reply: Option<&SipMsg>, context: &[u8]) {
     let Some(m) = module() else { return };
-    let Ok(node) = protocol::parse_node_line(&String::from_utf8_lossy(context)).map(|l| l.uri) else { return };
+    let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {
         let lines = match reply.map(|r| r.body()) {
             Some(Ok(body)) => match protocol::parse_body(&body) {
@@ -119,12 +149,13 @@ fn on_notification_reply(code: i32, reply: Option<&SipMsg>, context: &[u8]) {
             events
         })
         .unwrap_or_default();
-        log_events(&events);
+        report_events(m, &events);
+        super::peers::cluster_reached();
     } else if code == 408 {
-        let is_seed = m.notification_uris.iter().any(|s| s.same_node(&node));
-        let events = with_nodes(|list| list.mark_failed(&node, is_seed, policy(m))).unwrap_or_default();
-        log::warn!("node {node} did not answer a notification");
-        log_events(&events);
+        let seed = is_seed(m, &node);
+        let events = with_nodes(|list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
+        log::debug!("node {node} did not answer a notification (ping round {round})");
+        report_events(m, &events);
     } else {
         log::debug!("node {node} answered a notification with {code}");
     }
@@ -148,16 +179,24 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
         }
     };
     let max_forwards = msg.max_forwards().unwrap_or(0);
+    // A notification is proof of life of its sender (From: the sending node),
+    // unless it is the sender's leave notice.
+    let sender = msg.from_uri().and_then(|u| protocol::parse_node_line(&u).ok()).map(|l| l.uri);
+    let leaving = |uri: &NodeUri| lines.iter().any(|l| l.uri.same_node(uri) && l.status == Some(protocol::NodeStatus::Disabled));
     let (outcome, our_body, targets) = with_nodes(|list| {
-        let outcome = list.merge(&lines, now());
+        let mut outcome = list.merge(&lines, now());
+        if let Some(sender) = sender.as_ref().filter(|s| !leaving(s)) {
+            outcome.events.extend(list.mark_answered(sender, now()));
+        }
         (outcome, list.notification_body(), list.targets(false))
     })
     .unwrap_or_default();
-    log_events(&outcome.events);
+    report_events(m, &outcome.events);
     let ok = msg.reply(&m.sl, 200, "OK", Some((our_body.as_bytes(), CONTENT_TYPE)));
     if outcome.news > 0 && max_forwards - 1 > 0 {
-        send_notification(m, &targets, &our_body, max_forwards - 1);
+        send_notification(m, &targets, &our_body, max_forwards - 1, 0);
     }
+    super::peers::cluster_reached();
     ok
 }
 
@@ -178,20 +217,68 @@ pub fn notify_seeds(m: &Module) {
         list.notification_body()
     })
     .unwrap_or_default();
-    send_notification(m, &m.notification_uris, &body, 2);
+    send_notification(m, &m.notification_uris, &body, 2, 0);
 }
 
-/// The ping timer: every `ping_interval`, notify all nodes, inactive included.
+/// Ping rounds are numbered by the one process that runs the ping timer.
+static PING_ROUND: AtomicU32 = AtomicU32::new(0);
+
+/// The ping timer: every `ping_interval`, count the nodes that did not answer
+/// the last ping, then notify all nodes, inactive included.
 pub unsafe extern "C" fn ping_timer(_ticks: c_uint, _param: *mut c_void) {
     crate::host::panic_guard::guard("ping timer", (), || {
         let Some(m) = module() else { return };
-        let (body, targets) = with_nodes(|list| {
+        let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
+        let (events, body, targets) = with_nodes(|list| {
             add_seeds(m, list);
-            (list.notification_body(), list.targets(true))
+            let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
+            (events, list.notification_body(), targets)
         })
         .unwrap_or_default();
-        send_notification(m, &targets, &body, 1);
+        report_events(m, &events);
+        send_notification(m, &targets, &body, 1, round);
     })
+}
+
+/// Shutdown (main process, after the children are gone): tell the active
+/// nodes we are leaving, so they stop counting on us at once instead of
+/// after missed pings. Sent directly from our UDP socket, since tm's timers
+/// no longer run; nodes reached over other transports learn it from pings.
+pub fn announce_leave(m: &Module) {
+    let Some(store) = NODE_STORE.get() else { return };
+    // A child killed inside its critical section may have left the lock held.
+    let Some(targets) = store.try_with(Duration::from_millis(200), |bytes| {
+        let list = NodeList::decode(std::str::from_utf8(bytes).unwrap_or_default());
+        let targets: Vec<(NodeUri, Option<std::net::IpAddr>)> =
+            list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip)).collect();
+        (None, targets)
+    }) else {
+        log::warn!("node list locked at shutdown; leaving without notice");
+        return;
+    };
+    let targets = targets.unwrap_or_else(|t| t);
+    if !m.server_socket.starts_with("udp:") {
+        log::info!("leaving without notice: the DMQ socket {} is not UDP", m.server_socket);
+        return;
+    }
+    let body = protocol::build_body([(&m.local_uri, protocol::NodeStatus::Disabled)]);
+    let token = format!("{}x{}", std::process::id(), now());
+    for (uri, ip) in targets {
+        if uri.transport != protocol::Transport::Udp {
+            continue;
+        }
+        let Some(ip) = ip.or_else(|| resolve(&uri)) else { continue };
+        let request = protocol::build_stateless_request(&m.local_uri, &uri, &m.config.notification_channel, &body, &token);
+        match udp::send_from(&m.server_socket, ip, uri.port_no(), request.as_bytes()) {
+            Ok(()) => log::info!("told {uri} that this node is leaving"),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+}
+
+fn resolve(uri: &NodeUri) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    (uri.host.trim_matches(|c| c == '[' || c == ']'), uri.port_no()).to_socket_addrs().ok()?.next().map(|a| a.ip())
 }
 
 /// Starts the ping timer (mod_init).

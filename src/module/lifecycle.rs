@@ -7,6 +7,7 @@ use dmq_core::config::{self, Config};
 use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::api::{self, BindError};
+use crate::host::events::{self, EventRoute};
 use crate::host::panic_guard::guard;
 use crate::host::sip_uri;
 use crate::host::socket;
@@ -24,6 +25,14 @@ pub struct Module {
     pub local_uri: NodeUri,
     /// The `notification_address` nodes (never deleted, only marked).
     pub notification_uris: Vec<NodeUri>,
+    pub routes: NodeRoutes,
+}
+
+/// The script's `event_route[dmq:node-active]` and `[dmq:node-inactive]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeRoutes {
+    pub node_active: Option<EventRoute>,
+    pub node_inactive: Option<EventRoute>,
 }
 
 // SAFETY: tm_binds/sl_api_t hold function pointers into loaded modules; they
@@ -105,6 +114,11 @@ fn init() -> Result<(), String> {
             notification_uris.push(uri);
         }
     }
+    events::init()?;
+    let routes = NodeRoutes {
+        node_active: EventRoute::lookup(c"dmq:node-active"),
+        node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
+    };
     super::cluster::init(local_uri.clone())?;
     super::cluster::start_ping_timer(config.ping_interval)?;
     super::rpc_commands::register()?;
@@ -118,7 +132,7 @@ fn init() -> Result<(), String> {
         config.ping_interval,
         config.notification_addresses.len()
     );
-    let module = Module { config, server_socket, tm, sl, local_uri, notification_uris };
+    let module = Module { config, server_socket, tm, sl, local_uri, notification_uris, routes };
     MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
     Ok(())
 }
@@ -136,5 +150,9 @@ pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
 }
 
 pub unsafe extern "C" fn destroy() {
-    guard("destroy", (), || {})
+    guard("destroy", (), || {
+        if let Some(m) = module() {
+            super::cluster::announce_leave(m);
+        }
+    })
 }

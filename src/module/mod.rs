@@ -5,6 +5,7 @@
 mod cluster;
 mod lifecycle;
 pub mod params;
+mod peers;
 mod rpc_commands;
 mod script;
 
