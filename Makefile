@@ -4,13 +4,14 @@
 #   make test     unit and integration tests (real Kamailio processes)
 #   make install  copy the module into Kamailio's module directory
 #   make deps     install what is missing (Debian packages, Kamailio headers)
+#   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
 
 CARGO ?= cargo
 MODULE := build/dmq_rs.so
 # Where the installed Kamailio keeps its modules (next to tm.so).
 KAMAILIO_MODDIR ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1)" 2>/dev/null)
 
-.PHONY: all deps build install test unit-test integration-test run bench clean
+.PHONY: all deps build install test unit-test integration-test run bench fuzz clean
 
 all: build
 
@@ -33,6 +34,12 @@ test: build
 
 run: build
 	@bash scripts/run-cluster.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }
+	cd dmq/fuzz && for t in parse_body node_list; do \
+		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=70000 || exit 1; done
 
 clean:
 	$(CARGO) clean

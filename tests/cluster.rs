@@ -171,3 +171,29 @@ fn cleanly_stopped_node_leaves_at_once_and_event_routes_run() {
     let inactive_line = format!("DMQ-EVENT inactive sip:{c_addr}");
     assert!(a.wait_until(Duration::from_secs(2), |n| n.log_text().contains(&inactive_line)), "no node-inactive event");
 }
+
+#[test]
+fn multi_notify_expands_a_host_name_into_its_addresses() {
+    // "localhost" resolves (through /etc/hosts) to 127.0.0.1: the seed node
+    // listens there, and the joining node only knows it by name.
+    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let seed_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let a = Node::start_at("multi-a", &NodeConfig::default().param("ping_interval", "2"), seed_addr);
+    let b = Node::start(
+        "multi-b",
+        &NodeConfig::default()
+            .param("notification_address", &format!("\"sip:localhost:{port}\""))
+            .param("multi_notify", "1")
+            .param("ping_interval", "2"),
+    );
+    for node in [&a, &b] {
+        let other = if node.addr == a.addr { b.addr } else { a.addr };
+        assert!(
+            node.wait_until(CONVERGE, |n| status_of(n, other).as_deref() == Some("active")),
+            "{} does not list {other} as active:\n{}",
+            node.addr,
+            node.rpc(&["dmq.list_nodes"])
+        );
+    }
+    assert!(b.log_text().contains("multi_notify: sip:localhost"), "expansion not logged");
+}

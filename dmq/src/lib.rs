@@ -3,6 +3,7 @@
 //! from Kamailio and acts on its answers.
 
 pub mod config;
+pub mod discovery;
 pub mod nodes;
 pub mod panic;
 pub mod protocol;

@@ -15,8 +15,10 @@ use std::fmt;
 /// The largest notification body accepted (the stock module builds bodies in
 /// a 1 KiB-per-node buffer; 64 KiB holds hundreds of nodes).
 pub const MAX_BODY_LEN: usize = 64 * 1024;
-/// The longest node URI accepted (the stock module's MAXDMQURILEN).
-pub const MAX_URI_LEN: usize = 255;
+/// The longest node line accepted. Hosts are limited to 253 bytes (DNS), so
+/// any line we accept still fits when we rebuild it with a status parameter
+/// (the stock module writes lines into 1 KiB per node).
+pub const MAX_LINE_LEN: usize = 512;
 
 /// A node's state, as carried in `;status=` and shown by `dmq.list_nodes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,7 +198,7 @@ pub fn parse_node_line(line: &str) -> Result<NodeLine, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    if line.len() > MAX_URI_LEN {
+    if line.len() > MAX_LINE_LEN {
         return Err(ParseError::TooLong(line.len()));
     }
     if !line.bytes().all(|b| (0x21..0x7f).contains(&b)) {
@@ -352,7 +354,7 @@ mod tests {
         assert_eq!(parse_node_line("sip:[::1"), Err(ParseError::BadHost));
         assert_eq!(parse_node_line("sip:h;status=zombie"), Err(ParseError::UnknownStatus("zombie".into())));
         assert_eq!(parse_node_line("sip:h;transport=carrier-pigeon"), Err(ParseError::UnknownTransport("carrier-pigeon".into())));
-        assert!(matches!(parse_node_line(&format!("sip:{}", "a".repeat(300))), Err(ParseError::TooLong(_))));
+        assert!(matches!(parse_node_line(&format!("sip:{}", "a".repeat(600))), Err(ParseError::TooLong(_))));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cell;
+pub mod dns;
 pub mod events;
 pub mod kstr;
 pub mod log;

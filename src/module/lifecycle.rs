@@ -4,9 +4,11 @@ use std::ffi::c_int;
 use std::sync::OnceLock;
 
 use dmq_core::config::{self, Config};
+use dmq_core::discovery;
 use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::api::{self, BindError};
+use crate::host::dns;
 use crate::host::events::{self, EventRoute};
 use crate::host::panic_guard::guard;
 use crate::host::sip_uri;
@@ -110,8 +112,17 @@ fn init() -> Result<(), String> {
         let uri = protocol::parse_node_line(a)
             .map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?
             .uri;
-        if !uri.same_node(&local_uri) {
-            notification_uris.push(uri);
+        let expanded = if config.multi_notify {
+            let nodes = discovery::expand(&uri, &dns::srv, &dns::addresses);
+            log::info!("multi_notify: {a} stands for {} node(s): {nodes:?}", nodes.len());
+            if nodes.is_empty() { vec![uri] } else { nodes }
+        } else {
+            vec![uri]
+        };
+        for uri in expanded {
+            if !uri.same_node(&local_uri) && !notification_uris.iter().any(|n: &NodeUri| n.same_node(&uri)) {
+                notification_uris.push(uri);
+            }
         }
     }
     events::init()?;
