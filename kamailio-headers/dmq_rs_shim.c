@@ -2,6 +2,7 @@
 #include "core/sr_module.h"
 #include "core/dprint.h"
 #include "core/mem/shm_mem.h"
+#include "core/mem/mem.h"
 #include "core/locking.h"
 #include "core/cfg/cfg_struct.h"
 #include "core/ver_defs.h"
@@ -228,4 +229,20 @@ int dmq_rs_udp_send_from(const char *sock, int sock_len, const char *ip,
 int dmq_rs_lock_try(void *lock)
 {
 	return lock_try((gen_lock_t *)lock) == 0 ? 0 : -1;
+}
+
+void dmq_rs_pkg_free(void *p)
+{
+	if(p != NULL)
+		pkg_free(p);
+}
+
+void dmq_rs_set_force_socket(struct sip_msg *msg, void *sock)
+{
+	set_force_socket(msg, (struct socket_info *)sock);
+}
+
+int dmq_rs_parse_all_headers(struct sip_msg *msg)
+{
+	return parse_headers(msg, HDR_EOH_F, 0) < 0 ? -1 : 0;
 }

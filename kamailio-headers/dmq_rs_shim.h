@@ -57,3 +57,10 @@ int dmq_rs_udp_send_from(const char *sock, int sock_len, const char *ip,
 		int ip_len, int port, const char *buf, int len);
 /* Takes the lock if it is free: 0 when taken, -1 when held elsewhere. */
 int dmq_rs_lock_try(void *lock);
+/* pkg_free is a macro over _pkg_root. */
+void dmq_rs_pkg_free(void *p);
+/* set_force_socket is a macro (sets the socket and the send flag). */
+void dmq_rs_set_force_socket(struct sip_msg *msg, void *sock);
+/* Parses every header, as consumers expect of a message handed to them
+ * (the stock module parses all before cloning the message for a worker). */
+int dmq_rs_parse_all_headers(struct sip_msg *msg);

@@ -39,5 +39,10 @@
 #include "core/strutils.h"
 #include "modules/tm/tm_load.h"
 #include "modules/sl/sl.h"
+#include "core/dset.h"
+#include "core/msg_translator.h"
+#include "core/receive.h"
+/* the stock dmq ABI that htable, dmq_usrloc, dialog and presence compile against */
+#include "modules/dmq/bind_dmq.h"
 
 #include "dmq_rs_shim.h"

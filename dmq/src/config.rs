@@ -14,6 +14,11 @@ pub const DEFAULT_PING_INTERVAL: i32 = 60;
 /// Default consecutive failed pings before a node changes state, when
 /// `fail_count_enabled` is set.
 pub const DEFAULT_FAIL_COUNT_THRESHOLD: i32 = 3;
+/// Default cap on KDMQ messages waiting for a worker. A replicated contact
+/// is about 1 KiB of shm while it waits, so this bounds the queue to ~10 MB
+/// of the default 64 MB shm; at ~20k messages/s per worker it absorbs a
+/// burst of half a second at full speed.
+pub const DEFAULT_JOB_QUEUE_LIMIT: i32 = 10_000;
 
 /// The parameters as the script set them (integers as Kamailio stores them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +34,7 @@ pub struct RawParams {
     pub remove_inactive: i32,
     pub fail_count_enabled: i32,
     pub fail_count_threshold: i32,
+    pub job_queue_limit: i32,
 }
 
 impl Default for RawParams {
@@ -45,6 +51,7 @@ impl Default for RawParams {
             remove_inactive: 1,
             fail_count_enabled: 0,
             fail_count_threshold: DEFAULT_FAIL_COUNT_THRESHOLD,
+            job_queue_limit: DEFAULT_JOB_QUEUE_LIMIT,
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct Config {
     pub remove_inactive: bool,
     /// `Some(n)`: a node changes state after n consecutive failures.
     pub fail_count_threshold: Option<u32>,
+    /// Jobs that may wait for a worker; beyond it KDMQ gets 503.
+    pub job_queue_limit: u32,
 }
 
 /// Something wrong with a parameter; Display is the operator's error line.
@@ -142,6 +151,9 @@ impl RawParams {
         } else {
             None
         };
+        if self.job_queue_limit < 1 {
+            return Err(err("job_queue_limit", format!("must be at least 1, got {}", self.job_queue_limit)));
+        }
         let notification_channel = match self.notification_channel.as_deref() {
             None => DEFAULT_NOTIFICATION_CHANNEL.to_string(),
             Some(c) if is_valid_channel(c) => c.to_string(),
@@ -176,6 +188,7 @@ impl RawParams {
                 ping_interval,
                 remove_inactive: self.remove_inactive != 0,
                 fail_count_threshold,
+                job_queue_limit: self.job_queue_limit as u32,
             },
             notes,
         ))

@@ -20,9 +20,19 @@ pub struct KdmqRequest<'a> {
     pub socket: &'a str,
 }
 
-/// Called with the final reply code (408 on timeout), the reply (None for a
-/// local timeout) and the bytes given at send time.
-pub type ReplyHandler = fn(code: i32, reply: Option<&SipMsg>, context: &[u8]);
+/// Called with the final reply code (408 on timeout), the reply as tm gives
+/// it (NULL or FAKED_REPLY for a local timeout: see [`reply_msg`]) and the
+/// bytes given at send time.
+pub type ReplyHandler = fn(code: i32, reply: *mut raw::sip_msg, context: &[u8]);
+
+/// The reply as a message, None for tm's FAKED_REPLY (a local timeout).
+pub fn reply_msg(reply: *mut raw::sip_msg) -> Option<SipMsg> {
+    if reply.is_null() || reply as isize == -1 {
+        return None;
+    }
+    // SAFETY: a real reply tm passed to the callback running now.
+    unsafe { SipMsg::new(reply) }
+}
 
 /// The tm callback parameter: lives in shm because the reply may be handled
 /// by another process. Layout: handler, context length, context bytes.
@@ -46,11 +56,7 @@ unsafe extern "C" fn on_reply(_t: *mut raw::cell, _type: c_int, params: *mut raw
                 return;
             }
             let code = (*params).code;
-            let reply = if (*params).rpl.is_null() || (*params).rpl as isize == -1 {
-                None // FAKED_REPLY: a local timeout
-            } else {
-                SipMsg::new((*params).rpl)
-            };
+            let reply = (*params).rpl;
             let context = std::slice::from_raw_parts((cbp as *const u8).add(std::mem::size_of::<CallbackParam>()), (*cbp).len);
             let handler = (*cbp).handler;
             // Free even if the handler panics.
@@ -63,7 +69,7 @@ unsafe extern "C" fn on_reply(_t: *mut raw::cell, _type: c_int, params: *mut raw
             }
             let _free = Free(cbp as *mut c_void);
             *(*params).param = std::ptr::null_mut();
-            handler(code, reply.as_ref(), context);
+            handler(code, reply, context);
         }
     })
 }

@@ -131,6 +131,8 @@ fn init() -> Result<(), String> {
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
     super::cluster::init(local_uri.clone())?;
+    super::peers::init()?;
+    super::workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
     super::cluster::start_ping_timer(config.ping_interval)?;
     super::rpc_commands::register()?;
 
@@ -151,6 +153,14 @@ fn init() -> Result<(), String> {
 pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
     guard("child_init", -1, || {
         log::debug!("child_init rank {rank}");
+        if rank == raw::PROC_MAIN as c_int {
+            if let Some(m) = module() {
+                if let Err(e) = super::workers::start(m) {
+                    log::error!("{e}");
+                    return -1;
+                }
+            }
+        }
         if rank == raw::PROC_SIPINIT as c_int {
             if let Some(m) = module() {
                 super::cluster::notify_seeds(m);

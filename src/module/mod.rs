@@ -3,11 +3,15 @@
 //! so that existing `modparam("dmq", ...)` lines apply unchanged.
 
 mod cluster;
+mod kemi;
 mod lifecycle;
+mod messaging;
+mod node_handles;
 pub mod params;
 mod peers;
 mod rpc_commands;
 mod script;
+mod workers;
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
@@ -44,7 +48,7 @@ pub extern "C" fn mod_register(
     crate::host::panic_guard::guard("mod_register", -1, || {
         crate::host::log::init();
         crate::host::panic_guard::install_hook();
-        0
+        kemi::register()
     })
 }
 
@@ -53,6 +57,19 @@ const fn name(s: &'static std::ffi::CStr) -> *mut c_char {
 }
 
 type CmdFn = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char) -> c_int;
+type Cmd3Fn = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char, *mut c_char) -> c_int;
+type Cmd4Fn = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char, *mut c_char, *mut c_char) -> c_int;
+type BindFn = unsafe extern "C" fn(*mut raw::dmq_api_t) -> c_int;
+
+// The core stores every cmd as `cmd_function` and casts it back to the
+// arity the table declares before calling (action.c, MODULE3_T/MODULE4_T),
+// as C modules rely on; find_export() callers cast bind_dmq back likewise.
+// SAFETY: only the pointer type changes; calls go through the right type.
+const DMQ_SEND_MESSAGE: CmdFn = unsafe { std::mem::transmute::<Cmd4Fn, CmdFn>(script::w_dmq_send_message) };
+// SAFETY: as above.
+const DMQ_BCAST_MESSAGE: CmdFn = unsafe { std::mem::transmute::<Cmd3Fn, CmdFn>(script::w_dmq_bcast_message) };
+// SAFETY: as above.
+const BIND_DMQ: CmdFn = unsafe { std::mem::transmute::<BindFn, CmdFn>(messaging::bind_dmq) };
 type FixupFn = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
 
 const fn cmd(
@@ -77,7 +94,7 @@ static CMDS: CoreCell<[raw::cmd_export_t; 11]> = CoreCell::new([
     cmd(c"dmq_process_message", script::w_dmq_process_message, 1, Some(raw::fixup_int_1), None, raw::REQUEST_ROUTE),
     cmd(
         c"dmq_send_message",
-        script::w_dmq_send_message,
+        DMQ_SEND_MESSAGE,
         4,
         Some(raw::fixup_spve_all),
         Some(raw::fixup_free_spve_all),
@@ -85,7 +102,7 @@ static CMDS: CoreCell<[raw::cmd_export_t; 11]> = CoreCell::new([
     ),
     cmd(
         c"dmq_bcast_message",
-        script::w_dmq_bcast_message,
+        DMQ_BCAST_MESSAGE,
         3,
         Some(raw::fixup_spve_all),
         Some(raw::fixup_free_spve_all),
@@ -101,9 +118,8 @@ static CMDS: CoreCell<[raw::cmd_export_t; 11]> = CoreCell::new([
         raw::REQUEST_ROUTE,
     ),
     cmd(c"dmq_is_from_node", script::w_dmq_is_from_node, 0, None, None, raw::REQUEST_ROUTE),
-    // bind_dmq (the C API for htable, dmq_usrloc, dialog, presence) joins here
-    // with the messaging layer; until then find_export("bind_dmq") fails cleanly.
-    NO_CMD,
+    // The C API for htable, dmq_usrloc, dialog and presence: find_export("bind_dmq", 0, 0).
+    cmd(c"bind_dmq", BIND_DMQ, 0, None, None, 0),
     NO_CMD,
 ]);
 

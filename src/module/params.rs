@@ -25,6 +25,7 @@ static PING_INTERVAL: CoreCell<c_int> = CoreCell::new(config::DEFAULT_PING_INTER
 static REMOVE_INACTIVE: CoreCell<c_int> = CoreCell::new(1);
 static FAIL_COUNT_ENABLED: CoreCell<c_int> = CoreCell::new(0);
 static FAIL_COUNT_THRESHOLD: CoreCell<c_int> = CoreCell::new(config::DEFAULT_FAIL_COUNT_THRESHOLD);
+static JOB_QUEUE_LIMIT: CoreCell<c_int> = CoreCell::new(config::DEFAULT_JOB_QUEUE_LIMIT);
 
 /// `notification_address` may be given many times; collected in the main
 /// process while the config is parsed, read after fork as an inherited copy.
@@ -34,7 +35,7 @@ const fn param(name: &'static std::ffi::CStr, type_: u32, ptr: *mut c_void) -> r
     raw::param_export_t { name: name.as_ptr() as *mut c_char, type_, param_pointer: ptr }
 }
 
-pub static PARAMS: CoreCell<[raw::param_export_t; 12]> = CoreCell::new([
+pub static PARAMS: CoreCell<[raw::param_export_t; 13]> = CoreCell::new([
     param(c"num_workers", raw::PARAM_INT, NUM_WORKERS.as_ptr() as *mut c_void),
     param(c"ping_interval", raw::PARAM_INT, PING_INTERVAL.as_ptr() as *mut c_void),
     param(c"server_address", raw::PARAM_STR, SERVER_ADDRESS.as_ptr() as *mut c_void),
@@ -50,6 +51,7 @@ pub static PARAMS: CoreCell<[raw::param_export_t; 12]> = CoreCell::new([
     param(c"remove_inactive", raw::PARAM_INT, REMOVE_INACTIVE.as_ptr() as *mut c_void),
     param(c"fail_count_enabled", raw::PARAM_INT, FAIL_COUNT_ENABLED.as_ptr() as *mut c_void),
     param(c"fail_count_threshold", raw::PARAM_INT, FAIL_COUNT_THRESHOLD.as_ptr() as *mut c_void),
+    param(c"job_queue_limit", raw::PARAM_INT, JOB_QUEUE_LIMIT.as_ptr() as *mut c_void),
     raw::param_export_t { name: null_mut(), type_: 0, param_pointer: null_mut() },
 ]);
 
@@ -93,5 +95,6 @@ pub fn raw_params() -> RawParams {
         remove_inactive: *REMOVE_INACTIVE.get(),
         fail_count_enabled: *FAIL_COUNT_ENABLED.get(),
         fail_count_threshold: *FAIL_COUNT_THRESHOLD.get(),
+        job_queue_limit: *JOB_QUEUE_LIMIT.get(),
     }
 }

@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub dmq_module: String,
     /// Extra global lines (e.g. more loadmodule lines).
     pub globals: String,
+    /// Lines after the dmq module and its parameters: modules that bind to
+    /// dmq (the stock dmq.so must be initialized before them).
+    pub consumers: String,
     /// `modparam("dmq", …)` lines; `{ADDR}` stands for this node's ip:port.
     pub dmq_params: Vec<(String, String)>,
     /// The request_route body.
@@ -94,6 +97,7 @@ impl Default for NodeConfig {
         NodeConfig {
             dmq_module: "dmq_rs.so".into(),
             globals: String::new(),
+            consumers: String::new(),
             dmq_params: vec![("server_address".into(), "\"sip:{ADDR}\"".into())],
             route: "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\tsl_send_reply(\"404\", \"Not here\");".into(),
             extra_routes: String::new(),
@@ -138,6 +142,7 @@ impl NodeConfig {
         for (name, value) in &self.dmq_params {
             s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr.to_string()));
         }
+        s += &self.consumers.replace("{ADDR}", &addr.to_string());
         s += &format!("\nrequest_route {{\n\t{}\n}}\n{}\n", self.route, self.extra_routes);
         s
     }

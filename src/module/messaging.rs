@@ -1,0 +1,227 @@
+//! Outgoing peer messages and the `bind_dmq` API (stock 5.6 ABI): what
+//! htable, dmq_usrloc, dialog and presence call to replicate their data.
+//! Targets are copied under the node-list lock; sending happens after it is
+//! released, so concurrent senders never queue behind each other's sends.
+
+use std::ffi::{c_int, c_void};
+
+use dmq_core::nodes::Node;
+use dmq_core::protocol::{NodeStatus, NodeUri};
+
+use crate::host::kstr;
+use crate::host::panic_guard::guard;
+use crate::host::tm::{self, KdmqRequest};
+use crate::raw;
+
+use super::cluster;
+use super::lifecycle::module;
+use super::node_handles;
+use super::peers::{self, Peer};
+
+/// A consumer's response callback (`dmq_resp_cback_t`).
+#[derive(Clone, Copy)]
+pub struct ResponseCallback {
+    pub f: unsafe extern "C" fn(*mut raw::sip_msg, c_int, *mut raw::dmq_node_t, *mut c_void) -> c_int,
+    pub param: *mut c_void,
+}
+
+impl ResponseCallback {
+    /// # Safety
+    /// `cb` must be NULL or a valid `dmq_resp_cback_t` for the call.
+    unsafe fn from_raw(cb: *const raw::dmq_resp_cback_t) -> Option<ResponseCallback> {
+        if cb.is_null() {
+            return None;
+        }
+        // SAFETY: valid per the caller's promise.
+        let cb = unsafe { &*cb };
+        cb.f.map(|f| ResponseCallback { f, param: cb.param })
+    }
+}
+
+/// The tm callback context of a peer message: callback (optional) and the
+/// target node, as bytes: [has_cb u8][f usize][param usize][uri...].
+fn encode_context(cb: Option<ResponseCallback>, target: &NodeUri) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 16 + 64);
+    out.push(cb.is_some() as u8);
+    let (f, p) = cb.map(|c| (c.f as usize, c.param as usize)).unwrap_or((0, 0));
+    out.extend_from_slice(&f.to_ne_bytes());
+    out.extend_from_slice(&p.to_ne_bytes());
+    out.extend_from_slice(target.to_uri().as_bytes());
+    out
+}
+
+fn decode_context(ctx: &[u8]) -> Option<(Option<ResponseCallback>, NodeUri)> {
+    const W: usize = std::mem::size_of::<usize>();
+    if ctx.len() < 1 + 2 * W {
+        return None;
+    }
+    let f = usize::from_ne_bytes(ctx[1..1 + W].try_into().ok()?);
+    let p = usize::from_ne_bytes(ctx[1 + W..1 + 2 * W].try_into().ok()?);
+    let uri = dmq_core::protocol::parse_node_line(std::str::from_utf8(&ctx[1 + 2 * W..]).ok()?).ok()?.uri;
+    let cb = if ctx[0] == 1 && f != 0 {
+        // SAFETY: f was a valid callback function pointer when encoded, in
+        // this same process tree (modules are loaded before fork).
+        Some(ResponseCallback { f: unsafe { std::mem::transmute::<usize, _>(f) }, param: p as *mut c_void })
+    } else {
+        None
+    };
+    Some((cb, uri))
+}
+
+/// The node for `uri` as a handle: the listed node, or a stand-in when it
+/// has left the list meanwhile (callbacks still get a node).
+fn handle_for_uri(uri: &NodeUri) -> *mut raw::dmq_node_t {
+    let node = cluster::read_nodes(|list| list.find(uri).cloned()).flatten();
+    node_handles::handle_for(&node.unwrap_or_else(|| Node::new(uri.clone(), NodeStatus::Disabled)))
+}
+
+/// Final reply (or 408) to a peer message: hand it to the consumer's
+/// callback with the stock arguments (the reply as tm gives it).
+fn on_peer_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
+    let Some((cb, uri)) = decode_context(context) else { return };
+    if code >= 300 {
+        log::debug!("peer message to {uri} answered {code}");
+    }
+    let Some(cb) = cb else { return };
+    let node = handle_for_uri(&uri);
+    // SAFETY: the consumer's callback with the arguments its ABI expects.
+    if unsafe { (cb.f)(reply, code, node, cb.param) } < 0 {
+        log::warn!("response callback for a message to {uri} failed");
+    }
+}
+
+/// Sends `body` for `peer_id` to each target; counts failures.
+pub fn send_to(
+    peer_id: &str,
+    targets: &[NodeUri],
+    body: &[u8],
+    content_type: &str,
+    max_forwards: i32,
+    cb: Option<ResponseCallback>,
+) -> Result<(), String> {
+    let m = module().ok_or("dmq is not initialized")?;
+    let from = m.local_uri.with_user(peer_id);
+    let mut failed = 0;
+    for target in targets {
+        let to = target.with_user(peer_id);
+        let req = KdmqRequest { to: &to, from: &from, body, content_type, max_forwards, socket: &m.server_socket };
+        if let Err(e) = tm::send(&m.tm, &req, on_peer_reply, &encode_context(cb, target)) {
+            log::error!("cannot send a {peer_id} message to {target}: {e}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} sends failed", targets.len()));
+    }
+    Ok(())
+}
+
+/// Active remote nodes except `except`.
+pub fn active_targets(except: Option<&NodeUri>) -> Vec<NodeUri> {
+    cluster::read_nodes(|list| list.targets(false))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| except.is_none_or(|e| !e.same_node(t)))
+        .collect()
+}
+
+// SAFETY (for the three helpers below): callers pass pointers from the
+// consumer's call, valid for its duration.
+unsafe fn str_arg<'a>(s: *const raw::str_) -> &'a [u8] {
+    if s.is_null() {
+        return &[];
+    }
+    // SAFETY: see above.
+    unsafe { kstr::bytes(&*s) }
+}
+
+fn peer_of(peer: *mut raw::dmq_peer_t) -> Option<Peer> {
+    (!peer.is_null()).then_some(Peer(peer))
+}
+
+/// `bcast_message` of the bind_dmq API.
+pub unsafe extern "C" fn bcast_message(
+    peer: *mut raw::dmq_peer_t,
+    body: *mut raw::str_,
+    except: *mut raw::dmq_node_t,
+    resp_cback: *mut raw::dmq_resp_cback_t,
+    max_forwards: c_int,
+    content_type: *mut raw::str_,
+) -> c_int {
+    guard("bcast_message", -1, || {
+        let Some(peer) = peer_of(peer) else { return -1 };
+        if content_type.is_null() {
+            log::error!("bcast_message without a content type");
+            return -1;
+        }
+        let except = node_handles::uri_of(except);
+        let targets = active_targets(except.as_ref());
+        // SAFETY: the consumer's arguments, valid for this call.
+        let (body, ct, cb) = unsafe { (str_arg(body), str_arg(content_type), ResponseCallback::from_raw(resp_cback)) };
+        match send_to(&peer.id(), &targets, body, &String::from_utf8_lossy(ct), max_forwards, cb) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("broadcast for {}: {e}", peer.id());
+                -1
+            }
+        }
+    })
+}
+
+/// `send_message` of the bind_dmq API.
+pub unsafe extern "C" fn send_message(
+    peer: *mut raw::dmq_peer_t,
+    body: *mut raw::str_,
+    node: *mut raw::dmq_node_t,
+    resp_cback: *mut raw::dmq_resp_cback_t,
+    max_forwards: c_int,
+    content_type: *mut raw::str_,
+) -> c_int {
+    guard("send_message", -1, || {
+        let Some(peer) = peer_of(peer) else { return -1 };
+        let Some(target) = node_handles::uri_of(node) else {
+            log::error!("send_message for {} without a node", peer.id());
+            return -1;
+        };
+        if content_type.is_null() {
+            log::error!("send_message without a content type");
+            return -1;
+        }
+        // SAFETY: the consumer's arguments, valid for this call.
+        let (body, ct, cb) = unsafe { (str_arg(body), str_arg(content_type), ResponseCallback::from_raw(resp_cback)) };
+        match send_to(&peer.id(), &[target], body, &String::from_utf8_lossy(ct), max_forwards, cb) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    })
+}
+
+/// `find_dmq_node_uri` of the bind_dmq API: the listed node for a URI.
+pub unsafe extern "C" fn find_dmq_node_uri(uri: *mut raw::str_) -> *mut raw::dmq_node_t {
+    guard("find_dmq_node_uri", std::ptr::null_mut(), || {
+        // SAFETY: the consumer's argument, valid for this call.
+        let text = String::from_utf8_lossy(unsafe { str_arg(uri) }).into_owned();
+        let Ok(line) = dmq_core::protocol::parse_node_line(&text) else { return std::ptr::null_mut() };
+        match cluster::read_nodes(|list| list.find(&line.uri).cloned()).flatten() {
+            Some(node) => node_handles::handle_for(&node),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// `bind_dmq`: found by other modules with `find_export("bind_dmq", 0, 0)`.
+pub unsafe extern "C" fn bind_dmq(api: *mut raw::dmq_api_t) -> c_int {
+    guard("bind_dmq", -1, || {
+        if api.is_null() {
+            return -1;
+        }
+        // SAFETY: the caller's api struct, ours to fill.
+        unsafe {
+            (*api).register_dmq_peer = Some(peers::register_dmq_peer);
+            (*api).bcast_message = Some(bcast_message);
+            (*api).send_message = Some(send_message);
+            (*api).find_dmq_node_uri = Some(find_dmq_node_uri);
+        }
+        0
+    })
+}
