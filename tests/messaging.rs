@@ -151,3 +151,117 @@ fn joining_node_receives_existing_registrations_through_sync() {
     let late = Node::start("ul-join-late", &seeded(registrar_node(false), Some(nodes[0].addr)));
     assert!(late.wait_until(REPLICATE, |n| aor_count(n) == 500), "the joining node holds {} of 500 AoRs", aor_count(&late));
 }
+
+#[test]
+fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
+    let node = || {
+        let mut c = NodeConfig::default();
+        c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 0)\n";
+        // dmq_t_replicate returns 0 on success, which ends the route (as
+        // with the stock module): save first, replicate last.
+        c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                   \tif (is_method(\"REGISTER\")) {\n\t\tif (!save(\"location\")) { sl_reply_error(); }\n\
+                   \t\tif (!dmq_is_from_node()) { dmq_t_replicate(); }\n\t\texit;\n\t}\n\
+                   \tsl_send_reply(\"404\", \"Not here\");"
+            .into();
+        c
+    };
+    let nodes = cluster("trepl", vec![node(), node(), node()]);
+    register_with_sipp(&nodes[1], 50, 100);
+    for n in &nodes {
+        assert!(n.wait_until(REPLICATE, |x| aor_count(x) == 50), "{} holds {} of 50", n.addr, aor_count(n));
+    }
+    // No loops: each node saw each REGISTER once (no ping-pong between nodes).
+    std::thread::sleep(Duration::from_secs(1));
+    for n in &nodes {
+        assert_eq!(aor_count(n), 50);
+        assert!(!n.log_text().contains("t_replicate to"), "replication errors on {}", n.addr);
+    }
+}
+
+#[test]
+fn dmq_bcast_message_from_the_script_reaches_every_node() {
+    let node = || {
+        let mut c = NodeConfig::default();
+        c.route = "if (is_method(\"KDMQ\") && $rU == \"app\") {\n\
+                   \t\txlog(\"L_NOTICE\", \"APP-MSG $rb from $si\\n\");\n\t\tdmq_handle_message();\n\t\texit;\n\t}\n\
+                   \tif (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                   \tif (is_method(\"MESSAGE\")) {\n\t\tdmq_bcast_message(\"app\", \"$rb\", \"text/plain\");\n\
+                   \t\tsl_send_reply(\"200\", \"Broadcast\");\n\t\texit;\n\t}\n\
+                   \tsl_send_reply(\"404\", \"Not here\");"
+            .into();
+        c
+    };
+    let nodes = cluster("bcast", vec![node(), node(), node()]);
+    // The receiving nodes learn the "app" peer the way the stock module's
+    // users do: each node broadcasts once, which registers it everywhere.
+    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    for (i, n) in nodes.iter().enumerate() {
+        let body = format!("hello-{i}");
+        let msg = format!(
+            "MESSAGE sip:app@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-b{i}\r\nFrom: <sip:t@{from}>;tag=b{i}\r\n\
+             To: <sip:app@{to}>\r\nCall-ID: bcast-{i}@{from}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n\
+             Content-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{body}",
+            to = n.addr,
+            len = body.len()
+        );
+        let reply = n.sip_exchange(&sock, msg.as_bytes(), Duration::from_secs(5)).unwrap_or_default();
+        assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    }
+    for (i, sender) in nodes.iter().enumerate() {
+        for n in nodes.iter().filter(|n| n.addr != sender.addr) {
+            let line = format!("APP-MSG hello-{i} from {}", sender.addr.ip());
+            assert!(n.wait_until(REPLICATE, |x| x.log_text().contains(&line)), "{} did not get {line}", n.addr);
+        }
+    }
+}
+
+#[test]
+fn dialog_and_presence_bind_with_enable_dmq() {
+    let node = || {
+        let mut c = NodeConfig::default();
+        c.consumers += "loadmodule \"rr.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n\
+                        loadmodule \"db_text.so\"\nloadmodule \"presence.so\"\n\
+                        modparam(\"presence\", \"db_url\", \"text://{DBDIR}\")\nmodparam(\"presence\", \"enable_dmq\", 1)\n";
+        c
+    };
+    // presence needs its tables: a copy of the db_text schema Kamailio installs.
+    let dbdir = node_dir("dlg-dbtext");
+    for entry in std::fs::read_dir("/usr/share/kamailio/dbtext/kamailio").expect("kamailio's db_text schema") {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
+    }
+    let configs: Vec<NodeConfig> = (0..2)
+        .map(|_| {
+            let mut c = node();
+            c.consumers = c.consumers.replace("{DBDIR}", &dbdir.display().to_string());
+            c
+        })
+        .collect();
+    let nodes = cluster("dlg", configs);
+    for n in &nodes {
+        let log = n.log_text();
+        assert!(log.contains("DMQ peer \"dialog\" registered"), "dialog did not bind on {}", n.addr);
+        assert!(log.contains("DMQ peer \"presence\" registered"), "presence did not bind on {}", n.addr);
+    }
+}
+
+#[test]
+fn kemi_lua_script_runs_a_node() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kemi/dmq.lua");
+    let mut c = NodeConfig::default();
+    c.route = String::new(); // a native request_route would take precedence
+    c.consumers += &format!(
+        "loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n",
+        script.display()
+    );
+    let a = Node::start("kemi-a", &c.clone().param("ping_interval", "2"));
+    let b = Node::start("kemi-b", &seeded(c, Some(a.addr)));
+    for n in [&a, &b] {
+        assert!(n.wait_until(CONVERGE, |x| active_count(x) == 2), "{} did not converge over KEMI:\n{}", n.addr, n.log_text());
+    }
+    for n in [&a, &b] {
+        assert!(n.wait_until(Duration::from_secs(5), |x| x.log_text().contains("KEMI dmq: notification_peer")), "the Lua route did not run on {}", n.addr);
+    }
+}

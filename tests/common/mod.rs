@@ -143,7 +143,11 @@ impl NodeConfig {
             s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr.to_string()));
         }
         s += &self.consumers.replace("{ADDR}", &addr.to_string());
-        s += &format!("\nrequest_route {{\n\t{}\n}}\n{}\n", self.route, self.extra_routes);
+        // An empty route leaves routing to a KEMI engine (cfgengine).
+        if !self.route.is_empty() {
+            s += &format!("\nrequest_route {{\n\t{}\n}}\n", self.route);
+        }
+        s += &format!("{}\n", self.extra_routes);
         s
     }
 }
