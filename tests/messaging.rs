@@ -265,3 +265,29 @@ fn kemi_lua_script_runs_a_node() {
         assert!(n.wait_until(Duration::from_secs(5), |x| x.log_text().contains("KEMI dmq: notification_peer")), "the Lua route did not run on {}", n.addr);
     }
 }
+
+#[test]
+fn full_job_queue_answers_503_at_once_and_keeps_serving() {
+    // One slow worker (polling every 2 s) and room for one waiting job.
+    let c = htable_node(false).param("num_workers", "1").param("worker_usleep", "2000000").param("job_queue_limit", "1");
+    let node = Node::start("queue-full", &c);
+    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    let kdmq = |n: usize| {
+        let body = "{}";
+        format!(
+            "KDMQ sip:htable@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-q{n}\r\nFrom: <sip:htable@{from}>;tag=q{n}\r\n\
+             To: <sip:htable@{to}>\r\nCall-ID: queue-{n}@{from}\r\nCSeq: 1 KDMQ\r\nMax-Forwards: 1\r\n\
+             Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
+            to = node.addr,
+            len = body.len()
+        )
+    };
+    sock.send_to(kdmq(1).as_bytes(), node.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let reply = node.sip_exchange(&sock, kdmq(2).as_bytes(), Duration::from_secs(1)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 503"), "expected 503 at once, got: {reply}");
+    assert!(node.log_text().contains("job queue full"), "no log line for the refused job");
+    // Still serving once the worker catches up.
+    assert!(node.wait_until(Duration::from_secs(10), |n| n.try_rpc(&["dmq.list_nodes"]).is_ok()));
+}

@@ -297,8 +297,9 @@ pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
     msg.reply(&m.sl, resp.resp_code, &reason, body)
 }
 
-/// Figures for `dmq.worker_stats`: (pid, queued, processed) per worker, and
+/// Queue figures, for the benchmark and a future RPC: (pid, queued, processed) per worker, and
 /// (queued, peak, rejected) overall.
+#[allow(dead_code)]
 pub fn stats() -> Option<(Vec<(i32, usize, u64)>, (usize, usize, u64))> {
     let pool = POOL.get()?;
     // SAFETY: shm blocks valid for the process tree; atomics only.
