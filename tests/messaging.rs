@@ -291,3 +291,4 @@ fn full_job_queue_answers_503_at_once_and_keeps_serving() {
     // Still serving once the worker catches up.
     assert!(node.wait_until(Duration::from_secs(10), |n| n.try_rpc(&["dmq.list_nodes"]).is_ok()));
 }
+
