@@ -46,12 +46,6 @@ void *dmq_rs_lock_alloc_init(void)
 	return lock;
 }
 
-void dmq_rs_lock_destroy_dealloc(void *lock)
-{
-	lock_destroy((gen_lock_t *)lock);
-	lock_dealloc((gen_lock_t *)lock);
-}
-
 void dmq_rs_lock_get(void *lock)
 {
 	lock_get((gen_lock_t *)lock);

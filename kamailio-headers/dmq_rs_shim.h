@@ -20,7 +20,6 @@ void dmq_rs_shm_free(void *p);
 
 /* Kamailio locks (gen_lock_t; futex based in the Debian build). */
 void *dmq_rs_lock_alloc_init(void);
-void dmq_rs_lock_destroy_dealloc(void *lock);
 void dmq_rs_lock_get(void *lock);
 void dmq_rs_lock_release(void *lock);
 

@@ -4,40 +4,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 
-const CONVERGE: Duration = Duration::from_secs(15);
 const REPLICATE: Duration = Duration::from_secs(15);
-
-fn seeded(base: NodeConfig, seed: Option<SocketAddr>) -> NodeConfig {
-    let base = base.param("ping_interval", "2");
-    match seed {
-        Some(seed) => base.param("notification_address", &format!("\"sip:{seed}\"")),
-        None => base,
-    }
-}
-
-fn active_count(node: &Node) -> usize {
-    node.try_rpc(&["dmq.list_nodes"]).map(|o| o.matches("status: active").count()).unwrap_or(0)
-}
-
-/// Starts nodes from `configs` (the first is the seed of the others) and
-/// waits until each lists all of them as active.
-fn cluster(label: &str, configs: Vec<NodeConfig>) -> Vec<Node> {
-    let mut nodes: Vec<Node> = Vec::new();
-    for (i, c) in configs.into_iter().enumerate() {
-        let seed = nodes.first().map(|n| n.addr);
-        nodes.push(Node::start(&format!("{label}-{i}"), &seeded(c, seed)));
-    }
-    let n = nodes.len();
-    for node in &nodes {
-        assert!(node.wait_until(CONVERGE, |x| active_count(x) == n), "{} did not converge:\n{}", node.addr, node.rpc(&["dmq.list_nodes"]));
-    }
-    nodes
-}
 
 fn htable_node(stock: bool) -> NodeConfig {
     let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
@@ -52,7 +23,7 @@ fn htable_value(node: &Node, key: &str) -> Option<String> {
 }
 
 fn htable_replicates(label: &str, kinds: [bool; 3]) {
-    let nodes = cluster(label, kinds.iter().map(|&stock| htable_node(stock)).collect());
+    let nodes = start_cluster(label, kinds.iter().map(|&stock| htable_node(stock)).collect());
     for (i, writer) in nodes.iter().enumerate() {
         let key = format!("k{i}");
         writer.rpc(&["htable.seti", "t", &key, &format!("{}", 100 + i)]);
@@ -102,24 +73,21 @@ fn aor_count(node: &Node) -> usize {
 fn register_with_sipp(node: &Node, count: usize, rate: usize) {
     let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml");
     let local = allocate_address();
+    // In the foreground (no -bg), so the wait is bounded by run_bounded.
     let mut cmd = std::process::Command::new("sipp");
     cmd.arg("-sf")
         .arg(&scenario)
         .args(["-m", &count.to_string(), "-r", &rate.to_string(), "-i", &local.ip().to_string()])
-        .args(["-p", &local.port().to_string(), "-bg", "-trace_err", "-nostdin"])
+        .args(["-p", &local.port().to_string(), "-trace_err", "-nostdin"])
         .arg(node.addr.to_string())
         .current_dir(&node.dir);
-    // -bg would detach; run in the foreground instead so the wait is bounded.
-    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).filter(|a| a != "-bg").collect();
-    let mut fg = std::process::Command::new("sipp");
-    fg.args(&args).current_dir(&node.dir);
     let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
-    let (status, out, err) = run_bounded(fg, limit).expect("sipp ran");
+    let (status, out, err) = run_bounded(cmd, limit).expect("sipp ran");
     assert!(status.success(), "sipp failed ({status}):\n{out}\n{err}");
 }
 
 fn contacts_replicate(label: &str, kinds: [bool; 3], entry: usize) {
-    let nodes = cluster(label, kinds.iter().map(|&stock| registrar_node(stock)).collect());
+    let nodes = start_cluster(label, kinds.iter().map(|&stock| registrar_node(stock)).collect());
     register_with_sipp(&nodes[entry], 1000, 500);
     for node in &nodes {
         assert!(node.wait_until(REPLICATE, |n| aor_count(n) == 1000), "{} holds {} of 1000 AoRs", node.addr, aor_count(node));
@@ -143,12 +111,12 @@ fn dmq_usrloc_replicates_through_a_stock_entry_in_a_mixed_cluster() {
 
 #[test]
 fn joining_node_receives_existing_registrations_through_sync() {
-    let nodes = cluster("ul-join", vec![registrar_node(false), registrar_node(false)]);
+    let nodes = start_cluster("ul-join", vec![registrar_node(false), registrar_node(false)]);
     register_with_sipp(&nodes[0], 500, 500);
     for node in &nodes {
         assert!(node.wait_until(REPLICATE, |n| aor_count(n) == 500), "{} holds {} of 500 AoRs", node.addr, aor_count(node));
     }
-    let late = Node::start("ul-join-late", &seeded(registrar_node(false), Some(nodes[0].addr)));
+    let late = Node::start("ul-join-late", &seeded(registrar_node(false), nodes[0].addr));
     assert!(late.wait_until(REPLICATE, |n| aor_count(n) == 500), "the joining node holds {} of 500 AoRs", aor_count(&late));
 }
 
@@ -166,7 +134,7 @@ fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
             .into();
         c
     };
-    let nodes = cluster("trepl", vec![node(), node(), node()]);
+    let nodes = start_cluster("trepl", vec![node(), node(), node()]);
     register_with_sipp(&nodes[1], 50, 100);
     for n in &nodes {
         assert!(n.wait_until(REPLICATE, |x| aor_count(x) == 50), "{} holds {} of 50", n.addr, aor_count(n));
@@ -192,21 +160,15 @@ fn dmq_bcast_message_from_the_script_reaches_every_node() {
             .into();
         c
     };
-    let nodes = cluster("bcast", vec![node(), node(), node()]);
+    let nodes = start_cluster("bcast", vec![node(), node(), node()]);
     // The receiving nodes learn the "app" peer the way the stock module's
     // users do: each node broadcasts once, which registers it everywhere.
     let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();
     for (i, n) in nodes.iter().enumerate() {
         let body = format!("hello-{i}");
-        let msg = format!(
-            "MESSAGE sip:app@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-b{i}\r\nFrom: <sip:t@{from}>;tag=b{i}\r\n\
-             To: <sip:app@{to}>\r\nCall-ID: bcast-{i}@{from}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n\
-             Content-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{body}",
-            to = n.addr,
-            len = body.len()
-        );
-        let reply = n.sip_exchange(&sock, msg.as_bytes(), Duration::from_secs(5)).unwrap_or_default();
+        let msg = sip_request("MESSAGE", "app", n.addr, from, "text/plain", body.as_bytes(), Some(body.len()));
+        let reply = n.sip_exchange(&sock, &msg, Duration::from_secs(5)).unwrap_or_default();
         assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
     }
     for (i, sender) in nodes.iter().enumerate() {
@@ -239,7 +201,7 @@ fn dialog_and_presence_bind_with_enable_dmq() {
             c
         })
         .collect();
-    let nodes = cluster("dlg", configs);
+    let nodes = start_cluster("dlg", configs);
     for n in &nodes {
         let log = n.log_text();
         assert!(log.contains("DMQ peer \"dialog\" registered"), "dialog did not bind on {}", n.addr);
@@ -256,12 +218,8 @@ fn kemi_lua_script_runs_a_node() {
         "loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n",
         script.display()
     );
-    let a = Node::start("kemi-a", &c.clone().param("ping_interval", "2"));
-    let b = Node::start("kemi-b", &seeded(c, Some(a.addr)));
-    for n in [&a, &b] {
-        assert!(n.wait_until(CONVERGE, |x| active_count(x) == 2), "{} did not converge over KEMI:\n{}", n.addr, n.log_text());
-    }
-    for n in [&a, &b] {
+    let nodes = start_cluster("kemi", vec![c.clone(), c]);
+    for n in &nodes {
         assert!(n.wait_until(Duration::from_secs(5), |x| x.log_text().contains("KEMI dmq: notification_peer")), "the Lua route did not run on {}", n.addr);
     }
 }
@@ -273,19 +231,10 @@ fn full_job_queue_answers_503_at_once_and_keeps_serving() {
     let node = Node::start("queue-full", &c);
     let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();
-    let kdmq = |n: usize| {
-        let body = "{}";
-        format!(
-            "KDMQ sip:htable@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-q{n}\r\nFrom: <sip:htable@{from}>;tag=q{n}\r\n\
-             To: <sip:htable@{to}>\r\nCall-ID: queue-{n}@{from}\r\nCSeq: 1 KDMQ\r\nMax-Forwards: 1\r\n\
-             Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
-            to = node.addr,
-            len = body.len()
-        )
-    };
-    sock.send_to(kdmq(1).as_bytes(), node.addr).unwrap();
+    let request = || kdmq(node.addr, from, "htable", "application/json", b"{}");
+    sock.send_to(&request(), node.addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let reply = node.sip_exchange(&sock, kdmq(2).as_bytes(), Duration::from_secs(1)).unwrap_or_default();
+    let reply = node.sip_exchange(&sock, &request(), Duration::from_secs(1)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 503"), "expected 503 at once, got: {reply}");
     assert!(node.log_text().contains("job queue full"), "no log line for the refused job");
     // Still serving once the worker catches up.

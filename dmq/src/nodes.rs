@@ -136,6 +136,18 @@ impl NodeList {
         out
     }
 
+    /// A notification request from `sender` (its From node): the body is
+    /// merged, and the request itself proves the sender alive, unless the
+    /// body is the sender's own leave notice (itself as disabled).
+    pub fn merge_notification(&mut self, sender: Option<&NodeUri>, lines: &[NodeLine], now: i64) -> MergeOutcome {
+        let mut outcome = self.merge(lines, now);
+        let leaving = |uri: &NodeUri| lines.iter().any(|l| l.uri.same_node(uri) && l.status == Some(NodeStatus::Disabled));
+        if let Some(sender) = sender.filter(|s| !leaving(s)) {
+            outcome.events.extend(self.mark_answered(sender, now));
+        }
+        outcome
+    }
+
     /// A node answered a notification with 200: it is active.
     pub fn mark_answered(&mut self, uri: &NodeUri, now: i64) -> Vec<NodeEvent> {
         let Some(node) = self.find_mut(uri) else { return Vec::new() };
@@ -421,5 +433,19 @@ mod tests {
         list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
         assert!(list.ping_timed_out(&uri("sip:b:1"), 0, false, KEEP).is_empty());
         assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Active);
+    }
+
+    #[test]
+    fn a_notification_proves_its_sender_alive_unless_it_announces_leaving() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        list.mark_failed(&uri("sip:b:1"), false, KEEP);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
+        // merge alone ignores news about a disabled node; its own request does not
+        let out = list.merge_notification(Some(&uri("sip:b:1")), &parse_body(b"sip:b:1;status=active").unwrap(), 5);
+        assert_eq!(out.events, vec![NodeEvent::Active(uri("sip:b:1"))]);
+        let out = list.merge_notification(Some(&uri("sip:b:1")), &parse_body(b"sip:b:1;status=disabled").unwrap(), 6);
+        assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
     }
 }

@@ -28,3 +28,15 @@ pub unsafe fn to_string(s: &str_) -> String {
 pub fn borrowed(data: &[u8]) -> str_ {
     str_ { s: data.as_ptr() as *mut _, len: data.len() as i32 }
 }
+
+/// The bytes of the `str` behind a pointer from C; empty for NULL.
+///
+/// # Safety
+/// `s` must be NULL or point to a valid `str` as for [`bytes`].
+pub unsafe fn bytes_at<'a>(s: *const str_) -> &'a [u8] {
+    if s.is_null() {
+        return &[];
+    }
+    // SAFETY: non-null; validity is the caller's promise.
+    unsafe { bytes(&*s) }
+}

@@ -6,6 +6,7 @@ pub mod cell;
 pub mod dns;
 pub mod events;
 pub mod kstr;
+pub mod lock;
 pub mod log;
 pub mod panic_guard;
 pub mod rpc;

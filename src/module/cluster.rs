@@ -2,6 +2,7 @@
 
 use std::ffi::{c_uint, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,12 +56,30 @@ pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
     }
 }
 
+thread_local! {
+    /// This process's decoded copy of the node list and the store generation
+    /// it was decoded from: reads on the SIP-worker paths (every replicated
+    /// message looks up targets or its sender) decode only after a change.
+    static DECODED: RefCell<Option<(u64, NodeList)>> = const { RefCell::new(None) };
+}
+
+/// `f` on this process's copy of the list at `generation`, decoding `bytes`
+/// only when the copy is older. Not reentrant: `f` must not read the list.
+fn with_decoded<R>(generation: u64, bytes: &[u8], f: impl FnOnce(&NodeList) -> R) -> R {
+    DECODED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.as_ref().is_none_or(|(g, _)| *g != generation) {
+            *cached = Some((generation, NodeList::decode(std::str::from_utf8(bytes).unwrap_or_default())));
+        }
+        f(&cached.as_ref().expect("just filled").1)
+    })
+}
+
 /// Runs `f` on the node list under its lock, read-only (no copy, no write
-/// back): for the SIP-worker paths such as `dmq_is_from_node` and RPC listing.
+/// back, no decode unless the list changed): for the SIP-worker paths such
+/// as `dmq_is_from_node`, target lookups and RPC listing.
 pub fn read_nodes<R>(f: impl FnOnce(&NodeList) -> R) -> Option<R> {
-    let store = NODE_STORE.get()?;
-    let result = store.with(|bytes| (None, f(&NodeList::decode(std::str::from_utf8(bytes).unwrap_or_default()))));
-    Some(result.unwrap_or_else(|r| r))
+    Some(NODE_STORE.get()?.read(|generation, bytes| with_decoded(generation, bytes, f)))
 }
 
 fn policy(m: &Module) -> FailurePolicy {
@@ -162,6 +181,11 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
     }
 }
 
+/// The node a KDMQ request comes from: its From URI (`sip:<peer>@node`).
+pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
+    protocol::parse_node_line(&msg.from_uri()?).ok().map(|l| l.uri)
+}
+
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and
 /// pass the news on while Max-Forwards allows.
 pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
@@ -180,15 +204,9 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
         }
     };
     let max_forwards = msg.max_forwards().unwrap_or(0);
-    // A notification is proof of life of its sender (From: the sending node),
-    // unless it is the sender's leave notice.
-    let sender = msg.from_uri().and_then(|u| protocol::parse_node_line(&u).ok()).map(|l| l.uri);
-    let leaving = |uri: &NodeUri| lines.iter().any(|l| l.uri.same_node(uri) && l.status == Some(protocol::NodeStatus::Disabled));
+    let sender = sender_of(msg);
     let (outcome, our_body, targets) = with_nodes(|list| {
-        let mut outcome = list.merge(&lines, now());
-        if let Some(sender) = sender.as_ref().filter(|s| !leaving(s)) {
-            outcome.events.extend(list.mark_answered(sender, now()));
-        }
+        let outcome = list.merge_notification(sender.as_ref(), &lines, now());
         (outcome, list.notification_body(), list.targets(false))
     })
     .unwrap_or_default();
@@ -247,17 +265,15 @@ pub unsafe extern "C" fn ping_timer(_ticks: c_uint, _param: *mut c_void) {
 /// no longer run; nodes reached over other transports learn it from pings.
 pub fn announce_leave(m: &Module) {
     let Some(store) = NODE_STORE.get() else { return };
+    let active = |list: &NodeList| -> Vec<(NodeUri, Option<std::net::IpAddr>)> {
+        list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip)).collect()
+    };
     // A child killed inside its critical section may have left the lock held.
-    let Some(targets) = store.try_with(Duration::from_millis(200), |bytes| {
-        let list = NodeList::decode(std::str::from_utf8(bytes).unwrap_or_default());
-        let targets: Vec<(NodeUri, Option<std::net::IpAddr>)> =
-            list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip)).collect();
-        (None, targets)
-    }) else {
+    let Some(targets) = store.read_within(Duration::from_millis(200), |generation, bytes| with_decoded(generation, bytes, active))
+    else {
         log::warn!("node list locked at shutdown; leaving without notice");
         return;
     };
-    let targets = targets.unwrap_or_else(|t| t);
     if !m.server_socket.starts_with("udp:") {
         log::info!("leaving without notice: the DMQ socket {} is not UDP", m.server_socket);
         return;

@@ -125,21 +125,48 @@ pub fn active_targets(except: Option<&NodeUri>) -> Vec<NodeUri> {
         .collect()
 }
 
-// SAFETY (for the three helpers below): callers pass pointers from the
-// consumer's call, valid for its duration.
-unsafe fn str_arg<'a>(s: *const raw::str_) -> &'a [u8] {
-    if s.is_null() {
-        return &[];
+/// The common part of the API's `bcast_message` and `send_message`: checks
+/// the arguments, then sends to the nodes `targets` picks.
+///
+/// # Safety
+/// The pointers are the consumer's arguments, NULL or valid for the call.
+unsafe fn api_send(
+    what: &str,
+    peer: *mut raw::dmq_peer_t,
+    body: *const raw::str_,
+    resp_cback: *const raw::dmq_resp_cback_t,
+    max_forwards: c_int,
+    content_type: *const raw::str_,
+    targets: impl FnOnce() -> Result<Vec<NodeUri>, String>,
+) -> c_int {
+    if peer.is_null() {
+        log::error!("{what} without a peer");
+        return -1;
     }
-    // SAFETY: see above.
-    unsafe { kstr::bytes(&*s) }
+    let peer = Peer(peer);
+    if content_type.is_null() {
+        log::error!("{what} for {} without a content type", peer.id());
+        return -1;
+    }
+    let targets = match targets() {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("{what} for {}: {e}", peer.id());
+            return -1;
+        }
+    };
+    // SAFETY: forwarded from the caller.
+    let (body, ct, cb) = unsafe { (kstr::bytes_at(body), kstr::bytes_at(content_type), ResponseCallback::from_raw(resp_cback)) };
+    match send_to(&peer.id(), &targets, body, &String::from_utf8_lossy(ct), max_forwards, cb) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{what} for {}: {e}", peer.id());
+            -1
+        }
+    }
 }
 
-fn peer_of(peer: *mut raw::dmq_peer_t) -> Option<Peer> {
-    (!peer.is_null()).then_some(Peer(peer))
-}
-
-/// `bcast_message` of the bind_dmq API.
+/// `bcast_message` of the bind_dmq API: to every active node but `except`.
 pub unsafe extern "C" fn bcast_message(
     peer: *mut raw::dmq_peer_t,
     body: *mut raw::str_,
@@ -149,26 +176,16 @@ pub unsafe extern "C" fn bcast_message(
     content_type: *mut raw::str_,
 ) -> c_int {
     guard("bcast_message", -1, || {
-        let Some(peer) = peer_of(peer) else { return -1 };
-        if content_type.is_null() {
-            log::error!("bcast_message without a content type");
-            return -1;
-        }
-        let except = node_handles::uri_of(except);
-        let targets = active_targets(except.as_ref());
         // SAFETY: the consumer's arguments, valid for this call.
-        let (body, ct, cb) = unsafe { (str_arg(body), str_arg(content_type), ResponseCallback::from_raw(resp_cback)) };
-        match send_to(&peer.id(), &targets, body, &String::from_utf8_lossy(ct), max_forwards, cb) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("broadcast for {}: {e}", peer.id());
-                -1
-            }
+        unsafe {
+            api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, || {
+                Ok(active_targets(node_handles::uri_of(except).as_ref()))
+            })
         }
     })
 }
 
-/// `send_message` of the bind_dmq API.
+/// `send_message` of the bind_dmq API: to one node.
 pub unsafe extern "C" fn send_message(
     peer: *mut raw::dmq_peer_t,
     body: *mut raw::str_,
@@ -178,20 +195,11 @@ pub unsafe extern "C" fn send_message(
     content_type: *mut raw::str_,
 ) -> c_int {
     guard("send_message", -1, || {
-        let Some(peer) = peer_of(peer) else { return -1 };
-        let Some(target) = node_handles::uri_of(node) else {
-            log::error!("send_message for {} without a node", peer.id());
-            return -1;
-        };
-        if content_type.is_null() {
-            log::error!("send_message without a content type");
-            return -1;
-        }
         // SAFETY: the consumer's arguments, valid for this call.
-        let (body, ct, cb) = unsafe { (str_arg(body), str_arg(content_type), ResponseCallback::from_raw(resp_cback)) };
-        match send_to(&peer.id(), &[target], body, &String::from_utf8_lossy(ct), max_forwards, cb) {
-            Ok(()) => 0,
-            Err(_) => -1,
+        unsafe {
+            api_send("send_message", peer, body, resp_cback, max_forwards, content_type, || {
+                node_handles::uri_of(node).map(|uri| vec![uri]).ok_or_else(|| "no node given".to_string())
+            })
         }
     })
 }
@@ -200,7 +208,7 @@ pub unsafe extern "C" fn send_message(
 pub unsafe extern "C" fn find_dmq_node_uri(uri: *mut raw::str_) -> *mut raw::dmq_node_t {
     guard("find_dmq_node_uri", std::ptr::null_mut(), || {
         // SAFETY: the consumer's argument, valid for this call.
-        let text = String::from_utf8_lossy(unsafe { str_arg(uri) }).into_owned();
+        let text = String::from_utf8_lossy(unsafe { kstr::bytes_at(uri) }).into_owned();
         let Ok(line) = dmq_core::protocol::parse_node_line(&text) else { return std::ptr::null_mut() };
         match cluster::read_nodes(|list| list.find(&line.uri).cloned()).flatten() {
             Some(node) => node_handles::handle_for(&node),

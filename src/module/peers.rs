@@ -3,17 +3,18 @@
 //! `dmq_peer_t` layout, because consumers hold on to the pointer that
 //! `register_dmq_peer` returns and pass it back on every send.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 use crate::host::kstr;
+use crate::host::lock::ShmLock;
 use crate::raw;
 
 /// The registry in shm: lock, list head and the "init callbacks ran" flag.
 #[repr(C)]
 struct Registry {
-    lock: *mut c_void,
+    lock: ShmLock,
     /// Changed only under `lock` (hence the cell: shared, yet mutable).
     head: std::cell::UnsafeCell<*mut raw::dmq_peer>,
     init_done: AtomicI32,
@@ -33,16 +34,20 @@ static REGISTRY: OnceLock<Option<RegistryPtr>> = OnceLock::new();
 /// fork, so every process sees the same shm block.
 fn registry() -> Option<&'static Registry> {
     let ptr = REGISTRY.get_or_init(|| {
-        // SAFETY: plain shm allocations (shm is up before any mod_init).
-        unsafe {
-            let lock = raw::dmq_rs_lock_alloc_init();
-            let reg = raw::dmq_rs_shm_mallocxz(std::mem::size_of::<Registry>()) as *mut Registry;
-            if lock.is_null() || reg.is_null() {
-                log::error!("out of shm for the DMQ peer list");
-                return None;
+        let lock = ShmLock::new();
+        // SAFETY: plain shm allocation, zeroed (empty list, flag 0); shm is
+        // up before any mod_init.
+        let reg = unsafe { raw::dmq_rs_shm_mallocxz(std::mem::size_of::<Registry>()) } as *mut Registry;
+        match lock {
+            Some(lock) if !reg.is_null() => {
+                // SAFETY: reg is a fresh block, not shared yet.
+                unsafe { (*reg).lock = lock };
+                Some(RegistryPtr(reg))
             }
-            (*reg).lock = lock;
-            Some(RegistryPtr(reg))
+            _ => {
+                log::error!("out of shm for the DMQ peer list");
+                None
+            }
         }
     });
     // SAFETY: the block lives for the whole process tree.
@@ -57,16 +62,7 @@ pub fn init() -> Result<(), String> {
 impl Registry {
     /// Runs `f` with the lock held (released on unwind too).
     fn locked<R>(&self, f: impl FnOnce(&mut *mut raw::dmq_peer) -> R) -> R {
-        struct Release(*mut c_void);
-        impl Drop for Release {
-            fn drop(&mut self) {
-                // SAFETY: taken below in this process, released once.
-                unsafe { raw::dmq_rs_lock_release(self.0) }
-            }
-        }
-        // SAFETY: the lock lives in shm for the life of the process tree.
-        unsafe { raw::dmq_rs_lock_get(self.lock) };
-        let _release = Release(self.lock);
+        let _guard = self.lock.lock();
         // SAFETY: we hold the lock, so we are the only one touching the list.
         f(unsafe { &mut *self.head.get() })
     }

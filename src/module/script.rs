@@ -236,11 +236,8 @@ pub unsafe extern "C" fn w_dmq_is_from_node(msg: *mut raw::sip_msg, _p1: *mut c_
 // KEMI: KSR.dmq.* (same behaviour, typed parameters).
 
 fn kemi_str<'a>(s: *mut raw::str_) -> &'a [u8] {
-    if s.is_null() {
-        return &[];
-    }
     // SAFETY: KEMI passes strs valid for the call.
-    unsafe { kstr::bytes(&*s) }
+    unsafe { kstr::bytes_at(s) }
 }
 
 pub unsafe extern "C" fn ki_handle_message(msg: *mut raw::sip_msg) -> c_int {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crate::host::kstr;
+use crate::host::lock::ShmLock;
 use crate::host::sip_msg::SipMsg;
 use crate::raw;
 
@@ -35,7 +36,7 @@ struct Job {
 /// A worker's queue, in shm.
 #[repr(C)]
 struct Queue {
-    lock: *mut c_void,
+    lock: ShmLock,
     head: *mut Job,
     tail: *mut Job,
     queued: AtomicUsize,
@@ -81,11 +82,10 @@ pub fn init(workers: u32, limit: u32, usleep: u32) -> Result<(), String> {
     for _ in 0..workers {
         // SAFETY: as above.
         let q = unsafe { raw::dmq_rs_shm_mallocxz(std::mem::size_of::<Queue>()) } as *mut Queue;
-        // SAFETY: as above.
-        let lock = unsafe { raw::dmq_rs_lock_alloc_init() };
-        if q.is_null() || lock.is_null() {
+        let lock = ShmLock::new();
+        let Some(lock) = lock.filter(|_| !q.is_null()) else {
             return Err("out of shm for the DMQ job queues".into());
-        }
+        };
         // SAFETY: q is a fresh zeroed block.
         unsafe { (*q).lock = lock };
         queues.push(q);
@@ -164,6 +164,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
         *data.add(len) = 0;
     }
     // An idle worker, else the least loaded one.
+    // SAFETY: queue blocks live in shm for the process tree; atomic read.
     let load = |i: usize| unsafe { (*pool.queues[i]).queued.load(Ordering::Relaxed) };
     let target = (0..pool.queues.len()).find(|&i| load(i) == 0).unwrap_or_else(|| {
         (0..pool.queues.len()).min_by_key(|&i| load(i)).unwrap_or(0)
@@ -171,7 +172,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
     let q = pool.queues[target];
     // SAFETY: the queue's list is only changed under its lock.
     unsafe {
-        raw::dmq_rs_lock_get((*q).lock);
+        let _guard = (*q).lock.lock();
         if (*q).tail.is_null() {
             (*q).head = job;
         } else {
@@ -179,7 +180,6 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
         }
         (*q).tail = job;
         (*q).queued.fetch_add(1, Ordering::Release);
-        raw::dmq_rs_lock_release((*q).lock);
     }
     if pool.usleep == 0 {
         // A full pipe means the worker has wake-ups pending anyway.
@@ -192,7 +192,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
 fn pop(q: *mut Queue) -> Option<*mut Job> {
     // SAFETY: the queue's list is only changed under its lock.
     unsafe {
-        raw::dmq_rs_lock_get((*q).lock);
+        let _guard = (*q).lock.lock();
         let job = (*q).head;
         if !job.is_null() {
             (*q).head = (*job).next;
@@ -201,7 +201,6 @@ fn pop(q: *mut Queue) -> Option<*mut Job> {
             }
             (*q).queued.fetch_sub(1, Ordering::Release);
         }
-        raw::dmq_rs_lock_release((*q).lock);
         (!job.is_null()).then_some(job)
     }
 }
@@ -267,10 +266,8 @@ pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
         log::error!("DMQ peer {} has no callback", peer.id());
         return false;
     };
-    let sender = msg
-        .from_uri()
-        .and_then(|u| dmq_core::protocol::parse_node_line(&u).ok())
-        .and_then(|l| super::cluster::read_nodes(|list| list.find(&l.uri).cloned()).flatten());
+    let sender = super::cluster::sender_of(msg)
+        .and_then(|uri| super::cluster::read_nodes(|list| list.find(&uri).cloned()).flatten());
     let node = sender.as_ref().map(node_handles::handle_for).unwrap_or(std::ptr::null_mut());
     let mut resp = raw::peer_reponse_t::default();
     // SAFETY: the peer module's callback with the stock arguments.

@@ -377,3 +377,96 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(ExitStatus, Str
     };
     Ok((status, out_reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default()))
 }
+
+// ---- clusters -------------------------------------------------------------
+
+/// How long a cluster may take to agree on its members.
+pub const CONVERGE: Duration = Duration::from_secs(15);
+
+/// `base` with a 2 s ping interval, learning the cluster from `seed`.
+pub fn seeded(base: NodeConfig, seed: SocketAddr) -> NodeConfig {
+    base.param("notification_address", &format!("\"sip:{seed}\"")).param("ping_interval", "2")
+}
+
+/// The status `node` lists for the node at `addr` (None: not listed).
+pub fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
+    let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
+    let entry = out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
+    Some(entry.split("status: ").nth(1)?.lines().next()?.trim().to_string())
+}
+
+/// Whether `node` lists every address in `all` as active, and itself once.
+pub fn lists_all_active(node: &Node, all: &[SocketAddr]) -> bool {
+    let Ok(out) = node.try_rpc(&["dmq.list_nodes"]) else { return false };
+    let entries = out.split('}').filter(|e| e.contains("host:")).count();
+    entries == all.len()
+        && all.iter().all(|a| status_of(node, *a).as_deref() == Some("active"))
+        && out.matches("local: 1").count() == 1
+}
+
+/// Waits until every node lists all of them as active; panics otherwise.
+pub fn assert_converged(nodes: &[&Node]) {
+    let all: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    for node in nodes {
+        assert!(
+            node.wait_until(CONVERGE, |n| lists_all_active(n, &all)),
+            "node {} did not converge:\n{}",
+            node.addr,
+            node.try_rpc(&["dmq.list_nodes"]).unwrap_or_default()
+        );
+    }
+}
+
+/// Starts one node per config: the first unseeded (a stock node seeded from
+/// itself would list itself twice), the others seeded from it; all ping
+/// every 2 s. Returns once all of them agree on the cluster.
+pub fn start_cluster(label: &str, configs: Vec<NodeConfig>) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, c) in configs.into_iter().enumerate() {
+        let config = match nodes.first() {
+            Some(first) => seeded(c, first.addr),
+            None => c.param("ping_interval", "2"),
+        };
+        nodes.push(Node::start(&format!("{label}-{i}"), &config));
+    }
+    assert_converged(&nodes.iter().collect::<Vec<_>>());
+    nodes
+}
+
+// ---- raw SIP ----------------------------------------------------------------
+
+/// A unique token for branches, tags and Call-IDs.
+pub fn rand_tag() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    N.fetch_add(1, Ordering::SeqCst) * 7919 + std::process::id() as u64
+}
+
+/// A SIP request from `from` to `user@to` with `body`. `content_length`
+/// None leaves the header out (a bad request, on purpose).
+pub fn sip_request(
+    method: &str,
+    user: &str,
+    to: SocketAddr,
+    from: SocketAddr,
+    content_type: &str,
+    body: &[u8],
+    content_length: Option<usize>,
+) -> Vec<u8> {
+    let mut m = format!(
+        "{method} sip:{user}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-{n}\r\nFrom: <sip:{user}@{from}>;tag=t{n}\r\n\
+         To: <sip:{user}@{to}>\r\nCall-ID: test-{n}@{from}\r\nCSeq: 1 {method}\r\nMax-Forwards: 1\r\nContent-Type: {content_type}\r\n",
+        n = rand_tag()
+    );
+    if let Some(len) = content_length {
+        m += &format!("Content-Length: {len}\r\n");
+    }
+    m += "\r\n";
+    let mut bytes = m.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A KDMQ for peer `user` with a correct Content-Length.
+pub fn kdmq(to: SocketAddr, from: SocketAddr, user: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    sip_request("KDMQ", user, to, from, content_type, body, Some(body.len()))
+}
