@@ -231,13 +231,135 @@ fn full_job_queue_answers_503_at_once_and_keeps_serving() {
     let node = Node::start("queue-full", &c);
     let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();
-    let request = || kdmq(node.addr, from, "htable", "application/json", b"{}");
-    sock.send_to(&request(), node.addr).unwrap();
+    // What htable itself sends for `sht_seti t q 7` (an empty object would
+    // crash htable 5.6's handler, stock or not: it reads root->child blindly).
+    let set_q = |from, value: u32| {
+        let body = format!(r#"{{"action":2,"htname":"t","cname":"q","type":0,"intval":{value},"mode":0}}"#);
+        kdmq(node.addr, from, "htable", "application/json", body.as_bytes())
+    };
+    sock.send_to(&set_q(from, 7), node.addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let reply = node.sip_exchange(&sock, &request(), Duration::from_secs(1)).unwrap_or_default();
+    let reply = node.sip_exchange(&sock, &set_q(from, 7), Duration::from_secs(1)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 503"), "expected 503 at once, got: {reply}");
     assert!(node.log_text().contains("job queue full"), "no log line for the refused job");
-    // Still serving once the worker catches up.
-    assert!(node.wait_until(Duration::from_secs(10), |n| n.try_rpc(&["dmq.list_nodes"]).is_ok()));
+    let stat = |n: &Node, name: &str| -> Option<i64> {
+        let out = n.try_rpc(&["dmq.stats"]).ok()?;
+        out.lines().find_map(|l| l.trim().strip_prefix(&format!("{name}:")).and_then(|v| v.trim().parse().ok()))
+    };
+    assert_eq!(stat(&node, "jobs_rejected"), Some(1), "dmq.stats: {:?}", node.try_rpc(&["dmq.stats"]));
+    // Still serving once the worker catches up: the queued job ran, a new one runs too.
+    assert!(node.wait_until(Duration::from_secs(10), |n| stat(n, "jobs_waiting") == Some(0)), "the queue did not drain");
+    assert_eq!(htable_value(&node, "q").as_deref(), Some("7"));
+    let later = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let reply = node.sip_exchange(&later, &set_q(later.local_addr().unwrap(), 8), Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 200"), "after draining: {reply}");
+    assert_eq!(htable_value(&node, "q").as_deref(), Some("8"));
+    assert_eq!(stat(&node, "jobs_rejected"), Some(1));
+    assert_eq!(stat(&node, "jobs_processed"), Some(2));
 }
 
+
+/// Dialogs in a node's table, as `dlg.list` shows them.
+fn dialog_call_ids(node: &Node) -> Vec<String> {
+    let Ok(out) = node.try_rpc(&["dlg.list"]) else { return Vec::new() };
+    out.lines().filter_map(|l| l.trim().strip_prefix("call-id:").map(|v| v.trim().to_string())).collect()
+}
+
+#[test]
+fn dialogs_created_on_one_node_are_known_to_the_others() {
+    dialogs_replicate("dlg-rs", [false, false, false]);
+}
+
+#[test]
+fn dialogs_replicate_in_a_mixed_cluster() {
+    dialogs_replicate("dlg-mix", [false, true, true]);
+}
+
+fn dialogs_replicate(label: &str, kinds: [bool; 3]) {
+    // A callee (sipp uas) that answers every INVITE and stays in the call.
+    let uas_addr = allocate_address();
+    let node = |stock: bool| {
+        let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
+        c.consumers += "loadmodule \"rr.so\"\nloadmodule \"siputils.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n";
+        c.route = format!(
+            "if (is_method(\"KDMQ\")) {{ dmq_handle_message(); exit; }}\n\
+             \tif (has_totag()) {{ if (loose_route()) {{ t_relay(); }} else {{ t_check_trans(); }} exit; }}\n\
+             \tif (is_method(\"INVITE\")) {{ dlg_manage(); record_route(); $du = \"sip:{uas_addr}\"; t_relay(); exit; }}\n\
+             \tsl_send_reply(\"404\", \"Not here\");"
+        );
+        c
+    };
+    let nodes = start_cluster(label, kinds.iter().map(|&stock| node(stock)).collect());
+    let uas_dir = node_dir("dlg-uas");
+    let mut uas = std::process::Command::new("sipp");
+    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin"])
+        .current_dir(&uas_dir);
+    let _uas = Background::spawn(uas, &uas_dir.join("uas.log"));
+    let uac_addr = allocate_address();
+    let mut uac = std::process::Command::new("sipp");
+    // Five calls held for 20 s: long enough to look at them on every node.
+    uac.args(["-sn", "uac", "-m", "5", "-d", "20000", "-i", &uac_addr.ip().to_string()])
+        .args(["-p", &uac_addr.port().to_string(), "-nostdin"])
+        .arg(nodes[0].addr.to_string())
+        .current_dir(&uas_dir);
+    let _uac = Background::spawn(uac, &uas_dir.join("uac.log"));
+    let entry = &nodes[0];
+    assert!(entry.wait_until(REPLICATE, |n| dialog_call_ids(n).len() == 5), "the entry node holds {:?}", dialog_call_ids(entry));
+    let mut created = dialog_call_ids(entry);
+    created.sort();
+    for n in &nodes[1..] {
+        let ok = n.wait_until(REPLICATE, |x| {
+            let mut ids = dialog_call_ids(x);
+            ids.sort();
+            ids == created
+        });
+        assert!(ok, "{} holds {:?}, the entry node {:?}", n.addr, dialog_call_ids(n), created);
+    }
+}
+
+#[test]
+fn presence_publications_replicate() {
+    // Each node keeps its presentities in its own db_text copy of Kamailio's
+    // schema; db_text.query reads them back over RPC.
+    let configs: Vec<NodeConfig> = (0..3)
+        .map(|i| {
+            let dbdir = node_dir(&format!("pres-db{i}"));
+            for entry in std::fs::read_dir("/usr/share/kamailio/dbtext/kamailio").expect("kamailio's db_text schema") {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
+            }
+            let mut c = NodeConfig::default();
+            c.consumers += &format!(
+                "loadmodule \"db_text.so\"\nmodparam(\"db_text\", \"default_connection\", \"text://{db}\")\n\
+                 loadmodule \"presence.so\"\nloadmodule \"presence_xml.so\"\n\
+                 modparam(\"presence\", \"db_url\", \"text://{db}\")\nmodparam(\"presence\", \"enable_dmq\", 1)\n\
+                 modparam(\"presence_xml\", \"db_url\", \"text://{db}\")\nmodparam(\"presence_xml\", \"force_active\", 1)\n",
+                db = dbdir.display()
+            );
+            c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                       \tif (is_method(\"PUBLISH\")) { handle_publish(); exit; }\n\
+                       \tsl_send_reply(\"404\", \"Not here\");"
+                .into();
+            c
+        })
+        .collect();
+    let nodes = start_cluster("pres", configs);
+    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    let pidf = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@{to}\">\
+         <tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>",
+        to = nodes[0].addr
+    );
+    let publish = String::from_utf8(sip_request("PUBLISH", "alice", nodes[0].addr, from, "application/pidf+xml", pidf.as_bytes(), Some(pidf.len())))
+        .unwrap()
+        .replacen("Content-Type:", "Event: presence\r\nExpires: 600\r\nContent-Type:", 1);
+    let reply = nodes[0].sip_exchange(&sock, publish.as_bytes(), Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 200"), "PUBLISH was not accepted: {reply}");
+    let holds_alice = |n: &Node| {
+        n.try_rpc(&["db_text.query", "select username,event from presentity"]).map(|o| o.contains("alice")).unwrap_or(false)
+    };
+    for n in &nodes {
+        assert!(n.wait_until(REPLICATE, holds_alice), "{} has no presentity for alice", n.addr);
+    }
+}

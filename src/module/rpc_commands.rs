@@ -9,7 +9,7 @@ use crate::raw;
 
 use dmq_core::protocol;
 
-use super::cluster;
+use super::{cluster, workers};
 
 /// rpc.h's RET_ARRAY: the reply is a list of entries.
 const RET_ARRAY: u32 = 1;
@@ -25,7 +25,12 @@ static LIST_NODES_DOC: CoreCell<Doc> = CoreCell::new(Doc([c"Print all nodes".as_
 static REMOVE_DOC: CoreCell<Doc> =
     CoreCell::new(Doc([c"Remove a DMQ node (parameter: its SIP address)".as_ptr(), std::ptr::null()]));
 
-static RPC_METHODS: CoreCell<[raw::rpc_export_t; 3]> = CoreCell::new([
+static STATS_DOC: CoreCell<Doc> = CoreCell::new(Doc([
+    c"Job queue figures: waiting, peak, rejected (503) and per worker pid, waiting, processed".as_ptr(),
+    std::ptr::null(),
+]));
+
+static RPC_METHODS: CoreCell<[raw::rpc_export_t; 4]> = CoreCell::new([
     raw::rpc_export_t {
         name: c"dmq.list_nodes".as_ptr(),
         function: Some(rpc_list_nodes),
@@ -37,6 +42,12 @@ static RPC_METHODS: CoreCell<[raw::rpc_export_t; 3]> = CoreCell::new([
         function: Some(rpc_remove),
         doc_str: REMOVE_DOC.as_ptr() as *mut *const c_char,
         flags: 0,
+    },
+    raw::rpc_export_t {
+        name: c"dmq.stats".as_ptr(),
+        function: Some(rpc_stats),
+        doc_str: STATS_DOC.as_ptr() as *mut *const c_char,
+        flags: RET_ARRAY,
     },
     raw::rpc_export_t { name: std::ptr::null(), function: None, doc_str: std::ptr::null_mut(), flags: 0 },
 ]);
@@ -95,6 +106,37 @@ unsafe extern "C" fn rpc_remove(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
                 call.print("Ok. DMQ node removed.");
             }
             _ => call.fault(500, "Failure"),
+        }
+    })
+}
+
+/// Counters beyond i32 are clamped: kamcmd's integers are 32-bit.
+fn int(n: impl TryInto<i32>) -> Value<'static> {
+    Value::Int(n.try_into().unwrap_or(i32::MAX))
+}
+
+unsafe extern "C" fn rpc_stats(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
+    // SAFETY: the pointers the core passes to an RPC handler, used in this call.
+    let call = unsafe { RpcCall::new(rpc, ctx) };
+    guard("dmq.stats", (), || {
+        let Some(stats) = workers::stats() else {
+            call.fault(500, "dmq not initialized");
+            return;
+        };
+        let processed: u64 = stats.workers.iter().map(|w| w.processed).sum();
+        let mut ok = call.add_struct(&[
+            ("jobs_waiting", int(stats.queued)),
+            ("jobs_peak", int(stats.peak)),
+            ("jobs_rejected", int(stats.rejected)),
+            ("jobs_processed", int(processed)),
+            ("job_queue_limit", int(stats.limit)),
+            ("workers", int(stats.workers.len())),
+        ]);
+        for w in &stats.workers {
+            ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);
+        }
+        if !ok {
+            call.fault(500, "Server failure");
         }
     })
 }

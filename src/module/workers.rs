@@ -294,19 +294,45 @@ pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
     msg.reply(&m.sl, resp.resp_code, &reason, body)
 }
 
-/// Queue figures, for the benchmark and a future RPC: (pid, queued, processed) per worker, and
-/// (queued, peak, rejected) overall.
-#[allow(dead_code)]
-pub fn stats() -> Option<(Vec<(i32, usize, u64)>, (usize, usize, u64))> {
+/// One worker's figures.
+pub struct WorkerStats {
+    pub pid: i32,
+    pub queued: usize,
+    pub processed: u64,
+}
+
+/// The job queues' figures (`kamcmd dmq.stats`).
+pub struct QueueStats {
+    pub workers: Vec<WorkerStats>,
+    /// Jobs waiting now, across workers.
+    pub queued: usize,
+    /// Most jobs ever waiting at once.
+    pub peak: usize,
+    /// KDMQ requests answered 503 because the queue was full.
+    pub rejected: u64,
+    pub limit: usize,
+}
+
+pub fn stats() -> Option<QueueStats> {
     let pool = POOL.get()?;
     // SAFETY: shm blocks valid for the process tree; atomics only.
     unsafe {
-        let per = pool
+        let workers = pool
             .queues
             .iter()
-            .map(|&q| ((*q).pid.load(Ordering::Relaxed), (*q).queued.load(Ordering::Relaxed), (*q).processed.load(Ordering::Relaxed)))
+            .map(|&q| WorkerStats {
+                pid: (*q).pid.load(Ordering::Relaxed),
+                queued: (*q).queued.load(Ordering::Relaxed),
+                processed: (*q).processed.load(Ordering::Relaxed),
+            })
             .collect();
         let c = &*pool.counters;
-        Some((per, (c.queued.load(Ordering::Relaxed), c.peak.load(Ordering::Relaxed), c.rejected.load(Ordering::Relaxed))))
+        Some(QueueStats {
+            workers,
+            queued: c.queued.load(Ordering::Relaxed),
+            peak: c.peak.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            limit: pool.limit,
+        })
     }
 }

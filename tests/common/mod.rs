@@ -470,3 +470,25 @@ pub fn sip_request(
 pub fn kdmq(to: SocketAddr, from: SocketAddr, user: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     sip_request("KDMQ", user, to, from, content_type, body, Some(body.len()))
 }
+
+// ---- helper processes -----------------------------------------------------
+
+/// A helper process (e.g. a sipp call generator) in its own process group,
+/// killed with that group when dropped, so a failing test leaves nothing.
+pub struct Background(Child);
+
+impl Background {
+    pub fn spawn(mut cmd: Command, log: &Path) -> Background {
+        let out = fs::File::create(log).unwrap();
+        cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
+        Background(cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}")))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // SAFETY: signals only the process group this harness created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
