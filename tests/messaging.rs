@@ -18,7 +18,11 @@ fn htable_node(stock: bool) -> NodeConfig {
 }
 
 fn htable_value(node: &Node, key: &str) -> Option<String> {
-    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
+    htable_get(node, "t", key)
+}
+
+fn htable_get(node: &Node, table: &str, key: &str) -> Option<String> {
+    let out = node.try_rpc(&["htable.get", table, key]).ok()?;
     out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
 }
 
@@ -276,45 +280,95 @@ fn dialogs_replicate_in_a_mixed_cluster() {
 }
 
 fn dialogs_replicate(label: &str, kinds: [bool; 3]) {
-    // A callee (sipp uas) that answers every INVITE and stays in the call.
-    let uas_addr = allocate_address();
     let node = |stock: bool| {
         let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
         c.consumers += "loadmodule \"rr.so\"\nloadmodule \"siputils.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n";
-        c.route = format!(
-            "if (is_method(\"KDMQ\")) {{ dmq_handle_message(); exit; }}\n\
-             \tif (has_totag()) {{ if (loose_route()) {{ t_relay(); }} else {{ t_check_trans(); }} exit; }}\n\
-             \tif (is_method(\"INVITE\")) {{ dlg_manage(); record_route(); $du = \"sip:{uas_addr}\"; t_relay(); exit; }}\n\
-             \tsl_send_reply(\"404\", \"Not here\");"
-        );
+        c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                   \tif (has_totag()) { if (loose_route()) { t_relay(); } else { t_check_trans(); } exit; }\n\
+                   \tif (is_method(\"INVITE\")) { dlg_manage(); record_route(); t_relay(); exit; }\n\
+                   \tsl_send_reply(\"404\", \"Not here\");"
+            .into();
         c
     };
     let nodes = start_cluster(label, kinds.iter().map(|&stock| node(stock)).collect());
-    let uas_dir = node_dir("dlg-uas");
+    let _calls = hold_calls(&nodes[0], 5);
+    assert_dialogs_replicated(&nodes, 5);
+}
+
+/// `count` calls through `entry` to a sipp callee, held for 20 s (long
+/// enough to look at them on every node); the calls end when dropped.
+fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
+    let dir = node_dir("calls");
+    let uas_addr = allocate_address();
     let mut uas = std::process::Command::new("sipp");
     uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin"])
-        .current_dir(&uas_dir);
-    let _uas = Background::spawn(uas, &uas_dir.join("uas.log"));
+        .current_dir(&dir);
+    let uas = Background::spawn(uas, &dir.join("uas.log"));
     let uac_addr = allocate_address();
     let mut uac = std::process::Command::new("sipp");
-    // Five calls held for 20 s: long enough to look at them on every node.
-    uac.args(["-sn", "uac", "-m", "5", "-d", "20000", "-i", &uac_addr.ip().to_string()])
-        .args(["-p", &uac_addr.port().to_string(), "-nostdin"])
-        .arg(nodes[0].addr.to_string())
-        .current_dir(&uas_dir);
-    let _uac = Background::spawn(uac, &uas_dir.join("uac.log"));
+    // The R-URI names the callee; -rsa sends the INVITEs to the entry node.
+    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", "20000", "-i", &uac_addr.ip().to_string()])
+        .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
+        .arg(uas_addr.to_string())
+        .current_dir(&dir);
+    let uac = Background::spawn(uac, &dir.join("uac.log"));
+    [uac, uas]
+}
+
+/// The first node holds `count` dialogs, and every other node the same ones.
+fn assert_dialogs_replicated(nodes: &[Node], count: usize) {
+    let sorted_ids = |n: &Node| {
+        let mut ids = dialog_call_ids(n);
+        ids.sort();
+        ids
+    };
     let entry = &nodes[0];
-    assert!(entry.wait_until(REPLICATE, |n| dialog_call_ids(n).len() == 5), "the entry node holds {:?}", dialog_call_ids(entry));
-    let mut created = dialog_call_ids(entry);
-    created.sort();
+    assert!(entry.wait_until(REPLICATE, |n| dialog_call_ids(n).len() == count), "the entry node holds {:?}", dialog_call_ids(entry));
+    let created = sorted_ids(entry);
     for n in &nodes[1..] {
-        let ok = n.wait_until(REPLICATE, |x| {
-            let mut ids = dialog_call_ids(x);
-            ids.sort();
-            ids == created
-        });
-        assert!(ok, "{} holds {:?}, the entry node {:?}", n.addr, dialog_call_ids(n), created);
+        assert!(n.wait_until(REPLICATE, |x| sorted_ids(x) == created), "{} holds {:?}, the entry node {:?}", n.addr, sorted_ids(n), created);
     }
+}
+
+fn example(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg-examples").join(name)
+}
+
+/// Two nodes running an example config as it is, the second seeded from the first.
+fn example_cluster(name: &str) -> Vec<Node> {
+    let first = Node::start_example(name, &example(name), None);
+    let second = Node::start_example(name, &example(name), Some(first.addr));
+    let nodes = vec![first, second];
+    let all: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    for n in &nodes {
+        assert!(n.wait_until(CONVERGE, |x| lists_all_active(x, &all)), "{name}: {} did not converge", n.addr);
+    }
+    nodes
+}
+
+#[test]
+fn registrar_example_replicates_registrations() {
+    let nodes = example_cluster("registrar-cluster.cfg");
+    register_with_sipp(&nodes[1], 50, 50);
+    for n in &nodes {
+        assert!(n.wait_until(REPLICATE, |x| aor_count(x) == 50), "{} holds {} of 50 AoRs", n.addr, aor_count(n));
+    }
+}
+
+#[test]
+fn htable_example_replicates_items() {
+    let nodes = example_cluster("htable-cluster.cfg");
+    let table = std::fs::read_to_string(example("htable-cluster.cfg")).unwrap();
+    let name = table.split("modparam(\"htable\", \"htable\", \"").nth(1).and_then(|t| t.split("=>").next()).expect("a table in the example").to_string();
+    nodes[1].rpc(&["htable.seti", &name, "example", "42"]);
+    assert!(nodes[0].wait_until(REPLICATE, |n| htable_get(n, &name, "example").as_deref() == Some("42")), "the item did not reach {}", nodes[0].addr);
+}
+
+#[test]
+fn dialog_example_replicates_dialogs() {
+    let nodes = example_cluster("dialog-cluster.cfg");
+    let _calls = hold_calls(&nodes[0], 3);
+    assert_dialogs_replicated(&nodes, 3);
 }
 
 #[test]

@@ -181,8 +181,27 @@ impl Node {
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
-        let child = spawn_kamailio(&cfg, &dir, &log);
+        let child = spawn_kamailio(&cfg, &dir, &log, &[]);
         Node { addr, dir, ctl, log, child: Some(child) }
+    }
+
+    /// Starts a config file as it is (cfg-examples/), filling the defines
+    /// the examples take: NODE_LISTEN, DMQ_SERVER, DMQ_SEED, CTL_SOCKET.
+    pub fn start_example(label: &str, cfg: &Path, seed: Option<SocketAddr>) -> Node {
+        let addr = allocate_address();
+        let dir = node_dir(label);
+        let ctl = dir.join("ctl.sock");
+        let log = dir.join("kamailio.log");
+        let defines = [
+            format!("NODE_LISTEN=udp:{addr}"),
+            format!("DMQ_SERVER=\"sip:{addr}\""),
+            format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
+            format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
+        ];
+        let child = spawn_kamailio(cfg, &dir, &log, &defines);
+        let mut node = Node { addr, dir, ctl, log, child: Some(child) };
+        node.wait_ready(Duration::from_secs(20));
+        node
     }
 
     pub fn pid(&self) -> u32 {
@@ -298,9 +317,12 @@ impl Drop for Node {
     }
 }
 
-fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path) -> Child {
+fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, defines: &[String]) -> Child {
     let log_file = fs::File::create(log).unwrap();
     let mut cmd = Command::new(KAMAILIO);
+    for define in defines {
+        cmd.arg("-A").arg(define);
+    }
     cmd.arg("-f")
         .arg(cfg)
         .arg("-L")
