@@ -4,6 +4,7 @@
 #   make test     unit and integration tests (real Kamailio processes)
 #   make install  copy the module into Kamailio's module directory
 #   make deps     install what is missing (Debian packages, Kamailio headers)
+#   make bench    dmq_rs against the stock dmq.so, side by side (bench/results/)
 #   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
 
 CARGO ?= cargo
@@ -34,6 +35,11 @@ test: build
 
 run: build
 	@bash scripts/run-cluster.sh
+
+bench: build
+	@python3 -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
+	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench dmq_vs_stock
+	python3 bench/plot.py bench/results
 
 FUZZ_SECONDS ?= 60
 fuzz:

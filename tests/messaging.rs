@@ -63,30 +63,9 @@ fn registrar_node(stock: bool) -> NodeConfig {
     c
 }
 
-/// Contacts in the node's location table (usrloc's own statistic: a dump
-/// of thousands of AoRs does not fit kamcmd's reply buffer).
-fn aor_count(node: &Node) -> usize {
-    let Ok(out) = node.try_rpc(&["stats.get_statistics", "all"]) else { return 0 };
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("usrloc:location_contacts = "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Sends `count` REGISTERs (one AoR each) to `node` with sipp, bounded.
+/// Sends `count` REGISTERs (one AoR each) to `node` with sipp; all must succeed.
 fn register_with_sipp(node: &Node, count: usize, rate: usize) {
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml");
-    let local = allocate_address();
-    // In the foreground (no -bg), so the wait is bounded by run_bounded.
-    let mut cmd = std::process::Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(&scenario)
-        .args(["-m", &count.to_string(), "-r", &rate.to_string(), "-i", &local.ip().to_string()])
-        .args(["-p", &local.port().to_string(), "-trace_err", "-nostdin"])
-        .arg(node.addr.to_string())
-        .current_dir(&node.dir);
-    let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
-    let (status, out, err) = run_bounded(cmd, limit).expect("sipp ran");
+    let (status, out, err) = sipp_register(node.addr, &node.dir, count, rate);
     assert!(status.success(), "sipp failed ({status}):\n{out}\n{err}");
 }
 

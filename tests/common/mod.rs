@@ -90,6 +90,10 @@ pub struct NodeConfig {
     pub load_tm: bool,
     pub load_sl: bool,
     pub debug: i32,
+    /// Kamailio's shared memory (-m), in MB.
+    pub shm_mb: u32,
+    /// SIP worker processes (children=).
+    pub children: u32,
 }
 
 impl Default for NodeConfig {
@@ -104,6 +108,8 @@ impl Default for NodeConfig {
             load_tm: true,
             load_sl: true,
             debug: 2,
+            shm_mb: 64,
+            children: 2,
         }
     }
 }
@@ -127,7 +133,7 @@ impl NodeConfig {
     pub fn render(&self, addr: SocketAddr, ctl: &Path) -> String {
         let mut s = String::new();
         s += "#!KAMAILIO\n";
-        s += &format!("debug={}\nlog_stderror=yes\nchildren=2\nauto_aliases=no\ndns=no\nrev_dns=no\n", self.debug);
+        s += &format!("debug={}\nlog_stderror=yes\nchildren={}\nauto_aliases=no\ndns=no\nrev_dns=no\n", self.debug, self.children);
         s += &format!("listen=udp:{addr}\n");
         if self.load_tm {
             s += "loadmodule \"tm.so\"\n";
@@ -181,7 +187,7 @@ impl Node {
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
-        let child = spawn_kamailio(&cfg, &dir, &log, &[]);
+        let child = spawn_kamailio(&cfg, &dir, &log, config.shm_mb, &[]);
         Node { addr, dir, ctl, log, child: Some(child) }
     }
 
@@ -198,7 +204,7 @@ impl Node {
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        let child = spawn_kamailio(cfg, &dir, &log, &defines);
+        let child = spawn_kamailio(cfg, &dir, &log, 64, &defines);
         let mut node = Node { addr, dir, ctl, log, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node
@@ -224,14 +230,7 @@ impl Node {
 
     /// Runs `kamcmd` against this node (bounded to 10 s).
     pub fn try_rpc(&self, args: &[&str]) -> Result<String, String> {
-        let mut cmd = Command::new(KAMCMD);
-        cmd.arg("-s").arg(format!("unix:{}", self.ctl.display())).args(args);
-        let (status, out, err) = run_bounded(cmd, Duration::from_secs(10))?;
-        if status.success() {
-            Ok(out)
-        } else {
-            Err(format!("kamcmd {args:?}: {status}: {out}{err}"))
-        }
+        rpc_at(&self.ctl, args)
     }
 
     pub fn rpc(&self, args: &[&str]) -> String {
@@ -317,7 +316,19 @@ impl Drop for Node {
     }
 }
 
-fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, defines: &[String]) -> Child {
+/// `kamcmd` against a ctl socket, bounded (usable from a sampling thread).
+pub fn rpc_at(ctl: &Path, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new(KAMCMD);
+    cmd.arg("-s").arg(format!("unix:{}", ctl.display())).args(args);
+    let (status, out, err) = run_bounded(cmd, Duration::from_secs(10))?;
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(format!("kamcmd {args:?}: {status}: {out}{err}"))
+    }
+}
+
+fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, shm_mb: u32, defines: &[String]) -> Child {
     let log_file = fs::File::create(log).unwrap();
     let mut cmd = Command::new(KAMAILIO);
     for define in defines {
@@ -327,7 +338,9 @@ fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, defines: &[String]) -> Chi
         .arg(cfg)
         .arg("-L")
         .arg(module_search_path())
-        .args(["-DD", "-E", "-m", "64", "-M", "8"])
+        .args(["-DD", "-E", "-M", "8"])
+        .arg("-m")
+        .arg(shm_mb.to_string())
         .arg("-Y")
         .arg(dir)
         .arg("-P")
@@ -513,4 +526,33 @@ impl Drop for Background {
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
     }
+}
+
+// ---- registrations --------------------------------------------------------
+
+/// Contacts in the node's location table (usrloc's own statistic: a dump
+/// of thousands of AoRs does not fit kamcmd's reply buffer).
+pub fn aor_count(node: &Node) -> usize {
+    let Ok(out) = node.try_rpc(&["stats.get_statistics", "all"]) else { return 0 };
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("usrloc:location_contacts = "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends `count` REGISTERs (one AoR each, user<n>) at `rate` per second to
+/// `to` with sipp in the foreground, bounded in time; sipp's output lands in
+/// `dir`. Returns sipp's status (non-zero when some REGISTERs failed).
+pub fn sipp_register(to: SocketAddr, dir: &Path, count: usize, rate: usize) -> (ExitStatus, String, String) {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml");
+    let local = allocate_address();
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(&scenario)
+        .args(["-m", &count.to_string(), "-r", &rate.to_string(), "-i", &local.ip().to_string()])
+        .args(["-p", &local.port().to_string(), "-trace_err", "-nostdin"])
+        .arg(to.to_string())
+        .current_dir(dir);
+    let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
+    run_bounded(cmd, limit).expect("sipp ran")
 }
