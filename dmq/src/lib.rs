@@ -6,4 +6,5 @@ pub mod config;
 pub mod discovery;
 pub mod nodes;
 pub mod panic;
+pub mod pending;
 pub mod protocol;

@@ -255,11 +255,12 @@ impl NodeList {
 
     /// Remote nodes to send to: active ones, or all with `include_inactive`.
     pub fn targets(&self, include_inactive: bool) -> Vec<NodeUri> {
-        self.nodes
-            .iter()
-            .filter(|n| !n.local && (include_inactive || is_up(n.status)))
-            .map(|n| n.uri.clone())
-            .collect()
+        self.target_nodes(include_inactive).map(|n| n.uri.clone()).collect()
+    }
+
+    /// The remote nodes messages go to (with their resolved addresses).
+    pub fn target_nodes(&self, include_inactive: bool) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| !n.local && (include_inactive || is_up(n.status)))
     }
 
     /// Whether `ip` is a remote node's address (`dmq_is_from_node`).

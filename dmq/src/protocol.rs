@@ -290,27 +290,62 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     body
 }
 
-/// A complete KDMQ request for sending outside tm (the leave notice at
-/// shutdown): `from` is the sending node, `to` the target, `channel` the
-/// peer, `token` makes branch, tag and Call-ID unique.
-pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, channel: &str, body: &str, token: &str) -> String {
-    let via_host = format!("{}{}", from.host, if from.port.is_empty() { String::new() } else { format!(":{}", from.port) });
-    format!(
+/// A KDMQ request built without tm: for peer messages in flight (see
+/// `pending`) and the leave notice sent at shutdown.
+pub struct PeerRequest<'a> {
+    pub from: &'a NodeUri,
+    pub to: &'a NodeUri,
+    /// The channel (R-URI user): a peer id or the notification channel.
+    pub peer: &'a str,
+    /// The whole Via branch, magic cookie included.
+    pub branch: &'a str,
+    /// Unique per request: From tag and Call-ID are derived from it.
+    pub token: &'a str,
+    pub max_forwards: i32,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+}
+
+pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
+    let via_host = format!("{}{}", r.from.host, if r.from.port.is_empty() { String::new() } else { format!(":{}", r.from.port) });
+    let mut out = format!(
         "KDMQ {to_uri} SIP/2.0\r\n\
-         Via: SIP/2.0/{proto} {via_host};branch=z9hG4bKdmqrs{token}\r\n\
-         Max-Forwards: 1\r\n\
+         Via: SIP/2.0/{proto} {via_host};branch={branch}\r\n\
+         Max-Forwards: {mf}\r\n\
          From: <{from_uri}>;tag=dmqrs{token}\r\n\
          To: <{to_uri}>\r\n\
-         Call-ID: dmqrs-leave-{token}@{host}\r\n\
+         Call-ID: dmqrs-{token}@{host}\r\n\
          CSeq: 1 KDMQ\r\n\
-         Content-Type: text/plain\r\n\
-         Content-Length: {len}\r\n\r\n{body}",
-        to_uri = to.with_user(channel),
-        proto = from.transport.as_str().to_ascii_uppercase(),
-        from_uri = from.with_user(channel),
-        host = from.host,
-        len = body.len(),
+         Content-Type: {ct}\r\n\
+         Content-Length: {len}\r\n\r\n",
+        to_uri = r.to.with_user(r.peer),
+        proto = r.from.transport.as_str().to_ascii_uppercase(),
+        branch = r.branch,
+        mf = r.max_forwards,
+        from_uri = r.from.with_user(r.peer),
+        token = r.token,
+        host = r.from.host,
+        ct = r.content_type,
+        len = r.body.len(),
     )
+    .into_bytes();
+    out.extend_from_slice(r.body);
+    out
+}
+
+/// The leave notice: a notification (`body`) on `channel` sent statelessly.
+pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, channel: &str, body: &str, token: &str) -> String {
+    let request = build_peer_request(&PeerRequest {
+        from,
+        to,
+        peer: channel,
+        branch: &format!("z9hG4bKdmqrs{token}"),
+        token: &format!("leave-{token}"),
+        max_forwards: 1,
+        content_type: "text/plain",
+        body: body.as_bytes(),
+    });
+    String::from_utf8_lossy(&request).into_owned()
 }
 
 #[cfg(test)]
@@ -400,10 +435,33 @@ mod tests {
         let req = build_stateless_request(&uri("sip:127.0.0.2:5090"), &uri("sip:127.0.0.3:5090"), "notification_peer", &body, "42");
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
         assert!(req.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs42\r\n"));
-        assert!(req.contains("From: <sip:notification_peer@127.0.0.2:5090>;tag=dmqrs42\r\n"));
+        assert!(req.contains("From: <sip:notification_peer@127.0.0.2:5090>;tag=dmqrsleave-42\r\n"));
         let (head, tail) = req.split_once("\r\n\r\n").unwrap();
         assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
         assert_eq!(tail, "sip:127.0.0.2:5090;status=disabled\r\n");
         assert_eq!(parse_body(tail.as_bytes()).unwrap()[0].status, Some(NodeStatus::Disabled));
+    }
+
+    #[test]
+    fn peer_requests_carry_the_body_verbatim_with_its_length() {
+        let body = b"{\"action\":1}\r\n\x00binary";
+        let req = build_peer_request(&PeerRequest {
+            from: &uri("sip:127.0.0.2:5090"),
+            to: &uri("sip:10.0.0.3:5060;transport=udp"),
+            peer: "htable",
+            branch: "z9hG4bKdmqrs.3.9",
+            token: "9x1",
+            max_forwards: 5,
+            content_type: "application/json",
+            body,
+        });
+        let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = std::str::from_utf8(&req[..split]).unwrap();
+        assert!(head.starts_with("KDMQ sip:htable@10.0.0.3:5060"), "{head}");
+        assert!(head.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs.3.9\r\n"));
+        assert!(head.contains("Max-Forwards: 5\r\n"));
+        assert!(head.contains("Content-Type: application/json\r\n"));
+        assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
+        assert_eq!(&req[split + 4..], body);
     }
 }

@@ -133,6 +133,7 @@ fn init() -> Result<(), String> {
     super::cluster::init(local_uri.clone())?;
     super::peers::init()?;
     super::workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
+    super::in_flight::init()?;
     super::cluster::start_ping_timer(config.ping_interval)?;
     super::rpc_commands::register()?;
 
@@ -155,7 +156,7 @@ pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
         log::debug!("child_init rank {rank}");
         if rank == raw::PROC_MAIN as c_int {
             if let Some(m) = module() {
-                if let Err(e) = super::workers::start(m) {
+                if let Err(e) = super::workers::start(m).and_then(|()| super::in_flight::start_timer()) {
                     log::error!("{e}");
                     return -1;
                 }

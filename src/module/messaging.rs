@@ -14,7 +14,8 @@ use crate::host::tm::{self, KdmqRequest};
 use crate::raw;
 
 use super::cluster;
-use super::lifecycle::module;
+use super::in_flight;
+use super::lifecycle::Module;
 use super::node_handles;
 use super::peers::{self, Peer};
 
@@ -76,37 +77,56 @@ fn handle_for_uri(uri: &NodeUri) -> *mut raw::dmq_node_t {
 }
 
 /// Final reply (or 408) to a peer message: hand it to the consumer's
-/// callback with the stock arguments (the reply as tm gives it).
-fn on_peer_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
-    let Some((cb, uri)) = decode_context(context) else { return };
+/// callback with the stock arguments (the reply as received, or tm's
+/// FAKED_REPLY marker on a timeout).
+pub fn run_response_callback(code: i32, reply: *mut raw::sip_msg, uri: &NodeUri, cb: Option<ResponseCallback>) {
     if code >= 300 {
         log::debug!("peer message to {uri} answered {code}");
     }
     let Some(cb) = cb else { return };
-    let node = handle_for_uri(&uri);
+    let node = handle_for_uri(uri);
     // SAFETY: the consumer's callback with the arguments its ABI expects.
     if unsafe { (cb.f)(reply, code, node, cb.param) } < 0 {
         log::warn!("response callback for a message to {uri} failed");
     }
 }
 
-/// Sends `body` for `peer_id` to each target; counts failures.
-pub fn send_to(
+fn on_tm_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
+    if let Some((cb, uri)) = decode_context(context) {
+        run_response_callback(code, reply, &uri, cb);
+    }
+}
+
+/// One peer message through tm: for nodes over TCP/TLS, nodes without a
+/// resolved address, and when the in-flight table is full.
+pub fn send_through_tm(
+    m: &Module,
     peer_id: &str,
-    targets: &[NodeUri],
+    target: &NodeUri,
     body: &[u8],
     content_type: &str,
     max_forwards: i32,
     cb: Option<ResponseCallback>,
 ) -> Result<(), String> {
-    let m = module().ok_or("dmq is not initialized")?;
     let from = m.local_uri.with_user(peer_id);
+    let to = target.with_user(peer_id);
+    let req = KdmqRequest { to: &to, from: &from, body, content_type, max_forwards, socket: &m.server_socket };
+    tm::send(&m.tm, &req, on_tm_reply, &encode_context(cb, target))
+}
+
+/// Sends `body` for `peer_id` to each target; counts failures.
+pub fn send_to(
+    peer_id: &str,
+    targets: &[Node],
+    body: &[u8],
+    content_type: &str,
+    max_forwards: i32,
+    cb: Option<ResponseCallback>,
+) -> Result<(), String> {
     let mut failed = 0;
     for target in targets {
-        let to = target.with_user(peer_id);
-        let req = KdmqRequest { to: &to, from: &from, body, content_type, max_forwards, socket: &m.server_socket };
-        if let Err(e) = tm::send(&m.tm, &req, on_peer_reply, &encode_context(cb, target)) {
-            log::error!("cannot send a {peer_id} message to {target}: {e}");
+        if let Err(e) = in_flight::send(peer_id, &target.uri, target.ip, body, content_type, max_forwards, cb) {
+            log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
             failed += 1;
         }
     }
@@ -117,12 +137,9 @@ pub fn send_to(
 }
 
 /// Active remote nodes except `except`.
-pub fn active_targets(except: Option<&NodeUri>) -> Vec<NodeUri> {
-    cluster::read_nodes(|list| list.targets(false))
+pub fn active_targets(except: Option<&NodeUri>) -> Vec<Node> {
+    cluster::read_nodes(|list| list.target_nodes(false).filter(|t| except.is_none_or(|e| !e.same_node(&t.uri))).cloned().collect())
         .unwrap_or_default()
-        .into_iter()
-        .filter(|t| except.is_none_or(|e| !e.same_node(t)))
-        .collect()
 }
 
 /// The common part of the API's `bcast_message` and `send_message`: checks
@@ -137,7 +154,7 @@ unsafe fn api_send(
     resp_cback: *const raw::dmq_resp_cback_t,
     max_forwards: c_int,
     content_type: *const raw::str_,
-    targets: impl FnOnce() -> Result<Vec<NodeUri>, String>,
+    targets: impl FnOnce() -> Result<Vec<Node>, String>,
 ) -> c_int {
     if peer.is_null() {
         log::error!("{what} without a peer");
@@ -198,7 +215,10 @@ pub unsafe extern "C" fn send_message(
         // SAFETY: the consumer's arguments, valid for this call.
         unsafe {
             api_send("send_message", peer, body, resp_cback, max_forwards, content_type, || {
-                node_handles::uri_of(node).map(|uri| vec![uri]).ok_or_else(|| "no node given".to_string())
+                let uri = node_handles::uri_of(node).ok_or_else(|| "no node given".to_string())?;
+                // A node that left the list meanwhile is still tried (through tm).
+                let listed = cluster::read_nodes(|list| list.find(&uri).cloned()).flatten();
+                Ok(vec![listed.unwrap_or_else(|| Node::new(uri, NodeStatus::Active))])
             })
         }
     })

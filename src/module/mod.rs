@@ -3,6 +3,7 @@
 //! so that existing `modparam("dmq", ...)` lines apply unchanged.
 
 mod cluster;
+mod in_flight;
 mod kemi;
 mod lifecycle;
 mod messaging;
@@ -132,7 +133,7 @@ pub static exports: CoreCell<raw::module_exports> = CoreCell::new(raw::module_ex
     params: params::PARAMS.as_ptr() as *mut raw::param_export_t,
     rpc_methods: null_mut(), // registered in mod_init, as the stock module does
     pv_items: null_mut(),
-    response_f: None,
+    response_f: Some(in_flight::on_reply),
     init_mod_f: Some(lifecycle::mod_init),
     init_child_f: Some(lifecycle::child_init),
     destroy_mod_f: Some(lifecycle::destroy),

@@ -9,7 +9,7 @@ use crate::raw;
 
 use dmq_core::protocol;
 
-use super::{cluster, workers};
+use super::{cluster, in_flight, workers};
 
 /// rpc.h's RET_ARRAY: the reply is a list of entries.
 const RET_ARRAY: u32 = 1;
@@ -26,7 +26,7 @@ static REMOVE_DOC: CoreCell<Doc> =
     CoreCell::new(Doc([c"Remove a DMQ node (parameter: its SIP address)".as_ptr(), std::ptr::null()]));
 
 static STATS_DOC: CoreCell<Doc> = CoreCell::new(Doc([
-    c"Job queue figures: waiting, peak, rejected (503) and per worker pid, waiting, processed".as_ptr(),
+    c"Job queue figures (waiting, peak, rejected with 503, processed; per worker), then peer messages in flight (sent, waiting for their reply, peak, retransmissions, timeouts, sent through tm)".as_ptr(),
     std::ptr::null(),
 ]));
 
@@ -132,6 +132,17 @@ unsafe extern "C" fn rpc_stats(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
             ("job_queue_limit", int(stats.limit)),
             ("workers", int(stats.workers.len())),
         ]);
+        if let Some(p) = in_flight::stats() {
+            ok = ok
+                && call.add_struct(&[
+                    ("messages_sent", int(p.sent)),
+                    ("messages_in_flight", int(p.in_flight)),
+                    ("messages_in_flight_peak", int(p.peak)),
+                    ("retransmissions", int(p.retransmissions)),
+                    ("timeouts", int(p.timeouts)),
+                    ("sent_through_tm_table_full", int(p.overflows)),
+                ]);
+        }
         for w in &stats.workers {
             ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);
         }

@@ -102,9 +102,9 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
             let text = String::from_utf8_lossy(node);
             let known = dmq_core::protocol::parse_node_line(&text)
                 .ok()
-                .and_then(|l| cluster::read_nodes(|list| list.find(&l.uri).map(|n| n.uri.clone())).flatten());
+                .and_then(|l| cluster::read_nodes(|list| list.find(&l.uri).cloned()).flatten());
             match known {
-                Some(uri) => vec![uri],
+                Some(node) => vec![node],
                 None => {
                     log::error!("cannot find DMQ node {text}");
                     return -1;
@@ -204,15 +204,15 @@ fn t_replicate(msg: *mut raw::sip_msg, skip_loop_test: bool) -> c_int {
                 )
             };
             if rc == -1 {
-                log::error!("cannot append a branch for {target}");
+                log::error!("cannot append a branch for {}", target.uri);
                 continue;
             }
         }
-        let uri = target.to_uri();
+        let uri = target.uri.to_uri();
         let mut suri = kstr::borrowed(uri.as_bytes());
         // SAFETY: tm's t_replicate on the script's message; it copies the URI.
         if unsafe { t_replicate(msg, &mut suri) } < 0 {
-            log::error!("t_replicate to {target} failed");
+            log::error!("t_replicate to {} failed", target.uri);
             return -1;
         }
     }

@@ -1,0 +1,308 @@
+//! Peer messages waiting for their final reply: dmq_rs's own lightweight
+//! client transactions for KDMQ over UDP.
+//!
+//! Sending a replicated item through tm costs a full transaction in shm
+//! that tm keeps through its wait timer, seconds after the reply came. Here
+//! a message holds one slot and its bytes (for retransmission) only until
+//! its final reply; then both are freed at once. Retransmissions follow SIP
+//! timers A/E (T1 doubling up to T2), until the first reply stops them; no
+//! final reply within [`TIMEOUT_MS`] is a timeout (408 to the callback).
+//!
+//! The table is plain data (it lives in Kamailio shm, shared by all
+//! processes, under one lock the caller holds); `data` is the caller's
+//! handle for the message (a shm pointer), opaque here.
+
+/// First retransmission interval (SIP T1).
+pub const T1_MS: u64 = 500;
+/// Longest retransmission interval (SIP T2).
+pub const T2_MS: u64 = 4000;
+/// No final reply by then: the message timed out (tm's default fr_timer).
+pub const TIMEOUT_MS: u64 = 30_000;
+
+const BRANCH_PREFIX: &str = "z9hG4bKdmqrs.";
+
+/// One message in flight; `seq == 0` marks a free slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Slot {
+    pub seq: u64,
+    /// When to retransmit next (u64::MAX: not any more).
+    pub next_send_ms: u64,
+    pub interval_ms: u64,
+    pub deadline_ms: u64,
+    pub data: usize,
+}
+
+/// Counters kept with the table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PendingStats {
+    pub in_flight: u32,
+    pub peak: u32,
+    pub sent: u64,
+    pub retransmissions: u64,
+    pub timeouts: u64,
+    /// Messages that found the table full (the caller sent them another way).
+    pub overflows: u64,
+}
+
+/// The table's fixed part.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Header {
+    pub next_seq: u64,
+    /// Free slot indices are `free[..free_top]`.
+    pub free_top: u32,
+    pub stats: PendingStats,
+}
+
+/// A view of the table: header, slots and the free-index stack, all of
+/// the same capacity.
+pub struct PendingTable<'a> {
+    pub head: &'a mut Header,
+    pub slots: &'a mut [Slot],
+    pub free: &'a mut [u32],
+}
+
+/// What a timer tick found due.
+#[derive(Debug, Default, PartialEq)]
+pub struct Due {
+    /// (slot index, data) to send again.
+    pub retransmit: Vec<(u32, usize)>,
+    /// Timed-out messages, already removed: their data is the caller's to free.
+    pub expired: Vec<usize>,
+}
+
+impl PendingTable<'_> {
+    /// Marks every slot free (once, on fresh memory).
+    pub fn reset(&mut self) {
+        let cap = self.slots.len().min(self.free.len());
+        for (i, f) in self.free.iter_mut().enumerate().take(cap) {
+            // Pop order: lowest index first.
+            *f = (cap - 1 - i) as u32;
+        }
+        self.slots.iter_mut().for_each(|s| *s = Slot::default());
+        self.head.free_top = cap as u32;
+        self.head.next_seq = 1;
+        self.head.stats = PendingStats::default();
+    }
+
+    /// Takes a slot for a message sent at `now_ms`: its branch, or None
+    /// when the table is full.
+    pub fn insert(&mut self, now_ms: u64, data: usize) -> Option<String> {
+        if self.head.free_top == 0 {
+            self.head.stats.overflows += 1;
+            return None;
+        }
+        self.head.free_top -= 1;
+        let index = self.free[self.head.free_top as usize];
+        let seq = self.head.next_seq.max(1);
+        self.head.next_seq = seq + 1;
+        self.slots[index as usize] =
+            Slot { seq, next_send_ms: now_ms + T1_MS, interval_ms: T1_MS, deadline_ms: now_ms + TIMEOUT_MS, data };
+        let s = &mut self.head.stats;
+        s.in_flight += 1;
+        s.peak = s.peak.max(s.in_flight);
+        s.sent += 1;
+        Some(branch(index, seq))
+    }
+
+    /// The slot a reply's branch names, if it is still waiting.
+    fn find(&mut self, branch: &str) -> Option<usize> {
+        let (index, seq) = parse_branch(branch)?;
+        let slot = self.slots.get(index as usize)?;
+        (slot.seq == seq && seq != 0).then_some(index as usize)
+    }
+
+    /// Gives a slot taken with `insert(now, 0)` its data, once the request
+    /// (which carries the branch) is built. False when the slot is gone.
+    pub fn attach(&mut self, branch: &str, data: usize) -> bool {
+        match self.find(branch) {
+            Some(i) if self.slots[i].data == 0 => {
+                self.slots[i].data = data;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A provisional reply: the request arrived, stop retransmitting.
+    pub fn provisional(&mut self, branch: &str) -> bool {
+        match self.find(branch) {
+            Some(i) => {
+                self.slots[i].next_send_ms = u64::MAX;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A final reply: removes the message and returns its data (None for a
+    /// late or unknown reply, e.g. to a retransmission).
+    pub fn complete(&mut self, branch: &str) -> Option<usize> {
+        let i = self.find(branch)?;
+        Some(self.release(i))
+    }
+
+    fn release(&mut self, i: usize) -> usize {
+        let data = self.slots[i].data;
+        self.slots[i] = Slot::default();
+        self.free[self.head.free_top as usize] = i as u32;
+        self.head.free_top += 1;
+        self.head.stats.in_flight -= 1;
+        data
+    }
+
+    /// What is due at `now_ms`: retransmissions (rescheduled here) and
+    /// timeouts (removed here).
+    pub fn due(&mut self, now_ms: u64) -> Due {
+        let mut due = Due::default();
+        if self.head.stats.in_flight == 0 {
+            return due;
+        }
+        for i in 0..self.slots.len() {
+            let slot = self.slots[i];
+            if slot.seq == 0 {
+                continue;
+            }
+            if slot.deadline_ms <= now_ms {
+                due.expired.push(self.release(i));
+                self.head.stats.timeouts += 1;
+            } else if slot.next_send_ms <= now_ms && slot.data != 0 {
+                let interval = (slot.interval_ms * 2).min(T2_MS);
+                self.slots[i].interval_ms = interval;
+                self.slots[i].next_send_ms = now_ms + interval;
+                due.retransmit.push((i as u32, slot.data));
+                self.head.stats.retransmissions += 1;
+            }
+        }
+        due
+    }
+}
+
+/// The Via branch of a message in slot `index` with sequence `seq`.
+pub fn branch(index: u32, seq: u64) -> String {
+    format!("{BRANCH_PREFIX}{index}.{seq}")
+}
+
+/// (slot index, sequence) from a branch this module made; None otherwise.
+pub fn parse_branch(branch: &str) -> Option<(u32, u64)> {
+    let rest = branch.strip_prefix(BRANCH_PREFIX)?;
+    let (index, seq) = rest.split_once('.')?;
+    Some((index.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Owned {
+        head: Header,
+        slots: Vec<Slot>,
+        free: Vec<u32>,
+    }
+
+    impl Owned {
+        fn new(cap: usize) -> Owned {
+            let mut o = Owned { head: Header::default(), slots: vec![Slot::default(); cap], free: vec![0; cap] };
+            o.table().reset();
+            o
+        }
+        fn table(&mut self) -> PendingTable<'_> {
+            PendingTable { head: &mut self.head, slots: &mut self.slots, free: &mut self.free }
+        }
+    }
+
+    #[test]
+    fn a_final_reply_frees_the_slot_at_once() {
+        let mut o = Owned::new(2);
+        let mut t = o.table();
+        let b = t.insert(0, 77).unwrap();
+        assert_eq!(t.head.stats.in_flight, 1);
+        assert_eq!(t.complete(&b), Some(77));
+        assert_eq!(t.head.stats.in_flight, 0);
+        // A second reply (to a retransmission) finds nothing.
+        assert_eq!(t.complete(&b), None);
+        assert_eq!(t.head.free_top, 2);
+    }
+
+    #[test]
+    fn data_attached_after_insert_is_what_completes() {
+        let mut o = Owned::new(2);
+        let mut t = o.table();
+        let b = t.insert(0, 0).unwrap();
+        // Not yet attached: nothing to retransmit.
+        assert!(t.due(T1_MS).retransmit.is_empty());
+        assert!(t.attach(&b, 9));
+        assert!(!t.attach(&b, 10), "attached twice");
+        assert_eq!(t.due(T1_MS * 3).retransmit, vec![(0, 9)]);
+        assert_eq!(t.complete(&b), Some(9));
+        assert!(!t.attach(&b, 11), "slot gone");
+    }
+
+    #[test]
+    fn a_full_table_refuses_and_counts() {
+        let mut o = Owned::new(1);
+        let mut t = o.table();
+        assert!(t.insert(0, 1).is_some());
+        assert!(t.insert(0, 2).is_none());
+        assert_eq!(t.head.stats.overflows, 1);
+    }
+
+    #[test]
+    fn a_reused_slot_ignores_replies_meant_for_its_previous_message() {
+        let mut o = Owned::new(1);
+        let mut t = o.table();
+        let old = t.insert(0, 1).unwrap();
+        t.complete(&old).unwrap();
+        let new = t.insert(0, 2).unwrap();
+        assert_ne!(old, new);
+        assert_eq!(t.complete(&old), None);
+        assert_eq!(t.complete(&new), Some(2));
+    }
+
+    #[test]
+    fn retransmits_on_t1_doubling_to_t2_then_times_out() {
+        let mut o = Owned::new(4);
+        let mut t = o.table();
+        t.insert(0, 5).unwrap();
+        let mut sends = Vec::new();
+        let mut now = 0;
+        while now <= TIMEOUT_MS {
+            let due = t.due(now);
+            if !due.retransmit.is_empty() {
+                sends.push(now);
+            }
+            if !due.expired.is_empty() {
+                assert_eq!(due.expired, vec![5]);
+                assert_eq!(now, TIMEOUT_MS);
+            }
+            now += 100;
+        }
+        assert_eq!(&sends[..4], &[500, 1500, 3500, 7500]);
+        assert!(sends.windows(2).all(|w| w[1] - w[0] <= T2_MS));
+        assert_eq!(t.head.stats.timeouts, 1);
+        assert_eq!(t.head.stats.in_flight, 0);
+    }
+
+    #[test]
+    fn a_provisional_reply_stops_retransmissions() {
+        let mut o = Owned::new(4);
+        let mut t = o.table();
+        let b = t.insert(0, 5).unwrap();
+        assert!(t.provisional(&b));
+        assert!(t.due(10_000).retransmit.is_empty());
+        assert_eq!(t.due(TIMEOUT_MS).expired, vec![5]);
+    }
+
+    #[test]
+    fn branches_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(parse_branch(&branch(12, 345)), Some((12, 345)));
+        for foreign in ["z9hG4bKdmqrs42", "z9hG4bK.12.3", "z9hG4bKdmqrs.x.1", "z9hG4bKdmqrs.1", "", "z9hG4bKdmqrs.99999999999.1"] {
+            assert_eq!(parse_branch(foreign), None, "{foreign}");
+        }
+        let mut o = Owned::new(1);
+        let mut t = o.table();
+        assert_eq!(t.complete("z9hG4bKdmqrs.5.1"), None, "index out of range");
+    }
+}
