@@ -75,6 +75,34 @@ fn contacts_replicate(label: &str, kinds: [bool; 3], entry: usize) {
     for node in &nodes {
         assert!(node.wait_until(REPLICATE, |n| aor_count(n) == 1000), "{} holds {} of 1000 AoRs", node.addr, aor_count(node));
     }
+    if !kinds[entry] {
+        // A dmq_rs entry sent them itself, without tm, and is done with them.
+        let entry = &nodes[entry];
+        assert!(entry.wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "{:?}", entry.try_rpc(&["dmq.stats"]));
+        assert!(dmq_stat(entry, "messages_sent").unwrap_or(0) >= 2000, "{:?}", entry.try_rpc(&["dmq.stats"]));
+        assert_eq!(dmq_stat(entry, "sent_through_tm_table_full"), Some(0));
+    }
+}
+
+/// A figure from `kamcmd dmq.stats`.
+fn dmq_stat(node: &Node, name: &str) -> Option<i64> {
+    let out = node.try_rpc(&["dmq.stats"]).ok()?;
+    out.lines().find_map(|l| l.trim().strip_prefix(&format!("{name}:")).and_then(|v| v.trim().parse().ok()))
+}
+
+#[test]
+fn a_message_to_a_stalled_node_is_retransmitted_until_it_gets_there() {
+    let nodes = start_cluster("retransmit", vec![htable_node(false), htable_node(false)]);
+    nodes[1].pause();
+    nodes[0].rpc(&["htable.seti", "t", "late", "5"]);
+    // T1 is 500 ms: by 1.6 s at least two retransmissions went out.
+    std::thread::sleep(Duration::from_millis(1600));
+    let retransmissions = dmq_stat(&nodes[0], "retransmissions").unwrap_or(0);
+    nodes[1].resume();
+    assert!(retransmissions >= 2, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
+    assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, "late").as_deref() == Some("5")), "the item never reached the stalled node");
+    assert!(nodes[0].wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "still waiting: {:?}", nodes[0].try_rpc(&["dmq.stats"]));
+    assert_eq!(dmq_stat(&nodes[0], "timeouts"), Some(0));
 }
 
 #[test]
@@ -225,10 +253,7 @@ fn full_job_queue_answers_503_at_once_and_keeps_serving() {
     let reply = node.sip_exchange(&sock, &set_q(from, 7), Duration::from_secs(1)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 503"), "expected 503 at once, got: {reply}");
     assert!(node.log_text().contains("job queue full"), "no log line for the refused job");
-    let stat = |n: &Node, name: &str| -> Option<i64> {
-        let out = n.try_rpc(&["dmq.stats"]).ok()?;
-        out.lines().find_map(|l| l.trim().strip_prefix(&format!("{name}:")).and_then(|v| v.trim().parse().ok()))
-    };
+    let stat = dmq_stat;
     assert_eq!(stat(&node, "jobs_rejected"), Some(1), "dmq.stats: {:?}", node.try_rpc(&["dmq.stats"]));
     // Still serving once the worker catches up: the queued job ran, a new one runs too.
     assert!(node.wait_until(Duration::from_secs(10), |n| stat(n, "jobs_waiting") == Some(0)), "the queue did not drain");

@@ -257,6 +257,7 @@ impl Node {
 
     /// Stops the node's process group: SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.resume();
         let mut child = self.child.take()?;
         let pgid = child.id() as i32;
         // SAFETY: signals only the process group this harness created.
@@ -273,6 +274,22 @@ impl Node {
         // SAFETY: as above.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         child.wait().ok()
+    }
+
+    /// Freezes the whole node (SIGSTOP to its group): it receives nothing
+    /// until `resume`, like a node behind a stalled link.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: signals only the process group this harness created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGSTOP) };
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: as above.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGCONT) };
+        }
     }
 
     /// SIGKILL to the whole node at once (a crash, as far as peers can tell).
