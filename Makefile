@@ -12,6 +12,9 @@ MODULE := build/dmq_rs.so
 # Where the installed Kamailio keeps its modules (next to tm.so).
 KAMAILIO_MODDIR ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1)" 2>/dev/null)
 
+# The chart uses Debian's python3-matplotlib, so Debian's interpreter.
+DEBIAN_PYTHON ?= /usr/bin/python3
+
 .PHONY: all deps build install test unit-test integration-test run bench fuzz clean
 
 all: build
@@ -37,9 +40,9 @@ run: build
 	@bash scripts/run-cluster.sh
 
 bench: build
-	@python3 -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
+	@$(DEBIAN_PYTHON) -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
 	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench dmq_vs_stock
-	python3 bench/plot.py bench/results
+	$(DEBIAN_PYTHON) bench/plot.py bench/results
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -43,7 +43,7 @@ struct Workload {
 type Figures = BTreeMap<&'static str, Option<f64>>;
 
 const LOST: &str = "copies lost";
-const SETTLE: &str = "seconds until every node holds everything";
+const SETTLE: &str = "seconds after the last request until every node holds everything";
 const CPU: &str = "cluster CPU seconds per 1 000 copies held";
 const PEAK: &str = "entry node peak shm (MB)";
 const REJECTED: &str = "jobs rejected (503, bounded queue)";
@@ -181,13 +181,14 @@ fn replication_run(w: &Workload, stock: bool, round: usize) -> ReplicationRun {
     let sampler = ShmSampler::start(nodes[0].ctl.clone());
     let start = Instant::now();
     let _ = sipp_register(nodes[0].addr, &nodes[0].dir, w.count, w.rate);
+    let sent = start.elapsed().as_secs_f64();
     let mut last = Vec::new();
     let mut last_change = Instant::now();
     let mut settled = None;
     while start.elapsed() < Duration::from_secs((w.count / w.rate.max(1)) as u64 + 120) {
         let counts: Vec<usize> = nodes.iter().map(|n| held(n, w.items)).collect();
         if counts.iter().all(|&c| c >= w.count) {
-            settled = Some(start.elapsed().as_secs_f64());
+            settled = Some((start.elapsed().as_secs_f64() - sent).max(0.0));
             last = counts;
             break;
         }
@@ -197,7 +198,7 @@ fn replication_run(w: &Workload, stock: bool, round: usize) -> ReplicationRun {
         } else if last_change.elapsed() > Duration::from_secs(5) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     }
     let cpu = cluster_cpu(&nodes) - cpu_before;
     let shm_series = sampler.finish();

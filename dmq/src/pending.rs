@@ -44,6 +44,8 @@ pub struct PendingStats {
     pub timeouts: u64,
     /// Messages that found the table full (the caller sent them another way).
     pub overflows: u64,
+    /// 503 replies (a node whose job queue was full) answered by sending again later.
+    pub retries_after_503: u64,
 }
 
 /// The table's fixed part.
@@ -91,7 +93,6 @@ impl PendingTable<'_> {
     /// when the table is full.
     pub fn insert(&mut self, now_ms: u64, data: usize) -> Option<String> {
         if self.head.free_top == 0 {
-            self.head.stats.overflows += 1;
             return None;
         }
         self.head.free_top -= 1;
@@ -112,6 +113,11 @@ impl PendingTable<'_> {
         let (index, seq) = parse_branch(branch)?;
         let slot = self.slots.get(index as usize)?;
         (slot.seq == seq && seq != 0).then_some(index as usize)
+    }
+
+    /// The caller gave up waiting for a slot and sent a message another way.
+    pub fn overflowed(&mut self) {
+        self.head.stats.overflows += 1;
     }
 
     /// Gives a slot taken with `insert(now, 0)` its data, once the request
@@ -135,6 +141,19 @@ impl PendingTable<'_> {
             }
             None => false,
         }
+    }
+
+    /// A 503 (the node's job queue is full): keep the message and send it
+    /// again after a back-off (doubling from T1 up to T2) until the timeout,
+    /// instead of losing it. False for a late or unknown reply.
+    pub fn retry_later(&mut self, branch: &str, now_ms: u64) -> bool {
+        let Some(i) = self.find(branch) else { return false };
+        let slot = &mut self.slots[i];
+        let backoff = if slot.next_send_ms == u64::MAX { T1_MS } else { slot.interval_ms.clamp(T1_MS, T2_MS) };
+        slot.next_send_ms = now_ms + backoff;
+        slot.interval_ms = backoff;
+        self.head.stats.retries_after_503 += 1;
+        true
     }
 
     /// A final reply: removes the message and returns its data (None for a
@@ -246,6 +265,8 @@ mod tests {
         let mut t = o.table();
         assert!(t.insert(0, 1).is_some());
         assert!(t.insert(0, 2).is_none());
+        assert_eq!(t.head.stats.overflows, 0, "counted only when the caller gives up");
+        t.overflowed();
         assert_eq!(t.head.stats.overflows, 1);
     }
 
@@ -293,6 +314,20 @@ mod tests {
         assert!(t.provisional(&b));
         assert!(t.due(10_000).retransmit.is_empty());
         assert_eq!(t.due(TIMEOUT_MS).expired, vec![5]);
+    }
+
+    #[test]
+    fn a_503_sends_again_later_and_a_final_reply_still_completes() {
+        let mut o = Owned::new(2);
+        let mut t = o.table();
+        let b = t.insert(0, 5).unwrap();
+        assert!(t.provisional(&b));
+        assert!(t.retry_later(&b, 1000));
+        assert!(t.due(1000 + T1_MS - 1).retransmit.is_empty());
+        assert_eq!(t.due(1000 + T1_MS).retransmit, vec![(0, 5)]);
+        assert_eq!(t.head.stats.retries_after_503, 1);
+        assert_eq!(t.complete(&b), Some(5));
+        assert!(!t.retry_later(&b, 2000), "gone");
     }
 
     #[test]

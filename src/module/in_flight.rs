@@ -194,7 +194,7 @@ pub fn send(
         return messaging::send_through_tm(m, peer_id, target, body, content_type, max_forwards, cb);
     };
     // The slot comes first: its branch goes into the request.
-    let Some(branch) = table.with(|t| t.insert(now_ms(), 0)) else {
+    let Some(branch) = take_slot(table) else {
         return messaging::send_through_tm(m, peer_id, target, body, content_type, max_forwards, cb);
     };
     let token = format!("{}.{}", &branch["z9hG4bKdmqrs.".len()..], std::process::id());
@@ -224,6 +224,35 @@ pub fn send(
     Ok(())
 }
 
+/// How long a sender waits for a free slot when all are taken: the sender
+/// (a dmq_usrloc sync loop, a SIP worker replicating) slows down to the
+/// pace its nodes answer at, instead of piling up tm transactions.
+const SLOT_WAIT_MS: u64 = 2000;
+
+/// A wait that ran out: later senders of this process skip waiting for a
+/// while (a node that stopped answering must not stall every send).
+static WAIT_GAVE_UP_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn take_slot(table: &Table) -> Option<String> {
+    use std::sync::atomic::Ordering;
+    let start = now_ms();
+    let patient = start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS;
+    loop {
+        if let Some(branch) = table.with(|t| t.insert(now_ms(), 0)) {
+            return Some(branch);
+        }
+        if !patient || now_ms() - start >= SLOT_WAIT_MS {
+            table.with(|t| t.overflowed());
+            if patient {
+                WAIT_GAVE_UP_AT.store(now_ms(), Ordering::Relaxed);
+                log::warn!("{} DMQ messages wait for their replies: sending through tm", CAPACITY);
+            }
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// `response_f`: every reply the core receives passes here (after tm's,
 /// which leaves ours alone). Returns 0 for ours (consumed), 1 otherwise.
 pub unsafe extern "C" fn on_reply(msg: *mut raw::sip_msg) -> c_int {
@@ -245,6 +274,10 @@ pub unsafe extern "C" fn on_reply(msg: *mut raw::sip_msg) -> c_int {
         }
         if code < 200 {
             table.with(|t| t.provisional(&branch));
+            return 0;
+        }
+        // A dmq_rs node with a full job queue: the timer sends it again.
+        if code == 503 && table.with(|t| t.retry_later(&branch, now_ms())) {
             return 0;
         }
         // A late reply (to a retransmission) finds nothing: consumed as well.

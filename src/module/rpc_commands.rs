@@ -140,6 +140,7 @@ unsafe extern "C" fn rpc_stats(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
                     ("messages_in_flight_peak", int(p.peak)),
                     ("retransmissions", int(p.retransmissions)),
                     ("timeouts", int(p.timeouts)),
+                    ("retries_after_503", int(p.retries_after_503)),
                     ("sent_through_tm_table_full", int(p.overflows)),
                 ]);
         }
