@@ -19,7 +19,8 @@ pub const T2_MS: u64 = 4000;
 /// No final reply by then: the message timed out (tm's default fr_timer).
 pub const TIMEOUT_MS: u64 = 30_000;
 
-const BRANCH_PREFIX: &str = "z9hG4bKdmqrs.";
+/// What every branch made here starts with.
+pub const BRANCH_PREFIX: &str = "z9hG4bKdmqrs.";
 
 /// One message in flight; `seq == 0` marks a free slot.
 #[repr(C)]

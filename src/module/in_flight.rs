@@ -197,7 +197,7 @@ pub fn send(
     let Some(branch) = take_slot(table) else {
         return messaging::send_through_tm(m, peer_id, target, body, content_type, max_forwards, cb);
     };
-    let token = format!("{}.{}", &branch["z9hG4bKdmqrs.".len()..], std::process::id());
+    let token = format!("{}.{}", &branch[dmq_core::pending::BRANCH_PREFIX.len()..], std::process::id());
     let request = protocol::build_peer_request(&protocol::PeerRequest {
         from: &m.local_uri,
         to: target,
@@ -267,6 +267,10 @@ pub unsafe extern "C" fn on_reply(msg: *mut raw::sip_msg) -> c_int {
             }
             let value = (*(*via).branch).value;
             let branch = crate::host::kstr::bytes_at(&value);
+            // Every reply this node sees passes here: leave others' at once.
+            if !branch.starts_with(dmq_core::pending::BRANCH_PREFIX.as_bytes()) {
+                return 1;
+            }
             (String::from_utf8_lossy(branch).into_owned(), (*msg).first_line.u.reply.statuscode as i32)
         };
         if dmq_core::pending::parse_branch(&branch).is_none() {
