@@ -78,14 +78,7 @@ fn node_config(stock: bool, shm_mb: u32) -> NodeConfig {
 fn workload_config(w: &Workload, stock: bool) -> NodeConfig {
     let mut c = node_config(stock, w.shm_mb);
     match w.items {
-        Items::Contacts => {
-            c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"dmq_usrloc.so\"\n\
-                            modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"dmq_usrloc\", \"enable\", 1)\n";
-            c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
-                       \tif (is_method(\"REGISTER\")) { if (!save(\"location\")) { sl_reply_error(); } exit; }\n\
-                       \tsl_send_reply(\"404\", \"Not here\");"
-                .into();
-        }
+        Items::Contacts => c = registrar(c),
         Items::HtableItems => {
             c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
                             modparam(\"htable\", \"htable\", \"t=>size=16;dmqreplicate=1;\")\n";
@@ -104,14 +97,13 @@ fn held(node: &Node, items: Items) -> usize {
         Items::Contacts => aor_count(node),
         Items::HtableItems => {
             let Ok(out) = node.try_rpc(&["htable.stats"]) else { return 0 };
-            out.lines().find_map(|l| l.trim().strip_prefix("all:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+            reply_field(&out, "all").unwrap_or(0)
         }
     }
 }
 
-/// A field of a `kamcmd` struct reply ("name: value").
 fn field(out: &str, name: &str) -> Option<f64> {
-    out.lines().find_map(|l| l.trim().strip_prefix(&format!("{name}:"))).and_then(|v| v.trim().parse().ok())
+    reply_field(out, name)
 }
 
 /// CPU seconds (user + system) used so far by every process of the nodes'
@@ -181,25 +173,16 @@ fn replication_run(w: &Workload, stock: bool, round: usize) -> ReplicationRun {
     let sampler = ShmSampler::start(nodes[0].ctl.clone());
     let start = Instant::now();
     let _ = sipp_register(nodes[0].addr, &nodes[0].dir, w.count, w.rate);
-    let sent = start.elapsed().as_secs_f64();
-    let mut last = Vec::new();
-    let mut last_change = Instant::now();
-    let mut settled = None;
-    while start.elapsed() < Duration::from_secs((w.count / w.rate.max(1)) as u64 + 120) {
-        let counts: Vec<usize> = nodes.iter().map(|n| held(n, w.items)).collect();
-        if counts.iter().all(|&c| c >= w.count) {
-            settled = Some((start.elapsed().as_secs_f64() - sent).max(0.0));
-            last = counts;
-            break;
-        }
-        if counts != last {
-            last = counts;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let sent = start.elapsed();
+    let limit = Duration::from_secs((w.count / w.rate.max(1)) as u64 + 120).saturating_sub(sent);
+    let (last, took) = wait_settled(
+        limit,
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || nodes.iter().map(|n| held(n, w.items)).collect::<Vec<usize>>(),
+        |counts| counts.iter().all(|&c| c >= w.count),
+    );
+    let settled = took.map(|t| t.as_secs_f64());
     let cpu = cluster_cpu(&nodes) - cpu_before;
     let shm_series = sampler.finish();
     let peak = nodes[0].try_rpc(&["core.shmmem"]).ok().and_then(|o| field(&o, "max_used")).map(|b| b / 1048576.0);
@@ -252,24 +235,16 @@ fn join_sync(stock: bool, contacts: usize) -> (Option<f64>, f64) {
     let filled = aor_count(&first);
     let start = Instant::now();
     let joiner = Node::start(&format!("bench-joiner-{}", if stock { "stock" } else { "rs" }), &seeded(workload_config(&w, stock), first.addr));
-    let mut last = 0;
-    let mut last_change = Instant::now();
-    while start.elapsed() < Duration::from_secs(240) {
-        let n = aor_count(&joiner);
-        if n >= filled {
-            eprintln!("  {}: joiner holds {n} of {filled} after {:.1} s", implementation(stock), start.elapsed().as_secs_f64());
-            return (Some(start.elapsed().as_secs_f64()), (contacts - n.min(contacts)) as f64);
-        }
-        if n != last {
-            last = n;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > Duration::from_secs(15) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
+    let (held, took) =
+        wait_settled(Duration::from_secs(240), Duration::from_secs(15), Duration::from_millis(250), || aor_count(&joiner), |&n| n >= filled);
+    let missing = (contacts - held.min(contacts)) as f64;
+    // From the joining node's start: its startup is part of joining.
+    let took = took.map(|_| start.elapsed());
+    match took {
+        Some(t) => eprintln!("  {}: joiner holds {held} of {filled} after {:.1} s", implementation(stock), t.as_secs_f64()),
+        None => eprintln!("  {}: joiner holds {held} of {filled} (the first node holds {filled} of {contacts})", implementation(stock)),
     }
-    eprintln!("  {}: joiner holds {last} of {filled} (the first node holds {filled} of {contacts})", implementation(stock));
-    (None, (contacts - last.min(contacts)) as f64)
+    (took.map(|t| t.as_secs_f64()), missing)
 }
 
 fn median(values: &[Option<f64>]) -> Option<f64> {

@@ -53,14 +53,7 @@ fn htable_items_replicate_in_a_mixed_cluster() {
 }
 
 fn registrar_node(stock: bool) -> NodeConfig {
-    let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
-    c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"dmq_usrloc.so\"\n\
-                    modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"dmq_usrloc\", \"enable\", 1)\n";
-    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
-               \tif (is_method(\"REGISTER\")) { if (!save(\"location\")) { sl_reply_error(); } exit; }\n\
-               \tsl_send_reply(\"404\", \"Not here\");"
-        .into();
-    c
+    registrar(if stock { NodeConfig::stock() } else { NodeConfig::default() })
 }
 
 /// Sends `count` REGISTERs (one AoR each) to `node` with sipp; all must succeed.
@@ -86,8 +79,7 @@ fn contacts_replicate(label: &str, kinds: [bool; 3], entry: usize) {
 
 /// A figure from `kamcmd dmq.stats`.
 fn dmq_stat(node: &Node, name: &str) -> Option<i64> {
-    let out = node.try_rpc(&["dmq.stats"]).ok()?;
-    out.lines().find_map(|l| l.trim().strip_prefix(&format!("{name}:")).and_then(|v| v.trim().parse().ok()))
+    reply_field(&node.try_rpc(&["dmq.stats"]).ok()?, name)
 }
 
 #[test]

@@ -547,6 +547,52 @@ impl Drop for Background {
 
 // ---- registrations --------------------------------------------------------
 
+/// A registrar on top of `c`: usrloc in memory, replicated by dmq_usrloc;
+/// REGISTERs are saved, KDMQ handed to dmq.
+pub fn registrar(mut c: NodeConfig) -> NodeConfig {
+    c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"dmq_usrloc.so\"\n\
+                    modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"dmq_usrloc\", \"enable\", 1)\n";
+    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+               \tif (is_method(\"REGISTER\")) { if (!save(\"location\")) { sl_reply_error(); } exit; }\n\
+               \tsl_send_reply(\"404\", \"Not here\");"
+        .into();
+    c
+}
+
+/// A field of a `kamcmd` struct reply ("name: value").
+pub fn reply_field<T: std::str::FromStr>(out: &str, name: &str) -> Option<T> {
+    out.lines().find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+/// Polls `probe` every `poll` until `done` holds (returns the last value
+/// and the time it took) or the value stops changing for `quiet` or `limit`
+/// passes (returns the last value and None).
+pub fn wait_settled<T: PartialEq>(
+    limit: Duration,
+    quiet: Duration,
+    poll: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> (T, Option<Duration>) {
+    let start = Instant::now();
+    let mut last = probe();
+    let mut last_change = Instant::now();
+    loop {
+        if done(&last) {
+            return (last, Some(start.elapsed()));
+        }
+        if start.elapsed() > limit || last_change.elapsed() > quiet {
+            return (last, None);
+        }
+        std::thread::sleep(poll);
+        let now = probe();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+}
+
 /// Contacts in the node's location table (usrloc's own statistic: a dump
 /// of thousands of AoRs does not fit kamcmd's reply buffer).
 pub fn aor_count(node: &Node) -> usize {
