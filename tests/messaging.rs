@@ -413,3 +413,21 @@ fn presence_publications_replicate() {
         assert!(n.wait_until(REPLICATE, holds_alice), "{} has no presentity for alice", n.addr);
     }
 }
+
+#[test]
+fn a_full_job_queue_loses_nothing_between_dmq_rs_nodes() {
+    // The receiver takes one waiting job at a time, and its one worker polls
+    // every 50 ms: a burst of writes overflows it, its 503s make the sender
+    // send again later, and every item arrives.
+    let receiver = htable_node(false).param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
+    let nodes = start_cluster("queue-retry", vec![htable_node(false), receiver]);
+    for i in 0..20 {
+        nodes[0].rpc(&["htable.seti", "t", &format!("burst{i}"), &i.to_string()]);
+    }
+    for i in 0..20 {
+        let key = format!("burst{i}");
+        assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, &key) == Some(i.to_string())), "{key} never arrived");
+    }
+    assert!(dmq_stat(&nodes[1], "jobs_rejected").unwrap_or(0) > 0, "the queue never overflowed: {:?}", nodes[1].try_rpc(&["dmq.stats"]));
+    assert!(dmq_stat(&nodes[0], "retries_after_503").unwrap_or(0) > 0, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
+}
