@@ -225,18 +225,29 @@ pub fn send(
 }
 
 /// How long a sender waits for a free slot when all are taken: the sender
-/// (a dmq_usrloc sync loop, a SIP worker replicating) slows down to the
-/// pace its nodes answer at, instead of piling up tm transactions.
+/// (a DMQ worker running dmq_usrloc's or htable's sync loop) slows down to
+/// the pace its nodes answer at, instead of piling up tm transactions.
 const SLOT_WAIT_MS: u64 = 2000;
 
 /// A wait that ran out: later senders of this process skip waiting for a
 /// while (a node that stopped answering must not stall every send).
 static WAIT_GAVE_UP_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Whether this process reads SIP from the network: such a process must
+/// not wait for slots, since replies that free them are read by processes
+/// like it (all of them waiting would free nothing).
+static READS_SIP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// child_init: positive ranks are the SIP receivers (UDP and TCP workers).
+pub fn note_process_rank(rank: c_int) {
+    READS_SIP.store(rank > 0, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn take_slot(table: &Table) -> Option<String> {
     use std::sync::atomic::Ordering;
     let start = now_ms();
-    let patient = start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS;
+    let patient = !READS_SIP.load(Ordering::Relaxed)
+        && start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS;
     loop {
         if let Some(branch) = table.with(|t| t.insert(now_ms(), 0)) {
             return Some(branch);

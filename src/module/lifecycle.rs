@@ -154,6 +154,7 @@ fn init() -> Result<(), String> {
 pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
     guard("child_init", -1, || {
         log::debug!("child_init rank {rank}");
+        super::in_flight::note_process_rank(rank);
         if rank == raw::PROC_MAIN as c_int {
             if let Some(m) = module() {
                 if let Err(e) = super::workers::start(m).and_then(|()| super::in_flight::start_timer()) {
