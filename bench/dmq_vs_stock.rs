@@ -7,8 +7,9 @@
 //!
 //! Environment: BENCH_ROUNDS (default 2), BENCH_REGISTRATIONS (20000),
 //! BENCH_RATE (1000), BENCH_HTABLE_WRITES (10000), BENCH_JOIN_CONTACTS
-//! (100000), BENCH_SKIP (comma-separated: burst64, burst512, htable, kill,
-//! join).
+//! (100000), BENCH_SKIP (comma-separated: burst64, burst512, sustained,
+//! htable, kill, join), BENCH_ONLY ("dmq_rs" or "stock dmq.so": one side of
+//! the replication workloads, e.g. under a profiler).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -314,6 +315,9 @@ fn main() {
         let mut runs: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
         for round in 1..=rounds {
             for (side, stock) in [(0, true), (1, false)] {
+                if std::env::var("BENCH_ONLY").is_ok_and(|only| only != implementation(stock)) {
+                    continue;
+                }
                 let run = replication_run(w, stock, round);
                 for (t, mb) in &run.shm_series {
                     let _ = writeln!(shm_csv, "{},{},{round},{t:.2},{mb:.2}", w.key, implementation(stock));
