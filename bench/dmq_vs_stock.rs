@@ -103,9 +103,6 @@ fn held(node: &Node, items: Items) -> usize {
     }
 }
 
-fn field(out: &str, name: &str) -> Option<f64> {
-    reply_field(out, name)
-}
 
 /// CPU seconds (user + system) used so far by every process of the nodes'
 /// process groups (each node runs in a group of its own, led by its main).
@@ -144,7 +141,7 @@ impl ShmSampler {
             let mut series = Vec::new();
             // Bounded: the run itself is bounded, and so is this loop.
             while !flag.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(600) {
-                if let Some(used) = rpc_at(&ctl, &["core.shmmem"]).ok().and_then(|o| field(&o, "real_used")) {
+                if let Some(used) = rpc_at(&ctl, &["core.shmmem"]).ok().and_then(|o| reply_field::<f64>(&o, "real_used")) {
                     series.push((start.elapsed().as_secs_f64(), used / 1048576.0));
                 }
                 std::thread::sleep(Duration::from_millis(250));
@@ -186,9 +183,9 @@ fn replication_run(w: &Workload, stock: bool, round: usize) -> ReplicationRun {
     let settled = took.map(|t| t.as_secs_f64());
     let cpu = cluster_cpu(&nodes) - cpu_before;
     let shm_series = sampler.finish();
-    let peak = nodes[0].try_rpc(&["core.shmmem"]).ok().and_then(|o| field(&o, "max_used")).map(|b| b / 1048576.0);
+    let peak = nodes[0].try_rpc(&["core.shmmem"]).ok().and_then(|o| reply_field::<f64>(&o, "max_used")).map(|b| b / 1048576.0);
     let copies: usize = last.iter().map(|&c| c.min(w.count)).sum();
-    let rejected = if stock { None } else { nodes.iter().map(|n| n.try_rpc(&["dmq.stats"]).ok().and_then(|o| field(&o, "jobs_rejected"))).sum() };
+    let rejected = if stock { None } else { nodes.iter().map(|n| n.try_rpc(&["dmq.stats"]).ok().and_then(|o| reply_field::<f64>(&o, "jobs_rejected"))).sum() };
     let mut figures = Figures::new();
     figures.insert(LOST, Some((3 * w.count - copies) as f64));
     figures.insert(SETTLE, settled);

@@ -196,27 +196,23 @@ int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
 /* Sends one datagram from the local socket named by `sock` ("udp:ip:port")
  * to ip:port, outside tm: for the leave notice sent while shutting down,
  * when tm's timers no longer run. */
-int dmq_rs_udp_send_from(const char *sock, int sock_len, const char *ip,
-		int ip_len, int port, const char *buf, int len)
+int dmq_rs_udp_send(void *sock, int v6, const unsigned char *ip, int port,
+		const char *buf, int len)
 {
-	str ssock = {(char *)sock, sock_len};
-	str sip = {(char *)ip, ip_len};
+	struct socket_info *si = (struct socket_info *)sock;
 	struct dest_info dst;
-	struct ip_addr *addr;
-	struct socket_info *si;
+	struct ip_addr addr;
 
-	si = lookup_local_socket(&ssock);
 	if(si == NULL || si->proto != PROTO_UDP)
 		return -1;
-	addr = str2ip(&sip);
-	if(addr == NULL)
-		addr = str2ip6(&sip);
-	if(addr == NULL)
-		return -1;
+	memset(&addr, 0, sizeof(addr));
+	addr.af = v6 ? AF_INET6 : AF_INET;
+	addr.len = v6 ? 16 : 4;
+	memcpy(addr.u.addr, ip, addr.len);
 	init_dest_info(&dst);
 	dst.proto = PROTO_UDP;
 	dst.send_sock = si;
-	init_su(&dst.to, addr, (unsigned short)port);
+	init_su(&dst.to, &addr, (unsigned short)port);
 	return udp_send(&dst, (char *)buf, (unsigned)len);
 }
 

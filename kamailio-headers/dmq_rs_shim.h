@@ -51,9 +51,10 @@ int dmq_rs_event_route_lookup(const char *name);
 /* Runs event_route[rt] with $xavp(dmq_node=>uri) / =>status set. */
 int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
 		const char *status, int status_len);
-/* One UDP datagram from the local socket `sock` to ip:port; <0 on error. */
-int dmq_rs_udp_send_from(const char *sock, int sock_len, const char *ip,
-		int ip_len, int port, const char *buf, int len);
+/* One UDP datagram from the core's socket `sock` (a struct socket_info)
+ * to ip:port; `ip` holds 4 bytes (v6 == 0) or 16 (v6 != 0); <0 on error. */
+int dmq_rs_udp_send(void *sock, int v6, const unsigned char *ip, int port,
+		const char *buf, int len);
 /* Takes the lock if it is free: 0 when taken, -1 when held elsewhere. */
 int dmq_rs_lock_try(void *lock);
 /* pkg_free is a macro over _pkg_root. */

@@ -25,9 +25,13 @@ pub struct KdmqRequest<'a> {
 /// bytes given at send time.
 pub type ReplyHandler = fn(code: i32, reply: *mut raw::sip_msg, context: &[u8]);
 
+/// tm's marker for "no reply: a local timeout" (FAKED_REPLY), passed to
+/// reply callbacks instead of a message.
+pub const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
+
 /// The reply as a message, None for tm's FAKED_REPLY (a local timeout).
 pub fn reply_msg(reply: *mut raw::sip_msg) -> Option<SipMsg> {
-    if reply.is_null() || reply as isize == -1 {
+    if reply.is_null() || reply == FAKED_REPLY {
         return None;
     }
     // SAFETY: a real reply tm passed to the callback running now.

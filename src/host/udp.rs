@@ -1,28 +1,27 @@
 //! Sending a datagram from one of Kamailio's own UDP sockets, without tm.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use crate::host::socket::LocalSocket;
 use crate::raw;
 
-/// Sends `buf` from the local socket `socket` ("udp:127.0.0.2:5090") to
-/// `ip:port`. Only for UDP sockets; used at shutdown when tm is gone.
-pub fn send_from(socket: &str, ip: IpAddr, port: u16, buf: &[u8]) -> Result<(), String> {
-    let ip = ip.to_string();
-    // SAFETY: every pointer is valid for its length during the call; the core
-    // copies nothing and keeps nothing after sendto returns.
+/// Sends `buf` from `socket` (a UDP socket: others are refused) to `to`.
+pub fn send_from(socket: LocalSocket, to: SocketAddr, buf: &[u8]) -> Result<(), String> {
+    let (v6, bytes) = match to.ip() {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (0, b)
+        }
+        IpAddr::V6(v6) => (1, v6.octets()),
+    };
+    // SAFETY: the socket is the core's; bytes and buf are valid for the
+    // call; the core keeps nothing after sendto returns.
     let rc = unsafe {
-        raw::dmq_rs_udp_send_from(
-            socket.as_ptr() as *const _,
-            socket.len() as i32,
-            ip.as_ptr() as *const _,
-            ip.len() as i32,
-            i32::from(port),
-            buf.as_ptr() as *const _,
-            buf.len() as i32,
-        )
+        raw::dmq_rs_udp_send(socket.as_ptr() as *mut _, v6, bytes.as_ptr(), i32::from(to.port()), buf.as_ptr() as *const _, buf.len() as i32)
     };
     if rc < 0 {
-        return Err(format!("cannot send from {socket} to {ip}:{port}"));
+        return Err(format!("cannot send to {to} from the DMQ socket"));
     }
     Ok(())
 }

@@ -286,7 +286,7 @@ pub fn announce_leave(m: &Module) {
         }
         let Some(ip) = ip.or_else(|| resolve(&uri)) else { continue };
         let request = protocol::build_stateless_request(&m.local_uri, &uri, &m.config.notification_channel, &body, &token);
-        match udp::send_from(&m.server_socket, ip, uri.port_no(), request.as_bytes()) {
+        match udp::send_from(m.server_sock, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),
         }

@@ -8,7 +8,7 @@
 //! tm, so nothing is ever dropped here.
 
 use std::ffi::{c_int, c_void};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 use dmq_core::pending::{Header, PendingStats, PendingTable, Slot};
@@ -16,6 +16,7 @@ use dmq_core::protocol::{self, NodeUri, Transport};
 
 use crate::host::lock::ShmLock;
 use crate::host::panic_guard::guard;
+use crate::host::tm;
 use crate::host::udp;
 use crate::raw;
 
@@ -62,13 +63,11 @@ impl Table {
 
 /// A message in flight, in its own shm block: this header, then the target
 /// node's URI, then the request bytes.
-#[repr(C)]
+/// Plain data: every process runs the same binary, so the layout agrees.
 struct Message {
     cb_f: usize,
     cb_param: usize,
-    ip: [u8; 16],
-    ip_v6: bool,
-    port: u16,
+    to: SocketAddr,
     uri_len: u32,
     request_len: u32,
 }
@@ -87,14 +86,6 @@ impl Message {
         }
     }
 
-    fn address(&self) -> IpAddr {
-        if self.ip_v6 {
-            IpAddr::from(self.ip)
-        } else {
-            IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
-        }
-    }
-
     fn callback(&self) -> Option<ResponseCallback> {
         (self.cb_f != 0).then(|| ResponseCallback {
             // SAFETY: a valid callback pointer when stored, in this same
@@ -105,25 +96,17 @@ impl Message {
     }
 }
 
-fn new_message(cb: Option<ResponseCallback>, ip: IpAddr, port: u16, uri: &[u8], request: &[u8]) -> Option<*mut Message> {
+fn new_message(cb: Option<ResponseCallback>, to: SocketAddr, uri: &[u8], request: &[u8]) -> Option<*mut Message> {
     let size = std::mem::size_of::<Message>() + uri.len() + request.len();
     // SAFETY: plain shm allocation, freed by `free_message` exactly once.
     let m = unsafe { raw::dmq_rs_shm_malloc(size) } as *mut Message;
     if m.is_null() {
         return None;
     }
-    let (ip_bytes, ip_v6) = match ip {
-        IpAddr::V4(v4) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (b, false)
-        }
-        IpAddr::V6(v6) => (v6.octets(), true),
-    };
     let (cb_f, cb_param) = cb.map(|c| (c.f as usize, c.param as usize)).unwrap_or((0, 0));
     // SAFETY: the block has room for the header and both byte runs.
     unsafe {
-        m.write(Message { cb_f, cb_param, ip: ip_bytes, ip_v6, port, uri_len: uri.len() as u32, request_len: request.len() as u32 });
+        m.write(Message { cb_f, cb_param, to, uri_len: uri.len() as u32, request_len: request.len() as u32 });
         let base = (m as *mut u8).add(std::mem::size_of::<Message>());
         std::ptr::copy_nonoverlapping(uri.as_ptr(), base, uri.len());
         std::ptr::copy_nonoverlapping(request.as_ptr(), base.add(uri.len()), request.len());
@@ -208,7 +191,8 @@ pub fn send(
         content_type,
         body,
     });
-    let Some(message) = new_message(cb, ip, target.port_no(), target.to_uri().as_bytes(), &request) else {
+    let to = SocketAddr::new(ip, target.port_no());
+    let Some(message) = new_message(cb, to, target.to_uri().as_bytes(), &request) else {
         table.with(|t| t.complete(&branch));
         return Err("out of shm for a DMQ message".into());
     };
@@ -217,7 +201,7 @@ pub fn send(
         free_message(message);
         return Err("DMQ message slot lost before sending".into());
     }
-    if let Err(e) = udp::send_from(&m.server_socket, ip, target.port_no(), &request) {
+    if let Err(e) = udp::send_from(m.server_sock, to, &request) {
         // Retransmissions may still get it there; a timeout reports it if not.
         log::warn!("{e}");
     }
@@ -282,17 +266,18 @@ pub unsafe extern "C" fn on_reply(msg: *mut raw::sip_msg) -> c_int {
             if !branch.starts_with(dmq_core::pending::BRANCH_PREFIX.as_bytes()) {
                 return 1;
             }
-            (String::from_utf8_lossy(branch).into_owned(), (*msg).first_line.u.reply.statuscode as i32)
+            let Ok(branch) = std::str::from_utf8(branch) else { return 1 };
+            (branch, (*msg).first_line.u.reply.statuscode as i32)
         };
-        if dmq_core::pending::parse_branch(&branch).is_none() {
+        if dmq_core::pending::parse_branch(branch).is_none() {
             return 1;
         }
         if code < 200 {
-            table.with(|t| t.provisional(&branch));
+            table.with(|t| t.provisional(branch));
             return 0;
         }
         // A dmq_rs node with a full job queue: the timer sends it again.
-        if code == 503 && table.with(|t| t.retry_later(&branch, now_ms())) {
+        if code == 503 && table.with(|t| t.retry_later(branch, now_ms())) {
             return 0;
         }
         // A late reply (to a retransmission) finds nothing: consumed as well.
@@ -315,14 +300,15 @@ fn finish(m: *mut Message, code: i32, reply: *mut raw::sip_msg) {
     let _free = Free(m);
     // SAFETY: a live block we own now (removed from the table).
     let (head, uri, _) = unsafe { Message::parts(m) };
+    let callback = head.callback();
+    if callback.is_none() && code < 300 {
+        // Nobody to tell, nothing to log: the node is not needed.
+        return;
+    }
     let Ok(uri) = std::str::from_utf8(uri) else { return };
     let Ok(line) = protocol::parse_node_line(uri) else { return };
-    messaging::run_response_callback(code, reply, &line.uri, head.callback());
+    messaging::run_response_callback(code, reply, &line.uri, callback);
 }
-
-/// tm's marker for "no reply, a local timeout" (FAKED_REPLY), which the
-/// consumers' callbacks get from the stock module in that case.
-const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
 
 unsafe extern "C" fn on_tick(_ticks: raw::ticks_t, _param: *mut c_void) {
     guard("DMQ retransmission timer", (), || {
@@ -332,24 +318,25 @@ unsafe extern "C" fn on_tick(_ticks: raw::ticks_t, _param: *mut c_void) {
         // may free a message the moment the lock is free.
         let (resend, expired) = table.with(|t| {
             let due = t.due(now_ms());
-            let resend: Vec<(IpAddr, u16, Vec<u8>)> = due
+            let resend: Vec<(SocketAddr, Vec<u8>)> = due
                 .retransmit
                 .iter()
                 .map(|&(_, data)| {
                     // SAFETY: still in the table, so alive while we hold the lock.
                     let (head, _, request) = unsafe { Message::parts(data as *const Message) };
-                    (head.address(), head.port, request.to_vec())
+                    (head.to, request.to_vec())
                 })
                 .collect();
             (resend, due.expired)
         });
-        for (ip, port, request) in resend {
-            if let Err(e) = udp::send_from(&m.server_socket, ip, port, &request) {
+        for (to, request) in resend {
+            if let Err(e) = udp::send_from(m.server_sock, to, &request) {
                 log::debug!("retransmission: {e}");
             }
         }
         for data in expired.into_iter().filter(|&d| d != 0) {
-            finish(data as *mut Message, 408, FAKED_REPLY);
+            // The consumers' callbacks get tm's marker, as from the stock module.
+            finish(data as *mut Message, 408, tm::FAKED_REPLY);
         }
     })
 }

@@ -12,7 +12,7 @@ use crate::host::dns;
 use crate::host::events::{self, EventRoute};
 use crate::host::panic_guard::guard;
 use crate::host::sip_uri;
-use crate::host::socket;
+use crate::host::socket::LocalSocket;
 use crate::raw;
 
 /// Everything mod_init settles. Set once in the main process before fork, so
@@ -21,6 +21,8 @@ pub struct Module {
     pub config: Config,
     /// The socket DMQ sends from ("udp:127.0.0.2:5090").
     pub server_socket: String,
+    /// The same, as the core's socket (resolved once).
+    pub server_sock: LocalSocket,
     pub tm: raw::tm_binds,
     pub sl: raw::sl_api_t,
     /// This node as it appears in notification bodies.
@@ -96,13 +98,13 @@ fn init() -> Result<(), String> {
             Some(&server_uri.port),
         ),
     };
-    if !socket::is_local_socket(&server_socket) {
+    let Some(server_sock) = LocalSocket::lookup(&server_socket) else {
         let param = if config.server_socket.is_some() { "server_socket" } else { "server_address" };
         return Err(format!(
             "modparam(\"dmq\", \"{param}\"): {server_socket} is not a socket this Kamailio listens on \
              (add listen={server_socket}, or fix the address)"
         ));
-    }
+    };
 
     let local_uri = protocol::parse_node_line(&config.server_address)
         .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
@@ -146,7 +148,7 @@ fn init() -> Result<(), String> {
         config.ping_interval,
         config.notification_addresses.len()
     );
-    let module = Module { config, server_socket, tm, sl, local_uri, notification_uris, routes };
+    let module = Module { config, server_socket, server_sock, tm, sl, local_uri, notification_uris, routes };
     MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
     Ok(())
 }

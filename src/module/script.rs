@@ -176,13 +176,9 @@ fn t_replicate(msg: *mut raw::sip_msg, skip_loop_test: bool) -> c_int {
         return -1;
     }
     let Some(t_replicate) = m.tm.t_replicate else { return -1 };
-    let mut socket_name = kstr::borrowed(m.server_socket.as_bytes());
-    // SAFETY: a lookup in the core's socket list.
-    let socket = unsafe { raw::lookup_local_socket(&mut socket_name) };
-    if !socket.is_null() {
-        // SAFETY: the message of this script call; the socket is the core's.
-        unsafe { raw::dmq_rs_set_force_socket(msg, socket as *mut _) };
-    }
+    let socket = m.server_sock.as_ptr();
+    // SAFETY: the message of this script call; the socket is the core's.
+    unsafe { raw::dmq_rs_set_force_socket(msg, socket as *mut _) };
     let targets = messaging::active_targets(None);
     for (i, target) in targets.iter().enumerate() {
         if i > 0 {
