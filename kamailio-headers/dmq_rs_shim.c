@@ -236,3 +236,32 @@ int dmq_rs_parse_all_headers(struct sip_msg *msg)
 {
 	return parse_headers(msg, HDR_EOH_F, 0) < 0 ? -1 : 0;
 }
+
+/* Every address `name` resolves to through the core's resolver (its DNS
+ * cache when use_dns_cache is on, else gethostbyname and /etc/hosts, with
+ * dns_try_ipv6 as configured). Each address takes 17 bytes of `out`: a
+ * family byte (4 or 6) and 16 address bytes. Returns how many were written. */
+int dmq_rs_resolve_host(const char *name, unsigned char *out, int max)
+{
+	char host[256];
+	struct hostent *he;
+	size_t len;
+	int i, n = 0;
+
+	len = strlen(name);
+	if(len == 0 || len >= sizeof(host))
+		return 0;
+	/* resolvehost may write into the name (IPv6 brackets): give it a copy */
+	memcpy(host, name, len + 1);
+	he = resolvehost(host);
+	if(he == NULL || (he->h_addrtype != AF_INET && he->h_addrtype != AF_INET6))
+		return 0;
+	for(i = 0; he->h_addr_list[i] != NULL && n < max; i++) {
+		unsigned char *slot = out + n * 17;
+		memset(slot, 0, 17);
+		slot[0] = he->h_addrtype == AF_INET ? 4 : 6;
+		memcpy(slot + 1, he->h_addr_list[i], he->h_addrtype == AF_INET ? 4 : 16);
+		n++;
+	}
+	return n;
+}

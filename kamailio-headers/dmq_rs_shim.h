@@ -64,3 +64,6 @@ void dmq_rs_set_force_socket(struct sip_msg *msg, void *sock);
 /* Parses every header, as consumers expect of a message handed to them
  * (the stock module parses all before cloning the message for a worker). */
 int dmq_rs_parse_all_headers(struct sip_msg *msg);
+/* Every address a host name resolves to through the core's resolver
+ * (17 bytes each in `out`: family 4 or 6, then 16 address bytes); count. */
+int dmq_rs_resolve_host(const char *name, unsigned char *out, int max);

@@ -16,17 +16,33 @@ pub struct Node {
     pub local: bool,
     /// Consecutive failed requests (for `fail_count_enabled`).
     pub fail_count: u32,
-    /// The address the node's host resolved to (None: unresolved).
-    pub ip: Option<IpAddr>,
+    /// Every address the node's host resolved to, first one preferred
+    /// (empty: a name not resolved yet).
+    pub ips: Vec<IpAddr>,
     /// The ping round whose ping the node has not answered yet (0: none).
     pub awaiting_ping: u32,
 }
 
 impl Node {
     pub fn new(uri: NodeUri, status: NodeStatus) -> Node {
-        let ip = resolve_literal(&uri.host);
-        Node { uri, status, last_notification: 0, local: false, fail_count: 0, ip, awaiting_ping: 0 }
+        let ips = resolve_literal(&uri.host).into_iter().collect();
+        Node { uri, status, last_notification: 0, local: false, fail_count: 0, ips, awaiting_ping: 0 }
     }
+
+    /// The address messages go to: the first one the host resolved to.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ips.first().copied()
+    }
+
+    /// Whether the node's host is a name (resolved by DNS, not written as an IP).
+    pub fn is_named(&self) -> bool {
+        is_name(&self.uri.host)
+    }
+}
+
+/// Whether `host` is a name rather than an IP literal.
+pub fn is_name(host: &str) -> bool {
+    resolve_literal(host).is_none()
 }
 
 /// The IP of a host written as an IP literal (IPv6 in brackets).
@@ -263,13 +279,49 @@ impl NodeList {
         self.nodes.iter().filter(move |n| !n.local && (include_inactive || is_up(n.status)))
     }
 
-    /// Whether `ip` is a remote node's address (`dmq_is_from_node`).
+    /// Whether `ip` is one of a remote node's addresses (`dmq_is_from_node`).
     pub fn is_remote_ip(&self, ip: IpAddr) -> bool {
-        self.nodes.iter().any(|n| !n.local && n.ip == Some(ip))
+        self.nodes.iter().any(|n| !n.local && n.ips.contains(&ip))
+    }
+
+    /// Whether a notification line names a host that must be looked up
+    /// before it is merged: a name (IP literals need no lookup) of a node
+    /// that is new here, has no address yet, or is re-notified with another
+    /// status (a node that comes back may come back elsewhere).
+    pub fn needs_lookup(&self, line: &NodeLine) -> bool {
+        if !is_name(&line.uri.host) {
+            return false;
+        }
+        match self.find(&line.uri) {
+            None => true,
+            Some(node) => node.ips.is_empty() || line.status.is_some_and(|s| s != node.status),
+        }
+    }
+
+    /// The named nodes whose addresses a lookup refreshes (the ping timer
+    /// does this once a round, away from the SIP workers).
+    pub fn named_nodes(&self) -> Vec<NodeUri> {
+        self.nodes.iter().filter(|n| n.is_named()).map(|n| n.uri.clone()).collect()
+    }
+
+    /// Stores looked-up addresses. A lookup that found nothing leaves the
+    /// addresses a node had (a passing DNS failure must not make a node
+    /// unreachable); nodes that left the list meanwhile are skipped.
+    pub fn set_addresses(&mut self, resolved: &[(NodeUri, Vec<IpAddr>)]) {
+        for (uri, ips) in resolved {
+            if ips.is_empty() {
+                continue;
+            }
+            if let Some(node) = self.find_mut(uri) {
+                if node.ips != *ips {
+                    node.ips = ips.clone();
+                }
+            }
+        }
     }
 
     /// Compact text form for the shm copy: one node per line,
-    /// `uri|status|last|local|fails|ip|awaiting_ping`.
+    /// `uri|status|last|local|fails|ip[,ip…]|awaiting_ping`.
     pub fn encode(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
@@ -280,7 +332,7 @@ impl NodeList {
                 n.last_notification,
                 n.local as u8,
                 n.fail_count,
-                n.ip.map(|i| i.to_string()).unwrap_or_default(),
+                n.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
                 n.awaiting_ping
             ));
         }
@@ -298,9 +350,9 @@ impl NodeList {
                 let last_notification = f.next()?.parse().ok()?;
                 let local = f.next()? == "1";
                 let fail_count = f.next()?.parse().ok()?;
-                let ip = f.next().and_then(|s| s.parse().ok());
+                let ips = f.next().unwrap_or_default().split(',').filter_map(|s| s.parse().ok()).collect();
                 let awaiting_ping = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-                Some(Node { uri, status, last_notification, local, fail_count, ip, awaiting_ping })
+                Some(Node { uri, status, last_notification, local, fail_count, ips, awaiting_ping })
             })
             .collect();
         NodeList { nodes }
@@ -448,5 +500,30 @@ mod tests {
         let out = list.merge_notification(Some(&uri("sip:b:1")), &parse_body(b"sip:b:1;status=disabled").unwrap(), 6);
         assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
         assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
+    }
+    #[test]
+    fn named_nodes_are_looked_up_when_new_unresolved_or_renotified() {
+        let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
+        let lines = parse_body(b"sip:dmq-b.example:5090;status=active\r\nsip:127.0.0.4:5090;status=active").unwrap();
+        assert!(list.needs_lookup(&lines[0]), "a new named node");
+        assert!(!list.needs_lookup(&lines[1]), "an IP literal needs no lookup");
+        list.merge(&lines, 0);
+        assert!(list.needs_lookup(&lines[0]), "still without an address");
+        let b = uri("sip:dmq-b.example:5090");
+        let ips: Vec<IpAddr> = vec!["127.0.0.3".parse().unwrap(), "::1".parse().unwrap()];
+        list.set_addresses(&[(b.clone(), ips.clone())]);
+        assert_eq!(list.find(&b).unwrap().ips, ips);
+        assert!(!list.needs_lookup(&lines[0]), "resolved, same status");
+        let renotified = parse_body(b"sip:dmq-b.example:5090;status=disabled").unwrap();
+        assert!(list.needs_lookup(&renotified[0]), "a status change looks the name up again");
+        // every address counts as the node's, none of the local node's does
+        assert!(list.is_remote_ip("127.0.0.3".parse().unwrap()));
+        assert!(list.is_remote_ip("::1".parse().unwrap()));
+        assert_eq!(list.find(&b).unwrap().ip(), Some("127.0.0.3".parse().unwrap()));
+        // a failed lookup keeps what the node had
+        list.set_addresses(&[(b.clone(), Vec::new())]);
+        assert_eq!(list.find(&b).unwrap().ips, ips);
+        assert_eq!(list.named_nodes(), vec![b]);
+        assert_eq!(NodeList::decode(&list.encode()), list, "several addresses survive the shm encoding");
     }
 }

@@ -1,6 +1,7 @@
-//! DNS lookups for `multi_notify`: SRV through the core's resolver (its
-//! resolv.conf handling and DNS cache settings), addresses through the
-//! system resolver (so /etc/hosts names work as well).
+//! DNS lookups: SRV records for `multi_notify` and node host names through
+//! the core's resolver (its resolv.conf handling, DNS cache, `dns_try_ipv6`
+//! and /etc/hosts, as the stock module resolves nodes), and addresses for
+//! `multi_notify` through the system resolver.
 
 use std::ffi::CString;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -25,7 +26,12 @@ pub fn srv(name: &str) -> Vec<SrvTarget> {
             let srv = (*rec).rdata as *const raw::srv_rdata;
             if !srv.is_null() {
                 let len = (*srv).name_len as usize;
-                let bytes = std::slice::from_raw_parts((*srv).name.as_ptr() as *const u8, len);
+                // `name` is a one-byte array the core allocates past: take
+                // its address from the raw pointer, not through a reference
+                // to the array, so reading `len` bytes stays in bounds of
+                // the record's allocation.
+                let name = std::ptr::addr_of!((*srv).name) as *const u8;
+                let bytes = std::slice::from_raw_parts(name, len);
                 out.push((String::from_utf8_lossy(bytes).into_owned(), (*srv).port));
             }
             rec = (*rec).next;
@@ -45,6 +51,34 @@ pub fn addresses(host: &str) -> Vec<IpAddr> {
             if !ips.contains(&a.ip()) {
                 ips.push(a.ip());
             }
+        }
+    }
+    ips
+}
+
+/// The most addresses kept for one node name.
+const MAX_NODE_ADDRESSES: usize = 8;
+
+/// Every address `host` (a node URI's host: a name, or an IP literal,
+/// IPv6 in brackets) stands for, through the core's resolver, as the stock
+/// module resolves nodes. Literals are parsed without any lookup.
+pub fn resolve_host(host: &str) -> Vec<IpAddr> {
+    if let Some(ip) = dmq_core::nodes::resolve_literal(host) {
+        return vec![ip];
+    }
+    let Ok(name) = CString::new(host) else { return Vec::new() };
+    let mut out = [0u8; 17 * MAX_NODE_ADDRESSES];
+    // SAFETY: the shim reads the NUL-terminated name and writes at most
+    // MAX_NODE_ADDRESSES records of 17 bytes into `out`.
+    let n = unsafe { raw::dmq_rs_resolve_host(name.as_ptr(), out.as_mut_ptr(), MAX_NODE_ADDRESSES as i32) };
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for rec in out.chunks_exact(17).take(n.max(0) as usize) {
+        let ip = match rec[0] {
+            4 => IpAddr::from([rec[1], rec[2], rec[3], rec[4]]),
+            _ => IpAddr::from(<[u8; 16]>::try_from(&rec[1..17]).expect("16 bytes")),
+        };
+        if !ips.contains(&ip) {
+            ips.push(ip);
         }
     }
     ips

@@ -4,11 +4,13 @@ use std::ffi::{c_uint, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::cell::RefCell;
 use std::sync::OnceLock;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dmq_core::nodes::{FailurePolicy, NodeEvent, NodeList};
-use dmq_core::protocol::{self, NodeUri};
+use dmq_core::protocol::{self, NodeLine, NodeUri};
 
+use crate::host::dns;
 use crate::host::shm::ShmStore;
 use crate::host::sip_msg::SipMsg;
 use crate::host::tm::{self, KdmqRequest};
@@ -110,6 +112,27 @@ fn report_events(m: &Module, events: &[NodeEvent]) {
     }
 }
 
+/// Looks up the host names among `uris` (outside the node-list lock: a
+/// lookup may wait on DNS), for [`NodeList::set_addresses`].
+fn look_up(uris: impl IntoIterator<Item = NodeUri>) -> Vec<(NodeUri, Vec<IpAddr>)> {
+    uris.into_iter()
+        .map(|uri| {
+            let ips = dns::resolve_host(&uri.host);
+            if ips.is_empty() {
+                log::warn!("node {uri}: its host does not resolve; messages to it go through tm");
+            }
+            (uri, ips)
+        })
+        .collect()
+}
+
+/// The addresses of the named nodes a notification brings that the list
+/// needs (new, unresolved or re-notified nodes: see `needs_lookup`).
+fn look_up_lines(lines: &[NodeLine]) -> Vec<(NodeUri, Vec<IpAddr>)> {
+    let wanted = read_nodes(|list| lines.iter().filter(|l| list.needs_lookup(l)).map(|l| l.uri.clone()).collect::<Vec<_>>());
+    look_up(wanted.unwrap_or_default())
+}
+
 fn is_seed(m: &Module, node: &NodeUri) -> bool {
     m.notification_uris.iter().any(|s| s.same_node(node))
 }
@@ -163,9 +186,11 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
             },
             _ => Vec::new(),
         };
+        let addresses = look_up_lines(&lines);
         let events = with_nodes(|list| {
             let mut events = list.mark_answered(&node, now());
             events.extend(list.merge(&lines, now()).events);
+            list.set_addresses(&addresses);
             events
         })
         .unwrap_or_default();
@@ -205,8 +230,10 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     };
     let max_forwards = msg.max_forwards().unwrap_or(0);
     let sender = sender_of(msg);
+    let addresses = look_up_lines(&lines);
     let (outcome, our_body, targets) = with_nodes(|list| {
         let outcome = list.merge_notification(sender.as_ref(), &lines, now());
+        list.set_addresses(&addresses);
         (outcome, list.notification_body(), list.targets(false))
     })
     .unwrap_or_default();
@@ -231,8 +258,10 @@ pub fn notify_seeds(m: &Module) {
     if m.notification_uris.is_empty() {
         return;
     }
+    let addresses = look_up(m.notification_uris.iter().filter(|u| dmq_core::nodes::is_name(&u.host)).cloned());
     let body = with_nodes(|list| {
         add_seeds(m, list);
+        list.set_addresses(&addresses);
         list.notification_body()
     })
     .unwrap_or_default();
@@ -248,8 +277,12 @@ pub unsafe extern "C" fn ping_timer(_ticks: c_uint, _param: *mut c_void) {
     crate::host::panic_guard::guard("ping timer", (), || {
         let Some(m) = module() else { return };
         let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
+        // Names are looked up again every round (here, in the timer process,
+        // not in the SIP workers): a node may move to another address.
+        let addresses = look_up(read_nodes(|list| list.named_nodes()).unwrap_or_default());
         let (events, body, targets) = with_nodes(|list| {
             add_seeds(m, list);
+            list.set_addresses(&addresses);
             let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
             (events, list.notification_body(), targets)
         })
@@ -266,7 +299,7 @@ pub unsafe extern "C" fn ping_timer(_ticks: c_uint, _param: *mut c_void) {
 pub fn announce_leave(m: &Module) {
     let Some(store) = NODE_STORE.get() else { return };
     let active = |list: &NodeList| -> Vec<(NodeUri, Option<std::net::IpAddr>)> {
-        list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip)).collect()
+        list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip())).collect()
     };
     // A child killed inside its critical section may have left the lock held.
     let Some(targets) = store.read_within(Duration::from_millis(200), |generation, bytes| with_decoded(generation, bytes, active))
@@ -284,18 +317,13 @@ pub fn announce_leave(m: &Module) {
         if uri.transport != protocol::Transport::Udp {
             continue;
         }
-        let Some(ip) = ip.or_else(|| resolve(&uri)) else { continue };
+        let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host).first().copied()) else { continue };
         let request = protocol::build_stateless_request(&m.local_uri, &uri, &m.config.notification_channel, &body, &token);
         match udp::send_from(m.server_sock, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),
         }
     }
-}
-
-fn resolve(uri: &NodeUri) -> Option<std::net::IpAddr> {
-    use std::net::ToSocketAddrs;
-    (uri.host.trim_matches(|c| c == '[' || c == ']'), uri.port_no()).to_socket_addrs().ok()?.next().map(|a| a.ip())
 }
 
 /// Starts the ping timer (mod_init).

@@ -125,7 +125,7 @@ pub fn send_to(
 ) -> Result<(), String> {
     let mut failed = 0;
     for target in targets {
-        if let Err(e) = in_flight::send(peer_id, &target.uri, target.ip, body, content_type, max_forwards, cb) {
+        if let Err(e) = in_flight::send(peer_id, &target.uri, target.ip(), body, content_type, max_forwards, cb) {
             log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
             failed += 1;
         }

@@ -79,7 +79,7 @@ pub fn handle_for(node: &Node) -> *mut raw::dmq_node_t {
         (*ptr).local = node.local as i32;
         (*ptr).status = status_bits(node.status);
         (*ptr).last_notification = node.last_notification as i32;
-        fill_ip(&mut *ptr, node.ip);
+        fill_ip(&mut *ptr, node.ip());
     }
     ptr
 }

@@ -70,7 +70,7 @@ unsafe extern "C" fn rpc_list_nodes(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
             return;
         };
         for node in &list.nodes {
-            let ip = node.ip.map(|i| i.to_string()).unwrap_or_default();
+            let ip = node.ip().map(|i| i.to_string()).unwrap_or_default();
             let ok = call.add_struct(&[
                 ("host", Value::Str(&node.uri.host)),
                 ("port", Value::Str(&node.uri.port)),

@@ -94,6 +94,15 @@ pub struct NodeConfig {
     pub shm_mb: u32,
     /// SIP worker processes (children=).
     pub children: u32,
+    /// Name the node by this host name instead of its IP (listen= and
+    /// `{ADDR}`); the name must be in `hosts`.
+    pub host_name: Option<String>,
+    /// An /etc/hosts of the node's own: Kamailio runs in a mount namespace
+    /// where this file is bind-mounted over /etc/hosts (the machine's own
+    /// file is never touched).
+    pub hosts: Option<PathBuf>,
+    /// Extra core settings (e.g. `use_dns_cache=no`), at the top.
+    pub core: String,
 }
 
 impl Default for NodeConfig {
@@ -110,6 +119,9 @@ impl Default for NodeConfig {
             debug: 2,
             shm_mb: 64,
             children: 2,
+            host_name: None,
+            hosts: None,
+            core: String::new(),
         }
     }
 }
@@ -134,6 +146,11 @@ impl NodeConfig {
         let mut s = String::new();
         s += "#!KAMAILIO\n";
         s += &format!("debug={}\nlog_stderror=yes\nchildren={}\nauto_aliases=no\ndns=no\nrev_dns=no\n", self.debug, self.children);
+        s += &self.core;
+        let addr = match &self.host_name {
+            Some(name) => format!("{name}:{}", addr.port()),
+            None => addr.to_string(),
+        };
         s += &format!("listen=udp:{addr}\n");
         if self.load_tm {
             s += "loadmodule \"tm.so\"\n";
@@ -146,9 +163,9 @@ impl NodeConfig {
         s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
         s += &format!("modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n", ctl.display());
         for (name, value) in &self.dmq_params {
-            s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr.to_string()));
+            s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr));
         }
-        s += &self.consumers.replace("{ADDR}", &addr.to_string());
+        s += &self.consumers.replace("{ADDR}", &addr);
         // An empty route leaves routing to a KEMI engine (cfgengine).
         if !self.route.is_empty() {
             s += &format!("\nrequest_route {{\n\t{}\n}}\n", self.route);
@@ -187,7 +204,7 @@ impl Node {
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
-        let child = spawn_kamailio(&cfg, &dir, &log, config.shm_mb, &[]);
+        let child = spawn_kamailio(&cfg, &dir, &log, config.shm_mb, &[], config.hosts.as_deref());
         Node { addr, dir, ctl, log, child: Some(child) }
     }
 
@@ -204,7 +221,7 @@ impl Node {
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        let child = spawn_kamailio(cfg, &dir, &log, 64, &defines);
+        let child = spawn_kamailio(cfg, &dir, &log, 64, &defines, None);
         let mut node = Node { addr, dir, ctl, log, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node
@@ -345,9 +362,20 @@ pub fn rpc_at(ctl: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, shm_mb: u32, defines: &[String]) -> Child {
+fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, shm_mb: u32, defines: &[String], hosts: Option<&Path>) -> Child {
     let log_file = fs::File::create(log).unwrap();
-    let mut cmd = Command::new(KAMAILIO);
+    let mut cmd = match hosts {
+        // A private mount namespace: the bind mount is the node's alone and
+        // goes away with it.
+        Some(hosts) => {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+                .arg(hosts)
+                .arg(KAMAILIO);
+            c
+        }
+        None => Command::new(KAMAILIO),
+    };
     for define in defines {
         cmd.arg("-A").arg(define);
     }
