@@ -119,15 +119,6 @@ int dmq_rs_msg_max_forwards(struct sip_msg *msg)
 	return mf;
 }
 
-int dmq_rs_msg_src_ip(struct sip_msg *msg, char *buf, int len)
-{
-	int n = ip_addr2sbuf(&msg->rcv.src_ip, buf, len - 1);
-	if(n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return n;
-}
-
 #include "core/parser/parse_from.h"
 
 int dmq_rs_msg_from_uri(struct sip_msg *msg, str *uri)
@@ -264,4 +255,64 @@ int dmq_rs_resolve_host(const char *name, unsigned char *out, int max)
 		n++;
 	}
 	return n;
+}
+
+#include "core/parser/parse_cseq.h"
+#include "core/script_cb.h"
+
+int dmq_rs_msg_source(struct sip_msg *msg, unsigned char *ip, int *port)
+{
+	struct ip_addr *src = &msg->rcv.src_ip;
+	if(src->af != AF_INET && src->af != AF_INET6)
+		return -1;
+	memset(ip, 0, 16);
+	memcpy(ip, src->u.addr, src->af == AF_INET ? 4 : 16);
+	*port = msg->rcv.src_port;
+	return src->af == AF_INET ? 4 : 6;
+}
+
+int dmq_rs_reply_ids(struct sip_msg *msg, str *branch, str *callid,
+		str *cseq_number, str *cseq_method)
+{
+	struct cseq_body *cseq;
+	if(msg->first_line.type != SIP_REPLY || msg->via1 == NULL
+			|| msg->via1->branch == NULL || msg->callid == NULL
+			|| msg->cseq == NULL || msg->cseq->parsed == NULL)
+		return -1;
+	cseq = get_cseq(msg);
+	*branch = msg->via1->branch->value;
+	*callid = msg->callid->body;
+	*cseq_number = cseq->number;
+	*cseq_method = cseq->method;
+	return (int)msg->first_line.u.reply.statuscode;
+}
+
+int dmq_rs_register_pre_reply_cb(int (*f)(struct sip_msg *, unsigned int, void *), void *param)
+{
+	return register_script_cb(f, PRE_SCRIPT_CB | ONREPLY_CB, param);
+}
+
+int dmq_rs_socket_sent_by(void *sock, char *buf, int len)
+{
+	struct socket_info *si = (struct socket_info *)sock;
+	str *host, *port;
+	int n, brackets;
+
+	if(si == NULL)
+		return -1;
+	/* an advertised address is what peers must reply to */
+	host = si->useinfo.name.len > 0 ? &si->useinfo.name : &si->address_str;
+	port = si->useinfo.port_no_str.len > 0 ? &si->useinfo.port_no_str
+										   : &si->port_no_str;
+	brackets = si->address.af == AF_INET6 && host->len > 0 && host->s[0] != '[';
+	n = snprintf(buf, len, brackets ? "[%.*s]:%.*s" : "%.*s:%.*s", host->len,
+			host->s, port->len, port->s);
+	if(n < 0 || n >= len)
+		return -1;
+	return si->proto;
+}
+
+int dmq_rs_proto_udp(void)
+{
+	return PROTO_UDP;
 }

@@ -41,8 +41,6 @@ int dmq_rs_msg_ruri_user(struct sip_msg *msg, struct _str *user);
 int dmq_rs_msg_body(struct sip_msg *msg, struct _str *body);
 /* Max-Forwards value, -1 when absent or unparsable. */
 int dmq_rs_msg_max_forwards(struct sip_msg *msg);
-/* Source IP as text into buf (NUL-terminated); length, or -1. */
-int dmq_rs_msg_src_ip(struct sip_msg *msg, char *buf, int len);
 /* From URI (parses the From header); 0 on success. */
 int dmq_rs_msg_from_uri(struct sip_msg *msg, struct _str *uri);
 
@@ -67,3 +65,19 @@ int dmq_rs_parse_all_headers(struct sip_msg *msg);
 /* Every address a host name resolves to through the core's resolver
  * (17 bytes each in `out`: family 4 or 6, then 16 address bytes); count. */
 int dmq_rs_resolve_host(const char *name, unsigned char *out, int max);
+/* Source address of a received message: 16 bytes into ip (4 used for
+ * IPv4), the port into *port; returns 4 or 6, -1 otherwise. */
+int dmq_rs_msg_source(struct sip_msg *msg, unsigned char *ip, int *port);
+/* For a reply (the core parsed Via, Call-ID and CSeq before the pre-script
+ * callbacks): the first Via's branch, Call-ID, CSeq number and method;
+ * returns the status code, -1 when something is missing. */
+int dmq_rs_reply_ids(struct sip_msg *msg, struct _str *branch, struct _str *callid,
+		struct _str *cseq_number, struct _str *cseq_method);
+/* A callback the core runs for every reply before onreply_route (pre-script
+ * ONREPLY); returning 0 consumes the reply. */
+int dmq_rs_register_pre_reply_cb(int (*f)(struct sip_msg *, unsigned int, void *), void *param);
+/* The Via sent-by ("host:port", IPv6 in brackets, the advertised address
+ * when there is one) of a core socket into buf; returns its proto, -1 on error. */
+int dmq_rs_socket_sent_by(void *sock, char *buf, int len);
+/* PROTO_UDP (an enum value in the core). */
+int dmq_rs_proto_udp(void);

@@ -42,6 +42,7 @@
 #include "core/dset.h"
 #include "core/msg_translator.h"
 #include "core/receive.h"
+#include "core/script_cb.h"
 /* the stock dmq ABI that htable, dmq_usrloc, dialog and presence compile against */
 #include "modules/dmq/bind_dmq.h"
 

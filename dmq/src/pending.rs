@@ -27,6 +27,11 @@ pub const BRANCH_PREFIX: &str = "z9hG4bKdmqrs.";
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Slot {
     pub seq: u64,
+    /// Unpredictable per message (the caller's keyed hash of slot and
+    /// sequence): a reply must carry it in its branch, so nobody who did not
+    /// see the request can answer it, and replies to an earlier run of the
+    /// node (sequences restart) match nothing.
+    pub nonce: u64,
     /// When to retransmit next (u64::MAX: not any more).
     pub next_send_ms: u64,
     pub interval_ms: u64,
@@ -47,6 +52,9 @@ pub struct PendingStats {
     pub overflows: u64,
     /// 503 replies (a node whose job queue was full) answered by sending again later.
     pub retries_after_503: u64,
+    /// Replies that named a waiting message but failed its check (wrong
+    /// source, Call-ID or CSeq): forged or misrouted, ignored.
+    pub forged_replies: u64,
 }
 
 /// The table's fixed part.
@@ -65,6 +73,33 @@ pub struct PendingTable<'a> {
     pub head: &'a mut Header,
     pub slots: &'a mut [Slot],
     pub free: &'a mut [u32],
+}
+
+/// What kind of reply arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// 1xx: the request arrived, stop retransmitting.
+    Provisional,
+    /// 503 from a node whose job queue is full: send again later.
+    Busy,
+    /// Any other final reply.
+    Final,
+}
+
+/// What a reply did to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyOutcome {
+    /// No waiting message has this branch (late, duplicate or foreign).
+    Unknown,
+    /// The branch names a waiting message, but the caller's check of the
+    /// reply (its source, Call-ID, CSeq) failed: nothing changed.
+    Refused,
+    /// Retransmissions stopped (a provisional reply).
+    Stopped,
+    /// Kept, to be sent again after a back-off (a 503).
+    RetryLater,
+    /// Finished: the message's data, removed from the table.
+    Completed(usize),
 }
 
 /// What a timer tick found due.
@@ -91,8 +126,9 @@ impl PendingTable<'_> {
     }
 
     /// Takes a slot for a message sent at `now_ms`: its branch, or None
-    /// when the table is full.
-    pub fn insert(&mut self, now_ms: u64, data: usize) -> Option<String> {
+    /// when the table is full. `nonce` makes the slot's nonce from its
+    /// index and sequence (a keyed hash the caller holds the key of).
+    pub fn insert(&mut self, now_ms: u64, data: usize, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
         if self.head.free_top == 0 {
             return None;
         }
@@ -100,20 +136,48 @@ impl PendingTable<'_> {
         let index = self.free[self.head.free_top as usize];
         let seq = self.head.next_seq.max(1);
         self.head.next_seq = seq + 1;
+        let nonce = nonce(index, seq);
         self.slots[index as usize] =
-            Slot { seq, next_send_ms: now_ms + T1_MS, interval_ms: T1_MS, deadline_ms: now_ms + TIMEOUT_MS, data };
+            Slot { seq, nonce, next_send_ms: now_ms + T1_MS, interval_ms: T1_MS, deadline_ms: now_ms + TIMEOUT_MS, data };
         let s = &mut self.head.stats;
         s.in_flight += 1;
         s.peak = s.peak.max(s.in_flight);
         s.sent += 1;
-        Some(branch(index, seq))
+        Some(branch(index, seq, nonce))
     }
 
     /// The slot a reply's branch names, if it is still waiting.
     fn find(&mut self, branch: &str) -> Option<usize> {
-        let (index, seq) = parse_branch(branch)?;
+        let (index, seq, nonce) = parse_branch(branch)?;
         let slot = self.slots.get(index as usize)?;
-        (slot.seq == seq && seq != 0).then_some(index as usize)
+        (slot.seq == seq && seq != 0 && slot.nonce == nonce).then_some(index as usize)
+    }
+
+    /// A reply whose Via carries `branch`: `check` sees the waiting
+    /// message's data first (the caller compares the reply's source with
+    /// where the message went) and may refuse the reply.
+    pub fn on_reply(&mut self, branch: &str, kind: ReplyKind, now_ms: u64, check: impl FnOnce(usize) -> bool) -> ReplyOutcome {
+        let Some(i) = self.find(branch) else { return ReplyOutcome::Unknown };
+        if !check(self.slots[i].data) {
+            self.head.stats.forged_replies += 1;
+            return ReplyOutcome::Refused;
+        }
+        match kind {
+            ReplyKind::Provisional => {
+                self.provisional(branch);
+                ReplyOutcome::Stopped
+            }
+            ReplyKind::Busy => {
+                self.retry_later(branch, now_ms);
+                ReplyOutcome::RetryLater
+            }
+            ReplyKind::Final => ReplyOutcome::Completed(self.release(i)),
+        }
+    }
+
+    /// Counts a reply refused before it reached the table (bad Call-ID or CSeq).
+    pub fn refused(&mut self) {
+        self.head.stats.forged_replies += 1;
     }
 
     /// The caller gave up waiting for a slot and sent a message another way.
@@ -134,7 +198,7 @@ impl PendingTable<'_> {
     }
 
     /// A provisional reply: the request arrived, stop retransmitting.
-    pub fn provisional(&mut self, branch: &str) -> bool {
+    fn provisional(&mut self, branch: &str) -> bool {
         match self.find(branch) {
             Some(i) => {
                 self.slots[i].next_send_ms = u64::MAX;
@@ -147,7 +211,7 @@ impl PendingTable<'_> {
     /// A 503 (the node's job queue is full): keep the message and send it
     /// again after a back-off (doubling from T1 up to T2) until the timeout,
     /// instead of losing it. False for a late or unknown reply.
-    pub fn retry_later(&mut self, branch: &str, now_ms: u64) -> bool {
+    fn retry_later(&mut self, branch: &str, now_ms: u64) -> bool {
         let Some(i) = self.find(branch) else { return false };
         let slot = &mut self.slots[i];
         let backoff = if slot.next_send_ms == u64::MAX { T1_MS } else { slot.interval_ms.clamp(T1_MS, T2_MS) };
@@ -200,21 +264,45 @@ impl PendingTable<'_> {
     }
 }
 
-/// The Via branch of a message in slot `index` with sequence `seq`.
-pub fn branch(index: u32, seq: u64) -> String {
-    format!("{BRANCH_PREFIX}{index}.{seq}")
+/// The Via branch of a message in slot `index` with sequence `seq` and
+/// `nonce`: `z9hG4bKdmqrs.<index>.<seq>.<nonce in hex>`.
+pub fn branch(index: u32, seq: u64, nonce: u64) -> String {
+    format!("{BRANCH_PREFIX}{index}.{seq}.{nonce:x}")
 }
 
-/// (slot index, sequence) from a branch this module made; None otherwise.
-pub fn parse_branch(branch: &str) -> Option<(u32, u64)> {
+/// (slot index, sequence, nonce) from a branch this module made; None otherwise.
+pub fn parse_branch(branch: &str) -> Option<(u32, u64, u64)> {
     let rest = branch.strip_prefix(BRANCH_PREFIX)?;
-    let (index, seq) = rest.split_once('.')?;
-    Some((index.parse().ok()?, seq.parse().ok()?))
+    let mut parts = rest.split('.');
+    let index = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let nonce = u64::from_str_radix(parts.next()?, 16).ok()?;
+    parts.next().is_none().then_some((index, seq, nonce))
+}
+
+/// The Call-ID of the message whose branch is `branch` on host `host`:
+/// derived from the branch, so a reply's Call-ID can be checked against
+/// its branch without storing it.
+pub fn call_id(branch: &str, host: &str) -> String {
+    format!("dmqrs-{}@{host}", branch.strip_prefix(BRANCH_PREFIX).unwrap_or(branch))
+}
+
+/// Whether a reply's Call-ID and CSeq are those of the message `branch`
+/// names (built by [`call_id`] with CSeq `1 KDMQ`).
+pub fn reply_matches(branch: &str, call_id: &[u8], cseq_number: &[u8], cseq_method: &[u8]) -> bool {
+    let Some(token) = branch.strip_prefix(BRANCH_PREFIX) else { return false };
+    let expected = call_id.strip_prefix(b"dmqrs-").and_then(|rest| rest.strip_prefix(token.as_bytes()));
+    matches!(expected, Some([b'@', ..])) && cseq_number == b"1" && cseq_method == b"KDMQ"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for the module's keyed hash.
+    fn nonce(index: u32, seq: u64) -> u64 {
+        (u64::from(index) << 40) ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
 
     struct Owned {
         head: Header,
@@ -237,7 +325,7 @@ mod tests {
     fn a_final_reply_frees_the_slot_at_once() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 77).unwrap();
+        let b = t.insert(0, 77, nonce).unwrap();
         assert_eq!(t.head.stats.in_flight, 1);
         assert_eq!(t.complete(&b), Some(77));
         assert_eq!(t.head.stats.in_flight, 0);
@@ -250,7 +338,7 @@ mod tests {
     fn data_attached_after_insert_is_what_completes() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 0).unwrap();
+        let b = t.insert(0, 0, nonce).unwrap();
         // Not yet attached: nothing to retransmit.
         assert!(t.due(T1_MS).retransmit.is_empty());
         assert!(t.attach(&b, 9));
@@ -264,8 +352,8 @@ mod tests {
     fn a_full_table_refuses_and_counts() {
         let mut o = Owned::new(1);
         let mut t = o.table();
-        assert!(t.insert(0, 1).is_some());
-        assert!(t.insert(0, 2).is_none());
+        assert!(t.insert(0, 1, nonce).is_some());
+        assert!(t.insert(0, 2, nonce).is_none());
         assert_eq!(t.head.stats.overflows, 0, "counted only when the caller gives up");
         t.overflowed();
         assert_eq!(t.head.stats.overflows, 1);
@@ -275,9 +363,9 @@ mod tests {
     fn a_reused_slot_ignores_replies_meant_for_its_previous_message() {
         let mut o = Owned::new(1);
         let mut t = o.table();
-        let old = t.insert(0, 1).unwrap();
+        let old = t.insert(0, 1, nonce).unwrap();
         t.complete(&old).unwrap();
-        let new = t.insert(0, 2).unwrap();
+        let new = t.insert(0, 2, nonce).unwrap();
         assert_ne!(old, new);
         assert_eq!(t.complete(&old), None);
         assert_eq!(t.complete(&new), Some(2));
@@ -287,7 +375,7 @@ mod tests {
     fn retransmits_on_t1_doubling_to_t2_then_times_out() {
         let mut o = Owned::new(4);
         let mut t = o.table();
-        t.insert(0, 5).unwrap();
+        t.insert(0, 5, nonce).unwrap();
         let mut sends = Vec::new();
         let mut now = 0;
         while now <= TIMEOUT_MS {
@@ -311,7 +399,7 @@ mod tests {
     fn a_provisional_reply_stops_retransmissions() {
         let mut o = Owned::new(4);
         let mut t = o.table();
-        let b = t.insert(0, 5).unwrap();
+        let b = t.insert(0, 5, nonce).unwrap();
         assert!(t.provisional(&b));
         assert!(t.due(10_000).retransmit.is_empty());
         assert_eq!(t.due(TIMEOUT_MS).expired, vec![5]);
@@ -321,7 +409,7 @@ mod tests {
     fn a_503_sends_again_later_and_a_final_reply_still_completes() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 5).unwrap();
+        let b = t.insert(0, 5, nonce).unwrap();
         assert!(t.provisional(&b));
         assert!(t.retry_later(&b, 1000));
         assert!(t.due(1000 + T1_MS - 1).retransmit.is_empty());
@@ -333,12 +421,68 @@ mod tests {
 
     #[test]
     fn branches_round_trip_and_foreign_ones_are_refused() {
-        assert_eq!(parse_branch(&branch(12, 345)), Some((12, 345)));
-        for foreign in ["z9hG4bKdmqrs42", "z9hG4bK.12.3", "z9hG4bKdmqrs.x.1", "z9hG4bKdmqrs.1", "", "z9hG4bKdmqrs.99999999999.1"] {
+        assert_eq!(parse_branch(&branch(12, 345, 0xdead_beef)), Some((12, 345, 0xdead_beef)));
+        for foreign in [
+            "z9hG4bKdmqrs42",
+            "z9hG4bK.12.3.1",
+            "z9hG4bKdmqrs.x.1.1",
+            "z9hG4bKdmqrs.1",
+            "z9hG4bKdmqrs.1.2",
+            "z9hG4bKdmqrs.1.2.zz",
+            "z9hG4bKdmqrs.1.2.3.4",
+            "",
+            "z9hG4bKdmqrs.99999999999.1.1",
+        ] {
             assert_eq!(parse_branch(foreign), None, "{foreign}");
         }
         let mut o = Owned::new(1);
         let mut t = o.table();
-        assert_eq!(t.complete("z9hG4bKdmqrs.5.1"), None, "index out of range");
+        assert_eq!(t.complete("z9hG4bKdmqrs.5.1.0"), None, "index out of range");
+    }
+
+    #[test]
+    fn a_reply_must_carry_the_nonce_and_pass_the_check() {
+        let mut o = Owned::new(2);
+        let mut t = o.table();
+        let b = t.insert(0, 7, nonce).unwrap();
+        let (index, seq, n) = parse_branch(&b).unwrap();
+        // The branch an attacker would guess from slot and sequence alone.
+        let guessed = branch(index, seq, n ^ 1);
+        assert_eq!(t.on_reply(&guessed, ReplyKind::Final, 0, |_| true), ReplyOutcome::Unknown);
+        assert_eq!(t.on_reply(&branch(index, seq, 0), ReplyKind::Provisional, 0, |_| true), ReplyOutcome::Unknown);
+        // The right branch from the wrong source changes nothing but a counter.
+        assert_eq!(t.on_reply(&b, ReplyKind::Final, 0, |data| data == 8), ReplyOutcome::Refused);
+        assert_eq!(t.on_reply(&b, ReplyKind::Busy, 0, |_| false), ReplyOutcome::Refused);
+        assert_eq!(t.head.stats.forged_replies, 2);
+        assert_eq!(t.head.stats.retries_after_503, 0);
+        assert_eq!(t.due(T1_MS).retransmit.len(), 1, "still retransmitted");
+        assert_eq!(t.on_reply(&b, ReplyKind::Provisional, 0, |data| data == 7), ReplyOutcome::Stopped);
+        assert_eq!(t.on_reply(&b, ReplyKind::Busy, 10, |_| true), ReplyOutcome::RetryLater);
+        assert_eq!(t.on_reply(&b, ReplyKind::Final, 20, |data| data == 7), ReplyOutcome::Completed(7));
+        assert_eq!(t.on_reply(&b, ReplyKind::Final, 30, |_| true), ReplyOutcome::Unknown, "late");
+    }
+
+    #[test]
+    fn a_restarted_node_ignores_replies_to_its_previous_run() {
+        let mut first = Owned::new(2);
+        let old = first.table().insert(0, 1, |_, _| 0x1111).unwrap();
+        // Same slot and sequence after a restart, another key.
+        let mut second = Owned::new(2);
+        let new = second.table().insert(0, 2, |_, _| 0x2222).unwrap();
+        assert_ne!(old, new);
+        assert_eq!(second.table().on_reply(&old, ReplyKind::Final, 0, |_| true), ReplyOutcome::Unknown);
+    }
+
+    #[test]
+    fn call_id_and_cseq_are_checked_against_the_branch() {
+        let b = branch(3, 9, 0xabc);
+        let cid = call_id(&b, "127.0.0.2");
+        assert_eq!(cid, "dmqrs-3.9.abc@127.0.0.2");
+        assert!(reply_matches(&b, cid.as_bytes(), b"1", b"KDMQ"));
+        assert!(!reply_matches(&b, b"dmqrs-3.9.abd@127.0.0.2", b"1", b"KDMQ"));
+        assert!(!reply_matches(&b, b"dmqrs-3.9.abc", b"1", b"KDMQ"));
+        assert!(!reply_matches(&b, b"dmqrs-3.9.abcd@h", b"1", b"KDMQ"));
+        assert!(!reply_matches(&b, cid.as_bytes(), b"2", b"KDMQ"));
+        assert!(!reply_matches(&b, cid.as_bytes(), b"1", b"INVITE"));
     }
 }

@@ -290,16 +290,21 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     body
 }
 
-/// A KDMQ request built without tm: for peer messages in flight (see
-/// `pending`) and the leave notice sent at shutdown.
+/// A KDMQ request built without tm, sent as a UDP datagram: for peer
+/// messages in flight (see `pending`) and the leave notice sent at shutdown.
 pub struct PeerRequest<'a> {
     pub from: &'a NodeUri,
     pub to: &'a NodeUri,
+    /// The Via's sent-by (`host:port`): the socket the datagram leaves
+    /// from, where replies must come back to (not `from`, which may name
+    /// another port or none).
+    pub sent_by: &'a str,
     /// The channel (R-URI user): a peer id or the notification channel.
     pub peer: &'a str,
     /// The whole Via branch, magic cookie included.
     pub branch: &'a str,
-    /// Unique per request: From tag and Call-ID are derived from it.
+    /// Unique per request: the From tag and the Call-ID (`dmqrs-<token>@host`)
+    /// are derived from it.
     pub token: &'a str,
     pub max_forwards: i32,
     pub content_type: &'a str,
@@ -307,10 +312,9 @@ pub struct PeerRequest<'a> {
 }
 
 pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
-    let via_host = format!("{}{}", r.from.host, if r.from.port.is_empty() { String::new() } else { format!(":{}", r.from.port) });
     let mut out = format!(
         "KDMQ {to_uri} SIP/2.0\r\n\
-         Via: SIP/2.0/{proto} {via_host};branch={branch}\r\n\
+         Via: SIP/2.0/UDP {sent_by};branch={branch}\r\n\
          Max-Forwards: {mf}\r\n\
          From: <{from_uri}>;tag=dmqrs{token}\r\n\
          To: <{to_uri}>\r\n\
@@ -319,7 +323,7 @@ pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
          Content-Type: {ct}\r\n\
          Content-Length: {len}\r\n\r\n",
         to_uri = r.to.with_user(r.peer),
-        proto = r.from.transport.as_str().to_ascii_uppercase(),
+        sent_by = r.sent_by,
         branch = r.branch,
         mf = r.max_forwards,
         from_uri = r.from.with_user(r.peer),
@@ -334,10 +338,11 @@ pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
 }
 
 /// The leave notice: a notification (`body`) on `channel` sent statelessly.
-pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, channel: &str, body: &str, token: &str) -> String {
+pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, sent_by: &str, channel: &str, body: &str, token: &str) -> String {
     let request = build_peer_request(&PeerRequest {
         from,
         to,
+        sent_by,
         peer: channel,
         branch: &format!("z9hG4bKdmqrs{token}"),
         token: &format!("leave-{token}"),
@@ -432,7 +437,14 @@ mod tests {
     #[test]
     fn stateless_request_is_a_complete_kdmq() {
         let body = build_body([(&uri("sip:127.0.0.2:5090"), NodeStatus::Disabled)]);
-        let req = build_stateless_request(&uri("sip:127.0.0.2:5090"), &uri("sip:127.0.0.3:5090"), "notification_peer", &body, "42");
+        let req = build_stateless_request(
+            &uri("sip:127.0.0.2:5090"),
+            &uri("sip:127.0.0.3:5090"),
+            "127.0.0.2:5090",
+            "notification_peer",
+            &body,
+            "42",
+        );
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
         assert!(req.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs42\r\n"));
         assert!(req.contains("From: <sip:notification_peer@127.0.0.2:5090>;tag=dmqrsleave-42\r\n"));
@@ -446,8 +458,10 @@ mod tests {
     fn peer_requests_carry_the_body_verbatim_with_its_length() {
         let body = b"{\"action\":1}\r\n\x00binary";
         let req = build_peer_request(&PeerRequest {
-            from: &uri("sip:127.0.0.2:5090"),
+            // An address without a port: the Via still names the socket.
+            from: &uri("sip:127.0.0.2"),
             to: &uri("sip:10.0.0.3:5060;transport=udp"),
+            sent_by: "127.0.0.2:5091",
             peer: "htable",
             branch: "z9hG4bKdmqrs.3.9",
             token: "9x1",
@@ -458,7 +472,8 @@ mod tests {
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = std::str::from_utf8(&req[..split]).unwrap();
         assert!(head.starts_with("KDMQ sip:htable@10.0.0.3:5060"), "{head}");
-        assert!(head.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs.3.9\r\n"));
+        assert!(head.contains("Via: SIP/2.0/UDP 127.0.0.2:5091;branch=z9hG4bKdmqrs.3.9\r\n"), "{head}");
+        assert!(head.contains("Call-ID: dmqrs-9x1@127.0.0.2\r\n"));
         assert!(head.contains("Max-Forwards: 5\r\n"));
         assert!(head.contains("Content-Type: application/json\r\n"));
         assert!(head.ends_with(&format!("Content-Length: {}", body.len())));

@@ -9,6 +9,7 @@ pub mod kstr;
 pub mod lock;
 pub mod log;
 pub mod panic_guard;
+pub mod replies;
 pub mod rpc;
 pub mod shm;
 pub mod sip_msg;

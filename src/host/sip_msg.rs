@@ -1,6 +1,6 @@
 //! Read access to a received SIP message, and replies to it through sl.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::host::kstr;
 use crate::raw;
@@ -8,6 +8,16 @@ use crate::raw;
 /// A SIP message the core handed to a script function or a tm callback,
 /// valid for the duration of that call.
 pub struct SipMsg(*mut raw::sip_msg);
+
+/// The parts of a reply that name the request it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyIds<'a> {
+    pub status: u16,
+    pub branch: &'a [u8],
+    pub call_id: &'a [u8],
+    pub cseq_number: &'a [u8],
+    pub cseq_method: &'a [u8],
+}
 
 /// Why a message's body could not be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,13 +72,43 @@ impl SipMsg {
     }
 
     pub fn source_ip(&self) -> Option<IpAddr> {
-        let mut buf = [0u8; 64];
-        // SAFETY: live message; the shim writes at most buf.len() bytes.
-        let n = unsafe { raw::dmq_rs_msg_src_ip(self.0, buf.as_mut_ptr() as *mut _, buf.len() as i32) };
-        if n <= 0 {
+        self.source().map(|s| s.ip())
+    }
+
+    /// Where the message came from (address and port).
+    pub fn source(&self) -> Option<SocketAddr> {
+        let mut ip = [0u8; 16];
+        let mut port: std::ffi::c_int = 0;
+        // SAFETY: live message; the shim writes 16 bytes into ip and the port.
+        let family = unsafe { raw::dmq_rs_msg_source(self.0, ip.as_mut_ptr(), &mut port) };
+        let ip = match family {
+            4 => IpAddr::from([ip[0], ip[1], ip[2], ip[3]]),
+            6 => IpAddr::from(ip),
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, port as u16))
+    }
+
+    /// What identifies a reply's transaction: first Via branch, status,
+    /// Call-ID and CSeq (None for a request, or a reply missing any).
+    pub fn reply_ids(&self) -> Option<ReplyIds<'_>> {
+        let (mut branch, mut call_id, mut number, mut method) =
+            (raw::str_::default(), raw::str_::default(), raw::str_::default(), raw::str_::default());
+        // SAFETY: live message; the strs point into its buffer.
+        let status = unsafe { raw::dmq_rs_reply_ids(self.0, &mut branch, &mut call_id, &mut number, &mut method) };
+        if status < 0 {
             return None;
         }
-        std::str::from_utf8(&buf[..n as usize]).ok()?.parse().ok()
+        // SAFETY: as above; the buffer lives as long as the message (&self).
+        unsafe {
+            Some(ReplyIds {
+                status: status as u16,
+                branch: kstr::bytes(&branch),
+                call_id: kstr::bytes(&call_id),
+                cseq_number: kstr::bytes(&number),
+                cseq_method: kstr::bytes(&method),
+            })
+        }
     }
 
     /// Replies statelessly through sl, with an optional body.

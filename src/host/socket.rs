@@ -25,6 +25,21 @@ impl LocalSocket {
         (!si.is_null()).then_some(LocalSocket(si))
     }
 
+    /// What a Via header names for this socket (`host:port`, IPv6 in
+    /// brackets, the advertised address if any) and whether it is UDP.
+    pub fn sent_by(self) -> Option<(String, bool)> {
+        let mut buf = [0u8; 320];
+        // SAFETY: the core's socket (immutable after startup); the shim
+        // writes at most buf.len() bytes, NUL-terminated.
+        let proto = unsafe { raw::dmq_rs_socket_sent_by(self.0 as *mut _, buf.as_mut_ptr() as *mut _, buf.len() as i32) };
+        if proto < 0 {
+            return None;
+        }
+        let text = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?.to_str().ok()?.to_string();
+        // SAFETY: returns a constant.
+        Some((text, proto == unsafe { raw::dmq_rs_proto_udp() }))
+    }
+
     pub fn as_ptr(self) -> *mut raw::socket_info {
         self.0
     }

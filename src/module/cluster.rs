@@ -307,7 +307,7 @@ pub fn announce_leave(m: &Module) {
         log::warn!("node list locked at shutdown; leaving without notice");
         return;
     };
-    if !m.server_socket.starts_with("udp:") {
+    if !m.server_is_udp {
         log::info!("leaving without notice: the DMQ socket {} is not UDP", m.server_socket);
         return;
     }
@@ -318,7 +318,8 @@ pub fn announce_leave(m: &Module) {
             continue;
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host).first().copied()) else { continue };
-        let request = protocol::build_stateless_request(&m.local_uri, &uri, &m.config.notification_channel, &body, &token);
+        let request =
+            protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token);
         match udp::send_from(m.server_sock, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),

@@ -1,21 +1,28 @@
 //! Peer messages over UDP without tm: each one is sent from the DMQ socket
 //! and kept in a shm slot (with its bytes, for retransmission) only until
-//! its final reply arrives; the core hands every reply to `on_reply` (our
-//! `response_f`), which frees the slot and runs the consumer's callback.
-//! A timer process retransmits and reports timeouts as 408. The slot
-//! logic is pure (`dmq_core::pending`); this file holds its shm, its lock
-//! and the Kamailio plumbing. A full table or a non-UDP node falls back to
-//! tm, so nothing is ever dropped here.
+//! its final reply arrives. The core hands every reply to `on_reply` before
+//! the script's reply route (a route that drops replies tm does not know
+//! must not drop ours); it checks the reply against the message (branch
+//! nonce, source, Call-ID, CSeq), frees the slot and runs the consumer's
+//! callback. A timer process retransmits and reports timeouts as 408. The
+//! slot logic is pure (`dmq_core::pending`); this file holds its shm, its
+//! lock and the Kamailio plumbing. A full table, a non-UDP node or a non-UDP
+//! DMQ socket falls back to tm, so nothing is ever dropped here.
 
+use std::collections::hash_map::RandomState;
 use std::ffi::{c_int, c_void};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use dmq_core::pending::{Header, PendingStats, PendingTable, Slot};
+use dmq_core::pending::{self, Header, PendingStats, PendingTable, ReplyKind, ReplyOutcome, Slot};
 use dmq_core::protocol::{self, NodeUri, Transport};
 
 use crate::host::lock::ShmLock;
 use crate::host::panic_guard::guard;
+use crate::host::replies::Verdict;
+use crate::host::sip_msg::SipMsg;
 use crate::host::tm;
 use crate::host::udp;
 use crate::raw;
@@ -34,6 +41,9 @@ struct Table {
     head: *mut Header,
     slots: *mut Slot,
     free: *mut u32,
+    /// Keys for the branch nonces, random per start (made in mod_init, so
+    /// every process has the same ones).
+    nonce_keys: RandomState,
 }
 
 // SAFETY: shm pointers valid in every process of the tree (allocated in
@@ -62,9 +72,14 @@ impl Table {
 }
 
 /// A message in flight, in its own shm block: this header, then the target
-/// node's URI, then the request bytes.
+/// node's URI, then the request bytes. The bytes never change after the
+/// block is made; `refs` counts who may read them: the table (one
+/// reference from insertion until the message completes or expires, then
+/// handed to whoever finishes it) and the timer while it retransmits
+/// outside the table lock. The last to let go frees the block.
 /// Plain data: every process runs the same binary, so the layout agrees.
 struct Message {
+    refs: AtomicU32,
     cb_f: usize,
     cb_param: usize,
     to: SocketAddr,
@@ -98,7 +113,7 @@ impl Message {
 
 fn new_message(cb: Option<ResponseCallback>, to: SocketAddr, uri: &[u8], request: &[u8]) -> Option<*mut Message> {
     let size = std::mem::size_of::<Message>() + uri.len() + request.len();
-    // SAFETY: plain shm allocation, freed by `free_message` exactly once.
+    // SAFETY: plain shm allocation, freed by the last `release_message`.
     let m = unsafe { raw::dmq_rs_shm_malloc(size) } as *mut Message;
     if m.is_null() {
         return None;
@@ -106,7 +121,7 @@ fn new_message(cb: Option<ResponseCallback>, to: SocketAddr, uri: &[u8], request
     let (cb_f, cb_param) = cb.map(|c| (c.f as usize, c.param as usize)).unwrap_or((0, 0));
     // SAFETY: the block has room for the header and both byte runs.
     unsafe {
-        m.write(Message { cb_f, cb_param, to, uri_len: uri.len() as u32, request_len: request.len() as u32 });
+        m.write(Message { refs: AtomicU32::new(1), cb_f, cb_param, to, uri_len: uri.len() as u32, request_len: request.len() as u32 });
         let base = (m as *mut u8).add(std::mem::size_of::<Message>());
         std::ptr::copy_nonoverlapping(uri.as_ptr(), base, uri.len());
         std::ptr::copy_nonoverlapping(request.as_ptr(), base.add(uri.len()), request.len());
@@ -114,9 +129,22 @@ fn new_message(cb: Option<ResponseCallback>, to: SocketAddr, uri: &[u8], request
     Some(m)
 }
 
-fn free_message(m: *mut Message) {
-    // SAFETY: a block from `new_message`, removed from the table, freed once.
-    unsafe { raw::dmq_rs_shm_free(m as *mut c_void) }
+/// Takes one more reference (the caller holds the table lock and the
+/// message is still in the table, so it is alive).
+fn retain_message(m: *mut Message) {
+    // SAFETY: alive per the caller; refs is an atomic in shm.
+    unsafe { (*m).refs.fetch_add(1, Ordering::AcqRel) };
+}
+
+/// Drops one reference; the last one frees the block.
+fn release_message(m: *mut Message) {
+    // SAFETY: the caller owns one reference, so the block is alive until
+    // this decrement; only the one who drops the last frees it, once.
+    unsafe {
+        if (*m).refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            raw::dmq_rs_shm_free(m as *mut c_void);
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -138,10 +166,11 @@ pub fn init() -> Result<(), String> {
     // SAFETY: offsets within the block just allocated.
     let table = unsafe {
         let slots = block.add(std::mem::size_of::<Header>()) as *mut Slot;
-        Table { lock, head: block as *mut Header, slots, free: slots.add(CAPACITY) as *mut u32 }
+        Table { lock, head: block as *mut Header, slots, free: slots.add(CAPACITY) as *mut u32, nonce_keys: RandomState::new() }
     };
     table.with(|t| t.reset());
     TABLE.set(table).map_err(|_| "message table initialized twice".to_string())?;
+    crate::host::replies::hook_replies(on_reply)?;
     // SAFETY: reserves the timer process with the core before fork.
     if unsafe { raw::register_basic_timers(1) } < 0 {
         return Err("cannot register the DMQ retransmission timer".into());
@@ -173,20 +202,23 @@ pub fn send(
     cb: Option<ResponseCallback>,
 ) -> Result<(), String> {
     let m = module().ok_or("dmq is not initialized")?;
-    let (Some(table), Some(ip), Transport::Udp) = (TABLE.get(), ip, target.transport) else {
+    let (Some(table), Some(ip), Transport::Udp, true) = (TABLE.get(), ip, target.transport, m.server_is_udp) else {
         return messaging::send_through_tm(m, peer_id, target, body, content_type, max_forwards, cb);
     };
     // The slot comes first: its branch goes into the request.
     let Some(branch) = take_slot(table) else {
         return messaging::send_through_tm(m, peer_id, target, body, content_type, max_forwards, cb);
     };
-    let token = format!("{}.{}", &branch[dmq_core::pending::BRANCH_PREFIX.len()..], std::process::id());
+    // Call-ID and From tag carry the branch's token: a reply is checked
+    // against it (`pending::reply_matches`).
+    let token = &branch[pending::BRANCH_PREFIX.len()..];
     let request = protocol::build_peer_request(&protocol::PeerRequest {
         from: &m.local_uri,
         to: target,
+        sent_by: &m.server_sent_by,
         peer: peer_id,
         branch: &branch,
-        token: &token,
+        token,
         max_forwards,
         content_type,
         body,
@@ -198,12 +230,16 @@ pub fn send(
     };
     if !table.with(|t| t.attach(&branch, message as usize)) {
         // Cannot happen before the request is sent; keep the books right anyway.
-        free_message(message);
+        release_message(message);
         return Err("DMQ message slot lost before sending".into());
     }
     if let Err(e) = udp::send_from(m.server_sock, to, &request) {
-        // Retransmissions may still get it there; a timeout reports it if not.
-        log::warn!("{e}");
+        // Not sent at all: take it back and say so, as tm does when it
+        // cannot send (a reply may not have freed the slot: none can come).
+        if let Some(data) = table.with(|t| t.complete(&branch)) {
+            release_message(data as *mut Message);
+        }
+        return Err(e);
     }
     Ok(())
 }
@@ -233,7 +269,7 @@ fn take_slot(table: &Table) -> Option<String> {
     let patient = !READS_SIP.load(Ordering::Relaxed)
         && start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS;
     loop {
-        if let Some(branch) = table.with(|t| t.insert(now_ms(), 0)) {
+        if let Some(branch) = table.with(|t| t.insert(now_ms(), 0, |index, seq| table.nonce_keys.hash_one((index, seq)))) {
             return Some(branch);
         }
         if !patient || now_ms() - start >= SLOT_WAIT_MS {
@@ -248,56 +284,63 @@ fn take_slot(table: &Table) -> Option<String> {
     }
 }
 
-/// `response_f`: every reply the core receives passes here (after tm's,
-/// which leaves ours alone). Returns 0 for ours (consumed), 1 otherwise.
-pub unsafe extern "C" fn on_reply(msg: *mut raw::sip_msg) -> c_int {
-    guard("KDMQ reply", 1, || {
-        let Some(table) = TABLE.get() else { return 1 };
-        // SAFETY: the reply the core is processing; via1 is parsed for every
-        // message it accepts.
-        let (branch, code) = unsafe {
-            let via = (*msg).via1;
-            if via.is_null() || (*via).branch.is_null() {
-                return 1;
-            }
-            let value = (*(*via).branch).value;
-            let branch = crate::host::kstr::bytes_at(&value);
-            // Every reply this node sees passes here: leave others' at once.
-            if !branch.starts_with(dmq_core::pending::BRANCH_PREFIX.as_bytes()) {
-                return 1;
-            }
-            let Ok(branch) = std::str::from_utf8(branch) else { return 1 };
-            (branch, (*msg).first_line.u.reply.statuscode as i32)
-        };
-        if dmq_core::pending::parse_branch(branch).is_none() {
-            return 1;
-        }
-        if code < 200 {
-            table.with(|t| t.provisional(branch));
-            return 0;
-        }
+/// Every reply the core receives comes here first, before the script's
+/// reply route. Ours (our branch prefix) are consumed whatever becomes of
+/// them; others go on to tm and the script untouched.
+fn on_reply(msg: &SipMsg) -> Verdict {
+    let Some(table) = TABLE.get() else { return Verdict::NotMine };
+    let Some(ids) = msg.reply_ids() else { return Verdict::NotMine };
+    // Every reply this node sees passes here: leave others' at once.
+    if !ids.branch.starts_with(pending::BRANCH_PREFIX.as_bytes()) {
+        return Verdict::NotMine;
+    }
+    let Ok(branch) = std::str::from_utf8(ids.branch) else { return Verdict::Consumed };
+    if !pending::reply_matches(branch, ids.call_id, ids.cseq_number, ids.cseq_method) {
+        table.with(|t| t.refused());
+        log_refused_reply(msg, "its Call-ID or CSeq is not the request's");
+        return Verdict::Consumed;
+    }
+    let kind = match ids.status {
+        0..=199 => ReplyKind::Provisional,
         // A dmq_rs node with a full job queue: the timer sends it again.
-        if code == 503 && table.with(|t| t.retry_later(branch, now_ms())) {
-            return 0;
-        }
+        503 => ReplyKind::Busy,
+        _ => ReplyKind::Final,
+    };
+    let source = msg.source();
+    // The reply must come from where the message went.
+    // SAFETY (inside the check): the data of a waiting slot is a live
+    // message; the table lock is held while the check runs.
+    let came_from_target = |data: usize| data != 0 && source == Some(unsafe { (*(data as *const Message)).to });
+    match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
+        ReplyOutcome::Completed(data) => finish(data as *mut Message, i32::from(ids.status), msg.as_ptr()),
+        ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
         // A late reply (to a retransmission) finds nothing: consumed as well.
-        match table.with(|t| t.complete(&branch)) {
-            Some(data) if data != 0 => finish(data as *mut Message, code, msg),
-            _ => {}
-        }
-        0
-    })
+        ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => {}
+    }
+    Verdict::Consumed
 }
 
-/// Hands a finished message to its consumer's callback, then frees it.
+/// One log line for a refused reply, at most one a second per process:
+/// a flood of forged replies must not flood the log.
+fn log_refused_reply(msg: &SipMsg, why: &str) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = now_ms();
+    let last = LAST.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        log::warn!("a reply to a DMQ message from {:?} was ignored: {why} (counted in dmq.stats forged_replies)", msg.source());
+    }
+}
+
+/// Hands a finished message to its consumer's callback, then lets go of
+/// the table's reference (handed over by the table on completion).
 fn finish(m: *mut Message, code: i32, reply: *mut raw::sip_msg) {
-    struct Free(*mut Message);
-    impl Drop for Free {
+    struct Release(*mut Message);
+    impl Drop for Release {
         fn drop(&mut self) {
-            free_message(self.0);
+            release_message(self.0);
         }
     }
-    let _free = Free(m);
+    let _release = Release(m);
     // SAFETY: a live block we own now (removed from the table).
     let (head, uri, _) = unsafe { Message::parts(m) };
     let callback = head.callback();
@@ -314,27 +357,28 @@ unsafe extern "C" fn on_tick(_ticks: raw::ticks_t, _param: *mut c_void) {
     guard("DMQ retransmission timer", (), || {
         let Some(table) = TABLE.get() else { return };
         let Some(m) = module() else { return };
-        // Copy what is due under the lock, send after releasing it: a reply
-        // may free a message the moment the lock is free.
-        let (resend, expired) = table.with(|t| {
+        // Under the lock only take a reference to each due message; the
+        // bytes are sent after releasing it (copying them there would hold
+        // every SIP worker's reply behind the copy). A reply may complete a
+        // message meanwhile: the reference keeps its bytes alive.
+        let due = table.with(|t| {
             let due = t.due(now_ms());
-            let resend: Vec<(SocketAddr, Vec<u8>)> = due
-                .retransmit
-                .iter()
-                .map(|&(_, data)| {
-                    // SAFETY: still in the table, so alive while we hold the lock.
-                    let (head, _, request) = unsafe { Message::parts(data as *const Message) };
-                    (head.to, request.to_vec())
-                })
-                .collect();
-            (resend, due.expired)
+            for &(_, data) in &due.retransmit {
+                retain_message(data as *mut Message);
+            }
+            due
         });
-        for (to, request) in resend {
-            if let Err(e) = udp::send_from(m.server_sock, to, &request) {
+        for (_, data) in due.retransmit {
+            let message = data as *mut Message;
+            // SAFETY: we hold a reference, so the block is alive; its
+            // bytes never change after it was made.
+            let (head, _, request) = unsafe { Message::parts(message) };
+            if let Err(e) = udp::send_from(m.server_sock, head.to, request) {
                 log::debug!("retransmission: {e}");
             }
+            release_message(message);
         }
-        for data in expired.into_iter().filter(|&d| d != 0) {
+        for data in due.expired.into_iter().filter(|&d| d != 0) {
             // The consumers' callbacks get tm's marker, as from the stock module.
             finish(data as *mut Message, 408, tm::FAKED_REPLY);
         }

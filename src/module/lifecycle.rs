@@ -23,6 +23,10 @@ pub struct Module {
     pub server_socket: String,
     /// The same, as the core's socket (resolved once).
     pub server_sock: LocalSocket,
+    /// What the Via of a request sent from that socket names (`host:port`).
+    pub server_sent_by: String,
+    /// Whether that socket is UDP (peer messages skip tm only then).
+    pub server_is_udp: bool,
     pub tm: raw::tm_binds,
     pub sl: raw::sl_api_t,
     /// This node as it appears in notification bodies.
@@ -106,6 +110,9 @@ fn init() -> Result<(), String> {
         ));
     };
 
+    let (server_sent_by, server_is_udp) =
+        server_sock.sent_by().ok_or_else(|| format!("cannot read the address of the DMQ socket {server_socket}"))?;
+
     let local_uri = protocol::parse_node_line(&config.server_address)
         .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
         .uri;
@@ -148,7 +155,8 @@ fn init() -> Result<(), String> {
         config.ping_interval,
         config.notification_addresses.len()
     );
-    let module = Module { config, server_socket, server_sock, tm, sl, local_uri, notification_uris, routes };
+    let module =
+        Module { config, server_socket, server_sock, server_sent_by, server_is_udp, tm, sl, local_uri, notification_uris, routes };
     MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
     Ok(())
 }

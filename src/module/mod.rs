@@ -133,7 +133,8 @@ pub static exports: CoreCell<raw::module_exports> = CoreCell::new(raw::module_ex
     params: params::PARAMS.as_ptr() as *mut raw::param_export_t,
     rpc_methods: null_mut(), // registered in mod_init, as the stock module does
     pv_items: null_mut(),
-    response_f: Some(in_flight::on_reply),
+    // Replies are taken before the reply route (host::replies), not here.
+    response_f: None,
     init_mod_f: Some(lifecycle::mod_init),
     init_child_f: Some(lifecycle::child_init),
     destroy_mod_f: Some(lifecycle::destroy),

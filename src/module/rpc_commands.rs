@@ -142,6 +142,7 @@ unsafe extern "C" fn rpc_stats(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
                     ("timeouts", int(p.timeouts)),
                     ("retries_after_503", int(p.retries_after_503)),
                     ("sent_through_tm_table_full", int(p.overflows)),
+                    ("forged_replies", int(p.forged_replies)),
                 ]);
         }
         for w in &stats.workers {
