@@ -74,3 +74,227 @@ fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
     let reply = a.sip_exchange(&stranger, &options(&stranger), Duration::from_secs(5)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 403"), "from elsewhere: {reply}");
 }
+
+// ---- a fake node: a UDP socket the test drives -----------------------------
+
+/// A stand-in cluster node: a UDP socket on its own loopback address.
+struct FakeNode {
+    sock: UdpSocket,
+    addr: SocketAddr,
+}
+
+/// A datagram the fake node received, with where it came from.
+struct Received {
+    text: String,
+    from: SocketAddr,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<String> {
+        self.text.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    fn branch(&self) -> String {
+        self.header("Via").and_then(|v| v.split("branch=").nth(1).map(|b| b.split(';').next().unwrap().to_string())).unwrap()
+    }
+
+    /// A reply to this request, with `edit` applied to its header lines.
+    fn reply(&self, code: u16, edit: impl Fn(&str) -> String) -> Vec<u8> {
+        let mut out = format!("SIP/2.0 {code} Whatever\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            let line = format!("{name}: {}", self.header(name).unwrap());
+            out += &edit(&line);
+            out += "\r\n";
+        }
+        out += "Content-Length: 0\r\n\r\n";
+        out.into_bytes()
+    }
+}
+
+impl FakeNode {
+    fn new() -> FakeNode {
+        let sock = UdpSocket::bind(allocate_address()).unwrap();
+        let addr = sock.local_addr().unwrap();
+        FakeNode { sock, addr }
+    }
+
+    /// Joins `node`'s cluster: a notification listing itself as active.
+    fn join(&self, node: &Node) {
+        let body = format!("sip:{};status=active\r\n", self.addr);
+        let reply = node.sip_exchange(&self.sock, &kdmq(node.addr, self.addr, "notification_peer", "text/plain", body.as_bytes()), Duration::from_secs(5));
+        assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
+    }
+
+    /// Answers every notification and ping with `code` for `time`.
+    fn answer_pings(&self, code: u16, time: Duration) {
+        let start = std::time::Instant::now();
+        let mut buf = vec![0u8; 65536];
+        while start.elapsed() < time {
+            self.sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
+            let got = Received { text: String::from_utf8_lossy(&buf[..n]).into_owned(), from };
+            if got.text.starts_with("KDMQ sip:notification_peer@") {
+                self.sock.send_to(&got.reply(code, |l| l.to_string()), from).unwrap();
+            }
+        }
+    }
+
+    /// The next request for `peer` (bounded); notifications and pings on
+    /// the way are answered 200, as a node would.
+    fn next_request(&self, peer: &str, limit: Duration) -> Option<Received> {
+        let start = std::time::Instant::now();
+        let mut buf = vec![0u8; 65536];
+        while start.elapsed() < limit {
+            self.sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
+            let got = Received { text: String::from_utf8_lossy(&buf[..n]).into_owned(), from };
+            if got.text.starts_with(&format!("KDMQ sip:{peer}@")) {
+                return Some(got);
+            }
+            if got.text.starts_with("KDMQ sip:notification_peer@") {
+                self.sock.send_to(&got.reply(200, |l| l.to_string()), from).unwrap();
+            }
+        }
+        None
+    }
+}
+
+/// A node whose script broadcasts the body of a MESSAGE to peer `testpeer`.
+fn broadcasting_node(label: &str, config: NodeConfig) -> Node {
+    let config = NodeConfig {
+        route: "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                \tif (is_method(\"MESSAGE\")) { dmq_bcast_message(\"testpeer\", \"$rb\", \"text/plain\"); sl_send_reply(\"200\", \"Sent\"); exit; }\n\
+                \tsl_send_reply(\"404\", \"Not here\");"
+            .into(),
+        ..config
+    };
+    Node::start(label, &config)
+}
+
+/// Makes `node` broadcast one `testpeer` message.
+fn broadcast(node: &Node) {
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    let reply = node.sip_exchange(&sock, &sip_request("MESSAGE", "x", node.addr, from, "text/plain", b"hello", Some(5)), Duration::from_secs(5));
+    assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
+}
+
+fn stat(node: &Node, name: &str) -> i64 {
+    reply_field(&node.rpc(&["dmq.stats"]), name).unwrap_or(-1)
+}
+
+#[test]
+fn forged_replies_neither_complete_nor_silence_a_message() {
+    let node = broadcasting_node("forged", NodeConfig::default());
+    let fake = FakeNode::new();
+    fake.join(&node);
+    broadcast(&node);
+    let request = fake.next_request("testpeer", Duration::from_secs(5)).expect("the message reaches the node");
+    assert_eq!(stat(&node, "messages_in_flight"), 1);
+    let attacker = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+
+    // The right branch and Call-ID from another address: refused.
+    attacker.send_to(&request.reply(200, |l| l.to_string()), node.addr).unwrap();
+    attacker.send_to(&request.reply(100, |l| l.to_string()), node.addr).unwrap();
+    // From the node's own address but with another Call-ID: refused.
+    fake.sock.send_to(&request.reply(200, |l| if l.starts_with("Call-ID") { "Call-ID: dmqrs-1.1.0@x".into() } else { l.to_string() }), node.addr).unwrap();
+    // A branch guessed from slot and sequence alone (no nonce): refused too.
+    let branch = request.branch();
+    let guessed: String = branch.rsplitn(2, '.').nth(1).unwrap().to_string();
+    fake.sock.send_to(&request.reply(200, |l| l.replace(&branch, &guessed)), node.addr).unwrap();
+    assert!(node.wait_until(Duration::from_secs(3), |n| stat(n, "forged_replies") == 4), "{}", node.rpc(&["dmq.stats"]));
+    assert_eq!(stat(&node, "messages_in_flight"), 1, "a forged reply completed the message");
+    // Not silenced either: the message is still retransmitted to the node.
+    let again = fake.next_request("testpeer", Duration::from_secs(3)).expect("retransmitted after forged replies");
+    assert_eq!(again.branch(), branch);
+
+    // The node's own reply completes it.
+    fake.sock.send_to(&request.reply(200, |l| l.to_string()), node.addr).unwrap();
+    assert!(node.wait_until(Duration::from_secs(3), |n| stat(n, "messages_in_flight") == 0));
+    assert!(node.log_text().contains("was ignored"), "the refusal is logged");
+}
+
+#[test]
+fn the_via_names_the_socket_the_request_leaves_from() {
+    // DMQ sends from a second socket on another port than server_address.
+    let main = allocate_address();
+    let second = UdpSocket::bind(format!("{}:0", main.ip())).unwrap().local_addr().unwrap();
+    let config = NodeConfig { globals: format!("listen=udp:{second}\n"), ..Default::default() }
+        .param("server_socket", &format!("\"udp:{second}\""));
+    let config = NodeConfig {
+        route: "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                \tif (is_method(\"MESSAGE\")) { dmq_bcast_message(\"testpeer\", \"$rb\", \"text/plain\"); sl_send_reply(\"200\", \"Sent\"); exit; }\n\
+                \tsl_send_reply(\"404\", \"Not here\");"
+            .into(),
+        ..config
+    };
+    let node = Node::start_at("via", &config, main);
+    let fake = FakeNode::new();
+    fake.join(&node);
+    broadcast(&node);
+    let request = fake.next_request("testpeer", Duration::from_secs(5)).expect("the message reaches the node");
+    assert_eq!(request.from, second, "sent from server_socket");
+    let via = request.header("Via").unwrap();
+    assert!(via.starts_with(&format!("SIP/2.0/UDP {second};")), "Via {via} does not name {second}");
+    // Replying where the Via says completes the message.
+    fake.sock.send_to(&request.reply(200, |l| l.to_string()), second).unwrap();
+    assert!(node.wait_until(Duration::from_secs(3), |n| stat(n, "messages_in_flight") == 0), "{}", node.rpc(&["dmq.stats"]));
+}
+
+#[test]
+fn replies_reach_dmq_through_a_reply_route_that_drops_unknown_replies() {
+    // As in Kamailio's own example configs.
+    let drop_route = "onreply_route {\n\tif (!t_check_trans()) { drop; }\n}\n";
+    let config = || NodeConfig { extra_routes: drop_route.into(), ..registrar(NodeConfig::default()) };
+    let nodes = start_cluster("reply-route", vec![config(), config(), config()]);
+    let count = 1000;
+    let (status, out, err) = sipp_register(nodes[0].addr, &nodes[0].dir, count, 500);
+    assert!(status.success(), "sipp: {out}{err}");
+    for node in &nodes {
+        let (held, done) = wait_settled(Duration::from_secs(20), Duration::from_secs(5), Duration::from_millis(200), || aor_count(node), |n| *n >= count);
+        assert!(done.is_some(), "node {} holds {held} of {count}", node.addr);
+    }
+    let entry = &nodes[0];
+    assert!(
+        entry.wait_until(Duration::from_secs(5), |n| stat(n, "messages_in_flight") == 0),
+        "replies did not complete the messages: {}",
+        entry.rpc(&["dmq.stats"])
+    );
+    let sent = stat(entry, "messages_sent");
+    assert!(sent >= 2 * count as i64, "{}", entry.rpc(&["dmq.stats"]));
+    // Without the replies every message would be sent again about 7 times.
+    let retransmissions = stat(entry, "retransmissions");
+    assert!(retransmissions * 20 < sent, "{retransmissions} retransmissions for {sent} messages");
+    assert_eq!(stat(entry, "timeouts"), 0);
+}
+
+#[test]
+fn a_node_that_refuses_pings_stays_listed_as_with_stock() {
+    let node = Node::start("ping-403", &NodeConfig::default().param("ping_interval", "1"));
+    let fake = FakeNode::new();
+    fake.join(&node);
+    // Several ping rounds answered 403: stock changes nothing for it.
+    fake.answer_pings(403, Duration::from_secs(5));
+    assert_eq!(status_of(&node, fake.addr).as_deref(), Some("active"), "{}", node.rpc(&["dmq.list_nodes"]));
+}
+
+#[test]
+fn notifications_in_a_dead_nodes_name_do_not_keep_it_listed() {
+    let node = Node::start("spoofed-alive", &NodeConfig::default().param("ping_interval", "1"));
+    let fake = FakeNode::new();
+    fake.join(&node);
+    // The node stops answering pings; someone else keeps sending
+    // notifications in its name (From: the fake node, body: it is active).
+    let spoofer = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let body = format!("sip:{};status=active\r\n", fake.addr);
+    let gone = node.wait_until(Duration::from_secs(8), |n| {
+        // From: names the fake node; the packet comes from the spoofer.
+        let request = kdmq(n.addr, fake.addr, "notification_peer", "text/plain", body.as_bytes());
+        spoofer.send_to(&request, n.addr).unwrap();
+        status_of(n, fake.addr).as_deref() != Some("active")
+    });
+    assert!(gone, "a node that answers no ping is still active: {}", node.rpc(&["dmq.list_nodes"]));
+}

@@ -152,16 +152,16 @@ impl NodeList {
         out
     }
 
-    /// A notification request from `sender` (its From node): the body is
-    /// merged, and the request itself proves the sender alive, unless the
-    /// body is the sender's own leave notice (itself as disabled).
-    pub fn merge_notification(&mut self, sender: Option<&NodeUri>, lines: &[NodeLine], now: i64) -> MergeOutcome {
-        let mut outcome = self.merge(lines, now);
-        let leaving = |uri: &NodeUri| lines.iter().any(|l| l.uri.same_node(uri) && l.status == Some(NodeStatus::Disabled));
-        if let Some(sender) = sender.filter(|s| !leaving(s)) {
-            outcome.events.extend(self.mark_answered(sender, now));
+    /// A ping of `round` got a final reply other than 200 or 408 (403,
+    /// 404, 500…): the node is there but said no. The stock module changes
+    /// nothing for such replies; here it only stops the round from counting
+    /// the ping as unanswered.
+    pub fn ping_refused(&mut self, uri: &NodeUri, round: u32) {
+        if let Some(node) = self.find_mut(uri) {
+            if round != 0 && node.awaiting_ping == round {
+                node.awaiting_ping = 0;
+            }
         }
-        outcome
     }
 
     /// A node answered a notification with 200: it is active.
@@ -489,18 +489,43 @@ mod tests {
     }
 
     #[test]
-    fn a_notification_proves_its_sender_alive_unless_it_announces_leaving() {
+    fn a_notification_does_not_prove_its_sender_alive() {
+        // As in the stock module: only answered pings do. A notification
+        // claiming to come from a dead node must not keep it listed.
         let mut list = NodeList::with_local(uri("sip:a:1"));
         list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
-        list.mark_failed(&uri("sip:b:1"), false, KEEP);
+        list.start_ping_round(1, |_| false, KEEP);
+        let out = list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 5);
+        assert!(out.events.is_empty());
+        let (events, _) = list.start_ping_round(2, |_| false, KEEP);
+        assert_eq!(events, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+        // and news about the disabled node does not revive it
+        let out = list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 6);
+        assert!(out.events.is_empty());
         assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
-        // merge alone ignores news about a disabled node; its own request does not
-        let out = list.merge_notification(Some(&uri("sip:b:1")), &parse_body(b"sip:b:1;status=active").unwrap(), 5);
-        assert_eq!(out.events, vec![NodeEvent::Active(uri("sip:b:1"))]);
-        let out = list.merge_notification(Some(&uri("sip:b:1")), &parse_body(b"sip:b:1;status=disabled").unwrap(), 6);
-        assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
-        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
+        // its own leave notice still disables a node at once
+        list.merge(&parse_body(b"sip:c:1;status=active").unwrap(), 0);
+        let out = list.merge(&parse_body(b"sip:c:1;status=disabled").unwrap(), 7);
+        assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:c:1"))]);
     }
+
+    #[test]
+    fn a_ping_refused_with_another_code_changes_nothing() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        for round in 1..5 {
+            let (events, _) = list.start_ping_round(round, |_| false, KEEP);
+            assert!(events.is_empty(), "round {round}: {events:?}");
+            list.ping_refused(&uri("sip:b:1"), round);
+        }
+        let b = list.find(&uri("sip:b:1")).unwrap();
+        assert_eq!((b.status, b.fail_count), (NodeStatus::Active, 0));
+        // a refusal of an older round does not cover the current one
+        list.start_ping_round(5, |_| false, KEEP);
+        list.ping_refused(&uri("sip:b:1"), 4);
+        assert_eq!(list.start_ping_round(6, |_| false, KEEP).0, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+    }
+
     #[test]
     fn named_nodes_are_looked_up_when_new_unresolved_or_renotified() {
         let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));

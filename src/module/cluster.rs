@@ -202,7 +202,11 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
         log::debug!("node {node} did not answer a notification (ping round {round})");
         report_events(m, &events);
     } else {
+        // As stock: a node that answers, but not with 200, keeps its state.
         log::debug!("node {node} answered a notification with {code}");
+        if code >= 200 {
+            with_nodes(|list| list.ping_refused(&node, round));
+        }
     }
 }
 
@@ -229,10 +233,9 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
         }
     };
     let max_forwards = msg.max_forwards().unwrap_or(0);
-    let sender = sender_of(msg);
     let addresses = look_up_lines(&lines);
     let (outcome, our_body, targets) = with_nodes(|list| {
-        let outcome = list.merge_notification(sender.as_ref(), &lines, now());
+        let outcome = list.merge(&lines, now());
         list.set_addresses(&addresses);
         (outcome, list.notification_body(), list.targets(false))
     })
