@@ -298,3 +298,120 @@ fn notifications_in_a_dead_nodes_name_do_not_keep_it_listed() {
     });
     assert!(gone, "a node that answers no ping is still active: {}", node.rpc(&["dmq.list_nodes"]));
 }
+
+// ---- 503s on the tm path, 100 Trying --------------------------------------
+
+fn htable_node() -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
+                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
+    c
+}
+
+fn htable_value(node: &Node, key: &str) -> Option<String> {
+    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
+    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
+}
+
+/// `base` as a node whose DMQ runs over TCP (peer messages then go through tm).
+fn over_tcp(base: NodeConfig, seed: Option<SocketAddr>) -> NodeConfig {
+    let mut c = NodeConfig { globals: base.globals.clone() + "listen=tcp:{ADDR}\n", ..base }
+        .without_param("server_address")
+        .param("server_address", "\"sip:{ADDR};transport=tcp\"")
+        .param("ping_interval", "2");
+    if let Some(seed) = seed {
+        c = c.param("notification_address", &format!("\"sip:{seed};transport=tcp\""));
+    }
+    c
+}
+
+#[test]
+fn a_full_job_queue_loses_nothing_over_tcp() {
+    // The receiver takes one waiting job at a time from a slow worker: a
+    // burst overflows it, and the 503s it answers must be sent again.
+    let sender = Node::start("tcp-503-a", &over_tcp(htable_node(), None));
+    let receiver_config = htable_node().param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
+    let receiver = Node::start("tcp-503-b", &over_tcp(receiver_config, Some(sender.addr)));
+    let converged = |n: &Node| {
+        let out = n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default();
+        out.matches("status: active").count() == 2 && out.matches("proto: tcp").count() == 2
+    };
+    assert!(sender.wait_until(CONVERGE, converged) && receiver.wait_until(CONVERGE, converged));
+    for i in 0..20 {
+        sender.rpc(&["htable.seti", "t", &format!("burst{i}"), &i.to_string()]);
+    }
+    for i in 0..20 {
+        let key = format!("burst{i}");
+        assert!(
+            receiver.wait_until(Duration::from_secs(15), |n| htable_value(n, &key) == Some(i.to_string())),
+            "{key} never arrived: {}",
+            sender.rpc(&["dmq.stats"])
+        );
+    }
+    assert!(stat(&receiver, "jobs_rejected") > 0, "the queue never overflowed: {}", receiver.rpc(&["dmq.stats"]));
+    assert!(stat(&sender, "tm_retries_after_503") > 0, "{}", sender.rpc(&["dmq.stats"]));
+    assert_eq!(stat(&sender, "messages_sent"), 0, "over TCP nothing goes through the in-flight table");
+}
+
+#[test]
+fn a_kdmq_that_waits_behind_another_hears_100_trying_at_once() {
+    let node = Node::start("trying", &htable_node().param("num_workers", "1"));
+    let worker: i32 = reply_field(&node.rpc(&["dmq.stats"]), "worker_pid").expect("a worker pid");
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    let set = |value: u32| {
+        let body = format!(r#"{{"action":2,"htname":"t","cname":"w{value}","type":0,"intval":{value},"mode":0}}"#);
+        kdmq(node.addr, from, "htable", "application/json", body.as_bytes())
+    };
+    // SAFETY: stops only the worker of the node this test started.
+    unsafe { libc::kill(worker, libc::SIGSTOP) };
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let resume = Resume(worker);
+    sock.send_to(&set(1), node.addr).unwrap();
+    sock.send_to(&set(2), node.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sock.recv_from(&mut buf).expect("a reply within 400 ms, before the sender would retransmit");
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(reply.starts_with("SIP/2.0 100"), "{reply}");
+    drop(resume);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut finals = 0;
+    for _ in 0..2 {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            finals += buf[..n].starts_with(b"SIP/2.0 200") as usize;
+        }
+    }
+    assert_eq!(finals, 2);
+    // Two SIP workers may queue the two in either order: both arrive.
+    assert_eq!(htable_value(&node, "w1").as_deref(), Some("1"));
+    assert_eq!(htable_value(&node, "w2").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_flood_of_bogus_nodes_fills_the_list_to_its_limit_and_changes_still_hold() {
+    let node = Node::start("node-limit", &NodeConfig::default().param("ping_interval", "1"));
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    // 600 made-up nodes on loopback addresses nobody listens on.
+    let body: String = (0..600).map(|i| format!("sip:127.1.{}.{}:5090;status=active\r\n", i / 250, 1 + i % 250)).collect();
+    let reply = node.sip_exchange(&sock, &kdmq(node.addr, from, "notification_peer", "text/plain", body.as_bytes()), Duration::from_secs(5));
+    assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
+    let limit: usize = reply_field(&node.rpc(&["dmq.stats"]), "node_limit").unwrap();
+    let listed = |n: &Node| n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default().matches("host:").count();
+    assert_eq!(listed(&node), limit, "the list holds up to the limit");
+    assert_eq!(stat(&node, "nodes_refused"), (600 + 1 - limit) as i64);
+    assert!(node.log_text().contains("beyond the limit"), "the refusal is logged");
+    // Changes are still saved: the made-up nodes answer no ping and go.
+    assert!(
+        node.wait_until(Duration::from_secs(10), |n| listed(n) == 1),
+        "{} nodes still listed",
+        listed(&node)
+    );
+}

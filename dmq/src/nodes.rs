@@ -6,6 +6,22 @@ use std::net::IpAddr;
 
 use crate::protocol::{self, NodeLine, NodeStatus, NodeUri};
 
+/// The largest cluster a node keeps track of (the local node included).
+/// Notifications that would list more are merged up to it; the rest is
+/// refused (and counted), so the list always fits its shm store.
+pub const MAX_NODES: usize = 256;
+
+/// The most addresses kept for one node (a name may resolve to more).
+pub const MAX_ADDRESSES: usize = 8;
+
+/// The longest line one node takes in [`NodeList::encode`]: a URI line of
+/// at most [`protocol::MAX_LINE_LEN`], [`MAX_ADDRESSES`] IPv6 addresses and
+/// the numbers, with room to spare.
+pub const MAX_ENCODED_NODE_LEN: usize = 1024;
+
+/// The store a full list needs.
+pub const MAX_ENCODED_LEN: usize = MAX_NODES * MAX_ENCODED_NODE_LEN;
+
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -78,6 +94,8 @@ pub struct MergeOutcome {
     /// whether the notification is forwarded).
     pub news: usize,
     pub events: Vec<NodeEvent>,
+    /// New nodes not added because the list holds [`MAX_NODES`] already.
+    pub refused: usize,
 }
 
 fn is_up(status: NodeStatus) -> bool {
@@ -103,9 +121,10 @@ impl NodeList {
         self.nodes.iter().find(|n| n.local)
     }
 
-    /// Adds a node (pending) unless it is known; returns whether it was added.
+    /// Adds a node (pending) unless it is known or the list is full;
+    /// returns whether it was added.
     pub fn add(&mut self, uri: NodeUri) -> bool {
-        if self.find(&uri).is_some() {
+        if self.find(&uri).is_some() || self.nodes.len() >= MAX_NODES {
             return false;
         }
         self.nodes.push(Node::new(uri, NodeStatus::Pending));
@@ -120,7 +139,9 @@ impl NodeList {
     pub fn merge(&mut self, lines: &[NodeLine], now: i64) -> MergeOutcome {
         let mut out = MergeOutcome::default();
         for line in lines {
+            let full = self.nodes.len() >= MAX_NODES;
             match self.find_mut(&line.uri) {
+                None if full => out.refused += 1,
                 None => {
                     let status = line.status.unwrap_or(NodeStatus::Pending);
                     let mut node = Node::new(line.uri.clone(), status);
@@ -312,9 +333,10 @@ impl NodeList {
             if ips.is_empty() {
                 continue;
             }
+            let ips = &ips[..ips.len().min(MAX_ADDRESSES)];
             if let Some(node) = self.find_mut(uri) {
-                if node.ips != *ips {
-                    node.ips = ips.clone();
+                if node.ips != ips {
+                    node.ips = ips.to_vec();
                 }
             }
         }
@@ -524,6 +546,33 @@ mod tests {
         list.start_ping_round(5, |_| false, KEEP);
         list.ping_refused(&uri("sip:b:1"), 4);
         assert_eq!(list.start_ping_round(6, |_| false, KEEP).0, vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+    }
+
+    #[test]
+    fn the_list_stops_at_max_nodes_and_always_fits_its_store() {
+        let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
+        // The longest host and transport a line may carry, and the most addresses.
+        let long = |i: usize| format!("sip:{}{i:04}.example:65535;transport=sctp;status=active", "h".repeat(240));
+        let lines: Vec<NodeLine> = (0..MAX_NODES + 44).map(|i| protocol::parse_node_line(&long(i)).unwrap()).collect();
+        let out = list.merge(&lines, i64::MAX);
+        assert_eq!(list.nodes.len(), MAX_NODES);
+        assert_eq!(out.refused, 45);
+        assert_eq!(out.news, MAX_NODES - 1);
+        let v6: Vec<IpAddr> = (0..20).map(|i| format!("ffff:ffff:ffff:ffff:ffff:ffff:ffff:{i:x}").parse().unwrap()).collect();
+        let resolved: Vec<(NodeUri, Vec<IpAddr>)> = list.nodes.iter().map(|n| (n.uri.clone(), v6.clone())).collect();
+        list.set_addresses(&resolved);
+        assert!(list.nodes.iter().all(|n| n.ips.len() <= MAX_ADDRESSES));
+        for n in &mut list.nodes {
+            (n.fail_count, n.awaiting_ping, n.last_notification) = (u32::MAX, u32::MAX, i64::MIN);
+        }
+        let encoded = list.encode();
+        assert!(encoded.lines().all(|l| l.len() < MAX_ENCODED_NODE_LEN), "{}", encoded.lines().map(str::len).max().unwrap());
+        assert!(encoded.len() <= MAX_ENCODED_LEN);
+        assert_eq!(NodeList::decode(&encoded), list);
+        assert!(!list.add(uri("sip:one-more:5060")));
+        // Room again once a node leaves.
+        assert!(list.remove(&list.nodes[1].uri.clone()));
+        assert!(list.add(uri("sip:one-more:5060")));
     }
 
     #[test]

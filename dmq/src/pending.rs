@@ -264,6 +264,16 @@ impl PendingTable<'_> {
     }
 }
 
+/// When a message answered 503 (a node whose job queue is full) goes out
+/// again: after `backoff_ms` (from T1, doubling up to T2), as long as that
+/// is before its deadline. Returns (when, the back-off after that one), or
+/// None once the deadline is near: the 503 is then its final answer.
+pub fn retry_after_busy(now_ms: u64, deadline_ms: u64, backoff_ms: u64) -> Option<(u64, u64)> {
+    let backoff = backoff_ms.clamp(T1_MS, T2_MS);
+    let due = now_ms + backoff;
+    (due < deadline_ms).then_some((due, (backoff * 2).min(T2_MS)))
+}
+
 /// The Via branch of a message in slot `index` with sequence `seq` and
 /// `nonce`: `z9hG4bKdmqrs.<index>.<seq>.<nonce in hex>`.
 pub fn branch(index: u32, seq: u64, nonce: u64) -> String {
@@ -471,6 +481,21 @@ mod tests {
         let new = second.table().insert(0, 2, |_, _| 0x2222).unwrap();
         assert_ne!(old, new);
         assert_eq!(second.table().on_reply(&old, ReplyKind::Final, 0, |_| true), ReplyOutcome::Unknown);
+    }
+
+    #[test]
+    fn busy_retries_back_off_until_the_deadline() {
+        let deadline = TIMEOUT_MS;
+        let (mut now, mut backoff, mut sends) = (0, 0, Vec::new());
+        while let Some((due, next)) = retry_after_busy(now, deadline, backoff) {
+            sends.push(due);
+            now = due;
+            backoff = next;
+        }
+        assert_eq!(&sends[..4], &[500, 1500, 3500, 7500]);
+        assert!(*sends.last().unwrap() < deadline);
+        assert!(sends.windows(2).all(|w| w[1] - w[0] <= T2_MS));
+        assert_eq!(retry_after_busy(deadline - 100, deadline, T1_MS), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cell;
+pub mod clock;
 pub mod dns;
 pub mod events;
 pub mod kstr;
@@ -12,6 +13,7 @@ pub mod panic_guard;
 pub mod replies;
 pub mod rpc;
 pub mod shm;
+pub mod shm_queue;
 pub mod sip_msg;
 pub mod sip_uri;
 pub mod tm;

@@ -90,3 +90,32 @@ impl ShmStore {
         Some(f(generation, bytes))
     }
 }
+
+/// Plain data that may live in shm, zero-initialized and shared by every
+/// process of the tree.
+///
+/// # Safety
+/// All-zero bytes must be a valid value, the type must hold no pointers
+/// into process-local memory, and shared access (`&T` from several
+/// processes at once) must be sound: atomics, not cells.
+pub unsafe trait ShmZeroable: Sync {}
+
+// SAFETY: zero is a valid atomic integer; atomics are shared safely.
+unsafe impl ShmZeroable for std::sync::atomic::AtomicU64 {}
+// SAFETY: as above.
+unsafe impl ShmZeroable for std::sync::atomic::AtomicUsize {}
+// SAFETY: an array of such values is such a value.
+unsafe impl<T: ShmZeroable, const N: usize> ShmZeroable for [T; N] {}
+
+/// A zeroed `T` in shm that lives as long as the process tree: allocated
+/// in mod_init (before fork, so every process sees the same one) and
+/// never freed. None when shm is out.
+pub fn leak_zeroed<T: ShmZeroable>() -> Option<&'static T> {
+    // SAFETY: a zeroed block of T's size (shm_malloc aligns to at least 8,
+    // enough for atomics); all-zero is a valid T (ShmZeroable), and the
+    // block is never freed, so 'static holds.
+    unsafe {
+        let block = raw::dmq_rs_shm_mallocxz(std::mem::size_of::<T>()) as *const T;
+        block.as_ref()
+    }
+}

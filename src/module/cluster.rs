@@ -1,7 +1,7 @@
 //! The DMQ bus: the node list in shm, node notifications in and out, pings.
 
 use std::ffi::{c_uint, c_void};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::net::IpAddr;
@@ -19,11 +19,38 @@ use crate::raw;
 
 use super::lifecycle::{module, Module};
 
-/// Room for the serialized node list (about 300 nodes).
-const NODE_STORE_CAPACITY: usize = 32 * 1024;
+/// Room for the serialized node list: a full list of MAX_NODES always fits.
+const NODE_STORE_CAPACITY: usize = dmq_core::nodes::MAX_ENCODED_LEN;
 const CONTENT_TYPE: &str = "text/plain";
 
 static NODE_STORE: OnceLock<ShmStore> = OnceLock::new();
+
+/// Nodes refused because the list was full (shared by all processes).
+static NODES_REFUSED: OnceLock<&'static AtomicU64> = OnceLock::new();
+
+/// Nodes notifications named that the full list could not take.
+pub fn nodes_refused() -> u64 {
+    NODES_REFUSED.get().map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Counts and logs (at most once a second per process) refused nodes.
+fn refuse_nodes(count: usize, from: &str) {
+    if count == 0 {
+        return;
+    }
+    if let Some(c) = NODES_REFUSED.get() {
+        c.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = crate::host::clock::monotonic_ms();
+    let last = LAST.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        log::warn!(
+            "{from} named {count} node(s) beyond the limit of {} nodes: not added (counted in dmq.stats nodes_refused)",
+            dmq_core::nodes::MAX_NODES
+        );
+    }
+}
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -34,10 +61,13 @@ pub fn init(local: NodeUri) -> Result<(), String> {
     let store = ShmStore::new(NODE_STORE_CAPACITY).ok_or("out of shm for the node list")?;
     let initial = NodeList::with_local(local).encode().into_bytes();
     store.with(|_| (Some(initial), ())).map_err(|_| "node list does not fit")?;
+    let refused = crate::host::shm::leak_zeroed::<AtomicU64>().ok_or("out of shm for the node counters")?;
+    NODES_REFUSED.set(refused).map_err(|_| "node list initialized twice")?;
     NODE_STORE.set(store).map_err(|_| "node list initialized twice".to_string())
 }
 
 /// Runs `f` on the node list under its lock; changes are written back.
+/// None when the change could not be saved (nothing of it holds then).
 /// Never send from inside `f`: copy what to send, send after it returns.
 pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
     let store = NODE_STORE.get()?;
@@ -51,9 +81,11 @@ pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
     });
     match result {
         Ok(r) => Some(r),
-        Err(r) => {
-            log::error!("node list is full ({NODE_STORE_CAPACITY} bytes); change dropped");
-            Some(r)
+        Err(_) => {
+            // Cannot happen while the list keeps to MAX_NODES (the store
+            // holds a full one); if it did, nothing may act on the change.
+            log::error!("node list does not fit its store ({NODE_STORE_CAPACITY} bytes); change dropped");
+            None
         }
     }
 }
@@ -187,13 +219,15 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
             _ => Vec::new(),
         };
         let addresses = look_up_lines(&lines);
-        let events = with_nodes(|list| {
+        let (events, refused) = with_nodes(|list| {
             let mut events = list.mark_answered(&node, now());
-            events.extend(list.merge(&lines, now()).events);
+            let merged = list.merge(&lines, now());
+            events.extend(merged.events);
             list.set_addresses(&addresses);
-            events
+            (events, merged.refused)
         })
         .unwrap_or_default();
+        refuse_nodes(refused, &format!("the reply of {node}"));
         report_events(m, &events);
         super::peers::cluster_reached();
     } else if code == 408 {
@@ -234,12 +268,14 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     };
     let max_forwards = msg.max_forwards().unwrap_or(0);
     let addresses = look_up_lines(&lines);
-    let (outcome, our_body, targets) = with_nodes(|list| {
+    let Some((outcome, our_body, targets)) = with_nodes(|list| {
         let outcome = list.merge(&lines, now());
         list.set_addresses(&addresses);
         (outcome, list.notification_body(), list.targets(false))
-    })
-    .unwrap_or_default();
+    }) else {
+        return msg.reply(&m.sl, 500, "Server Internal Error", None);
+    };
+    refuse_nodes(outcome.refused, &format!("a notification from {:?}", msg.source_ip()));
     report_events(m, &outcome.events);
     let ok = msg.reply(&m.sl, 200, "OK", Some((our_body.as_bytes(), CONTENT_TYPE)));
     if outcome.news > 0 && max_forwards - 1 > 0 {

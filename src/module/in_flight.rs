@@ -147,12 +147,7 @@ fn release_message(m: *mut Message) {
     }
 }
 
-fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes into ts. CLOCK_MONOTONIC is one clock for all processes.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
+use crate::host::clock::monotonic_ms as now_ms;
 
 /// mod_init: the table and its lock in shm; the timer process is registered.
 pub fn init() -> Result<(), String> {
@@ -382,6 +377,8 @@ unsafe extern "C" fn on_tick(_ticks: raw::ticks_t, _param: *mut c_void) {
             // The consumers' callbacks get tm's marker, as from the stock module.
             finish(data as *mut Message, 408, tm::FAKED_REPLY);
         }
+        // Messages sent through tm that a busy node answered 503.
+        messaging::resend_busy(m, now_ms());
     })
 }
 

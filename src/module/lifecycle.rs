@@ -143,6 +143,7 @@ fn init() -> Result<(), String> {
     super::peers::init()?;
     super::workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
     super::in_flight::init()?;
+    super::messaging::init()?;
     super::cluster::start_ping_timer(config.ping_interval)?;
     super::rpc_commands::register()?;
 

@@ -4,11 +4,15 @@
 //! released, so concurrent senders never queue behind each other's sends.
 
 use std::ffi::{c_int, c_void};
+use std::sync::OnceLock;
 
 use dmq_core::nodes::Node;
+use dmq_core::pending;
 use dmq_core::protocol::{NodeStatus, NodeUri};
 
+use crate::host::clock::monotonic_ms;
 use crate::host::kstr;
+use crate::host::shm_queue::ShmQueue;
 use crate::host::panic_guard::guard;
 use crate::host::tm::{self, KdmqRequest};
 use crate::raw;
@@ -39,34 +43,90 @@ impl ResponseCallback {
     }
 }
 
-/// The tm callback context of a peer message: callback (optional) and the
-/// target node, as bytes: [has_cb u8][f usize][param usize][uri...].
-fn encode_context(cb: Option<ResponseCallback>, target: &NodeUri) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 16 + 64);
-    out.push(cb.is_some() as u8);
-    let (f, p) = cb.map(|c| (c.f as usize, c.param as usize)).unwrap_or((0, 0));
-    out.extend_from_slice(&f.to_ne_bytes());
-    out.extend_from_slice(&p.to_ne_bytes());
-    out.extend_from_slice(target.to_uri().as_bytes());
-    out
+/// A peer message sent through tm, kept as its tm callback context:
+/// everything needed to send it again when a busy node answers 503.
+struct TmMessage {
+    cb: Option<ResponseCallback>,
+    target: NodeUri,
+    peer_id: String,
+    content_type: String,
+    max_forwards: i32,
+    body: Vec<u8>,
+    /// Past this, a 503 is the final answer (the same 30 s a timeout takes).
+    deadline_ms: u64,
+    /// The wait before the next resend after a 503.
+    backoff_ms: u64,
 }
 
-fn decode_context(ctx: &[u8]) -> Option<(Option<ResponseCallback>, NodeUri)> {
-    const W: usize = std::mem::size_of::<usize>();
-    if ctx.len() < 1 + 2 * W {
-        return None;
+impl TmMessage {
+    /// [cb? u8][f usize][param usize][max_forwards i32][deadline u64]
+    /// [backoff u64], then uri, peer id, content type and body, each as
+    /// [len u32][bytes]. Function pointers are valid in every process of
+    /// the tree (modules are loaded before fork).
+    fn encode(&self) -> Vec<u8> {
+        let uri = self.target.to_uri();
+        let mut out = Vec::with_capacity(64 + uri.len() + self.peer_id.len() + self.content_type.len() + self.body.len());
+        out.push(self.cb.is_some() as u8);
+        let (f, p) = self.cb.map(|c| (c.f as usize, c.param as usize)).unwrap_or((0, 0));
+        out.extend_from_slice(&f.to_ne_bytes());
+        out.extend_from_slice(&p.to_ne_bytes());
+        out.extend_from_slice(&self.max_forwards.to_ne_bytes());
+        out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
+        out.extend_from_slice(&self.backoff_ms.to_ne_bytes());
+        for part in [uri.as_bytes(), self.peer_id.as_bytes(), self.content_type.as_bytes(), &self.body] {
+            out.extend_from_slice(&(part.len() as u32).to_ne_bytes());
+            out.extend_from_slice(part);
+        }
+        out
     }
-    let f = usize::from_ne_bytes(ctx[1..1 + W].try_into().ok()?);
-    let p = usize::from_ne_bytes(ctx[1 + W..1 + 2 * W].try_into().ok()?);
-    let uri = dmq_core::protocol::parse_node_line(std::str::from_utf8(&ctx[1 + 2 * W..]).ok()?).ok()?.uri;
-    let cb = if ctx[0] == 1 && f != 0 {
-        // SAFETY: f was a valid callback function pointer when encoded, in
-        // this same process tree (modules are loaded before fork).
-        Some(ResponseCallback { f: unsafe { std::mem::transmute::<usize, _>(f) }, param: p as *mut c_void })
-    } else {
-        None
-    };
-    Some((cb, uri))
+
+    fn decode(mut ctx: &[u8]) -> Option<TmMessage> {
+        fn take<'a>(ctx: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = (ctx.get(..n)?, ctx.get(n..)?);
+            *ctx = rest;
+            Some(head)
+        }
+        const W: usize = std::mem::size_of::<usize>();
+        let has_cb = take(&mut ctx, 1)?[0] == 1;
+        let f = usize::from_ne_bytes(take(&mut ctx, W)?.try_into().ok()?);
+        let p = usize::from_ne_bytes(take(&mut ctx, W)?.try_into().ok()?);
+        let max_forwards = i32::from_ne_bytes(take(&mut ctx, 4)?.try_into().ok()?);
+        let deadline_ms = u64::from_ne_bytes(take(&mut ctx, 8)?.try_into().ok()?);
+        let backoff_ms = u64::from_ne_bytes(take(&mut ctx, 8)?.try_into().ok()?);
+        let mut part = || -> Option<&[u8]> {
+            let len = u32::from_ne_bytes(take(&mut ctx, 4)?.try_into().ok()?) as usize;
+            take(&mut ctx, len)
+        };
+        let uri = std::str::from_utf8(part()?).ok()?;
+        let target = dmq_core::protocol::parse_node_line(uri).ok()?.uri;
+        let peer_id = String::from_utf8_lossy(part()?).into_owned();
+        let content_type = String::from_utf8_lossy(part()?).into_owned();
+        let body = part()?.to_vec();
+        let cb = if has_cb && f != 0 {
+            // SAFETY: f was a valid callback function pointer when encoded, in
+            // this same process tree (modules are loaded before fork).
+            Some(ResponseCallback { f: unsafe { std::mem::transmute::<usize, _>(f) }, param: p as *mut c_void })
+        } else {
+            None
+        };
+        Some(TmMessage { cb, target, peer_id, content_type, max_forwards, body, deadline_ms, backoff_ms })
+    }
+}
+
+/// tm-path messages a busy node answered 503, waiting to be sent again
+/// (by the in-flight timer process). Bounded: beyond it a 503 is final.
+static BUSY_RETRIES: OnceLock<ShmQueue> = OnceLock::new();
+const BUSY_RETRY_LIMIT: usize = 8192;
+
+/// mod_init: the retry queue.
+pub fn init() -> Result<(), String> {
+    let queue = ShmQueue::new(BUSY_RETRY_LIMIT).ok_or("out of shm for the DMQ retry queue")?;
+    BUSY_RETRIES.set(queue).map_err(|_| "retry queue initialized twice".to_string())
+}
+
+/// The tm-path retry figures: (waiting now, sent again so far).
+pub fn busy_retry_stats() -> (usize, u64) {
+    BUSY_RETRIES.get().map(|q| q.stats()).unwrap_or_default()
 }
 
 /// The node for `uri` as a handle: the listed node, or a stand-in when it
@@ -92,9 +152,46 @@ pub fn run_response_callback(code: i32, reply: *mut raw::sip_msg, uri: &NodeUri,
 }
 
 fn on_tm_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
-    if let Some((cb, uri)) = decode_context(context) {
-        run_response_callback(code, reply, &uri, cb);
+    let Some(mut message) = TmMessage::decode(context) else { return };
+    if code == 503 {
+        // A node whose job queue is full: send it again later, as the
+        // in-flight path does, instead of handing the consumer a lost copy.
+        let now = monotonic_ms();
+        if let Some((due, next)) = pending::retry_after_busy(now, message.deadline_ms, message.backoff_ms) {
+            message.backoff_ms = next;
+            if BUSY_RETRIES.get().is_some_and(|q| q.push(due, &message.encode())) {
+                return;
+            }
+            log::warn!("DMQ retry queue full: a 503 from {} is final", message.target);
+        }
     }
+    run_response_callback(code, reply, &message.target, message.cb);
+}
+
+/// The timer process: sends again the tm-path messages due after a 503.
+pub fn resend_busy(m: &Module, now_ms: u64) {
+    let Some(queue) = BUSY_RETRIES.get() else { return };
+    for record in queue.take_due(now_ms) {
+        let Some(message) = TmMessage::decode(record.bytes()) else { continue };
+        if let Err(e) = send_tm_message(m, &message) {
+            log::error!("cannot send a {} message to {} again: {e}", message.peer_id, message.target);
+            run_response_callback(503, tm::FAKED_REPLY, &message.target, message.cb);
+        }
+    }
+}
+
+fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
+    let from = m.local_uri.with_user(&message.peer_id);
+    let to = message.target.with_user(&message.peer_id);
+    let req = KdmqRequest {
+        to: &to,
+        from: &from,
+        body: &message.body,
+        content_type: &message.content_type,
+        max_forwards: message.max_forwards,
+        socket: &m.server_socket,
+    };
+    tm::send(&m.tm, &req, on_tm_reply, &message.encode())
 }
 
 /// One peer message through tm: for nodes over TCP/TLS, nodes without a
@@ -108,10 +205,17 @@ pub fn send_through_tm(
     max_forwards: i32,
     cb: Option<ResponseCallback>,
 ) -> Result<(), String> {
-    let from = m.local_uri.with_user(peer_id);
-    let to = target.with_user(peer_id);
-    let req = KdmqRequest { to: &to, from: &from, body, content_type, max_forwards, socket: &m.server_socket };
-    tm::send(&m.tm, &req, on_tm_reply, &encode_context(cb, target))
+    let message = TmMessage {
+        cb,
+        target: target.clone(),
+        peer_id: peer_id.to_string(),
+        content_type: content_type.to_string(),
+        max_forwards,
+        body: body.to_vec(),
+        deadline_ms: monotonic_ms() + pending::TIMEOUT_MS,
+        backoff_ms: pending::T1_MS,
+    };
+    send_tm_message(m, &message)
 }
 
 /// Sends `body` for `peer_id` to each target; counts failures.

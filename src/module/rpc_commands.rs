@@ -145,6 +145,14 @@ unsafe extern "C" fn rpc_stats(rpc: *mut raw::rpc_t, ctx: *mut c_void) {
                     ("forged_replies", int(p.forged_replies)),
                 ]);
         }
+        let (busy_waiting, busy_resent) = super::messaging::busy_retry_stats();
+        ok = ok
+            && call.add_struct(&[
+                ("tm_retries_waiting", int(busy_waiting)),
+                ("tm_retries_after_503", int(busy_resent)),
+                ("nodes_refused", int(cluster::nodes_refused())),
+                ("node_limit", int(dmq_core::nodes::MAX_NODES)),
+            ]);
         for w in &stats.workers {
             ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);
         }

@@ -69,7 +69,12 @@ fn handle(msg: *mut raw::sip_msg, returnval: c_int, queue: bool) -> c_int {
         return if workers::run_peer_callback(m, &msg, peer) { returnval } else { -1 };
     }
     match workers::enqueue(&msg, peer) {
-        Ok(()) => returnval,
+        Ok(queued) => {
+            if queued.waits {
+                msg.reply(&m.sl, 100, "Trying", None);
+            }
+            returnval
+        }
         Err(QueueError::Full) => {
             log::warn!("DMQ job queue full (job_queue_limit {}): {channel} message from {:?} refused with 503", m.config.job_queue_limit, msg.source_ip());
             msg.reply(&m.sl, 503, "Service Unavailable", None);

@@ -42,6 +42,8 @@ struct Queue {
     queued: AtomicUsize,
     processed: AtomicU64,
     pid: AtomicI32,
+    /// 1 while the worker runs a job.
+    running: AtomicUsize,
 }
 
 /// Shared counters, in shm.
@@ -134,8 +136,15 @@ pub enum QueueError {
     Failed(String),
 }
 
+/// A job queued: whether it waits behind other jobs (its sender should then
+/// hear `100 Trying` at once, or it retransmits after 500 ms and the
+/// retransmissions queue up as duplicates).
+pub struct Queued {
+    pub waits: bool,
+}
+
 /// Queues `msg` for `peer`'s callback in a worker.
-pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
+pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
     let pool = POOL.get().ok_or_else(|| QueueError::Failed("no workers".into()))?;
     // SAFETY: counters live in shm for the process tree.
     let counters = unsafe { &*pool.counters };
@@ -171,8 +180,9 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
     });
     let q = pool.queues[target];
     // SAFETY: the queue's list is only changed under its lock.
-    unsafe {
+    let ahead = unsafe {
         let _guard = (*q).lock.lock();
+        let ahead = (*q).queued.load(Ordering::Relaxed) + (*q).running.load(Ordering::Relaxed);
         if (*q).tail.is_null() {
             (*q).head = job;
         } else {
@@ -180,13 +190,14 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<(), QueueError> {
         }
         (*q).tail = job;
         (*q).queued.fetch_add(1, Ordering::Release);
-    }
+        ahead
+    };
     if pool.usleep == 0 {
         // A full pipe means the worker has wake-ups pending anyway.
         // SAFETY: writing one byte to our non-blocking pipe.
         unsafe { libc::write(pool.wake[target].1, b"j".as_ptr() as *const c_void, 1) };
     }
-    Ok(())
+    Ok(Queued { waits: ahead > 0 })
 }
 
 fn pop(q: *mut Queue) -> Option<*mut Job> {
@@ -220,7 +231,11 @@ fn worker_loop(m: &'static Module, pool: &'static Pool, i: usize) -> ! {
         // SAFETY: refreshes this process's cfg copy between batches.
         unsafe { raw::dmq_rs_cfg_update() };
         while let Some(job) = pop(q) {
+            // SAFETY: queue block in shm for the process tree; atomic.
+            unsafe { (*q).running.store(1, Ordering::Relaxed) };
             crate::host::panic_guard::guard("DMQ job", (), || run_job(m, job));
+            // SAFETY: as above.
+            unsafe { (*q).running.store(0, Ordering::Relaxed) };
             // SAFETY: popped jobs belong to this worker alone; freed once.
             unsafe { raw::dmq_rs_shm_free(job as *mut c_void) };
             // SAFETY: counters live in shm for the process tree.

@@ -159,7 +159,7 @@ impl NodeConfig {
             s += "loadmodule \"sl.so\"\n";
         }
         s += "loadmodule \"ctl.so\"\nloadmodule \"pv.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\n";
-        s += &self.globals;
+        s += &self.globals.replace("{ADDR}", &addr);
         s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
         s += &format!("modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n", ctl.display());
         for (name, value) in &self.dmq_params {
