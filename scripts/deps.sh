@@ -3,7 +3,7 @@
 # fetches the Kamailio headers. Idempotent: installs only what is missing.
 set -eu
 
-packages="kamailio kamailio-extra-modules kamailio-lua-modules kamailio-presence-modules sip-tester libclang-dev dpkg-dev"
+packages="kamailio kamailio-extra-modules kamailio-lua-modules kamailio-presence-modules sip-tester libclang-dev dpkg-dev binutils util-linux"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

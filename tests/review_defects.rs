@@ -415,3 +415,42 @@ fn a_flood_of_bogus_nodes_fills_the_list_to_its_limit_and_changes_still_hold() {
         listed(&node)
     );
 }
+
+// ---- cfg framework ------------------------------------------------------
+
+/// Reads `len` bytes at `addr` in process `pid` (root reads any process).
+fn peek(pid: u32, addr: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut buf = vec![0u8; len];
+    mem.read_exact_at(&mut buf, addr).unwrap();
+    buf
+}
+
+/// How many processes the cfg framework waits for before it frees a
+/// config change (the refcount `cfg_register_child` raises on the first
+/// per-child callback item), read from the node's main process.
+fn cfg_children(node: &Node) -> i32 {
+    let pid = node.pid();
+    let nm = std::process::Command::new("nm").args(["-D", KAMAILIO]).output().expect("nm (binutils)");
+    let symbol = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .find_map(|l| l.strip_suffix(" B cfg_child_cb_first").map(|a| u64::from_str_radix(a.trim(), 16).unwrap()))
+        .expect("cfg_child_cb_first in kamailio's dynamic symbols");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let base = maps
+        .lines()
+        .find(|l| l.ends_with(KAMAILIO) && l.split_whitespace().nth(2) == Some("00000000"))
+        .map(|l| u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+        .expect("kamailio's mapping");
+    let word = |addr: u64| u64::from_ne_bytes(peek(pid, addr, 8).try_into().unwrap());
+    let first = word(word(base + symbol));
+    i32::from_ne_bytes(peek(pid, first, 4).try_into().unwrap())
+}
+
+#[test]
+fn dmq_workers_are_counted_by_the_cfg_framework() {
+    let one = Node::start("cfg-1", &NodeConfig::default().param("num_workers", "1"));
+    let four = Node::start("cfg-4", &NodeConfig::default().param("num_workers", "4"));
+    assert_eq!(cfg_children(&four) - cfg_children(&one), 3, "three more workers, three more cfg children");
+}

@@ -29,12 +29,16 @@ pub type ReplyHandler = fn(code: i32, reply: *mut raw::sip_msg, context: &[u8]);
 /// reply callbacks instead of a message.
 pub const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
 
-/// The reply as a message, None for tm's FAKED_REPLY (a local timeout).
-pub fn reply_msg(reply: *mut raw::sip_msg) -> Option<SipMsg> {
+/// The reply as a message, None for NULL or tm's FAKED_REPLY (a local timeout).
+///
+/// # Safety
+/// `reply` must be NULL, FAKED_REPLY, or a reply alive for as long as the
+/// returned value is used (as in the tm callback that received it).
+pub unsafe fn reply_msg(reply: *mut raw::sip_msg) -> Option<SipMsg> {
     if reply.is_null() || reply == FAKED_REPLY {
         return None;
     }
-    // SAFETY: a real reply tm passed to the callback running now.
+    // SAFETY: per the caller's promise.
     unsafe { SipMsg::new(reply) }
 }
 

@@ -204,7 +204,8 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
 /// Reply to one of our notifications: 200 makes the node active and merges
 /// the list it sent back; 408 (no answer) counts as a failure.
 fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
-    let reply = tm::reply_msg(reply);
+    // SAFETY: the reply tm passes to this callback, alive while it runs.
+    let reply = unsafe { tm::reply_msg(reply) };
     let Some(m) = module() else { return };
     let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {

@@ -345,7 +345,9 @@ fn finish(m: *mut Message, code: i32, reply: *mut raw::sip_msg) {
     }
     let Ok(uri) = std::str::from_utf8(uri) else { return };
     let Ok(line) = protocol::parse_node_line(uri) else { return };
-    messaging::run_response_callback(code, reply, &line.uri, callback);
+    // SAFETY: the reply being processed now, or FAKED_REPLY on a timeout;
+    // the callback is the one the consumer gave for this message.
+    unsafe { messaging::run_response_callback(code, reply, &line.uri, callback) };
 }
 
 unsafe extern "C" fn on_tick(_ticks: raw::ticks_t, _param: *mut c_void) {

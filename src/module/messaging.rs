@@ -139,7 +139,11 @@ fn handle_for_uri(uri: &NodeUri) -> *mut raw::dmq_node_t {
 /// Final reply (or 408) to a peer message: hand it to the consumer's
 /// callback with the stock arguments (the reply as received, or tm's
 /// FAKED_REPLY marker on a timeout).
-pub fn run_response_callback(code: i32, reply: *mut raw::sip_msg, uri: &NodeUri, cb: Option<ResponseCallback>) {
+///
+/// # Safety
+/// `reply` must be NULL, tm's FAKED_REPLY, or a reply alive for this call;
+/// `cb` a callback the consumer gave for this message.
+pub unsafe fn run_response_callback(code: i32, reply: *mut raw::sip_msg, uri: &NodeUri, cb: Option<ResponseCallback>) {
     if code >= 300 {
         log::debug!("peer message to {uri} answered {code}");
     }
@@ -165,7 +169,8 @@ fn on_tm_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
             log::warn!("DMQ retry queue full: a 503 from {} is final", message.target);
         }
     }
-    run_response_callback(code, reply, &message.target, message.cb);
+    // SAFETY: the reply tm passes to this callback (or FAKED_REPLY).
+    unsafe { run_response_callback(code, reply, &message.target, message.cb) };
 }
 
 /// The timer process: sends again the tm-path messages due after a 503.
@@ -175,7 +180,8 @@ pub fn resend_busy(m: &Module, now_ms: u64) {
         let Some(message) = TmMessage::decode(record.bytes()) else { continue };
         if let Err(e) = send_tm_message(m, &message) {
             log::error!("cannot send a {} message to {} again: {e}", message.peer_id, message.target);
-            run_response_callback(503, tm::FAKED_REPLY, &message.target, message.cb);
+            // SAFETY: FAKED_REPLY stands for "no reply", as consumers expect.
+            unsafe { run_response_callback(503, tm::FAKED_REPLY, &message.target, message.cb) };
         }
     }
 }
@@ -264,7 +270,8 @@ unsafe fn api_send(
         log::error!("{what} without a peer");
         return -1;
     }
-    let peer = Peer(peer);
+    // SAFETY: consumers pass back the peer `register_dmq_peer` gave them.
+    let peer = unsafe { Peer::from_raw(peer) };
     if content_type.is_null() {
         log::error!("{what} for {} without a content type", peer.id());
         return -1;
@@ -297,12 +304,10 @@ pub unsafe extern "C" fn bcast_message(
     content_type: *mut raw::str_,
 ) -> c_int {
     guard("bcast_message", -1, || {
+        // SAFETY: NULL or a handle we gave the consumer.
+        let targets = || Ok(active_targets(unsafe { node_handles::uri_of(except) }.as_ref()));
         // SAFETY: the consumer's arguments, valid for this call.
-        unsafe {
-            api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, || {
-                Ok(active_targets(node_handles::uri_of(except).as_ref()))
-            })
-        }
+        unsafe { api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, targets) }
     })
 }
 
@@ -316,15 +321,15 @@ pub unsafe extern "C" fn send_message(
     content_type: *mut raw::str_,
 ) -> c_int {
     guard("send_message", -1, || {
+        let targets = || {
+            // SAFETY: NULL or a handle we gave the consumer.
+            let uri = unsafe { node_handles::uri_of(node) }.ok_or_else(|| "no node given".to_string())?;
+            // A node that left the list meanwhile is still tried (through tm).
+            let listed = cluster::read_nodes(|list| list.find(&uri).cloned()).flatten();
+            Ok(vec![listed.unwrap_or_else(|| Node::new(uri, NodeStatus::Active))])
+        };
         // SAFETY: the consumer's arguments, valid for this call.
-        unsafe {
-            api_send("send_message", peer, body, resp_cback, max_forwards, content_type, || {
-                let uri = node_handles::uri_of(node).ok_or_else(|| "no node given".to_string())?;
-                // A node that left the list meanwhile is still tried (through tm).
-                let listed = cluster::read_nodes(|list| list.find(&uri).cloned()).flatten();
-                Ok(vec![listed.unwrap_or_else(|| Node::new(uri, NodeStatus::Active))])
-            })
-        }
+        unsafe { api_send("send_message", peer, body, resp_cback, max_forwards, content_type, targets) }
     })
 }
 

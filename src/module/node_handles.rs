@@ -86,11 +86,15 @@ pub fn handle_for(node: &Node) -> *mut raw::dmq_node_t {
 
 /// The node a handle stands for (read from its `orig_uri`, so handles of
 /// any origin with the stock layout work).
-pub fn uri_of(handle: *const raw::dmq_node_t) -> Option<NodeUri> {
+///
+/// # Safety
+/// `handle` must be NULL or point to a live `dmq_node_t` (stock layout)
+/// whose `orig_uri` is valid, as the handles `handle_for` makes are.
+pub unsafe fn uri_of(handle: *const raw::dmq_node_t) -> Option<NodeUri> {
     if handle.is_null() {
         return None;
     }
-    // SAFETY: consumers only pass back handles we gave them (stock layout).
+    // SAFETY: per the caller's promise.
     let text = unsafe { kstr::to_string(&(*handle).orig_uri) };
     protocol::parse_node_line(&text).ok().map(|l| l.uri)
 }

@@ -70,9 +70,21 @@ impl Registry {
 
 /// A registered peer (a pointer into shm, valid until the process tree exits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer(pub *mut raw::dmq_peer);
+pub struct Peer(*mut raw::dmq_peer);
 
 impl Peer {
+    /// # Safety
+    /// `peer` must be a peer of the registry (from `register_dmq_peer`,
+    /// `find` or a consumer handing back what it was given): those live in
+    /// shm for the whole process tree with the stock layout.
+    pub unsafe fn from_raw(peer: *mut raw::dmq_peer) -> Peer {
+        Peer(peer)
+    }
+
+    pub fn as_raw(&self) -> *mut raw::dmq_peer {
+        self.0
+    }
+
     pub fn id(&self) -> String {
         // SAFETY: registered peers are never freed; peer_id points into their block.
         unsafe { kstr::to_string(&(*self.0).peer_id) }

@@ -100,8 +100,14 @@ pub fn init(workers: u32, limit: u32, usleep: u32) -> Result<(), String> {
         unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };
         wake.push((fds[0], fds[1]));
     }
-    // SAFETY: registers the worker processes with the core before fork.
-    unsafe { raw::register_procs(workers as c_int) };
+    // SAFETY: registers the worker processes with the core, and with the
+    // cfg framework (they call cfg_child_init and cfg_update: without this
+    // a cfg change's per-child callback can be freed before a worker ran
+    // it), before fork as both require.
+    unsafe {
+        raw::register_procs(workers as c_int);
+        raw::cfg_register_child(workers as c_int);
+    }
     POOL.set(Pool { counters, queues, wake, limit: limit as usize, usleep })
         .map_err(|_| "worker pool initialized twice".to_string())
 }
@@ -167,7 +173,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
     }
     // SAFETY: job has room for the header and len + 1 bytes after it.
     unsafe {
-        job.write(Job { next: std::ptr::null_mut(), peer: peer.0, rcv, len });
+        job.write(Job { next: std::ptr::null_mut(), peer: peer.as_raw(), rcv, len });
         let data = (job as *mut u8).add(std::mem::size_of::<Job>());
         std::ptr::copy_nonoverlapping(buf as *const u8, data, len);
         *data.add(len) = 0;
@@ -269,7 +275,8 @@ fn run_job(m: &Module, job: *mut Job) {
     unsafe { msg.rcv = (*job).rcv };
     // SAFETY: msg is a parsed message alive until free_sip_msg below.
     let sip = unsafe { SipMsg::new(&mut *msg) }.expect("non-null");
-    run_peer_callback(m, &sip, Peer(peer));
+    // SAFETY: the job holds a registry peer (queued by `enqueue`).
+    run_peer_callback(m, &sip, unsafe { Peer::from_raw(peer) });
     // SAFETY: frees the pkg parts (headers, lumps); data is the job's.
     unsafe { raw::free_sip_msg(&mut *msg) };
 }
