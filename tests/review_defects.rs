@@ -128,16 +128,21 @@ impl FakeNode {
         assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
     }
 
+    /// The next datagram within `limit`.
+    fn recv(&self, limit: Duration) -> Option<Received> {
+        let mut buf = vec![0u8; 65536];
+        self.sock.set_read_timeout(Some(limit.max(Duration::from_millis(1)))).unwrap();
+        let (n, from) = self.sock.recv_from(&mut buf).ok()?;
+        Some(Received { text: String::from_utf8_lossy(&buf[..n]).into_owned(), from })
+    }
+
     /// Answers every notification and ping with `code` for `time`.
     fn answer_pings(&self, code: u16, time: Duration) {
         let start = std::time::Instant::now();
-        let mut buf = vec![0u8; 65536];
         while start.elapsed() < time {
-            self.sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
-            let got = Received { text: String::from_utf8_lossy(&buf[..n]).into_owned(), from };
+            let Some(got) = self.recv(Duration::from_millis(100)) else { continue };
             if got.text.starts_with("KDMQ sip:notification_peer@") {
-                self.sock.send_to(&got.reply(code, |l| l.to_string()), from).unwrap();
+                self.sock.send_to(&got.reply(code, |l| l.to_string()), got.from).unwrap();
             }
         }
     }
@@ -146,32 +151,28 @@ impl FakeNode {
     /// the way are answered 200, as a node would.
     fn next_request(&self, peer: &str, limit: Duration) -> Option<Received> {
         let start = std::time::Instant::now();
-        let mut buf = vec![0u8; 65536];
         while start.elapsed() < limit {
-            self.sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
-            let got = Received { text: String::from_utf8_lossy(&buf[..n]).into_owned(), from };
+            let Some(got) = self.recv(Duration::from_millis(200)) else { continue };
             if got.text.starts_with(&format!("KDMQ sip:{peer}@")) {
                 return Some(got);
             }
             if got.text.starts_with("KDMQ sip:notification_peer@") {
-                self.sock.send_to(&got.reply(200, |l| l.to_string()), from).unwrap();
+                self.sock.send_to(&got.reply(200, |l| l.to_string()), got.from).unwrap();
             }
         }
         None
     }
 }
 
-/// A node whose script broadcasts the body of a MESSAGE to peer `testpeer`.
-fn broadcasting_node(label: &str, config: NodeConfig) -> Node {
-    let config = NodeConfig {
+/// `config` with a script that broadcasts the body of a MESSAGE to peer `testpeer`.
+fn broadcasting(config: NodeConfig) -> NodeConfig {
+    NodeConfig {
         route: "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
                 \tif (is_method(\"MESSAGE\")) { dmq_bcast_message(\"testpeer\", \"$rb\", \"text/plain\"); sl_send_reply(\"200\", \"Sent\"); exit; }\n\
                 \tsl_send_reply(\"404\", \"Not here\");"
             .into(),
         ..config
-    };
-    Node::start(label, &config)
+    }
 }
 
 /// Makes `node` broadcast one `testpeer` message.
@@ -188,7 +189,7 @@ fn stat(node: &Node, name: &str) -> i64 {
 
 #[test]
 fn forged_replies_neither_complete_nor_silence_a_message() {
-    let node = broadcasting_node("forged", NodeConfig::default());
+    let node = Node::start("forged", &broadcasting(NodeConfig::default()));
     let fake = FakeNode::new();
     fake.join(&node);
     broadcast(&node);
@@ -222,15 +223,8 @@ fn the_via_names_the_socket_the_request_leaves_from() {
     // DMQ sends from a second socket on another port than server_address.
     let main = allocate_address();
     let second = UdpSocket::bind(format!("{}:0", main.ip())).unwrap().local_addr().unwrap();
-    let config = NodeConfig { globals: format!("listen=udp:{second}\n"), ..Default::default() }
+    let config = broadcasting(NodeConfig { globals: format!("listen=udp:{second}\n"), ..Default::default() })
         .param("server_socket", &format!("\"udp:{second}\""));
-    let config = NodeConfig {
-        route: "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
-                \tif (is_method(\"MESSAGE\")) { dmq_bcast_message(\"testpeer\", \"$rb\", \"text/plain\"); sl_send_reply(\"200\", \"Sent\"); exit; }\n\
-                \tsl_send_reply(\"404\", \"Not here\");"
-            .into(),
-        ..config
-    };
     let node = Node::start_at("via", &config, main);
     let fake = FakeNode::new();
     fake.join(&node);

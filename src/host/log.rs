@@ -72,3 +72,24 @@ pub fn init() {
         log::set_max_level(log::LevelFilter::Debug);
     }
 }
+
+/// Lets one log line through per interval (per process): for lines that
+/// input from the network can trigger, so a flood cannot flood the log.
+pub struct RateLimit {
+    last_ms: std::sync::atomic::AtomicU64,
+    interval_ms: u64,
+}
+
+impl RateLimit {
+    pub const fn per(interval_ms: u64) -> RateLimit {
+        RateLimit { last_ms: std::sync::atomic::AtomicU64::new(0), interval_ms }
+    }
+
+    /// Whether a line may be logged now.
+    pub fn allow(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::host::clock::monotonic_ms();
+        let last = self.last_ms.load(Relaxed);
+        now.saturating_sub(last) >= self.interval_ms && self.last_ms.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    }
+}

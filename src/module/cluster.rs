@@ -11,6 +11,7 @@ use dmq_core::nodes::{FailurePolicy, NodeEvent, NodeList};
 use dmq_core::protocol::{self, NodeLine, NodeUri};
 
 use crate::host::dns;
+use crate::host::log::RateLimit;
 use crate::host::shm::ShmStore;
 use crate::host::sip_msg::SipMsg;
 use crate::host::tm::{self, KdmqRequest};
@@ -41,10 +42,8 @@ fn refuse_nodes(count: usize, from: &str) {
     if let Some(c) = NODES_REFUSED.get() {
         c.fetch_add(count as u64, Ordering::Relaxed);
     }
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = crate::host::clock::monotonic_ms();
-    let last = LAST.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= 1000 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+    static LOG: RateLimit = RateLimit::per(1000);
+    if LOG.allow() {
         log::warn!(
             "{from} named {count} node(s) beyond the limit of {} nodes: not added (counted in dmq.stats nodes_refused)",
             dmq_core::nodes::MAX_NODES

@@ -318,10 +318,8 @@ fn on_reply(msg: &SipMsg) -> Verdict {
 /// One log line for a refused reply, at most one a second per process:
 /// a flood of forged replies must not flood the log.
 fn log_refused_reply(msg: &SipMsg, why: &str) {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = now_ms();
-    let last = LAST.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= 1000 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+    static LOG: crate::host::log::RateLimit = crate::host::log::RateLimit::per(1000);
+    if LOG.allow() {
         log::warn!("a reply to a DMQ message from {:?} was ignored: {why} (counted in dmq.stats forged_replies)", msg.source());
     }
 }
