@@ -311,8 +311,3 @@ int dmq_rs_socket_sent_by(void *sock, char *buf, int len)
 		return -1;
 	return si->proto;
 }
-
-int dmq_rs_proto_udp(void)
-{
-	return PROTO_UDP;
-}

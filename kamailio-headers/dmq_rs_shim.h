@@ -79,5 +79,3 @@ int dmq_rs_register_pre_reply_cb(int (*f)(struct sip_msg *, unsigned int, void *
 /* The Via sent-by ("host:port", IPv6 in brackets, the advertised address
  * when there is one) of a core socket into buf; returns its proto, -1 on error. */
 int dmq_rs_socket_sent_by(void *sock, char *buf, int len);
-/* PROTO_UDP (an enum value in the core). */
-int dmq_rs_proto_udp(void);

@@ -8,6 +8,9 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use dmq_core::discovery::SrvTarget;
 
+use dmq_core::nodes::MAX_ADDRESSES;
+
+use crate::host::addr;
 use crate::raw;
 
 /// RFC 2782's record type number for SRV.
@@ -56,9 +59,6 @@ pub fn addresses(host: &str) -> Vec<IpAddr> {
     ips
 }
 
-/// The most addresses kept for one node name.
-const MAX_NODE_ADDRESSES: usize = 8;
-
 /// Every address `host` (a node URI's host: a name, or an IP literal,
 /// IPv6 in brackets) stands for, through the core's resolver, as the stock
 /// module resolves nodes. Literals are parsed without any lookup.
@@ -67,16 +67,13 @@ pub fn resolve_host(host: &str) -> Vec<IpAddr> {
         return vec![ip];
     }
     let Ok(name) = CString::new(host) else { return Vec::new() };
-    let mut out = [0u8; 17 * MAX_NODE_ADDRESSES];
+    let mut out = [0u8; 17 * MAX_ADDRESSES];
     // SAFETY: the shim reads the NUL-terminated name and writes at most
-    // MAX_NODE_ADDRESSES records of 17 bytes into `out`.
-    let n = unsafe { raw::dmq_rs_resolve_host(name.as_ptr(), out.as_mut_ptr(), MAX_NODE_ADDRESSES as i32) };
+    // MAX_ADDRESSES records of 17 bytes into `out`.
+    let n = unsafe { raw::dmq_rs_resolve_host(name.as_ptr(), out.as_mut_ptr(), MAX_ADDRESSES as i32) };
     let mut ips: Vec<IpAddr> = Vec::new();
     for rec in out.chunks_exact(17).take(n.max(0) as usize) {
-        let ip = match rec[0] {
-            4 => IpAddr::from([rec[1], rec[2], rec[3], rec[4]]),
-            _ => IpAddr::from(<[u8; 16]>::try_from(&rec[1..17]).expect("16 bytes")),
-        };
+        let Some(ip) = addr::from_bytes(i32::from(rec[0]), rec[1..17].try_into().expect("16 bytes")) else { continue };
         if !ips.contains(&ip) {
             ips.push(ip);
         }

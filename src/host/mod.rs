@@ -1,6 +1,7 @@
 //! Ring 2: safe Rust over Kamailio. Each submodule owns one concern and keeps
 //! its `unsafe` next to the reason it holds.
 
+pub mod addr;
 pub mod api;
 pub mod cell;
 pub mod clock;

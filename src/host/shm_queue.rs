@@ -85,19 +85,24 @@ impl ShmQueue {
             let data = (record as *mut u8).add(std::mem::size_of::<Record>());
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
         }
-        let _held = self.lock.lock();
-        // SAFETY: the list is only touched under the lock, which we hold.
-        unsafe {
-            if (*self.list).len >= self.limit {
-                drop(_held);
-                raw::dmq_rs_shm_free(record as *mut c_void);
-                return false;
+        let linked = {
+            let _held = self.lock.lock();
+            // SAFETY: the list is only touched under the lock, which we hold.
+            unsafe {
+                let room = (*self.list).len < self.limit;
+                if room {
+                    (*record).next = (*self.list).head;
+                    (*self.list).head = record;
+                    (*self.list).len += 1;
+                }
+                room
             }
-            (*record).next = (*self.list).head;
-            (*self.list).head = record;
-            (*self.list).len += 1;
+        };
+        if !linked {
+            // SAFETY: never linked, so still only ours; freed once.
+            unsafe { raw::dmq_rs_shm_free(record as *mut c_void) };
         }
-        true
+        linked
     }
 
     /// Unlinks every record due at `now_ms` and hands them over.

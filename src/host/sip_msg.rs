@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::host::addr;
 use crate::host::kstr;
 use crate::raw;
 
@@ -81,12 +82,7 @@ impl SipMsg {
         let mut port: std::ffi::c_int = 0;
         // SAFETY: live message; the shim writes 16 bytes into ip and the port.
         let family = unsafe { raw::dmq_rs_msg_source(self.0, ip.as_mut_ptr(), &mut port) };
-        let ip = match family {
-            4 => IpAddr::from([ip[0], ip[1], ip[2], ip[3]]),
-            6 => IpAddr::from(ip),
-            _ => return None,
-        };
-        Some(SocketAddr::new(ip, port as u16))
+        Some(SocketAddr::new(addr::from_bytes(family, &ip)?, port as u16))
     }
 
     /// What identifies a reply's transaction: first Via branch, status,

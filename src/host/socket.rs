@@ -36,8 +36,7 @@ impl LocalSocket {
             return None;
         }
         let text = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?.to_str().ok()?.to_string();
-        // SAFETY: returns a constant.
-        Some((text, proto == unsafe { raw::dmq_rs_proto_udp() }))
+        Some((text, proto as raw::sip_protos == raw::sip_protos_PROTO_UDP))
     }
 
     pub fn as_ptr(self) -> *mut raw::socket_info {

@@ -1,24 +1,19 @@
 //! Sending a datagram from one of Kamailio's own UDP sockets, without tm.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+
+use crate::host::addr;
 
 use crate::host::socket::LocalSocket;
 use crate::raw;
 
 /// Sends `buf` from `socket` (a UDP socket: others are refused) to `to`.
 pub fn send_from(socket: LocalSocket, to: SocketAddr, buf: &[u8]) -> Result<(), String> {
-    let (v6, bytes) = match to.ip() {
-        IpAddr::V4(v4) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (0, b)
-        }
-        IpAddr::V6(v6) => (1, v6.octets()),
-    };
+    let (v6, bytes) = addr::to_bytes(to.ip());
     // SAFETY: the socket is the core's; bytes and buf are valid for the
     // call; the core keeps nothing after sendto returns.
     let rc = unsafe {
-        raw::dmq_rs_udp_send(socket.as_ptr() as *mut _, v6, bytes.as_ptr(), i32::from(to.port()), buf.as_ptr() as *const _, buf.len() as i32)
+        raw::dmq_rs_udp_send(socket.as_ptr() as *mut _, i32::from(v6), bytes.as_ptr(), i32::from(to.port()), buf.as_ptr() as *const _, buf.len() as i32)
     };
     if rc < 0 {
         return Err(format!("cannot send to {to} from the DMQ socket"));

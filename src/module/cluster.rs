@@ -34,8 +34,9 @@ pub fn nodes_refused() -> u64 {
     NODES_REFUSED.get().map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
-/// Counts and logs (at most once a second per process) refused nodes.
-fn refuse_nodes(count: usize, from: &str) {
+/// Counts and logs (at most once a second per process) refused nodes;
+/// `from` names where they came from (built only when there are some).
+fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
     if count == 0 {
         return;
     }
@@ -45,7 +46,8 @@ fn refuse_nodes(count: usize, from: &str) {
     static LOG: RateLimit = RateLimit::per(1000);
     if LOG.allow() {
         log::warn!(
-            "{from} named {count} node(s) beyond the limit of {} nodes: not added (counted in dmq.stats nodes_refused)",
+            "{} named {count} node(s) beyond the limit of {} nodes: not added (counted in dmq.stats nodes_refused)",
+            from(),
             dmq_core::nodes::MAX_NODES
         );
     }
@@ -160,6 +162,10 @@ fn look_up(uris: impl IntoIterator<Item = NodeUri>) -> Vec<(NodeUri, Vec<IpAddr>
 /// The addresses of the named nodes a notification brings that the list
 /// needs (new, unresolved or re-notified nodes: see `needs_lookup`).
 fn look_up_lines(lines: &[NodeLine]) -> Vec<(NodeUri, Vec<IpAddr>)> {
+    // Clusters of IP literals (the common case) need no list read at all.
+    if !lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
+        return Vec::new();
+    }
     let wanted = read_nodes(|list| lines.iter().filter(|l| list.needs_lookup(l)).map(|l| l.uri.clone()).collect::<Vec<_>>());
     look_up(wanted.unwrap_or_default())
 }
@@ -227,7 +233,7 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
             (events, merged.refused)
         })
         .unwrap_or_default();
-        refuse_nodes(refused, &format!("the reply of {node}"));
+        refuse_nodes(refused, || format!("the reply of {node}"));
         report_events(m, &events);
         super::peers::cluster_reached();
     } else if code == 408 {
@@ -238,7 +244,7 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
     } else {
         // As stock: a node that answers, but not with 200, keeps its state.
         log::debug!("node {node} answered a notification with {code}");
-        if code >= 200 {
+        if code >= 200 && round != 0 {
             with_nodes(|list| list.ping_refused(&node, round));
         }
     }
@@ -275,7 +281,7 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     }) else {
         return msg.reply(&m.sl, 500, "Server Internal Error", None);
     };
-    refuse_nodes(outcome.refused, &format!("a notification from {:?}", msg.source_ip()));
+    refuse_nodes(outcome.refused, || format!("a notification from {:?}", msg.source_ip()));
     report_events(m, &outcome.events);
     let ok = msg.reply(&m.sl, 200, "OK", Some((our_body.as_bytes(), CONTENT_TYPE)));
     if outcome.news > 0 && max_forwards - 1 > 0 {

@@ -44,21 +44,23 @@ impl ResponseCallback {
 }
 
 /// A peer message sent through tm, kept as its tm callback context:
-/// everything needed to send it again when a busy node answers 503.
-struct TmMessage {
+/// everything needed to send it again when a busy node answers 503. It
+/// borrows its parts (from the sender's arguments, or from the context
+/// bytes it was decoded from): nothing is copied but into tm's context.
+struct TmMessage<'a> {
     cb: Option<ResponseCallback>,
     target: NodeUri,
-    peer_id: String,
-    content_type: String,
+    peer_id: &'a str,
+    content_type: &'a str,
     max_forwards: i32,
-    body: Vec<u8>,
+    body: &'a [u8],
     /// Past this, a 503 is the final answer (the same 30 s a timeout takes).
     deadline_ms: u64,
     /// The wait before the next resend after a 503.
     backoff_ms: u64,
 }
 
-impl TmMessage {
+impl<'a> TmMessage<'a> {
     /// [cb? u8][f usize][param usize][max_forwards i32][deadline u64]
     /// [backoff u64], then uri, peer id, content type and body, each as
     /// [len u32][bytes]. Function pointers are valid in every process of
@@ -73,14 +75,14 @@ impl TmMessage {
         out.extend_from_slice(&self.max_forwards.to_ne_bytes());
         out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
         out.extend_from_slice(&self.backoff_ms.to_ne_bytes());
-        for part in [uri.as_bytes(), self.peer_id.as_bytes(), self.content_type.as_bytes(), &self.body] {
+        for part in [uri.as_bytes(), self.peer_id.as_bytes(), self.content_type.as_bytes(), self.body] {
             out.extend_from_slice(&(part.len() as u32).to_ne_bytes());
             out.extend_from_slice(part);
         }
         out
     }
 
-    fn decode(mut ctx: &[u8]) -> Option<TmMessage> {
+    fn decode(mut ctx: &'a [u8]) -> Option<TmMessage<'a>> {
         fn take<'a>(ctx: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
             let (head, rest) = (ctx.get(..n)?, ctx.get(n..)?);
             *ctx = rest;
@@ -93,15 +95,16 @@ impl TmMessage {
         let max_forwards = i32::from_ne_bytes(take(&mut ctx, 4)?.try_into().ok()?);
         let deadline_ms = u64::from_ne_bytes(take(&mut ctx, 8)?.try_into().ok()?);
         let backoff_ms = u64::from_ne_bytes(take(&mut ctx, 8)?.try_into().ok()?);
-        let mut part = || -> Option<&[u8]> {
+        let mut part = || -> Option<&'a [u8]> {
             let len = u32::from_ne_bytes(take(&mut ctx, 4)?.try_into().ok()?) as usize;
             take(&mut ctx, len)
         };
         let uri = std::str::from_utf8(part()?).ok()?;
         let target = dmq_core::protocol::parse_node_line(uri).ok()?.uri;
-        let peer_id = String::from_utf8_lossy(part()?).into_owned();
-        let content_type = String::from_utf8_lossy(part()?).into_owned();
-        let body = part()?.to_vec();
+        // Both were encoded from &str.
+        let peer_id = std::str::from_utf8(part()?).ok()?;
+        let content_type = std::str::from_utf8(part()?).ok()?;
+        let body = part()?;
         let cb = if has_cb && f != 0 {
             // SAFETY: f was a valid callback function pointer when encoded, in
             // this same process tree (modules are loaded before fork).
@@ -187,13 +190,13 @@ pub fn resend_busy(m: &Module, now_ms: u64) {
 }
 
 fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
-    let from = m.local_uri.with_user(&message.peer_id);
-    let to = message.target.with_user(&message.peer_id);
+    let from = m.local_uri.with_user(message.peer_id);
+    let to = message.target.with_user(message.peer_id);
     let req = KdmqRequest {
         to: &to,
         from: &from,
-        body: &message.body,
-        content_type: &message.content_type,
+        body: message.body,
+        content_type: message.content_type,
         max_forwards: message.max_forwards,
         socket: &m.server_socket,
     };
@@ -214,10 +217,10 @@ pub fn send_through_tm(
     let message = TmMessage {
         cb,
         target: target.clone(),
-        peer_id: peer_id.to_string(),
-        content_type: content_type.to_string(),
+        peer_id,
+        content_type,
         max_forwards,
-        body: body.to_vec(),
+        body,
         deadline_ms: monotonic_ms() + pending::TIMEOUT_MS,
         backoff_ms: pending::T1_MS,
     };
