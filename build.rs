@@ -161,7 +161,7 @@ impl CoreBuild {
         let (arch, os) = arch_os.split_once('/').expect("arch/os");
         let (arch, os) = (arch.to_string(), os.to_string());
         let adaptive_wait_loops = text
-            .split(|c| c == ',' || c == '\n')
+            .split([',', '\n'])
             .find_map(|s| s.trim().strip_prefix("ADAPTIVE_WAIT_LOOPS "))
             .map(|s| s.trim().to_string());
         CoreBuild {

@@ -2,8 +2,11 @@
 //! Unit tested with plain `cargo test`; the module crate feeds it data read
 //! from Kamailio and acts on its answers.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod discovery;
+pub mod jobs;
 pub mod nodes;
 pub mod panic;
 pub mod pending;

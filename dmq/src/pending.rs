@@ -9,8 +9,8 @@
 //! final reply within [`TIMEOUT_MS`] is a timeout (408 to the callback).
 //!
 //! The table is plain data (it lives in Kamailio shm, shared by all
-//! processes, under one lock the caller holds); `data` is the caller's
-//! handle for the message (a shm pointer), opaque here.
+//! processes, under one lock the caller holds); each slot's message is the
+//! caller's `M` (a shm block), opaque here.
 
 /// First retransmission interval (SIP T1).
 pub const T1_MS: u64 = 500;
@@ -36,7 +36,6 @@ pub struct Slot {
     pub next_send_ms: u64,
     pub interval_ms: u64,
     pub deadline_ms: u64,
-    pub data: usize,
 }
 
 /// Counters kept with the table.
@@ -67,12 +66,14 @@ pub struct Header {
     pub stats: PendingStats,
 }
 
-/// A view of the table: header, slots and the free-index stack, all of
-/// the same capacity.
-pub struct PendingTable<'a> {
+/// A view of the table: header, slots, the free-index stack and each
+/// slot's message (attached once the request is built), all of the same
+/// capacity.
+pub struct PendingTable<'a, M> {
     pub head: &'a mut Header,
     pub slots: &'a mut [Slot],
     pub free: &'a mut [u32],
+    pub messages: &'a mut [Option<M>],
 }
 
 /// What kind of reply arrived.
@@ -87,8 +88,8 @@ pub enum ReplyKind {
 }
 
 /// What a reply did to the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyOutcome {
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplyOutcome<M> {
     /// No waiting message has this branch (late, duplicate or foreign).
     Unknown,
     /// The branch names a waiting message, but the caller's check of the
@@ -98,28 +99,35 @@ pub enum ReplyOutcome {
     Stopped,
     /// Kept, to be sent again after a back-off (a 503).
     RetryLater,
-    /// Finished: the message's data, removed from the table.
-    Completed(usize),
+    /// Finished: the message, removed from the table.
+    Completed(M),
 }
 
 /// What a timer tick found due.
-#[derive(Debug, Default, PartialEq)]
-pub struct Due {
-    /// (slot index, data) to send again.
-    pub retransmit: Vec<(u32, usize)>,
-    /// Timed-out messages, already removed: their data is the caller's to free.
-    pub expired: Vec<usize>,
+#[derive(Debug, PartialEq)]
+pub struct Due<M> {
+    /// Messages to send again (the table keeps its own reference).
+    pub retransmit: Vec<M>,
+    /// Timed-out messages, already removed: the caller's now.
+    pub expired: Vec<M>,
 }
 
-impl PendingTable<'_> {
+impl<M> Default for Due<M> {
+    fn default() -> Self {
+        Due { retransmit: Vec::new(), expired: Vec::new() }
+    }
+}
+
+impl<M: Clone> PendingTable<'_, M> {
     /// Marks every slot free (once, on fresh memory).
     pub fn reset(&mut self) {
-        let cap = self.slots.len().min(self.free.len());
+        let cap = self.slots.len().min(self.free.len()).min(self.messages.len());
         for (i, f) in self.free.iter_mut().enumerate().take(cap) {
             // Pop order: lowest index first.
             *f = (cap - 1 - i) as u32;
         }
         self.slots.iter_mut().for_each(|s| *s = Slot::default());
+        self.messages.iter_mut().for_each(|m| *m = None);
         self.head.free_top = cap as u32;
         self.head.next_seq = 1;
         self.head.stats = PendingStats::default();
@@ -128,7 +136,8 @@ impl PendingTable<'_> {
     /// Takes a slot for a message sent at `now_ms`: its branch, or None
     /// when the table is full. `nonce` makes the slot's nonce from its
     /// index and sequence (a keyed hash the caller holds the key of).
-    pub fn insert(&mut self, now_ms: u64, data: usize, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
+    /// The message is attached once built ([`attach`](Self::attach)).
+    pub fn insert(&mut self, now_ms: u64, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
         if self.head.free_top == 0 {
             return None;
         }
@@ -138,7 +147,8 @@ impl PendingTable<'_> {
         self.head.next_seq = seq + 1;
         let nonce = nonce(index, seq);
         self.slots[index as usize] =
-            Slot { seq, nonce, next_send_ms: now_ms + T1_MS, interval_ms: T1_MS, deadline_ms: now_ms + TIMEOUT_MS, data };
+            Slot { seq, nonce, next_send_ms: now_ms + T1_MS, interval_ms: T1_MS, deadline_ms: now_ms + TIMEOUT_MS };
+        self.messages[index as usize] = None;
         let s = &mut self.head.stats;
         s.in_flight += 1;
         s.peak = s.peak.max(s.in_flight);
@@ -154,11 +164,12 @@ impl PendingTable<'_> {
     }
 
     /// A reply whose Via carries `branch`: `check` sees the waiting
-    /// message's data first (the caller compares the reply's source with
-    /// where the message went) and may refuse the reply.
-    pub fn on_reply(&mut self, branch: &str, kind: ReplyKind, now_ms: u64, check: impl FnOnce(usize) -> bool) -> ReplyOutcome {
+    /// message first (the caller compares the reply's source with where
+    /// the message went) and may refuse the reply; a slot whose message is
+    /// not attached yet refuses every reply.
+    pub fn on_reply(&mut self, branch: &str, kind: ReplyKind, now_ms: u64, check: impl FnOnce(&M) -> bool) -> ReplyOutcome<M> {
         let Some(i) = self.find(branch) else { return ReplyOutcome::Unknown };
-        if !check(self.slots[i].data) {
+        if !self.messages[i].as_ref().is_some_and(check) {
             self.head.stats.forged_replies += 1;
             return ReplyOutcome::Refused;
         }
@@ -171,7 +182,10 @@ impl PendingTable<'_> {
                 self.retry_later(branch, now_ms);
                 ReplyOutcome::RetryLater
             }
-            ReplyKind::Final => ReplyOutcome::Completed(self.release(i)),
+            ReplyKind::Final => match self.release(i) {
+                Some(message) => ReplyOutcome::Completed(message),
+                None => ReplyOutcome::Unknown,
+            },
         }
     }
 
@@ -185,15 +199,16 @@ impl PendingTable<'_> {
         self.head.stats.overflows += 1;
     }
 
-    /// Gives a slot taken with `insert(now, 0)` its data, once the request
-    /// (which carries the branch) is built. False when the slot is gone.
-    pub fn attach(&mut self, branch: &str, data: usize) -> bool {
+    /// Gives a slot taken with `insert` its message, once the request
+    /// (which carries the branch) is built. Gives it back when the slot is
+    /// gone or already has one.
+    pub fn attach(&mut self, branch: &str, message: M) -> Result<(), M> {
         match self.find(branch) {
-            Some(i) if self.slots[i].data == 0 => {
-                self.slots[i].data = data;
-                true
+            Some(i) if self.messages[i].is_none() => {
+                self.messages[i] = Some(message);
+                Ok(())
             }
-            _ => false,
+            _ => Err(message),
         }
     }
 
@@ -221,25 +236,26 @@ impl PendingTable<'_> {
         true
     }
 
-    /// A final reply: removes the message and returns its data (None for a
-    /// late or unknown reply, e.g. to a retransmission).
-    pub fn complete(&mut self, branch: &str) -> Option<usize> {
+    /// Frees the slot `branch` names and returns its message (None for a
+    /// late or unknown reply, e.g. to a retransmission, or a slot whose
+    /// message was never attached).
+    pub fn complete(&mut self, branch: &str) -> Option<M> {
         let i = self.find(branch)?;
-        Some(self.release(i))
+        self.release(i)
     }
 
-    fn release(&mut self, i: usize) -> usize {
-        let data = self.slots[i].data;
+    fn release(&mut self, i: usize) -> Option<M> {
+        let message = self.messages[i].take();
         self.slots[i] = Slot::default();
         self.free[self.head.free_top as usize] = i as u32;
         self.head.free_top += 1;
         self.head.stats.in_flight -= 1;
-        data
+        message
     }
 
     /// What is due at `now_ms`: retransmissions (rescheduled here) and
     /// timeouts (removed here).
-    pub fn due(&mut self, now_ms: u64) -> Due {
+    pub fn due(&mut self, now_ms: u64) -> Due<M> {
         let mut due = Due::default();
         if self.head.stats.in_flight == 0 {
             return due;
@@ -250,13 +266,13 @@ impl PendingTable<'_> {
                 continue;
             }
             if slot.deadline_ms <= now_ms {
-                due.expired.push(self.release(i));
+                due.expired.extend(self.release(i));
                 self.head.stats.timeouts += 1;
-            } else if slot.next_send_ms <= now_ms && slot.data != 0 {
+            } else if slot.next_send_ms <= now_ms && self.messages[i].is_some() {
                 let interval = (slot.interval_ms * 2).min(T2_MS);
                 self.slots[i].interval_ms = interval;
                 self.slots[i].next_send_ms = now_ms + interval;
-                due.retransmit.push((i as u32, slot.data));
+                due.retransmit.extend(self.messages[i].clone());
                 self.head.stats.retransmissions += 1;
             }
         }
@@ -318,24 +334,33 @@ mod tests {
         head: Header,
         slots: Vec<Slot>,
         free: Vec<u32>,
+        messages: Vec<Option<usize>>,
     }
 
     impl Owned {
         fn new(cap: usize) -> Owned {
-            let mut o = Owned { head: Header::default(), slots: vec![Slot::default(); cap], free: vec![0; cap] };
+            let mut o =
+                Owned { head: Header::default(), slots: vec![Slot::default(); cap], free: vec![0; cap], messages: vec![None; cap] };
             o.table().reset();
             o
         }
-        fn table(&mut self) -> PendingTable<'_> {
-            PendingTable { head: &mut self.head, slots: &mut self.slots, free: &mut self.free }
+        fn table(&mut self) -> PendingTable<'_, usize> {
+            PendingTable { head: &mut self.head, slots: &mut self.slots, free: &mut self.free, messages: &mut self.messages }
         }
+    }
+
+    /// Inserts a message and attaches `message` to it at once.
+    fn send(t: &mut PendingTable<'_, usize>, now: u64, message: usize, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
+        let b = t.insert(now, nonce)?;
+        t.attach(&b, message).unwrap();
+        Some(b)
     }
 
     #[test]
     fn a_final_reply_frees_the_slot_at_once() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 77, nonce).unwrap();
+        let b = send(&mut t, 0, 77, nonce).unwrap();
         assert_eq!(t.head.stats.in_flight, 1);
         assert_eq!(t.complete(&b), Some(77));
         assert_eq!(t.head.stats.in_flight, 0);
@@ -348,22 +373,23 @@ mod tests {
     fn data_attached_after_insert_is_what_completes() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 0, nonce).unwrap();
-        // Not yet attached: nothing to retransmit.
+        let b = t.insert(0, nonce).unwrap();
+        // Not yet attached: nothing to retransmit, every reply refused.
         assert!(t.due(T1_MS).retransmit.is_empty());
-        assert!(t.attach(&b, 9));
-        assert!(!t.attach(&b, 10), "attached twice");
-        assert_eq!(t.due(T1_MS * 3).retransmit, vec![(0, 9)]);
+        assert_eq!(t.on_reply(&b, ReplyKind::Final, 0, |_| true), ReplyOutcome::Refused);
+        assert_eq!(t.attach(&b, 9), Ok(()));
+        assert_eq!(t.attach(&b, 10), Err(10), "attached twice");
+        assert_eq!(t.due(T1_MS * 3).retransmit, vec![9]);
         assert_eq!(t.complete(&b), Some(9));
-        assert!(!t.attach(&b, 11), "slot gone");
+        assert_eq!(t.attach(&b, 11), Err(11), "slot gone");
     }
 
     #[test]
     fn a_full_table_refuses_and_counts() {
         let mut o = Owned::new(1);
         let mut t = o.table();
-        assert!(t.insert(0, 1, nonce).is_some());
-        assert!(t.insert(0, 2, nonce).is_none());
+        assert!(send(&mut t, 0, 1, nonce).is_some());
+        assert!(send(&mut t, 0, 2, nonce).is_none());
         assert_eq!(t.head.stats.overflows, 0, "counted only when the caller gives up");
         t.overflowed();
         assert_eq!(t.head.stats.overflows, 1);
@@ -373,9 +399,9 @@ mod tests {
     fn a_reused_slot_ignores_replies_meant_for_its_previous_message() {
         let mut o = Owned::new(1);
         let mut t = o.table();
-        let old = t.insert(0, 1, nonce).unwrap();
+        let old = send(&mut t, 0, 1, nonce).unwrap();
         t.complete(&old).unwrap();
-        let new = t.insert(0, 2, nonce).unwrap();
+        let new = send(&mut t, 0, 2, nonce).unwrap();
         assert_ne!(old, new);
         assert_eq!(t.complete(&old), None);
         assert_eq!(t.complete(&new), Some(2));
@@ -385,7 +411,7 @@ mod tests {
     fn retransmits_on_t1_doubling_to_t2_then_times_out() {
         let mut o = Owned::new(4);
         let mut t = o.table();
-        t.insert(0, 5, nonce).unwrap();
+        send(&mut t, 0, 5, nonce).unwrap();
         let mut sends = Vec::new();
         let mut now = 0;
         while now <= TIMEOUT_MS {
@@ -409,7 +435,7 @@ mod tests {
     fn a_provisional_reply_stops_retransmissions() {
         let mut o = Owned::new(4);
         let mut t = o.table();
-        let b = t.insert(0, 5, nonce).unwrap();
+        let b = send(&mut t, 0, 5, nonce).unwrap();
         assert!(t.provisional(&b));
         assert!(t.due(10_000).retransmit.is_empty());
         assert_eq!(t.due(TIMEOUT_MS).expired, vec![5]);
@@ -419,11 +445,11 @@ mod tests {
     fn a_503_sends_again_later_and_a_final_reply_still_completes() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 5, nonce).unwrap();
+        let b = send(&mut t, 0, 5, nonce).unwrap();
         assert!(t.provisional(&b));
         assert!(t.retry_later(&b, 1000));
         assert!(t.due(1000 + T1_MS - 1).retransmit.is_empty());
-        assert_eq!(t.due(1000 + T1_MS).retransmit, vec![(0, 5)]);
+        assert_eq!(t.due(1000 + T1_MS).retransmit, vec![5]);
         assert_eq!(t.head.stats.retries_after_503, 1);
         assert_eq!(t.complete(&b), Some(5));
         assert!(!t.retry_later(&b, 2000), "gone");
@@ -454,31 +480,31 @@ mod tests {
     fn a_reply_must_carry_the_nonce_and_pass_the_check() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, 7, nonce).unwrap();
+        let b = send(&mut t, 0, 7, nonce).unwrap();
         let (index, seq, n) = parse_branch(&b).unwrap();
         // The branch an attacker would guess from slot and sequence alone.
         let guessed = branch(index, seq, n ^ 1);
         assert_eq!(t.on_reply(&guessed, ReplyKind::Final, 0, |_| true), ReplyOutcome::Unknown);
         assert_eq!(t.on_reply(&branch(index, seq, 0), ReplyKind::Provisional, 0, |_| true), ReplyOutcome::Unknown);
         // The right branch from the wrong source changes nothing but a counter.
-        assert_eq!(t.on_reply(&b, ReplyKind::Final, 0, |data| data == 8), ReplyOutcome::Refused);
+        assert_eq!(t.on_reply(&b, ReplyKind::Final, 0, |&data| data == 8), ReplyOutcome::Refused);
         assert_eq!(t.on_reply(&b, ReplyKind::Busy, 0, |_| false), ReplyOutcome::Refused);
         assert_eq!(t.head.stats.forged_replies, 2);
         assert_eq!(t.head.stats.retries_after_503, 0);
         assert_eq!(t.due(T1_MS).retransmit.len(), 1, "still retransmitted");
-        assert_eq!(t.on_reply(&b, ReplyKind::Provisional, 0, |data| data == 7), ReplyOutcome::Stopped);
+        assert_eq!(t.on_reply(&b, ReplyKind::Provisional, 0, |&data| data == 7), ReplyOutcome::Stopped);
         assert_eq!(t.on_reply(&b, ReplyKind::Busy, 10, |_| true), ReplyOutcome::RetryLater);
-        assert_eq!(t.on_reply(&b, ReplyKind::Final, 20, |data| data == 7), ReplyOutcome::Completed(7));
+        assert_eq!(t.on_reply(&b, ReplyKind::Final, 20, |&data| data == 7), ReplyOutcome::Completed(7));
         assert_eq!(t.on_reply(&b, ReplyKind::Final, 30, |_| true), ReplyOutcome::Unknown, "late");
     }
 
     #[test]
     fn a_restarted_node_ignores_replies_to_its_previous_run() {
         let mut first = Owned::new(2);
-        let old = first.table().insert(0, 1, |_, _| 0x1111).unwrap();
+        let old = send(&mut first.table(), 0, 1, |_, _| 0x1111).unwrap();
         // Same slot and sequence after a restart, another key.
         let mut second = Owned::new(2);
-        let new = second.table().insert(0, 2, |_, _| 0x2222).unwrap();
+        let new = send(&mut second.table(), 0, 2, |_, _| 0x2222).unwrap();
         assert_ne!(old, new);
         assert_eq!(second.table().on_reply(&old, ReplyKind::Final, 0, |_| true), ReplyOutcome::Unknown);
     }

@@ -11,7 +11,7 @@ use dmq_core::discovery::SrvTarget;
 use dmq_core::nodes::MAX_ADDRESSES;
 
 use crate::host::addr;
-use crate::raw;
+use crate::host::raw;
 
 /// RFC 2782's record type number for SRV.
 const T_SRV: i32 = 33;

@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 
-use crate::raw;
+use crate::host::raw;
 
 /// An event route the script defines.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! Kamailio's `str` (pointer + length, not NUL-terminated).
 
-use crate::raw::str_;
+use crate::host::raw::str_;
 
 /// The bytes of a Kamailio `str`; empty for a NULL or negative-length one.
 ///

@@ -5,13 +5,13 @@
 use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
-use crate::raw;
+use crate::host::raw;
 
 /// A lock allocated in shm. Only a pointer, so it can be embedded in other
 /// shm structures; every process inherits it through fork.
 #[repr(transparent)]
 #[derive(Clone, Copy)]
-pub struct ShmLock(*mut c_void);
+pub(in crate::host) struct ShmLock(*mut c_void);
 
 // SAFETY: the lock is process-shared by design; the pointer is valid in
 // every process of the tree (allocated before fork, never freed).
@@ -51,7 +51,7 @@ impl ShmLock {
 }
 
 /// Holds a [`ShmLock`]; releases it on drop.
-pub struct ShmLockGuard(*mut c_void);
+pub(in crate::host) struct ShmLockGuard(*mut c_void);
 
 impl Drop for ShmLockGuard {
     fn drop(&mut self) {

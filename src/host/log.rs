@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 
-use crate::raw;
+use crate::host::raw;
 
 /// Kamailio's log levels (core/dprint.h).
 pub const L_ERR: i32 = -1;

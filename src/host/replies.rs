@@ -10,7 +10,7 @@ use std::ffi::{c_int, c_uint, c_void};
 
 use crate::host::panic_guard::guard;
 use crate::host::sip_msg::SipMsg;
-use crate::raw;
+use crate::host::raw;
 
 /// What a reply hook did with a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

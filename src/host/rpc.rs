@@ -2,7 +2,7 @@
 
 use std::ffi::{c_void, CString};
 
-use crate::raw;
+use crate::host::raw;
 
 /// One RPC call in progress: the core's function table and reply context.
 pub struct RpcCall {

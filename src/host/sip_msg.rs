@@ -1,10 +1,15 @@
 //! Read access to a received SIP message, and replies to it through sl.
 
+use std::ffi::c_int;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::host::addr;
+use crate::host::api::Sl;
 use crate::host::kstr;
-use crate::raw;
+use crate::host::raw;
+use crate::host::shm::ShmData;
 
 /// A SIP message the core handed to a script function or a tm callback,
 /// valid for the duration of that call.
@@ -107,8 +112,20 @@ impl SipMsg {
         }
     }
 
+    /// The message as received (its buffer, without the core's NUL).
+    pub fn raw_bytes(&self) -> &[u8] {
+        // SAFETY: live message; buf holds len bytes for its life.
+        unsafe { std::slice::from_raw_parts((*self.0).buf as *const u8, (*self.0).len as usize) }
+    }
+
+    /// Where and how the message was received (decides where replies go).
+    pub fn receive_info(&self) -> ReceiveInfo {
+        // SAFETY: live message; a plain copy of its receive info.
+        ReceiveInfo(unsafe { (*self.0).rcv })
+    }
+
     /// Replies statelessly through sl, with an optional body.
-    pub fn reply(&self, sl: &raw::sl_api_t, code: i32, reason: &str, body: Option<(&[u8], &str)>) -> bool {
+    pub fn reply(&self, sl: &Sl, code: i32, reason: &str, body: Option<(&[u8], &str)>) -> bool {
         if let Some((body, content_type)) = body {
             let header = format!("Content-Type: {content_type}\r\n");
             // SAFETY: add_lump_rpl copies the bytes into its own pkg memory.
@@ -121,13 +138,72 @@ impl SipMsg {
                 log::error!("cannot add the reply body");
             }
         }
-        let Some(freply) = sl.freply else { return false };
+        let Some(freply) = sl.0.freply else { return false };
         let mut reason = kstr::borrowed(reason.as_bytes());
         // SAFETY: live message; sl copies the reason into the reply.
         unsafe { freply(self.0, code, &mut reason) >= 0 }
     }
 
-    pub fn as_ptr(&self) -> *mut raw::sip_msg {
+    pub(in crate::host) fn as_ptr(&self) -> *mut raw::sip_msg {
         self.0
+    }
+}
+
+/// A message's receive info (socket, source, protocol), kept with a queued
+/// message so its reply goes where a reply to the original would.
+#[derive(Clone, Copy)]
+pub struct ReceiveInfo(raw::receive_info);
+
+// SAFETY: addresses, ports and a pointer into the core's socket list (made
+// before fork, never freed): the same in every process.
+unsafe impl ShmData for ReceiveInfo {}
+
+/// A message parsed by us from bytes (a queued KDMQ), in this process's pkg
+/// memory; it points into the bytes it was parsed from and is freed on drop.
+pub struct OwnedSipMsg<'a> {
+    /// A leaked Box, taken back on drop.
+    view: SipMsg,
+    _bytes: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+static MSG_ID: AtomicU32 = AtomicU32::new(1);
+
+impl<'a> OwnedSipMsg<'a> {
+    /// Parses `bytes` (the message, then one NUL byte, as the core's
+    /// parsers expect of a receive buffer) with every header, as consumers
+    /// expect of a message handed to them; `rcv` says where it came from.
+    pub fn parse(bytes: &'a mut [u8], rcv: ReceiveInfo) -> Option<OwnedSipMsg<'a>> {
+        let (0, len) = (*bytes.last()?, bytes.len() - 1) else { return None };
+        let mut msg = Box::new(raw::sip_msg::default());
+        let id = MSG_ID.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the buffer outlives the message ('a); the core's parser
+        // reads up to its NUL.
+        let built = unsafe { raw::build_sip_msg_from_buf(&mut *msg, bytes.as_mut_ptr() as *mut _, len as c_int, id) } >= 0;
+        // SAFETY: msg was just built from the buffer.
+        if !built || unsafe { raw::dmq_rs_parse_all_headers(&mut *msg) } < 0 {
+            // SAFETY: frees what parsing allocated so far (pkg), once.
+            unsafe { raw::free_sip_msg(&mut *msg) };
+            return None;
+        }
+        msg.rcv = rcv.0;
+        Some(OwnedSipMsg { view: SipMsg(Box::into_raw(msg)), _bytes: std::marker::PhantomData })
+    }
+}
+
+impl Deref for OwnedSipMsg<'_> {
+    type Target = SipMsg;
+    fn deref(&self) -> &SipMsg {
+        &self.view
+    }
+}
+
+impl Drop for OwnedSipMsg<'_> {
+    fn drop(&mut self) {
+        // SAFETY: frees the pkg parts (headers, lumps) once, then the Box
+        // leaked in `parse`; the bytes are the caller's.
+        unsafe {
+            raw::free_sip_msg(self.view.0);
+            drop(Box::from_raw(self.view.0));
+        }
     }
 }

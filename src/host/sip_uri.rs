@@ -4,7 +4,7 @@
 pub use dmq_core::protocol::Transport;
 
 use crate::host::kstr;
-use crate::raw;
+use crate::host::raw;
 
 /// Kamailio's `enum sip_protos` as our transport; no transport parameter
 /// (and anything unknown) means UDP on the wire, as in the stock module.

@@ -1,7 +1,7 @@
 //! The sockets Kamailio listens on.
 
 use crate::host::kstr;
-use crate::raw;
+use crate::host::raw;
 
 /// One of the core's listening sockets. Found once in mod_init: the core
 /// builds its socket list before mod_init and never frees it, and every

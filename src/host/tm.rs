@@ -1,11 +1,14 @@
 //! Sending KDMQ requests through tm (`t_request`), with a reply callback that
 //! tm runs in whichever process sees the final reply (or the 408 timeout).
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 
+use crate::host::api::Tm;
 use crate::host::kstr;
+use crate::host::raw;
+use crate::host::shm::{ShmBlock, ShmData};
 use crate::host::sip_msg::SipMsg;
-use crate::raw;
+use crate::host::socket::LocalSocket;
 
 /// A request to send.
 pub struct KdmqRequest<'a> {
@@ -20,107 +23,153 @@ pub struct KdmqRequest<'a> {
     pub socket: &'a str,
 }
 
-/// Called with the final reply code (408 on timeout), the reply as tm gives
-/// it (NULL or FAKED_REPLY for a local timeout: see [`reply_msg`]) and the
-/// bytes given at send time.
-pub type ReplyHandler = fn(code: i32, reply: *mut raw::sip_msg, context: &[u8]);
+/// A reply as tm (or the in-flight table) hands it to a reply handler:
+/// a received reply, or none (tm's FAKED_REPLY: a local timeout, or a
+/// message that could not be sent again). Valid during the handler.
+#[derive(Clone, Copy)]
+pub struct TmReply<'a> {
+    msg: *mut raw::sip_msg,
+    _call: std::marker::PhantomData<&'a SipMsg>,
+}
 
-/// tm's marker for "no reply: a local timeout" (FAKED_REPLY), passed to
-/// reply callbacks instead of a message.
-pub const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
+/// tm's marker for "no reply: a local timeout" (FAKED_REPLY).
+const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
 
-/// The reply as a message, None for NULL or tm's FAKED_REPLY (a local timeout).
-///
-/// # Safety
-/// `reply` must be NULL, FAKED_REPLY, or a reply alive for as long as the
-/// returned value is used (as in the tm callback that received it).
-pub unsafe fn reply_msg(reply: *mut raw::sip_msg) -> Option<SipMsg> {
-    if reply.is_null() || reply == FAKED_REPLY {
-        return None;
+impl<'a> TmReply<'a> {
+    /// No reply (a timeout): consumers receive tm's FAKED_REPLY marker.
+    pub fn none() -> TmReply<'static> {
+        TmReply { msg: FAKED_REPLY, _call: std::marker::PhantomData }
     }
-    // SAFETY: per the caller's promise.
-    unsafe { SipMsg::new(reply) }
+
+    pub fn received(msg: &'a SipMsg) -> TmReply<'a> {
+        TmReply { msg: msg.as_ptr(), _call: std::marker::PhantomData }
+    }
+
+    /// The reply as a message; None for none.
+    pub fn msg(&self) -> Option<SipMsg> {
+        if self.msg.is_null() || self.msg == FAKED_REPLY {
+            return None;
+        }
+        // SAFETY: a reply alive for 'a (from `received`, or tm's callback).
+        unsafe { SipMsg::new(self.msg) }
+    }
+
+    /// What consumers' C callbacks receive.
+    pub(in crate::host) fn as_ptr(&self) -> *mut raw::sip_msg {
+        self.msg
+    }
 }
 
-/// The tm callback parameter: lives in shm because the reply may be handled
-/// by another process. Layout: handler, context length, context bytes.
-#[repr(C)]
-struct CallbackParam {
-    handler: ReplyHandler,
-    len: usize,
-    // followed by `len` bytes
+/// Called with the final reply code (408 on timeout), the reply and the
+/// bytes given at send time.
+pub type ReplyHandler = fn(code: i32, reply: TmReply<'_>, context: &[u8]);
+
+crate::shm_data! {
+    /// The tm callback parameter's header: it lives in shm because the
+    /// reply may be handled by another process; the context bytes follow.
+    #[derive(Clone, Copy)]
+    struct CallbackParam {
+        handler: ReplyHandler,
+    }
 }
+
+// SAFETY: a function pointer into this module, loaded before fork.
+#[allow(unsafe_code)]
+unsafe impl ShmData for ReplyHandler {}
 
 unsafe extern "C" fn on_reply(_t: *mut raw::cell, _type: c_int, params: *mut raw::tmcb_params) {
     crate::host::panic_guard::guard("KDMQ reply callback", (), || {
         // SAFETY: tm passes valid params for TMCB_LOCAL_COMPLETED; *param is
-        // the CallbackParam we allocated in `send`, used exactly once here.
-        unsafe {
+        // the block `request` handed over, taken back exactly once here.
+        let (block, code, reply) = unsafe {
             if params.is_null() || (*params).param.is_null() {
                 return;
             }
-            let cbp = *(*params).param as *mut CallbackParam;
-            if cbp.is_null() {
-                return;
-            }
-            let code = (*params).code;
-            let reply = (*params).rpl;
-            let context = std::slice::from_raw_parts((cbp as *const u8).add(std::mem::size_of::<CallbackParam>()), (*cbp).len);
-            let handler = (*cbp).handler;
-            // Free even if the handler panics.
-            struct Free(*mut c_void);
-            impl Drop for Free {
-                fn drop(&mut self) {
-                    // SAFETY: allocated with shm_malloc in `send`, freed once.
-                    unsafe { raw::dmq_rs_shm_free(self.0) }
-                }
-            }
-            let _free = Free(cbp as *mut c_void);
+            let block = ShmBlock::<CallbackParam>::from_raw(*(*params).param);
             *(*params).param = std::ptr::null_mut();
-            handler(code, reply, context);
-        }
+            (block, (*params).code, (*params).rpl)
+        };
+        // Freed when dropped, even if the handler panics.
+        let Some(block) = block else { return };
+        let reply = TmReply { msg: reply, _call: std::marker::PhantomData };
+        (block.header().handler)(code, reply, block.bytes());
     })
 }
 
-/// Sends one KDMQ request; `handler` runs on its final reply.
-pub fn send(tm: &raw::tm_binds, req: &KdmqRequest<'_>, handler: ReplyHandler, context: &[u8]) -> Result<(), String> {
-    let t_request = tm.t_request.ok_or("tm has no t_request")?;
-    let size = std::mem::size_of::<CallbackParam>() + context.len();
-    // SAFETY: plain shm allocation; freed by on_reply or below on failure.
-    let cbp = unsafe { raw::dmq_rs_shm_malloc(size) } as *mut CallbackParam;
-    if cbp.is_null() {
-        return Err("out of shm for the callback parameter".into());
+impl Tm {
+    /// Sends one KDMQ request; `handler` runs on its final reply.
+    pub fn request(&self, req: &KdmqRequest<'_>, handler: ReplyHandler, context: &[u8]) -> Result<(), String> {
+        let t_request = self.0.t_request.ok_or("tm has no t_request")?;
+        let param = ShmBlock::new(CallbackParam { handler }, &[context]).ok_or("out of shm for the callback parameter")?;
+        let headers = format!("Max-Forwards: {}\r\nContent-Type: {}\r\n", req.max_forwards, req.content_type);
+        let mut method = kstr::borrowed(b"KDMQ");
+        let mut headers = kstr::borrowed(headers.as_bytes());
+        let mut body = kstr::borrowed(req.body);
+        let mut socket = kstr::borrowed(req.socket.as_bytes());
+        let mut to = kstr::borrowed(req.to.as_bytes());
+        let mut from = kstr::borrowed(req.from.as_bytes());
+        let cbp = param.into_raw();
+        let mut uac = raw::uac_req_t {
+            method: &mut method,
+            headers: &mut headers,
+            body: &mut body,
+            ssock: &mut socket,
+            cb_flags: 1 << raw::TMCB_LOCAL_COMPLETED_N,
+            cb: Some(on_reply),
+            cbp,
+            ..Default::default()
+        };
+        let to_ptr: *mut raw::str_ = &mut to;
+        // SAFETY: every str points to memory alive for the call; tm copies
+        // what it keeps (the request buffer) and owns cbp from here on when
+        // it succeeds.
+        let rc = unsafe { t_request(&mut uac, to_ptr, to_ptr, &mut from, std::ptr::null_mut()) };
+        if rc < 0 {
+            // SAFETY: tm did not take the parameter: ours again, freed on drop.
+            drop(unsafe { ShmBlock::<CallbackParam>::from_raw(cbp) });
+            return Err(format!("t_request to {} failed ({rc})", req.to));
+        }
+        Ok(())
     }
-    // SAFETY: cbp has room for the header plus context bytes.
-    unsafe {
-        cbp.write(CallbackParam { handler, len: context.len() });
-        std::ptr::copy_nonoverlapping(context.as_ptr(), (cbp as *mut u8).add(std::mem::size_of::<CallbackParam>()), context.len());
+
+    /// Relays `msg` statefully to each of `uris` from `socket` (the script's
+    /// request, in a request route): one branch per URI, as the stock
+    /// module's dmq_t_replicate does. Errors name the URI that failed; a
+    /// branch that cannot be added is logged and skipped.
+    pub fn replicate(&self, msg: &SipMsg, socket: LocalSocket, uris: &[String]) -> Result<(), String> {
+        let t_replicate = self.0.t_replicate.ok_or("tm has no t_replicate")?;
+        // SAFETY: the message of this script call; the socket is the core's.
+        unsafe { raw::dmq_rs_set_force_socket(msg.as_ptr(), socket.as_ptr() as *mut _) };
+        for (i, uri) in uris.iter().enumerate() {
+            if i > 0 {
+                // SAFETY: adds an empty branch bound to our socket, as the
+                // stock module does before each further t_replicate.
+                let rc = unsafe {
+                    raw::append_branch(
+                        msg.as_ptr(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        -1, // Q_UNSPECIFIED
+                        0,
+                        socket.as_ptr(),
+                        std::ptr::null_mut(),
+                        0,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                if rc == -1 {
+                    log::error!("cannot append a branch for {uri}");
+                    continue;
+                }
+            }
+            let mut suri = kstr::borrowed(uri.as_bytes());
+            // SAFETY: tm's t_replicate on the script's message; it copies the URI.
+            if unsafe { t_replicate(msg.as_ptr(), &mut suri) } < 0 {
+                return Err(format!("t_replicate to {uri} failed"));
+            }
+        }
+        Ok(())
     }
-    let headers = format!("Max-Forwards: {}\r\nContent-Type: {}\r\n", req.max_forwards, req.content_type);
-    let mut method = kstr::borrowed(b"KDMQ");
-    let mut headers = kstr::borrowed(headers.as_bytes());
-    let mut body = kstr::borrowed(req.body);
-    let mut socket = kstr::borrowed(req.socket.as_bytes());
-    let mut to = kstr::borrowed(req.to.as_bytes());
-    let mut from = kstr::borrowed(req.from.as_bytes());
-    let mut uac = raw::uac_req_t {
-        method: &mut method,
-        headers: &mut headers,
-        body: &mut body,
-        ssock: &mut socket,
-        cb_flags: 1 << raw::TMCB_LOCAL_COMPLETED_N,
-        cb: Some(on_reply),
-        cbp: cbp as *mut c_void,
-        ..Default::default()
-    };
-    let to_ptr: *mut raw::str_ = &mut to;
-    // SAFETY: every str points to memory alive for the call; tm copies what it
-    // keeps (the request buffer) and owns cbp from here on when it succeeds.
-    let rc = unsafe { t_request(&mut uac, to_ptr, to_ptr, &mut from, std::ptr::null_mut()) };
-    if rc < 0 {
-        // SAFETY: tm did not take the parameter; free it once.
-        unsafe { raw::dmq_rs_shm_free(cbp as *mut c_void) };
-        return Err(format!("t_request to {} failed ({rc})", req.to));
-    }
-    Ok(())
 }

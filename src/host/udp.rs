@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use crate::host::addr;
 
 use crate::host::socket::LocalSocket;
-use crate::raw;
+use crate::host::raw;
 
 /// Sends `buf` from `socket` (a UDP socket: others are refused) to `to`.
 pub fn send_from(socket: LocalSocket, to: SocketAddr, buf: &[u8]) -> Result<(), String> {

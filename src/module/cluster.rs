@@ -1,24 +1,24 @@
 //! The DMQ bus: the node list in shm, node notifications in and out, pings.
 
-use std::ffi::{c_uint, c_void};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dmq_core::nodes::{FailurePolicy, NodeEvent, NodeList};
-use dmq_core::protocol::{self, NodeLine, NodeUri};
+use dmq_core::nodes::{FailurePolicy, Node, NodeEvent, NodeList};
+use dmq_core::protocol::{self, NodeLine, NodeStatus, NodeUri};
 
 use crate::host::dns;
 use crate::host::log::RateLimit;
 use crate::host::shm::ShmStore;
 use crate::host::sip_msg::SipMsg;
-use crate::host::tm::{self, KdmqRequest};
+use crate::host::process;
+use crate::host::tm::{KdmqRequest, TmReply};
 use crate::host::udp;
-use crate::raw;
 
-use super::lifecycle::{module, Module};
+use super::peers;
+use super::state::{module, Module};
 
 /// Room for the serialized node list: a full list of MAX_NODES always fits.
 const NODE_STORE_CAPACITY: usize = dmq_core::nodes::MAX_ENCODED_LEN;
@@ -200,7 +200,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             max_forwards,
             socket: &m.server_socket,
         };
-        if let Err(e) = tm::send(&m.tm, &req, on_notification_reply, reply_context(round, target).as_bytes()) {
+        if let Err(e) = m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
             log::error!("cannot notify {target}: {e}");
         }
     }
@@ -208,9 +208,8 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
 
 /// Reply to one of our notifications: 200 makes the node active and merges
 /// the list it sent back; 408 (no answer) counts as a failure.
-fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
-    // SAFETY: the reply tm passes to this callback, alive while it runs.
-    let reply = unsafe { tm::reply_msg(reply) };
+fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
+    let reply = reply.msg();
     let Some(m) = module() else { return };
     let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {
@@ -235,7 +234,7 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
         .unwrap_or_default();
         refuse_nodes(refused, || format!("the reply of {node}"));
         report_events(m, &events);
-        super::peers::cluster_reached();
+        peers::cluster_reached();
     } else if code == 408 {
         let seed = is_seed(m, &node);
         let events = with_nodes(|list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
@@ -248,6 +247,17 @@ fn on_notification_reply(code: i32, reply: *mut raw::sip_msg, context: &[u8]) {
             with_nodes(|list| list.ping_refused(&node, round));
         }
     }
+}
+
+/// The listed node for `uri`, or a stand-in when it has left the list
+/// meanwhile (consumers' callbacks still get a node).
+pub fn node_or_stand_in(uri: &NodeUri) -> Node {
+    read_nodes(|list| list.find(uri).cloned()).flatten().unwrap_or_else(|| Node::new(uri.clone(), NodeStatus::Disabled))
+}
+
+/// The listed node for `uri`.
+pub fn find_node(uri: &NodeUri) -> Option<Node> {
+    read_nodes(|list| list.find(uri).cloned()).flatten()
 }
 
 /// The node a KDMQ request comes from: its From URI (`sip:<peer>@node`).
@@ -287,7 +297,7 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     if outcome.news > 0 && max_forwards - 1 > 0 {
         send_notification(m, &targets, &our_body, max_forwards - 1, 0);
     }
-    super::peers::cluster_reached();
+    peers::cluster_reached();
     ok
 }
 
@@ -318,23 +328,21 @@ static PING_ROUND: AtomicU32 = AtomicU32::new(0);
 
 /// The ping timer: every `ping_interval`, count the nodes that did not answer
 /// the last ping, then notify all nodes, inactive included.
-pub unsafe extern "C" fn ping_timer(_ticks: c_uint, _param: *mut c_void) {
-    crate::host::panic_guard::guard("ping timer", (), || {
-        let Some(m) = module() else { return };
-        let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
-        // Names are looked up again every round (here, in the timer process,
-        // not in the SIP workers): a node may move to another address.
-        let addresses = look_up(read_nodes(|list| list.named_nodes()).unwrap_or_default());
-        let (events, body, targets) = with_nodes(|list| {
-            add_seeds(m, list);
-            list.set_addresses(&addresses);
-            let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
-            (events, list.notification_body(), targets)
-        })
-        .unwrap_or_default();
-        report_events(m, &events);
-        send_notification(m, &targets, &body, 1, round);
+fn ping_timer() {
+    let Some(m) = module() else { return };
+    let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
+    // Names are looked up again every round (here, in the timer process,
+    // not in the SIP workers): a node may move to another address.
+    let addresses = look_up(read_nodes(|list| list.named_nodes()).unwrap_or_default());
+    let (events, body, targets) = with_nodes(|list| {
+        add_seeds(m, list);
+        list.set_addresses(&addresses);
+        let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
+        (events, list.notification_body(), targets)
     })
+    .unwrap_or_default();
+    report_events(m, &events);
+    send_notification(m, &targets, &body, 1, round);
 }
 
 /// Shutdown (main process, after the children are gone): tell the active
@@ -374,9 +382,5 @@ pub fn announce_leave(m: &Module) {
 
 /// Starts the ping timer (mod_init).
 pub fn start_ping_timer(interval: u32) -> Result<(), String> {
-    // SAFETY: registers a static callback with the core's timer process.
-    if unsafe { raw::register_timer(Some(ping_timer), std::ptr::null_mut(), interval) } < 0 {
-        return Err("cannot register the ping timer".into());
-    }
-    Ok(())
+    process::register_core_timer(interval, ping_timer).map_err(|e| format!("the ping timer: {e}"))
 }

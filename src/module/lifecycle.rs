@@ -1,70 +1,19 @@
 //! mod_init, child_init and destroy.
 
-use std::ffi::c_int;
-use std::sync::OnceLock;
-
-use dmq_core::config::{self, Config};
+use dmq_core::config;
 use dmq_core::discovery;
 use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::api::{self, BindError};
 use crate::host::dns;
 use crate::host::events::{self, EventRoute};
-use crate::host::panic_guard::guard;
+use crate::host::export::core_version;
+use crate::host::process::Rank;
 use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
-use crate::raw;
 
-/// Everything mod_init settles. Set once in the main process before fork, so
-/// every process has its own identical, immutable copy.
-pub struct Module {
-    pub config: Config,
-    /// The socket DMQ sends from ("udp:127.0.0.2:5090").
-    pub server_socket: String,
-    /// The same, as the core's socket (resolved once).
-    pub server_sock: LocalSocket,
-    /// What the Via of a request sent from that socket names (`host:port`).
-    pub server_sent_by: String,
-    /// Whether that socket is UDP (peer messages skip tm only then).
-    pub server_is_udp: bool,
-    pub tm: raw::tm_binds,
-    pub sl: raw::sl_api_t,
-    /// This node as it appears in notification bodies.
-    pub local_uri: NodeUri,
-    /// The `notification_address` nodes (never deleted, only marked).
-    pub notification_uris: Vec<NodeUri>,
-    pub routes: NodeRoutes,
-}
-
-/// The script's `event_route[dmq:node-active]` and `[dmq:node-inactive]`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NodeRoutes {
-    pub node_active: Option<EventRoute>,
-    pub node_inactive: Option<EventRoute>,
-}
-
-// SAFETY: tm_binds/sl_api_t hold function pointers into loaded modules; they
-// are written once in mod_init and then only read, one thread per process.
-unsafe impl Send for Module {}
-// SAFETY: as above.
-unsafe impl Sync for Module {}
-
-static MODULE: OnceLock<Module> = OnceLock::new();
-
-/// The initialized module (None before mod_init succeeded).
-pub fn module() -> Option<&'static Module> {
-    MODULE.get()
-}
-
-pub unsafe extern "C" fn mod_init() -> c_int {
-    guard("mod_init", -1, || match init() {
-        Ok(()) => 0,
-        Err(line) => {
-            log::error!("{line}");
-            -1
-        }
-    })
-}
+use super::state::{self, Module, NodeRoutes};
+use super::{cluster, in_flight, messaging, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -73,13 +22,11 @@ fn bind_error(err: BindError) -> String {
     }
 }
 
-fn init() -> Result<(), String> {
+/// mod_init: checks the parameters, binds tm and sl, makes every shm
+/// structure and registers the processes and timers, before fork.
+pub fn init() -> Result<(), String> {
     crate::host::log::init();
-    log::info!(
-        "dmq_rs {} (Rust DMQ module) starting in {}",
-        env!("CARGO_PKG_VERSION"),
-        String::from_utf8_lossy(&raw::core_version::MODULE_VERSION[..raw::core_version::MODULE_VERSION.len() - 1])
-    );
+    log::info!("dmq_rs {} (Rust DMQ module) starting in {}", env!("CARGO_PKG_VERSION"), core_version());
     let (config, adjustments) = super::params::raw_params().validate().map_err(|e| e.to_string())?;
     log::debug!("parameters: {config:?}");
     for a in adjustments {
@@ -139,13 +86,12 @@ fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
-    super::cluster::init(local_uri.clone())?;
-    super::peers::init()?;
-    super::workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
-    super::in_flight::init()?;
-    super::messaging::init()?;
-    super::cluster::start_ping_timer(config.ping_interval)?;
-    super::rpc_commands::register()?;
+    cluster::init(local_uri.clone())?;
+    peers::init()?;
+    workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
+    in_flight::init()?;
+    messaging::init()?;
+    cluster::start_ping_timer(config.ping_interval)?;
 
     log::info!(
         "dmq_rs: server {} on {}, channel {}, {} worker(s), ping every {}s, {} notification address(es)",
@@ -158,35 +104,28 @@ fn init() -> Result<(), String> {
     );
     let module =
         Module { config, server_socket, server_sock, server_sent_by, server_is_udp, tm, sl, local_uri, notification_uris, routes };
-    MODULE.set(module).map_err(|_| "mod_init ran twice".to_string())?;
+    state::set(module)
+}
+
+/// child_init: the main process forks the DMQ workers and the
+/// retransmission timer; the first SIP worker asks the seeds for the cluster.
+pub fn child_init(rank: Rank) -> Result<(), String> {
+    log::debug!("child_init rank {}", rank.number());
+    in_flight::note_process_rank(rank);
+    let Some(m) = state::module() else { return Ok(()) };
+    if rank.is_main() {
+        workers::start(m)?;
+        messaging::start_timer()?;
+    }
+    if rank.is_sip_init() {
+        cluster::notify_seeds(m);
+    }
     Ok(())
 }
 
-pub unsafe extern "C" fn child_init(rank: c_int) -> c_int {
-    guard("child_init", -1, || {
-        log::debug!("child_init rank {rank}");
-        super::in_flight::note_process_rank(rank);
-        if rank == raw::PROC_MAIN as c_int {
-            if let Some(m) = module() {
-                if let Err(e) = super::workers::start(m).and_then(|()| super::in_flight::start_timer()) {
-                    log::error!("{e}");
-                    return -1;
-                }
-            }
-        }
-        if rank == raw::PROC_SIPINIT as c_int {
-            if let Some(m) = module() {
-                super::cluster::notify_seeds(m);
-            }
-        }
-        0
-    })
-}
-
-pub unsafe extern "C" fn destroy() {
-    guard("destroy", (), || {
-        if let Some(m) = module() {
-            super::cluster::announce_leave(m);
-        }
-    })
+/// destroy: tell the active nodes we are leaving.
+pub fn destroy() {
+    if let Some(m) = state::module() {
+        cluster::announce_leave(m);
+    }
 }

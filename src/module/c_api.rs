@@ -1,0 +1,37 @@
+//! What the `bind_dmq` API does, in plain Rust: `host::dmq_api` converts
+//! the consumers' C arguments and calls these.
+
+use dmq_core::nodes::Node;
+use dmq_core::protocol::{NodeStatus, NodeUri};
+
+use crate::host::dmq_api::{ApiMessage, DmqApi, Peer, PeerSpec};
+
+use super::{cluster, messaging, peers};
+
+/// The module's side of `dmq_api_t`.
+pub enum Api {}
+
+impl DmqApi for Api {
+    fn register_peer(spec: &PeerSpec<'_>) -> Option<Peer> {
+        peers::register(spec)
+    }
+
+    fn bcast_message(message: ApiMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
+        let targets = messaging::active_targets(except.as_ref());
+        send(message, &targets)
+    }
+
+    fn send_message(message: ApiMessage<'_>, node: NodeUri) -> Result<(), String> {
+        // A node that left the list meanwhile is still tried (through tm).
+        let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+        send(message, &[target])
+    }
+
+    fn find_node(uri: &NodeUri) -> Option<Node> {
+        cluster::find_node(uri)
+    }
+}
+
+fn send(message: ApiMessage<'_>, targets: &[Node]) -> Result<(), String> {
+    messaging::send_to(&message.peer.id(), targets, message.body, message.content_type, message.max_forwards, message.callback)
+}
