@@ -74,7 +74,6 @@ crate::shm_data! {
 }
 
 // SAFETY: a function pointer into this module, loaded before fork.
-#[allow(unsafe_code)]
 unsafe impl ShmData for ReplyHandler {}
 
 unsafe extern "C" fn on_reply(_t: *mut raw::cell, _type: c_int, params: *mut raw::tmcb_params) {
