@@ -24,7 +24,7 @@ impl RpcCall {
     /// # Safety
     /// `rpc` and `ctx` must be the pointers the core passed to an RPC handler,
     /// used only during that call.
-    pub unsafe fn new(rpc: *mut raw::rpc_t, ctx: *mut c_void) -> RpcCall {
+    pub(in crate::host) unsafe fn new(rpc: *mut raw::rpc_t, ctx: *mut c_void) -> RpcCall {
         RpcCall { rpc, ctx }
     }
 

@@ -35,7 +35,7 @@ impl SipMsg {
     /// # Safety
     /// `msg` must be a live sip_msg from the core, used only during the call
     /// that received it.
-    pub unsafe fn new(msg: *mut raw::sip_msg) -> Option<SipMsg> {
+    pub(in crate::host) unsafe fn new(msg: *mut raw::sip_msg) -> Option<SipMsg> {
         (!msg.is_null()).then_some(SipMsg(msg))
     }
 

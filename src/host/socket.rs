@@ -39,7 +39,7 @@ impl LocalSocket {
         Some((text, proto as raw::sip_protos == raw::sip_protos_PROTO_UDP))
     }
 
-    pub fn as_ptr(self) -> *mut raw::socket_info {
+    pub(in crate::host) fn as_ptr(self) -> *mut raw::socket_info {
         self.0
     }
 }
