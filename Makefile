@@ -28,8 +28,13 @@ BUILT := target/kamailio-6.0/release/libdmq_rs.so
 else
 $(error KAMAILIO=$(KAMAILIO): known are 6.0, or nothing for the machine's Kamailio)
 endif
-# Where the installed Kamailio keeps its modules (next to tm.so).
+# Where the installed Kamailio keeps its modules (next to tm.so); for 6.0,
+# the same place in the Debian 13 root.
+ifeq ($(KAMAILIO),6.0)
+KAMAILIO_MODDIR ?= $(shell d=$$(chroot .cache/debian13-root dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1) && [ -n "$$d" ] && echo "$(CURDIR)/.cache/debian13-root$$(dirname $$d)")
+else
 KAMAILIO_MODDIR ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1)" 2>/dev/null)
+endif
 
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
