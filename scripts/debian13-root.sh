@@ -84,6 +84,11 @@ if ! root_ok "$root"; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >&2
     }
     [ -f /usr/share/debootstrap/scripts/$SUITE ] || die "this debootstrap does not know $SUITE"
+    # Debian 12's first keyring predates the Debian 13 archive keys.
+    [ -f /usr/share/keyrings/debian-archive-$SUITE-stable.gpg ] || {
+        say "updating debian-archive-keyring (for the $SUITE keys)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debian-archive-keyring >&2
+    }
     clean_tmp
     tmp="$cache/debian13-root.tmp.$$"
     say "debootstrap $SUITE into $root from $mirror (about a minute)"
