@@ -159,6 +159,7 @@ fn rolling_upgrade_from_5_6_to_6_0_keeps_5000_registrations() {
         let config = seeded(node(false, Release::K60), seed);
         nodes[i] = Node::start_at(&format!("roll-new{i}"), &config, addr);
         assert_converged(&nodes.iter().collect::<Vec<_>>());
+        let joined = start.elapsed();
         let (held, took) = wait_settled(
             Duration::from_secs(60),
             Duration::from_secs(15),
@@ -167,9 +168,10 @@ fn rolling_upgrade_from_5_6_to_6_0_keeps_5000_registrations() {
             |counts| counts.iter().all(|&c| c == COUNT),
         );
         eprintln!(
-            "swap {} ({addr} 5.6 -> 6.0): {:.1} s, registrations held per node {:?}",
+            "swap {} ({addr} 5.6 -> 6.0): {:.1} s (cluster agreed after {:.1} s), registrations held per node {:?}",
             i + 1,
             start.elapsed().as_secs_f64(),
+            joined.as_secs_f64(),
             held
         );
         assert!(took.is_some(), "after swap {}: registrations per node {held:?}, want {COUNT} each", i + 1);

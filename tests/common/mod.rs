@@ -107,7 +107,8 @@ impl Release {
     pub fn module_search_path(self) -> String {
         let module = self.module_path();
         // Kamailio loads "dmq_rs.so" by file name: make sure that name exists.
-        let dir = module.parent().unwrap().to_path_buf();
+        // (its real path: for 6.0 that is the path bind-mounted into the root)
+        let dir = module.parent().unwrap().canonicalize().unwrap();
         let named = dir.join("dmq_rs.so");
         assert!(named.exists(), "{} is missing", named.display());
         format!("{}:{}", dir.display(), self.stock_module_dir().display())
@@ -132,10 +133,16 @@ impl Release {
                 None => Command::new(KAMAILIO),
             };
         };
+        // The repository as tests name it (configs, node dirs) and by its
+        // real path (the module search path), and the module's directory.
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let real_repo = repo.canonicalize().unwrap();
         let mut binds = vec![repo.clone()];
+        if real_repo != repo {
+            binds.push(real_repo.clone());
+        }
         let module_dir = self.module_path().parent().unwrap().canonicalize().unwrap();
-        if !module_dir.starts_with(&repo) {
+        if !module_dir.starts_with(&real_repo) {
             binds.push(module_dir);
         }
         let mut script = String::from("set -e; root=\"$0\"; ");
