@@ -174,25 +174,26 @@ impl Target {
 /// The Debian 13 root and the Kamailio 6.0 source tree, from
 /// `scripts/debian13-root.sh` (which makes them when missing).
 fn debian13_root(manifest: &Path) -> (PathBuf, PathBuf) {
-    let script = manifest.join("scripts/debian13-root.sh");
-    println!("cargo:rerun-if-changed={}", script.display());
-    let output = Command::new("sh")
-        .arg(&script)
-        .arg(manifest.join(".cache"))
-        .output()
-        .expect("cannot run scripts/debian13-root.sh");
-    if !output.status.success() {
-        panic!(
-            "scripts/debian13-root.sh failed (run `make deps`, or set KAMAILIO_ROOT and KAMAILIO_SRC):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut lines = text.lines();
-    let root = PathBuf::from(lines.next().expect("root path").trim());
-    let tree = PathBuf::from(lines.next().expect("source path").trim());
+    let paths = cache_script(manifest, "scripts/debian13-root.sh", "set KAMAILIO_ROOT and KAMAILIO_SRC");
+    let [root, tree] = <[PathBuf; 2]>::try_from(paths).expect("scripts/debian13-root.sh prints two paths");
     println!("cargo:rerun-if-changed={}", tree.join("src/core").display());
     (root, tree)
+}
+
+/// Runs one of the scripts that fill `.cache/` (path relative to the
+/// manifest) and returns the paths it prints, one a line.
+fn cache_script(manifest: &Path, script: &str, otherwise: &str) -> Vec<PathBuf> {
+    let path = manifest.join(script);
+    println!("cargo:rerun-if-changed={}", path.display());
+    let output = Command::new("sh")
+        .arg(&path)
+        .arg(manifest.join(".cache"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    if !output.status.success() {
+        panic!("{script} failed (run `make deps`, or {otherwise}):\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| PathBuf::from(l.trim())).collect()
 }
 
 /// Whether `version` ("6.0.1") is at least major.minor.
@@ -205,19 +206,9 @@ fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
 /// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
 /// `kamailio-headers/fetch.sh` fills from Debian's source package.
 fn kamailio_source_tree(manifest: &Path) -> PathBuf {
-    let script = manifest.join("kamailio-headers/fetch.sh");
-    let output = Command::new("sh")
-        .arg(&script)
-        .arg(manifest.join(".cache"))
-        .output()
-        .expect("cannot run kamailio-headers/fetch.sh");
-    if !output.status.success() {
-        panic!(
-            "kamailio-headers/fetch.sh failed (run `make deps`, or set KAMAILIO_SRC):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let path = cache_script(manifest, "kamailio-headers/fetch.sh", "set KAMAILIO_SRC")
+        .pop()
+        .expect("kamailio-headers/fetch.sh prints a path");
     println!("cargo:rerun-if-changed={}", path.join("src/core").display());
     path
 }
