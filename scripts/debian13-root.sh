@@ -110,77 +110,17 @@ fi
 
 # Debian 13's source package of the kamailio in the root, from deb-src
 # entries for the same mirrors, through an apt configuration of its own
-# (the machine's apt sources stay as they are).
+# (the machine's apt sources stay as they are): kamailio-headers/fetch.sh.
 version=$(chroot "$root" dpkg-query -W -f='${Version}' kamailio) || die "no kamailio package in $root"
-upstream=${version#*:}
-upstream=${upstream%-*}
-tree="$cache/kamailio-$version/kamailio-$upstream"
-check_tree() {
-    [ -f "$1/src/core/sr_module.h" ] && [ -f "$1/src/modules/tm/tm_load.h" ]
-}
-# $1: a directory holding the .dsc and the archives it names (except
-# detached signatures); $2: the directory to unpack into, inside $1.
-unpack_by_hand() (
-    cd "$1" || exit 1
-    dsc=$(ls ./*.dsc 2>/dev/null | head -1)
-    [ -n "$dsc" ] || exit 1
-    orig="" debian=""
-    for name in $(awk '/^Checksums-Sha256:/ { on = 1; next } /^[^ ]/ { on = 0 } on { print $3 }' "$dsc"); do
-        case "$name" in *.asc) continue;; esac
-        want=$(awk -v n="$name" '/^Checksums-Sha256:/ { on = 1; next } /^[^ ]/ { on = 0 } on && $3 == n { print $1 }' "$dsc")
-        have=$(sha256sum "$name" 2>/dev/null | cut -d' ' -f1)
-        [ -n "$want" ] && [ "$want" = "$have" ] || { echo "debian13-root.sh: $name missing or its checksum differs" >&2; exit 1; }
-        case "$name" in
-            *.orig.tar.*) orig=$name ;;
-            *.debian.tar.*) debian=$name ;;
-        esac
-    done
-    [ -n "$orig" ] && [ -n "$debian" ] || exit 1
-    rm -rf "$2" unpack.tmp
-    mkdir unpack.tmp
-    tar -xf "$orig" -C unpack.tmp
-    # the orig tarball holds one top directory
-    top=$(ls unpack.tmp)
-    [ "$(echo "$top" | wc -l)" = 1 ] || exit 1
-    mv "unpack.tmp/$top" "$2"
-    rmdir unpack.tmp
-    tar -xf "$debian" -C "$2"
-    if [ -f "$2/debian/patches/series" ]; then
-        sed -e 's/#.*//' "$2/debian/patches/series" | while read -r p _; do
-            [ -n "$p" ] || continue
-            patch -d "$2" -p1 -s -N < "$2/debian/patches/$p" || exit 1
-        done
-    fi
-)
-
-if ! check_tree "$tree"; then
-    command -v dpkg-source >/dev/null || die "dpkg-source is missing (apt-get install dpkg-dev)"
-    apt="$cache/apt-$SUITE"
-    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/parts" "$apt/prefs"
-    {
-        echo "deb-src [signed-by=$KEYRING] $mirror $SUITE main"
-        echo "deb-src [signed-by=$KEYRING] $mirror $SUITE-updates main"
-        [ -z "$security" ] || echo "deb-src [signed-by=$KEYRING] $security $SUITE-security main"
-    } > "$apt/sources.list"
-    set -- -o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts="$apt/parts" \
-        -o Dir::Etc::PreferencesParts="$apt/prefs" -o Dir::Etc::Preferences="$apt/prefs/none" \
-        -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" -o APT::Get::List-Cleanup=0
-    say "fetching Debian source of kamailio $version"
-    apt-get "$@" update -q >&2 || die "apt-get update ($SUITE deb-src) failed"
-    work="$cache/kamailio-$version"
-    rm -rf "$work.tmp"
-    mkdir -p "$work.tmp"
-    (cd "$work.tmp" && apt-get "$@" source -q "kamailio=$version" >&2) || {
-        # A mirror without the upstream signature (.orig.tar.gz.asc) makes
-        # apt-get source fail after fetching everything else: check those
-        # files against the .dsc and unpack them by hand.
-        say "apt-get source failed; unpacking the fetched files by hand"
-        unpack_by_hand "$work.tmp" "kamailio-$upstream" || die "apt-get source kamailio=$version failed"
-    }
-    rm -rf "$work"
-    mv "$work.tmp" "$work"
-    check_tree "$tree" || die "unpacked source has no $tree/src/core/sr_module.h"
-fi
+apt="$cache/apt-$SUITE"
+mkdir -p "$apt"
+{
+    echo "deb-src [signed-by=$KEYRING] $mirror $SUITE main"
+    echo "deb-src [signed-by=$KEYRING] $mirror $SUITE-updates main"
+    [ -z "$security" ] || echo "deb-src [signed-by=$KEYRING] $security $SUITE-security main"
+} > "$apt/sources.list.new"
+if cmp -s "$apt/sources.list.new" "$apt/sources.list"; then rm "$apt/sources.list.new"; else mv "$apt/sources.list.new" "$apt/sources.list"; fi
+tree=$("$here/../kamailio-headers/fetch.sh" "$cache" "$version" "$apt/sources.list") || die "cannot fetch the source of kamailio $version"
 
 echo "$root"
 echo "$tree"
