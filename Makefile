@@ -1,21 +1,45 @@
 # dmq_rs — Kamailio's DMQ module in Rust.
-#   make          build build/dmq_rs.so
+#   make          build build/dmq_rs.so (for the machine's Kamailio, Debian 12: 5.6)
+#   make KAMAILIO=6.0
+#                 build build/kamailio-6.0/dmq_rs.so for Kamailio 6.0 (Debian 13
+#                 root in .cache/, made by `make deps`)
 #   make run      a local three-node cluster using dmq_rs (Ctrl-C stops it)
-#   make test     unit and integration tests (real Kamailio processes)
+#   make test     unit tests, then the integration tests (real Kamailio
+#                 processes) on the host's Kamailio and on Kamailio 6.0
 #   make install  copy the module into Kamailio's module directory
 #   make deps     install what is missing (Debian packages, Kamailio headers)
 #   make bench    dmq_rs against the stock dmq.so, side by side (bench/results/)
 #   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
 
 CARGO ?= cargo
-MODULE := build/dmq_rs.so
-# Where the installed Kamailio keeps its modules (next to tm.so).
+# The Kamailio release to build for: empty for the machine's own, or 6.0.
+KAMAILIO ?=
+MODULE_HOST := build/dmq_rs.so
+MODULE_60 := build/kamailio-6.0/dmq_rs.so
+ifeq ($(KAMAILIO),)
+MODULE := $(MODULE_HOST)
+CARGO_ENV :=
+BUILT := target/release/libdmq_rs.so
+else ifeq ($(KAMAILIO),6.0)
+MODULE := $(MODULE_60)
+# A target dir of its own: the two builds never invalidate each other.
+CARGO_ENV := KAMAILIO_RELEASE=6.0 CARGO_TARGET_DIR=target/kamailio-6.0
+BUILT := target/kamailio-6.0/release/libdmq_rs.so
+else
+$(error KAMAILIO=$(KAMAILIO): known are 6.0, or nothing for the machine's Kamailio)
+endif
+# Where the installed Kamailio keeps its modules (next to tm.so); for 6.0,
+# the same place in the Debian 13 root.
+ifeq ($(KAMAILIO),6.0)
+KAMAILIO_MODDIR ?= $(shell d=$$(chroot .cache/debian13-root dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1) && [ -n "$$d" ] && echo "$(CURDIR)/.cache/debian13-root$$(dirname $$d)")
+else
 KAMAILIO_MODDIR ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1)" 2>/dev/null)
+endif
 
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build install test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 install test unit-test integration-test run bench fuzz clean
 
 all: build
 
@@ -23,18 +47,26 @@ deps:
 	@sh scripts/deps.sh
 
 build: deps
-	$(CARGO) build --release -p dmq_rs
-	@mkdir -p build
-	cp target/release/libdmq_rs.so $(MODULE)
+	$(CARGO_ENV) $(CARGO) build --release -p dmq_rs
+	@mkdir -p $(dir $(MODULE))
+	cp $(BUILT) $(MODULE).tmp && mv $(MODULE).tmp $(MODULE)
 	@echo "built $(MODULE)"
+
+build-6.0: deps
+	@$(MAKE) --no-print-directory build KAMAILIO=6.0
 
 install: build
 	@test -n "$(KAMAILIO_MODDIR)" || { echo "cannot find Kamailio's module directory; set KAMAILIO_MODDIR" >&2; exit 1; }
 	install -m 0644 $(MODULE) $(KAMAILIO_MODDIR)/dmq_rs.so
 	@echo "installed $(KAMAILIO_MODDIR)/dmq_rs.so"
 
-test: build
-	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release --workspace
+# Unit tests and the integration suite on the machine's Kamailio (plus the
+# mixed-version cluster), then the integration suite again on Kamailio 6.0.
+test: build build-6.0
+	DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) DMQ_RS_MODULE_60=$(CURDIR)/$(MODULE_60) \
+		$(CARGO) test --release --workspace
+	DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) DMQ_RS_MODULE_HOST=$(CURDIR)/$(MODULE_HOST) \
+		$(CARGO) test --release -p dmq_rs --tests
 
 run: build
 	@bash scripts/run-cluster.sh

@@ -3,9 +3,18 @@
 //! `module_version`/`module_flags` strings the module loader checks.
 //!
 //! Inputs (all optional):
+//! - `KAMAILIO_RELEASE`: which Kamailio to build for. `host` (the default):
+//!   the machine's own (Debian 12: 5.6.3). `6.0`: Kamailio 6.0 in the Debian 13
+//!   root that `scripts/debian13-root.sh` makes in `.cache/` (`make KAMAILIO=6.0`).
 //! - `KAMAILIO_SRC`: a Kamailio source tree to take headers from (else Debian's
-//!   source package for the installed version, fetched into `.cache/`).
-//! - `KAMAILIO_BIN`: the kamailio binary whose `-v` decides the defines.
+//!   source package of that release, fetched into `.cache/`).
+//! - `KAMAILIO_BIN`: the kamailio binary whose `-v` decides the defines (with
+//!   `KAMAILIO_ROOT`, its path inside that root).
+//! - `KAMAILIO_ROOT`: a root directory the binary runs in (`chroot ROOT BIN -v`);
+//!   for `6.0` the Debian 13 root unless set.
+//!
+//! Emits `cfg(kamailio_6_0)` when the core is 6.0 or newer (for `src/host`
+//! and nothing else).
 
 use std::env;
 use std::fs;
@@ -16,11 +25,23 @@ fn main() {
     println!("cargo:rerun-if-changed=kamailio-headers");
     println!("cargo:rerun-if-env-changed=KAMAILIO_SRC");
     println!("cargo:rerun-if-env-changed=KAMAILIO_BIN");
+    println!("cargo:rerun-if-env-changed=KAMAILIO_ROOT");
+    println!("cargo:rerun-if-env-changed=KAMAILIO_RELEASE");
+    println!("cargo:rustc-check-cfg=cfg(kamailio_6_0)");
 
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let src_tree = kamailio_source_tree(&manifest);
-    let core = CoreBuild::from_installed_binary();
+    let target = Target::from_env(&manifest);
+    let src_tree = target.source_tree.clone();
+    let core = CoreBuild::from_binary(&target);
+    if let Some(want) = &target.release {
+        if !core.version.starts_with(&format!("{want}.")) {
+            panic!("KAMAILIO_RELEASE={want} but the core is kamailio {}", core.version);
+        }
+    }
+    if version_at_least(&core.version, 6, 0) {
+        println!("cargo:rustc-cfg=kamailio_6_0");
+    }
     let defines = core.defines();
     let include = src_tree.join("src");
     let shim_dir = manifest.join("kamailio-headers");
@@ -98,22 +119,96 @@ fn main() {
         .unwrap();
 }
 
+/// The Kamailio release being built for: where its headers are and how its
+/// binary runs.
+struct Target {
+    /// `Some("6.0")` for a release other than the host's.
+    release: Option<String>,
+    source_tree: PathBuf,
+    /// The root the binary runs in (chroot), if any.
+    root: Option<PathBuf>,
+    /// The binary's path (inside `root` when there is one).
+    bin: String,
+}
+
+impl Target {
+    fn from_env(manifest: &Path) -> Target {
+        let release = env::var("KAMAILIO_RELEASE").ok().filter(|r| !r.is_empty() && r != "host");
+        let src_env = env::var_os("KAMAILIO_SRC").map(PathBuf::from);
+        let root_env = env::var_os("KAMAILIO_ROOT").map(PathBuf::from);
+        let bin_env = env::var("KAMAILIO_BIN").ok();
+        match release.as_deref() {
+            None => Target {
+                release: None,
+                source_tree: kamailio_source_tree(manifest),
+                bin: bin_env.unwrap_or_else(|| {
+                    let base = root_env.clone().unwrap_or_else(|| PathBuf::from("/"));
+                    ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
+                        .iter()
+                        .find(|p| base.join(p.trim_start_matches('/')).exists())
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "kamailio".into())
+                }),
+                root: root_env,
+            },
+            Some("6.0") => {
+                let (root, tree) = match (root_env, src_env) {
+                    (Some(root), Some(src)) => (root, src),
+                    (root, src) => {
+                        let (r, t) = debian13_root(manifest);
+                        (root.unwrap_or(r), src.unwrap_or(t))
+                    }
+                };
+                Target {
+                    release,
+                    source_tree: tree,
+                    root: Some(root),
+                    bin: bin_env.unwrap_or_else(|| "/usr/sbin/kamailio".into()),
+                }
+            }
+            Some(other) => panic!("KAMAILIO_RELEASE={other}: known are `host` and `6.0`"),
+        }
+    }
+}
+
+/// The Debian 13 root and the Kamailio 6.0 source tree, from
+/// `scripts/debian13-root.sh` (which makes them when missing).
+fn debian13_root(manifest: &Path) -> (PathBuf, PathBuf) {
+    let paths = cache_script(manifest, "scripts/debian13-root.sh", "set KAMAILIO_ROOT and KAMAILIO_SRC");
+    let [root, tree] = <[PathBuf; 2]>::try_from(paths).expect("scripts/debian13-root.sh prints two paths");
+    println!("cargo:rerun-if-changed={}", tree.join("src/core").display());
+    (root, tree)
+}
+
+/// Runs one of the scripts that fill `.cache/` (path relative to the
+/// manifest) and returns the paths it prints, one a line.
+fn cache_script(manifest: &Path, script: &str, otherwise: &str) -> Vec<PathBuf> {
+    let path = manifest.join(script);
+    println!("cargo:rerun-if-changed={}", path.display());
+    let output = Command::new("sh")
+        .arg(&path)
+        .arg(manifest.join(".cache"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    if !output.status.success() {
+        panic!("{script} failed (run `make deps`, or {otherwise}):\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| PathBuf::from(l.trim())).collect()
+}
+
+/// Whether `version` ("6.0.1") is at least major.minor.
+fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
 /// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
 /// `kamailio-headers/fetch.sh` fills from Debian's source package.
 fn kamailio_source_tree(manifest: &Path) -> PathBuf {
-    let script = manifest.join("kamailio-headers/fetch.sh");
-    let output = Command::new("sh")
-        .arg(&script)
-        .arg(manifest.join(".cache"))
-        .output()
-        .expect("cannot run kamailio-headers/fetch.sh");
-    if !output.status.success() {
-        panic!(
-            "kamailio-headers/fetch.sh failed (run `make deps`, or set KAMAILIO_SRC):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let path = cache_script(manifest, "kamailio-headers/fetch.sh", "set KAMAILIO_SRC")
+        .pop()
+        .expect("kamailio-headers/fetch.sh prints a path");
     println!("cargo:rerun-if-changed={}", path.join("src/core").display());
     path
 }
@@ -131,18 +226,20 @@ struct CoreBuild {
 }
 
 impl CoreBuild {
-    fn from_installed_binary() -> CoreBuild {
-        let bin = env::var("KAMAILIO_BIN").unwrap_or_else(|_| {
-            ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
-                .iter()
-                .find(|p| Path::new(p).exists())
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "kamailio".into())
-        });
-        let out = Command::new(&bin)
+    fn from_binary(target: &Target) -> CoreBuild {
+        let bin = &target.bin;
+        let mut cmd = match &target.root {
+            Some(root) => {
+                let mut c = Command::new("chroot");
+                c.arg(root).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let out = cmd
             .arg("-v")
             .output()
-            .unwrap_or_else(|e| panic!("cannot run `{bin} -v` ({e}); run `make deps` or set KAMAILIO_BIN"));
+            .unwrap_or_else(|e| panic!("cannot run `{cmd:?}` ({e}); run `make deps` or set KAMAILIO_BIN/KAMAILIO_ROOT"));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let field = |prefix: &str| {
             text.lines()

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Installs what building, running and testing dmq_rs need on Debian 12, and
-# fetches the Kamailio headers. Idempotent: installs only what is missing.
+# fetches the Kamailio headers; makes the Debian 13 root with Kamailio 6.0.
+# Idempotent: installs only what is missing.
 set -eu
 
-packages="kamailio kamailio-extra-modules kamailio-lua-modules kamailio-presence-modules sip-tester libclang-dev dpkg-dev binutils util-linux"
+packages="kamailio kamailio-extra-modules kamailio-lua-modules kamailio-presence-modules sip-tester libclang-dev dpkg-dev binutils util-linux debootstrap patch"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -19,3 +20,10 @@ fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo (Rust) is required" >&2; exit 1; }
 # The headers: Debian's source package of the installed kamailio (cached).
 "$(dirname "$0")/../kamailio-headers/fetch.sh" >/dev/null
+# Kamailio 6.0: a Debian 13 root (debootstrap) and its kamailio's source
+# package, both cached; quick when they are there.
+if ! "$(dirname "$0")/debian13-root.sh" >/dev/null; then
+    # As root this is an error; otherwise only the 6.0 build and tests need it.
+    [ "$(id -u)" != 0 ] || exit 1
+    echo "deps.sh: no Kamailio 6.0 root: \`make KAMAILIO=6.0\` and \`make test\` need it (run make deps as root)" >&2
+fi

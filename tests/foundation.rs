@@ -100,7 +100,7 @@ fn every_cfg_example_passes_kamailio_check() {
         if path.extension().and_then(|e| e.to_str()) != Some("cfg") {
             continue;
         }
-        let mut cmd = std::process::Command::new(KAMAILIO);
+        let mut cmd = Release::suite().kamailio_command(None);
         cmd.arg("-c").arg("-f").arg(&path).arg("-L").arg(module_search_path());
         let (status, out, err) = run_bounded(cmd, Duration::from_secs(20)).unwrap();
         assert!(status.success(), "{} fails `kamailio -c`:\n{out}{err}", path.display());

@@ -193,7 +193,7 @@ fn dialog_and_presence_bind_with_enable_dmq() {
     };
     // presence needs its tables: a copy of the db_text schema Kamailio installs.
     let dbdir = node_dir("dlg-dbtext");
-    for entry in std::fs::read_dir("/usr/share/kamailio/dbtext/kamailio").expect("kamailio's db_text schema") {
+    for entry in std::fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
     }
@@ -374,7 +374,7 @@ fn presence_publications_replicate() {
     let configs: Vec<NodeConfig> = (0..3)
         .map(|i| {
             let dbdir = node_dir(&format!("pres-db{i}"));
-            for entry in std::fs::read_dir("/usr/share/kamailio/dbtext/kamailio").expect("kamailio's db_text schema") {
+            for entry in std::fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
                 let entry = entry.unwrap();
                 std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
             }

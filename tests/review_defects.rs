@@ -426,7 +426,10 @@ fn peek(pid: u32, addr: u64, len: usize) -> Vec<u8> {
 /// per-child callback item), read from the node's main process.
 fn cfg_children(node: &Node) -> i32 {
     let pid = node.pid();
-    let nm = std::process::Command::new("nm").args(["-D", KAMAILIO]).output().expect("nm (binutils)");
+    // /proc/pid/maps names the file by its real path
+    let binary = node.release.host_path(KAMAILIO).canonicalize().unwrap();
+    let binary = binary.to_str().unwrap();
+    let nm = std::process::Command::new("nm").args(["-D", binary]).output().expect("nm (binutils)");
     let symbol = String::from_utf8_lossy(&nm.stdout)
         .lines()
         .find_map(|l| l.strip_suffix(" B cfg_child_cb_first").map(|a| u64::from_str_radix(a.trim(), 16).unwrap()))
@@ -434,9 +437,9 @@ fn cfg_children(node: &Node) -> i32 {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let base = maps
         .lines()
-        .find(|l| l.ends_with(KAMAILIO) && l.split_whitespace().nth(2) == Some("00000000"))
+        .find(|l| l.ends_with(binary) && l.split_whitespace().nth(2) == Some("00000000"))
         .map(|l| u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
-        .expect("kamailio's mapping");
+        .unwrap_or_else(|| panic!("kamailio's mapping ({binary}) in:\n{maps}"));
     let word = |addr: u64| u64::from_ne_bytes(peek(pid, addr, 8).try_into().unwrap());
     let first = word(word(base + symbol));
     i32::from_ne_bytes(peek(pid, first, 4).try_into().unwrap())

@@ -3,6 +3,15 @@
 //! Every node gets its own loopback address, UDP port, ctl socket, pid file
 //! and runtime dir under target/itest/. Each node runs in its own process
 //! group, and only those groups are ever signalled. Every wait is bounded.
+//!
+//! A node runs either the machine's Kamailio (`Release::Host`, Debian 12:
+//! 5.6) or Kamailio 6.0 from the Debian 13 root that `make deps` makes in
+//! `.cache/debian13-root` (`Release::K60`): `chroot ROOT kamailio`, in a
+//! private mount namespace where the repository (and the module's
+//! directory) are bind-mounted at their own paths inside the root, so every
+//! path in a config, the ctl socket and the logs are the same on both sides.
+//! The root shares the machine's network. `DMQ_RS_KAMAILIO=6.0` makes 6.0
+//! the default release of every node of a test run.
 #![allow(dead_code)]
 
 use std::fs;
@@ -17,33 +26,158 @@ use std::time::{Duration, Instant};
 pub const KAMAILIO: &str = "/usr/sbin/kamailio";
 pub const KAMCMD: &str = "/usr/sbin/kamcmd";
 
-/// The module under test: $DMQ_RS_MODULE, else build/dmq_rs.so (`make`).
-pub fn module_path() -> PathBuf {
-    let p = std::env::var_os("DMQ_RS_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("build/dmq_rs.so"));
-    assert!(p.exists(), "{} is missing: run `make` (or `make test`) first", p.display());
-    p
+/// Which Kamailio a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// The machine's own (/usr/sbin/kamailio; Debian 12: 5.6.3).
+    Host,
+    /// Kamailio 6.0 in the Debian 13 root (`make deps`).
+    K60,
 }
 
-/// Kamailio's own module directory (where tm.so and the stock dmq.so live).
-pub fn stock_module_dir() -> PathBuf {
-    for dir in ["/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"] {
-        if Path::new(dir).join("tm.so").exists() {
-            return PathBuf::from(dir);
+impl Release {
+    /// The release of a test run: `DMQ_RS_KAMAILIO=6.0` for 6.0, else the host's.
+    pub fn suite() -> Release {
+        match std::env::var("DMQ_RS_KAMAILIO").ok().as_deref() {
+            None | Some("") | Some("host") => Release::Host,
+            Some("6.0") => Release::K60,
+            Some(other) => panic!("DMQ_RS_KAMAILIO={other}: known are 6.0 and host"),
         }
     }
-    panic!("cannot find Kamailio's module directory (run `make deps`)");
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Release::Host => "host",
+            Release::K60 => "6.0",
+        }
+    }
+
+    /// The root the release runs in (None: the machine's own /).
+    /// `DMQ_RS_ROOT_60` overrides the Debian 13 root's place.
+    pub fn root(self) -> Option<PathBuf> {
+        match self {
+            Release::Host => None,
+            Release::K60 => {
+                let root = std::env::var_os("DMQ_RS_ROOT_60")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/debian13-root"));
+                assert!(root.join("usr/sbin/kamailio").exists(), "{} has no Kamailio 6.0: run `make deps`", root.display());
+                Some(root)
+            }
+        }
+    }
+
+    /// Where a path of the release's file system (e.g. its db_text schema)
+    /// is seen from this machine.
+    pub fn host_path(self, path: &str) -> PathBuf {
+        match self.root() {
+            Some(root) => root.join(path.trim_start_matches('/')),
+            None => PathBuf::from(path),
+        }
+    }
+
+    /// The dmq_rs build for this release: $DMQ_RS_MODULE for the suite's
+    /// release; for the other one $DMQ_RS_MODULE_60 (6.0) or
+    /// $DMQ_RS_MODULE_HOST (host); else what `make` / `make KAMAILIO=6.0` build.
+    pub fn module_path(self) -> PathBuf {
+        let (var, default) = match self {
+            Release::Host => ("DMQ_RS_MODULE_HOST", "build/dmq_rs.so"),
+            Release::K60 => ("DMQ_RS_MODULE_60", "build/kamailio-6.0/dmq_rs.so"),
+        };
+        let var = if self == Release::suite() { "DMQ_RS_MODULE" } else { var };
+        let p = std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+        assert!(p.exists(), "{} is missing: run `make` / `make KAMAILIO=6.0` (or `make test`) first", p.display());
+        p
+    }
+
+    /// Kamailio's module directory (tm.so, the stock dmq.so) as the release
+    /// sees it.
+    pub fn stock_module_dir(self) -> PathBuf {
+        for dir in ["/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"] {
+            if self.host_path(dir).join("tm.so").exists() {
+                return PathBuf::from(dir);
+            }
+        }
+        panic!("cannot find Kamailio's module directory of release {} (run `make deps`)", self.name());
+    }
+
+    /// The module search path for nodes: our build dir first, then the stock one.
+    pub fn module_search_path(self) -> String {
+        let module = self.module_path();
+        // Kamailio loads "dmq_rs.so" by file name: make sure that name exists.
+        // (its real path: for 6.0 that is the path bind-mounted into the root)
+        let dir = module.parent().unwrap().canonicalize().unwrap();
+        let named = dir.join("dmq_rs.so");
+        assert!(named.exists(), "{} is missing", named.display());
+        format!("{}:{}", dir.display(), self.stock_module_dir().display())
+    }
+
+    /// A command running this release's kamailio with `hosts` (if any) as
+    /// its /etc/hosts. For 6.0: a private mount namespace (the mounts are
+    /// the node's alone and go away with it) where the repository and the
+    /// module's directory are bind-mounted at their own paths inside the
+    /// root, then `chroot ROOT /usr/sbin/kamailio`. Every step execs the
+    /// next, so the child's pid is kamailio's.
+    pub fn kamailio_command(self, hosts: Option<&Path>) -> Command {
+        let Some(root) = self.root() else {
+            return match hosts {
+                Some(hosts) => {
+                    let mut c = Command::new("unshare");
+                    c.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+                        .arg(hosts)
+                        .arg(KAMAILIO);
+                    c
+                }
+                None => Command::new(KAMAILIO),
+            };
+        };
+        // The repository as tests name it (configs, node dirs) and by its
+        // real path (the module search path), and the module's directory.
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let real_repo = repo.canonicalize().unwrap();
+        let mut binds = vec![repo.clone()];
+        if real_repo != repo {
+            binds.push(real_repo.clone());
+        }
+        let module_dir = self.module_path().parent().unwrap().canonicalize().unwrap();
+        if !module_dir.starts_with(&real_repo) {
+            binds.push(module_dir);
+        }
+        let mut script = String::from("set -e; root=\"$0\"; ");
+        for dir in &binds {
+            let q = sh_quote(&dir.display().to_string());
+            script += &format!("mkdir -p \"$root\"{q}; mount --bind {q} \"$root\"{q}; ");
+        }
+        if let Some(hosts) = hosts {
+            script += &format!("mount --bind {} \"$root/etc/hosts\"; ", sh_quote(&hosts.display().to_string()));
+        }
+        script += "exec chroot \"$root\" /usr/sbin/kamailio \"$@\"";
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c", &script]).arg(&root);
+        c
+    }
 }
 
-/// The module search path for nodes: our build dir first, then the stock one.
+/// `s` as one single-quoted shell word.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The module under test for the suite's release (see `Release::module_path`).
+pub fn module_path() -> PathBuf {
+    Release::suite().module_path()
+}
+
+/// Kamailio's own module directory for the suite's release.
+pub fn stock_module_dir() -> PathBuf {
+    Release::suite().stock_module_dir()
+}
+
+/// The module search path for nodes of the suite's release.
 pub fn module_search_path() -> String {
-    let module = module_path();
-    // Kamailio loads "dmq_rs.so" by file name: make sure that name exists.
-    let dir = module.parent().unwrap().to_path_buf();
-    let named = dir.join("dmq_rs.so");
-    assert!(named.exists(), "{} is missing", named.display());
-    format!("{}:{}", dir.display(), stock_module_dir().display())
+    Release::suite().module_search_path()
 }
 
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
@@ -103,6 +237,8 @@ pub struct NodeConfig {
     pub hosts: Option<PathBuf>,
     /// Extra core settings (e.g. `use_dns_cache=no`), at the top.
     pub core: String,
+    /// The Kamailio the node runs (default: the suite's, `DMQ_RS_KAMAILIO`).
+    pub release: Release,
 }
 
 impl Default for NodeConfig {
@@ -122,6 +258,7 @@ impl Default for NodeConfig {
             host_name: None,
             hosts: None,
             core: String::new(),
+            release: Release::suite(),
         }
     }
 }
@@ -133,6 +270,12 @@ impl NodeConfig {
 
     pub fn param(mut self, name: &str, value: &str) -> Self {
         self.dmq_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same config on another Kamailio release.
+    pub fn on(mut self, release: Release) -> Self {
+        self.release = release;
         self
     }
 
@@ -181,6 +324,7 @@ pub struct Node {
     pub dir: PathBuf,
     pub ctl: PathBuf,
     pub log: PathBuf,
+    pub release: Release,
     child: Option<Child>,
 }
 
@@ -204,13 +348,17 @@ impl Node {
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
-        let child = spawn_kamailio(&cfg, &dir, &log, config.shm_mb, &[], config.hosts.as_deref());
-        Node { addr, dir, ctl, log, child: Some(child) }
+        let child = spawn_kamailio(config.release, &cfg, &dir, &log, config.shm_mb, &[], config.hosts.as_deref());
+        Node { addr, dir, ctl, log, release: config.release, child: Some(child) }
     }
 
     /// Starts a config file as it is (cfg-examples/), filling the defines
     /// the examples take: NODE_LISTEN, DMQ_SERVER, DMQ_SEED, CTL_SOCKET.
     pub fn start_example(label: &str, cfg: &Path, seed: Option<SocketAddr>) -> Node {
+        Node::start_example_on(Release::suite(), label, cfg, seed)
+    }
+
+    pub fn start_example_on(release: Release, label: &str, cfg: &Path, seed: Option<SocketAddr>) -> Node {
         let addr = allocate_address();
         let dir = node_dir(label);
         let ctl = dir.join("ctl.sock");
@@ -221,8 +369,8 @@ impl Node {
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        let child = spawn_kamailio(cfg, &dir, &log, 64, &defines, None);
-        let mut node = Node { addr, dir, ctl, log, child: Some(child) };
+        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None);
+        let mut node = Node { addr, dir, ctl, log, release, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node
     }
@@ -362,27 +510,24 @@ pub fn rpc_at(ctl: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn spawn_kamailio(cfg: &Path, dir: &Path, log: &Path, shm_mb: u32, defines: &[String], hosts: Option<&Path>) -> Child {
+fn spawn_kamailio(
+    release: Release,
+    cfg: &Path,
+    dir: &Path,
+    log: &Path,
+    shm_mb: u32,
+    defines: &[String],
+    hosts: Option<&Path>,
+) -> Child {
     let log_file = fs::File::create(log).unwrap();
-    let mut cmd = match hosts {
-        // A private mount namespace: the bind mount is the node's alone and
-        // goes away with it.
-        Some(hosts) => {
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
-                .arg(hosts)
-                .arg(KAMAILIO);
-            c
-        }
-        None => Command::new(KAMAILIO),
-    };
+    let mut cmd = release.kamailio_command(hosts);
     for define in defines {
         cmd.arg("-A").arg(define);
     }
     cmd.arg("-f")
         .arg(cfg)
         .arg("-L")
-        .arg(module_search_path())
+        .arg(release.module_search_path())
         .args(["-DD", "-E", "-M", "8"])
         .arg("-m")
         .arg(shm_mb.to_string())

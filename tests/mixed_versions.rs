@@ -1,0 +1,183 @@
+//! Issue 10: Kamailio 5.6 (the machine's) and 6.0 (the Debian 13 root) in
+//! one DMQ cluster. dmq_rs and the stock dmq.so on both releases replicate
+//! dmq_usrloc registrations and htable items whichever kind of node they
+//! enter through; three 5.6 dmq_rs registrars replaced one at a time by 6.0
+//! ones keep every registration.
+//!
+//! These tests start both releases themselves, so they run in the host pass
+//! of `make test` only (with `DMQ_RS_KAMAILIO=6.0` they are skipped).
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const REPLICATE: Duration = Duration::from_secs(20);
+
+/// Whether this run covers the mixed tests (the host pass of `make test`).
+fn mixed_run() -> bool {
+    if Release::suite() != Release::Host {
+        eprintln!("skipped: the mixed-version tests run in the host pass (without DMQ_RS_KAMAILIO)");
+        return false;
+    }
+    true
+}
+
+/// A registrar (dmq_usrloc) that also replicates htable `t`.
+fn node(stock: bool, release: Release) -> NodeConfig {
+    let base = if stock { NodeConfig::stock() } else { NodeConfig::default() };
+    let mut c = registrar(base.on(release));
+    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
+                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
+    c
+}
+
+fn kind(stock: bool, release: Release) -> String {
+    format!("{} on {}", if stock { "dmq.so" } else { "dmq_rs" }, release.name())
+}
+
+fn htable_value(node: &Node, key: &str) -> Option<String> {
+    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
+    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
+}
+
+/// Registers `count` AoRs `{prefix}{n}@dmq.test` at `to` from a socket of
+/// its own, at most `window` unanswered at a time, retransmitting each
+/// after 500 ms; bounded by `limit`. Returns how many got a 200.
+fn register_users(to: SocketAddr, prefix: &str, count: usize, window: usize, limit: Duration) -> usize {
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let request = |i: usize| {
+        format!(
+            "REGISTER sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-{prefix}-{i}\r\n\
+             From: <sip:{prefix}{i}@dmq.test>;tag=r{i}\r\nTo: <sip:{prefix}{i}@dmq.test>\r\n\
+             Call-ID: {prefix}-{i}@{from}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{prefix}{i}@{from}>\r\n\
+             Max-Forwards: 70\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut waiting: Vec<(usize, Instant)> = Vec::new();
+    let mut done: HashSet<usize> = HashSet::new();
+    let mut next = 0;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    while done.len() < count && start.elapsed() < limit {
+        while next < count && waiting.len() < window {
+            sock.send_to(request(next).as_bytes(), to).unwrap();
+            waiting.push((next, Instant::now()));
+            next += 1;
+        }
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if text.starts_with("SIP/2.0 200") {
+                let id = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Call-ID: "))
+                    .and_then(|c| c.strip_prefix(&format!("{prefix}-")))
+                    .and_then(|c| c.split('@').next())
+                    .and_then(|i| i.parse::<usize>().ok());
+                if let Some(i) = id {
+                    done.insert(i);
+                    waiting.retain(|(w, _)| *w != i);
+                }
+            }
+        }
+        for (i, sent) in waiting.iter_mut() {
+            if sent.elapsed() > Duration::from_millis(500) {
+                sock.send_to(request(*i).as_bytes(), to).unwrap();
+                *sent = Instant::now();
+            }
+        }
+    }
+    done.len()
+}
+
+#[test]
+fn dmq_rs_and_stock_on_5_6_and_6_0_replicate_registrations_and_htable_items() {
+    if !mixed_run() {
+        return;
+    }
+    let kinds = [(false, Release::Host), (false, Release::K60), (true, Release::Host), (true, Release::K60)];
+    let nodes = start_cluster("mixed", kinds.iter().map(|&(stock, release)| node(stock, release)).collect());
+    for (n, &(stock, release)) in nodes.iter().zip(&kinds) {
+        let version = n.rpc(&["core.version"]);
+        let want = if release == Release::K60 { "6.0." } else { "5.6." };
+        assert!(version.contains(want), "{} ({}) runs {version}", n.addr, kind(stock, release));
+    }
+    const PER_ENTRY: usize = 100;
+    for (i, (entry, &(stock, release))) in nodes.iter().zip(&kinds).enumerate() {
+        let prefix = format!("e{i}u");
+        let ok = register_users(entry.addr, &prefix, PER_ENTRY, 50, Duration::from_secs(30));
+        assert_eq!(ok, PER_ENTRY, "REGISTERs through {}", kind(stock, release));
+        let key = format!("k{i}");
+        entry.rpc(&["htable.seti", "t", &key, &format!("{}", 100 + i)]);
+        let total = PER_ENTRY * (i + 1);
+        for (n, &(s, r)) in nodes.iter().zip(&kinds) {
+            assert!(
+                n.wait_until(REPLICATE, |x| aor_count(x) == total),
+                "{} ({}) holds {} of {total} AoRs after entering through {}",
+                n.addr,
+                kind(s, r),
+                aor_count(n),
+                kind(stock, release)
+            );
+            assert!(
+                n.wait_until(REPLICATE, |x| htable_value(x, &key).as_deref() == Some(&format!("{}", 100 + i))),
+                "{key} written on {} is not on {} ({})",
+                kind(stock, release),
+                n.addr,
+                kind(s, r)
+            );
+        }
+        eprintln!("through {}: {total} AoRs and {key} on all four nodes", kind(stock, release));
+    }
+}
+
+/// Three 5.6 dmq_rs registrars holding 5000 registrations are replaced one
+/// at a time by 6.0 dmq_rs nodes on the same addresses; every swap ends with
+/// all 5000 on all three.
+#[test]
+fn rolling_upgrade_from_5_6_to_6_0_keeps_5000_registrations() {
+    if !mixed_run() {
+        return;
+    }
+    const COUNT: usize = 5000;
+    let mut nodes: Vec<Node> = start_cluster("roll", (0..3).map(|_| node(false, Release::Host)).collect());
+    let (status, out, err) = sipp_register(nodes[0].addr, &nodes[0].dir, COUNT, 1000);
+    assert!(status.success(), "sipp failed ({status}):\n{out}\n{err}");
+    for n in &nodes {
+        assert!(n.wait_until(REPLICATE, |x| aor_count(x) == COUNT), "{} holds {} of {COUNT}", n.addr, aor_count(n));
+    }
+    for i in 0..3 {
+        let start = Instant::now();
+        let addr = nodes[i].addr;
+        nodes[i].stop();
+        let seed = nodes[(i + 1) % 3].addr;
+        let config = seeded(node(false, Release::K60), seed);
+        nodes[i] = Node::start_at(&format!("roll-new{i}"), &config, addr);
+        assert_converged(&nodes.iter().collect::<Vec<_>>());
+        let joined = start.elapsed();
+        let (held, took) = wait_settled(
+            Duration::from_secs(60),
+            Duration::from_secs(15),
+            Duration::from_millis(200),
+            || nodes.iter().map(aor_count).collect::<Vec<_>>(),
+            |counts| counts.iter().all(|&c| c == COUNT),
+        );
+        eprintln!(
+            "swap {} ({addr} 5.6 -> 6.0): {:.1} s (cluster agreed after {:.1} s), registrations held per node {:?}",
+            i + 1,
+            start.elapsed().as_secs_f64(),
+            joined.as_secs_f64(),
+            held
+        );
+        assert!(took.is_some(), "after swap {}: registrations per node {held:?}, want {COUNT} each", i + 1);
+    }
+    for n in &nodes {
+        assert_eq!(n.release, Release::K60);
+        assert!(n.rpc(&["core.version"]).contains("6.0."));
+    }
+}
