@@ -136,9 +136,60 @@ fn dmq_rs_and_stock_on_5_6_and_6_0_replicate_registrations_and_htable_items() {
     }
 }
 
+/// Probes `nodes` with SIP until `stop`: every round sends each node a
+/// REGISTER that removes a binding nobody has (Expires: 0, so the counts do
+/// not change) and counts the nodes that answer within a second (one
+/// retransmission after 500 ms). Returns the fewest answering in any round
+/// and the number of rounds.
+fn probe_sip(nodes: Vec<SocketAddr>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> (usize, usize) {
+    use std::sync::atomic::Ordering;
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let (mut fewest, mut rounds) = (usize::MAX, 0);
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) && rounds < 10_000 {
+        rounds += 1;
+        let call_id = format!("probe-{rounds}@{from}");
+        let request = |to: SocketAddr| {
+            format!(
+                "REGISTER sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-probe-{rounds}-{}\r\n\
+                 From: <sip:probe@dmq.test>;tag=p{rounds}\r\nTo: <sip:probe@dmq.test>\r\n\
+                 Call-ID: {call_id}\r\nCSeq: 1 REGISTER\r\nContact: *\r\n\
+                 Max-Forwards: 70\r\nExpires: 0\r\nContent-Length: 0\r\n\r\n",
+                to.port()
+            )
+        };
+        let mut answered: HashSet<SocketAddr> = HashSet::new();
+        let start = Instant::now();
+        let mut resent = false;
+        for &n in &nodes {
+            let _ = sock.send_to(request(n).as_bytes(), n);
+        }
+        while start.elapsed() < Duration::from_secs(1) && answered.len() < nodes.len() {
+            if !resent && start.elapsed() > Duration::from_millis(500) {
+                resent = true;
+                for &n in nodes.iter().filter(|n| !answered.contains(n)) {
+                    let _ = sock.send_to(request(n).as_bytes(), n);
+                }
+            }
+            if let Ok((len, src)) = sock.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..len]);
+                if text.starts_with("SIP/2.0 ") && !text.starts_with("SIP/2.0 1") && text.contains(&call_id) {
+                    answered.insert(src);
+                }
+            }
+        }
+        fewest = fewest.min(answered.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (fewest, rounds)
+}
+
 /// Three 5.6 dmq_rs registrars holding 5000 registrations are replaced one
 /// at a time by 6.0 dmq_rs nodes on the same addresses; every swap ends with
-/// all 5000 on all three.
+/// all 5000 on all three, and SIP is answered on at least two nodes at every
+/// moment.
 #[test]
 fn rolling_upgrade_from_5_6_to_6_0_keeps_5000_registrations() {
     if !mixed_run() {
@@ -151,6 +202,19 @@ fn rolling_upgrade_from_5_6_to_6_0_keeps_5000_registrations() {
     for n in &nodes {
         assert!(n.wait_until(REPLICATE, |x| aor_count(x) == COUNT), "{} holds {} of {COUNT}", n.addr, aor_count(n));
     }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// Stops the prober however the test ends.
+    struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _stop_prober = StopOnDrop(stop.clone());
+    let prober = {
+        let (addrs, stop) = (nodes.iter().map(|n| n.addr).collect::<Vec<_>>(), stop.clone());
+        std::thread::spawn(move || probe_sip(addrs, stop))
+    };
     for i in 0..3 {
         let start = Instant::now();
         let addr = nodes[i].addr;
@@ -176,6 +240,10 @@ fn rolling_upgrade_from_5_6_to_6_0_keeps_5000_registrations() {
         );
         assert!(took.is_some(), "after swap {}: registrations per node {held:?}, want {COUNT} each", i + 1);
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (fewest, rounds) = prober.join().unwrap();
+    eprintln!("SIP answered on at least {fewest} of 3 nodes in each of {rounds} probe rounds during the upgrade");
+    assert!(fewest >= 2, "a probe round found only {fewest} node(s) answering SIP");
     for n in &nodes {
         assert_eq!(n.release, Release::K60);
         assert!(n.rpc(&["core.version"]).contains("6.0."));
