@@ -9,12 +9,18 @@ pub fn admit(waiting: usize, limit: usize) -> bool {
 
 /// The worker for the next job, from each worker's waiting jobs: an idle
 /// one (the first), else the least loaded one (the first of equals).
-pub fn pick_worker(loads: &[usize]) -> usize {
-    loads
-        .iter()
-        .position(|&l| l == 0)
-        .or_else(|| loads.iter().enumerate().min_by_key(|&(_, l)| *l).map(|(i, _)| i))
-        .unwrap_or(0)
+/// One pass, no allocation (it runs for every queued KDMQ).
+pub fn pick_worker(loads: impl IntoIterator<Item = usize>) -> usize {
+    let mut least: Option<(usize, usize)> = None;
+    for (i, load) in loads.into_iter().enumerate() {
+        if load == 0 {
+            return i;
+        }
+        if least.is_none_or(|(_, l)| load < l) {
+            least = Some((i, load));
+        }
+    }
+    least.map(|(i, _)| i).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -23,10 +29,10 @@ mod tests {
 
     #[test]
     fn an_idle_worker_first_else_the_least_loaded() {
-        assert_eq!(pick_worker(&[3, 0, 0]), 1);
-        assert_eq!(pick_worker(&[3, 2, 2]), 1);
-        assert_eq!(pick_worker(&[1]), 0);
-        assert_eq!(pick_worker(&[]), 0);
+        assert_eq!(pick_worker([3, 0, 0]), 1);
+        assert_eq!(pick_worker([3, 2, 2]), 1);
+        assert_eq!(pick_worker([1]), 0);
+        assert_eq!(pick_worker([]), 0);
     }
 
     #[test]

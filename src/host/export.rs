@@ -483,63 +483,49 @@ pub unsafe fn kemi_str<'a>(s: *mut raw::str_) -> &'a [u8] {
     unsafe { kstr::bytes_at(s) }
 }
 
-/// One KEMI function, `KSR.<module>.<name>`: `kemi!(c"module", c"name", f, (types))`
-/// with types `()`, `(int)`, `(str, str, str)` or `(str, str, str, str)`,
-/// and `f` taking `&SipMsg` and then `i32` or `&[u8]` for each.
+/// The `ptypes` of a KEMI function with `params` (at most six), the rest NONE.
+#[doc(hidden)]
+pub const fn kemi_types(params: &[i32]) -> [i32; 6] {
+    let mut out = [kemi_type::NONE; 6];
+    let mut i = 0;
+    while i < params.len() && i < 6 {
+        out[i] = params[i];
+        i += 1;
+    }
+    out
+}
+
+/// One KEMI function, `KSR.<module>.<name>`:
+/// `kemi!(c"module", c"name", f, (a: int, b: str, ...))`, with `f` taking
+/// `&SipMsg` and then an `i32` for each `int` and a `&[u8]` for each `str`.
 #[macro_export]
 macro_rules! kemi {
-    ($module:expr, $name:expr, $f:path, ()) => {{
-        #[allow(unsafe_code)]
-        unsafe extern "C" fn trampoline(msg: *mut $crate::host::export::ffi::sip_msg) -> ::std::ffi::c_int {
-            let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the interpreter passes its message.
-            unsafe { $crate::host::export::run_kemi(name, msg, |m| f(m)) }
-        }
-        use $crate::host::export::kemi_type::NONE;
-        $crate::host::export::KemiExport::new($module, $name, trampoline as *mut ::std::ffi::c_void, [NONE; 6])
-    }};
-    ($module:expr, $name:expr, $f:path, (int)) => {{
-        #[allow(unsafe_code)]
-        unsafe extern "C" fn trampoline(msg: *mut $crate::host::export::ffi::sip_msg, a: ::std::ffi::c_int) -> ::std::ffi::c_int {
-            let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the interpreter passes its message and an int.
-            unsafe { $crate::host::export::run_kemi(name, msg, |m| f(m, a)) }
-        }
-        use $crate::host::export::kemi_type::{INT, NONE};
-        $crate::host::export::KemiExport::new($module, $name, trampoline as *mut ::std::ffi::c_void, [INT, NONE, NONE, NONE, NONE, NONE])
-    }};
-    ($module:expr, $name:expr, $f:path, (str, str, str)) => {{
+    (@c int) => { ::std::ffi::c_int };
+    (@c str) => { *mut $crate::host::export::ffi::str_ };
+    (@rust int, $a:ident) => { $a };
+    (@rust str, $a:ident) => { $crate::host::export::kemi_str($a) };
+    (@kind int) => { $crate::host::export::kemi_type::INT };
+    (@kind str) => { $crate::host::export::kemi_type::STR };
+    ($module:expr, $name:expr, $f:path, ($($arg:ident : $ty:ident),* $(,)?)) => {{
         #[allow(unsafe_code)]
         unsafe extern "C" fn trampoline(
-            msg: *mut $crate::host::export::ffi::sip_msg,
-            a: *mut $crate::host::export::ffi::str_,
-            b: *mut $crate::host::export::ffi::str_,
-            c: *mut $crate::host::export::ffi::str_,
+            msg: *mut $crate::host::export::ffi::sip_msg
+            $(, $arg: $crate::kemi!(@c $ty))*
         ) -> ::std::ffi::c_int {
-            use $crate::host::export::kemi_str;
             let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the interpreter passes its message and three strs valid for the call.
-            unsafe { $crate::host::export::run_kemi(name, msg, |m| f(m, kemi_str(a), kemi_str(b), kemi_str(c))) }
+            // SAFETY: the interpreter passes its message and the declared
+            // arguments (strs valid for the call).
+            unsafe {
+                $(let $arg = $crate::kemi!(@rust $ty, $arg);)*
+                $crate::host::export::run_kemi(name, msg, |m| f(m $(, $arg)*))
+            }
         }
-        use $crate::host::export::kemi_type::{NONE, STR};
-        $crate::host::export::KemiExport::new($module, $name, trampoline as *mut ::std::ffi::c_void, [STR, STR, STR, NONE, NONE, NONE])
-    }};
-    ($module:expr, $name:expr, $f:path, (str, str, str, str)) => {{
-        #[allow(unsafe_code)]
-        unsafe extern "C" fn trampoline(
-            msg: *mut $crate::host::export::ffi::sip_msg,
-            a: *mut $crate::host::export::ffi::str_,
-            b: *mut $crate::host::export::ffi::str_,
-            c: *mut $crate::host::export::ffi::str_,
-            d: *mut $crate::host::export::ffi::str_,
-        ) -> ::std::ffi::c_int {
-            use $crate::host::export::kemi_str;
-            let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the interpreter passes its message and four strs valid for the call.
-            unsafe { $crate::host::export::run_kemi(name, msg, |m| f(m, kemi_str(a), kemi_str(b), kemi_str(c), kemi_str(d))) }
-        }
-        use $crate::host::export::kemi_type::{NONE, STR};
-        $crate::host::export::KemiExport::new($module, $name, trampoline as *mut ::std::ffi::c_void, [STR, STR, STR, STR, NONE, NONE])
+        $crate::host::export::KemiExport::new(
+            $module,
+            $name,
+            trampoline as *mut ::std::ffi::c_void,
+            $crate::host::export::kemi_types(&[$($crate::kemi!(@kind $ty)),*]),
+        )
     }};
 }
 

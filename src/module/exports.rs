@@ -60,13 +60,13 @@ static PARAMS: CoreCell<[ParamExport; 13]> = CoreCell::new([
 /// `KSR.dmq.*` for app_lua, app_python3 and the other KEMI interpreters.
 static KEMI: CoreCell<[KemiExport; 10]> = CoreCell::new([
     kemi!(c"dmq", c"handle_message", script::ki_handle_message, ()),
-    kemi!(c"dmq", c"handle_message_rc", script::ki_handle_message_rc, (int)),
+    kemi!(c"dmq", c"handle_message_rc", script::ki_handle_message_rc, (rc: int)),
     kemi!(c"dmq", c"process_message", script::ki_process_message, ()),
-    kemi!(c"dmq", c"process_message_rc", script::ki_process_message_rc, (int)),
-    kemi!(c"dmq", c"send_message", script::ki_send_message, (str, str, str, str)),
-    kemi!(c"dmq", c"bcast_message", script::ki_bcast_message, (str, str, str)),
+    kemi!(c"dmq", c"process_message_rc", script::ki_process_message_rc, (rc: int)),
+    kemi!(c"dmq", c"send_message", script::ki_send_message, (peer: str, node: str, body: str, content_type: str)),
+    kemi!(c"dmq", c"bcast_message", script::ki_bcast_message, (peer: str, body: str, content_type: str)),
     kemi!(c"dmq", c"t_replicate", script::ki_t_replicate, ()),
-    kemi!(c"dmq", c"t_replicate_mode", script::ki_t_replicate_mode, (int)),
+    kemi!(c"dmq", c"t_replicate_mode", script::ki_t_replicate_mode, (mode: int)),
     kemi!(c"dmq", c"is_from_node", script::ki_is_from_node, ()),
     KemiExport::END,
 ]);

@@ -136,8 +136,8 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
         counters.queued.fetch_sub(1, Ordering::AcqRel);
         return Err(QueueError::Failed("out of shm for a DMQ job".into()));
     };
-    let loads: Vec<usize> = pool.workers.iter().map(|w| w.figures.queued.load(Ordering::Relaxed)).collect();
-    let worker = &pool.workers[jobs::pick_worker(&loads)];
+    let loads = pool.workers.iter().map(|w| w.figures.queued.load(Ordering::Relaxed));
+    let worker = &pool.workers[jobs::pick_worker(loads)];
     let ahead = {
         let mut queue = worker.jobs.lock();
         let ahead = worker.figures.queued.load(Ordering::Relaxed) + worker.figures.running.load(Ordering::Relaxed);
