@@ -379,35 +379,31 @@ unsafe extern "C" fn register_dmq_peer<A: DmqApi>(peer: *mut raw::dmq_peer) -> *
 }
 
 /// The common part of `bcast_message` and `send_message`: converts the
-/// consumer's arguments.
+/// consumer's arguments, hands the message to `send` and logs a failure.
 ///
 /// # Safety
 /// The pointers are the consumer's arguments, NULL or valid for the call.
-unsafe fn api_message<'a>(
+unsafe fn api_send(
     what: &str,
     peer: *mut raw::dmq_peer_t,
     body: *const raw::str_,
     resp_cback: *const raw::dmq_resp_cback_t,
     max_forwards: c_int,
     content_type: *const raw::str_,
-    content_type_text: &'a mut String,
-) -> Option<ApiMessage<'a>> {
+    send: impl FnOnce(ApiMessage<'_>) -> Result<(), String>,
+) -> c_int {
     let Some(peer) = NonNull::new(peer).map(Peer) else {
         log::error!("{what} without a peer");
-        return None;
+        return -1;
     };
     if content_type.is_null() {
         log::error!("{what} for {} without a content type", peer.id());
-        return None;
+        return -1;
     }
     // SAFETY: forwarded from the caller.
     let (body, ct, callback) = unsafe { (kstr::bytes_at(body), kstr::bytes_at(content_type), ResponseCallback::from_raw(resp_cback)) };
-    *content_type_text = String::from_utf8_lossy(ct).into_owned();
-    Some(ApiMessage { peer, body, content_type: content_type_text, max_forwards, callback })
-}
-
-fn api_result(what: &str, peer: Peer, result: Result<(), String>) -> c_int {
-    match result {
+    let content_type = String::from_utf8_lossy(ct);
+    match send(ApiMessage { peer, body, content_type: &content_type, max_forwards, callback }) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{what} for {}: {e}", peer.id());
@@ -425,16 +421,10 @@ unsafe extern "C" fn bcast_message<A: DmqApi>(
     content_type: *mut raw::str_,
 ) -> c_int {
     guard("bcast_message", -1, || {
-        let mut ct = String::new();
-        // SAFETY: the consumer's arguments, valid for this call.
-        let Some(message) = (unsafe { api_message("bcast_message", peer, body, resp_cback, max_forwards, content_type, &mut ct) })
-        else {
-            return -1;
-        };
         // SAFETY: NULL or a node handle (ours, or another of stock layout).
         let except = unsafe { uri_of(except) };
-        let peer = message.peer;
-        api_result("bcast_message", peer, A::bcast_message(message, except))
+        // SAFETY: the consumer's arguments, valid for this call.
+        unsafe { api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, |m| A::bcast_message(m, except)) }
     })
 }
 
@@ -447,19 +437,11 @@ unsafe extern "C" fn send_message<A: DmqApi>(
     content_type: *mut raw::str_,
 ) -> c_int {
     guard("send_message", -1, || {
-        let mut ct = String::new();
-        // SAFETY: the consumer's arguments, valid for this call.
-        let Some(message) = (unsafe { api_message("send_message", peer, body, resp_cback, max_forwards, content_type, &mut ct) })
-        else {
-            return -1;
-        };
         // SAFETY: NULL or a node handle.
-        let Some(node) = (unsafe { uri_of(node) }) else {
-            log::error!("send_message for {}: no node given", message.peer.id());
-            return -1;
-        };
-        let peer = message.peer;
-        api_result("send_message", peer, A::send_message(message, node))
+        let node = unsafe { uri_of(node) };
+        let send = |m: ApiMessage<'_>| A::send_message(m, node.ok_or("no node given")?);
+        // SAFETY: the consumer's arguments, valid for this call.
+        unsafe { api_send("send_message", peer, body, resp_cback, max_forwards, content_type, send) }
     })
 }
 

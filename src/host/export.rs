@@ -183,7 +183,9 @@ pub type ScriptFunction = fn(&SipMsg, &ScriptArgs) -> i32;
 /// # Safety
 /// `msg` and `params` are what the core passed to the cmd function.
 #[doc(hidden)]
-pub unsafe fn run_script_function(name: &CStr, msg: *mut raw::sip_msg, params: [*mut c_char; 4], f: ScriptFunction) -> c_int {
+pub unsafe fn run_script_function(name: &CStr, msg: *mut raw::sip_msg, given: &[*mut c_char], f: ScriptFunction) -> c_int {
+    let mut params = [std::ptr::null_mut(); 4];
+    params.iter_mut().zip(given).for_each(|(p, g)| *p = *g);
     guard(name.to_str().unwrap_or("script function"), -1, || {
         // SAFETY: the live message of this call (per the caller).
         let Some(sip) = (unsafe { SipMsg::new(msg) }) else { return -1 };
@@ -192,55 +194,28 @@ pub unsafe fn run_script_function(name: &CStr, msg: *mut raw::sip_msg, params: [
 }
 
 /// One entry of the `cmds` table: `cmd!(c"name", function, param_no, Fixup, flags)`.
+/// The trampoline takes as many parameters as the core passes for `param_no`
+/// (two for 0–2; three and four are cast back by the core, see `CmdExport`).
 #[macro_export]
 macro_rules! cmd {
-    ($name:expr, $f:path, 0, $fixup:expr, $flags:expr) => { $crate::cmd!(@two $name, $f, 0, $fixup, $flags) };
-    ($name:expr, $f:path, 1, $fixup:expr, $flags:expr) => { $crate::cmd!(@two $name, $f, 1, $fixup, $flags) };
-    ($name:expr, $f:path, 2, $fixup:expr, $flags:expr) => { $crate::cmd!(@two $name, $f, 2, $fixup, $flags) };
-    ($name:expr, $f:path, 3, $fixup:expr, $flags:expr) => {{
+    (@make $name:expr, $f:path, $ctor:ident $(($n:literal))?, $fixup:expr, $flags:expr, $($p:ident),+) => {{
         #[allow(unsafe_code)]
         unsafe extern "C" fn trampoline(
             msg: *mut $crate::host::export::ffi::sip_msg,
-            p1: *mut ::std::ffi::c_char,
-            p2: *mut ::std::ffi::c_char,
-            p3: *mut ::std::ffi::c_char,
+            $($p: *mut ::std::ffi::c_char),+
         ) -> ::std::ffi::c_int {
             let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the core calls with its message and 3 fixed-up parameters.
-            unsafe { $crate::host::export::run_script_function(name, msg, [p1, p2, p3, ::std::ptr::null_mut()], f) }
+            // SAFETY: the core calls with its message and the fixed-up
+            // parameters this arity declares.
+            unsafe { $crate::host::export::run_script_function(name, msg, &[$($p),+], f) }
         }
-        $crate::host::export::CmdExport::three($name, trampoline, $fixup, $flags)
+        $crate::host::export::CmdExport::$ctor($name, trampoline, $($n,)? $fixup, $flags)
     }};
-    ($name:expr, $f:path, 4, $fixup:expr, $flags:expr) => {{
-        #[allow(unsafe_code)]
-        unsafe extern "C" fn trampoline(
-            msg: *mut $crate::host::export::ffi::sip_msg,
-            p1: *mut ::std::ffi::c_char,
-            p2: *mut ::std::ffi::c_char,
-            p3: *mut ::std::ffi::c_char,
-            p4: *mut ::std::ffi::c_char,
-        ) -> ::std::ffi::c_int {
-            let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the core calls with its message and 4 fixed-up parameters.
-            unsafe { $crate::host::export::run_script_function(name, msg, [p1, p2, p3, p4], f) }
-        }
-        $crate::host::export::CmdExport::four($name, trampoline, $fixup, $flags)
-    }};
-    (@two $name:expr, $f:path, $n:literal, $fixup:expr, $flags:expr) => {{
-        #[allow(unsafe_code)]
-        unsafe extern "C" fn trampoline(
-            msg: *mut $crate::host::export::ffi::sip_msg,
-            p1: *mut ::std::ffi::c_char,
-            p2: *mut ::std::ffi::c_char,
-        ) -> ::std::ffi::c_int {
-            let (name, f): (&'static ::std::ffi::CStr, _) = ($name, $f);
-            // SAFETY: the core calls with its message and up to 2 fixed-up parameters.
-            unsafe {
-                $crate::host::export::run_script_function(name, msg, [p1, p2, ::std::ptr::null_mut(), ::std::ptr::null_mut()], f)
-            }
-        }
-        $crate::host::export::CmdExport::two($name, trampoline, $n, $fixup, $flags)
-    }};
+    ($name:expr, $f:path, 0, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, two(0), $fixup, $flags, p1, p2) };
+    ($name:expr, $f:path, 1, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, two(1), $fixup, $flags, p1, p2) };
+    ($name:expr, $f:path, 2, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, two(2), $fixup, $flags, p1, p2) };
+    ($name:expr, $f:path, 3, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, three, $fixup, $flags, p1, p2, p3) };
+    ($name:expr, $f:path, 4, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, four, $fixup, $flags, p1, p2, p3, p4) };
 }
 
 /// An integer module parameter (`modparam("dmq", "name", 3)`).
