@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod discovery;
+pub mod heal;
 pub mod jobs;
 pub mod nodes;
 pub mod panic;

@@ -17,7 +17,7 @@ use crate::host::process;
 use crate::host::tm::{KdmqRequest, TmReply};
 use crate::host::udp;
 
-use super::peers;
+use super::{heal, peers};
 use super::state::{module, Module};
 
 /// Room for the serialized node list: a full list of MAX_NODES always fits.
@@ -127,6 +127,8 @@ fn policy(m: &Module) -> FailurePolicy {
 /// Logs node state changes and runs the script's event routes for them.
 /// Called after the node-list lock is released: the routes may do anything.
 fn report_events(m: &Module, events: &[NodeEvent]) {
+    let back: Vec<NodeUri> = events.iter().filter_map(|e| if let NodeEvent::Active(uri) = e { Some(uri.clone()) } else { None }).collect();
+    heal::regained(&back);
     for e in events {
         match e {
             NodeEvent::Active(uri) => {

@@ -18,7 +18,7 @@ use crate::host::process;
 use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
-use super::cluster;
+use super::{cluster, heal};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
 
@@ -108,6 +108,7 @@ pub fn start_timer() -> Result<(), String> {
 /// the tm-path messages due after a 503.
 fn timer_tick() {
     in_flight::tick();
+    heal::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());
     }

@@ -7,6 +7,7 @@
 mod c_api;
 mod cluster;
 mod exports;
+mod heal;
 mod in_flight;
 mod lifecycle;
 mod messaging;

@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use dmq_core::protocol::NodeUri;
+
 use crate::host::dmq_api::{AddPeerError, Peer, PeerList, PeerSpec};
 use crate::host::shm::ShmMutex;
 use crate::shm_zeroed;
@@ -103,4 +105,44 @@ pub fn cluster_reached() {
             log::warn!("init callback of DMQ peer {:?} failed", peer.id());
         }
     }
+}
+
+/// Whether the init callbacks ran (the first contact with the cluster).
+pub fn init_done() -> bool {
+    registry().is_some_and(|r| r.lock().init_done)
+}
+
+thread_local! {
+    /// While a heal sync runs the init callbacks, the node their broadcasts
+    /// go to (this process only; the callbacks send before they return).
+    static NARROWED_TO: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The node broadcasts are narrowed to while a heal sync runs here.
+pub fn broadcast_narrowed_to() -> Option<NodeUri> {
+    NARROWED_TO.with(|n| n.borrow().clone())
+}
+
+/// A heal sync: every peer's init callback runs again, with the broadcasts
+/// it makes (dmq_usrloc's, htable's sync request) sent to `node` only, so
+/// only that node answers with its full state. Returns how many peers ran.
+pub fn run_inits_towards(node: &NodeUri) -> usize {
+    let Some(registry) = registry() else { return 0 };
+    let peers: Vec<Peer> = registry.lock().peers.iter().filter(|p| p.has_init()).collect();
+    // Called outside the lock: the callbacks send messages.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            NARROWED_TO.with(|n| *n.borrow_mut() = None);
+        }
+    }
+    NARROWED_TO.with(|n| *n.borrow_mut() = Some(node.clone()));
+    let _reset = Reset;
+    for peer in &peers {
+        log::info!("heal sync: DMQ peer {:?} asks {node} for its state", peer.id());
+        if peer.run_init() == Some(false) {
+            log::warn!("init callback of DMQ peer {:?} failed (heal sync from {node})", peer.id());
+        }
+    }
+    peers.len()
 }

@@ -1,0 +1,148 @@
+//! Heal syncs: catching up with a node that comes back.
+//!
+//! A node that joins runs its peers' init callbacks once (`peers::
+//! cluster_reached`), which asks the cluster for everything. A node that
+//! was cut off, frozen or dropped and comes back does not restart, so
+//! without more, what each side learned meanwhile would stay on its side
+//! until the next update. Here, whenever a node becomes active again in
+//! this node's list (after the first contact), this node asks it for its
+//! full state: the peers' init callbacks run again, their sync request
+//! narrowed to that node (`peers::run_inits_towards`). Both sides regain
+//! each other, so both pull. A node whose own processes stood still (the
+//! retransmission timer saw no tick for a while) cannot know whether the
+//! others dropped it: it pulls from every active node.
+//!
+//! Syncs run in the DMQ retransmission timer process (never in the SIP
+//! worker that saw the node come back), rate-limited per node by
+//! `dmq_core::heal` (at most one per `window_ms`; a regain inside the
+//! window is served once at its end, never dropped).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use dmq_core::heal::{self, HealTable, Regain};
+use dmq_core::protocol::NodeUri;
+
+use crate::host::clock::monotonic_ms;
+use crate::host::shm::{leak_zeroed, ShmStore};
+use crate::shm_zeroed;
+
+use super::peers;
+use super::state::module;
+
+shm_zeroed! {
+    /// Heal figures (`dmq.stats`), shared by all processes.
+    struct Counters {
+        /// Heal syncs started (one per regained node, all peers).
+        syncs: AtomicU64,
+        /// Regains that found a sync from the node too recent: served
+        /// together, once, at the end of the window.
+        deferred: AtomicU64,
+        /// Times this node's own processes stood still (it pulled from all).
+        stalls: AtomicU64,
+        /// Syncs waiting now (lets the timer skip the lock when 0).
+        waiting: AtomicUsize,
+    }
+}
+
+struct Heal {
+    table: ShmStore,
+    counters: &'static Counters,
+}
+
+static HEAL: OnceLock<Heal> = OnceLock::new();
+
+/// mod_init: the table and its counters, before fork.
+pub fn init() -> Result<(), String> {
+    let table = ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or("out of shm for the heal table")?;
+    let counters = leak_zeroed::<Counters>().ok_or("out of shm for the heal counters")?;
+    HEAL.set(Heal { table, counters }).map_err(|_| "heal table initialized twice".to_string())
+}
+
+/// Runs `f` on the table under its lock; changes are written back.
+fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R {
+    let result = heal.table.with(|bytes| {
+        let mut table = HealTable::decode(std::str::from_utf8(bytes).unwrap_or_default());
+        let before = table.clone();
+        let r = f(&mut table);
+        heal.counters.waiting.store(table.waiting(), Ordering::Relaxed);
+        ((table != before).then(|| table.encode().into_bytes()), r)
+    });
+    result.unwrap_or_else(|_| {
+        log::error!("heal table does not fit its store; change dropped");
+        R::default()
+    })
+}
+
+fn window() -> u64 {
+    heal::window_ms(module().map(|m| m.config.ping_interval).unwrap_or(60))
+}
+
+/// Nodes that became active again in this node's list. Before the first
+/// contact with the cluster the init callbacks' own sync covers them.
+pub fn regained(nodes: &[NodeUri]) {
+    let Some(heal) = HEAL.get() else { return };
+    if nodes.is_empty() || !peers::init_done() {
+        return;
+    }
+    let now = monotonic_ms();
+    let window = window();
+    let outcomes: Vec<(NodeUri, Regain)> =
+        with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained(n, now, window))).collect());
+    for (node, outcome) in outcomes {
+        match outcome {
+            Regain::Now => log::info!("node {node} is back: asking it for its state (heal sync)"),
+            Regain::Deferred | Regain::AlreadyDue => {
+                heal.counters.deferred.fetch_add(1, Ordering::Relaxed);
+                log::info!("node {node} is back again: one heal sync runs at the end of the {} s window", window / 1000);
+            }
+            Regain::Refused => log::warn!("node {node} is back, but the heal table is full: no heal sync"),
+        }
+    }
+}
+
+thread_local! {
+    /// The last tick of the timer process (it alone calls `tick`).
+    static LAST_TICK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The retransmission timer, every 100 ms: notices when this node's own
+/// processes stood still (`active_nodes` are then all pulled from), and
+/// runs the heal syncs that are due. No lock is held while they run.
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) {
+    let Some(heal) = HEAL.get() else { return };
+    let now = monotonic_ms();
+    let last = LAST_TICK.with(|t| t.replace(now));
+    let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
+    if last != 0 && heal::was_stalled(now.saturating_sub(last), interval) && peers::init_done() {
+        let nodes = active_nodes();
+        heal.counters.stalls.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "this node did not run for {} ms: the cluster may have dropped it; heal sync from {} node(s)",
+            now.saturating_sub(last),
+            nodes.len()
+        );
+        regained(&nodes);
+    }
+    if heal.counters.waiting.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let due = with_table(heal, |t| t.take_due(now));
+    for node in due {
+        heal.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        peers::run_inits_towards(&node);
+    }
+}
+
+/// Heal figures: (syncs started, regains folded into a later sync, syncs
+/// waiting now, stalls of this node).
+pub fn stats() -> (u64, u64, usize, u64) {
+    let Some(heal) = HEAL.get() else { return (0, 0, 0, 0) };
+    let c = heal.counters;
+    (
+        c.syncs.load(Ordering::Relaxed),
+        c.deferred.load(Ordering::Relaxed),
+        c.waiting.load(Ordering::Relaxed),
+        c.stalls.load(Ordering::Relaxed),
+    )
+}
