@@ -102,17 +102,26 @@ pub fn regained(nodes: &[NodeUri]) {
 }
 
 thread_local! {
-    /// The last tick of the timer process (it alone calls `tick`).
-    static LAST_TICK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// When the timer process (it alone calls `tick`) ended its last tick.
+    static LAST_TICK_END: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// The retransmission timer, every 100 ms: notices when this node's own
-/// processes stood still (`active_nodes` are then all pulled from), and
-/// runs the heal syncs that are due. No lock is held while they run.
+/// The end of the timer's tick. Time spent inside a tick (a send that
+/// blocks while a neighbour's address is resolved) is not a stall: only
+/// the time between the end of one tick and the start of the next counts,
+/// which is the timer's sleep unless the process did not run.
+pub fn tick_end() {
+    LAST_TICK_END.with(|t| t.set(monotonic_ms()));
+}
+
+/// The retransmission timer, every 100 ms (first thing in its tick):
+/// notices when this node's own processes stood still (`active_nodes` are
+/// then all pulled from), and runs the heal syncs that are due. No lock is
+/// held while they run.
 pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) {
     let Some(heal) = HEAL.get() else { return };
     let now = monotonic_ms();
-    let last = LAST_TICK.with(|t| t.replace(now));
+    let last = LAST_TICK_END.with(|t| t.get());
     let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
     if last != 0 && heal::was_stalled(now.saturating_sub(last), interval) && peers::init_done() {
         let nodes = active_nodes();

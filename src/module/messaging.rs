@@ -107,11 +107,12 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    in_flight::tick();
     heal::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
+    in_flight::tick();
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());
     }
+    heal::tick_end();
 }
 
 /// The tm-path retry figures: (waiting now, sent again so far).
