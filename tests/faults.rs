@@ -19,6 +19,14 @@ use common::*;
 /// How long after a heal every node must hold everything (the bound).
 const HEAL_LIMIT: Duration = Duration::from_secs(30);
 
+/// The fault tests run one at a time (each loads the machine; timing
+/// bounds stay meaningful on a small shared one).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A registrar (usrloc in memory, dmq_usrloc) that also writes one htable
 /// item per REGISTER (`t`, key = the AoR's user, replicated), with both
 /// consumers syncing on join (`dmq_init_sync`).
@@ -92,6 +100,9 @@ fn wait_whole(nodes: &[Node], limit: Duration, want: usize, probe: impl Fn(&Node
             return (held, Some(start.elapsed()));
         }
         if start.elapsed() > limit {
+            for n in nodes {
+                eprintln!("node {} lists:\n{}", n.addr, n.try_rpc(&["dmq.list_nodes"]).unwrap_or_else(|e| e));
+            }
             return (held, None);
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -109,6 +120,7 @@ fn wait_noticed(node: &Node, addr: SocketAddr, limit: Duration) -> Option<Durati
 /// Returns (seconds to notice, seconds to heal or None, contacts per node,
 /// htable items per node).
 fn partition(label: &str, stock: bool) -> Option<(f64, Option<f64>, Vec<usize>, Vec<usize>)> {
+    let _serial = one_at_a_time();
     let net = TestNet::new(3)?;
     let nodes = start_net_cluster(&net, label, &fault_node(stock, 64));
     let cut_at = Instant::now();
@@ -167,4 +179,220 @@ fn stock_partition_for_comparison() {
         "FIGURES partition (stock dmq.so): noticed {noticed:.1} s, healed {}, contacts per node {contacts:?}, htable items per node {items:?}",
         healed.map(|h| format!("{h:.1} s")).unwrap_or("never".into())
     );
+}
+
+/// Host 2's node frozen (SIGSTOP to all its processes) for 10 s while
+/// REGISTERs keep arriving at hosts 0 and 1; then SIGCONT. The others drop
+/// it meanwhile; it does not notice it was away, except through its own
+/// timer's gap (heal_stalls). Every node must end with every registration.
+#[test]
+fn a_node_frozen_for_10_s_under_load_loses_nothing() {
+    let _serial = one_at_a_time();
+    let Some(net) = TestNet::new(3) else { return };
+    let label = "freeze";
+    let nodes = start_net_cluster(&net, label, &fault_node(false, 64));
+    let (dir0, dir1) = (nodes[0].dir.clone(), nodes[1].dir.clone());
+    let (a0, a1, a2) = (net.addr(0), net.addr(1), net.addr(2));
+    let (ok0, ok1, noticed, frozen_for, resumed_at) = std::thread::scope(|s| {
+        let net = &net;
+        let h0 = s.spawn(move || net.sipp_register(0, a0, &dir0, "fa", 1000, 50, 3600));
+        let h1 = s.spawn(move || net.sipp_register(1, a1, &dir1, "fb", 500, 25, 3600));
+        std::thread::sleep(Duration::from_secs(4));
+        let frozen_at = Instant::now();
+        nodes[2].pause();
+        eprintln!("[{label}] host 2's node frozen");
+        let noticed = wait_noticed(&nodes[0], a2, Duration::from_secs(10));
+        if let Some(rest) = Duration::from_secs(10).checked_sub(frozen_at.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        nodes[2].resume();
+        let frozen_for = frozen_at.elapsed();
+        eprintln!("[{label}] host 2's node resumed after {:.1} s", frozen_for.as_secs_f64());
+        let resumed_at = Instant::now();
+        (h0.join().unwrap().1, h1.join().unwrap().1, noticed, frozen_for, resumed_at)
+    });
+    let total = ok0 + ok1;
+    let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
+    let since_resume = resumed_at.elapsed();
+    let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == total));
+    for n in &nodes {
+        eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
+    }
+    eprintln!(
+        "FIGURES freeze: frozen {:.1} s, noticed by host 0 after {}, every node whole {} after SIGCONT ({:.1} s after the load ended), {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
+        frozen_for.as_secs_f64(),
+        noticed.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or("never".into()),
+        took.map(|_| format!("{:.1} s", since_resume.as_secs_f64())).unwrap_or("never".into()),
+        took.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN),
+    );
+    assert_eq!(ok0 + ok1, 1500, "every REGISTER to a live node is answered");
+    assert!(took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
+    assert_eq!(items, vec![total; 3], "htable items per node");
+}
+
+/// Every node restarted in turn (SIGTERM, then started again on its host)
+/// while REGISTERs keep arriving at the other two. At the end every node
+/// holds every registration that got a 200.
+#[test]
+fn a_restart_storm_loses_no_accepted_registration() {
+    let _serial = one_at_a_time();
+    let Some(net) = TestNet::new(3) else { return };
+    let label = "storm";
+    let base = fault_node(false, 64);
+    let mut nodes = start_net_cluster(&net, label, &base);
+    let mut total = 0;
+    let storm = Instant::now();
+    for i in 0..3 {
+        let (x, y) = ((i + 1) % 3, (i + 2) % 3);
+        let (dx, dy) = (nodes[x].dir.clone(), nodes[y].dir.clone());
+        let (ax, ay) = (net.addr(x), net.addr(y));
+        let (px, py) = (format!("s{i}x"), format!("s{i}y"));
+        let (okx, oky, rejoined) = std::thread::scope(|s| {
+            let net = &net;
+            let hx = s.spawn(move || net.sipp_register(x, ax, &dx, &px, 300, 30, 3600));
+            let hy = s.spawn(move || net.sipp_register(y, ay, &dy, &py, 300, 30, 3600));
+            std::thread::sleep(Duration::from_secs(2));
+            nodes[i].stop();
+            std::thread::sleep(Duration::from_secs(1));
+            // Seeded from a live node (host 0's first node had no seed).
+            let config = seeded(net.on_host(i, base.clone()), net.addr(x));
+            let started = Instant::now();
+            nodes[i] = Node::start_at(&format!("{label}-{i}-again"), &config, net.addr(i));
+            let all: Vec<SocketAddr> = (0..3).map(|j| net.addr(j)).collect();
+            let rejoined = nodes[i].wait_until(CONVERGE, |n| lists_all_active(n, &all)).then(|| started.elapsed());
+            (hx.join().unwrap().1, hy.join().unwrap().1, rejoined)
+        });
+        total += okx + oky;
+        eprintln!("[{label}] node {i} restarted, rejoined after {rejoined:?}; {} REGISTERs answered 200 meanwhile", okx + oky);
+    }
+    let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
+    let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == total));
+    for n in &nodes {
+        eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
+    }
+    eprintln!(
+        "FIGURES restart storm: 3 restarts in {:.1} s, every node whole {} after the last, {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
+        storm.elapsed().as_secs_f64() - took.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        took.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or("never".into()),
+    );
+    assert!(took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
+    assert_eq!(items, vec![total; 3], "htable items per node");
+}
+
+/// 100 000 contacts on hosts 0 and 1; host 2 joins and syncs them; host
+/// 0's node is killed (SIGKILL) in the middle of that sync, then started
+/// again. The joiner, and the restarted node, end with everything.
+#[test]
+fn kill_9_in_the_middle_of_a_100000_contact_sync() {
+    let _serial = one_at_a_time();
+    let Some(net) = TestNet::new(3) else { return };
+    let label = "kill";
+    const CONTACTS: usize = 100_000;
+    let mut base = registrar(NodeConfig::default());
+    base.shm_mb = 256;
+    let t = Instant::now();
+    let mut a = Node::start_at(&format!("{label}-0"), &net.on_host(0, base.clone()).param("ping_interval", "2"), net.addr(0));
+    let (_, ok) = net.sipp_register(0, net.addr(0), &a.dir, "k", CONTACTS, 5000, 3600);
+    assert_eq!(ok, CONTACTS, "every REGISTER answered");
+    let filled = t.elapsed();
+    let b = Node::start_at(&format!("{label}-1"), &seeded(net.on_host(1, base.clone()), net.addr(0)), net.addr(1));
+    let t = Instant::now();
+    let (held, b_synced) = wait_settled(Duration::from_secs(60), Duration::from_secs(15), Duration::from_millis(250), || aor_count(&b), |&n| n == CONTACTS);
+    assert!(b_synced.is_some(), "host 1 holds {held} of {CONTACTS} after its join");
+    let b_sync = t.elapsed();
+    let joiner = Node::start_at(&format!("{label}-2"), &seeded(net.on_host(2, base.clone()), net.addr(0)), net.addr(2));
+    let t = Instant::now();
+    // The middle of the sync: at least a tenth, well before the end.
+    let (at_kill, mid) = wait_settled(Duration::from_secs(30), Duration::from_secs(10), Duration::from_millis(20), || aor_count(&joiner), |&n| n >= CONTACTS / 10);
+    assert!(mid.is_some(), "the joiner's sync did not start: {at_kill}");
+    a.kill();
+    let killed_at = Instant::now();
+    let at_kill = aor_count(&joiner);
+    eprintln!("[{label}] host 0 killed {:.1} s into the joiner's sync, joiner holding {at_kill}", t.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(1));
+    let a = Node::start_at(&format!("{label}-0-again"), &seeded(net.on_host(0, base.clone()), net.addr(1)), net.addr(0));
+    let nodes = [a, b, joiner];
+    let (contacts, took) = wait_whole(&nodes, Duration::from_secs(60), CONTACTS, aor_count);
+    let since_kill = killed_at.elapsed();
+    for n in &nodes {
+        eprintln!("[{label}] node {}: {} contacts, {}", n.addr, aor_count(n), heal_figures(n));
+    }
+    eprintln!(
+        "FIGURES kill -9 mid-sync: filled {CONTACTS} in {:.1} s, host 1 synced in {:.1} s, joiner held {at_kill} when host 0 was killed, every node (host 0 restarted) whole {} after the kill, contacts per node {contacts:?}",
+        filled.as_secs_f64(),
+        b_sync.as_secs_f64(),
+        took.map(|_| format!("{:.1} s", since_kill.as_secs_f64())).unwrap_or("never".into()),
+    );
+    assert!(at_kill < CONTACTS, "the kill came after the sync ended");
+    assert!(took.is_some(), "not every node holds all {CONTACTS} contacts: {contacts:?}");
+}
+
+/// Three rounds of: host 2 cut off while 300 AoRs register on host 0 and
+/// 200 on host 2, healed, all 500 removed again. Each node's shm must
+/// come back to its level before the load (no growth round after round).
+#[test]
+fn shm_returns_to_its_level_after_rounds_of_partitions() {
+    let _serial = one_at_a_time();
+    let Some(net) = TestNet::new(3) else { return };
+    let label = "shm";
+    let nodes = start_net_cluster(&net, label, &fault_node(false, 64));
+    std::thread::sleep(Duration::from_secs(6));
+    let shm = |nodes: &[Node]| counts(nodes, |n| shm_used(n).unwrap_or(0) as usize);
+    let before = shm(&nodes);
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for round in 0..3 {
+        let (d0, d2) = (nodes[0].dir.clone(), nodes[2].dir.clone());
+        let (a0, a2) = (net.addr(0), net.addr(2));
+        let (p0, p2) = (format!("m{round}a"), format!("m{round}b"));
+        net.cut(2);
+        let cut_at = Instant::now();
+        let (ok0, ok2) = std::thread::scope(|s| {
+            let net = &net;
+            let (p0, p2, d0, d2) = (&p0, &p2, &d0, &d2);
+            let h0 = s.spawn(move || net.sipp_register(0, a0, d0, p0, 300, 100, 3600).1);
+            let h2 = s.spawn(move || net.sipp_register(2, a2, d2, p2, 200, 100, 3600).1);
+            (h0.join().unwrap(), h2.join().unwrap())
+        });
+        assert_eq!((ok0, ok2), (300, 200));
+        wait_noticed(&nodes[0], a2, Duration::from_secs(15));
+        if let Some(rest) = Duration::from_secs(8).checked_sub(cut_at.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        net.heal(2);
+        let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 500, aor_count);
+        assert!(took.is_some(), "round {round}: not healed: {held:?}");
+        let (ok0, ok2) = std::thread::scope(|s| {
+            let net = &net;
+            let (p0, p2, d0, d2) = (&p0, &p2, &d0, &d2);
+            let h0 = s.spawn(move || net.sipp_register(0, a0, d0, p0, 300, 100, 0).1);
+            let h2 = s.spawn(move || net.sipp_register(2, a2, d2, p2, 200, 100, 0).1);
+            (h0.join().unwrap(), h2.join().unwrap())
+        });
+        assert_eq!((ok0, ok2), (300, 200));
+        let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 0, aor_count);
+        assert!(took.is_some(), "round {round}: contacts not removed everywhere: {held:?}");
+        let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == 0));
+        assert_eq!(items, vec![0; 3], "round {round}: htable items not removed everywhere");
+        // tm's transactions (pings) end after their wait timer.
+        std::thread::sleep(Duration::from_secs(6));
+        let after = shm(&nodes);
+        eprintln!("[{label}] round {round}: shm used per node {after:?} (before the load {before:?}; healed in {:.1} s)", took.unwrap().as_secs_f64());
+        rounds.push(after);
+    }
+    for n in &nodes {
+        eprintln!("[{label}] node {}: {}", n.addr, heal_figures(n));
+    }
+    let kb = |v: &Vec<usize>| v.iter().map(|b| b / 1024).collect::<Vec<_>>();
+    eprintln!(
+        "FIGURES shm: used per node (KB) before the load {:?}, after rounds 1..3 {:?} {:?} {:?}",
+        kb(&before),
+        kb(&rounds[0]),
+        kb(&rounds[1]),
+        kb(&rounds[2])
+    );
+    for (i, _) in nodes.iter().enumerate() {
+        // Slack: allocator fragmentation and usrloc/htable first-use structures.
+        assert!(rounds[2][i] <= before[i] + 1024 * 1024, "node {i}: {} bytes of shm after 3 rounds, {} before the load", rounds[2][i], before[i]);
+        assert!(rounds[2][i] <= rounds[0][i] + 256 * 1024, "node {i}: shm grows round after round: {:?}", rounds.iter().map(|r| r[i]).collect::<Vec<_>>());
+    }
 }

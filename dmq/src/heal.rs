@@ -38,6 +38,8 @@ pub enum Regain {
     /// The last sync from that node is recent: one sync runs at the end of
     /// the window (several regains inside it share it).
     Deferred,
+    /// A sync is due after the delay asked for.
+    Later,
     /// A sync was already waiting (at most one waits per node).
     AlreadyDue,
     /// The table is full (cannot happen while it keeps to the node limit).
@@ -65,6 +67,12 @@ impl HealTable {
     /// `uri` became active again at `now`: a sync from it is due now, or at
     /// the end of the rate-limit window (`window` ms after the last one).
     pub fn regained(&mut self, uri: &NodeUri, now: u64, window: u64) -> Regain {
+        self.regained_after(uri, now, window, 0)
+    }
+
+    /// As [`regained`](Self::regained), but not before `delay` ms from now
+    /// (time for the other node to list this one again).
+    pub fn regained_after(&mut self, uri: &NodeUri, now: u64, window: u64, delay: u64) -> Regain {
         let idx = match self.entries.iter().position(|e| e.uri.same_node(uri)) {
             Some(i) => i,
             None => {
@@ -93,7 +101,10 @@ impl HealTable {
         }
         let earliest = if e.last_sync == 0 { now } else { e.last_sync.saturating_add(window) };
         if earliest <= now {
-            e.due = Some(now);
+            e.due = Some(now.saturating_add(delay));
+            if delay > 0 {
+                return Regain::Later;
+            }
             Regain::Now
         } else {
             e.due = Some(earliest);
@@ -201,6 +212,18 @@ mod tests {
         assert_eq!(back, t);
         assert_eq!(back.waiting(), 1);
         assert_eq!(back.take_due(9000), vec![n]);
+    }
+
+    #[test]
+    fn a_delayed_regain_waits_its_delay() {
+        let mut t = HealTable::default();
+        let n = uri("sip:10.0.0.2:5060");
+        assert_eq!(t.regained_after(&n, 1000, 4000, 4000), Regain::Later);
+        assert!(t.take_due(4999).is_empty());
+        assert_eq!(t.take_due(5000), vec![n.clone()]);
+        // Inside the window the window decides.
+        assert_eq!(t.regained_after(&n, 6000, 4000, 100), Regain::Deferred);
+        assert_eq!(t.take_due(9000), vec![n]);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! narrowed to that node (`peers::run_inits_towards`). Both sides regain
 //! each other, so both pull. A node whose own processes stood still (the
 //! retransmission timer saw no tick for a while) cannot know whether the
-//! others dropped it: it pulls from every active node.
+//! others dropped it: it pulls from every active node, one rate-limit
+//! window later (by then its pings have made the others list it again).
 //!
 //! Syncs run in the DMQ retransmission timer process (never in the SIP
 //! worker that saw the node come back), rate-limited per node by
@@ -81,6 +82,11 @@ fn window() -> u64 {
 /// Nodes that became active again in this node's list. Before the first
 /// contact with the cluster the init callbacks' own sync covers them.
 pub fn regained(nodes: &[NodeUri]) {
+    regained_after(nodes, 0);
+}
+
+/// As `regained`, not before `delay` ms from now.
+fn regained_after(nodes: &[NodeUri], delay: u64) {
     let Some(heal) = HEAL.get() else { return };
     if nodes.is_empty() || !peers::init_done() {
         return;
@@ -88,10 +94,11 @@ pub fn regained(nodes: &[NodeUri]) {
     let now = monotonic_ms();
     let window = window();
     let outcomes: Vec<(NodeUri, Regain)> =
-        with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained(n, now, window))).collect());
+        with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained_after(n, now, window, delay))).collect());
     for (node, outcome) in outcomes {
         match outcome {
             Regain::Now => log::info!("node {node} is back: asking it for its state (heal sync)"),
+            Regain::Later => log::info!("asking node {node} for its state in {} s (heal sync)", delay / 1000),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);
                 log::info!("node {node} is back again: one heal sync runs at the end of the {} s window", window / 1000);
@@ -131,7 +138,9 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) {
             now.saturating_sub(last),
             nodes.len()
         );
-        regained(&nodes);
+        // The others may have dropped this node: ask once they list it
+        // again (its next ping reaches them within a ping interval).
+        regained_after(&nodes, window());
     }
     if heal.counters.waiting.load(Ordering::Relaxed) == 0 {
         return;

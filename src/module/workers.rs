@@ -195,7 +195,11 @@ pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
         log::error!("DMQ peer {} has no callback", peer.id());
         return false;
     }
-    let sender = cluster::sender_of(msg).and_then(|uri| cluster::find_node(&uri));
+    // A sender not (or no longer) listed still gets a node: a consumer
+    // answers a sync request to the node it names (stock passes none, and
+    // dmq_usrloc and htable then send their whole state to every other
+    // node instead of the one that asked, e.g. a node coming back).
+    let sender = cluster::sender_of(msg).map(|uri| cluster::node_or_stand_in(&uri));
     let Some(resp) = peer.call(msg, sender.as_ref()) else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
