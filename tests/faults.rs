@@ -64,7 +64,7 @@ fn shm_used(node: &Node) -> Option<u64> {
 fn heal_figures(node: &Node) -> String {
     let out = node.try_rpc(&["dmq.stats"]).unwrap_or_default();
     let f = |name: &str| reply_field::<u64>(&out, name).unwrap_or(0);
-    format!("heal_syncs {} deferred {} stalls {}", f("heal_syncs"), f("heal_syncs_deferred"), f("heal_stalls"))
+    format!("heal_syncs {} pushes {} deferred {} stalls {}", f("heal_syncs"), f("heal_sync_pushes"), f("heal_syncs_deferred"), f("heal_stalls"))
 }
 
 /// Starts one node per host of `net`: host 0 unseeded, the others seeded

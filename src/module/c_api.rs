@@ -23,6 +23,7 @@ impl DmqApi for Api {
             if except.as_ref().is_some_and(|e| e.same_node(&node)) {
                 return Ok(());
             }
+            peers::note_narrowed(message.peer, message.body, message.content_type);
             let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
             return send(message, &[target]);
         }

@@ -36,6 +36,9 @@ shm_zeroed! {
     struct Counters {
         /// Heal syncs started (one per regained node, all peers).
         syncs: AtomicU64,
+        /// Sync requests handed to our own peers in a regained node's name
+        /// (one per peer and heal sync): pushes of our state to it.
+        pushes: AtomicU64,
         /// Regains that found a sync from the node too recent: served
         /// together, once, at the end of the window.
         deferred: AtomicU64,
@@ -123,10 +126,10 @@ pub fn tick_end() {
 
 /// The retransmission timer, every 100 ms (first thing in its tick):
 /// notices when this node's own processes stood still (`active_nodes` are
-/// then all pulled from), and runs the heal syncs that are due. No lock is
-/// held while they run.
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) {
-    let Some(heal) = HEAL.get() else { return };
+/// then all due a sync), and returns the nodes whose heal sync is due
+/// (`resync` runs them; no lock is held then).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
+    let Some(heal) = HEAL.get() else { return Vec::new() };
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
     let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
@@ -143,24 +146,37 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) {
         regained_after(&nodes, window());
     }
     if heal.counters.waiting.load(Ordering::Relaxed) == 0 {
-        return;
+        return Vec::new();
     }
     let due = with_table(heal, |t| t.take_due(now));
-    for node in due {
-        heal.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        peers::run_inits_towards(&node);
+    heal.counters.syncs.fetch_add(due.len() as u64, Ordering::Relaxed);
+    due
+}
+
+/// A sync request pushed to our own peers in a regained node's name.
+pub fn count_push() {
+    if let Some(heal) = HEAL.get() {
+        heal.counters.pushes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Heal figures: (syncs started, regains folded into a later sync, syncs
-/// waiting now, stalls of this node).
-pub fn stats() -> (u64, u64, usize, u64) {
-    let Some(heal) = HEAL.get() else { return (0, 0, 0, 0) };
+/// Heal figures (`dmq.stats`).
+pub struct HealStats {
+    pub syncs: u64,
+    pub pushes: u64,
+    pub deferred: u64,
+    pub waiting: usize,
+    pub stalls: u64,
+}
+
+pub fn stats() -> HealStats {
+    let Some(heal) = HEAL.get() else { return HealStats { syncs: 0, pushes: 0, deferred: 0, waiting: 0, stalls: 0 } };
     let c = heal.counters;
-    (
-        c.syncs.load(Ordering::Relaxed),
-        c.deferred.load(Ordering::Relaxed),
-        c.waiting.load(Ordering::Relaxed),
-        c.stalls.load(Ordering::Relaxed),
-    )
+    HealStats {
+        syncs: c.syncs.load(Ordering::Relaxed),
+        pushes: c.pushes.load(Ordering::Relaxed),
+        deferred: c.deferred.load(Ordering::Relaxed),
+        waiting: c.waiting.load(Ordering::Relaxed),
+        stalls: c.stalls.load(Ordering::Relaxed),
+    }
 }

@@ -18,7 +18,7 @@ use crate::host::process;
 use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
-use super::{cluster, heal};
+use super::{cluster, heal, resync};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
 
@@ -107,7 +107,7 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    heal::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
+    resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
     in_flight::tick();
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());

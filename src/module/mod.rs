@@ -13,6 +13,7 @@ mod lifecycle;
 mod messaging;
 mod params;
 mod peers;
+mod resync;
 mod rpc_commands;
 mod script;
 mod state;

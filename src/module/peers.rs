@@ -116,6 +116,13 @@ thread_local! {
     /// While a heal sync runs the init callbacks, the node their broadcasts
     /// go to (this process only; the callbacks send before they return).
     static NARROWED_TO: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
+    /// What they sent: (peer, body, content type) of each sync request.
+    static CAPTURED: std::cell::RefCell<Vec<(Peer, Vec<u8>, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A broadcast narrowed to a heal sync's node (see `run_inits_towards`).
+pub fn note_narrowed(peer: Peer, body: &[u8], content_type: &str) {
+    CAPTURED.with(|c| c.borrow_mut().push((peer, body.to_vec(), content_type.to_string())));
 }
 
 /// The node broadcasts are narrowed to while a heal sync runs here.
@@ -125,9 +132,10 @@ pub fn broadcast_narrowed_to() -> Option<NodeUri> {
 
 /// A heal sync: every peer's init callback runs again, with the broadcasts
 /// it makes (dmq_usrloc's, htable's sync request) sent to `node` only, so
-/// only that node answers with its full state. Returns how many peers ran.
-pub fn run_inits_towards(node: &NodeUri) -> usize {
-    let Some(registry) = registry() else { return 0 };
+/// only that node answers with its full state. Returns the sync requests
+/// they sent: (peer, body, content type).
+pub fn run_inits_towards(node: &NodeUri) -> Vec<(Peer, Vec<u8>, String)> {
+    let Some(registry) = registry() else { return Vec::new() };
     let peers: Vec<Peer> = registry.lock().peers.iter().filter(|p| p.has_init()).collect();
     // Called outside the lock: the callbacks send messages.
     struct Reset;
@@ -137,6 +145,7 @@ pub fn run_inits_towards(node: &NodeUri) -> usize {
         }
     }
     NARROWED_TO.with(|n| *n.borrow_mut() = Some(node.clone()));
+    CAPTURED.with(|c| c.borrow_mut().clear());
     let _reset = Reset;
     for peer in &peers {
         log::info!("heal sync: DMQ peer {:?} asks {node} for its state", peer.id());
@@ -144,5 +153,5 @@ pub fn run_inits_towards(node: &NodeUri) -> usize {
             log::warn!("init callback of DMQ peer {:?} failed (heal sync from {node})", peer.id());
         }
     }
-    peers.len()
+    CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }

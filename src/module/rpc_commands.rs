@@ -93,13 +93,14 @@ pub fn stats(call: &RpcCall) {
             ("nodes_refused", int(cluster::nodes_refused())),
             ("node_limit", int(dmq_core::nodes::MAX_NODES)),
         ]);
-    let (heal_syncs, heal_deferred, heal_waiting, heal_stalls) = heal::stats();
+    let h = heal::stats();
     ok = ok
         && call.add_struct(&[
-            ("heal_syncs", int(heal_syncs)),
-            ("heal_syncs_deferred", int(heal_deferred)),
-            ("heal_syncs_waiting", int(heal_waiting)),
-            ("heal_stalls", int(heal_stalls)),
+            ("heal_syncs", int(h.syncs)),
+            ("heal_sync_pushes", int(h.pushes)),
+            ("heal_syncs_deferred", int(h.deferred)),
+            ("heal_syncs_waiting", int(h.waiting)),
+            ("heal_stalls", int(h.stalls)),
         ]);
     for w in &stats.workers {
         ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);
