@@ -40,6 +40,9 @@ pub enum Regain {
     Deferred,
     /// A sync is due after the delay asked for.
     Later,
+    /// The node was never active here before: it is new, and its own join
+    /// sync covers it. Noted, no sync.
+    FirstSeen,
     /// A sync was already waiting (at most one waits per node).
     AlreadyDue,
     /// The table is full (cannot happen while it keeps to the node limit).
@@ -73,28 +76,38 @@ impl HealTable {
     /// As [`regained`](Self::regained), but not before `delay` ms from now
     /// (time for the other node to list this one again).
     pub fn regained_after(&mut self, uri: &NodeUri, now: u64, window: u64, delay: u64) -> Regain {
-        let idx = match self.entries.iter().position(|e| e.uri.same_node(uri)) {
-            Some(i) => i,
+        match self.note_seen(uri, now, window) {
+            Some(i) => self.schedule(i, now, window, delay),
+            None if self.entries.iter().any(|e| e.uri.same_node(uri)) => Regain::FirstSeen,
+            None => Regain::Refused,
+        }
+    }
+
+    /// Notes that `uri` is active here; returns its entry's index if it was
+    /// known before (None: new now, or no room).
+    pub fn note_seen(&mut self, uri: &NodeUri, now: u64, window: u64) -> Option<usize> {
+        match self.entries.iter().position(|e| e.uri.same_node(uri)) {
+            Some(i) => Some(i),
             None => {
                 if self.entries.len() >= MAX_NODES {
                     // Make room: forget the entry synced longest ago with
                     // nothing waiting (its window is long over).
-                    let Some(oldest) = self
+                    let oldest = self
                         .entries
                         .iter()
                         .enumerate()
                         .filter(|(_, e)| e.due.is_none() && now.saturating_sub(e.last_sync) >= window)
                         .min_by_key(|(_, e)| e.last_sync)
-                        .map(|(i, _)| i)
-                    else {
-                        return Regain::Refused;
-                    };
+                        .map(|(i, _)| i)?;
                     self.entries.remove(oldest);
                 }
                 self.entries.push(HealEntry { uri: uri.clone(), last_sync: 0, due: None });
-                self.entries.len() - 1
+                None
             }
-        };
+        }
+    }
+
+    fn schedule(&mut self, idx: usize, now: u64, window: u64, delay: u64) -> Regain {
         let e = &mut self.entries[idx];
         if e.due.is_some() {
             return Regain::AlreadyDue;
@@ -167,8 +180,10 @@ mod tests {
     }
 
     #[test]
-    fn first_regain_syncs_at_once() {
+    fn a_new_node_is_noted_and_a_returning_one_synced_at_once() {
         let mut t = HealTable::default();
+        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 500, 4000), Regain::FirstSeen);
+        assert!(t.take_due(500).is_empty());
         assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 1000, 4000), Regain::Now);
         assert_eq!(t.take_due(1000), vec![uri("sip:10.0.0.2:5060")]);
         assert!(t.take_due(1000).is_empty());
@@ -179,6 +194,7 @@ mod tests {
     fn a_flapping_node_gets_one_sync_per_window() {
         let mut t = HealTable::default();
         let n = uri("sip:10.0.0.2:5060");
+        t.note_seen(&n, 0, 4000);
         assert_eq!(t.regained(&n, 10_000, 4000), Regain::Now);
         assert_eq!(t.take_due(10_000).len(), 1);
         // Back again 1 s later, and again: one sync, at the window's end.
@@ -190,6 +206,7 @@ mod tests {
         assert_eq!(t.regained(&n, 30_000, 4000), Regain::Now);
         // A storm of 100 regains within 10 s costs at most 3 syncs.
         let mut t = HealTable::default();
+        t.note_seen(&n, 0, 4000);
         let mut syncs = 0;
         for i in 0..100u64 {
             let now = 100_000 + i * 100;
@@ -204,6 +221,7 @@ mod tests {
     fn a_deferred_sync_is_never_lost() {
         let mut t = HealTable::default();
         let n = uri("sip:10.0.0.2:5060");
+        t.note_seen(&n, 0, 4000);
         t.regained(&n, 5000, 4000);
         t.take_due(5000);
         assert_eq!(t.regained(&n, 6000, 4000), Regain::Deferred);
@@ -218,6 +236,7 @@ mod tests {
     fn a_delayed_regain_waits_its_delay() {
         let mut t = HealTable::default();
         let n = uri("sip:10.0.0.2:5060");
+        t.note_seen(&n, 0, 4000);
         assert_eq!(t.regained_after(&n, 1000, 4000, 4000), Regain::Later);
         assert!(t.take_due(4999).is_empty());
         assert_eq!(t.take_due(5000), vec![n.clone()]);
@@ -231,6 +250,8 @@ mod tests {
         let mut t = HealTable::default();
         let a = uri("sip:10.0.0.2:5060");
         let b = uri("sip:10.0.0.3:5060");
+        t.note_seen(&a, 0, 4000);
+        t.note_seen(&b, 0, 4000);
         assert_eq!(t.regained(&a, 1000, 4000), Regain::Now);
         t.take_due(1000);
         assert_eq!(t.regained(&b, 2000, 4000), Regain::Now);
@@ -243,16 +264,19 @@ mod tests {
         let mut t = HealTable::default();
         for i in 0..MAX_NODES {
             let n = uri(&format!("sip:10.0.{}.{}:5060", i / 200, i % 200 + 1));
+            t.note_seen(&n, 0, 4000);
             t.regained(&n, 1000 + i as u64, 4000);
         }
         t.take_due(10_000);
         let new = uri("sip:10.9.9.9:5060");
+        assert_eq!(t.regained(&new, 20_000, 4000), Regain::FirstSeen);
         assert_eq!(t.regained(&new, 20_000, 4000), Regain::Now);
         assert_eq!(t.entries.len(), MAX_NODES);
         // All waiting: nothing may be forgotten.
         let mut t = HealTable::default();
         for i in 0..MAX_NODES {
             let n = uri(&format!("sip:10.0.{}.{}:5060", i / 200, i % 200 + 1));
+            t.note_seen(&n, 0, 4000);
             t.regained(&n, 1000, 4000);
         }
         assert_eq!(t.regained(&new, 1000, 4000), Regain::Refused);

@@ -17,15 +17,10 @@ impl DmqApi for Api {
     }
 
     fn bcast_message(message: ApiMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
-        // A heal sync runs the init callbacks: their sync request goes to
-        // the regained node only (see `peers::run_inits_towards`).
-        if let Some(node) = peers::broadcast_narrowed_to() {
-            if except.as_ref().is_some_and(|e| e.same_node(&node)) {
-                return Ok(());
-            }
-            peers::note_narrowed(message.peer, message.body, message.content_type);
-            let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
-            return send(message, &[target]);
+        // A heal sync runs the init callbacks to learn their sync requests.
+        if peers::capturing() {
+            peers::capture(message.peer, message.body, message.content_type);
+            return Ok(());
         }
         let targets = messaging::active_targets(except.as_ref());
         send(message, &targets)

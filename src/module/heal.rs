@@ -2,21 +2,23 @@
 //!
 //! A node that joins runs its peers' init callbacks once (`peers::
 //! cluster_reached`), which asks the cluster for everything. A node that
-//! was cut off, frozen or dropped and comes back does not restart, so
-//! without more, what each side learned meanwhile would stay on its side
-//! until the next update. Here, whenever a node becomes active again in
-//! this node's list (after the first contact), this node asks it for its
-//! full state: the peers' init callbacks run again, their sync request
-//! narrowed to that node (`peers::run_inits_towards`). Both sides regain
-//! each other, so both pull. A node whose own processes stood still (the
-//! retransmission timer saw no tick for a while) cannot know whether the
-//! others dropped it: it pulls from every active node, one rate-limit
-//! window later (by then its pings have made the others list it again).
+//! was cut off, frozen or dropped and comes back does not restart, and
+//! what was replicated while the others had it off their lists never
+//! reaches it; a node that restarts is answered at once, but a node that
+//! still lists it as disabled (it announced its leave) sends it nothing
+//! until a ping makes it active again. So whenever a node becomes active
+//! again in this node's list (a node seen active before: a new node's own
+//! join sync covers it), this node sends it its whole state (`resync`).
+//! Both sides of a healed partition regain each other, so both send. A
+//! node whose own processes stood still (the retransmission timer saw no
+//! tick for a while) cannot know whether the others dropped it: it sends
+//! to every active node, one rate-limit window later.
 //!
-//! Syncs run in the DMQ retransmission timer process (never in the SIP
-//! worker that saw the node come back), rate-limited per node by
-//! `dmq_core::heal` (at most one per `window_ms`; a regain inside the
-//! window is served once at its end, never dropped).
+//! This module decides when (the table in shm, the policy in
+//! `dmq_core::heal`: at most one sync per node per `window_ms`; a regain
+//! inside the window is served once at its end, never dropped); `resync`
+//! runs them in the DMQ retransmission timer process, never in the SIP
+//! worker that saw the node come back.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -91,17 +93,27 @@ pub fn regained(nodes: &[NodeUri]) {
 /// As `regained`, not before `delay` ms from now.
 fn regained_after(nodes: &[NodeUri], delay: u64) {
     let Some(heal) = HEAL.get() else { return };
-    if nodes.is_empty() || !peers::init_done() {
+    if nodes.is_empty() {
         return;
     }
     let now = monotonic_ms();
     let window = window();
+    if !peers::init_done() {
+        // Before the first contact: our own join sync covers them.
+        with_table(heal, |t| {
+            for n in nodes {
+                let _ = t.note_seen(n, now, window);
+            }
+        });
+        return;
+    }
     let outcomes: Vec<(NodeUri, Regain)> =
         with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained_after(n, now, window, delay))).collect());
     for (node, outcome) in outcomes {
         match outcome {
-            Regain::Now => log::info!("node {node} is back: asking it for its state (heal sync)"),
-            Regain::Later => log::info!("asking node {node} for its state in {} s (heal sync)", delay / 1000),
+            Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
+            Regain::Later => log::info!("sending node {node} our state in {} s (heal sync)", delay / 1000),
+            Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);
                 log::info!("node {node} is back again: one heal sync runs at the end of the {} s window", window / 1000);
@@ -128,7 +140,7 @@ pub fn tick_end() {
 /// notices when this node's own processes stood still (`active_nodes` are
 /// then all due a sync), and returns the nodes whose heal sync is due
 /// (`resync` runs them; no lock is held then).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<NodeUri> {
     let Some(heal) = HEAL.get() else { return Vec::new() };
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
@@ -145,7 +157,7 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
         // again (its next ping reaches them within a ping interval).
         regained_after(&nodes, window());
     }
-    if heal.counters.waiting.load(Ordering::Relaxed) == 0 {
+    if heal.counters.waiting.load(Ordering::Relaxed) == 0 || !ready() {
         return Vec::new();
     }
     let due = with_table(heal, |t| t.take_due(now));

@@ -6,8 +6,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use dmq_core::protocol::NodeUri;
-
 use crate::host::dmq_api::{AddPeerError, Peer, PeerList, PeerSpec};
 use crate::host::shm::ShmMutex;
 use crate::shm_zeroed;
@@ -113,44 +111,43 @@ pub fn init_done() -> bool {
 }
 
 thread_local! {
-    /// While a heal sync runs the init callbacks, the node their broadcasts
-    /// go to (this process only; the callbacks send before they return).
-    static NARROWED_TO: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
-    /// What they sent: (peer, body, content type) of each sync request.
+    /// Set while a heal sync runs the init callbacks (this process only;
+    /// the callbacks send before they return).
+    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What they would have broadcast: (peer, body, content type) of each
+    /// sync request.
     static CAPTURED: std::cell::RefCell<Vec<(Peer, Vec<u8>, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A broadcast narrowed to a heal sync's node (see `run_inits_towards`).
-pub fn note_narrowed(peer: Peer, body: &[u8], content_type: &str) {
+/// Whether broadcasts are being captured (see `sync_requests`).
+pub fn capturing() -> bool {
+    CAPTURING.with(|c| c.get())
+}
+
+/// A broadcast captured instead of sent.
+pub fn capture(peer: Peer, body: &[u8], content_type: &str) {
     CAPTURED.with(|c| c.borrow_mut().push((peer, body.to_vec(), content_type.to_string())));
 }
 
-/// The node broadcasts are narrowed to while a heal sync runs here.
-pub fn broadcast_narrowed_to() -> Option<NodeUri> {
-    NARROWED_TO.with(|n| n.borrow().clone())
-}
-
-/// A heal sync: every peer's init callback runs again, with the broadcasts
-/// it makes (dmq_usrloc's, htable's sync request) sent to `node` only, so
-/// only that node answers with its full state. Returns the sync requests
-/// they sent: (peer, body, content type).
-pub fn run_inits_towards(node: &NodeUri) -> Vec<(Peer, Vec<u8>, String)> {
+/// Every peer's sync request, as its init callback makes it: the init
+/// callbacks run with their broadcasts captured, not sent. Returns
+/// (peer, body, content type) of each.
+pub fn sync_requests() -> Vec<(Peer, Vec<u8>, String)> {
     let Some(registry) = registry() else { return Vec::new() };
     let peers: Vec<Peer> = registry.lock().peers.iter().filter(|p| p.has_init()).collect();
-    // Called outside the lock: the callbacks send messages.
+    // Called outside the lock: the callbacks call back into the API.
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            NARROWED_TO.with(|n| *n.borrow_mut() = None);
+            CAPTURING.with(|c| c.set(false));
         }
     }
-    NARROWED_TO.with(|n| *n.borrow_mut() = Some(node.clone()));
     CAPTURED.with(|c| c.borrow_mut().clear());
+    CAPTURING.with(|c| c.set(true));
     let _reset = Reset;
     for peer in &peers {
-        log::info!("heal sync: DMQ peer {:?} asks {node} for its state", peer.id());
         if peer.run_init() == Some(false) {
-            log::warn!("init callback of DMQ peer {:?} failed (heal sync from {node})", peer.id());
+            log::warn!("init callback of DMQ peer {:?} failed (heal sync)", peer.id());
         }
     }
     CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))

@@ -163,12 +163,13 @@ impl TestNet {
 
     /// Sends `count` REGISTERs at `rate`/s from host `i` itself (so a cut
     /// host can still be reached) to `to`, one AoR each: `<prefix><n>`,
-    /// with `expires` (0: removes them). Bounded in time; returns sipp's
+    /// with `expires` (0: removes them; the Contact names no port, so a
+    /// later run from another port removes them). Bounded in time; returns sipp's
     /// status and how many got a 200.
     pub fn sipp_register(&self, i: usize, to: SocketAddr, dir: &Path, prefix: &str, count: usize, rate: usize, expires: u32) -> (ExitStatus, usize) {
         let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml")).unwrap();
         let scenario = dir.join(format!("register-{prefix}-{expires}.xml"));
-        std::fs::write(&scenario, template.replace("user[call_number]", &format!("{prefix}[call_number]")).replace("Expires: 3600", &format!("Expires: {expires}")))
+        std::fs::write(&scenario, template.replace("user[call_number]", &format!("{prefix}[call_number]")).replace("Expires: 3600", &format!("Expires: {expires}")).replace("@[local_ip]:[local_port]>", "@[local_ip]>"))
             .unwrap();
         let port = 6000 + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 2000;
         let mut cmd = self.command(i, "sipp");
