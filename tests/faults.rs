@@ -112,6 +112,37 @@ fn wait_whole(nodes: &[Node], limit: Duration, want: usize, probe: impl Fn(&Node
     }
 }
 
+/// Waits (bounded) until no node has a heal sync waiting, a job queued
+/// or a message in flight, twice in a row half a second apart: the heal
+/// syncs are over. Returns whether that happened within `limit`.
+fn wait_quiet(nodes: &[Node], limit: Duration) -> bool {
+    let quiet = |n: &Node| {
+        let Ok(out) = n.try_rpc(&["dmq.stats"]) else { return false };
+        ["heal_syncs_waiting", "jobs_waiting", "messages_in_flight"].iter().all(|f| reply_field::<u64>(&out, f) == Some(0))
+    };
+    let start = Instant::now();
+    let mut streak = 0;
+    while start.elapsed() < limit {
+        streak = if nodes.iter().all(quiet) { streak + 1 } else { 0 };
+        if streak >= 2 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for n in nodes {
+        let out = n.try_rpc(&["dmq.stats"]).unwrap_or_default();
+        let f = |name: &str| reply_field::<u64>(&out, name).unwrap_or(u64::MAX);
+        eprintln!(
+            "node {} not quiet: heal_syncs_waiting {} jobs_waiting {} messages_in_flight {}",
+            n.addr,
+            f("heal_syncs_waiting"),
+            f("jobs_waiting"),
+            f("messages_in_flight")
+        );
+    }
+    false
+}
+
 /// Waits (bounded) until `node` no longer lists `addr` as active.
 fn wait_noticed(node: &Node, addr: SocketAddr, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -293,16 +324,16 @@ fn kill_9_in_the_middle_of_a_100000_contact_sync() {
     const CONTACTS: usize = 100_000;
     let mut base = registrar(NodeConfig::default());
     base.shm_mb = 256;
+    // Hosts 0 and 1 fill up together: REGISTERs to host 0, replicated.
     let t = Instant::now();
     let mut a = Node::start_at(&format!("{label}-0"), &net.on_host(0, base.clone()).param("ping_interval", "2"), net.addr(0));
+    let b = Node::start_at(&format!("{label}-1"), &seeded(net.on_host(1, base.clone()), net.addr(0)), net.addr(1));
+    assert_converged(&[&a, &b]);
     let (_, ok) = net.sipp_register(0, net.addr(0), &a.dir, "k", CONTACTS, 5000, 3600);
     assert_eq!(ok, CONTACTS, "every REGISTER answered");
-    let filled = t.elapsed();
-    let b = Node::start_at(&format!("{label}-1"), &seeded(net.on_host(1, base.clone()), net.addr(0)), net.addr(1));
-    let t = Instant::now();
     let (held, b_synced) = wait_settled(Duration::from_secs(60), Duration::from_secs(15), Duration::from_millis(250), || aor_count(&b), |&n| n == CONTACTS);
-    assert!(b_synced.is_some(), "host 1 holds {held} of {CONTACTS} after its join");
-    let b_sync = t.elapsed();
+    assert!(b_synced.is_some(), "host 1 holds {held} of {CONTACTS}");
+    let filled = t.elapsed();
     let joiner = Node::start_at(&format!("{label}-2"), &seeded(net.on_host(2, base.clone()), net.addr(0)), net.addr(2));
     let t = Instant::now();
     // The middle of the sync: at least a tenth, well before the end.
@@ -321,9 +352,8 @@ fn kill_9_in_the_middle_of_a_100000_contact_sync() {
         eprintln!("[{label}] node {}: {} contacts, {}", n.addr, aor_count(n), heal_figures(n));
     }
     eprintln!(
-        "FIGURES kill -9 mid-sync: filled {CONTACTS} in {:.1} s, host 1 synced in {:.1} s, joiner held {at_kill} when host 0 was killed, every node (host 0 restarted) whole {} after the kill, contacts per node {contacts:?}",
+        "FIGURES kill -9 mid-sync: hosts 0 and 1 filled with {CONTACTS} in {:.1} s, joiner held {at_kill} when host 0 was killed, every node (host 0 restarted) whole {} after the kill, contacts per node {contacts:?}",
         filled.as_secs_f64(),
-        b_sync.as_secs_f64(),
         took.map(|_| format!("{:.1} s", since_kill.as_secs_f64())).unwrap_or("never".into()),
     );
     assert!(at_kill < CONTACTS, "the kill came after the sync ended");
@@ -338,7 +368,11 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
     let _serial = one_at_a_time();
     let Some(net) = TestNet::new(3) else { return };
     let label = "shm";
-    let nodes = start_net_cluster(&net, label, &fault_node(false, 64));
+    // One DMQ worker: htable's sync handler inserts without its slot lock,
+    // so two syncs handled at once may store a key twice, and a removal
+    // then leaves the other copy (a stock htable race, see the README);
+    // this test is about shm, not about that.
+    let nodes = start_net_cluster(&net, label, &fault_node(false, 64).param("num_workers", "1"));
     std::thread::sleep(Duration::from_secs(6));
     let shm = |nodes: &[Node]| counts(nodes, |n| shm_used(n).unwrap_or(0) as usize);
     let before = shm(&nodes);
@@ -358,12 +392,15 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         });
         assert_eq!((ok0, ok2), (300, 200));
         wait_noticed(&nodes[0], a2, Duration::from_secs(15));
-        if let Some(rest) = Duration::from_secs(8).checked_sub(cut_at.elapsed()) {
+        if let Some(rest) = Duration::from_secs(6).checked_sub(cut_at.elapsed()) {
             std::thread::sleep(rest);
         }
         net.heal(2);
         let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 500, aor_count);
         assert!(took.is_some(), "round {round}: not healed: {held:?}");
+        // A heal sync that crosses the removals would bring back what it
+        // read before them (see the README's Faults section): let it end.
+        assert!(wait_quiet(&nodes, HEAL_LIMIT), "round {round}: heal syncs do not end");
         let (ok0, ok2) = std::thread::scope(|s| {
             let net = &net;
             let (p0, p2, d0, d2) = (&p0, &p2, &d0, &d2);
@@ -377,7 +414,7 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == 0));
         assert_eq!(items, vec![0; 3], "round {round}: htable items not removed everywhere");
         // tm's transactions (pings) end after their wait timer.
-        std::thread::sleep(Duration::from_secs(6));
+        std::thread::sleep(Duration::from_secs(5));
         let after = shm(&nodes);
         eprintln!("[{label}] round {round}: shm used per node {after:?} (before the load {before:?}; healed in {:.1} s)", took.unwrap().as_secs_f64());
         rounds.push(after);
