@@ -222,12 +222,24 @@ fn stock_partition_for_comparison() {
 /// REGISTERs keep arriving at hosts 0 and 1; then SIGCONT. The others drop
 /// it meanwhile; it does not notice it was away, except through its own
 /// timer's gap (heal_stalls). Every node must end with every registration.
-#[test]
-fn a_node_frozen_for_10_s_under_load_loses_nothing() {
+/// What a fault test ends with: REGISTERs answered 200, the time until
+/// every node held all of them (None: not within the bound), contacts and
+/// htable items per node.
+struct Outcome {
+    total: usize,
+    took: Option<Duration>,
+    contacts: Vec<usize>,
+    items: Vec<usize>,
+}
+
+fn implementation(stock: bool) -> &'static str {
+    if stock { "stock dmq.so" } else { "dmq_rs" }
+}
+
+fn freeze(label: &str, stock: bool) -> Option<Outcome> {
     let _serial = one_at_a_time();
-    let Some(net) = TestNet::new(3) else { return };
-    let label = "freeze";
-    let nodes = start_net_cluster(&net, label, &fault_node(false, 64));
+    let net = TestNet::new(3)?;
+    let nodes = start_net_cluster(&net, label, &fault_node(stock, 64));
     let (dir0, dir1) = (nodes[0].dir.clone(), nodes[1].dir.clone());
     let (a0, a1, a2) = (net.addr(0), net.addr(1), net.addr(2));
     let (ok0, ok1, noticed, frozen_for, resumed_at) = std::thread::scope(|s| {
@@ -256,26 +268,38 @@ fn a_node_frozen_for_10_s_under_load_loses_nothing() {
         eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
     }
     eprintln!(
-        "FIGURES freeze: frozen {:.1} s, noticed by host 0 after {}, every node whole {} after SIGCONT ({:.1} s after the load ended), {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
+        "FIGURES freeze ({}): frozen {:.1} s, noticed by host 0 after {}, every node whole {} after SIGCONT ({:.1} s after the load ended), {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
+        implementation(stock),
         frozen_for.as_secs_f64(),
         noticed.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or("never".into()),
         took.map(|_| format!("{:.1} s", since_resume.as_secs_f64())).unwrap_or("never".into()),
         took.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN),
     );
     assert_eq!(ok0 + ok1, 1500, "every REGISTER to a live node is answered");
-    assert!(took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
-    assert_eq!(items, vec![total; 3], "htable items per node");
+    Some(Outcome { total, took, contacts, items })
+}
+
+#[test]
+fn a_node_frozen_for_10_s_under_load_loses_nothing() {
+    let Some(o) = freeze("freeze", false) else { return };
+    assert!(o.took.is_some(), "not every node holds all {} contacts within {HEAL_LIMIT:?}: {:?}", o.total, o.contacts);
+    assert_eq!(o.items, vec![o.total; 3], "htable items per node");
+}
+
+/// The freeze with the stock module (for the README; `--ignored`).
+#[test]
+#[ignore]
+fn stock_freeze_for_comparison() {
+    freeze("freeze-stock", true);
 }
 
 /// Every node restarted in turn (SIGTERM, then started again on its host)
 /// while REGISTERs keep arriving at the other two. At the end every node
 /// holds every registration that got a 200.
-#[test]
-fn a_restart_storm_loses_no_accepted_registration() {
+fn restart_storm(label: &str, stock: bool) -> Option<Outcome> {
     let _serial = one_at_a_time();
-    let Some(net) = TestNet::new(3) else { return };
-    let label = "storm";
-    let base = fault_node(false, 64);
+    let net = TestNet::new(3)?;
+    let base = fault_node(stock, 64);
     let mut nodes = start_net_cluster(&net, label, &base);
     let mut total = 0;
     let storm = Instant::now();
@@ -308,12 +332,26 @@ fn a_restart_storm_loses_no_accepted_registration() {
         eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
     }
     eprintln!(
-        "FIGURES restart storm: 3 restarts in {:.1} s, every node whole {} after the last, {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
+        "FIGURES restart storm ({}): 3 restarts in {:.1} s, every node whole {} after the last, {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
+        implementation(stock),
         storm.elapsed().as_secs_f64() - took.map(|d| d.as_secs_f64()).unwrap_or(0.0),
         took.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or("never".into()),
     );
-    assert!(took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
-    assert_eq!(items, vec![total; 3], "htable items per node");
+    Some(Outcome { total, took, contacts, items })
+}
+
+#[test]
+fn a_restart_storm_loses_no_accepted_registration() {
+    let Some(o) = restart_storm("storm", false) else { return };
+    assert!(o.took.is_some(), "not every node holds all {} contacts within {HEAL_LIMIT:?}: {:?}", o.total, o.contacts);
+    assert_eq!(o.items, vec![o.total; 3], "htable items per node");
+}
+
+/// The restart storm with the stock module (for the README; `--ignored`).
+#[test]
+#[ignore]
+fn stock_restart_storm_for_comparison() {
+    restart_storm("storm-stock", true);
 }
 
 /// 100 000 contacts on hosts 0 and 1; host 2 joins and syncs them; host
