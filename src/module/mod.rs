@@ -1,7 +1,8 @@
 //! The module's logic over host types: plain safe Rust, no raw pointers
-//! (the compiler holds it to that). Files depend on each other one way:
-//! state ← cluster, peers, in_flight ← messaging ← workers, script, c_api,
-//! rpc_commands ← lifecycle ← exports.
+//! (the compiler holds it to that). Files depend on each other one way
+//! (the full order is in ARCHITECTURE.md): state, peers ← heal ← cluster ←
+//! in_flight, workers ← resync ← messaging ← script, c_api, rpc_commands ←
+//! lifecycle ← exports.
 #![deny(unsafe_code)]
 
 mod c_api;
