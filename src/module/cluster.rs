@@ -17,6 +17,7 @@ use crate::host::process;
 use crate::host::tm::{KdmqRequest, TmReply};
 use crate::host::udp;
 
+use super::admission;
 use super::peers;
 use super::state::{module, Module};
 
@@ -199,6 +200,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             content_type: CONTENT_TYPE,
             max_forwards,
             socket: &m.server_socket,
+            secret: m.config.shared_secret.as_deref(),
         };
         if let Err(e) = m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
             log::error!("cannot notify {target}: {e}");
@@ -213,7 +215,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(m) = module() else { return };
     let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {
-        let lines = match reply.as_ref().map(|r| r.body()) {
+        let mut lines = match reply.as_ref().map(|r| r.body()) {
             Some(Ok(body)) => match protocol::parse_body(&body) {
                 Ok(lines) => lines,
                 Err(e) => {
@@ -223,6 +225,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             },
             _ => Vec::new(),
         };
+        admission::admit_lines(m, &mut lines, || format!("the reply of {node}"));
         let addresses = look_up_lines(&lines);
         let (events, refused) = with_nodes(|list| {
             let mut events = list.mark_answered(&node, now());
@@ -275,13 +278,14 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
             return msg.reply(&m.sl, 400, "Bad request", None);
         }
     };
-    let lines = match protocol::parse_body(&body) {
+    let mut lines = match protocol::parse_body(&body) {
         Ok(lines) => lines,
         Err(e) => {
             log::warn!("bad KDMQ notification body from {:?}: {e}; node list unchanged", msg.source_ip());
             return msg.reply(&m.sl, 400, "Bad request", None);
         }
     };
+    admission::admit_lines(m, &mut lines, || format!("a notification from {:?}", msg.source_ip()));
     let max_forwards = msg.max_forwards().unwrap_or(0);
     let addresses = look_up_lines(&lines);
     let Some((outcome, our_body, targets)) = with_nodes(|list| {
@@ -366,13 +370,14 @@ pub fn announce_leave(m: &Module) {
     }
     let body = protocol::build_body([(&m.local_uri, protocol::NodeStatus::Disabled)]);
     let token = format!("{}x{}", std::process::id(), now());
+    let signing = m.config.shared_secret.as_deref().map(|s| (s, now()));
     for (uri, ip) in targets {
         if uri.transport != protocol::Transport::Udp {
             continue;
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host).first().copied()) else { continue };
         let request =
-            protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token);
+            protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token, signing);
         match udp::send_from(m.server_sock, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),

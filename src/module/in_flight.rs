@@ -130,6 +130,7 @@ pub fn send(
         max_forwards,
         content_type,
         body,
+        signing: m.config.shared_secret.as_deref().map(|s| (s, crate::host::clock::unix_now())),
     });
     let to = SocketAddr::new(ip, target.port_no());
     let uri = target.to_uri();

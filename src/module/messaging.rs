@@ -169,6 +169,7 @@ fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
         content_type: message.content_type,
         max_forwards: message.max_forwards,
         socket: &m.server_socket,
+        secret: m.config.shared_secret.as_deref(),
     };
     m.tm.request(&req, on_tm_reply, &message.encode())
 }
