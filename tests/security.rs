@@ -203,3 +203,30 @@ fn a_shared_secret_keeps_out_every_unsigned_or_stale_kdmq() {
     }
     assert!(holds_aor(&nodes[0], "signed-check"));
 }
+
+fn htable_get(node: &Node, key: &str) -> Option<String> {
+    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
+    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
+}
+
+#[test]
+fn a_node_dropped_from_a_peers_list_gets_its_messages_through() {
+    // Pings once a minute: only the 403 can bring B back into A's list in time.
+    let mut c = NodeConfig::default().param("ping_interval", "60");
+    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
+                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
+    let a = Node::start("sec-drop-a", &c);
+    let b = Node::start("sec-drop-b", &c.clone().param("notification_address", &format!("\"sip:{}\"", a.addr)));
+    assert_converged(&[&a, &b]);
+    // A forgets B (as after missed pings); B still lists A as active.
+    a.rpc(&["dmq.remove", &format!("sip:{}", b.addr)]);
+    assert_eq!(status_of(&a, b.addr), None);
+    b.rpc(&["htable.seti", "t", "after-drop", "7"]);
+    assert!(
+        a.wait_until(Duration::from_secs(8), |n| htable_get(n, "after-drop").as_deref() == Some("7")),
+        "the item from a node A had dropped never arrived: {}",
+        b.rpc(&["dmq.stats"])
+    );
+    assert!(dmq_stat(&a, "refused_not_member") >= 1, "A did not refuse B first");
+    assert_eq!(status_of(&a, b.addr).as_deref(), Some("active"), "A does not list B again");
+}

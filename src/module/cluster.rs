@@ -305,6 +305,40 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     ok
 }
 
+/// A node answered one of our peer messages `403`: with `members_only` it
+/// does not list us (it dropped us while we were cut off, or has not heard
+/// of us yet). Tell it about us at once, so the message's next try finds
+/// us listed, instead of at the next ping. At most once a second per node
+/// and process: every message in flight to it may bring a 403.
+pub fn renotify(target: &NodeUri) {
+    thread_local! {
+        static LAST: RefCell<Vec<(NodeUri, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+    let Some(m) = module() else { return };
+    let now = crate::host::clock::monotonic_ms();
+    let due = LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        last.retain(|(_, at)| now.saturating_sub(*at) < 1000);
+        if last.iter().any(|(uri, _)| uri.same_node(target)) {
+            return false;
+        }
+        last.push((target.clone(), now));
+        true
+    });
+    if !due {
+        return;
+    }
+    let Some(body) = read_nodes(|list| list.notification_body()) else { return };
+    log::info!("node {target} refused a peer message with 403: notifying it of this node");
+    send_notification(m, std::slice::from_ref(target), &body, 1, 0);
+}
+
+/// The listed node at `addr` (a reply's source).
+pub fn node_at(addr: std::net::SocketAddr) -> Option<NodeUri> {
+    read_nodes(|list| list.nodes.iter().find(|n| n.ip() == Some(addr.ip()) && n.uri.port_no() == addr.port()).map(|n| n.uri.clone()))
+        .flatten()
+}
+
 /// Notification addresses are never deleted: put back any that went missing.
 fn add_seeds(m: &Module, list: &mut NodeList) {
     for seed in &m.notification_uris {

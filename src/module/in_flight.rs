@@ -211,6 +211,14 @@ fn on_reply(msg: &SipMsg) -> Verdict {
         0..=199 => ReplyKind::Provisional,
         // A dmq_rs node with a full job queue: the timer sends it again.
         503 => ReplyKind::Busy,
+        // A dmq_rs node that does not list us (members_only): it hears
+        // from us at once, and the timer sends the message again.
+        403 => {
+            if let Some(node) = msg.source().and_then(cluster::node_at) {
+                cluster::renotify(&node);
+            }
+            ReplyKind::Busy
+        }
         _ => ReplyKind::Final,
     };
     // The reply must come from where the message went.
