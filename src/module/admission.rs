@@ -108,53 +108,25 @@ fn count(counter: impl Fn(&Refusals) -> &AtomicU64) {
 /// Counts, logs and answers a refused request (403, or 400 for a body).
 /// Returns whether the reply went out.
 pub fn refuse(m: &Module, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool {
-    static NOT_MEMBER: RateLimit = RateLimit::per(1000);
-    static UNTRUSTED: RateLimit = RateLimit::per(1000);
-    static SIGNATURE: RateLimit = RateLimit::per(1000);
-    static JSON: RateLimit = RateLimit::per(1000);
-    let source = msg.source().map(|s| s.to_string()).unwrap_or_else(|| "an unknown source".into());
-    let (code, reason) = match &refusal {
-        Refusal::NotMember => {
-            count(|r| &r.not_member);
-            if NOT_MEMBER.allow() {
-                log::warn!(
-                    "KDMQ for {channel} from {source}, which is not a cluster node: refused with 403 \
-                     (members_only; counted in dmq.stats refused_not_member)"
-                );
-            }
-            (403, "Forbidden")
-        }
-        Refusal::UntrustedNetwork => {
-            count(|r| &r.untrusted_network);
-            if UNTRUSTED.allow() {
-                log::warn!(
-                    "KDMQ notification from {source}, outside trusted_network: refused with 403 \
-                     (counted in dmq.stats refused_untrusted_network)"
-                );
-            }
-            (403, "Forbidden")
-        }
-        Refusal::BadSignature(e) => {
-            count(|r| &r.bad_signature);
-            if SIGNATURE.allow() {
-                log::warn!(
-                    "KDMQ for {channel} from {source} carries {e}: refused with 403 (shared_secret; counted in \
-                     dmq.stats refused_bad_signature)"
-                );
-            }
-            (403, "Forbidden")
-        }
-        Refusal::BadJson(e) => {
-            count(|r| &r.bad_json);
-            if JSON.allow() {
-                log::warn!(
-                    "KDMQ for {channel} from {source}: {e}; refused with 400 before it reached the consumer \
-                     (counted in dmq.stats refused_bad_json)"
-                );
-            }
-            (400, "Bad Request")
-        }
+    static LOGS: [RateLimit; 4] = [RateLimit::per(1000), RateLimit::per(1000), RateLimit::per(1000), RateLimit::per(1000)];
+    let (index, counter, stat): (usize, fn(&Refusals) -> &AtomicU64, &str) = match refusal {
+        Refusal::NotMember => (0, |r| &r.not_member, "refused_not_member"),
+        Refusal::UntrustedNetwork => (1, |r| &r.untrusted_network, "refused_untrusted_network"),
+        Refusal::BadSignature(_) => (2, |r| &r.bad_signature, "refused_bad_signature"),
+        Refusal::BadJson(_) => (3, |r| &r.bad_json, "refused_bad_json"),
     };
+    count(counter);
+    let (code, reason) = if matches!(refusal, Refusal::BadJson(_)) { (400, "Bad Request") } else { (403, "Forbidden") };
+    if LOGS[index].allow() {
+        let source = msg.source().map(|s| s.to_string()).unwrap_or_else(|| "an unknown source".into());
+        let why = match &refusal {
+            Refusal::NotMember => "it is not a cluster node (members_only)".to_string(),
+            Refusal::UntrustedNetwork => "it is outside trusted_network".to_string(),
+            Refusal::BadSignature(e) => format!("it carries {e} (shared_secret)"),
+            Refusal::BadJson(e) => format!("{e}; the consumer never saw it"),
+        };
+        log::warn!("KDMQ for {channel} from {source} refused with {code}: {why} (counted in dmq.stats {stat})");
+    }
     msg.reply(&m.sl, code, reason, None)
 }
 
