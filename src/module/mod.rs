@@ -7,6 +7,7 @@
 mod c_api;
 mod cluster;
 mod exports;
+mod figures;
 mod in_flight;
 mod lifecycle;
 mod messaging;
@@ -15,4 +16,5 @@ mod peers;
 mod rpc_commands;
 mod script;
 mod state;
+mod statistics;
 mod workers;

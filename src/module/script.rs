@@ -6,6 +6,7 @@ use crate::host::export::ScriptArgs;
 use crate::host::sip_msg::SipMsg;
 
 use super::cluster;
+use super::figures::{self, Count};
 use super::messaging;
 use super::peers;
 use super::state::module;
@@ -37,6 +38,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         }
         return returnval;
     };
+    figures::count(Count::MessagesReceived);
     if !queue {
         return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
     }

@@ -14,6 +14,8 @@
 //! the default release of every node of a test run.
 #![allow(dead_code)]
 
+pub mod registered;
+
 use std::fs;
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};

@@ -1,0 +1,186 @@
+//! Issue 13: dmq_rs's figures in Kamailio's statistics (group `dmq`), as
+//! `kamcmd stats.get_statistics` shows them and as xhttp_prom (Kamailio's
+//! Prometheus exporter) serves them on /metrics, fetched over HTTP.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::registered::registered;
+use common::*;
+
+const REPLICATE: Duration = Duration::from_secs(15);
+
+/// A node with htable replicating through dmq and kex (stats.*); with
+/// `http` also xhttp + xhttp_prom serving the `dmq:` group on that TCP port.
+fn node_config(http: Option<u16>) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.globals += "loadmodule \"kex.so\"\n";
+    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
+                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
+    if let Some(port) = http {
+        // The HTTP socket on the node's own address ({ADDR} is ip:port).
+        c.core += "tcp_accept_no_cl=yes\n";
+        c.globals += &format!("listen=tcp:{{IP}}:{port}\nloadmodule \"xhttp.so\"\nloadmodule \"xhttp_prom.so\"\n");
+        c.consumers += "modparam(\"xhttp_prom\", \"xhttp_prom_stats\", \"dmq:\")\n";
+        c.extra_routes += "event_route[xhttp:request] {\n\tprom_dispatch();\n}\n";
+    }
+    c
+}
+
+/// `kamcmd stats.get_statistics <what>` as name → value ("dmq:nodes" → 3).
+fn statistics(node: &Node, what: &str) -> BTreeMap<String, u64> {
+    let out = node.rpc(&["stats.get_statistics", what]);
+    out.lines()
+        .filter_map(|l| {
+            let (name, value) = l.trim().split_once(" = ")?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn stat(node: &Node, name: &str) -> u64 {
+    statistics(node, "dmq:").get(&format!("dmq:{name}")).copied().unwrap_or_else(|| panic!("no dmq:{name} on {}", node.addr))
+}
+
+/// GET /metrics over HTTP/1.0 with a bounded wait; the body's samples as
+/// metric name → value.
+fn scrape(addr: SocketAddr) -> BTreeMap<String, u64> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to xhttp");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: dmq_rs-test\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 16384];
+    // xhttp keeps the connection open: read until the body is complete.
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading /metrics: {e}; so far: {}", String::from_utf8_lossy(&reply)),
+        }
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
+            if len.is_some_and(|len| body.len() >= len) {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "/metrics did not complete");
+    }
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(text.starts_with("HTTP/1.") && text.lines().next().unwrap().contains(" 200 "), "GET /metrics: {text}");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn free_tcp_port(ip: std::net::IpAddr) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// The scraped series, for contrib/dashboard (the screenshot in the README).
+fn write_series(rows: &[(f64, BTreeMap<String, u64>)]) {
+    let names: Vec<&String> = rows.iter().flat_map(|(_, m)| m.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut csv = format!("seconds,{}\n", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","));
+    for (t, m) in rows {
+        csv += &format!("{t:.2},{}\n", names.iter().map(|n| m.get(*n).map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>().join(","));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/itest/metrics-{}.csv", Release::suite().name()));
+    std::fs::write(&path, csv).unwrap();
+    eprintln!("scraped series: {}", path.display());
+}
+
+#[test]
+fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
+    let names = registered().statistics;
+    // Node 0 serves /metrics; the addresses come first so its config can name them.
+    let addr0 = allocate_address();
+    let http = SocketAddr::new(addr0.ip(), free_tcp_port(addr0.ip()));
+    let mut first = node_config(Some(http.port())).param("ping_interval", "2");
+    first.globals = first.globals.replace("{IP}", &addr0.ip().to_string());
+    let n0 = Node::start_at("stats-0", &first, addr0);
+    let n1 = Node::start("stats-1", &seeded(node_config(None), n0.addr));
+    let n2 = Node::start("stats-2", &seeded(node_config(None), n0.addr));
+    let nodes = [&n0, &n1, &n2];
+    assert_converged(&nodes);
+
+    // Every statistic is registered, under `dmq:` and in `all`, and served.
+    let group = statistics(&n0, "dmq:");
+    let all = statistics(&n0, "all");
+    let metrics = scrape(http);
+    for name in &names {
+        assert!(group.contains_key(&format!("dmq:{name}")), "stats.get_statistics dmq: lacks {name}: {group:?}");
+        assert!(all.contains_key(&format!("dmq:{name}")), "stats.get_statistics all lacks dmq:{name}");
+        assert!(metrics.contains_key(&format!("kamailio_dmq_{name}")), "/metrics lacks kamailio_dmq_{name}: {metrics:?}");
+    }
+    assert_eq!(group.len(), names.len(), "group dmq holds exactly the module's statistics: {group:?}");
+    assert_eq!(metrics["kamailio_dmq_nodes"], 3);
+    assert_eq!(metrics["kamailio_dmq_nodes_active"], 3);
+    assert!(metrics["kamailio_dmq_pings_sent"] > 0 || metrics["kamailio_dmq_notifications_received"] > 0, "{metrics:?}");
+
+    // N htable writes on node 0: 2N peer messages out, N in on each other node.
+    const WRITES: u64 = 20;
+    let before0 = scrape(http);
+    let (received1, received2) = (stat(&n1, "messages_received"), stat(&n2, "messages_received"));
+    let start = Instant::now();
+    let mut series = vec![(0.0, before0.clone())];
+    for i in 0..WRITES {
+        n0.rpc(&["htable.seti", "t", &format!("k{i}"), &i.to_string()]);
+        if i % 4 == 3 {
+            series.push((start.elapsed().as_secs_f64(), scrape(http)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let key = format!("k{}", WRITES - 1);
+    for node in [&n1, &n2] {
+        assert!(
+            node.wait_until(REPLICATE, |n| n.try_rpc(&["htable.get", "t", &key]).is_ok_and(|o| o.contains(&format!("value: {}", WRITES - 1)))),
+            "{key} did not reach {}",
+            node.addr
+        );
+    }
+    let delta = |m: &BTreeMap<String, u64>, name: &str| m[&format!("kamailio_dmq_{name}")] - before0[&format!("kamailio_dmq_{name}")];
+    let done = n0.wait_until(REPLICATE, |_| {
+        let m = scrape(http);
+        delta(&m, "messages_replied_2xx") == 2 * WRITES && m["kamailio_dmq_messages_in_flight"] == 0
+    });
+    let after = scrape(http);
+    series.push((start.elapsed().as_secs_f64(), after.clone()));
+    assert!(done, "replies not all counted: {after:?}");
+    assert_eq!(delta(&after, "messages_sent"), 2 * WRITES, "{after:?}");
+    assert_eq!(delta(&after, "messages_replied_2xx"), 2 * WRITES);
+    for class in ["3xx", "4xx", "5xx", "6xx"] {
+        assert_eq!(delta(&after, &format!("messages_replied_{class}")), 0, "{after:?}");
+    }
+    assert_eq!(delta(&after, "messages_sent_through_tm"), 0);
+    assert_eq!(delta(&after, "messages_timed_out"), 0);
+    assert_eq!(after["kamailio_dmq_jobs_rejected"], 0);
+    assert_eq!(after["kamailio_dmq_nodes_active"], 3);
+    // The receivers: N each, run by their workers; the kamcmd view agrees.
+    assert_eq!(stat(&n1, "messages_received") - received1, WRITES);
+    assert_eq!(stat(&n2, "messages_received") - received2, WRITES);
+    assert!(n1.wait_until(REPLICATE, |n| stat(n, "jobs_processed") >= WRITES && stat(n, "jobs_queued") == 0));
+    assert_eq!(stat(&n0, "messages_sent"), after["kamailio_dmq_messages_sent"]);
+    // dmq.stats keeps its own (per-worker) detail, with the same figures.
+    assert_eq!(reply_field::<u64>(&n0.rpc(&["dmq.stats"]), "messages_sent"), Some(after["kamailio_dmq_messages_sent"]));
+
+    // A node stops: the others' figures follow.
+    drop(n2);
+    assert!(
+        n0.wait_until(Duration::from_secs(20), |_| scrape(http)["kamailio_dmq_nodes_active"] == 2),
+        "nodes_active did not drop: {:?}",
+        scrape(http)
+    );
+    series.push((start.elapsed().as_secs_f64(), scrape(http)));
+    write_series(&series);
+}
