@@ -712,6 +712,22 @@ impl Background {
     }
 }
 
+impl Background {
+    /// Waits (bounded) for the process to exit; None when it is still running.
+    pub fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         // SAFETY: signals only the process group this harness created.
