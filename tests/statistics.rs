@@ -102,7 +102,8 @@ fn write_series(rows: &[(f64, BTreeMap<String, u64>)]) {
 
 #[test]
 fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
-    let names = registered().statistics;
+    let registered = registered();
+    let names = registered.statistics.clone();
     // Node 0 serves /metrics; the addresses come first so its config can name them.
     let addr0 = allocate_address();
     let http = SocketAddr::new(addr0.ip(), free_tcp_port(addr0.ip()));
@@ -124,6 +125,10 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
         assert!(metrics.contains_key(&format!("kamailio_dmq_{name}")), "/metrics lacks kamailio_dmq_{name}: {metrics:?}");
     }
     assert_eq!(group.len(), names.len(), "group dmq holds exactly the module's statistics: {group:?}");
+    // The RPC commands the source declares are the ones the node has.
+    let methods: std::collections::BTreeSet<String> =
+        n0.rpc(&["system.listMethods"]).lines().map(|l| l.trim().to_string()).filter(|l| l.starts_with("dmq.")).collect();
+    assert_eq!(methods, registered.rpcs, "dmq.* RPC commands");
     assert_eq!(metrics["kamailio_dmq_nodes"], 3);
     assert_eq!(metrics["kamailio_dmq_nodes_active"], 3);
     assert!(metrics["kamailio_dmq_pings_sent"] > 0 || metrics["kamailio_dmq_notifications_received"] > 0, "{metrics:?}");
