@@ -3,7 +3,9 @@
 #   make KAMAILIO=6.0
 #                 build build/kamailio-6.0/dmq_rs.so for Kamailio 6.0 (Debian 13
 #                 root in .cache/, made by `make deps`)
-#   make run      a local three-node cluster using dmq_rs (Ctrl-C stops it)
+#   make run      a local three-node registrar cluster using dmq_rs: shows the
+#                 nodes, registers contacts on one and shows them on the
+#                 others (Ctrl-C, or `make stop` from another shell, stops it)
 #   make test     unit tests, then the integration tests (real Kamailio
 #                 processes) on the host's Kamailio and on Kamailio 6.0
 #   make install  copy the module into Kamailio's module directory
@@ -41,7 +43,7 @@ endif
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-6.0 install deb test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 install deb stop test unit-test integration-test run bench fuzz clean
 
 all: build
 
@@ -78,6 +80,9 @@ test: build build-6.0 deb
 
 run: build
 	@bash scripts/run-cluster.sh
+
+stop:
+	@bash scripts/run-cluster.sh stop
 
 bench: build
 	@$(DEBIAN_PYTHON) -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
