@@ -93,3 +93,26 @@ fn the_guide_has_the_sections_of_a_kamailio_module_readme() {
         assert!(titles.iter().any(|t| t == want), "doc/dmq_rs.md lacks the section {want:?}: {titles:?}");
     }
 }
+
+/// The Grafana dashboard (contrib/grafana) plots only metrics that exist:
+/// xhttp_prom's `kamailio_dmq_<statistic>` (and the `kamailio_dmq_refused_*`
+/// family by regex, for the refused-by-reason figures).
+#[test]
+fn the_dashboard_uses_only_registered_statistics() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana/dmq_rs-dashboard.json");
+    let dashboard = std::fs::read_to_string(path).unwrap();
+    let r = registered();
+    let mut used = BTreeSet::new();
+    for part in dashboard.split("kamailio_dmq_").skip(1) {
+        let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if name.is_empty() || name == "refused_" {
+            continue; // "kamailio_dmq_*" in prose, the regex family
+        }
+        used.insert(name);
+    }
+    let unknown: Vec<&String> = used.iter().filter(|n| !r.statistics.contains(n)).collect();
+    assert!(unknown.is_empty(), "the dashboard plots metrics the module does not have: {unknown:?}");
+    for panel in ["Nodes up", "Replication rate", "Retransmissions", "Queue depth", "Refused messages"] {
+        assert!(dashboard.contains(panel), "the dashboard has no {panel:?} panel");
+    }
+}

@@ -141,10 +141,8 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     let mut series = vec![(0.0, before0.clone())];
     for i in 0..WRITES {
         n0.rpc(&["htable.seti", "t", &format!("k{i}"), &i.to_string()]);
-        if i % 4 == 3 {
-            series.push((start.elapsed().as_secs_f64(), scrape(http)));
-        }
         std::thread::sleep(Duration::from_millis(100));
+        series.push((start.elapsed().as_secs_f64(), scrape(http)));
     }
     let key = format!("k{}", WRITES - 1);
     for node in [&n1, &n2] {
@@ -182,10 +180,17 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     // A node stops: the others' figures follow.
     drop(n2);
     assert!(
-        n0.wait_until(Duration::from_secs(20), |_| scrape(http)["kamailio_dmq_nodes_active"] == 2),
+        n0.wait_until(Duration::from_secs(20), |_| {
+            let m = scrape(http);
+            series.push((start.elapsed().as_secs_f64(), m.clone()));
+            m["kamailio_dmq_nodes_active"] == 2
+        }),
         "nodes_active did not drop: {:?}",
         scrape(http)
     );
-    series.push((start.elapsed().as_secs_f64(), scrape(http)));
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(200));
+        series.push((start.elapsed().as_secs_f64(), scrape(http)));
+    }
     write_series(&series);
 }
