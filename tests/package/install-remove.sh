@@ -20,6 +20,8 @@ mount -t tmpfs tmpfs "$scratch"
 mkdir "$scratch/upper" "$scratch/work" "$scratch/root"
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/root"
 r=$scratch/root
+# An overlay shows ROOT's own file system only: a separate /usr mount would be missing.
+[ -x "$r/usr/sbin/kamailio" ] || fail "no /usr/sbin/kamailio in the overlay of $lower (is /usr a separate mount?)"
 mount --bind /dev "$r/dev"
 mount -t proc proc "$r/proc"
 mount -t tmpfs tmpfs "$r/tmp"
