@@ -27,6 +27,12 @@ fn node_config(http: Option<u16>) -> NodeConfig {
         c.globals += &format!("listen=tcp:{{IP}}:{port}\nloadmodule \"xhttp.so\"\nloadmodule \"xhttp_prom.so\"\n");
         c.consumers += "modparam(\"xhttp_prom\", \"xhttp_prom_stats\", \"dmq:\")\n";
         c.extra_routes += "event_route[xhttp:request] {\n\tprom_dispatch();\n}\n";
+        // A MESSAGE makes this node send a message for a peer no other node
+        // has: each answers 404.
+        c.route = format!(
+            "if (is_method(\"MESSAGE\")) {{ dmq_bcast_message(\"nobody\", \"x\", \"text/plain\"); sl_send_reply(\"200\", \"sent\"); exit; }}\n\t{}",
+            c.route
+        );
     }
     c
 }
@@ -131,7 +137,19 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     assert_eq!(methods, registered.rpcs, "dmq.* RPC commands");
     assert_eq!(metrics["kamailio_dmq_nodes"], 3);
     assert_eq!(metrics["kamailio_dmq_nodes_active"], 3);
-    assert!(metrics["kamailio_dmq_pings_sent"] > 0 || metrics["kamailio_dmq_notifications_received"] > 0, "{metrics:?}");
+    // Notifications: the two later nodes told node 0 at startup; pings go
+    // round every 2 s and are answered.
+    assert!(metrics["kamailio_dmq_notifications_received"] >= 2, "{metrics:?}");
+    assert!(stat(&n1, "notifications_sent") >= 1 && stat(&n2, "notifications_sent") >= 1);
+    assert!(
+        n0.wait_until(Duration::from_secs(10), |_| {
+            let m = scrape(http);
+            m["kamailio_dmq_pings_sent"] >= 2 && m["kamailio_dmq_pings_answered"] >= 2
+        }),
+        "no pings counted: {:?}",
+        scrape(http)
+    );
+    assert!(n1.wait_until(Duration::from_secs(10), |n| stat(n, "pings_received") >= 1 && stat(n, "notifications_received") >= 1));
 
     // N htable writes on node 0: 2N peer messages out, N in on each other node.
     const WRITES: u64 = 20;
@@ -176,6 +194,20 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     assert_eq!(stat(&n0, "messages_sent"), after["kamailio_dmq_messages_sent"]);
     // dmq.stats keeps its own (per-worker) detail, with the same figures.
     assert_eq!(reply_field::<u64>(&n0.rpc(&["dmq.stats"]), "messages_sent"), Some(after["kamailio_dmq_messages_sent"]));
+
+    // A message for a peer the others lack: 404 from each, counted as 4xx,
+    // and not as received there.
+    let before = scrape(http);
+    let sock = std::net::UdpSocket::bind(format!("{}:0", n0.addr.ip())).unwrap();
+    let message = sip_request("MESSAGE", "stats", n0.addr, sock.local_addr().unwrap(), "text/plain", b"", Some(0));
+    let reply = n0.sip_exchange(&sock, &message, Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let fours = |m: &BTreeMap<String, u64>| m["kamailio_dmq_messages_replied_4xx"] - before["kamailio_dmq_messages_replied_4xx"];
+    assert!(n0.wait_until(REPLICATE, |_| fours(&scrape(http)) == 2), "404s not counted: {:?}", scrape(http));
+    let after_404 = scrape(http);
+    assert_eq!(after_404["kamailio_dmq_messages_sent"] - before["kamailio_dmq_messages_sent"], 2);
+    assert_eq!(after_404["kamailio_dmq_messages_replied_2xx"], before["kamailio_dmq_messages_replied_2xx"]);
+    assert_eq!(stat(&n1, "messages_received") - received1, WRITES, "a message for an unknown peer is not counted as received");
 
     // A node stops: the others' figures follow.
     drop(n2);
