@@ -85,7 +85,9 @@ gzip -9nc "$work/debian/changelog" > "$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 
 # Control: shared-library dependencies, then the control file (with
-# Installed-Size) and the md5sums.
+# Installed-Size) and the md5sums. Both builds are linked on this machine
+# (only the headers differ), so its dpkg-shlibdeps gives the C library
+# versions they need, which Debian 13 has as well.
 (
     cd "$work"
     echo "misc:Depends=" > debian/substvars
