@@ -92,7 +92,7 @@ bench: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }
-	cd dmq/fuzz && for t in parse_body node_list; do \
+	cd dmq/fuzz && for t in parse_body node_list body_check; do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=70000 || exit 1; done
 
 clean:

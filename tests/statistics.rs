@@ -186,6 +186,9 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     assert_eq!(delta(&after, "messages_sent_through_tm"), 0);
     assert_eq!(delta(&after, "messages_timed_out"), 0);
     assert_eq!(after["kamailio_dmq_jobs_rejected"], 0);
+    for reason in ["not_member", "untrusted_network", "bad_signature", "bad_json"] {
+        assert_eq!(after[&format!("kamailio_dmq_refused_{reason}")], 0, "{after:?}");
+    }
     assert_eq!(after["kamailio_dmq_nodes_active"], 3);
     // The receivers: N each, run by their workers; the kamcmd view agrees.
     assert_eq!(stat(&n1, "messages_received") - received1, WRITES);

@@ -131,6 +131,7 @@ pub fn send(
         max_forwards,
         content_type,
         body,
+        signing: m.config.shared_secret.as_deref().map(|s| (s, crate::host::clock::unix_now())),
     });
     let to = SocketAddr::new(ip, target.port_no());
     let uri = target.to_uri();
@@ -211,6 +212,14 @@ fn on_reply(msg: &SipMsg) -> Verdict {
         0..=199 => ReplyKind::Provisional,
         // A dmq_rs node with a full job queue: the timer sends it again.
         503 => ReplyKind::Busy,
+        // A dmq_rs node that does not list us (members_only): it hears
+        // from us at once, and the timer sends the message again.
+        403 => {
+            if let Some(node) = msg.source().and_then(cluster::node_at) {
+                cluster::renotify(&node);
+            }
+            ReplyKind::Busy
+        }
         _ => ReplyKind::Final,
     };
     // The reply must come from where the message went.

@@ -133,9 +133,14 @@ fn run_response_callback(code: i32, reply: TmReply<'_>, uri: &NodeUri, callback:
 
 fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(mut message) = TmMessage::decode(context) else { return };
-    if code == 503 {
+    if code == 503 || code == 403 {
         // A node whose job queue is full: send it again later, as the
         // in-flight path does, instead of handing the consumer a lost copy.
+        // A 403: the node does not list us (members_only); it hears from
+        // us now and the message goes again after it.
+        if code == 403 {
+            cluster::renotify(&message.target);
+        }
         let now = monotonic_ms();
         if let Some((due, next)) = pending::retry_after_busy(now, message.deadline_ms, message.backoff_ms) {
             message.backoff_ms = next;
@@ -175,6 +180,7 @@ fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
         content_type: message.content_type,
         max_forwards: message.max_forwards,
         socket: &m.server_socket,
+        secret: m.config.shared_secret.as_deref(),
     };
     m.tm.request(&req, on_tm_reply, &message.encode())
 }

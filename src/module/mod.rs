@@ -1,9 +1,10 @@
 //! The module's logic over host types: plain safe Rust, no raw pointers
 //! (the compiler holds it to that). Files depend on each other one way:
-//! state ← cluster, peers, in_flight ← messaging ← workers, script, c_api,
+//! state ← admission ← cluster, peers, in_flight ← messaging ← workers, script, c_api,
 //! rpc_commands ← lifecycle ← exports.
 #![deny(unsafe_code)]
 
+mod admission;
 mod c_api;
 mod cluster;
 mod exports;

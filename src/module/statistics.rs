@@ -1,8 +1,8 @@
 //! The module's figures in Kamailio's statistics, group `dmq`
 //! (`kamcmd stats.get_statistics dmq:`, xhttp_prom's `kamailio_dmq_*`).
 //! Each is computed when read, from the shm figures where they are kept:
-//! the node list, `figures`, the job queues, the in-flight table and the
-//! tm retry queue. `dmq.stats` keeps the per-worker detail.
+//! the node list, `figures`, the job queues, the in-flight table, the
+//! tm retry queue and the refusal counters (`admission`). `dmq.stats` keeps the per-worker detail.
 //!
 //! Adding a statistic is one line in [`STATISTICS`]: its name, a line of
 //! description and the function that reads it (doc/dmq_rs.md lists every
@@ -14,7 +14,7 @@ use dmq_core::protocol::NodeStatus;
 use crate::host::stats::{self, Statistic};
 
 use super::figures::{self, Count};
-use super::{cluster, in_flight, messaging, workers};
+use super::{admission, cluster, in_flight, messaging, workers};
 
 fn pending() -> PendingStats {
     in_flight::stats().unwrap_or_default()
@@ -41,7 +41,7 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"pings_received", c"notifications received with Max-Forwards 1 (other nodes' pings)", || figures::get(Count::PingsReceived)),
     Statistic::new(c"pings_answered", c"our pings answered with 200", || figures::get(Count::PingsAnswered)),
     Statistic::new(c"messages_sent", c"peer messages sent, both paths (resends not included)", || figures::get(Count::MessagesSent)),
-    Statistic::new(c"messages_received", c"peer messages received for a known peer", || figures::get(Count::MessagesReceived)),
+    Statistic::new(c"messages_received", c"peer messages received for a known peer and admitted", || figures::get(Count::MessagesReceived)),
     Statistic::new(c"messages_replied_2xx", c"peer messages sent and answered 2xx", || figures::get(Count::Replies2xx)),
     Statistic::new(c"messages_replied_3xx", c"peer messages sent and answered 3xx", || figures::get(Count::Replies3xx)),
     Statistic::new(c"messages_replied_4xx", c"peer messages sent and answered 4xx", || figures::get(Count::Replies4xx)),
@@ -64,6 +64,10 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"jobs_peak", c"most jobs ever waiting at once", || queues().1),
     Statistic::new(c"jobs_rejected", c"peer messages refused with 503 (job_queue_limit reached)", || queues().2),
     Statistic::new(c"jobs_processed", c"jobs the DMQ workers ran", || queues().3),
+    Statistic::new(c"refused_not_member", c"peer messages refused with 403: not from a listed node (members_only)", || admission::stats().not_member),
+    Statistic::new(c"refused_untrusted_network", c"notifications refused and nodes not listed: outside trusted_network", || admission::stats().untrusted_network),
+    Statistic::new(c"refused_bad_signature", c"KDMQ refused with 403: no valid recent signature (shared_secret)", || admission::stats().bad_signature),
+    Statistic::new(c"refused_bad_json", c"peer messages refused with 400: a body the consumer would crash on", || admission::stats().bad_json),
 ];
 
 /// mod_init: registers the list under `dmq`.
