@@ -212,6 +212,14 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     assert_eq!(after_404["kamailio_dmq_messages_replied_2xx"], before["kamailio_dmq_messages_replied_2xx"]);
     assert_eq!(stat(&n1, "messages_received") - received1, WRITES, "a message for an unknown peer is not counted as received");
 
+    // A peer message from an address that is no node: 403, counted by reason.
+    let stranger = std::net::UdpSocket::bind(allocate_address()).unwrap();
+    let body = br#"{"action":1,"htname":"t","cname":"x","type":0,"strval":"","intval":1,"mode":0}"#;
+    let request = kdmq(n0.addr, stranger.local_addr().unwrap(), "htable", "application/json", body);
+    let reply = n0.sip_exchange(&stranger, &request, Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 403"), "{reply}");
+    assert_eq!(scrape(http)["kamailio_dmq_refused_not_member"], 1);
+
     // A node stops: the others' figures follow.
     drop(n2);
     assert!(
