@@ -36,7 +36,7 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"nodes_disabled", c"nodes that announced they leave", || cluster::count_nodes(Some(NodeStatus::Disabled))),
     Statistic::new(c"nodes_refused", c"nodes notifications named beyond the node limit", cluster::nodes_refused),
     Statistic::new(c"notifications_sent", c"node notifications sent outside ping rounds", || figures::get(Count::NotificationsSent)),
-    Statistic::new(c"notifications_received", c"node notifications received (pings included)", || figures::get(Count::NotificationsReceived)),
+    Statistic::new(c"notifications_received", c"node notifications received and admitted (pings included)", || figures::get(Count::NotificationsReceived)),
     Statistic::new(c"pings_sent", c"pings sent (one per node and ping round)", || figures::get(Count::PingsSent)),
     Statistic::new(c"pings_received", c"notifications received with Max-Forwards 1 (other nodes' pings)", || figures::get(Count::PingsReceived)),
     Statistic::new(c"pings_answered", c"our pings answered with 200", || figures::get(Count::PingsAnswered)),
