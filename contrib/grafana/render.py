@@ -85,7 +85,9 @@ panel(grid[2, :2], "Queue depth",
 panel(grid[2, 2:], "Refused messages",
       [("rejected 503", rate("jobs_rejected")),
        ("answered 4xx/5xx", [a + b for a, b in zip(rate("messages_replied_4xx"), rate("messages_replied_5xx"))]),
-       ("forged replies", rate("forged_replies")), ("nodes refused", rate("nodes_refused"))], "per second")
+       ("forged replies", rate("forged_replies")), ("nodes refused", rate("nodes_refused"))]
+      + [("refused: " + name[len("kamailio_dmq_refused_"):], rate(name[len("kamailio_dmq_"):]))
+         for name in rows[0] if name.startswith("kamailio_dmq_refused_")], "per second")
 
 fig.savefig(target, dpi=80, facecolor=fig.get_facecolor())
 print(target)
