@@ -208,6 +208,7 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     let fours = |m: &BTreeMap<String, u64>| m["kamailio_dmq_messages_replied_4xx"] - before["kamailio_dmq_messages_replied_4xx"];
     assert!(n0.wait_until(REPLICATE, |_| fours(&scrape(http)) == 2), "404s not counted: {:?}", scrape(http));
     let after_404 = scrape(http);
+    series.push((start.elapsed().as_secs_f64(), after_404.clone()));
     assert_eq!(after_404["kamailio_dmq_messages_sent"] - before["kamailio_dmq_messages_sent"], 2);
     assert_eq!(after_404["kamailio_dmq_messages_replied_2xx"], before["kamailio_dmq_messages_replied_2xx"]);
     assert_eq!(stat(&n1, "messages_received") - received1, WRITES, "a message for an unknown peer is not counted as received");
@@ -219,6 +220,7 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     let reply = n0.sip_exchange(&stranger, &request, Duration::from_secs(5)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 403"), "{reply}");
     assert_eq!(scrape(http)["kamailio_dmq_refused_not_member"], 1);
+    series.push((start.elapsed().as_secs_f64(), scrape(http)));
 
     // A node stops: the others' figures follow.
     drop(n2);
