@@ -17,6 +17,7 @@ use crate::host::process;
 use crate::host::tm::{KdmqRequest, TmReply};
 use crate::host::udp;
 
+use super::figures::{self, Count};
 use super::admission;
 use super::peers;
 use super::state::{module, Module};
@@ -202,8 +203,9 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             socket: &m.server_socket,
             secret: m.config.shared_secret.as_deref(),
         };
-        if let Err(e) = m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
-            log::error!("cannot notify {target}: {e}");
+        match m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
+            Ok(()) => figures::count(if round == 0 { Count::NotificationsSent } else { Count::PingsSent }),
+            Err(e) => log::error!("cannot notify {target}: {e}"),
         }
     }
 }
@@ -215,6 +217,9 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(m) = module() else { return };
     let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {
+        if round != 0 {
+            figures::count(Count::PingsAnswered);
+        }
         let mut lines = match reply.as_ref().map(|r| r.body()) {
             Some(Ok(body)) => match protocol::parse_body(&body) {
                 Ok(lines) => lines,
@@ -271,6 +276,11 @@ pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and
 /// pass the news on while Max-Forwards allows.
 pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
+    figures::count(Count::NotificationsReceived);
+    // A ping round sends with Max-Forwards 1 (so does a node passing news on).
+    if msg.max_forwards().is_some_and(|mf| mf <= 1) {
+        figures::count(Count::PingsReceived);
+    }
     let body = match msg.body() {
         Ok(b) => b,
         Err(_) => {
@@ -417,6 +427,11 @@ pub fn announce_leave(m: &Module) {
             Err(e) => log::warn!("{e}"),
         }
     }
+}
+
+/// Nodes in the list (this one included) with `status`, or all of them.
+pub fn count_nodes(status: Option<NodeStatus>) -> u64 {
+    read_nodes(|list| list.nodes.iter().filter(|n| status.is_none_or(|s| n.status == s)).count() as u64).unwrap_or(0)
 }
 
 /// Starts the ping timer (mod_init).

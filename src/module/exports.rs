@@ -12,7 +12,7 @@ use crate::{cmd, kamailio_module, kemi, param_fn, rpc};
 
 use super::c_api::Api;
 use super::params::*;
-use super::{lifecycle, rpc_commands, script};
+use super::{lifecycle, rpc_commands, script, statistics};
 
 kamailio_module! {
     name: c"dmq",
@@ -92,8 +92,10 @@ fn register() -> Result<(), String> {
     export::register_kemi(&KEMI)
 }
 
-/// mod_init: the module, then its RPC commands (as the stock module does).
+/// mod_init: the module, then its RPC commands (as the stock module does)
+/// and its statistics (group `dmq`).
 fn init() -> Result<(), String> {
     lifecycle::init()?;
-    export::register_rpcs(&RPCS).map_err(|e| format!("dmq.*: {e}"))
+    export::register_rpcs(&RPCS).map_err(|e| format!("dmq.*: {e}"))?;
+    statistics::register()
 }

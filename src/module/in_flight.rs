@@ -32,6 +32,7 @@ use crate::shm_data;
 use crate::shm_zeroed;
 
 use super::cluster;
+use super::figures;
 use super::state::module;
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
@@ -225,7 +226,10 @@ fn on_reply(msg: &SipMsg) -> Verdict {
     let source = msg.source();
     let came_from_target = |m: &ShmArc<Message>| source == Some(m.header().to);
     match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
-        ReplyOutcome::Completed(message) => finish(message, i32::from(ids.status), TmReply::received(msg)),
+        ReplyOutcome::Completed(message) => {
+            figures::count_reply(i32::from(ids.status));
+            finish(message, i32::from(ids.status), TmReply::received(msg))
+        }
         ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
         // A late reply (to a retransmission) finds nothing: consumed as well.
         ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => {}

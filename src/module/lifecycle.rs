@@ -13,7 +13,7 @@ use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
 
 use super::state::{self, Module, NodeRoutes};
-use super::{admission, cluster, in_flight, messaging, peers, workers};
+use super::{admission, cluster, figures, in_flight, messaging, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -87,6 +87,7 @@ pub fn init() -> Result<(), String> {
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
     admission::init(&config)?;
+    figures::init()?;
     cluster::init(local_uri.clone())?;
     peers::init()?;
     workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;

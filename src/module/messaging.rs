@@ -19,6 +19,7 @@ use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
 use super::cluster;
+use super::figures::{self, Count};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
 
@@ -149,6 +150,11 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             log::warn!("DMQ retry queue full: a 503 from {} is final", message.target);
         }
     }
+    if code == 408 && reply.msg().is_none() {
+        figures::count(Count::TmTimeouts);
+    } else {
+        figures::count_reply(code);
+    }
     run_response_callback(code, reply, &message.target, message.callback);
 }
 
@@ -216,13 +222,17 @@ pub fn send_to(
     let mut failed = 0;
     for target in targets {
         let sent = match in_flight::send(peer_id, &target.uri, target.ip(), body, content_type, max_forwards, callback) {
-            Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback),
+            Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback)
+                .inspect(|()| figures::count(Count::MessagesSentThroughTm)),
             Err(SendError::Failed(e)) => Err(e),
             Ok(()) => Ok(()),
         };
-        if let Err(e) = sent {
-            log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
-            failed += 1;
+        match sent {
+            Ok(()) => figures::count(Count::MessagesSent),
+            Err(e) => {
+                log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
+                failed += 1;
+            }
         }
     }
     if failed > 0 {

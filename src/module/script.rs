@@ -7,6 +7,7 @@ use crate::host::sip_msg::SipMsg;
 
 use super::admission;
 use super::cluster;
+use super::figures::{self, Count};
 use super::messaging;
 use super::peers;
 use super::state::module;
@@ -51,6 +52,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     if let Err(refusal) = admission::check_body(&channel, msg) {
         return refused(m, msg, &channel, refusal, returnval);
     }
+    figures::count(Count::MessagesReceived);
     if !queue {
         return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
     }
