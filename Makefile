@@ -3,10 +3,14 @@
 #   make KAMAILIO=6.0
 #                 build build/kamailio-6.0/dmq_rs.so for Kamailio 6.0 (Debian 13
 #                 root in .cache/, made by `make deps`)
-#   make run      a local three-node cluster using dmq_rs (Ctrl-C stops it)
+#   make run      a local three-node registrar cluster using dmq_rs: shows the
+#                 nodes, registers contacts on one and shows them on the
+#                 others (Ctrl-C, or `make stop` from another shell, stops it)
 #   make test     unit tests, then the integration tests (real Kamailio
 #                 processes) on the host's Kamailio and on Kamailio 6.0
 #   make install  copy the module into Kamailio's module directory
+#   make deb      Debian packages kamailio-dmq-rs for 5.6 and 6.0 (build/deb/),
+#                 checked by lintian
 #   make deps     install what is missing (Debian packages, Kamailio headers)
 #   make bench    dmq_rs against the stock dmq.so, side by side (bench/results/)
 #   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
@@ -39,7 +43,7 @@ endif
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-6.0 install test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 install deb stop test unit-test integration-test run bench fuzz clean
 
 all: build
 
@@ -60,9 +64,15 @@ install: build
 	install -m 0644 $(MODULE) $(KAMAILIO_MODDIR)/dmq_rs.so
 	@echo "installed $(KAMAILIO_MODDIR)/dmq_rs.so"
 
+# One package per release, made with dpkg-shlibdeps, dpkg-gencontrol and
+# dpkg-deb; lintian errors fail it (scripts/deb.sh).
+deb: build build-6.0
+	@sh scripts/deb.sh host
+	@sh scripts/deb.sh 6.0
+
 # Unit tests and the integration suite on the machine's Kamailio (plus the
 # mixed-version cluster), then the integration suite again on Kamailio 6.0.
-test: build build-6.0
+test: build build-6.0 deb
 	DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) DMQ_RS_MODULE_60=$(CURDIR)/$(MODULE_60) \
 		$(CARGO) test --release --workspace
 	DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) DMQ_RS_MODULE_HOST=$(CURDIR)/$(MODULE_HOST) \
@@ -70,6 +80,9 @@ test: build build-6.0
 
 run: build
 	@bash scripts/run-cluster.sh
+
+stop:
+	@bash scripts/run-cluster.sh stop
 
 bench: build
 	@$(DEBIAN_PYTHON) -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
@@ -79,7 +92,7 @@ bench: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }
-	cd dmq/fuzz && for t in parse_body node_list; do \
+	cd dmq/fuzz && for t in parse_body node_list body_check; do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=70000 || exit 1; done
 
 clean:

@@ -287,6 +287,33 @@ int dmq_rs_reply_ids(struct sip_msg *msg, str *branch, str *callid,
 	return (int)msg->first_line.u.reply.statuscode;
 }
 
+int dmq_rs_request_ids(struct sip_msg *msg, str *ruri, str *callid, str *cseq_number)
+{
+	if(msg->first_line.type != SIP_REQUEST
+			|| parse_headers(msg, HDR_CALLID_F | HDR_CSEQ_F, 0) < 0
+			|| msg->callid == NULL || msg->cseq == NULL
+			|| msg->cseq->parsed == NULL)
+		return -1;
+	*ruri = msg->first_line.u.request.uri;
+	*callid = msg->callid->body;
+	*cseq_number = get_cseq(msg)->number;
+	return 0;
+}
+
+int dmq_rs_msg_header(struct sip_msg *msg, const char *name, int name_len, str *value)
+{
+	struct hdr_field *h;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
+		return -1;
+	for(h = msg->headers; h != NULL; h = h->next) {
+		if(h->name.len == name_len && strncasecmp(h->name.s, name, name_len) == 0) {
+			*value = h->body;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int dmq_rs_register_pre_reply_cb(int (*f)(struct sip_msg *, unsigned int, void *), void *param)
 {
 	return register_script_cb(f, PRE_SCRIPT_CB | ONREPLY_CB, param);

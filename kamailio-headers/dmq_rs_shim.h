@@ -73,6 +73,13 @@ int dmq_rs_msg_source(struct sip_msg *msg, unsigned char *ip, int *port);
  * returns the status code, -1 when something is missing. */
 int dmq_rs_reply_ids(struct sip_msg *msg, struct _str *branch, struct _str *callid,
 		struct _str *cseq_number, struct _str *cseq_method);
+/* What identifies a request (for signatures): the R-URI as written, the
+ * Call-ID and the CSeq number; -1 when something is missing. */
+int dmq_rs_request_ids(struct sip_msg *msg, struct _str *ruri, struct _str *callid,
+		struct _str *cseq_number);
+/* The body of the first header named `name` (any case); -1 when none. */
+int dmq_rs_msg_header(struct sip_msg *msg, const char *name, int name_len,
+		struct _str *value);
 /* A callback the core runs for every reply before onreply_route (pre-script
  * ONREPLY); returning 0 consumes the reply. */
 int dmq_rs_register_pre_reply_cb(int (*f)(struct sip_msg *, unsigned int, void *), void *param);

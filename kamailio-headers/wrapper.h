@@ -33,6 +33,7 @@
 #include "core/pvar.h"
 #include "core/lvalue.h"
 #include "core/events.h"
+#include "core/counters.h"
 #include "core/globals.h"
 #include "core/forward.h"
 #include "core/sip_msg_clone.h"

@@ -17,7 +17,7 @@ die() { echo "debian13-root.sh: $*" >&2; exit 1; }
 say() { echo "debian13-root.sh: $*" >&2; }
 
 SUITE=trixie
-PACKAGES="kamailio,kamailio-extra-modules,kamailio-utils-modules,kamailio-presence-modules,kamailio-lua-modules,sip-tester"
+PACKAGES="kamailio,kamailio-extra-modules,kamailio-utils-modules,kamailio-presence-modules,kamailio-lua-modules,kamailio-tls-modules,sip-tester"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -107,6 +107,19 @@ if ! root_ok "$root"; then
     rm -rf "$root"
     mv "$tmp" "$root"
 fi
+
+# A root made before a package joined PACKAGES gets it now, at the version
+# of the kamailio it has (a newer one from the security archive would
+# upgrade kamailio itself under the cached source tree).
+for p in $(echo "$PACKAGES" | tr ',' ' '); do
+    chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+    [ "$(id -u)" = 0 ] || die "the Debian 13 root lacks $p; run as root to add it"
+    v=$(chroot "$root" dpkg-query -W -f='${Version}' kamailio)
+    case $p in kamailio*) want="$p=$v" ;; *) want=$p ;; esac
+    say "adding $want to $root"
+    chroot "$root" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $want" >&2 ||
+        die "cannot install $want in $root"
+done
 
 # Debian 13's source package of the kamailio in the root, from deb-src
 # entries for the same mirrors, through an apt configuration of its own

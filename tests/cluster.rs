@@ -37,7 +37,8 @@ fn bad_notifications_get_a_reply_and_change_nothing() {
         ("unparsable uri", kdmq(node.addr, from, "notification_peer", "text/plain", b"sip:@@bad\r\n"), "SIP/2.0 400"),
         ("unknown status", kdmq(node.addr, from, "notification_peer", "text/plain", b"sip:127.0.0.9:5090;status=zombie\r\n"), "SIP/2.0 400"),
         ("binary junk", kdmq(node.addr, from, "notification_peer", "text/plain", b"\x00\xff\xfe\x01junk"), "SIP/2.0 400"),
-        ("unknown peer", kdmq(node.addr, from, "no_such_peer", "text/plain", b""), "SIP/2.0 404"),
+        // Not a member: refused before the peer lookup (members_only).
+        ("unknown peer", kdmq(node.addr, from, "no_such_peer", "text/plain", b""), "SIP/2.0 403"),
         (
             "no Content-Length",
             sip_request("KDMQ", "notification_peer", node.addr, from, "text/plain", b"sip:127.0.0.9:5090\r\n", None),

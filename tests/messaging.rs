@@ -230,7 +230,12 @@ fn kemi_lua_script_runs_a_node() {
 #[test]
 fn full_job_queue_answers_503_at_once_and_keeps_serving() {
     // One slow worker (polling every 2 s) and room for one waiting job.
-    let c = htable_node(false).param("num_workers", "1").param("worker_usleep", "2000000").param("job_queue_limit", "1");
+    // The test's socket is no cluster node: let its KDMQs in (members_only 0).
+    let c = htable_node(false)
+        .param("num_workers", "1")
+        .param("worker_usleep", "2000000")
+        .param("job_queue_limit", "1")
+        .param("members_only", "0");
     let node = Node::start("queue-full", &c);
     let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();

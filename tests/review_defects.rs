@@ -349,7 +349,8 @@ fn a_full_job_queue_loses_nothing_over_tcp() {
 
 #[test]
 fn a_kdmq_that_waits_behind_another_hears_100_trying_at_once() {
-    let node = Node::start("trying", &htable_node().param("num_workers", "1"));
+    // The test's socket is no cluster node: let its KDMQs in (members_only 0).
+    let node = Node::start("trying", &htable_node().param("num_workers", "1").param("members_only", "0"));
     let worker: i32 = reply_field(&node.rpc(&["dmq.stats"]), "worker_pid").expect("a worker pid");
     let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();

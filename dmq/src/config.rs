@@ -5,6 +5,11 @@
 
 use std::fmt;
 
+use crate::network::{Network, TrustedNetworks};
+
+/// A shared secret shorter than this is accepted with a warning.
+pub const MIN_SECRET_LEN: usize = 16;
+
 /// Default channel of the node notifications (the R-URI user of KDMQ pings).
 pub const DEFAULT_NOTIFICATION_CHANNEL: &str = "notification_peer";
 /// Default number of DMQ worker processes.
@@ -35,6 +40,9 @@ pub struct RawParams {
     pub fail_count_enabled: i32,
     pub fail_count_threshold: i32,
     pub job_queue_limit: i32,
+    pub members_only: i32,
+    pub trusted_networks: Vec<String>,
+    pub shared_secret: Option<String>,
 }
 
 impl Default for RawParams {
@@ -52,6 +60,9 @@ impl Default for RawParams {
             fail_count_enabled: 0,
             fail_count_threshold: DEFAULT_FAIL_COUNT_THRESHOLD,
             job_queue_limit: DEFAULT_JOB_QUEUE_LIMIT,
+            members_only: 1,
+            trusted_networks: Vec::new(),
+            shared_secret: None,
         }
     }
 }
@@ -75,6 +86,12 @@ pub struct Config {
     pub fail_count_threshold: Option<u32>,
     /// Jobs that may wait for a worker; beyond it KDMQ gets 503.
     pub job_queue_limit: u32,
+    /// Peer messages only from listed nodes (else 403).
+    pub members_only: bool,
+    /// Who may join; empty: anyone (as stock).
+    pub trusted_networks: TrustedNetworks,
+    /// Sign and require signatures on every KDMQ.
+    pub shared_secret: Option<Vec<u8>>,
 }
 
 /// Something wrong with a parameter; Display is the operator's error line.
@@ -176,6 +193,24 @@ impl RawParams {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
+        let trusted_networks = self
+            .trusted_networks
+            .iter()
+            .map(|n| Network::parse(n).map_err(|e| err("trusted_network", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared_secret = match self.shared_secret.as_deref() {
+            None => None,
+            Some("") => return Err(err("shared_secret", "is empty: give the cluster's secret, or leave the parameter out")),
+            Some(s) => {
+                if s.len() < MIN_SECRET_LEN {
+                    notes.push(Adjustment {
+                        param: "shared_secret",
+                        note: format!("is shorter than {MIN_SECRET_LEN} characters: easy to guess offline from one captured KDMQ"),
+                    });
+                }
+                Some(s.as_bytes().to_vec())
+            }
+        };
         Ok((
             Config {
                 server_address,
@@ -189,6 +224,9 @@ impl RawParams {
                 remove_inactive: self.remove_inactive != 0,
                 fail_count_threshold,
                 job_queue_limit: self.job_queue_limit as u32,
+                members_only: self.members_only != 0,
+                trusted_networks: TrustedNetworks(trusted_networks),
+                shared_secret,
             },
             notes,
         ))
@@ -217,6 +255,27 @@ pub fn socket_string(proto: &str, host: &str, port: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_parameters() {
+        let (c, notes) = base().validate().unwrap();
+        assert!(c.members_only && !c.trusted_networks.is_set() && c.shared_secret.is_none() && notes.is_empty());
+        let raw = RawParams {
+            members_only: 0,
+            trusted_networks: vec!["10.0.0.0/24".into(), "fd00::1".into()],
+            shared_secret: Some("short".into()),
+            ..base()
+        };
+        let (c, notes) = raw.validate().unwrap();
+        assert!(!c.members_only);
+        assert!(c.trusted_networks.allows("10.0.0.7".parse().unwrap()) && !c.trusted_networks.allows("10.0.1.7".parse().unwrap()));
+        assert_eq!(c.shared_secret.as_deref(), Some(b"short".as_slice()));
+        assert_eq!(notes[0].param, "shared_secret");
+        let e = RawParams { trusted_networks: vec!["10.0.0.0/40".into()], ..base() }.validate().unwrap_err();
+        assert_eq!(e.param, "trusted_network");
+        let e = RawParams { shared_secret: Some(String::new()), ..base() }.validate().unwrap_err();
+        assert_eq!(e.param, "shared_secret");
+    }
 
     fn base() -> RawParams {
         RawParams { server_address: Some("sip:127.0.0.2:5090".into()), ..Default::default() }

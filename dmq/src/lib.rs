@@ -4,10 +4,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod body_check;
 pub mod config;
 pub mod discovery;
 pub mod heal;
 pub mod jobs;
+pub mod network;
 pub mod nodes;
 pub mod panic;
 pub mod pending;

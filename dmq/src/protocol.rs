@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use crate::auth;
+
 /// The largest notification body accepted (the stock module builds bodies in
 /// a 1 KiB-per-node buffer; 64 KiB holds hundreds of nodes).
 pub const MAX_BODY_LEN: usize = 64 * 1024;
@@ -309,26 +311,34 @@ pub struct PeerRequest<'a> {
     pub max_forwards: i32,
     pub content_type: &'a str,
     pub body: &'a [u8],
+    /// `shared_secret` and the time to sign at, when the cluster signs.
+    pub signing: Option<(&'a [u8], i64)>,
 }
 
 pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
+    let to_uri = r.to.with_user(r.peer);
+    let call_id = format!("dmqrs-{}@{}", r.token, r.from.host);
+    let signature = r.signing.map(|(secret, now)| {
+        let parts = auth::SignedParts { ruri: to_uri.as_bytes(), call_id: call_id.as_bytes(), cseq: b"1", body: r.body };
+        format!("{}: {}\r\n", auth::HEADER, auth::sign(secret, &parts, now))
+    });
     let mut out = format!(
         "KDMQ {to_uri} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {sent_by};branch={branch}\r\n\
          Max-Forwards: {mf}\r\n\
          From: <{from_uri}>;tag=dmqrs{token}\r\n\
          To: <{to_uri}>\r\n\
-         Call-ID: dmqrs-{token}@{host}\r\n\
+         Call-ID: {call_id}\r\n\
          CSeq: 1 KDMQ\r\n\
+         {signature}\
          Content-Type: {ct}\r\n\
          Content-Length: {len}\r\n\r\n",
-        to_uri = r.to.with_user(r.peer),
         sent_by = r.sent_by,
         branch = r.branch,
         mf = r.max_forwards,
         from_uri = r.from.with_user(r.peer),
         token = r.token,
-        host = r.from.host,
+        signature = signature.as_deref().unwrap_or(""),
         ct = r.content_type,
         len = r.body.len(),
     )
@@ -338,7 +348,15 @@ pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
 }
 
 /// The leave notice: a notification (`body`) on `channel` sent statelessly.
-pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, sent_by: &str, channel: &str, body: &str, token: &str) -> String {
+pub fn build_stateless_request(
+    from: &NodeUri,
+    to: &NodeUri,
+    sent_by: &str,
+    channel: &str,
+    body: &str,
+    token: &str,
+    signing: Option<(&[u8], i64)>,
+) -> String {
     let request = build_peer_request(&PeerRequest {
         from,
         to,
@@ -349,6 +367,7 @@ pub fn build_stateless_request(from: &NodeUri, to: &NodeUri, sent_by: &str, chan
         max_forwards: 1,
         content_type: "text/plain",
         body: body.as_bytes(),
+        signing,
     });
     String::from_utf8_lossy(&request).into_owned()
 }
@@ -444,6 +463,7 @@ mod tests {
             "notification_peer",
             &body,
             "42",
+            None,
         );
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
         assert!(req.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs42\r\n"));
@@ -468,6 +488,7 @@ mod tests {
             max_forwards: 5,
             content_type: "application/json",
             body,
+            signing: None,
         });
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = std::str::from_utf8(&req[..split]).unwrap();
@@ -478,5 +499,31 @@ mod tests {
         assert!(head.contains("Content-Type: application/json\r\n"));
         assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
         assert_eq!(&req[split + 4..], body);
+        assert!(!head.contains(auth::HEADER));
+    }
+
+    #[test]
+    fn signed_peer_requests_verify_against_what_they_carry() {
+        let req = build_peer_request(&PeerRequest {
+            from: &uri("sip:127.0.0.2:5090"),
+            to: &uri("sip:127.0.0.3:5090"),
+            sent_by: "127.0.0.2:5090",
+            peer: "usrloc",
+            branch: "z9hG4bKdmqrs.1.2",
+            token: "1x2",
+            max_forwards: 1,
+            content_type: "application/json",
+            body: b"{}",
+            signing: Some((b"secret", 1_700_000_000)),
+        });
+        let text = String::from_utf8(req).unwrap();
+        let value = text.lines().find_map(|l| l.strip_prefix("X-DMQ-Signature: ")).unwrap();
+        let parts = auth::SignedParts {
+            ruri: b"sip:usrloc@127.0.0.3:5090",
+            call_id: b"dmqrs-1x2@127.0.0.2",
+            cseq: b"1",
+            body: b"{}",
+        };
+        assert_eq!(auth::verify(b"secret", &parts, Some(value.as_bytes()), 1_700_000_001), Ok(()));
     }
 }

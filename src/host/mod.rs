@@ -24,6 +24,7 @@ pub mod shm;
 pub mod shm_queue;
 pub mod sip_msg;
 pub mod sip_uri;
+pub mod stats;
 pub mod socket;
 pub mod tm;
 pub mod udp;

@@ -25,6 +25,14 @@ pub struct ReplyIds<'a> {
     pub cseq_method: &'a [u8],
 }
 
+/// The parts of a request that identify it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestIds<'a> {
+    pub ruri: &'a [u8],
+    pub call_id: &'a [u8],
+    pub cseq_number: &'a [u8],
+}
+
 /// Why a message's body could not be read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
@@ -61,14 +69,43 @@ impl SipMsg {
     }
 
     pub fn body(&self) -> Result<Vec<u8>, BodyError> {
+        self.body_bytes().map(<[u8]>::to_vec)
+    }
+
+    /// The body in the message's buffer (no copy).
+    pub fn body_bytes(&self) -> Result<&[u8], BodyError> {
         let mut body = raw::str_::default();
         // SAFETY: live message; the body str points into its buffer and is
         // bounded by it (checked in the shim).
         if unsafe { raw::dmq_rs_msg_body(self.0, &mut body) } < 0 {
             return Err(BodyError::NoContentLength);
         }
-        // SAFETY: as above.
-        Ok(unsafe { kstr::bytes(&body) }.to_vec())
+        // SAFETY: as above; the buffer lives as long as the message (&self).
+        Ok(unsafe { kstr::bytes(&body) })
+    }
+
+    /// The value of the first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        let mut value = raw::str_::default();
+        // SAFETY: live message; the name is read for name.len() bytes, the
+        // value points into the message's buffer.
+        if unsafe { raw::dmq_rs_msg_header(self.0, name.as_ptr().cast(), name.len() as c_int, &mut value) } < 0 {
+            return None;
+        }
+        // SAFETY: as above; the buffer lives as long as the message (&self).
+        Some(unsafe { kstr::bytes(&value) })
+    }
+
+    /// What identifies a request: R-URI as written, Call-ID, CSeq number
+    /// (None for a reply or a request missing any).
+    pub fn request_ids(&self) -> Option<RequestIds<'_>> {
+        let (mut ruri, mut call_id, mut number) = (raw::str_::default(), raw::str_::default(), raw::str_::default());
+        // SAFETY: live message; the strs point into its buffer.
+        if unsafe { raw::dmq_rs_request_ids(self.0, &mut ruri, &mut call_id, &mut number) } < 0 {
+            return None;
+        }
+        // SAFETY: as above; the buffer lives as long as the message (&self).
+        unsafe { Some(RequestIds { ruri: kstr::bytes(&ruri), call_id: kstr::bytes(&call_id), cseq_number: kstr::bytes(&number) }) }
     }
 
     pub fn max_forwards(&self) -> Option<i32> {

@@ -3,6 +3,8 @@
 
 use std::ffi::c_int;
 
+use dmq_core::auth;
+
 use crate::host::api::Tm;
 use crate::host::kstr;
 use crate::host::raw;
@@ -21,6 +23,22 @@ pub struct KdmqRequest<'a> {
     pub max_forwards: i32,
     /// Socket to send from ("udp:127.0.0.2:5090").
     pub socket: &'a str,
+    /// `shared_secret`: sign the request (see `dmq_core::auth`).
+    pub secret: Option<&'a [u8]>,
+}
+
+/// The CSeq number tm's `t_request` gives a request outside a dialog
+/// (DEFAULT_CSEQ in tm/uac.h, the same in 5.6 and 6.0).
+const TM_REQUEST_CSEQ: &[u8] = b"10";
+
+/// A Call-ID of our own for a signed request (the signature covers it, so
+/// it must be known before tm builds the request): unique per process,
+/// request and start.
+fn new_call_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("dmqrs-t{}x{n}x{started:x}", std::process::id())
 }
 
 /// A reply as tm (or the in-flight table) hands it to a reply handler:
@@ -100,7 +118,19 @@ impl Tm {
     pub fn request(&self, req: &KdmqRequest<'_>, handler: ReplyHandler, context: &[u8]) -> Result<(), String> {
         let t_request = self.0.t_request.ok_or("tm has no t_request")?;
         let param = ShmBlock::new(CallbackParam { handler }, &[context]).ok_or("out of shm for the callback parameter")?;
-        let headers = format!("Max-Forwards: {}\r\nContent-Type: {}\r\n", req.max_forwards, req.content_type);
+        let mut headers = format!("Max-Forwards: {}\r\nContent-Type: {}\r\n", req.max_forwards, req.content_type);
+        let call_id = req.secret.map(|secret| {
+            let call_id = new_call_id();
+            let parts = auth::SignedParts {
+                ruri: req.to.as_bytes(),
+                call_id: call_id.as_bytes(),
+                cseq: TM_REQUEST_CSEQ,
+                body: req.body,
+            };
+            headers.push_str(&format!("{}: {}\r\n", auth::HEADER, auth::sign(secret, &parts, crate::host::clock::unix_now())));
+            call_id
+        });
+        let mut call_id = call_id.as_deref().map(|c| kstr::borrowed(c.as_bytes()));
         let mut method = kstr::borrowed(b"KDMQ");
         let mut headers = kstr::borrowed(headers.as_bytes());
         let mut body = kstr::borrowed(req.body);
@@ -116,6 +146,7 @@ impl Tm {
             cb_flags: 1 << raw::TMCB_LOCAL_COMPLETED_N,
             cb: Some(on_reply),
             cbp,
+            callid: call_id.as_mut().map_or(std::ptr::null_mut(), |c| c as *mut raw::str_),
             ..Default::default()
         };
         let to_ptr: *mut raw::str_ = &mut to;

@@ -17,6 +17,8 @@ use crate::host::process;
 use crate::host::tm::{KdmqRequest, TmReply};
 use crate::host::udp;
 
+use super::figures::{self, Count};
+use super::admission;
 use super::{heal, peers};
 use super::state::{module, Module};
 
@@ -201,9 +203,11 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             content_type: CONTENT_TYPE,
             max_forwards,
             socket: &m.server_socket,
+            secret: m.config.shared_secret.as_deref(),
         };
-        if let Err(e) = m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
-            log::error!("cannot notify {target}: {e}");
+        match m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
+            Ok(()) => figures::count(if round == 0 { Count::NotificationsSent } else { Count::PingsSent }),
+            Err(e) => log::error!("cannot notify {target}: {e}"),
         }
     }
 }
@@ -215,7 +219,10 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(m) = module() else { return };
     let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {
-        let lines = match reply.as_ref().map(|r| r.body()) {
+        if round != 0 {
+            figures::count(Count::PingsAnswered);
+        }
+        let mut lines = match reply.as_ref().map(|r| r.body()) {
             Some(Ok(body)) => match protocol::parse_body(&body) {
                 Ok(lines) => lines,
                 Err(e) => {
@@ -225,6 +232,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             },
             _ => Vec::new(),
         };
+        admission::admit_lines(m, &mut lines, || format!("the reply of {node}"));
         let addresses = look_up_lines(&lines);
         let (events, refused) = with_nodes(|list| {
             let mut events = list.mark_answered(&node, now());
@@ -270,6 +278,11 @@ pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and
 /// pass the news on while Max-Forwards allows.
 pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
+    figures::count(Count::NotificationsReceived);
+    // A ping round sends with Max-Forwards 1 (so does a node passing news on).
+    if msg.max_forwards().is_some_and(|mf| mf <= 1) {
+        figures::count(Count::PingsReceived);
+    }
     let body = match msg.body() {
         Ok(b) => b,
         Err(_) => {
@@ -277,13 +290,14 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
             return msg.reply(&m.sl, 400, "Bad request", None);
         }
     };
-    let lines = match protocol::parse_body(&body) {
+    let mut lines = match protocol::parse_body(&body) {
         Ok(lines) => lines,
         Err(e) => {
             log::warn!("bad KDMQ notification body from {:?}: {e}; node list unchanged", msg.source_ip());
             return msg.reply(&m.sl, 400, "Bad request", None);
         }
     };
+    admission::admit_lines(m, &mut lines, || format!("a notification from {:?}", msg.source_ip()));
     let max_forwards = msg.max_forwards().unwrap_or(0);
     let addresses = look_up_lines(&lines);
     let Some((outcome, our_body, targets)) = with_nodes(|list| {
@@ -301,6 +315,40 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     }
     peers::cluster_reached();
     ok
+}
+
+/// A node answered one of our peer messages `403`: with `members_only` it
+/// does not list us (it dropped us while we were cut off, or has not heard
+/// of us yet). Tell it about us at once, so the message's next try finds
+/// us listed, instead of at the next ping. At most once a second per node
+/// and process: every message in flight to it may bring a 403.
+pub fn renotify(target: &NodeUri) {
+    thread_local! {
+        static LAST: RefCell<Vec<(NodeUri, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+    let Some(m) = module() else { return };
+    let now = crate::host::clock::monotonic_ms();
+    let due = LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        last.retain(|(_, at)| now.saturating_sub(*at) < 1000);
+        if last.iter().any(|(uri, _)| uri.same_node(target)) {
+            return false;
+        }
+        last.push((target.clone(), now));
+        true
+    });
+    if !due {
+        return;
+    }
+    let Some(body) = read_nodes(|list| list.notification_body()) else { return };
+    log::info!("node {target} refused a peer message with 403: notifying it of this node");
+    send_notification(m, std::slice::from_ref(target), &body, 1, 0);
+}
+
+/// The listed node at `addr` (a reply's source).
+pub fn node_at(addr: std::net::SocketAddr) -> Option<NodeUri> {
+    read_nodes(|list| list.nodes.iter().find(|n| n.ip() == Some(addr.ip()) && n.uri.port_no() == addr.port()).map(|n| n.uri.clone()))
+        .flatten()
 }
 
 /// Notification addresses are never deleted: put back any that went missing.
@@ -368,18 +416,24 @@ pub fn announce_leave(m: &Module) {
     }
     let body = protocol::build_body([(&m.local_uri, protocol::NodeStatus::Disabled)]);
     let token = format!("{}x{}", std::process::id(), now());
+    let signing = m.config.shared_secret.as_deref().map(|s| (s, now()));
     for (uri, ip) in targets {
         if uri.transport != protocol::Transport::Udp {
             continue;
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host).first().copied()) else { continue };
         let request =
-            protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token);
+            protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token, signing);
         match udp::send_from(m.server_sock, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),
         }
     }
+}
+
+/// Nodes in the list (this one included) with `status`, or all of them.
+pub fn count_nodes(status: Option<NodeStatus>) -> u64 {
+    read_nodes(|list| list.nodes.iter().filter(|n| status.is_none_or(|s| n.status == s)).count() as u64).unwrap_or(0)
 }
 
 /// Starts the ping timer (mod_init).

@@ -12,7 +12,7 @@ use crate::{cmd, kamailio_module, kemi, param_fn, rpc};
 
 use super::c_api::Api;
 use super::params::*;
-use super::{lifecycle, rpc_commands, script};
+use super::{lifecycle, rpc_commands, script, statistics};
 
 kamailio_module! {
     name: c"dmq",
@@ -41,7 +41,7 @@ static CMDS: CoreCell<[CmdExport; 11]> = CoreCell::new([
 ]);
 
 /// `modparam("dmq", …)`.
-static PARAMS: CoreCell<[ParamExport; 13]> = CoreCell::new([
+static PARAMS: CoreCell<[ParamExport; 16]> = CoreCell::new([
     ParamExport::int(c"num_workers", &NUM_WORKERS),
     ParamExport::int(c"ping_interval", &PING_INTERVAL),
     ParamExport::str(c"server_address", &SERVER_ADDRESS),
@@ -54,6 +54,9 @@ static PARAMS: CoreCell<[ParamExport; 13]> = CoreCell::new([
     ParamExport::int(c"fail_count_enabled", &FAIL_COUNT_ENABLED),
     ParamExport::int(c"fail_count_threshold", &FAIL_COUNT_THRESHOLD),
     ParamExport::int(c"job_queue_limit", &JOB_QUEUE_LIMIT),
+    ParamExport::int(c"members_only", &MEMBERS_ONLY),
+    param_fn!(c"trusted_network", add_trusted_network),
+    ParamExport::str(c"shared_secret", &SHARED_SECRET),
     ParamExport::END,
 ]);
 
@@ -89,8 +92,10 @@ fn register() -> Result<(), String> {
     export::register_kemi(&KEMI)
 }
 
-/// mod_init: the module, then its RPC commands (as the stock module does).
+/// mod_init: the module, then its RPC commands (as the stock module does)
+/// and its statistics (group `dmq`).
 fn init() -> Result<(), String> {
     lifecycle::init()?;
-    export::register_rpcs(&RPCS).map_err(|e| format!("dmq.*: {e}"))
+    export::register_rpcs(&RPCS).map_err(|e| format!("dmq.*: {e}"))?;
+    statistics::register()
 }

@@ -32,6 +32,7 @@ use crate::shm_data;
 use crate::shm_zeroed;
 
 use super::cluster;
+use super::figures;
 use super::state::module;
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
@@ -130,6 +131,7 @@ pub fn send(
         max_forwards,
         content_type,
         body,
+        signing: m.config.shared_secret.as_deref().map(|s| (s, crate::host::clock::unix_now())),
     });
     let to = SocketAddr::new(ip, target.port_no());
     let uri = target.to_uri();
@@ -210,13 +212,24 @@ fn on_reply(msg: &SipMsg) -> Verdict {
         0..=199 => ReplyKind::Provisional,
         // A dmq_rs node with a full job queue: the timer sends it again.
         503 => ReplyKind::Busy,
+        // A dmq_rs node that does not list us (members_only): it hears
+        // from us at once, and the timer sends the message again.
+        403 => {
+            if let Some(node) = msg.source().and_then(cluster::node_at) {
+                cluster::renotify(&node);
+            }
+            ReplyKind::Busy
+        }
         _ => ReplyKind::Final,
     };
     // The reply must come from where the message went.
     let source = msg.source();
     let came_from_target = |m: &ShmArc<Message>| source == Some(m.header().to);
     match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
-        ReplyOutcome::Completed(message) => finish(message, i32::from(ids.status), TmReply::received(msg)),
+        ReplyOutcome::Completed(message) => {
+            figures::count_reply(i32::from(ids.status));
+            finish(message, i32::from(ids.status), TmReply::received(msg))
+        }
         ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
         // A late reply (to a retransmission) finds nothing: consumed as well.
         ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => {}

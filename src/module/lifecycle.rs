@@ -13,7 +13,7 @@ use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
 
 use super::state::{self, Module, NodeRoutes};
-use super::{cluster, heal, in_flight, messaging, peers, workers};
+use super::{admission, cluster, figures, heal, in_flight, messaging, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -86,6 +86,8 @@ pub fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
+    admission::init(&config)?;
+    figures::init()?;
     cluster::init(local_uri.clone())?;
     peers::init()?;
     heal::init()?;

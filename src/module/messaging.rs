@@ -19,6 +19,7 @@ use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
 use super::{cluster, heal, resync};
+use super::figures::{self, Count};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
 
@@ -134,9 +135,14 @@ fn run_response_callback(code: i32, reply: TmReply<'_>, uri: &NodeUri, callback:
 
 fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(mut message) = TmMessage::decode(context) else { return };
-    if code == 503 {
+    if code == 503 || code == 403 {
         // A node whose job queue is full: send it again later, as the
         // in-flight path does, instead of handing the consumer a lost copy.
+        // A 403: the node does not list us (members_only); it hears from
+        // us now and the message goes again after it.
+        if code == 403 {
+            cluster::renotify(&message.target);
+        }
         let now = monotonic_ms();
         if let Some((due, next)) = pending::retry_after_busy(now, message.deadline_ms, message.backoff_ms) {
             message.backoff_ms = next;
@@ -145,6 +151,11 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             }
             log::warn!("DMQ retry queue full: a 503 from {} is final", message.target);
         }
+    }
+    if code == 408 && reply.msg().is_none() {
+        figures::count(Count::TmTimeouts);
+    } else {
+        figures::count_reply(code);
     }
     run_response_callback(code, reply, &message.target, message.callback);
 }
@@ -171,6 +182,7 @@ fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
         content_type: message.content_type,
         max_forwards: message.max_forwards,
         socket: &m.server_socket,
+        secret: m.config.shared_secret.as_deref(),
     };
     m.tm.request(&req, on_tm_reply, &message.encode())
 }
@@ -212,13 +224,17 @@ pub fn send_to(
     let mut failed = 0;
     for target in targets {
         let sent = match in_flight::send(peer_id, &target.uri, target.ip(), body, content_type, max_forwards, callback) {
-            Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback),
+            Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback)
+                .inspect(|()| figures::count(Count::MessagesSentThroughTm)),
             Err(SendError::Failed(e)) => Err(e),
             Ok(()) => Ok(()),
         };
-        if let Err(e) = sent {
-            log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
-            failed += 1;
+        match sent {
+            Ok(()) => figures::count(Count::MessagesSent),
+            Err(e) => {
+                log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
+                failed += 1;
+            }
         }
     }
     if failed > 0 {

@@ -1,13 +1,15 @@
 //! The module's logic over host types: plain safe Rust, no raw pointers
 //! (the compiler holds it to that). Files depend on each other one way
-//! (the full order is in ARCHITECTURE.md): state, peers ← heal ← cluster ←
-//! in_flight, workers ← resync ← messaging ← script, c_api, rpc_commands ←
-//! lifecycle ← exports.
+//! (the full order is in ARCHITECTURE.md): state ← admission, peers ← heal
+//! ← cluster ← in_flight, workers ← resync ← messaging ← script, c_api,
+//! rpc_commands ← lifecycle ← exports.
 #![deny(unsafe_code)]
 
+mod admission;
 mod c_api;
 mod cluster;
 mod exports;
+mod figures;
 mod heal;
 mod in_flight;
 mod lifecycle;
@@ -18,4 +20,5 @@ mod resync;
 mod rpc_commands;
 mod script;
 mod state;
+mod statistics;
 mod workers;

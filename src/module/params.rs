@@ -21,6 +21,8 @@ pub static REMOVE_INACTIVE: IntParam = IntParam::new(1);
 pub static FAIL_COUNT_ENABLED: IntParam = IntParam::new(0);
 pub static FAIL_COUNT_THRESHOLD: IntParam = IntParam::new(config::DEFAULT_FAIL_COUNT_THRESHOLD);
 pub static JOB_QUEUE_LIMIT: IntParam = IntParam::new(config::DEFAULT_JOB_QUEUE_LIMIT);
+pub static MEMBERS_ONLY: IntParam = IntParam::new(1);
+pub static SHARED_SECRET: StrParam = StrParam::new();
 
 /// `notification_address` may be given many times; collected in the main
 /// process while the config is parsed, read after fork as an inherited copy.
@@ -33,6 +35,16 @@ pub fn add_notification_address(uri: &str) -> Result<(), String> {
         return Err(format!("{uri:?} is not a valid SIP URI"));
     }
     NOTIFICATION_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner()).push(uri.to_string());
+    Ok(())
+}
+
+/// `trusted_network` may be given many times, like `notification_address`.
+static TRUSTED_NETWORKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// `modparam("dmq", "trusted_network", "10.0.0.0/24")`: checked at once.
+pub fn add_trusted_network(network: &str) -> Result<(), String> {
+    dmq_core::network::Network::parse(network)?;
+    TRUSTED_NETWORKS.lock().unwrap_or_else(|e| e.into_inner()).push(network.to_string());
     Ok(())
 }
 
@@ -51,5 +63,8 @@ pub fn raw_params() -> RawParams {
         fail_count_enabled: FAIL_COUNT_ENABLED.get(),
         fail_count_threshold: FAIL_COUNT_THRESHOLD.get(),
         job_queue_limit: JOB_QUEUE_LIMIT.get(),
+        members_only: MEMBERS_ONLY.get(),
+        trusted_networks: TRUSTED_NETWORKS.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        shared_secret: SHARED_SECRET.get(),
     }
 }

@@ -48,6 +48,8 @@ fn run(node: &NodeUri) {
             max_forwards: 1,
             content_type: &content_type,
             body: &body,
+            // Never sent: it goes to our own consumer, past admission.
+            signing: None,
         });
         match workers::enqueue_local(&request, ReceiveInfo::local(m.server_sock), peer) {
             Ok(_) => {

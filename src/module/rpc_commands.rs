@@ -4,7 +4,7 @@ use crate::host::rpc::{RpcCall, Value};
 
 use dmq_core::protocol;
 
-use super::{cluster, heal, in_flight, messaging, workers};
+use super::{admission, cluster, heal, in_flight, messaging, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them (plus
 /// `resolved_ip`).
@@ -92,6 +92,14 @@ pub fn stats(call: &RpcCall) {
             ("tm_retries_after_503", int(busy_resent)),
             ("nodes_refused", int(cluster::nodes_refused())),
             ("node_limit", int(dmq_core::nodes::MAX_NODES)),
+        ]);
+    let refused = admission::stats();
+    ok = ok
+        && call.add_struct(&[
+            ("refused_not_member", int(refused.not_member)),
+            ("refused_untrusted_network", int(refused.untrusted_network)),
+            ("refused_bad_signature", int(refused.bad_signature)),
+            ("refused_bad_json", int(refused.bad_json)),
         ]);
     let h = heal::stats();
     ok = ok

@@ -5,7 +5,9 @@
 use crate::host::export::ScriptArgs;
 use crate::host::sip_msg::SipMsg;
 
+use super::admission;
 use super::cluster;
+use super::figures::{self, Count};
 use super::messaging;
 use super::peers;
 use super::state::module;
@@ -26,9 +28,19 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         msg.reply(&m.sl, 400, "Bad request", None);
         return -1;
     };
+    if let Err(refusal) = admission::check_signature(m, msg) {
+        return refused(m, msg, &channel, refusal, returnval);
+    }
     if channel == m.config.notification_channel {
+        if let Err(refusal) = admission::check_notification_source(m, msg) {
+            return refused(m, msg, &channel, refusal, returnval);
+        }
         cluster::handle_notification(m, msg);
         return returnval;
+    }
+    // Before the peer lookup: a stranger learns nothing of our peers.
+    if m.config.members_only && !from_node(msg) {
+        return refused(m, msg, &channel, admission::Refusal::NotMember, returnval);
     }
     let Some(peer) = peers::find(channel.as_bytes()) else {
         log::warn!("KDMQ for unknown peer {channel:?} from {:?}", msg.source_ip());
@@ -37,6 +49,10 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         }
         return returnval;
     };
+    if let Err(refusal) = admission::check_body(&channel, msg) {
+        return refused(m, msg, &channel, refusal, returnval);
+    }
+    figures::count(Count::MessagesReceived);
     if !queue {
         return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
     }
@@ -61,6 +77,16 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             msg.reply(&m.sl, 500, "Server Internal Error", None);
             -1
         }
+    }
+}
+
+/// A refused request is answered and so handled: the script goes on as
+/// after any other answered KDMQ.
+fn refused(m: &super::state::Module, msg: &SipMsg, channel: &str, refusal: admission::Refusal, returnval: i32) -> i32 {
+    if admission::refuse(m, msg, channel, refusal) {
+        returnval
+    } else {
+        -1
     }
 }
 

@@ -14,6 +14,8 @@
 //! the default release of every node of a test run.
 #![allow(dead_code)]
 
+pub mod registered;
+
 use std::fs;
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
@@ -716,6 +718,22 @@ impl Background {
         let out = fs::File::create(log).unwrap();
         cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
         Background(cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}")))
+    }
+}
+
+impl Background {
+    /// Waits (bounded) for the process to exit; None when it is still running.
+    pub fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -1,0 +1,118 @@
+//! Issue 13: the admin guide (doc/dmq_rs.md) documents exactly what the
+//! module registers — every parameter, script function, RPC command,
+//! statistic, event route, KEMI function and API — and nothing it does not.
+//! The registered names come from src/module (common::registered); the
+//! guide's from its sections: `### N.M. \`name…\`` headings, and for the
+//! statistics the rows of the table (`| \`name\` | …`).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::registered::registered;
+
+/// The guide's sections ("## 4. Parameters" → "Parameters") with their text.
+fn sections(guide: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in guide.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            let title = title.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ' ');
+            out.push((title.to_string(), String::new()));
+        } else if let Some((_, text)) = out.last_mut() {
+            *text += line;
+            *text += "\n";
+        }
+    }
+    out
+}
+
+fn section<'a>(all: &'a [(String, String)], title: &str) -> &'a str {
+    all.iter().find(|(t, _)| t == title).map(|(_, text)| text.as_str()).unwrap_or_else(|| panic!("doc/dmq_rs.md has no section {title:?}"))
+}
+
+/// The identifiers of a section's `### N.M. \`name(args)\`` headings,
+/// without `prefix` and what follows the name (`(`, `]`).
+fn headings(text: &str, prefix: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .filter_map(|h| h.split('`').nth(1))
+        .map(|name| name.trim_start_matches(prefix).split(['(', ']']).next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The first cell of each table row: `| \`name\` | …`.
+fn table_names(text: &str) -> BTreeSet<String> {
+    text.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split('`').next()).map(str::to_string).collect()
+}
+
+fn same(kind: &str, registered: &BTreeSet<String>, documented: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for missing in registered.difference(documented) {
+        problems.push(format!("{kind} {missing:?} is registered but not in doc/dmq_rs.md"));
+    }
+    for stale in documented.difference(registered) {
+        problems.push(format!("{kind} {stale:?} is in doc/dmq_rs.md but the module does not register it"));
+    }
+    problems
+}
+
+#[test]
+fn the_guide_documents_everything_the_module_registers_and_nothing_else() {
+    let guide = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/dmq_rs.md")).unwrap();
+    let all = sections(&guide);
+    let r = registered();
+    let statistics: BTreeSet<String> = r.statistics.iter().cloned().collect();
+    assert_eq!(statistics.len(), r.statistics.len(), "a statistic is declared twice: {:?}", r.statistics);
+    let mut problems = Vec::new();
+    problems.extend(same("parameter", &r.params, &headings(section(&all, "Parameters"), "")));
+    problems.extend(same("function", &r.functions, &headings(section(&all, "Functions"), "")));
+    problems.extend(same("RPC command", &r.rpcs, &headings(section(&all, "RPC Commands"), "")));
+    problems.extend(same("statistic", &statistics, &table_names(section(&all, "Statistics"))));
+    problems.extend(same("event route", &r.event_routes, &headings(section(&all, "Event Routes"), "event_route[")));
+    problems.extend(same("KEMI function", &r.kemi, &headings(section(&all, "KEMI Functions"), "KSR.dmq.")));
+    problems.extend(same("API", &r.apis, &headings(section(&all, "API"), "")));
+    assert!(problems.is_empty(), "the guide and the module disagree:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn the_guide_has_the_sections_of_a_kamailio_module_readme() {
+    let guide = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/dmq_rs.md")).unwrap();
+    let titles: Vec<String> = sections(&guide).into_iter().map(|(t, _)| t).collect();
+    for want in [
+        "Overview",
+        "Dependencies",
+        "Parameters",
+        "Functions",
+        "RPC Commands",
+        "Statistics",
+        "Event Routes",
+        "KEMI Functions",
+        "Differences from the stock module",
+        "Upgrade notes",
+    ] {
+        assert!(titles.iter().any(|t| t == want), "doc/dmq_rs.md lacks the section {want:?}: {titles:?}");
+    }
+}
+
+/// The Grafana dashboard (contrib/grafana) plots only metrics that exist:
+/// xhttp_prom's `kamailio_dmq_<statistic>` (and the `kamailio_dmq_refused_*`
+/// family by regex, for the refused-by-reason figures).
+#[test]
+fn the_dashboard_uses_only_registered_statistics() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana/dmq_rs-dashboard.json");
+    let dashboard = std::fs::read_to_string(path).unwrap();
+    let r = registered();
+    let mut used = BTreeSet::new();
+    for part in dashboard.split("kamailio_dmq_").skip(1) {
+        let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if name.is_empty() || name == "refused_" {
+            continue; // "kamailio_dmq_*" in prose, the regex family
+        }
+        used.insert(name);
+    }
+    let unknown: Vec<&String> = used.iter().filter(|n| !r.statistics.contains(n)).collect();
+    assert!(unknown.is_empty(), "the dashboard plots metrics the module does not have: {unknown:?}");
+    for panel in ["Nodes up", "Replication rate", "Retransmissions", "Queue depth", "Refused messages"] {
+        assert!(dashboard.contains(panel), "the dashboard has no {panel:?} panel");
+    }
+}
