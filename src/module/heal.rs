@@ -84,10 +84,18 @@ fn window() -> u64 {
     heal::window_ms(module().map(|m| m.config.ping_interval).unwrap_or(60))
 }
 
-/// Nodes that became active again in this node's list. Before the first
-/// contact with the cluster the init callbacks' own sync covers them.
-pub fn regained(nodes: &[NodeUri]) {
-    regained_after(nodes, 0);
+/// Nodes that became active again in this node's list. `direct`: the node
+/// itself told us (it answered our ping or notified us), so it lists this
+/// node and takes its messages: a sync may start at once. `named`: another
+/// node's list named them; they may not list this node yet (a node that
+/// dropped us refuses our messages while `members_only` is on) until our
+/// next ping reaches them: their sync waits one ping interval and a second.
+/// Before the first contact with the cluster the init callbacks' own sync
+/// covers them all.
+pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
+    regained_after(direct, 0);
+    let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
+    regained_after(named, u64::from(interval) * 1000 + 1000);
 }
 
 /// As `regained`, not before `delay` ms from now.
