@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body_check;
 pub mod config;
 pub mod discovery;
+pub mod heal;
 pub mod jobs;
 pub mod network;
 pub mod nodes;

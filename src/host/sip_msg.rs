@@ -195,6 +195,17 @@ pub struct ReceiveInfo(raw::receive_info);
 // before fork, never freed): the same in every process.
 unsafe impl ShmData for ReceiveInfo {}
 
+impl ReceiveInfo {
+    /// For a message this node makes itself and hands to a peer callback
+    /// as if it had arrived (a heal sync's push): received on `socket`
+    /// over UDP, from no address (nothing is ever sent back to it).
+    pub fn local(socket: crate::host::socket::LocalSocket) -> ReceiveInfo {
+        let mut rcv = raw::receive_info { bind_address: socket.as_ptr(), ..Default::default() };
+        rcv.proto = raw::sip_protos_PROTO_UDP as _;
+        ReceiveInfo(rcv)
+    }
+}
+
 /// A message parsed by us from bytes (a queued KDMQ), in this process's pkg
 /// memory; it points into the bytes it was parsed from and is freed on drop.
 pub struct OwnedSipMsg<'a> {

@@ -19,7 +19,7 @@ use crate::host::udp;
 
 use super::figures::{self, Count};
 use super::admission;
-use super::peers;
+use super::{heal, peers};
 use super::state::{module, Module};
 
 /// Room for the serialized node list: a full list of MAX_NODES always fits.
@@ -128,7 +128,12 @@ fn policy(m: &Module) -> FailurePolicy {
 
 /// Logs node state changes and runs the script's event routes for them.
 /// Called after the node-list lock is released: the routes may do anything.
-fn report_events(m: &Module, events: &[NodeEvent]) {
+/// `source`: the node the news came from itself (it answered our ping or
+/// sent the notification), so it lists us; others were named by it.
+fn report_events(m: &Module, events: &[NodeEvent], source: Option<&NodeUri>) {
+    let back = events.iter().filter_map(|e| if let NodeEvent::Active(uri) = e { Some(uri) } else { None });
+    let (direct, named): (Vec<NodeUri>, Vec<NodeUri>) = back.cloned().partition(|uri| source.is_some_and(|s| s.same_node(uri)));
+    heal::regained(&direct, &named);
     for e in events {
         match e {
             NodeEvent::Active(uri) => {
@@ -241,13 +246,13 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         })
         .unwrap_or_default();
         refuse_nodes(refused, || format!("the reply of {node}"));
-        report_events(m, &events);
+        report_events(m, &events, Some(&node));
         peers::cluster_reached();
     } else if code == 408 {
         let seed = is_seed(m, &node);
         let events = with_nodes(|list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
         log::debug!("node {node} did not answer a notification (ping round {round})");
-        report_events(m, &events);
+        report_events(m, &events, None);
     } else {
         // As stock: a node that answers, but not with 200, keeps its state.
         log::debug!("node {node} answered a notification with {code}");
@@ -306,7 +311,7 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
         return msg.reply(&m.sl, 500, "Server Internal Error", None);
     };
     refuse_nodes(outcome.refused, || format!("a notification from {:?}", msg.source_ip()));
-    report_events(m, &outcome.events);
+    report_events(m, &outcome.events, sender_of(msg).as_ref());
     let ok = msg.reply(&m.sl, 200, "OK", Some((our_body.as_bytes(), CONTENT_TYPE)));
     if outcome.news > 0 && max_forwards - 1 > 0 {
         send_notification(m, &targets, &our_body, max_forwards - 1, 0);
@@ -389,7 +394,7 @@ fn ping_timer() {
         (events, list.notification_body(), targets)
     })
     .unwrap_or_default();
-    report_events(m, &events);
+    report_events(m, &events, None);
     send_notification(m, &targets, &body, 1, round);
 }
 

@@ -36,7 +36,7 @@ use super::figures;
 use super::state::module;
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
-const CAPACITY: usize = 8192;
+pub const CAPACITY: usize = 8192;
 
 shm_zeroed! {
     /// The table in shm, under one lock: the pure table's parts, and each

@@ -13,7 +13,7 @@ use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
 
 use super::state::{self, Module, NodeRoutes};
-use super::{admission, cluster, figures, in_flight, messaging, peers, workers};
+use super::{admission, cluster, figures, heal, in_flight, messaging, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -90,6 +90,7 @@ pub fn init() -> Result<(), String> {
     figures::init()?;
     cluster::init(local_uri.clone())?;
     peers::init()?;
+    heal::init()?;
     workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
     in_flight::init()?;
     messaging::init()?;

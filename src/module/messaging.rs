@@ -18,7 +18,7 @@ use crate::host::process;
 use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
-use super::cluster;
+use super::{cluster, heal, resync};
 use super::figures::{self, Count};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
@@ -108,10 +108,12 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
+    resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
     in_flight::tick();
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());
     }
+    heal::tick_end();
 }
 
 /// The tm-path retry figures: (waiting now, sent again so far).

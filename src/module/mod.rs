@@ -1,6 +1,7 @@
 //! The module's logic over host types: plain safe Rust, no raw pointers
-//! (the compiler holds it to that). Files depend on each other one way:
-//! state ← admission ← cluster, peers, in_flight ← messaging ← workers, script, c_api,
+//! (the compiler holds it to that). Files depend on each other one way
+//! (the full order is in ARCHITECTURE.md): state ← admission, peers ← heal
+//! ← cluster ← in_flight, workers ← resync ← messaging ← script, c_api,
 //! rpc_commands ← lifecycle ← exports.
 #![deny(unsafe_code)]
 
@@ -9,11 +10,13 @@ mod c_api;
 mod cluster;
 mod exports;
 mod figures;
+mod heal;
 mod in_flight;
 mod lifecycle;
 mod messaging;
 mod params;
 mod peers;
+mod resync;
 mod rpc_commands;
 mod script;
 mod state;

@@ -104,3 +104,51 @@ pub fn cluster_reached() {
         }
     }
 }
+
+/// Whether the init callbacks ran (the first contact with the cluster).
+pub fn init_done() -> bool {
+    registry().is_some_and(|r| r.lock().init_done)
+}
+
+thread_local! {
+    /// Set while a heal sync runs the init callbacks (this process only;
+    /// the callbacks send before they return).
+    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What they would have broadcast: (peer, body, content type) of each
+    /// sync request.
+    static CAPTURED: std::cell::RefCell<Vec<(Peer, Vec<u8>, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether broadcasts are being captured (see `sync_requests`).
+pub fn capturing() -> bool {
+    CAPTURING.with(|c| c.get())
+}
+
+/// A broadcast captured instead of sent.
+pub fn capture(peer: Peer, body: &[u8], content_type: &str) {
+    CAPTURED.with(|c| c.borrow_mut().push((peer, body.to_vec(), content_type.to_string())));
+}
+
+/// Every peer's sync request, as its init callback makes it: the init
+/// callbacks run with their broadcasts captured, not sent. Returns
+/// (peer, body, content type) of each.
+pub fn sync_requests() -> Vec<(Peer, Vec<u8>, String)> {
+    let Some(registry) = registry() else { return Vec::new() };
+    let peers: Vec<Peer> = registry.lock().peers.iter().filter(|p| p.has_init()).collect();
+    // Called outside the lock: the callbacks call back into the API.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CAPTURING.with(|c| c.set(false));
+        }
+    }
+    CAPTURED.with(|c| c.borrow_mut().clear());
+    CAPTURING.with(|c| c.set(true));
+    let _reset = Reset;
+    for peer in &peers {
+        if peer.run_init() == Some(false) {
+            log::warn!("init callback of DMQ peer {:?} failed (heal sync)", peer.id());
+        }
+    }
+    CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
+}

@@ -4,7 +4,7 @@ use crate::host::rpc::{RpcCall, Value};
 
 use dmq_core::protocol;
 
-use super::{admission, cluster, in_flight, messaging, workers};
+use super::{admission, cluster, heal, in_flight, messaging, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them (plus
 /// `resolved_ip`).
@@ -100,6 +100,15 @@ pub fn stats(call: &RpcCall) {
             ("refused_untrusted_network", int(refused.untrusted_network)),
             ("refused_bad_signature", int(refused.bad_signature)),
             ("refused_bad_json", int(refused.bad_json)),
+        ]);
+    let h = heal::stats();
+    ok = ok
+        && call.add_struct(&[
+            ("heal_syncs", int(h.syncs)),
+            ("heal_sync_pushes", int(h.pushes)),
+            ("heal_syncs_deferred", int(h.deferred)),
+            ("heal_syncs_waiting", int(h.waiting)),
+            ("heal_stalls", int(h.stalls)),
         ]);
     for w in &stats.workers {
         ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);

@@ -2,7 +2,8 @@
 //! (`kamcmd stats.get_statistics dmq:`, xhttp_prom's `kamailio_dmq_*`).
 //! Each is computed when read, from the shm figures where they are kept:
 //! the node list, `figures`, the job queues, the in-flight table, the
-//! tm retry queue and the refusal counters (`admission`). `dmq.stats` keeps the per-worker detail.
+//! tm retry queue, the refusal counters (`admission`) and the heal syncs
+//! (`heal`). `dmq.stats` keeps the per-worker detail.
 //!
 //! Adding a statistic is one line in [`STATISTICS`]: its name, a line of
 //! description and the function that reads it (doc/dmq_rs.md lists every
@@ -14,7 +15,7 @@ use dmq_core::protocol::NodeStatus;
 use crate::host::stats::{self, Statistic};
 
 use super::figures::{self, Count};
-use super::{admission, cluster, in_flight, messaging, workers};
+use super::{admission, cluster, heal, in_flight, messaging, workers};
 
 fn pending() -> PendingStats {
     in_flight::stats().unwrap_or_default()
@@ -68,6 +69,9 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"refused_untrusted_network", c"notifications refused and nodes not listed: outside trusted_network", || admission::stats().untrusted_network),
     Statistic::new(c"refused_bad_signature", c"KDMQ refused with 403: no valid recent signature (shared_secret)", || admission::stats().bad_signature),
     Statistic::new(c"refused_bad_json", c"peer messages refused with 400: a body the consumer would crash on", || admission::stats().bad_json),
+    Statistic::new(c"heal_syncs", c"heal syncs run: our state sent to a node that came back", || heal::stats().syncs),
+    Statistic::new(c"heal_syncs_deferred", c"node returns folded into a later heal sync (rate limit)", || heal::stats().deferred),
+    Statistic::new(c"heal_stalls", c"times this node's own processes stood still (it then sent its state to all)", || heal::stats().stalls),
 ];
 
 /// mod_init: registers the list under `dmq`.

@@ -32,6 +32,9 @@ shm_data! {
     struct Job {
         peer: Peer,
         rcv: ReceiveInfo,
+        /// Made by this node (a heal sync's push): the callback runs, no
+        /// reply is sent.
+        local: bool,
     }
 }
 
@@ -123,6 +126,17 @@ pub struct Queued {
 
 /// Queues `msg` for `peer`'s callback in a worker.
 pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
+    push_job(Job { peer, rcv: msg.receive_info(), local: false }, msg.raw_bytes())
+}
+
+/// Queues a KDMQ this node made itself (`request`: the whole message) for
+/// `peer`'s callback, as if it had come from the node its From names; the
+/// callback's reply is not sent anywhere.
+pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer) -> Result<Queued, QueueError> {
+    push_job(Job { peer, rcv, local: true }, request)
+}
+
+fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
     let pool = POOL.get().ok_or_else(|| QueueError::Failed("no workers".into()))?;
     let counters = pool.counters;
     let waiting = counters.queued.fetch_add(1, Ordering::AcqRel);
@@ -132,7 +146,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
         return Err(QueueError::Full);
     }
     counters.peak.fetch_max(waiting + 1, Ordering::Relaxed);
-    let Some(job) = ShmBlock::new(Job { peer, rcv: msg.receive_info() }, &[msg.raw_bytes(), &[0]]) else {
+    let Some(job) = ShmBlock::new(header, &[bytes, &[0]]) else {
         counters.queued.fetch_sub(1, Ordering::AcqRel);
         return Err(QueueError::Failed("out of shm for a DMQ job".into()));
     };
@@ -180,11 +194,18 @@ fn worker_loop(m: &'static Module, pool: &'static Pool, i: usize) -> ! {
 /// Parses the job's message into pkg memory, runs the peer callback and
 /// sends the reply it asks for.
 fn run_job(m: &Module, mut job: ShmBlock<Job>) {
-    let Job { peer, rcv } = *job.header();
+    let Job { peer, rcv, local } = *job.header();
     let Some(msg) = OwnedSipMsg::parse(job.bytes_mut(), rcv) else {
         log::warn!("queued KDMQ does not parse; dropped");
         return;
     };
+    if local {
+        let sender = cluster::sender_of(&msg).map(|uri| cluster::node_or_stand_in(&uri));
+        if peer.call(&msg, sender.as_ref()).is_none() {
+            log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
+        }
+        return;
+    }
     run_peer_callback(m, &msg, peer);
 }
 
@@ -195,7 +216,11 @@ pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
         log::error!("DMQ peer {} has no callback", peer.id());
         return false;
     }
-    let sender = cluster::sender_of(msg).and_then(|uri| cluster::find_node(&uri));
+    // A sender not (or no longer) listed still gets a node: a consumer
+    // answers a sync request to the node it names (stock passes none, and
+    // dmq_usrloc and htable then send their whole state to every other
+    // node instead of the one that asked, e.g. a node coming back).
+    let sender = cluster::sender_of(msg).map(|uri| cluster::node_or_stand_in(&uri));
     let Some(resp) = peer.call(msg, sender.as_ref()) else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;

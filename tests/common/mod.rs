@@ -25,6 +25,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 pub const KAMAILIO: &str = "/usr/sbin/kamailio";
 pub const KAMCMD: &str = "/usr/sbin/kamcmd";
 
@@ -241,6 +243,9 @@ pub struct NodeConfig {
     pub core: String,
     /// The Kamailio the node runs (default: the suite's, `DMQ_RS_KAMAILIO`).
     pub release: Release,
+    /// A network namespace to run the node in (`ip netns exec NAME …`; see
+    /// `netns::TestNet`).
+    pub netns: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -261,6 +266,7 @@ impl Default for NodeConfig {
             hosts: None,
             core: String::new(),
             release: Release::suite(),
+            netns: None,
         }
     }
 }
@@ -350,7 +356,8 @@ impl Node {
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
-        let child = spawn_kamailio(config.release, &cfg, &dir, &log, config.shm_mb, &[], config.hosts.as_deref());
+        let child =
+            spawn_kamailio(config.release, &cfg, &dir, &log, config.shm_mb, &[], config.hosts.as_deref(), config.netns.as_deref());
         Node { addr, dir, ctl, log, release: config.release, child: Some(child) }
     }
 
@@ -371,7 +378,7 @@ impl Node {
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None);
+        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None, None);
         let mut node = Node { addr, dir, ctl, log, release, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node
@@ -520,6 +527,7 @@ fn spawn_kamailio(
     shm_mb: u32,
     defines: &[String],
     hosts: Option<&Path>,
+    netns: Option<&str>,
 ) -> Child {
     let log_file = fs::File::create(log).unwrap();
     let mut cmd = release.kamailio_command(hosts);
@@ -538,11 +546,12 @@ fn spawn_kamailio(
         .arg("-P")
         .arg(dir.join("kamailio.pid"))
         .arg("-w")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .process_group(0);
+        .arg(dir);
+    if let Some(ns) = netns {
+        // `ip netns exec` execs the command: the child's pid stays kamailio's.
+        cmd = netns::in_netns(ns, &cmd);
+    }
+    cmd.stdin(Stdio::null()).stdout(log_file.try_clone().unwrap()).stderr(log_file).process_group(0);
     cmd.spawn().expect("start kamailio")
 }
 

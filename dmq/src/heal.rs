@@ -1,0 +1,299 @@
+//! Heal syncs: when a node comes back (a partition healed, a node restarted
+//! or answering pings again), this node asks it for its full state through
+//! the peers' init callbacks (narrowed to that node). This is the policy:
+//! which node is due a sync when, rate-limited per node so a flapping link
+//! cannot cause a sync storm, and when the local node itself was away (its
+//! processes stopped, so the others may have dropped it without it
+//! noticing). The module keeps one [`HealTable`] in shm (serialized, see
+//! [`HealTable::encode`]) and applies these operations under a lock.
+
+use crate::nodes::MAX_NODES;
+use crate::protocol::{self, NodeUri};
+
+/// The shortest time between two heal syncs from the same node: twice the
+/// ping interval (a link cannot flap faster than pings notice it), within
+/// 4 s..120 s.
+pub fn window_ms(ping_interval_s: u32) -> u64 {
+    u64::from(ping_interval_s).saturating_mul(2).clamp(4, 120) * 1000
+}
+
+/// A timer that runs every few hundred ms and saw no tick for this long
+/// means the node's processes did not run (SIGSTOP, a suspended VM, a
+/// stalled host): long enough for the others to have dropped it. The ping
+/// interval, within 2 s..10 s.
+pub fn stall_ms(ping_interval_s: u32) -> u64 {
+    u64::from(ping_interval_s).clamp(2, 10) * 1000
+}
+
+/// Whether the gap between two timer ticks means the node was away.
+pub fn was_stalled(gap_ms: u64, ping_interval_s: u32) -> bool {
+    gap_ms >= stall_ms(ping_interval_s)
+}
+
+/// What a regained node's entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regain {
+    /// A sync is due now.
+    Now,
+    /// The last sync from that node is recent: one sync runs at the end of
+    /// the window (several regains inside it share it).
+    Deferred,
+    /// A sync is due after the delay asked for.
+    Later,
+    /// The node was never active here before: it is new, and its own join
+    /// sync covers it. Noted, no sync.
+    FirstSeen,
+    /// A sync was already waiting (at most one waits per node).
+    AlreadyDue,
+    /// The table is full (cannot happen while it keeps to the node limit).
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealEntry {
+    pub uri: NodeUri,
+    /// When the last heal sync from this node started (ms, 0: never).
+    pub last_sync: u64,
+    /// When the next one is due (None: none waiting).
+    pub due: Option<u64>,
+}
+
+/// One entry per node a heal sync ran for or waits for. Entries stay when
+/// a node leaves the list, so a node that flaps by being removed and added
+/// again is still rate-limited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealTable {
+    pub entries: Vec<HealEntry>,
+}
+
+impl HealTable {
+    /// `uri` became active again at `now`: a sync from it is due now, or at
+    /// the end of the rate-limit window (`window` ms after the last one).
+    pub fn regained(&mut self, uri: &NodeUri, now: u64, window: u64) -> Regain {
+        self.regained_after(uri, now, window, 0)
+    }
+
+    /// As [`regained`](Self::regained), but not before `delay` ms from now
+    /// (time for the other node to list this one again).
+    pub fn regained_after(&mut self, uri: &NodeUri, now: u64, window: u64, delay: u64) -> Regain {
+        match self.note_seen(uri, now, window) {
+            Some(i) => self.schedule(i, now, window, delay),
+            None if self.entries.iter().any(|e| e.uri.same_node(uri)) => Regain::FirstSeen,
+            None => Regain::Refused,
+        }
+    }
+
+    /// Notes that `uri` is active here; returns its entry's index if it was
+    /// known before (None: new now, or no room).
+    pub fn note_seen(&mut self, uri: &NodeUri, now: u64, window: u64) -> Option<usize> {
+        match self.entries.iter().position(|e| e.uri.same_node(uri)) {
+            Some(i) => Some(i),
+            None => {
+                if self.entries.len() >= MAX_NODES {
+                    // Make room: forget the entry synced longest ago with
+                    // nothing waiting (its window is long over).
+                    let oldest = self
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| e.due.is_none() && now.saturating_sub(e.last_sync) >= window)
+                        .min_by_key(|(_, e)| e.last_sync)
+                        .map(|(i, _)| i)?;
+                    self.entries.remove(oldest);
+                }
+                self.entries.push(HealEntry { uri: uri.clone(), last_sync: 0, due: None });
+                None
+            }
+        }
+    }
+
+    fn schedule(&mut self, idx: usize, now: u64, window: u64, delay: u64) -> Regain {
+        let e = &mut self.entries[idx];
+        if e.due.is_some() {
+            return Regain::AlreadyDue;
+        }
+        let earliest = if e.last_sync == 0 { now } else { e.last_sync.saturating_add(window) };
+        if earliest <= now {
+            e.due = Some(now.saturating_add(delay));
+            if delay > 0 {
+                return Regain::Later;
+            }
+            Regain::Now
+        } else {
+            e.due = Some(earliest);
+            Regain::Deferred
+        }
+    }
+
+    /// The nodes whose sync is due at `now`; each is marked as synced now.
+    pub fn take_due(&mut self, now: u64) -> Vec<NodeUri> {
+        let mut due = Vec::new();
+        for e in &mut self.entries {
+            if e.due.is_some_and(|d| d <= now) {
+                e.due = None;
+                e.last_sync = now;
+                due.push(e.uri.clone());
+            }
+        }
+        due
+    }
+
+    /// Nodes with a sync waiting.
+    pub fn waiting(&self) -> usize {
+        self.entries.iter().filter(|e| e.due.is_some()).count()
+    }
+
+    /// One line per entry: `last_sync due uri` (due 0: none).
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        for e in &self.entries {
+            s += &format!("{} {} {}\n", e.last_sync, e.due.unwrap_or(0), e.uri.to_uri());
+        }
+        s
+    }
+
+    /// The table [`encode`](Self::encode) wrote; bad lines are skipped.
+    pub fn decode(text: &str) -> HealTable {
+        let entries = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let last_sync = parts.next()?.parse().ok()?;
+                let due: u64 = parts.next()?.parse().ok()?;
+                let uri = protocol::parse_node_line(parts.next()?).ok()?.uri;
+                Some(HealEntry { uri, last_sync, due: (due != 0).then_some(due) })
+            })
+            .collect();
+        HealTable { entries }
+    }
+
+    /// The longest encoded table (for its shm store).
+    pub const MAX_ENCODED_LEN: usize = MAX_NODES * (protocol::MAX_LINE_LEN + 48);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> NodeUri {
+        protocol::parse_node_line(s).unwrap().uri
+    }
+
+    #[test]
+    fn a_new_node_is_noted_and_a_returning_one_synced_at_once() {
+        let mut t = HealTable::default();
+        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 500, 4000), Regain::FirstSeen);
+        assert!(t.take_due(500).is_empty());
+        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 1000, 4000), Regain::Now);
+        assert_eq!(t.take_due(1000), vec![uri("sip:10.0.0.2:5060")]);
+        assert!(t.take_due(1000).is_empty());
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn a_flapping_node_gets_one_sync_per_window() {
+        let mut t = HealTable::default();
+        let n = uri("sip:10.0.0.2:5060");
+        t.note_seen(&n, 0, 4000);
+        assert_eq!(t.regained(&n, 10_000, 4000), Regain::Now);
+        assert_eq!(t.take_due(10_000).len(), 1);
+        // Back again 1 s later, and again: one sync, at the window's end.
+        assert_eq!(t.regained(&n, 11_000, 4000), Regain::Deferred);
+        assert_eq!(t.regained(&n, 12_000, 4000), Regain::AlreadyDue);
+        assert!(t.take_due(13_999).is_empty());
+        assert_eq!(t.take_due(14_000), vec![n.clone()]);
+        // Regained long after: at once again.
+        assert_eq!(t.regained(&n, 30_000, 4000), Regain::Now);
+        // A storm of 100 regains within 10 s costs at most 3 syncs.
+        let mut t = HealTable::default();
+        t.note_seen(&n, 0, 4000);
+        let mut syncs = 0;
+        for i in 0..100u64 {
+            let now = 100_000 + i * 100;
+            t.regained(&n, now, 4000);
+            syncs += t.take_due(now).len();
+        }
+        syncs += t.take_due(200_000).len();
+        assert!(syncs <= 4, "{syncs} syncs");
+    }
+
+    #[test]
+    fn a_deferred_sync_is_never_lost() {
+        let mut t = HealTable::default();
+        let n = uri("sip:10.0.0.2:5060");
+        t.note_seen(&n, 0, 4000);
+        t.regained(&n, 5000, 4000);
+        t.take_due(5000);
+        assert_eq!(t.regained(&n, 6000, 4000), Regain::Deferred);
+        // It survives encoding (the table lives in shm as text).
+        let mut back = HealTable::decode(&t.encode());
+        assert_eq!(back, t);
+        assert_eq!(back.waiting(), 1);
+        assert_eq!(back.take_due(9000), vec![n]);
+    }
+
+    #[test]
+    fn a_delayed_regain_waits_its_delay() {
+        let mut t = HealTable::default();
+        let n = uri("sip:10.0.0.2:5060");
+        t.note_seen(&n, 0, 4000);
+        assert_eq!(t.regained_after(&n, 1000, 4000, 4000), Regain::Later);
+        assert!(t.take_due(4999).is_empty());
+        assert_eq!(t.take_due(5000), vec![n.clone()]);
+        // Inside the window the window decides.
+        assert_eq!(t.regained_after(&n, 6000, 4000, 100), Regain::Deferred);
+        assert_eq!(t.take_due(9000), vec![n]);
+    }
+
+    #[test]
+    fn nodes_are_rate_limited_each_on_their_own() {
+        let mut t = HealTable::default();
+        let a = uri("sip:10.0.0.2:5060");
+        let b = uri("sip:10.0.0.3:5060");
+        t.note_seen(&a, 0, 4000);
+        t.note_seen(&b, 0, 4000);
+        assert_eq!(t.regained(&a, 1000, 4000), Regain::Now);
+        t.take_due(1000);
+        assert_eq!(t.regained(&b, 2000, 4000), Regain::Now);
+        assert_eq!(t.regained(&a, 2000, 4000), Regain::Deferred);
+        assert_eq!(t.take_due(2000), vec![b]);
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_oldest_idle_entry() {
+        let mut t = HealTable::default();
+        for i in 0..MAX_NODES {
+            let n = uri(&format!("sip:10.0.{}.{}:5060", i / 200, i % 200 + 1));
+            t.note_seen(&n, 0, 4000);
+            t.regained(&n, 1000 + i as u64, 4000);
+        }
+        t.take_due(10_000);
+        let new = uri("sip:10.9.9.9:5060");
+        assert_eq!(t.regained(&new, 20_000, 4000), Regain::FirstSeen);
+        assert_eq!(t.regained(&new, 20_000, 4000), Regain::Now);
+        assert_eq!(t.entries.len(), MAX_NODES);
+        // All waiting: nothing may be forgotten.
+        let mut t = HealTable::default();
+        for i in 0..MAX_NODES {
+            let n = uri(&format!("sip:10.0.{}.{}:5060", i / 200, i % 200 + 1));
+            t.note_seen(&n, 0, 4000);
+            t.regained(&n, 1000, 4000);
+        }
+        assert_eq!(t.regained(&new, 1000, 4000), Regain::Refused);
+        assert!(t.encode().len() <= HealTable::MAX_ENCODED_LEN);
+    }
+
+    #[test]
+    fn windows_and_stalls_follow_the_ping_interval() {
+        assert_eq!(window_ms(1), 4000);
+        assert_eq!(window_ms(2), 4000);
+        assert_eq!(window_ms(10), 20_000);
+        assert_eq!(window_ms(60), 120_000);
+        assert_eq!(window_ms(u32::MAX), 120_000);
+        assert!(!was_stalled(100, 2));
+        assert!(!was_stalled(1999, 2));
+        assert!(was_stalled(2000, 2));
+        assert!(!was_stalled(9000, 60));
+        assert!(was_stalled(10_000, 60));
+    }
+}
