@@ -11,19 +11,11 @@ use common::*;
 const REPLICATE: Duration = Duration::from_secs(15);
 
 fn htable_node(stock: bool) -> NodeConfig {
-    let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
-    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
-                  modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
-    c
+    with_htable(if stock { NodeConfig::stock() } else { NodeConfig::default() })
 }
 
 fn htable_value(node: &Node, key: &str) -> Option<String> {
     htable_get(node, "t", key)
-}
-
-fn htable_get(node: &Node, table: &str, key: &str) -> Option<String> {
-    let out = node.try_rpc(&["htable.get", table, key]).ok()?;
-    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
 }
 
 fn htable_replicates(label: &str, kinds: [bool; 3]) {
@@ -192,11 +184,7 @@ fn dialog_and_presence_bind_with_enable_dmq() {
         c
     };
     // presence needs its tables: a copy of the db_text schema Kamailio installs.
-    let dbdir = node_dir("dlg-dbtext");
-    for entry in std::fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
-    }
+    let dbdir = db_text_schema("dlg-dbtext");
     let configs: Vec<NodeConfig> = (0..2)
         .map(|_| {
             let mut c = node();
@@ -378,11 +366,7 @@ fn presence_publications_replicate() {
     // schema; db_text.query reads them back over RPC.
     let configs: Vec<NodeConfig> = (0..3)
         .map(|i| {
-            let dbdir = node_dir(&format!("pres-db{i}"));
-            for entry in std::fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
-                let entry = entry.unwrap();
-                std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
-            }
+            let dbdir = db_text_schema(&format!("pres-db{i}"));
             let mut c = NodeConfig::default();
             c.consumers += &format!(
                 "loadmodule \"db_text.so\"\nmodparam(\"db_text\", \"default_connection\", \"text://{db}\")\n\

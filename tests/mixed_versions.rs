@@ -29,10 +29,7 @@ fn mixed_run() -> bool {
 /// A registrar (dmq_usrloc) that also replicates htable `t`.
 fn node(stock: bool, release: Release) -> NodeConfig {
     let base = if stock { NodeConfig::stock() } else { NodeConfig::default() };
-    let mut c = registrar(base.on(release));
-    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
-                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
-    c
+    with_htable(registrar(base.on(release)))
 }
 
 fn kind(stock: bool, release: Release) -> String {
@@ -40,8 +37,7 @@ fn kind(stock: bool, release: Release) -> String {
 }
 
 fn htable_value(node: &Node, key: &str) -> Option<String> {
-    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
-    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
+    htable_get(node, "t", key)
 }
 
 /// Registers `count` AoRs `{prefix}{n}@dmq.test` at `to` from a socket of

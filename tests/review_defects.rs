@@ -296,15 +296,11 @@ fn notifications_in_a_dead_nodes_name_do_not_keep_it_listed() {
 // ---- 503s on the tm path, 100 Trying --------------------------------------
 
 fn htable_node() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
-                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
-    c
+    with_htable(NodeConfig::default())
 }
 
 fn htable_value(node: &Node, key: &str) -> Option<String> {
-    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
-    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
+    htable_get(node, "t", key)
 }
 
 /// `base` as a node whose DMQ runs over TCP (peer messages then go through tm).

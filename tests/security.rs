@@ -35,24 +35,14 @@ fn holds_aor(node: &Node, aor: &str) -> bool {
 /// Every consumer the stock modules bring: dmq_usrloc (with a registrar),
 /// htable, dialog and presence (db_text tables in `dbdir`).
 fn all_consumers(dbdir: &std::path::Path) -> NodeConfig {
-    let mut c = registrar(NodeConfig::default());
+    let mut c = with_htable(registrar(NodeConfig::default()));
     c.consumers += &format!(
-        "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\nmodparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n\
-         loadmodule \"rr.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n\
+        "loadmodule \"rr.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n\
          loadmodule \"db_text.so\"\nloadmodule \"presence.so\"\n\
          modparam(\"presence\", \"db_url\", \"text://{}\")\nmodparam(\"presence\", \"enable_dmq\", 1)\n",
         dbdir.display()
     );
     c
-}
-
-fn db_text_tables(label: &str) -> std::path::PathBuf {
-    let dbdir = node_dir(label);
-    for entry in std::fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dbdir.join(entry.file_name())).unwrap();
-    }
-    dbdir
 }
 
 fn trusted(c: NodeConfig, members: &[SocketAddr]) -> NodeConfig {
@@ -66,7 +56,7 @@ fn exchange(node: &Node, sock: &UdpSocket, datagram: &[u8], what: &str) -> Strin
 #[test]
 fn strangers_cannot_plant_contacts_join_or_crash_a_node() {
     let (a_addr, b_addr) = (allocate_address(), allocate_address());
-    let dbdir = db_text_tables("sec-db");
+    let dbdir = db_text_schema("sec-db");
     let base = || trusted(all_consumers(&dbdir), &[a_addr, b_addr]);
     let a = Node::start_at("sec-a", &base().param("ping_interval", "2"), a_addr);
     let b = Node::start_at("sec-b", &seeded(base(), a_addr), b_addr);
@@ -204,17 +194,10 @@ fn a_shared_secret_keeps_out_every_unsigned_or_stale_kdmq() {
     assert!(holds_aor(&nodes[0], "signed-check"));
 }
 
-fn htable_get(node: &Node, key: &str) -> Option<String> {
-    let out = node.try_rpc(&["htable.get", "t", key]).ok()?;
-    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
-}
-
 #[test]
 fn a_node_dropped_from_a_peers_list_gets_its_messages_through() {
     // Pings once a minute: only the 403 can bring B back into A's list in time.
-    let mut c = NodeConfig::default().param("ping_interval", "60");
-    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
-                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
+    let c = with_htable(NodeConfig::default()).param("ping_interval", "60");
     let a = Node::start("sec-drop-a", &c);
     let b = Node::start("sec-drop-b", &c.clone().param("notification_address", &format!("\"sip:{}\"", a.addr)));
     assert_converged(&[&a, &b]);
@@ -223,7 +206,7 @@ fn a_node_dropped_from_a_peers_list_gets_its_messages_through() {
     assert_eq!(status_of(&a, b.addr), None);
     b.rpc(&["htable.seti", "t", "after-drop", "7"]);
     assert!(
-        a.wait_until(Duration::from_secs(8), |n| htable_get(n, "after-drop").as_deref() == Some("7")),
+        a.wait_until(Duration::from_secs(8), |n| htable_get(n, "t", "after-drop").as_deref() == Some("7")),
         "the item from a node A had dropped never arrived: {}",
         b.rpc(&["dmq.stats"])
     );

@@ -17,10 +17,8 @@ const REPLICATE: Duration = Duration::from_secs(15);
 /// A node with htable replicating through dmq and kex (stats.*); with
 /// `http` also xhttp + xhttp_prom serving the `dmq:` group on that TCP port.
 fn node_config(http: Option<u16>) -> NodeConfig {
-    let mut c = NodeConfig::default();
+    let mut c = with_htable(NodeConfig::default());
     c.globals += "loadmodule \"kex.so\"\n";
-    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
-                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
     if let Some(port) = http {
         // The HTTP socket on the node's own address ({ADDR} is ip:port).
         c.core += "tcp_accept_no_cl=yes\n";

@@ -21,7 +21,6 @@ use dmq_core::config::Config;
 use dmq_core::protocol::{NodeLine, NodeUri};
 
 use crate::host::clock;
-use crate::host::dns;
 use crate::host::log::RateLimit;
 use crate::host::shm::leak_zeroed;
 use crate::host::sip_msg::SipMsg;
@@ -133,29 +132,27 @@ pub fn refuse(m: &Module, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool
 /// Whether a node named in a notification or a node list may be listed:
 /// always the local node and the notification addresses; otherwise, when
 /// `trusted_network` is set, only when its address (every address of a
-/// name) is inside.
-fn may_join(m: &Module, uri: &NodeUri) -> bool {
+/// name, from `ips_of`) is inside.
+fn may_join(m: &Module, uri: &NodeUri, ips_of: &impl Fn(&NodeUri) -> Vec<IpAddr>) -> bool {
     let trusted = &m.config.trusted_networks;
     if !trusted.is_set() || uri.same_node(&m.local_uri) || m.notification_uris.iter().any(|s| s.same_node(uri)) {
         return true;
     }
-    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-    let ips = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => dns::resolve_host(&uri.host),
-    };
-    trusted.allows_all(&ips)
+    match uri.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) => trusted.allows(ip),
+        Err(_) => trusted.allows_all(&ips_of(uri)),
+    }
 }
 
 /// Drops the nodes outside `trusted_network` from `lines` (counted, logged).
-/// Looks names up: call it outside the node-list lock.
-pub fn admit_lines(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) {
+/// `ips_of` gives a named node's addresses (already looked up).
+pub fn admit_lines(m: &Module, lines: &mut Vec<NodeLine>, ips_of: impl Fn(&NodeUri) -> Vec<IpAddr>, from: impl Fn() -> String) {
     if !m.config.trusted_networks.is_set() {
         return;
     }
     static LOG: RateLimit = RateLimit::per(1000);
     lines.retain(|line| {
-        let ok = may_join(m, &line.uri);
+        let ok = may_join(m, &line.uri, &ips_of);
         if !ok {
             count(|r| &r.untrusted_network);
             if LOG.allow() {

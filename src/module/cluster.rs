@@ -4,11 +4,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dmq_core::nodes::{FailurePolicy, Node, NodeEvent, NodeList};
 use dmq_core::protocol::{self, NodeLine, NodeStatus, NodeUri};
 
+use crate::host::clock::unix_now as now;
 use crate::host::dns;
 use crate::host::log::RateLimit;
 use crate::host::shm::ShmStore;
@@ -53,10 +54,6 @@ fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
             dmq_core::nodes::MAX_NODES
         );
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// mod_init: the shm node list, holding the local node.
@@ -177,6 +174,25 @@ fn look_up_lines(lines: &[NodeLine]) -> Vec<(NodeUri, Vec<IpAddr>)> {
     look_up(wanted.unwrap_or_default())
 }
 
+/// Looks up the names among `lines` that the list needs (once), then drops
+/// the nodes outside `trusted_network` (judged by those addresses, or by
+/// the ones already listed: no second lookup). Outside the node-list lock.
+fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
+    let addresses = look_up_lines(lines);
+    if m.config.trusted_networks.is_set() {
+        let ips_of = |uri: &NodeUri| {
+            addresses
+                .iter()
+                .find(|(u, _)| u.same_node(uri))
+                .map(|(_, ips)| ips.clone())
+                .or_else(|| read_nodes(|list| list.find(uri).map(|n| n.ips.clone())).flatten())
+                .unwrap_or_default()
+        };
+        admission::admit_lines(m, lines, ips_of, from);
+    }
+    addresses
+}
+
 fn is_seed(m: &Module, node: &NodeUri) -> bool {
     m.notification_uris.iter().any(|s| s.same_node(node))
 }
@@ -235,8 +251,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             },
             _ => Vec::new(),
         };
-        admission::admit_lines(m, &mut lines, || format!("the reply of {node}"));
-        let addresses = look_up_lines(&lines);
+        let addresses = admit_and_look_up(m, &mut lines, || format!("the reply of {node}"));
         let (events, refused) = with_nodes(|list| {
             let mut events = list.mark_answered(&node, now());
             let merged = list.merge(&lines, now());
@@ -300,9 +315,8 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
             return msg.reply(&m.sl, 400, "Bad request", None);
         }
     };
-    admission::admit_lines(m, &mut lines, || format!("a notification from {:?}", msg.source_ip()));
+    let addresses = admit_and_look_up(m, &mut lines, || format!("a notification from {:?}", msg.source_ip()));
     let max_forwards = msg.max_forwards().unwrap_or(0);
-    let addresses = look_up_lines(&lines);
     let Some((outcome, our_body, targets)) = with_nodes(|list| {
         let outcome = list.merge(&lines, now());
         list.set_addresses(&addresses);

@@ -181,6 +181,7 @@ pub fn count_push() {
 }
 
 /// Heal figures (`dmq.stats`).
+#[derive(Default)]
 pub struct HealStats {
     pub syncs: u64,
     pub pushes: u64,
@@ -190,7 +191,7 @@ pub struct HealStats {
 }
 
 pub fn stats() -> HealStats {
-    let Some(heal) = HEAL.get() else { return HealStats { syncs: 0, pushes: 0, deferred: 0, waiting: 0, stalls: 0 } };
+    let Some(heal) = HEAL.get() else { return HealStats::default() };
     let c = heal.counters;
     HealStats {
         syncs: c.syncs.load(Ordering::Relaxed),

@@ -819,3 +819,29 @@ pub fn sipp_register(to: SocketAddr, dir: &Path, count: usize, rate: usize) -> (
     let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
     run_bounded(cmd, limit).expect("sipp ran")
 }
+
+// ---- consumers ------------------------------------------------------------
+
+/// htable on top of `c`, with the replicated table `t`.
+pub fn with_htable(mut c: NodeConfig) -> NodeConfig {
+    c.consumers += "loadmodule \"htable.so\"\nmodparam(\"htable\", \"enable_dmq\", 1)\n\
+                    modparam(\"htable\", \"htable\", \"t=>size=8;dmqreplicate=1;\")\n";
+    c
+}
+
+/// The value of `key` in `table` on `node` (None: not there).
+pub fn htable_get(node: &Node, table: &str, key: &str) -> Option<String> {
+    let out = node.try_rpc(&["htable.get", table, key]).ok()?;
+    out.split("value:").nth(1).and_then(|v| v.lines().next()).map(|v| v.trim().to_string())
+}
+
+/// A fresh directory holding a copy of the db_text schema Kamailio installs
+/// (presence needs its tables).
+pub fn db_text_schema(label: &str) -> PathBuf {
+    let dir = node_dir(label);
+    for entry in fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
