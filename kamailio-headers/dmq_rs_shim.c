@@ -121,11 +121,11 @@ int dmq_rs_msg_max_forwards(struct sip_msg *msg)
 
 #include "core/parser/parse_from.h"
 
-int dmq_rs_msg_from_uri(struct sip_msg *msg, str *uri)
+int dmq_rs_msg_from_value(struct sip_msg *msg, str *value)
 {
-	if(parse_from_header(msg) < 0 || msg->from == NULL || msg->from->parsed == NULL)
+	if(parse_headers(msg, HDR_FROM_F, 0) < 0 || msg->from == NULL)
 		return -1;
-	*uri = get_from(msg)->uri;
+	*value = msg->from->body;
 	return 0;
 }
 

@@ -41,8 +41,9 @@ int dmq_rs_msg_ruri_user(struct sip_msg *msg, struct _str *user);
 int dmq_rs_msg_body(struct sip_msg *msg, struct _str *body);
 /* Max-Forwards value, -1 when absent or unparsable. */
 int dmq_rs_msg_max_forwards(struct sip_msg *msg);
-/* From URI (parses the From header); 0 on success. */
-int dmq_rs_msg_from_uri(struct sip_msg *msg, struct _str *uri);
+/* The From header's value as received (its body is not parsed: that
+ * would cost pkg memory per message); 0 on success. */
+int dmq_rs_msg_from_value(struct sip_msg *msg, struct _str *value);
 
 /* event_route index by name, -1 when the script has no such route. */
 int dmq_rs_event_route_lookup(const char *name);

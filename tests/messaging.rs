@@ -217,9 +217,11 @@ fn kemi_lua_script_runs_a_node() {
 
 #[test]
 fn full_job_queue_answers_503_at_once_and_keeps_serving() {
-    // One slow worker (polling every 2 s) and room for one waiting job.
+    // One slow worker (polling every 2 s) and room for one waiting job;
+    // every message goes through the queue (updates_in_place 0).
     // The test's socket is no cluster node: let its KDMQs in (members_only 0).
     let c = htable_node(false)
+        .param("updates_in_place", "0")
         .param("num_workers", "1")
         .param("worker_usleep", "2000000")
         .param("job_queue_limit", "1")
@@ -407,8 +409,9 @@ fn presence_publications_replicate() {
 fn a_full_job_queue_loses_nothing_between_dmq_rs_nodes() {
     // The receiver takes one waiting job at a time, and its one worker polls
     // every 50 ms: a burst of writes overflows it, its 503s make the sender
-    // send again later, and every item arrives.
-    let receiver = htable_node(false).param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
+    // send again later, and every item arrives (every message through the
+    // queue: updates_in_place 0).
+    let receiver = htable_node(false).param("updates_in_place", "0").param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
     let nodes = start_cluster("queue-retry", vec![htable_node(false), receiver]);
     for i in 0..20 {
         nodes[0].rpc(&["htable.seti", "t", &format!("burst{i}"), &i.to_string()]);

@@ -318,9 +318,10 @@ fn over_tcp(base: NodeConfig, seed: Option<SocketAddr>) -> NodeConfig {
 #[test]
 fn a_full_job_queue_loses_nothing_over_tcp() {
     // The receiver takes one waiting job at a time from a slow worker: a
-    // burst overflows it, and the 503s it answers must be sent again.
+    // burst overflows it, and the 503s it answers must be sent again
+    // (every message through the queue: updates_in_place 0).
     let sender = Node::start("tcp-503-a", &over_tcp(htable_node(), None));
-    let receiver_config = htable_node().param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
+    let receiver_config = htable_node().param("updates_in_place", "0").param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
     let receiver = Node::start("tcp-503-b", &over_tcp(receiver_config, Some(sender.addr)));
     let converged = |n: &Node| {
         let out = n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default();
@@ -346,7 +347,11 @@ fn a_full_job_queue_loses_nothing_over_tcp() {
 #[test]
 fn a_kdmq_that_waits_behind_another_hears_100_trying_at_once() {
     // The test's socket is no cluster node: let its KDMQs in (members_only 0).
-    let node = Node::start("trying", &htable_node().param("num_workers", "1").param("members_only", "0"));
+    // Every message through the queue (updates_in_place 0).
+    let node = Node::start(
+        "trying",
+        &htable_node().param("num_workers", "1").param("members_only", "0").param("updates_in_place", "0"),
+    );
     let worker: i32 = reply_field(&node.rpc(&["dmq.stats"]), "worker_pid").expect("a worker pid");
     let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();

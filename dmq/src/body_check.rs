@@ -24,6 +24,9 @@ pub struct Shape {
     pub strings: &'static [&'static str],
     /// Members holding objects, and what it reads from them.
     pub nested: &'static [(&'static str, Nested)],
+    /// Values of the top-level `action` that change one item (a contact,
+    /// a cell, a dialog): see [`is_single_update`].
+    pub updates: &'static [i64],
 }
 
 pub enum Nested {
@@ -39,11 +42,17 @@ pub enum Nested {
 const USRLOC_CONTACT: Shape = Shape {
     strings: &["aor", "ruid", "c", "received", "sock", "path", "callid", "user_agent", "instance"],
     nested: &[],
+    updates: &[],
 };
-const USRLOC: Shape = Shape { strings: USRLOC_CONTACT.strings, nested: &[("multi", Nested::EachObject(&USRLOC_CONTACT))] };
+// dmq_usrloc: DMQ_UPDATE 1, DMQ_RM 2 (DMQ_SYNC 3 sends the whole table).
+const USRLOC: Shape =
+    Shape { strings: USRLOC_CONTACT.strings, nested: &[("multi", Nested::EachObject(&USRLOC_CONTACT))], updates: &[1, 2] };
 
-const HTABLE_CELL: Shape = Shape { strings: &["htname", "cname", "strval"], nested: &[] };
-const HTABLE: Shape = Shape { strings: HTABLE_CELL.strings, nested: &[("cells", Nested::EachObject(&HTABLE_CELL))] };
+const HTABLE_CELL: Shape = Shape { strings: &["htname", "cname", "strval"], nested: &[], updates: &[] };
+// htable: SET_CELL 2, SET_CELL_EXPIRE 3, DEL_CELL 4 (SYNC 1 sends every
+// table; RM_CELL_RE/SW 5/6 walk a whole table).
+const HTABLE: Shape =
+    Shape { strings: HTABLE_CELL.strings, nested: &[("cells", Nested::EachObject(&HTABLE_CELL))], updates: &[2, 3, 4] };
 
 const DIALOG: Shape = Shape {
     strings: &[
@@ -51,11 +60,17 @@ const DIALOG: Shape = Shape {
         "to_uri", "req_uri",
     ],
     nested: &[("vars", Nested::StringMap)],
+    // dialog: DLG_DMQ_UPDATE 1, DLG_DMQ_STATE 2, DLG_DMQ_RM 3 (SYNC 4).
+    updates: &[1, 2, 3],
 };
 
-const PRESENTITY: Shape = Shape { strings: &["domain", "user", "etag", "sender", "event"], nested: &[] };
-const PRESENCE: Shape =
-    Shape { strings: &["cur_etag", "sphere", "ruid", "body"], nested: &[("presentity", Nested::Object(&PRESENTITY))] };
+const PRESENTITY: Shape = Shape { strings: &["domain", "user", "etag", "sender", "event"], nested: &[], updates: &[] };
+// presence: its updates may reach its database; always left to a worker.
+const PRESENCE: Shape = Shape {
+    strings: &["cur_etag", "sphere", "ruid", "body"],
+    nested: &[("presentity", Nested::Object(&PRESENTITY))],
+    updates: &[],
+};
 
 /// The shape the stock consumer registered as `peer` reads, if it is one.
 pub fn consumer_shape(peer: &str) -> Option<&'static Shape> {
@@ -108,6 +123,41 @@ pub fn check(peer: &str, content_type: &str, body: &[u8]) -> Result<(), BodyErro
         }
         None => Ok(()),
     }
+}
+
+/// The most items a batch may hold and still count as an update: about
+/// the work of a few requests.
+pub const MAX_UPDATE_BATCH: usize = 16;
+
+/// Whether `body` (one that passed [`check`]) asks `peer`'s stock consumer
+/// for changes to single items: one (`"action"` among the shape's updates)
+/// or a batch of at most [`MAX_UPDATE_BATCH`] such (dmq_usrloc's `multi`).
+/// Work about the size of the request itself, unlike a sync request (the
+/// consumer then sends its whole state), a sync batch, or anything for
+/// another peer.
+pub fn is_update(peer: &str, body: &[u8]) -> bool {
+    let Some(shape) = consumer_shape(peer) else { return false };
+    let mut p = Parser { b: body, i: 0 };
+    let (mut top, mut batch) = (Verdict::Absent, Verdict::Absent);
+    let read = p.members(0, |p, key, _, d| {
+        if key == b"action" {
+            top = p.action(d, shape)?;
+        } else if shape.nested.iter().any(|(k, n)| matches!(n, Nested::EachObject(_)) && k.as_bytes() == key) {
+            batch = p.batch(d, shape)?;
+        } else {
+            p.value(d)?;
+        }
+        Ok(())
+    });
+    read.is_ok() && matches!((top, batch), (Verdict::Update, Verdict::Absent) | (Verdict::Absent, Verdict::Update))
+}
+
+/// What [`is_update`] found for a member.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Absent,
+    Update,
+    Other,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -185,7 +235,7 @@ impl<'a> Parser<'a> {
         self.ws();
         match self.peek() {
             Some(b'{') => {
-                const ANY: Shape = Shape { strings: &[], nested: &[] };
+                const ANY: Shape = Shape { strings: &[], nested: &[], updates: &[] };
                 Ok(Kind::Object { members: self.object(depth, &ANY)? })
             }
             Some(b'[') => {
@@ -377,6 +427,49 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An `action` value: one of the shape's updates?
+    fn action(&mut self, depth: usize, shape: &Shape) -> Result<Verdict, BodyError> {
+        self.ws();
+        let start = self.i;
+        self.value(depth)?;
+        let action = std::str::from_utf8(&self.b[start..self.i]).ok().and_then(|v| v.parse::<i64>().ok());
+        Ok(if action.is_some_and(|a| shape.updates.contains(&a)) { Verdict::Update } else { Verdict::Other })
+    }
+
+    /// A batch: at most MAX_UPDATE_BATCH objects, each with an update action.
+    fn batch(&mut self, depth: usize, shape: &Shape) -> Result<Verdict, BodyError> {
+        let (mut items, mut all) = (0, true);
+        let mut item = |p: &mut Self, d: usize| -> Result<(), BodyError> {
+            items += 1;
+            let mut action = Verdict::Absent;
+            p.ws();
+            if p.peek() != Some(b'{') {
+                all = false;
+                return p.value(d).map(drop);
+            }
+            p.members(d, |p, key, _, d| {
+                if key == b"action" {
+                    action = p.action(d, shape)?;
+                } else {
+                    p.value(d)?;
+                }
+                Ok(())
+            })?;
+            all &= action == Verdict::Update;
+            Ok(())
+        };
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.members(depth, |p, _, _, d| item(p, d)).map(drop)?,
+            Some(b'[') => self.items(depth, item)?,
+            _ => {
+                self.value(depth)?;
+                all = false;
+            }
+        }
+        Ok(if all && (1..=MAX_UPDATE_BATCH).contains(&items) { Verdict::Update } else { Verdict::Other })
+    }
+
     fn item_object(&mut self, depth: usize, shape: &Shape, name: &str) -> Result<(), BodyError> {
         self.ws();
         if self.peek() != Some(b'{') || self.object(depth, shape)? == 0 {
@@ -396,6 +489,34 @@ mod tests {
 
     fn refused(peer: &str, body: &str) -> BodyError {
         check(peer, "application/json", body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn updates_are_told_from_syncs_and_big_batches() {
+        let contact = r#"{"action":1,"aor":"alice","ruid":"u","c":"sip:alice@h","expires":1}"#;
+        assert!(is_update("usrloc", contact.as_bytes()));
+        assert!(is_update("usrloc", br#"{ "aor":"a", "action" : 2 }"#));
+        assert!(!is_update("usrloc", br#"{"action":3}"#), "a sync request makes the consumer send everything");
+        assert!(is_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":2,"aor":"b"}}}"#));
+        assert!(!is_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":3}}}"#));
+        assert!(!is_update("usrloc", br#"{"multi":{"0":{"aor":"a"}}}"#));
+        assert!(!is_update("usrloc", br#"{"multi":{}}"#));
+        assert!(!is_update("usrloc", br#"{"action":1,"multi":{"1":{"action":1,"aor":"a"}}}"#));
+        let big: Vec<String> = (0..=MAX_UPDATE_BATCH).map(|i| format!(r#""{i}":{{"action":1,"aor":"a{i}"}}"#)).collect();
+        assert!(!is_update("usrloc", format!(r#"{{"multi":{{{}}}}}"#, big.join(",")).as_bytes()), "a sync batch goes to a worker");
+        assert!(is_update("usrloc", format!(r#"{{"multi":{{{}}}}}"#, big[1..].join(",")).as_bytes()));
+        assert!(!is_update("usrloc", br#"{"aor":"a"}"#));
+        assert!(!is_update("usrloc", br#"{"action":1.5}"#));
+        assert!(!is_update("usrloc", br#"{"action":"1"}"#));
+        assert!(is_update("htable", br#"{"action":2,"htname":"t","cname":"q","type":0,"intval":7,"mode":0}"#));
+        assert!(!is_update("htable", br#"{"action":1}"#));
+        assert!(!is_update("htable", br#"{"action":5,"htname":"t","cname":"^a"}"#));
+        assert!(!is_update("htable", br#"{"cells":[{"htname":"t","cname":"k"}]}"#));
+        assert!(is_update("dialog", br#"{"action":2,"h_entry":1,"h_id":2,"state":4}"#));
+        assert!(!is_update("dialog", br#"{"action":4}"#));
+        assert!(!is_update("presence", br#"{"action":1,"presentity":{"user":"u"}}"#));
+        assert!(!is_update("my_channel", br#"{"action":1}"#));
+        assert!(!is_update("usrloc", b"{\"action\":1"));
     }
 
     #[test]

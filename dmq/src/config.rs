@@ -43,6 +43,7 @@ pub struct RawParams {
     pub members_only: i32,
     pub trusted_networks: Vec<String>,
     pub shared_secret: Option<String>,
+    pub updates_in_place: i32,
 }
 
 impl Default for RawParams {
@@ -63,6 +64,7 @@ impl Default for RawParams {
             members_only: 1,
             trusted_networks: Vec::new(),
             shared_secret: None,
+            updates_in_place: 1,
         }
     }
 }
@@ -92,6 +94,9 @@ pub struct Config {
     pub trusted_networks: TrustedNetworks,
     /// Sign and require signatures on every KDMQ.
     pub shared_secret: Option<Vec<u8>>,
+    /// `dmq_handle_message` runs a single-item update in the receiving
+    /// process while no job waits or runs, instead of queueing it.
+    pub updates_in_place: bool,
 }
 
 /// Something wrong with a parameter; Display is the operator's error line.
@@ -227,6 +232,7 @@ impl RawParams {
                 members_only: self.members_only != 0,
                 trusted_networks: TrustedNetworks(trusted_networks),
                 shared_secret,
+                updates_in_place: self.updates_in_place != 0,
             },
             notes,
         ))

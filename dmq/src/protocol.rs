@@ -264,6 +264,31 @@ pub fn parse_node_line(line: &str) -> Result<NodeLine, ParseError> {
 
 /// Parses a whole notification body. Any bad line refuses the whole body, so
 /// that a damaged notification changes nothing.
+/// The URI of a From/To header value (`"name" <uri>;params`, `<uri>` or
+/// `uri;params`), without parsing the rest.
+pub fn name_addr_uri(value: &str) -> Option<&str> {
+    let mut rest = value.trim();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        // A display name may hold '<' or ';': skip it whole.
+        let mut escaped = false;
+        let end = quoted.char_indices().find_map(|(i, c)| {
+            let closes = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            closes.then_some(i)
+        })?;
+        rest = &quoted[end + 1..];
+    }
+    let uri = match rest.find('<') {
+        Some(open) => {
+            let inner = &rest[open + 1..];
+            &inner[..inner.find('>')?]
+        }
+        None => rest.split([';', ',', ' ', '\t']).next().unwrap_or(""),
+    };
+    let uri = uri.trim();
+    (!uri.is_empty()).then_some(uri)
+}
+
 pub fn parse_body(body: &[u8]) -> Result<Vec<NodeLine>, ParseError> {
     if body.len() > MAX_BODY_LEN {
         return Err(ParseError::TooLong(body.len()));
@@ -374,6 +399,20 @@ pub fn build_stateless_request(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_addr_uri_takes_the_uri_of_a_from_value() {
+        use super::name_addr_uri;
+        assert_eq!(name_addr_uri("<sip:dmqnode@127.0.0.1:5060>;tag=abc"), Some("sip:dmqnode@127.0.0.1:5060"));
+        assert_eq!(name_addr_uri(" \"a <b>; c\" <sip:n@h:5060;transport=tcp>;tag=x"), Some("sip:n@h:5060;transport=tcp"));
+        assert_eq!(name_addr_uri("\"q\\\"<\" <sip:n@h>"), Some("sip:n@h"));
+        assert_eq!(name_addr_uri("sip:n@h:5070;tag=1"), Some("sip:n@h:5070"));
+        assert_eq!(name_addr_uri("sip:n@h"), Some("sip:n@h"));
+        assert_eq!(name_addr_uri("<sip:n@h"), None);
+        assert_eq!(name_addr_uri("\"open"), None);
+        assert_eq!(name_addr_uri("<>"), None);
+        assert_eq!(name_addr_uri(""), None);
+    }
+
     use super::*;
 
     fn uri(s: &str) -> NodeUri {

@@ -225,7 +225,7 @@ impl<H: ShmData + Copy> Inner<H> {
     fn new(header: H, parts: &[&[u8]]) -> Option<NonNull<Inner<H>>> {
         const { assert!(std::mem::align_of::<H>() <= 8) };
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let block = alloc(std::mem::size_of::<Inner<H>>() + len, false)?.cast::<Inner<H>>();
+        let block = recycled::take(std::mem::size_of::<Inner<H>>() + len)?.cast::<Inner<H>>();
         // SAFETY: the block has room for the header and `len` bytes after it.
         unsafe {
             block.as_ptr().write(Inner { next: std::ptr::null_mut(), refs: AtomicU32::new(1), len, header });
@@ -236,6 +236,19 @@ impl<H: ShmData + Copy> Inner<H> {
             }
         }
         Some(block)
+    }
+
+    /// Gives the block back (to the recycler, or to the core's pool).
+    ///
+    /// # Safety
+    /// `block` came from [`new`](Self::new), nothing refers to it any more,
+    /// and it is released once.
+    unsafe fn release(block: NonNull<Inner<H>>) {
+        // SAFETY: per the caller; `len` was written with the block.
+        unsafe {
+            let size = std::mem::size_of::<Inner<H>>() + (*block.as_ptr()).len;
+            recycled::give_back(block.cast(), size)
+        }
     }
 
     /// # Safety
@@ -257,11 +270,31 @@ pub struct ShmBlock<H: ShmData + Copy>(NonNull<Inner<H>>);
 // SAFETY: unique owner of a shm block, valid in every process.
 unsafe impl<H: ShmData + Copy> Send for ShmBlock<H> {}
 
+// SAFETY: the unique owner of a shm block (a pointer into shm): it may be
+// kept in shm (e.g. under a ShmMutex) and taken out by any process.
+unsafe impl<H: ShmData + Copy> ShmData for ShmBlock<H> {}
+// SAFETY: None is the null pointer (NonNull's niche).
+unsafe impl<H: ShmData + Copy> ShmZeroed for Option<ShmBlock<H>> {}
+
 impl<H: ShmData + Copy> ShmBlock<H> {
     /// A block holding `header` and the concatenation of `parts`; None
     /// when shm is out.
     pub fn new(header: H, parts: &[&[u8]]) -> Option<ShmBlock<H>> {
         Inner::new(header, parts).map(ShmBlock)
+    }
+
+    /// A block holding `header` and `len` zero bytes, to be written through
+    /// [`bytes_mut`](Self::bytes_mut); None when shm is out.
+    pub fn zeroed(header: H, len: usize) -> Option<ShmBlock<H>> {
+        const { assert!(std::mem::align_of::<H>() <= 8) };
+        let block = recycled::take(std::mem::size_of::<Inner<H>>() + len)?.cast::<Inner<H>>();
+        // SAFETY: the block has room for the header and `len` bytes after
+        // it; all of them are written here.
+        unsafe {
+            block.as_ptr().write(Inner { next: std::ptr::null_mut(), refs: AtomicU32::new(1), len, header });
+            std::ptr::write_bytes((block.as_ptr() as *mut u8).add(std::mem::size_of::<Inner<H>>()), 0, len);
+        }
+        Some(ShmBlock(block))
     }
 
     pub fn header(&self) -> &H {
@@ -306,8 +339,8 @@ impl<H: ShmData + Copy> ShmBlock<H> {
 impl<H: ShmData + Copy> Drop for ShmBlock<H> {
     fn drop(&mut self) {
         // SAFETY: we own the block (no list links to it any more: pop and
-        // remove unlink before handing it out); freed once.
-        unsafe { free(self.0.cast()) }
+        // remove unlink before handing it out); released once.
+        unsafe { Inner::release(self.0) }
     }
 }
 
@@ -431,7 +464,7 @@ impl<H: ShmData + Copy> Drop for ShmArc<H> {
         // decrement; only whoever drops the last frees it, once.
         unsafe {
             if (*self.0.as_ptr()).refs.fetch_sub(1, Ordering::AcqRel) == 1 {
-                free(self.0.cast());
+                Inner::release(self.0);
             }
         }
     }
@@ -516,5 +549,90 @@ impl ShmStore {
         let guard = self.lock.lock_within(patience)?;
         let (generation, bytes) = self.contents(&guard);
         Some(f(generation, bytes))
+    }
+}
+
+/// Blocks of [`ShmBlock`]s and [`ShmArc`]s kept for reuse instead of going
+/// back to the core's pool. A message costs one block on each node it
+/// passes (a queued job, a message waiting for its reply), and with the
+/// core's default allocator (q_malloc, freed fragments joined) nearly every
+/// fresh block means scanning its whole table of free-fragment lists under
+/// the one shm lock every process shares. Kept blocks are reused under a
+/// lock of their own size class, so a busy node allocates from the core
+/// only what it holds at its peak, once.
+pub mod recycled {
+    use std::ptr::NonNull;
+    use std::sync::OnceLock;
+
+    use super::{alloc, free, ShmMutex};
+
+    /// Block sizes kept, smallest first; a request takes the first class
+    /// that fits it, so a kept block serves any request of its class.
+    /// Larger requests go to the core's pool as they are.
+    const CLASSES: [usize; 4] = [512, 1024, 2048, 4096];
+    /// At most this many blocks are kept per class (at most 7.5 MB in all;
+    /// in practice what the node held at its busiest moment).
+    const KEPT: usize = 1024;
+
+    crate::shm_zeroed! {
+        /// One class's kept blocks (addresses in shm).
+        struct Kept {
+            count: usize,
+            blocks: [usize; KEPT],
+        }
+    }
+
+    static BINS: OnceLock<[&'static ShmMutex<Kept>; CLASSES.len()]> = OnceLock::new();
+
+    /// mod_init (before fork): the bins, empty.
+    pub fn init() -> Result<(), String> {
+        let bins = [ShmMutex::new_zeroed(), ShmMutex::new_zeroed(), ShmMutex::new_zeroed(), ShmMutex::new_zeroed()];
+        let [Some(a), Some(b), Some(c), Some(d)] = bins else { return Err("out of shm for the block recycler".into()) };
+        BINS.set([a, b, c, d]).map_err(|_| "block recycler initialized twice".to_string())
+    }
+
+    fn class_of(size: usize) -> Option<usize> {
+        CLASSES.iter().position(|&c| size <= c)
+    }
+
+    /// A block of at least `size` bytes: a kept one when there is one.
+    pub(super) fn take(size: usize) -> Option<NonNull<u8>> {
+        let Some(class) = class_of(size) else { return alloc(size, false) };
+        if let Some(bins) = BINS.get() {
+            let mut kept = bins[class].lock();
+            if kept.count > 0 {
+                kept.count -= 1;
+                let at = kept.blocks[kept.count];
+                return NonNull::new(at as *mut u8);
+            }
+        }
+        // Always the class's full size: the block may be kept later.
+        alloc(CLASSES[class], false)
+    }
+
+    /// # Safety
+    /// `block` came from [`take`] for `size` bytes, nothing refers to it any
+    /// more, and it is given back once.
+    pub(super) unsafe fn give_back(block: NonNull<u8>, size: usize) {
+        if let (Some(class), Some(bins)) = (class_of(size), BINS.get()) {
+            let mut kept = bins[class].lock();
+            if kept.count < KEPT {
+                let n = kept.count;
+                kept.blocks[n] = block.as_ptr() as usize;
+                kept.count += 1;
+                return;
+            }
+        }
+        // SAFETY: per the caller.
+        unsafe { free(block) }
+    }
+
+    /// Blocks kept now, and the shm bytes they hold (`dmq.stats`).
+    pub fn kept() -> (usize, usize) {
+        let Some(bins) = BINS.get() else { return (0, 0) };
+        bins.iter().zip(CLASSES).fold((0, 0), |(n, bytes), (bin, size)| {
+            let count = bin.lock().count;
+            (n + count, bytes + count * size)
+        })
     }
 }

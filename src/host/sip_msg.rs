@@ -57,15 +57,15 @@ impl SipMsg {
         Some(unsafe { kstr::to_string(&user) })
     }
 
-    /// The From URI (the sending node, for KDMQ).
-    pub fn from_uri(&self) -> Option<String> {
-        let mut uri = raw::str_::default();
-        // SAFETY: live message; the uri str points into its buffer.
-        if unsafe { raw::dmq_rs_msg_from_uri(self.0, &mut uri) } < 0 {
+    /// The From header's value as received (for KDMQ: the sending node).
+    pub fn from_value(&self) -> Option<&[u8]> {
+        let mut value = raw::str_::default();
+        // SAFETY: live message; the value str points into its buffer.
+        if unsafe { raw::dmq_rs_msg_from_value(self.0, &mut value) } < 0 {
             return None;
         }
-        // SAFETY: as above.
-        Some(unsafe { kstr::to_string(&uri) })
+        // SAFETY: as above; the buffer lives as long as the message (&self).
+        Some(unsafe { kstr::bytes(&value) })
     }
 
     pub fn body(&self) -> Result<Vec<u8>, BodyError> {
@@ -176,7 +176,17 @@ impl SipMsg {
             }
         }
         let Some(freply) = sl.0.freply else { return false };
-        let mut reason = kstr::borrowed(reason.as_bytes());
+        // sl needs the reason NUL-terminated: when the str handed to it
+        // ends with the NUL it uses it as it is, else it makes a pkg copy
+        // first (a q_malloc per reply).
+        let mut terminated = [0u8; 128];
+        let mut reason = match terminated.get_mut(..reason.len() + 1) {
+            Some(buf) if !reason.as_bytes().contains(&0) => {
+                buf[..reason.len()].copy_from_slice(reason.as_bytes());
+                kstr::borrowed(buf)
+            }
+            _ => kstr::borrowed(reason.as_bytes()),
+        };
         // SAFETY: live message; sl copies the reason into the reply.
         unsafe { freply(self.0, code, &mut reason) >= 0 }
     }

@@ -290,7 +290,8 @@ pub fn find_node(uri: &NodeUri) -> Option<Node> {
 
 /// The node a KDMQ request comes from: its From URI (`sip:<peer>@node`).
 pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
-    protocol::parse_node_line(&msg.from_uri()?).ok().map(|l| l.uri)
+    let value = std::str::from_utf8(msg.from_value()?).ok()?;
+    protocol::parse_node_line(protocol::name_addr_uri(value)?).ok().map(|l| l.uri)
 }
 
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and

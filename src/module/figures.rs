@@ -38,9 +38,14 @@ pub enum Count {
     Replies6xx,
     /// Peer messages sent through tm that got no reply (tm's 408).
     TmTimeouts,
+    /// dmq_usrloc updates that went to a node inside a batch (one `multi`
+    /// message) instead of alone.
+    MessagesBatched,
+    /// Batches sent.
+    BatchesSent,
 }
 
-const KINDS: usize = Count::TmTimeouts as usize + 1;
+const KINDS: usize = Count::BatchesSent as usize + 1;
 
 static COUNTS: OnceLock<&'static [AtomicU64; KINDS]> = OnceLock::new();
 

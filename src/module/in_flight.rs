@@ -9,9 +9,19 @@
 //! lock and the Kamailio plumbing. A leaf transport: when it cannot take a
 //! message (a full table, a non-UDP node or DMQ socket) it says so, and
 //! `messaging` sends it through tm instead, so nothing is ever dropped.
+//!
+//! dmq_usrloc's updates to a node that already has one waiting for its
+//! reply wait in a batch for that node instead (at most
+//! `body_check::MAX_UPDATE_BATCH` of them, `BATCH_BYTES` of body); when the
+//! reply comes the batch goes as one `multi` message, the form dmq_usrloc
+//! itself sends its sync batches in and every dmq_usrloc (stock or not)
+//! reads. A node that answers fast gets each update alone; a busy one gets
+//! fewer, fuller messages: every message costs its receiver a parse, a
+//! reply and a q_malloc per header, whatever it carries.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -24,7 +34,7 @@ use crate::host::dmq_api::ResponseCallback;
 use crate::host::log::RateLimit;
 use crate::host::process::Rank;
 use crate::host::replies::Verdict;
-use crate::host::shm::{ShmArc, ShmMutex};
+use crate::host::shm::{ShmArc, ShmBlock, ShmMutex};
 use crate::host::sip_msg::SipMsg;
 use crate::host::tm::TmReply;
 use crate::host::udp;
@@ -32,20 +42,71 @@ use crate::shm_data;
 use crate::shm_zeroed;
 
 use super::cluster;
-use super::figures;
+use super::figures::{self, Count};
 use super::state::module;
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
 pub const CAPACITY: usize = 8192;
 
+/// The peer whose updates are batched, and the form they must have.
+const BATCHED_PEER: &str = "usrloc";
+const BATCHED_CONTENT_TYPE: &str = "application/json";
+/// Nodes that may have a batch at once (more: their updates go alone).
+const BATCH_NODES: usize = 64;
+/// A batch's body at most: with its headers a message stays within one
+/// Ethernet-sized datagram's reach of a few fragments, like dmq_usrloc's
+/// own sync batches (which go up to 60 000 bytes).
+const BATCH_BYTES: usize = 3800;
+
 shm_zeroed! {
-    /// The table in shm, under one lock: the pure table's parts, and each
-    /// slot's message.
+    /// The table in shm, under one lock: the pure table's parts, each
+    /// slot's message, and the batches by node.
     struct TableData {
         head: Header,
         slots: [Slot; CAPACITY],
         free: [u32; CAPACITY],
         messages: [Option<ShmArc<Message>>; CAPACITY],
+        batches: [BatchSlot; BATCH_NODES],
+    }
+}
+
+shm_zeroed! {
+    /// One node's batching state.
+    struct BatchSlot {
+        used: bool,
+        /// The node's address (IPv4 as IPv6-mapped) and port.
+        ip: [u8; 16],
+        port: u16,
+        /// Batchable messages to the node waiting for their reply: each
+        /// sends the open batch, if any, when it completes.
+        in_flight: u32,
+        /// Updates waiting for one of those (never while none waits).
+        open: Option<ShmBlock<Batch>>,
+    }
+}
+
+shm_data! {
+    /// A batch being filled: its `multi` body so far follows the header.
+    #[derive(Clone, Copy)]
+    struct Batch {
+        /// The updates' response callback (all the same: a batch takes
+        /// only updates with the first one's), run once per update.
+        callback: Option<ResponseCallback>,
+        updates: u32,
+        used: u32,
+    }
+}
+
+impl BatchSlot {
+    fn is_for(&self, to: SocketAddr) -> bool {
+        self.used && self.ip == ip_key(to.ip()) && self.port == to.port()
+    }
+}
+
+fn ip_key(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 
@@ -60,6 +121,10 @@ shm_data! {
         callback: Option<ResponseCallback>,
         to: SocketAddr,
         uri_len: u32,
+        /// Counted in its node's batch slot (`in_flight`).
+        batchable: bool,
+        /// Updates it carries (a batch: several; the callback runs once each).
+        updates: u32,
     }
 }
 
@@ -76,8 +141,13 @@ impl Table {
     /// Runs `f` on the table under its lock; never across a send.
     fn with<R>(&self, f: impl FnOnce(&mut PendingTable<'_, ShmArc<Message>>) -> R) -> R {
         let mut data = self.data.lock();
-        let TableData { head, slots, free, messages } = &mut *data;
+        let TableData { head, slots, free, messages, .. } = &mut *data;
         f(&mut PendingTable { head, slots, free, messages })
+    }
+
+    /// Runs `f` on the batch slots under the table's lock; never across a send.
+    fn batches<R>(&self, f: impl FnOnce(&mut [BatchSlot; BATCH_NODES]) -> R) -> R {
+        f(&mut self.data.lock().batches)
     }
 }
 
@@ -95,6 +165,7 @@ pub fn init() -> Result<(), String> {
 }
 
 /// Why a message was not sent here.
+#[derive(Debug)]
 pub enum SendError {
     /// Not for this path (not UDP, no address, or no free slot): use tm.
     NoSlot,
@@ -102,7 +173,8 @@ pub enum SendError {
 }
 
 /// Sends one peer message through a slot, when the node is a UDP node
-/// with a known address, the DMQ socket is UDP, and a slot is free.
+/// with a known address, the DMQ socket is UDP, and a slot is free; a
+/// dmq_usrloc update may wait in its node's batch instead.
 pub fn send(
     peer_id: &str,
     target: &NodeUri,
@@ -116,6 +188,46 @@ pub fn send(
     let (Some(table), Some(ip), Transport::Udp, true) = (TABLE.get(), ip, target.transport, m.server_is_udp) else {
         return Err(SendError::NoSlot);
     };
+    let to = SocketAddr::new(ip, target.port_no());
+    let message = Outgoing { peer_id, target, to, body, content_type, max_forwards, callback, batchable: false, updates: 1 };
+    let batchable = peer_id == BATCHED_PEER
+        && content_type == BATCHED_CONTENT_TYPE
+        && max_forwards == 1
+        && dmq_core::body_check::is_update(peer_id, body);
+    if !batchable {
+        return send_one(table, &message);
+    }
+    match offer(table, to, body, callback) {
+        Offer::Joined => {
+            figures::count(Count::MessagesBatched);
+            Ok(())
+        }
+        Offer::Lead => {
+            let sent = send_one(table, &Outgoing { batchable: true, ..message });
+            if sent.is_err() {
+                settle(table, to, target.to_uri().as_bytes());
+            }
+            sent
+        }
+        Offer::Alone => send_one(table, &message),
+    }
+}
+
+/// A message about to go out through a slot.
+struct Outgoing<'a> {
+    peer_id: &'a str,
+    target: &'a NodeUri,
+    to: SocketAddr,
+    body: &'a [u8],
+    content_type: &'a str,
+    max_forwards: i32,
+    callback: Option<ResponseCallback>,
+    batchable: bool,
+    updates: u32,
+}
+
+fn send_one(table: &Table, out: &Outgoing<'_>) -> Result<(), SendError> {
+    let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
     // The slot comes first: its branch goes into the request.
     let branch = take_slot(table).ok_or(SendError::NoSlot)?;
     // Call-ID and From tag carry the branch's token: a reply is checked
@@ -123,19 +235,19 @@ pub fn send(
     let token = &branch[pending::BRANCH_PREFIX.len()..];
     let request = protocol::build_peer_request(&protocol::PeerRequest {
         from: &m.local_uri,
-        to: target,
+        to: out.target,
         sent_by: &m.server_sent_by,
-        peer: peer_id,
+        peer: out.peer_id,
         branch: &branch,
         token,
-        max_forwards,
-        content_type,
-        body,
+        max_forwards: out.max_forwards,
+        content_type: out.content_type,
+        body: out.body,
         signing: m.config.shared_secret.as_deref().map(|s| (s, crate::host::clock::unix_now())),
     });
-    let to = SocketAddr::new(ip, target.port_no());
-    let uri = target.to_uri();
-    let header = Message { callback, to, uri_len: uri.len() as u32 };
+    let uri = out.target.to_uri();
+    let header =
+        Message { callback: out.callback, to: out.to, uri_len: uri.len() as u32, batchable: out.batchable, updates: out.updates };
     let Some(message) = ShmArc::new(header, &[uri.as_bytes(), &request]) else {
         table.with(|t| t.complete(&branch));
         return Err(SendError::Failed("out of shm for a DMQ message".into()));
@@ -144,13 +256,161 @@ pub fn send(
         // Cannot happen before the request is sent; the message is dropped.
         return Err(SendError::Failed("DMQ message slot lost before sending".into()));
     }
-    if let Err(e) = udp::send_from(m.server_sock, to, &request) {
+    if let Err(e) = udp::send_from(m.server_sock, out.to, &request) {
         // Not sent at all: take it back and say so, as tm does when it
         // cannot send (a reply may not have freed the slot: none can come).
         drop(table.with(|t| t.complete(&branch)));
         return Err(SendError::Failed(e));
     }
     Ok(())
+}
+
+/// What became of an update offered to its node's batch.
+enum Offer {
+    /// It waits in the batch.
+    Joined,
+    /// It goes now, and sends the batch when its reply comes.
+    Lead,
+    /// It goes now, on its own (no batch slot free).
+    Alone,
+}
+
+/// Puts `body` into `to`'s batch when a batchable message to `to` waits
+/// for its reply (and the batch has room), else counts it as one.
+fn offer(table: &Table, to: SocketAddr, body: &[u8], callback: Option<ResponseCallback>) -> Offer {
+    enum Step {
+        Done(Offer),
+        NeedBlock,
+    }
+    // A new batch's block is made outside the lock, then offered again.
+    let mut spare: Option<ShmBlock<Batch>> = None;
+    loop {
+        let step = table.batches(|slots| {
+            let index = match slots.iter().position(|s| s.is_for(to)) {
+                Some(i) => i,
+                None => {
+                    let Some(i) = slots.iter().position(|s| !s.used) else { return Step::Done(Offer::Alone) };
+                    let slot = &mut slots[i];
+                    (slot.used, slot.ip, slot.port, slot.in_flight) = (true, ip_key(to.ip()), to.port(), 0);
+                    i
+                }
+            };
+            let slot = &mut slots[index];
+            if slot.in_flight == 0 {
+                slot.in_flight = 1;
+                return Step::Done(Offer::Lead);
+            }
+            if slot.open.is_none() {
+                let Some(mut fresh) = spare.take() else { return Step::NeedBlock };
+                fresh.header_mut().callback = callback;
+                slot.open = Some(fresh);
+            }
+            if slot.open.as_mut().is_some_and(|batch| append(batch, body, callback)) {
+                return Step::Done(Offer::Joined);
+            }
+            // Full: this one goes, and sends the batch when answered.
+            slot.in_flight += 1;
+            Step::Done(Offer::Lead)
+        });
+        match step {
+            Step::Done(offer) => return offer,
+            Step::NeedBlock => match ShmBlock::zeroed(Batch { callback: None, updates: 0, used: 0 }, BATCH_BYTES) {
+                Some(block) => spare = Some(block),
+                None => return Offer::Alone,
+            },
+        }
+    }
+}
+
+/// Adds `body` to `batch` if it fits and has the batch's callback.
+fn append(batch: &mut ShmBlock<Batch>, body: &[u8], callback: Option<ResponseCallback>) -> bool {
+    let Batch { callback: batch_callback, updates, used } = *batch.header();
+    let same_callback = batch_callback.map(|c| c.to_bytes()) == callback.map(|c| c.to_bytes());
+    if !same_callback || updates as usize >= dmq_core::body_check::MAX_UPDATE_BATCH {
+        return false;
+    }
+    // {"multi":{"0":{…},"1":{…}}: member names as dmq_usrloc ignores them.
+    let mut prefix = [0u8; 24];
+    let prefix_len = {
+        let mut w = &mut prefix[..];
+        let written = if updates == 0 { write!(w, "{{\"multi\":{{\"0\":") } else { write!(w, ",\"{updates}\":") };
+        if written.is_err() {
+            return false;
+        }
+        24 - w.len()
+    };
+    let (used, end) = (used as usize, used as usize + prefix_len + body.len());
+    // Room for the closing "}}" too.
+    if end + 2 > BATCH_BYTES {
+        return false;
+    }
+    let bytes = batch.bytes_mut();
+    bytes[used..used + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+    bytes[used + prefix_len..end].copy_from_slice(body);
+    let header = batch.header_mut();
+    header.updates += 1;
+    header.used = end as u32;
+    true
+}
+
+/// A batchable message to `to` (its URI text `uri`) is done: the node's
+/// batch, if any, goes now.
+fn settle(table: &Table, to: SocketAddr, uri: &[u8]) {
+    let batch = table.batches(|slots| {
+        let slot = slots.iter_mut().find(|s| s.is_for(to))?;
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        let open = slot.open.take();
+        if open.is_some() {
+            slot.in_flight += 1;
+        } else if slot.in_flight == 0 {
+            slot.used = false;
+        }
+        open
+    });
+    if let Some(batch) = batch {
+        send_batch(table, to, uri, batch);
+    }
+}
+
+fn send_batch(table: &Table, to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
+    let Batch { callback, updates, used } = *batch.header();
+    let mut body = Vec::with_capacity(used as usize + 2);
+    body.extend_from_slice(&batch.bytes()[..used as usize]);
+    body.extend_from_slice(b"}}");
+    drop(batch);
+    figures::count(Count::BatchesSent);
+    let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else {
+        settle(table, to, uri);
+        return;
+    };
+    let out = Outgoing {
+        peer_id: BATCHED_PEER,
+        target: &target,
+        to,
+        body: &body,
+        content_type: BATCHED_CONTENT_TYPE,
+        max_forwards: 1,
+        callback,
+        batchable: true,
+        updates,
+    };
+    if let Err(e) = send_one(table, &out) {
+        // Not in flight after all: through tm then (a full table), as one.
+        settle(table, to, uri);
+        let through_tm = OVERFLOW.get().map(|send| send(BATCHED_PEER, &target, &body, BATCHED_CONTENT_TYPE, 1, callback));
+        if !matches!(through_tm, Some(Ok(()))) {
+            log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {target}: {e:?}");
+        }
+    }
+}
+
+/// How a message this file cannot carry goes instead (`messaging`'s tm path).
+pub type Overflow = fn(&str, &NodeUri, &[u8], &str, i32, Option<ResponseCallback>) -> Result<(), String>;
+static OVERFLOW: OnceLock<Overflow> = OnceLock::new();
+
+/// mod_init (`messaging`): where batches go when no slot is free.
+pub fn set_overflow(send: Overflow) {
+    let _ = OVERFLOW.set(send);
 }
 
 /// How long a sender waits for a free slot when all are taken: the sender
@@ -226,10 +486,7 @@ fn on_reply(msg: &SipMsg) -> Verdict {
     let source = msg.source();
     let came_from_target = |m: &ShmArc<Message>| source == Some(m.header().to);
     match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
-        ReplyOutcome::Completed(message) => {
-            figures::count_reply(i32::from(ids.status));
-            finish(message, i32::from(ids.status), TmReply::received(msg))
-        }
+        ReplyOutcome::Completed(message) => complete(table, message, i32::from(ids.status), TmReply::received(msg)),
         ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
         // A late reply (to a retransmission) finds nothing: consumed as well.
         ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => {}
@@ -246,19 +503,33 @@ fn log_refused_reply(msg: &SipMsg, why: &str) {
     }
 }
 
-/// Hands a finished message to its consumer's callback; the table's
-/// reference (handed over on completion) is dropped after it.
-fn finish(message: ShmArc<Message>, code: i32, reply: TmReply<'_>) {
-    let callback = message.header().callback;
+/// A message is answered (or timed out: 408): counted, handed to its
+/// consumer's callback (once per update it carries), and its node's batch
+/// sent. The table's reference (handed over on completion) is dropped after.
+fn complete(table: &Table, message: ShmArc<Message>, code: i32, reply: TmReply<'_>) {
+    let Message { callback, to, batchable, updates, .. } = *message.header();
+    let (uri, _) = parts(&message);
+    if reply.msg().is_some() {
+        for _ in 0..updates {
+            figures::count_reply(code);
+        }
+    }
     if code >= 300 {
         log::debug!("peer message answered {code}");
     }
-    let Some(callback) = callback else { return };
-    let (uri, _) = parts(&message);
-    let Ok(uri) = std::str::from_utf8(uri) else { return };
-    let Ok(line) = protocol::parse_node_line(uri) else { return };
-    if !callback.call(code, reply, &cluster::node_or_stand_in(&line.uri)) {
-        log::warn!("response callback for a message to {} failed", line.uri);
+    if let Some(callback) = callback {
+        let node = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
+        if let Some(node) = node {
+            let node = cluster::node_or_stand_in(&node);
+            for _ in 0..updates {
+                if !callback.call(code, reply, &node) {
+                    log::warn!("response callback for a message to {} failed", node.uri);
+                }
+            }
+        }
+    }
+    if batchable {
+        settle(table, to, uri);
     }
 }
 
@@ -278,7 +549,7 @@ pub fn tick() {
         }
     }
     for message in due.expired {
-        finish(message, 408, TmReply::none());
+        complete(table, message, 408, TmReply::none());
     }
 }
 

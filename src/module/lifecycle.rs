@@ -86,6 +86,7 @@ pub fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
+    crate::host::shm::recycled::init()?;
     admission::init(&config)?;
     figures::init()?;
     cluster::init(local_uri.clone())?;

@@ -97,6 +97,11 @@ const TICK_US: u32 = 100_000;
 pub fn init() -> Result<(), String> {
     let queue = ShmQueue::new(BUSY_RETRY_LIMIT).ok_or("out of shm for the DMQ retry queue")?;
     BUSY_RETRIES.set(queue).map_err(|_| "retry queue initialized twice".to_string())?;
+    in_flight::set_overflow(|peer_id, target, body, content_type, max_forwards, callback| {
+        let m = module().ok_or("dmq is not initialized")?;
+        send_through_tm(m, peer_id, target, body, content_type, max_forwards, callback)
+            .inspect(|()| figures::count(Count::MessagesSentThroughTm))
+    });
     process::register_timer_process().map_err(|e| format!("the DMQ retransmission timer: {e}"))
 }
 

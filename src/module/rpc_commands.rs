@@ -4,6 +4,7 @@ use crate::host::rpc::{RpcCall, Value};
 
 use dmq_core::protocol;
 
+use super::figures::{self, Count};
 use super::{admission, cluster, heal, in_flight, messaging, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them (plus
@@ -63,12 +64,12 @@ pub fn stats(call: &RpcCall) {
         call.fault(500, "dmq not initialized");
         return;
     };
-    let processed: u64 = stats.workers.iter().map(|w| w.processed).sum();
     let mut ok = call.add_struct(&[
         ("jobs_waiting", int(stats.queued)),
         ("jobs_peak", int(stats.peak)),
         ("jobs_rejected", int(stats.rejected)),
-        ("jobs_processed", int(processed)),
+        ("jobs_processed", int(stats.processed())),
+        ("jobs_in_place", int(stats.in_place)),
         ("job_queue_limit", int(stats.limit)),
         ("workers", int(stats.workers.len())),
     ]);
@@ -83,6 +84,8 @@ pub fn stats(call: &RpcCall) {
                 ("retries_after_503", int(p.retries_after_503)),
                 ("sent_through_tm_table_full", int(p.overflows)),
                 ("forged_replies", int(p.forged_replies)),
+                ("messages_batched", int(figures::get(Count::MessagesBatched))),
+                ("batches_sent", int(figures::get(Count::BatchesSent))),
             ]);
     }
     let (busy_waiting, busy_resent) = messaging::busy_retry_stats();

@@ -21,10 +21,8 @@ fn pending() -> PendingStats {
     in_flight::stats().unwrap_or_default()
 }
 
-fn queues() -> (u64, u64, u64, u64) {
-    workers::stats()
-        .map(|q| (q.queued as u64, q.peak as u64, q.rejected, q.workers.iter().map(|w| w.processed).sum()))
-        .unwrap_or_default()
+fn queues() -> (u64, u64, u64, u64, u64) {
+    workers::stats().map(|q| (q.queued as u64, q.peak as u64, q.rejected, q.processed(), q.in_place)).unwrap_or_default()
 }
 
 /// Every statistic of group `dmq`, in the order they are listed.
@@ -48,6 +46,10 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"messages_replied_4xx", c"peer messages sent and answered 4xx", || figures::get(Count::Replies4xx)),
     Statistic::new(c"messages_replied_5xx", c"peer messages sent and answered 5xx (a 503 only when final)", || figures::get(Count::Replies5xx)),
     Statistic::new(c"messages_replied_6xx", c"peer messages sent and answered 6xx", || figures::get(Count::Replies6xx)),
+    Statistic::new(c"messages_batched", c"dmq_usrloc updates sent inside a batch (one multi message) with others to the same node", || {
+        figures::get(Count::MessagesBatched)
+    }),
+    Statistic::new(c"batches_sent", c"batches of dmq_usrloc updates sent", || figures::get(Count::BatchesSent)),
     Statistic::new(c"messages_retransmitted", c"retransmissions of peer messages sent without tm", || pending().retransmissions),
     Statistic::new(c"messages_timed_out", c"peer messages that got no final reply within 30 s (both paths)", || {
         pending().timeouts + figures::get(Count::TmTimeouts)
@@ -64,7 +66,8 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"jobs_queued", c"received peer messages waiting for a DMQ worker now", || queues().0),
     Statistic::new(c"jobs_peak", c"most jobs ever waiting at once", || queues().1),
     Statistic::new(c"jobs_rejected", c"peer messages refused with 503 (job_queue_limit reached)", || queues().2),
-    Statistic::new(c"jobs_processed", c"jobs the DMQ workers ran", || queues().3),
+    Statistic::new(c"jobs_processed", c"peer messages handed to their peer (by the DMQ workers or at once)", || queues().3),
+    Statistic::new(c"jobs_in_place", c"single-item updates run at once by the process that received them (updates_in_place)", || queues().4),
     Statistic::new(c"refused_not_member", c"peer messages refused with 403: not from a listed node (members_only)", || admission::stats().not_member),
     Statistic::new(c"refused_untrusted_network", c"notifications refused and nodes not listed: outside trusted_network", || admission::stats().untrusted_network),
     Statistic::new(c"refused_bad_signature", c"KDMQ refused with 403: no valid recent signature (shared_secret)", || admission::stats().bad_signature),

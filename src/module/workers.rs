@@ -11,7 +11,7 @@
 //! peer callback and replies through sl. The number of waiting jobs is
 //! capped by `job_queue_limit`: beyond it the sender gets 503 at once.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use dmq_core::jobs;
@@ -22,6 +22,7 @@ use crate::host::shm::{leak_zeroed, ShmBlock, ShmFifo, ShmMutex};
 use crate::host::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
 use crate::{shm_data, shm_zeroed};
 
+use super::admission;
 use super::cluster;
 use super::state::Module;
 
@@ -53,15 +54,21 @@ shm_zeroed! {
         pid: AtomicI32,
         /// 1 while the worker runs a job.
         running: AtomicUsize,
+        /// Set while the worker waits on its pipe (or is about to): only
+        /// then does a new job need a wake-up byte (a write, and a read).
+        sleeping: AtomicBool,
     }
 }
 
 shm_zeroed! {
     /// Figures shared by all workers.
     struct Counters {
+        /// Jobs waiting or running.
         queued: AtomicUsize,
         rejected: AtomicU64,
         peak: AtomicUsize,
+        /// Messages `dmq_handle_message` ran at once (`updates_in_place`).
+        in_place: AtomicU64,
     }
 }
 
@@ -110,6 +117,18 @@ pub fn start(m: &'static Module) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether no job waits or runs: a message run now overtakes none.
+pub fn idle() -> bool {
+    POOL.get().is_some_and(|p| p.counters.queued.load(Ordering::Acquire) == 0)
+}
+
+/// Counts a message `dmq_handle_message` ran at once instead of queueing.
+pub fn count_in_place() {
+    if let Some(p) = POOL.get() {
+        p.counters.in_place.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Why a job could not be queued.
 pub enum QueueError {
     /// `job_queue_limit` reached: answer 503.
@@ -156,10 +175,12 @@ fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
         let mut queue = worker.jobs.lock();
         let ahead = worker.figures.queued.load(Ordering::Relaxed) + worker.figures.running.load(Ordering::Relaxed);
         queue.list.push_back(job);
-        worker.figures.queued.fetch_add(1, Ordering::Release);
+        // SeqCst with `sleeping` (here and in the worker): either the
+        // worker sees this job before it sleeps, or we see it asleep.
+        worker.figures.queued.fetch_add(1, Ordering::SeqCst);
         ahead
     };
-    if pool.usleep == 0 {
+    if pool.usleep == 0 && worker.figures.sleeping.swap(false, Ordering::SeqCst) {
         worker.wake.wake();
     }
     Ok(Queued { waits: ahead > 0 })
@@ -178,7 +199,11 @@ fn worker_loop(m: &'static Module, pool: &'static Pool, i: usize) -> ! {
         if pool.usleep > 0 {
             std::thread::sleep(std::time::Duration::from_micros(u64::from(pool.usleep)));
         } else {
-            worker.wake.wait();
+            worker.figures.sleeping.store(true, Ordering::SeqCst);
+            if worker.figures.queued.load(Ordering::SeqCst) == 0 {
+                worker.wake.wait();
+            }
+            worker.figures.sleeping.store(false, Ordering::SeqCst);
         }
         process::cfg_update();
         while let Some(job) = pop(worker) {
@@ -204,6 +229,12 @@ fn run_job(m: &Module, mut job: ShmBlock<Job>) {
         if peer.call(&msg, sender.as_ref()).is_none() {
             log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
         }
+        return;
+    }
+    // The check `dmq_handle_message` leaves to the worker (see script.rs).
+    let channel = peer.id();
+    if let Err(refusal) = admission::check_body(&channel, &msg) {
+        admission::refuse(m, &msg, &channel, refusal);
         return;
     }
     run_peer_callback(m, &msg, peer);
@@ -249,7 +280,16 @@ pub struct QueueStats {
     pub peak: usize,
     /// KDMQ requests answered 503 because the queue was full.
     pub rejected: u64,
+    /// Messages run at once by the process that received them.
+    pub in_place: u64,
     pub limit: usize,
+}
+
+impl QueueStats {
+    /// Messages handed to their peer: by the workers, and at once.
+    pub fn processed(&self) -> u64 {
+        self.workers.iter().map(|w| w.processed).sum::<u64>() + self.in_place
+    }
 }
 
 pub fn stats() -> Option<QueueStats> {
@@ -269,6 +309,7 @@ pub fn stats() -> Option<QueueStats> {
         queued: c.queued.load(Ordering::Relaxed),
         peak: c.peak.load(Ordering::Relaxed),
         rejected: c.rejected.load(Ordering::Relaxed),
+        in_place: c.in_place.load(Ordering::Relaxed),
         limit: pool.limit,
     })
 }
