@@ -212,7 +212,8 @@ pub fn node_dir(label: &str) -> PathBuf {
 /// What a node's config says beyond the common parts.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// "dmq_rs.so" or the stock "dmq.so".
+    /// "dmq_rs.so" or the stock "dmq.so"; empty: no dmq at all (no
+    /// loadmodule line, no dmq modparams), see `NodeConfig::without_dmq`.
     pub dmq_module: String,
     /// Extra global lines (e.g. more loadmodule lines).
     pub globals: String,
@@ -276,6 +277,17 @@ impl NodeConfig {
         NodeConfig { dmq_module: "dmq.so".into(), ..Default::default() }
     }
 
+    /// A node without dmq (the bench's no-replication baseline): no dmq
+    /// module, no dmq parameters, a route that does not hand KDMQ to dmq.
+    pub fn without_dmq() -> Self {
+        NodeConfig {
+            dmq_module: String::new(),
+            dmq_params: Vec::new(),
+            route: "sl_send_reply(\"404\", \"Not here\");".into(),
+            ..Default::default()
+        }
+    }
+
     pub fn param(mut self, name: &str, value: &str) -> Self {
         self.dmq_params.push((name.into(), value.into()));
         self
@@ -311,9 +323,12 @@ impl NodeConfig {
         }
         s += "loadmodule \"ctl.so\"\nloadmodule \"pv.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\n";
         s += &self.globals.replace("{ADDR}", &addr);
-        s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
+        if !self.dmq_module.is_empty() {
+            s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
+        }
         s += &format!("modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n", ctl.display());
-        for (name, value) in &self.dmq_params {
+        // Without a dmq module there is nothing to take dmq parameters.
+        for (name, value) in self.dmq_params.iter().filter(|_| !self.dmq_module.is_empty()) {
             s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr));
         }
         s += &self.consumers.replace("{ADDR}", &addr);
@@ -748,14 +763,24 @@ impl Drop for Background {
 // ---- registrations --------------------------------------------------------
 
 /// A registrar on top of `c`: usrloc in memory, replicated by dmq_usrloc;
-/// REGISTERs are saved, KDMQ handed to dmq.
+/// REGISTERs are saved, KDMQ handed to dmq. Without dmq (`c.dmq_module`
+/// empty): the same registrar, alone (no dmq_usrloc, no KDMQ).
 pub fn registrar(mut c: NodeConfig) -> NodeConfig {
-    c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"dmq_usrloc.so\"\n\
-                    modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"dmq_usrloc\", \"enable\", 1)\n";
-    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
-               \tif (is_method(\"REGISTER\")) { if (!save(\"location\")) { sl_reply_error(); } exit; }\n\
-               \tsl_send_reply(\"404\", \"Not here\");"
-        .into();
+    let dmq = !c.dmq_module.is_empty();
+    c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n";
+    if dmq {
+        c.consumers += "loadmodule \"dmq_usrloc.so\"\n";
+    }
+    c.consumers += "modparam(\"usrloc\", \"db_mode\", 0)\n";
+    if dmq {
+        c.consumers += "modparam(\"dmq_usrloc\", \"enable\", 1)\n";
+    }
+    c.route = String::new();
+    if dmq {
+        c.route += "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\t";
+    }
+    c.route += "if (is_method(\"REGISTER\")) { if (!save(\"location\")) { sl_reply_error(); } exit; }\n\
+                \tsl_send_reply(\"404\", \"Not here\");";
     c
 }
 
