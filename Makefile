@@ -86,6 +86,7 @@ stop:
 
 bench: build
 	@$(DEBIAN_PYTHON) -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
+	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
 	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench dmq_vs_stock
 	$(DEBIAN_PYTHON) bench/plot.py bench/results
 

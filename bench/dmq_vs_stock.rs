@@ -113,6 +113,10 @@ const REJECTED: &str = "jobs rejected (503, bounded queue)";
 const BASE_CPU: &str = "baseline: CPU per REGISTER of the entry node alone, without dmq (µs; the same runs in both columns)";
 const OVERHEAD: &str = "replication overhead per copy (µs): (cluster CPU − baseline CPU) / copies held on the other nodes";
 const OVERHEAD_RATIO: &str = "replication overhead per copy ÷ baseline CPU per REGISTER";
+const IR_BASE: &str = "baseline: instructions per REGISTER of the entry node alone, without dmq (callgrind; the same run in both columns)";
+const IR_OVERHEAD: &str =
+    "replication overhead per copy in instructions: both nodes' per REGISTER − the baseline's (callgrind)";
+const IR_RATIO: &str = "replication overhead per copy ÷ baseline instructions per REGISTER (callgrind)";
 const KILL: &str = "seconds to detect a killed node";
 const JOIN: &str = "seconds for a joining node to sync";
 const JOIN_LOST: &str = "contacts missing on the joining node";
@@ -430,6 +434,62 @@ fn overhead_us(cluster_cpu: Option<f64>, baseline_cpu: Option<f64>, replicated: 
     }
 }
 
+/// Instructions (callgrind) per REGISTER in each node: `side`'s entry node
+/// alone (the baseline: one figure), or both nodes of a two-node cluster,
+/// REGISTERs into the first (the entry node's and the other's). Counted is
+/// the SIP receivers' work from each message's receipt (`receive_msg`) and
+/// the DMQ workers' (`worker_loop`, the name in both modules): all a copy
+/// costs but timers. Repeatable where CPU time on a shared machine is not.
+/// Also the peer messages the entry node sent (dmq_rs: batches make them
+/// fewer than the copies). None when the run did not replicate everything.
+fn instructions(side: Side, count: usize, rate: usize) -> Option<(Vec<f64>, Option<f64>)> {
+    let wrapper = [
+        "valgrind",
+        "--tool=callgrind",
+        "-q",
+        "--collect-atstart=no",
+        "--toggle-collect=receive_msg",
+        "--toggle-collect=*worker_loop*",
+        "--callgrind-out-file={DIR}/callgrind.%p",
+    ];
+    let config = NodeConfig { wrapper: wrapper.map(String::from).to_vec(), ..registrar(node_config(side, 64)) };
+    let label = format!("bench-ir-{}", side.short());
+    let mut nodes = start_nodes(&format!("{label}-entry"), &config, 1).0;
+    if side != Side::Baseline {
+        nodes.push(Node::start(&format!("{label}-other"), &seeded(config, nodes[0].addr)));
+        if !nodes[0].wait_until(CONVERGE + Duration::from_secs(20), |_| all_agree(&nodes)) {
+            eprintln!("  {}: the two nodes never agreed", side.name());
+            return None;
+        }
+    }
+    let _ = sipp(nodes[0].addr, &nodes[0].dir, count, rate);
+    let all_there = nodes.iter().all(|node| node.wait_until(Duration::from_secs(90), |n| aor_count(n) >= count));
+    let sent = (side == Side::Rs).then(|| nodes[0].try_rpc(&["dmq.stats"]).ok().and_then(|o| reply_field::<f64>(&o, "messages_sent"))).flatten();
+    let dirs: Vec<PathBuf> = nodes.iter().map(|n| n.dir.clone()).collect();
+    std::thread::scope(|s| {
+        for mut node in nodes {
+            s.spawn(move || node.stop_within(Duration::from_secs(90), true));
+        }
+    });
+    let per_node: Vec<f64> = dirs
+        .iter()
+        .map(|dir| {
+            let total: u64 = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("callgrind."))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .filter_map(|text| {
+                    text.lines().find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:"))).and_then(|v| v.trim().parse::<u64>().ok())
+                })
+                .sum();
+            total as f64 / count as f64
+        })
+        .collect();
+    (all_there && per_node.iter().all(|&n| n > 0.0)).then_some((per_node, sent))
+}
+
 /// Kills one node of a three-node cluster and times until both others no
 /// longer list it as active (bounded at 150 s: stock pings at most once a minute).
 fn kill_detection(stock: bool) -> Option<f64> {
@@ -706,6 +766,24 @@ fn main() {
         text_rows.push(format!("| {title} | {CEILING_BASE} | {} | {} | — |", ceilings[2].show(), ceilings[2].show()));
         timings.push(("ceiling".into(), section.elapsed().as_secs_f64()));
     }
+    if !skipped("instructions") {
+        let section = Instant::now();
+        let (count, rate) = (env_usize("BENCH_IR_REGISTRATIONS", 400), env_usize("BENCH_IR_RATE", 40));
+        eprintln!("== instructions per copy under callgrind ({count} REGISTER at {rate}/s, two nodes)");
+        let baseline = instructions(Side::Baseline, count, rate).map(|(n, _)| n[0]);
+        let mut overheads = [None, None];
+        for (i, side) in [Side::Stock, Side::Rs].into_iter().enumerate() {
+            let run = instructions(side, count, rate);
+            eprintln!("  {}: {run:?} instructions per REGISTER (entry node, other node; messages sent), baseline {baseline:?}", side.name());
+            overheads[i] = run.zip(baseline).map(|((n, _), b)| n.iter().sum::<f64>() - b);
+        }
+        let title = format!("dmq_usrloc, {count} REGISTER at {rate}/s, two nodes under callgrind");
+        let ratio = |o: Option<f64>| o.zip(baseline).map(|(o, b)| o / b);
+        table.push((title.clone(), IR_BASE, [vec![baseline], vec![baseline]]));
+        table.push((title.clone(), IR_OVERHEAD, [vec![overheads[0]], vec![overheads[1]]]));
+        table.push((title, IR_RATIO, [vec![ratio(overheads[0])], vec![ratio(overheads[1])]]));
+        timings.push(("instructions".into(), section.elapsed().as_secs_f64()));
+    }
     if !skipped("kill") {
         let section = Instant::now();
         eprintln!("== killed node (ping_interval 5; stock raises values below 60 to 60), both clusters at once");
@@ -786,7 +864,7 @@ fn main() {
     let _ = writeln!(md, "|---|---|---:|---:|---:|");
     for (title, figure, [stock, rs]) in &table {
         let (s, r) = (median(stock), median(rs));
-        let (s_text, r_text) = if *figure == OVERHEAD_RATIO {
+        let (s_text, r_text) = if *figure == OVERHEAD_RATIO || *figure == IR_RATIO {
             let two = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
             (two(s), two(r))
         } else {

@@ -63,8 +63,11 @@ fn htable_items(node: &Node) -> Option<usize> {
 }
 
 /// The node's shm in use (`core.shmmem` used), in bytes.
+/// shm in use, less the blocks dmq_rs keeps for reuse (bounded, not a leak).
 fn shm_used(node: &Node) -> Option<u64> {
-    reply_field(&node.try_rpc(&["core.shmmem"]).ok()?, "used")
+    let used: u64 = reply_field(&node.try_rpc(&["core.shmmem"]).ok()?, "used")?;
+    let kept: u64 = reply_field(&node.try_rpc(&["dmq.stats"]).ok()?, "shm_kept_for_reuse").unwrap_or(0);
+    Some(used.saturating_sub(kept))
 }
 
 fn heal_figures(node: &Node) -> String {

@@ -136,10 +136,32 @@ pub const MAX_UPDATE_BATCH: usize = 16;
 /// consumer then sends its whole state), a sync batch, or anything for
 /// another peer.
 pub fn is_update(peer: &str, body: &[u8]) -> bool {
-    let Some(shape) = consumer_shape(peer) else { return false };
+    update_items(peer, body).is_some()
+}
+
+/// Whether `body` is one single-item update on its own (no batch): what
+/// may join a batch.
+pub fn is_single_update(peer: &str, body: &[u8]) -> bool {
+    verdicts(peer, body) == Some((Verdict::Update, Verdict::Absent))
+}
+
+/// How many single-item updates `body` carries for `peer`'s stock consumer
+/// (one on its own, or a batch's), None when it is not such (see
+/// [`is_update`]).
+pub fn update_items(peer: &str, body: &[u8]) -> Option<usize> {
+    match verdicts(peer, body)? {
+        (Verdict::Update, Verdict::Absent) => Some(1),
+        (Verdict::Absent, Verdict::Batch(items)) => Some(items),
+        _ => None,
+    }
+}
+
+/// The top-level `action` and batch member of `body`, as read for `peer`.
+fn verdicts(peer: &str, body: &[u8]) -> Option<(Verdict, Verdict)> {
+    let shape = consumer_shape(peer)?;
     let mut p = Parser { b: body, i: 0 };
     let (mut top, mut batch) = (Verdict::Absent, Verdict::Absent);
-    let read = p.members(0, |p, key, _, d| {
+    p.members(0, |p, key, _, d| {
         if key == b"action" {
             top = p.action(d, shape)?;
         } else if shape.nested.iter().any(|(k, n)| matches!(n, Nested::EachObject(_)) && k.as_bytes() == key) {
@@ -148,8 +170,9 @@ pub fn is_update(peer: &str, body: &[u8]) -> bool {
             p.value(d)?;
         }
         Ok(())
-    });
-    read.is_ok() && matches!((top, batch), (Verdict::Update, Verdict::Absent) | (Verdict::Absent, Verdict::Update))
+    })
+    .ok()?;
+    Some((top, batch))
 }
 
 /// What [`is_update`] found for a member.
@@ -157,6 +180,8 @@ pub fn is_update(peer: &str, body: &[u8]) -> bool {
 enum Verdict {
     Absent,
     Update,
+    /// A batch of this many updates.
+    Batch(usize),
     Other,
 }
 
@@ -467,7 +492,7 @@ impl<'a> Parser<'a> {
                 all = false;
             }
         }
-        Ok(if all && (1..=MAX_UPDATE_BATCH).contains(&items) { Verdict::Update } else { Verdict::Other })
+        Ok(if all && (1..=MAX_UPDATE_BATCH).contains(&items) { Verdict::Batch(items) } else { Verdict::Other })
     }
 
     fn item_object(&mut self, depth: usize, shape: &Shape, name: &str) -> Result<(), BodyError> {
@@ -498,6 +523,12 @@ mod tests {
         assert!(is_update("usrloc", br#"{ "aor":"a", "action" : 2 }"#));
         assert!(!is_update("usrloc", br#"{"action":3}"#), "a sync request makes the consumer send everything");
         assert!(is_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":2,"aor":"b"}}}"#));
+        assert_eq!(update_items("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":2,"aor":"b"}}}"#), Some(2));
+        assert_eq!(update_items("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"}}}"#), Some(1), "a batch of one");
+        assert_eq!(update_items("usrloc", br#"{"action":1,"aor":"a"}"#), Some(1));
+        assert!(is_single_update("usrloc", br#"{"action":1,"aor":"a"}"#));
+        assert!(!is_single_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"}}}"#), "a batch never joins a batch");
+        assert!(!is_single_update("usrloc", br#"{"action":3}"#));
         assert!(!is_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":3}}}"#));
         assert!(!is_update("usrloc", br#"{"multi":{"0":{"aor":"a"}}}"#));
         assert!(!is_update("usrloc", br#"{"multi":{}}"#));

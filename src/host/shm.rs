@@ -570,9 +570,9 @@ pub mod recycled {
     /// that fits it, so a kept block serves any request of its class.
     /// Larger requests go to the core's pool as they are.
     const CLASSES: [usize; 4] = [512, 1024, 2048, 4096];
-    /// At most this many blocks are kept per class (at most 7.5 MB in all;
-    /// in practice what the node held at its busiest moment).
-    const KEPT: usize = 1024;
+    /// At most this many blocks are kept per class (at most 1.9 MB in all;
+    /// in practice far less: what the node held at its busiest moment).
+    const KEPT: usize = 256;
 
     crate::shm_zeroed! {
         /// One class's kept blocks (addresses in shm).

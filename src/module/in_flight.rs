@@ -193,7 +193,7 @@ pub fn send(
     let batchable = peer_id == BATCHED_PEER
         && content_type == BATCHED_CONTENT_TYPE
         && max_forwards == 1
-        && dmq_core::body_check::is_update(peer_id, body);
+        && dmq_core::body_check::is_single_update(peer_id, body);
     if !batchable {
         return send_one(table, &message);
     }
@@ -377,30 +377,52 @@ fn send_batch(table: &Table, to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>)
     let mut body = Vec::with_capacity(used as usize + 2);
     body.extend_from_slice(&batch.bytes()[..used as usize]);
     body.extend_from_slice(b"}}");
-    drop(batch);
-    figures::count(Count::BatchesSent);
-    let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else {
-        settle(table, to, uri);
+    let target = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
+    let sent = match &target {
+        Some(target) => send_one(
+            table,
+            &Outgoing {
+                peer_id: BATCHED_PEER,
+                target,
+                to,
+                body: &body,
+                content_type: BATCHED_CONTENT_TYPE,
+                max_forwards: 1,
+                callback,
+                batchable: true,
+                updates,
+            },
+        ),
+        None => Err(SendError::Failed(format!("no node URI in {:?}", String::from_utf8_lossy(uri)))),
+    };
+    if sent.is_ok() {
+        figures::count(Count::BatchesSent);
         return;
-    };
-    let out = Outgoing {
-        peer_id: BATCHED_PEER,
-        target: &target,
-        to,
-        body: &body,
-        content_type: BATCHED_CONTENT_TYPE,
-        max_forwards: 1,
-        callback,
-        batchable: true,
-        updates,
-    };
-    if let Err(e) = send_one(table, &out) {
-        // Not in flight after all: through tm then (a full table), as one.
-        settle(table, to, uri);
-        let through_tm = OVERFLOW.get().map(|send| send(BATCHED_PEER, &target, &body, BATCHED_CONTENT_TYPE, 1, callback));
-        if !matches!(through_tm, Some(Ok(()))) {
-            log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {target}: {e:?}");
+    }
+    // Not in flight after all (a full table, most likely). While other
+    // messages to the node wait for their replies, the batch waits for the
+    // next of them (replies free slots; a flush from a SIP worker must not
+    // go to tm, which holds a transaction in shm per message); else tm.
+    let mut back = Some(batch);
+    table.batches(|slots| {
+        let Some(slot) = slots.iter_mut().find(|s| s.is_for(to)) else { return };
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if slot.in_flight > 0 && slot.open.is_none() {
+            slot.open = back.take();
+        } else if slot.in_flight == 0 && slot.open.is_none() {
+            slot.used = false;
         }
+    });
+    if back.is_none() {
+        return;
+    }
+    let through_tm = match (&target, OVERFLOW.get()) {
+        (Some(target), Some(send)) => send(BATCHED_PEER, target, &body, BATCHED_CONTENT_TYPE, 1, callback),
+        _ => Err("no way to send it".into()),
+    };
+    match through_tm {
+        Ok(()) => figures::count(Count::BatchesSent),
+        Err(e) => log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri)),
     }
 }
 

@@ -86,6 +86,7 @@ pub fn stats(call: &RpcCall) {
                 ("forged_replies", int(p.forged_replies)),
                 ("messages_batched", int(figures::get(Count::MessagesBatched))),
                 ("batches_sent", int(figures::get(Count::BatchesSent))),
+                ("shm_kept_for_reuse", int(crate::host::shm::recycled::kept().1)),
             ]);
     }
     let (busy_waiting, busy_resent) = messaging::busy_retry_stats();

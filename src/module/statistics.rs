@@ -50,6 +50,9 @@ pub static STATISTICS: &[Statistic] = &[
         figures::get(Count::MessagesBatched)
     }),
     Statistic::new(c"batches_sent", c"batches of dmq_usrloc updates sent", || figures::get(Count::BatchesSent)),
+    Statistic::new(c"shm_kept_for_reuse", c"bytes of shm blocks kept for the next messages instead of freed (part of shm used)", || {
+        crate::host::shm::recycled::kept().1 as u64
+    }),
     Statistic::new(c"messages_retransmitted", c"retransmissions of peer messages sent without tm", || pending().retransmissions),
     Statistic::new(c"messages_timed_out", c"peer messages that got no final reply within 30 s (both paths)", || {
         pending().timeouts + figures::get(Count::TmTimeouts)

@@ -247,6 +247,9 @@ pub struct NodeConfig {
     /// A network namespace to run the node in (`ip netns exec NAME …`; see
     /// `netns::TestNet`).
     pub netns: Option<String>,
+    /// A command that runs kamailio (e.g. valgrind and its options; `{DIR}`
+    /// stands for the node's directory). Only for the host's release.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -268,6 +271,7 @@ impl Default for NodeConfig {
             core: String::new(),
             release: Release::suite(),
             netns: None,
+            wrapper: Vec::new(),
         }
     }
 }
@@ -371,8 +375,17 @@ impl Node {
         let cfg = dir.join("kamailio.cfg");
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
-        let child =
-            spawn_kamailio(config.release, &cfg, &dir, &log, config.shm_mb, &[], config.hosts.as_deref(), config.netns.as_deref());
+        let child = spawn_kamailio(
+            config.release,
+            &cfg,
+            &dir,
+            &log,
+            config.shm_mb,
+            &[],
+            config.hosts.as_deref(),
+            config.netns.as_deref(),
+            &config.wrapper,
+        );
         Node { addr, dir, ctl, log, release: config.release, child: Some(child) }
     }
 
@@ -393,7 +406,7 @@ impl Node {
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None, None);
+        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None, None, &[]);
         let mut node = Node { addr, dir, ctl, log, release, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node
@@ -446,14 +459,26 @@ impl Node {
 
     /// Stops the node's process group: SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.stop_within(Duration::from_secs(5), false)
+    }
+
+    /// SIGTERM to the node's process group, SIGKILL after `limit`; with
+    /// `whole_group` it also waits (within `limit`) for every process of
+    /// the group to exit, not only the main one (e.g. each writing its
+    /// profile at exit).
+    pub fn stop_within(&mut self, limit: Duration, whole_group: bool) -> Option<ExitStatus> {
         self.resume();
         let mut child = self.child.take()?;
         let pgid = child.id() as i32;
         // SAFETY: signals only the process group this harness created.
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
+        while start.elapsed() < limit {
             if let Ok(Some(status)) = child.try_wait() {
+                // SAFETY: signal 0 only asks whether our own group still has a process.
+                while whole_group && start.elapsed() < limit && unsafe { libc::kill(-pgid, 0) } == 0 {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 // SAFETY: as above; reaps stragglers of our own group.
                 unsafe { libc::kill(-pgid, libc::SIGKILL) };
                 return Some(status);
@@ -543,9 +568,18 @@ fn spawn_kamailio(
     defines: &[String],
     hosts: Option<&Path>,
     netns: Option<&str>,
+    wrapper: &[String],
 ) -> Child {
     let log_file = fs::File::create(log).unwrap();
-    let mut cmd = release.kamailio_command(hosts);
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            assert!(release.root().is_none() && hosts.is_none(), "a wrapper runs the host's kamailio only");
+            let mut c = Command::new(program);
+            c.args(args.iter().map(|a| a.replace("{DIR}", &dir.display().to_string()))).arg(KAMAILIO);
+            c
+        }
+        None => release.kamailio_command(hosts),
+    };
     for define in defines {
         cmd.arg("-A").arg(define);
     }
