@@ -125,64 +125,28 @@ pub fn check(peer: &str, content_type: &str, body: &[u8]) -> Result<(), BodyErro
     }
 }
 
-/// The most items a batch may hold and still count as an update: about
-/// the work of a few requests.
-pub const MAX_UPDATE_BATCH: usize = 16;
-
 /// Whether `body` (one that passed [`check`]) asks `peer`'s stock consumer
-/// for changes to single items: one (`"action"` among the shape's updates)
-/// or a batch of at most [`MAX_UPDATE_BATCH`] such (dmq_usrloc's `multi`).
-/// Work about the size of the request itself, unlike a sync request (the
-/// consumer then sends its whole state), a sync batch, or anything for
-/// another peer.
-pub fn is_update(peer: &str, body: &[u8]) -> bool {
-    update_items(peer, body).is_some()
-}
-
-/// Whether `body` is one single-item update on its own (no batch): what
-/// may join a batch.
+/// to change one item (a contact, a cell, a dialog: a top-level `action`
+/// among the shape's updates, no batch member): work about the size of the
+/// request itself. Not so: a sync request (the consumer then sends its
+/// whole state), a batch, anything for another peer.
 pub fn is_single_update(peer: &str, body: &[u8]) -> bool {
-    verdicts(peer, body) == Some((Verdict::Update, Verdict::Absent))
-}
-
-/// How many single-item updates `body` carries for `peer`'s stock consumer
-/// (one on its own, or a batch's), None when it is not such (see
-/// [`is_update`]).
-pub fn update_items(peer: &str, body: &[u8]) -> Option<usize> {
-    match verdicts(peer, body)? {
-        (Verdict::Update, Verdict::Absent) => Some(1),
-        (Verdict::Absent, Verdict::Batch(items)) => Some(items),
-        _ => None,
-    }
-}
-
-/// The top-level `action` and batch member of `body`, as read for `peer`.
-fn verdicts(peer: &str, body: &[u8]) -> Option<(Verdict, Verdict)> {
-    let shape = consumer_shape(peer)?;
+    let Some(shape) = consumer_shape(peer) else { return false };
     let mut p = Parser { b: body, i: 0 };
-    let (mut top, mut batch) = (Verdict::Absent, Verdict::Absent);
-    p.members(0, |p, key, _, d| {
+    let (mut update, mut batch) = (false, false);
+    let read = p.members(0, |p, key, _, d| {
+        p.ws();
+        let start = p.i;
+        p.value(d)?;
         if key == b"action" {
-            top = p.action(d, shape)?;
+            let action = std::str::from_utf8(&p.b[start..p.i]).ok().and_then(|v| v.parse::<i64>().ok());
+            update = action.is_some_and(|a| shape.updates.contains(&a));
         } else if shape.nested.iter().any(|(k, n)| matches!(n, Nested::EachObject(_)) && k.as_bytes() == key) {
-            batch = p.batch(d, shape)?;
-        } else {
-            p.value(d)?;
+            batch = true;
         }
         Ok(())
-    })
-    .ok()?;
-    Some((top, batch))
-}
-
-/// What [`is_update`] found for a member.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Absent,
-    Update,
-    /// A batch of this many updates.
-    Batch(usize),
-    Other,
+    });
+    read.is_ok() && update && !batch
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -452,49 +416,6 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An `action` value: one of the shape's updates?
-    fn action(&mut self, depth: usize, shape: &Shape) -> Result<Verdict, BodyError> {
-        self.ws();
-        let start = self.i;
-        self.value(depth)?;
-        let action = std::str::from_utf8(&self.b[start..self.i]).ok().and_then(|v| v.parse::<i64>().ok());
-        Ok(if action.is_some_and(|a| shape.updates.contains(&a)) { Verdict::Update } else { Verdict::Other })
-    }
-
-    /// A batch: at most MAX_UPDATE_BATCH objects, each with an update action.
-    fn batch(&mut self, depth: usize, shape: &Shape) -> Result<Verdict, BodyError> {
-        let (mut items, mut all) = (0, true);
-        let mut item = |p: &mut Self, d: usize| -> Result<(), BodyError> {
-            items += 1;
-            let mut action = Verdict::Absent;
-            p.ws();
-            if p.peek() != Some(b'{') {
-                all = false;
-                return p.value(d).map(drop);
-            }
-            p.members(d, |p, key, _, d| {
-                if key == b"action" {
-                    action = p.action(d, shape)?;
-                } else {
-                    p.value(d)?;
-                }
-                Ok(())
-            })?;
-            all &= action == Verdict::Update;
-            Ok(())
-        };
-        self.ws();
-        match self.peek() {
-            Some(b'{') => self.members(depth, |p, _, _, d| item(p, d)).map(drop)?,
-            Some(b'[') => self.items(depth, item)?,
-            _ => {
-                self.value(depth)?;
-                all = false;
-            }
-        }
-        Ok(if all && (1..=MAX_UPDATE_BATCH).contains(&items) { Verdict::Batch(items) } else { Verdict::Other })
-    }
-
     fn item_object(&mut self, depth: usize, shape: &Shape, name: &str) -> Result<(), BodyError> {
         self.ws();
         if self.peek() != Some(b'{') || self.object(depth, shape)? == 0 {
@@ -517,37 +438,25 @@ mod tests {
     }
 
     #[test]
-    fn updates_are_told_from_syncs_and_big_batches() {
+    fn single_updates_are_told_from_syncs_and_batches() {
         let contact = r#"{"action":1,"aor":"alice","ruid":"u","c":"sip:alice@h","expires":1}"#;
-        assert!(is_update("usrloc", contact.as_bytes()));
-        assert!(is_update("usrloc", br#"{ "aor":"a", "action" : 2 }"#));
-        assert!(!is_update("usrloc", br#"{"action":3}"#), "a sync request makes the consumer send everything");
-        assert!(is_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":2,"aor":"b"}}}"#));
-        assert_eq!(update_items("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":2,"aor":"b"}}}"#), Some(2));
-        assert_eq!(update_items("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"}}}"#), Some(1), "a batch of one");
-        assert_eq!(update_items("usrloc", br#"{"action":1,"aor":"a"}"#), Some(1));
-        assert!(is_single_update("usrloc", br#"{"action":1,"aor":"a"}"#));
+        assert!(is_single_update("usrloc", contact.as_bytes()));
+        assert!(is_single_update("usrloc", br#"{ "aor":"a", "action" : 2 }"#));
+        assert!(!is_single_update("usrloc", br#"{"action":3}"#), "a sync request makes the consumer send everything");
         assert!(!is_single_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"}}}"#), "a batch never joins a batch");
-        assert!(!is_single_update("usrloc", br#"{"action":3}"#));
-        assert!(!is_update("usrloc", br#"{"multi":{"0":{"action":1,"aor":"a"},"1":{"action":3}}}"#));
-        assert!(!is_update("usrloc", br#"{"multi":{"0":{"aor":"a"}}}"#));
-        assert!(!is_update("usrloc", br#"{"multi":{}}"#));
-        assert!(!is_update("usrloc", br#"{"action":1,"multi":{"1":{"action":1,"aor":"a"}}}"#));
-        let big: Vec<String> = (0..=MAX_UPDATE_BATCH).map(|i| format!(r#""{i}":{{"action":1,"aor":"a{i}"}}"#)).collect();
-        assert!(!is_update("usrloc", format!(r#"{{"multi":{{{}}}}}"#, big.join(",")).as_bytes()), "a sync batch goes to a worker");
-        assert!(is_update("usrloc", format!(r#"{{"multi":{{{}}}}}"#, big[1..].join(",")).as_bytes()));
-        assert!(!is_update("usrloc", br#"{"aor":"a"}"#));
-        assert!(!is_update("usrloc", br#"{"action":1.5}"#));
-        assert!(!is_update("usrloc", br#"{"action":"1"}"#));
-        assert!(is_update("htable", br#"{"action":2,"htname":"t","cname":"q","type":0,"intval":7,"mode":0}"#));
-        assert!(!is_update("htable", br#"{"action":1}"#));
-        assert!(!is_update("htable", br#"{"action":5,"htname":"t","cname":"^a"}"#));
-        assert!(!is_update("htable", br#"{"cells":[{"htname":"t","cname":"k"}]}"#));
-        assert!(is_update("dialog", br#"{"action":2,"h_entry":1,"h_id":2,"state":4}"#));
-        assert!(!is_update("dialog", br#"{"action":4}"#));
-        assert!(!is_update("presence", br#"{"action":1,"presentity":{"user":"u"}}"#));
-        assert!(!is_update("my_channel", br#"{"action":1}"#));
-        assert!(!is_update("usrloc", b"{\"action\":1"));
+        assert!(!is_single_update("usrloc", br#"{"action":1,"multi":{"1":{"action":1,"aor":"a"}}}"#));
+        assert!(!is_single_update("usrloc", br#"{"aor":"a"}"#));
+        assert!(!is_single_update("usrloc", br#"{"action":1.5}"#));
+        assert!(!is_single_update("usrloc", br#"{"action":"1"}"#));
+        assert!(is_single_update("htable", br#"{"action":2,"htname":"t","cname":"q","type":0,"intval":7,"mode":0}"#));
+        assert!(!is_single_update("htable", br#"{"action":1}"#));
+        assert!(!is_single_update("htable", br#"{"action":5,"htname":"t","cname":"^a"}"#));
+        assert!(!is_single_update("htable", br#"{"cells":[{"htname":"t","cname":"k"}]}"#));
+        assert!(is_single_update("dialog", br#"{"action":2,"h_entry":1,"h_id":2,"state":4}"#));
+        assert!(!is_single_update("dialog", br#"{"action":4}"#));
+        assert!(!is_single_update("presence", br#"{"action":1,"presentity":{"user":"u"}}"#));
+        assert!(!is_single_update("my_channel", br#"{"action":1}"#));
+        assert!(!is_single_update("usrloc", b"{\"action\":1"));
     }
 
     #[test]

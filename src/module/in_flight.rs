@@ -11,8 +11,8 @@
 //! `messaging` sends it through tm instead, so nothing is ever dropped.
 //!
 //! dmq_usrloc's updates to a node that already has one waiting for its
-//! reply wait in a batch for that node instead (at most
-//! `body_check::MAX_UPDATE_BATCH` of them, `BATCH_BYTES` of body); when the
+//! reply wait in a batch for that node instead (at most `BATCH_UPDATES` of
+//! them, `BATCH_BYTES` of body); when the
 //! reply comes the batch goes as one `multi` message, the form dmq_usrloc
 //! itself sends its sync batches in and every dmq_usrloc (stock or not)
 //! reads. A node that answers fast gets each update alone; a busy one gets
@@ -53,10 +53,18 @@ const BATCHED_PEER: &str = "usrloc";
 const BATCHED_CONTENT_TYPE: &str = "application/json";
 /// Nodes that may have a batch at once (more: their updates go alone).
 const BATCH_NODES: usize = 64;
-/// A batch's body at most: with its headers a message stays within one
-/// Ethernet-sized datagram's reach of a few fragments, like dmq_usrloc's
-/// own sync batches (which go up to 60 000 bytes).
-const BATCH_BYTES: usize = 3800;
+/// Updates in a batch at most.
+const BATCH_UPDATES: u32 = 32;
+/// Batchable messages that may wait for their replies per node: past it
+/// a patient sender (a DMQ worker, e.g. running a sync) waits for room in
+/// the node's batch instead of sending more alone. Without it a sync sends
+/// thousands at once, more than the receiver's socket buffer holds: the
+/// ones dropped come again after T1, and it handles those twice.
+const NODE_WINDOW: u32 = 64;
+/// A batch's body at most: a few Ethernet frames' worth, well below
+/// dmq_usrloc's own sync batches (up to 60 000 bytes) and Kamailio 6.0's
+/// `msg_recv_max_size` (32 767).
+const BATCH_BYTES: usize = 7600;
 
 shm_zeroed! {
     /// The table in shm, under one lock: the pure table's parts, each
@@ -197,7 +205,20 @@ pub fn send(
     if !batchable {
         return send_one(table, &message);
     }
-    match offer(table, to, body, callback) {
+    let start = now_ms();
+    let mut offered = offer(table, to, body, callback);
+    while matches!(offered, Offer::Full) {
+        if !patient_sender(start) {
+            // Past the window, counted like the others.
+            let counted = table.batches(|slots| slots.iter_mut().find(|s| s.is_for(to)).map(|slot| slot.in_flight += 1).is_some());
+            offered = if counted { Offer::Lead } else { Offer::Alone };
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        offered = offer(table, to, body, callback);
+    }
+    match offered {
+        Offer::Full => unreachable!("a full batch is waited for or sent past"),
         Offer::Joined => {
             figures::count(Count::MessagesBatched);
             Ok(())
@@ -273,6 +294,9 @@ enum Offer {
     Lead,
     /// It goes now, on its own (no batch slot free).
     Alone,
+    /// The node's window is full and so is its batch: wait, or go past the
+    /// window (the caller counts it then).
+    Full,
 }
 
 /// Puts `body` into `to`'s batch when a batchable message to `to` waits
@@ -308,7 +332,10 @@ fn offer(table: &Table, to: SocketAddr, body: &[u8], callback: Option<ResponseCa
             if slot.open.as_mut().is_some_and(|batch| append(batch, body, callback)) {
                 return Step::Done(Offer::Joined);
             }
-            // Full: this one goes, and sends the batch when answered.
+            if slot.in_flight >= NODE_WINDOW {
+                return Step::Done(Offer::Full);
+            }
+            // The batch is full: this one goes, and sends it when answered.
             slot.in_flight += 1;
             Step::Done(Offer::Lead)
         });
@@ -326,7 +353,7 @@ fn offer(table: &Table, to: SocketAddr, body: &[u8], callback: Option<ResponseCa
 fn append(batch: &mut ShmBlock<Batch>, body: &[u8], callback: Option<ResponseCallback>) -> bool {
     let Batch { callback: batch_callback, updates, used } = *batch.header();
     let same_callback = batch_callback.map(|c| c.to_bytes()) == callback.map(|c| c.to_bytes());
-    if !same_callback || updates as usize >= dmq_core::body_check::MAX_UPDATE_BATCH {
+    if !same_callback || updates >= BATCH_UPDATES {
         return false;
     }
     // {"multi":{"0":{…},"1":{…}}: member names as dmq_usrloc ignores them.
@@ -454,10 +481,18 @@ pub fn note_process_rank(rank: Rank) {
     READS_SIP.store(rank.reads_sip(), Ordering::Relaxed);
 }
 
+/// Whether a sender that began waiting at `start` may wait on: not in a
+/// SIP receiver, not past `SLOT_WAIT_MS`, and no wait of this process gave
+/// up lately.
+fn patient_sender(start: u64) -> bool {
+    !READS_SIP.load(Ordering::Relaxed)
+        && now_ms().saturating_sub(start) < SLOT_WAIT_MS
+        && start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS
+}
+
 fn take_slot(table: &Table) -> Option<String> {
     let start = now_ms();
-    let patient = !READS_SIP.load(Ordering::Relaxed)
-        && start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS;
+    let patient = patient_sender(start);
     loop {
         if let Some(branch) = table.with(|t| t.insert(now_ms(), |index, seq| table.nonce_keys.hash_one((index, seq)))) {
             return Some(branch);

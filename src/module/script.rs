@@ -52,7 +52,8 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     // A queued message has its body checked by the worker, which parses
     // every header anyway (for the consumer): finding the body here would
     // parse them all twice, at a q_malloc per header.
-    let in_place = !queue || (m.config.updates_in_place && workers::idle() && is_update(&channel, msg));
+    let now = if queue && m.config.updates_in_place && is_single_update(&channel, msg) { workers::run_in_place() } else { None };
+    let in_place = !queue || now.is_some();
     if in_place {
         if let Err(refusal) = admission::check_body(&channel, msg) {
             return refused(m, msg, &channel, refusal, returnval);
@@ -60,9 +61,6 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     }
     figures::count(Count::MessagesReceived);
     if in_place {
-        if queue {
-            workers::count_in_place();
-        }
         return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
     }
     match workers::enqueue(msg, peer) {
@@ -89,15 +87,14 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     }
 }
 
-/// Whether `msg` is an update of single items for a stock consumer (one
-/// contact, cell or dialog, or a small batch: see
-/// `dmq_core::body_check::is_update`), judged from the bytes after the
-/// header block without parsing the headers. Only a hint: a message run
-/// here has its body checked as the core reads it.
-fn is_update(channel: &str, msg: &SipMsg) -> bool {
+/// Whether `msg` changes one item for a stock consumer (one contact, cell
+/// or dialog: see `dmq_core::body_check::is_single_update`), judged from
+/// the bytes after the header block without parsing the headers. Only a
+/// hint: a message run here has its body checked as the core reads it.
+fn is_single_update(channel: &str, msg: &SipMsg) -> bool {
     let raw = msg.raw_bytes();
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
-    dmq_core::body_check::is_update(channel, &raw[end + 4..])
+    dmq_core::body_check::is_single_update(channel, &raw[end + 4..])
 }
 
 /// A refused request is answered and so handled: the script goes on as

@@ -69,6 +69,8 @@ shm_zeroed! {
         peak: AtomicUsize,
         /// Messages `dmq_handle_message` ran at once (`updates_in_place`).
         in_place: AtomicU64,
+        /// Messages being run at once now.
+        in_place_running: AtomicUsize,
     }
 }
 
@@ -117,16 +119,33 @@ pub fn start(m: &'static Module) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether no job waits or runs: a message run now overtakes none.
-pub fn idle() -> bool {
-    POOL.get().is_some_and(|p| p.counters.queued.load(Ordering::Acquire) == 0)
+/// At most this many SIP workers run a message at once: the others keep
+/// reading the socket (a flood then goes to the queue, whose limit and 503s
+/// pace the senders, instead of filling the socket's buffer).
+const IN_PLACE_AT_ONCE: usize = 2;
+
+/// Leave to run a message in this process now, instead of queueing it:
+/// given while no job waits or runs (the message then overtakes none) and
+/// fewer than `IN_PLACE_AT_ONCE` others run so. Counted when dropped.
+pub struct InPlace(&'static Counters);
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        self.0.in_place_running.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_place.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-/// Counts a message `dmq_handle_message` ran at once instead of queueing.
-pub fn count_in_place() {
-    if let Some(p) = POOL.get() {
-        p.counters.in_place.fetch_add(1, Ordering::Relaxed);
+pub fn run_in_place() -> Option<InPlace> {
+    let counters = POOL.get()?.counters;
+    if counters.queued.load(Ordering::Acquire) != 0 {
+        return None;
     }
+    counters
+        .in_place_running
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < IN_PLACE_AT_ONCE).then_some(n + 1))
+        .ok()
+        .map(|_| InPlace(counters))
 }
 
 /// Why a job could not be queued.
