@@ -72,6 +72,29 @@ fn contacts_replicate(label: &str, kinds: [bool; 3], entry: usize) {
     }
 }
 
+#[test]
+fn updates_to_a_frozen_node_go_in_batches_and_all_arrive_stock_or_not() {
+    // Both receivers stand still for a moment while REGISTERs come in: the
+    // first update to each waits for its reply, the next ones wait in that
+    // node's batch and go as dmq_usrloc `multi` messages once it answers.
+    let nodes = start_cluster("batches", vec![registrar_node(false), registrar_node(false), registrar_node(true)]);
+    nodes[1].pause();
+    nodes[2].pause();
+    register_with_sipp(&nodes[0], 200, 400);
+    std::thread::sleep(Duration::from_millis(300));
+    nodes[1].resume();
+    nodes[2].resume();
+    for node in &nodes {
+        assert!(node.wait_until(REPLICATE, |n| aor_count(n) == 200), "{} holds {} of 200 AoRs", node.addr, aor_count(node));
+    }
+    let entry = &nodes[0];
+    let stats = || entry.try_rpc(&["dmq.stats"]);
+    assert!(entry.wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "{:?}", stats());
+    let batched = dmq_stat(entry, "messages_batched").unwrap_or(0);
+    assert!(batched > 0 && dmq_stat(entry, "batches_sent").unwrap_or(0) > 0, "no batch went out: {:?}", stats());
+    assert_eq!(dmq_stat(entry, "timeouts"), Some(0), "{:?}", stats());
+}
+
 /// A figure from `kamcmd dmq.stats`.
 fn dmq_stat(node: &Node, name: &str) -> Option<i64> {
     reply_field(&node.try_rpc(&["dmq.stats"]).ok()?, name)

@@ -332,6 +332,12 @@ fn offer(table: &Table, to: SocketAddr, body: &[u8], callback: Option<ResponseCa
             if slot.open.as_mut().is_some_and(|batch| append(batch, body, callback)) {
                 return Step::Done(Offer::Joined);
             }
+            if slot.open.as_ref().is_some_and(|batch| batch.header().updates == 0) {
+                // Too big for any batch: it goes alone, no empty batch stays.
+                slot.open = None;
+                slot.in_flight += 1;
+                return Step::Done(Offer::Lead);
+            }
             if slot.in_flight >= NODE_WINDOW {
                 return Step::Done(Offer::Full);
             }
