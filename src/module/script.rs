@@ -52,8 +52,8 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     // A queued message has its body checked by the worker, which parses
     // every header anyway (for the consumer): finding the body here would
     // parse them all twice, at a q_malloc per header.
-    let now = if queue && m.config.updates_in_place && is_single_update(&channel, msg) { workers::run_in_place() } else { None };
-    let in_place = !queue || now.is_some();
+    let run_now = if queue && m.config.updates_in_place && is_single_update(&channel, msg) { workers::run_in_place() } else { None };
+    let in_place = !queue || run_now.is_some();
     if in_place {
         if let Err(refusal) = admission::check_body(&channel, msg) {
             return refused(m, msg, &channel, refusal, returnval);

@@ -10,6 +10,12 @@
 //! stock module. It re-parses the message in its own pkg memory, runs the
 //! peer callback and replies through sl. The number of waiting jobs is
 //! capped by `job_queue_limit`: beyond it the sender gets 503 at once.
+//!
+//! With `updates_in_place`, an update of one item is run by the SIP worker
+//! that received it instead, while no job waits or runs and at most
+//! `IN_PLACE_AT_ONCE` SIP workers do so (`run_in_place`): no copy, no
+//! wake-up, no second parse. A queued message has its body checked here,
+//! after the parse the consumer needs anyway.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
