@@ -40,7 +40,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -303,15 +302,7 @@ fn stop_all(nodes: Vec<Node>) {
 /// `sipp_register` without its panic: sipp's exit status (None: it did not
 /// finish within its bound and was killed) and how long it took.
 fn sipp(to: std::net::SocketAddr, dir: &Path, count: usize, rate: usize) -> (Option<bool>, f64) {
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml");
-    let local = allocate_address();
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(&scenario)
-        .args(["-m", &count.to_string(), "-r", &rate.to_string(), "-i", &local.ip().to_string()])
-        .args(["-p", &local.port().to_string(), "-trace_err", "-nostdin"])
-        .arg(to.to_string())
-        .current_dir(dir);
+    let cmd = sipp_register_command(to, dir, count, rate);
     let start = Instant::now();
     let status = run_bounded(cmd, Duration::from_secs(60 + (count / rate.max(1)) as u64 * 3)).ok().map(|(s, _, _)| s.success());
     (status, start.elapsed().as_secs_f64())

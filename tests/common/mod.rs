@@ -866,6 +866,12 @@ pub fn aor_count(node: &Node) -> usize {
 /// `to` with sipp in the foreground, bounded in time; sipp's output lands in
 /// `dir`. Returns sipp's status (non-zero when some REGISTERs failed).
 pub fn sipp_register(to: SocketAddr, dir: &Path, count: usize, rate: usize) -> (ExitStatus, String, String) {
+    let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
+    run_bounded(sipp_register_command(to, dir, count, rate), limit).expect("sipp ran")
+}
+
+/// The sipp command `sipp_register` runs, from a fresh local address.
+pub fn sipp_register_command(to: SocketAddr, dir: &Path, count: usize, rate: usize) -> Command {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml");
     let local = allocate_address();
     let mut cmd = Command::new("sipp");
@@ -875,8 +881,7 @@ pub fn sipp_register(to: SocketAddr, dir: &Path, count: usize, rate: usize) -> (
         .args(["-p", &local.port().to_string(), "-trace_err", "-nostdin"])
         .arg(to.to_string())
         .current_dir(dir);
-    let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
-    run_bounded(cmd, limit).expect("sipp ran")
+    cmd
 }
 
 // ---- consumers ------------------------------------------------------------
