@@ -183,25 +183,14 @@ pub enum SendError {
 /// Sends one peer message through a slot, when the node is a UDP node
 /// with a known address, the DMQ socket is UDP, and a slot is free; a
 /// dmq_usrloc update may wait in its node's batch instead.
-pub fn send(
-    peer_id: &str,
-    target: &NodeUri,
-    ip: Option<IpAddr>,
-    body: &[u8],
-    content_type: &str,
-    max_forwards: i32,
-    callback: Option<ResponseCallback>,
-) -> Result<(), SendError> {
+pub fn send(peer_message: &PeerMessage<'_>, target: &NodeUri, ip: Option<IpAddr>) -> Result<(), SendError> {
+    let &PeerMessage { peer_id, body, content_type, max_forwards, callback, batchable } = peer_message;
     let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
     let (Some(table), Some(ip), Transport::Udp, true) = (TABLE.get(), ip, target.transport, m.server_is_udp) else {
         return Err(SendError::NoSlot);
     };
     let to = SocketAddr::new(ip, target.port_no());
     let message = Outgoing { peer_id, target, to, body, content_type, max_forwards, callback, batchable: false, updates: 1 };
-    let batchable = peer_id == BATCHED_PEER
-        && content_type == BATCHED_CONTENT_TYPE
-        && max_forwards == 1
-        && dmq_core::body_check::is_single_update(peer_id, body);
     if !batchable {
         return send_one(table, &message);
     }
@@ -231,6 +220,35 @@ pub fn send(
             sent
         }
         Offer::Alone => send_one(table, &message),
+    }
+}
+
+/// One peer message for any number of nodes.
+#[derive(Clone, Copy)]
+pub struct PeerMessage<'a> {
+    pub peer_id: &'a str,
+    pub body: &'a [u8],
+    pub content_type: &'a str,
+    pub max_forwards: i32,
+    pub callback: Option<ResponseCallback>,
+    /// A dmq_usrloc update that may wait in a node's batch (judged once
+    /// for every node it goes to).
+    batchable: bool,
+}
+
+impl<'a> PeerMessage<'a> {
+    pub fn new(
+        peer_id: &'a str,
+        body: &'a [u8],
+        content_type: &'a str,
+        max_forwards: i32,
+        callback: Option<ResponseCallback>,
+    ) -> PeerMessage<'a> {
+        let batchable = peer_id == BATCHED_PEER
+            && content_type == BATCHED_CONTENT_TYPE
+            && max_forwards == 1
+            && dmq_core::body_check::is_single_update(peer_id, body);
+        PeerMessage { peer_id, body, content_type, max_forwards, callback, batchable }
     }
 }
 

@@ -227,8 +227,9 @@ pub fn send_to(
 ) -> Result<(), String> {
     let m = module().ok_or("dmq is not initialized")?;
     let mut failed = 0;
+    let message = in_flight::PeerMessage::new(peer_id, body, content_type, max_forwards, callback);
     for target in targets {
-        let sent = match in_flight::send(peer_id, &target.uri, target.ip(), body, content_type, max_forwards, callback) {
+        let sent = match in_flight::send(&message, &target.uri, target.ip()) {
             Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback)
                 .inspect(|()| figures::count(Count::MessagesSentThroughTm)),
             Err(SendError::Failed(e)) => Err(e),
