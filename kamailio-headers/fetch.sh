@@ -2,11 +2,14 @@
 # Print the path of a Kamailio source tree that matches the installed kamailio
 # package, fetching Debian's source package into the cache when it is missing.
 #
-#   kamailio-headers/fetch.sh [CACHE_DIR [VERSION SOURCES_LIST]]
+#   kamailio-headers/fetch.sh [CACHE_DIR [VERSION SOURCES_LIST [POOL DSC_SHA256]]]
 #
-# With VERSION and SOURCES_LIST (scripts/debian13-root.sh): that version of
+# With VERSION and SOURCES_LIST (scripts/debian-root.sh): that version of
 # Debian's kamailio source package, from the deb-src entries in SOURCES_LIST
 # through an apt configuration of its own (state next to SOURCES_LIST).
+# With POOL and DSC_SHA256 as well: a version the archive's index no longer
+# lists (kamailio-headers/pinned-sources), its .dsc fetched from the pool
+# directory POOL and checked against DSC_SHA256, its archives against the .dsc.
 # KAMAILIO_SRC=/path/to/kamailio overrides everything: it is checked and printed.
 # Only headers are used from the tree; nothing of it is ever committed.
 set -eu
@@ -30,6 +33,8 @@ cache=$(cd "$cache" && pwd)
 
 version=${2:-}
 sources=${3:-}
+pool=${4:-}
+dsc_sha256=${5:-}
 set -- # from here on: apt-get's options
 if [ -z "$version" ]; then
     version=$(dpkg-query -W -f='${Version}' kamailio 2>/dev/null) ||
@@ -44,7 +49,9 @@ if check_tree "$tree"; then
     exit 0
 fi
 
-if [ -n "$sources" ]; then
+if [ -n "$pool" ]; then
+    : # no index: the pinned checksum vouches for the .dsc
+elif [ -n "$sources" ]; then
     # apt's state for these sources lives next to them
     apt=$(cd "$(dirname "$sources")" && pwd)
     mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/parts" "$apt/prefs"
@@ -107,9 +114,27 @@ unpack_by_hand() (
 
 command -v dpkg-source >/dev/null || die "dpkg-source is missing (apt-get install dpkg-dev)"
 
+# Fetches pool file $1 into the current directory, checked against sha256 $2.
+pool_get() {
+    /usr/lib/apt/apt-helper download-file "$pool/$1" "$1" "SHA256:$2" >&2
+}
+
 work="$cache/kamailio-$version"
 rm -rf "$work.tmp"
 mkdir -p "$work.tmp"
+if [ -n "$pool" ]; then
+    echo "fetch.sh: fetching the pinned Debian source of kamailio $version from $pool into $work" >&2
+    (
+        cd "$work.tmp" || exit 1
+        dsc="kamailio_${version#*:}.dsc"
+        pool_get "$dsc" "$dsc_sha256" || exit 1
+        awk '/^Checksums-Sha256:/ { on = 1; next } /^[^ ]/ { on = 0 } on { print $1, $3 }' "$dsc" |
+            while read -r sum name; do
+                case "$name" in *.asc) continue ;; esac
+                pool_get "$name" "$sum" || exit 1
+            done
+    ) && unpack_by_hand "$work.tmp" "kamailio-$upstream" || die "cannot fetch the pinned source kamailio=$version from $pool"
+else
 echo "fetch.sh: fetching Debian source of kamailio $version into $work" >&2
 (cd "$work.tmp" && apt-get "$@" source -q "kamailio=$version" >&2) || {
     # A mirror without the upstream signature (.orig.tar.gz.asc) makes
@@ -118,6 +143,7 @@ echo "fetch.sh: fetching Debian source of kamailio $version into $work" >&2
     echo "fetch.sh: apt-get source failed; unpacking the fetched files by hand" >&2
     unpack_by_hand "$work.tmp" "kamailio-$upstream" || die "apt-get source kamailio=$version failed"
 }
+fi
 rm -rf "$work"
 mv "$work.tmp" "$work"
 check_tree "$tree" || die "unpacked source has no $tree/src/core/sr_module.h"
