@@ -3,39 +3,46 @@
 #   make KAMAILIO=6.0
 #                 build build/kamailio-6.0/dmq_rs.so for Kamailio 6.0 (Debian 13
 #                 root in .cache/, made by `make deps`)
+#   make KAMAILIO=6.1
+#                 build build/kamailio-6.1/dmq_rs.so for Kamailio 6.1 (Debian
+#                 testing root in .cache/, made by `make deps`)
 #   make run      a local three-node registrar cluster using dmq_rs: shows the
 #                 nodes, registers contacts on one and shows them on the
 #                 others (Ctrl-C, or `make stop` from another shell, stops it)
 #   make test     unit tests, then the integration tests (real Kamailio
-#                 processes) on the host's Kamailio and on Kamailio 6.0
+#                 processes) on the host's Kamailio, on Kamailio 6.0 and 6.1
 #   make install  copy the module into Kamailio's module directory
-#   make deb      Debian packages kamailio-dmq-rs for 5.6 and 6.0 (build/deb/),
+#   make deb      Debian packages kamailio-dmq-rs for 5.6, 6.0 and 6.1 (build/deb/),
 #                 checked by lintian
 #   make deps     install what is missing (Debian packages, Kamailio headers)
 #   make bench    dmq_rs against the stock dmq.so, side by side (bench/results/)
 #   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
 
 CARGO ?= cargo
-# The Kamailio release to build for: empty for the machine's own, or 6.0.
+# The Kamailio release to build for: empty for the machine's own, 6.0 or 6.1.
 KAMAILIO ?=
 MODULE_HOST := build/dmq_rs.so
 MODULE_60 := build/kamailio-6.0/dmq_rs.so
+MODULE_61 := build/kamailio-6.1/dmq_rs.so
 ifeq ($(KAMAILIO),)
 MODULE := $(MODULE_HOST)
 CARGO_ENV :=
 BUILT := target/release/libdmq_rs.so
-else ifeq ($(KAMAILIO),6.0)
-MODULE := $(MODULE_60)
-# A target dir of its own: the two builds never invalidate each other.
-CARGO_ENV := KAMAILIO_RELEASE=6.0 CARGO_TARGET_DIR=target/kamailio-6.0
-BUILT := target/kamailio-6.0/release/libdmq_rs.so
+else ifneq ($(filter 6.0 6.1,$(KAMAILIO)),)
+MODULE := build/kamailio-$(KAMAILIO)/dmq_rs.so
+# A target dir of its own: the builds never invalidate each other.
+CARGO_ENV := KAMAILIO_RELEASE=$(KAMAILIO) CARGO_TARGET_DIR=target/kamailio-$(KAMAILIO)
+BUILT := target/kamailio-$(KAMAILIO)/release/libdmq_rs.so
 else
-$(error KAMAILIO=$(KAMAILIO): known are 6.0, or nothing for the machine's Kamailio)
+$(error KAMAILIO=$(KAMAILIO): known are 6.0 and 6.1, or nothing for the machine's Kamailio)
 endif
-# Where the installed Kamailio keeps its modules (next to tm.so); for 6.0,
-# the same place in the Debian 13 root.
-ifeq ($(KAMAILIO),6.0)
-KAMAILIO_MODDIR ?= $(shell d=$$(chroot .cache/debian13-root dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1) && [ -n "$$d" ] && echo "$(CURDIR)/.cache/debian13-root$$(dirname $$d)")
+# The Debian root a release runs in (scripts/debian-root.sh).
+ROOT_6.0 := .cache/debian13-root
+ROOT_6.1 := .cache/debian-testing-root
+# Where the installed Kamailio keeps its modules (next to tm.so); for 6.0
+# and 6.1, the same place in their Debian root.
+ifneq ($(KAMAILIO),)
+KAMAILIO_MODDIR ?= $(shell d=$$(chroot $(ROOT_$(KAMAILIO)) dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1) && [ -n "$$d" ] && echo "$(CURDIR)/$(ROOT_$(KAMAILIO))$$(dirname $$d)")
 else
 KAMAILIO_MODDIR ?= $(shell dirname "$$(dpkg -L kamailio 2>/dev/null | grep '/modules/tm.so$$' | head -1)" 2>/dev/null)
 endif
@@ -43,7 +50,7 @@ endif
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-6.0 install deb stop test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 build-6.1 install deb stop test unit-test integration-test run bench fuzz clean
 
 all: build
 
@@ -59,6 +66,9 @@ build: deps
 build-6.0: deps
 	@$(MAKE) --no-print-directory build KAMAILIO=6.0
 
+build-6.1: deps
+	@$(MAKE) --no-print-directory build KAMAILIO=6.1
+
 install: build
 	@test -n "$(KAMAILIO_MODDIR)" || { echo "cannot find Kamailio's module directory; set KAMAILIO_MODDIR" >&2; exit 1; }
 	install -m 0644 $(MODULE) $(KAMAILIO_MODDIR)/dmq_rs.so
@@ -66,9 +76,10 @@ install: build
 
 # One package per release, made with dpkg-shlibdeps, dpkg-gencontrol and
 # dpkg-deb; lintian errors fail it (scripts/deb.sh).
-deb: build build-6.0
+deb: build build-6.0 build-6.1
 	@sh scripts/deb.sh host
 	@sh scripts/deb.sh 6.0
+	@sh scripts/deb.sh 6.1
 
 # Unit tests and the integration suite on the machine's Kamailio (plus the
 # mixed-version cluster), then the integration suite again on Kamailio 6.0.

@@ -5,16 +5,20 @@
 //! Inputs (all optional):
 //! - `KAMAILIO_RELEASE`: which Kamailio to build for. `host` (the default):
 //!   the machine's own (Debian 12: 5.6.3). `6.0`: Kamailio 6.0 in the Debian 13
-//!   root that `scripts/debian13-root.sh` makes in `.cache/` (`make KAMAILIO=6.0`).
+//!   root that `scripts/debian-root.sh 6.0` makes in `.cache/` (`make KAMAILIO=6.0`).
+//!   `6.1`: Kamailio 6.1 in the Debian testing root (`scripts/debian-root.sh 6.1`,
+//!   `make KAMAILIO=6.1`). The version is the root's; a root whose kamailio is
+//!   not of the release asked for fails the build.
 //! - `KAMAILIO_SRC`: a Kamailio source tree to take headers from (else Debian's
 //!   source package of that release, fetched into `.cache/`).
 //! - `KAMAILIO_BIN`: the kamailio binary whose `-v` decides the defines (with
 //!   `KAMAILIO_ROOT`, its path inside that root).
 //! - `KAMAILIO_ROOT`: a root directory the binary runs in (`chroot ROOT BIN -v`);
-//!   for `6.0` the Debian 13 root unless set.
+//!   for `6.0`/`6.1` the Debian root of that release unless set.
 //!
-//! Emits `cfg(kamailio_6_0)` when the core is 6.0 or newer (for `src/host`
-//! and nothing else).
+//! Emits `cfg(kamailio_6_1)` when the core is 6.1 or newer, for `src/host`
+//! and nothing else (the `dmq_api_t` member 6.1 added, the node-status
+//! dialect); every other difference is in the bindings.
 
 use std::env;
 use std::fs;
@@ -27,7 +31,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=KAMAILIO_BIN");
     println!("cargo:rerun-if-env-changed=KAMAILIO_ROOT");
     println!("cargo:rerun-if-env-changed=KAMAILIO_RELEASE");
-    println!("cargo:rustc-check-cfg=cfg(kamailio_6_0)");
+    println!("cargo:rustc-check-cfg=cfg(kamailio_6_1)");
 
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
@@ -39,8 +43,22 @@ fn main() {
             panic!("KAMAILIO_RELEASE={want} but the core is kamailio {}", core.version);
         }
     }
-    if version_at_least(&core.version, 6, 0) {
-        println!("cargo:rustc-cfg=kamailio_6_0");
+    if version_at_least(&core.version, 6, 1) {
+        println!("cargo:rustc-cfg=kamailio_6_1");
+    }
+    // The headers must be of the core's series; a patch release apart only
+    // through kamailio-headers/pinned-sources (checked there).
+    if let Some(headers) = tree_version(&src_tree) {
+        let series = |v: &str| v.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+        if series(&headers) != series(&core.version) {
+            panic!("the headers in {} are of kamailio {headers}, the core is {}", src_tree.display(), core.version);
+        }
+        if headers != core.version {
+            println!(
+                "cargo:warning=headers of kamailio {headers} for the {} core (pinned: kamailio-headers/pinned-sources)",
+                core.version
+            );
+        }
     }
     let defines = core.defines();
     let include = src_tree.join("src");
@@ -151,11 +169,11 @@ impl Target {
                 }),
                 root: root_env,
             },
-            Some("6.0") => {
+            Some(rel @ ("6.0" | "6.1")) => {
                 let (root, tree) = match (root_env, src_env) {
                     (Some(root), Some(src)) => (root, src),
                     (root, src) => {
-                        let (r, t) = debian13_root(manifest);
+                        let (r, t) = debian_root(manifest, rel);
                         (root.unwrap_or(r), src.unwrap_or(t))
                     }
                 };
@@ -166,27 +184,28 @@ impl Target {
                     bin: bin_env.unwrap_or_else(|| "/usr/sbin/kamailio".into()),
                 }
             }
-            Some(other) => panic!("KAMAILIO_RELEASE={other}: known are `host` and `6.0`"),
+            Some(other) => panic!("KAMAILIO_RELEASE={other}: known are `host`, `6.0` and `6.1`"),
         }
     }
 }
 
-/// The Debian 13 root and the Kamailio 6.0 source tree, from
-/// `scripts/debian13-root.sh` (which makes them when missing).
-fn debian13_root(manifest: &Path) -> (PathBuf, PathBuf) {
-    let paths = cache_script(manifest, "scripts/debian13-root.sh", "set KAMAILIO_ROOT and KAMAILIO_SRC");
-    let [root, tree] = <[PathBuf; 2]>::try_from(paths).expect("scripts/debian13-root.sh prints two paths");
+/// The Debian root of `release` and its Kamailio source tree, from
+/// `scripts/debian-root.sh` (which makes them when missing).
+fn debian_root(manifest: &Path, release: &str) -> (PathBuf, PathBuf) {
+    let paths = cache_script(manifest, "scripts/debian-root.sh", &[release], "set KAMAILIO_ROOT and KAMAILIO_SRC");
+    let [root, tree] = <[PathBuf; 2]>::try_from(paths).expect("scripts/debian-root.sh prints two paths");
     println!("cargo:rerun-if-changed={}", tree.join("src/core").display());
     (root, tree)
 }
 
 /// Runs one of the scripts that fill `.cache/` (path relative to the
 /// manifest) and returns the paths it prints, one a line.
-fn cache_script(manifest: &Path, script: &str, otherwise: &str) -> Vec<PathBuf> {
+fn cache_script(manifest: &Path, script: &str, args: &[&str], otherwise: &str) -> Vec<PathBuf> {
     let path = manifest.join(script);
     println!("cargo:rerun-if-changed={}", path.display());
     let output = Command::new("sh")
         .arg(&path)
+        .args(args)
         .arg(manifest.join(".cache"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
@@ -203,10 +222,23 @@ fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
     (a, b) >= (major, minor)
 }
 
+/// The upstream version of a source tree ("6.1.4", from src/Makefile.defs),
+/// None when it does not say.
+fn tree_version(tree: &Path) -> Option<String> {
+    let text = fs::read_to_string(tree.join("src/Makefile.defs")).ok()?;
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    Some(format!("{}.{}.{}", field("VERSION")?, field("PATCHLEVEL")?, field("SUBLEVEL")?))
+}
+
 /// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
 /// `kamailio-headers/fetch.sh` fills from Debian's source package.
 fn kamailio_source_tree(manifest: &Path) -> PathBuf {
-    let path = cache_script(manifest, "kamailio-headers/fetch.sh", "set KAMAILIO_SRC")
+    let path = cache_script(manifest, "kamailio-headers/fetch.sh", &[], "set KAMAILIO_SRC")
         .pop()
         .expect("kamailio-headers/fetch.sh prints a path");
     println!("cargo:rerun-if-changed={}", path.join("src/core").display());
@@ -282,11 +314,16 @@ impl CoreBuild {
         d.push(("NAME".into(), q(&self.name)));
         d.push(("VERSION".into(), q(&self.version)));
         d.push(("ARCH".into(), q(&self.arch)));
-        d.push(("OS".into(), Some(format!("{}_", self.os))));
+        // The make build (5.6, 6.0) prints `linux` and defines OS=linux_
+        // (gcc predefines `linux`); cmake (6.1) prints CMAKE_SYSTEM_NAME,
+        // `Linux`, and defines OS=Linux. __OS_ is lower case in both.
+        let os_lower = self.os.to_ascii_lowercase();
+        let os_define = if self.os == os_lower { format!("{}_", self.os) } else { self.os.clone() };
+        d.push(("OS".into(), Some(os_define)));
         d.push(("OS_QUOTED".into(), q(&self.os)));
         d.push(("COMPILER".into(), q(&self.compiler)));
         d.push((format!("__CPU_{}", self.arch), None));
-        d.push((format!("__OS_{}", self.os), None));
+        d.push((format!("__OS_{os_lower}"), None));
         d.push(("VERSIONVAL".into(), Some(versionval(&self.version))));
         for flag in self.flags_line.split(',').map(str::trim).filter(|f| !f.is_empty()) {
             match flag {
@@ -310,7 +347,7 @@ impl CoreBuild {
         if matches!(self.arch.as_str(), "x86_64" | "i386") {
             d.push(("CC_GCC_LIKE_ASM".into(), None));
         }
-        if self.os == "linux" {
+        if os_lower == "linux" {
             for have in [
                 "HAVE_GETHOSTBYNAME2",
                 "HAVE_UNION_SEMUN",
@@ -323,7 +360,7 @@ impl CoreBuild {
                 "HAVE_IP_MREQN",
                 "HAVE_EPOLL",
                 "HAVE_SIGIO_RT",
-                "SIGINFO64_WORKARROUND",
+                "SIGINFO64_WORKAROUND",
                 "HAVE_SELECT",
             ] {
                 d.push((have.into(), None));

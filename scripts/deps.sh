@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what building, running and testing dmq_rs need on Debian 12, and
-# fetches the Kamailio headers; makes the Debian 13 root with Kamailio 6.0.
+# fetches the Kamailio headers; makes the Debian roots with Kamailio 6.0 and 6.1.
 # Idempotent: installs only what is missing.
 set -eu
 
@@ -20,10 +20,13 @@ fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo (Rust) is required" >&2; exit 1; }
 # The headers: Debian's source package of the installed kamailio (cached).
 "$(dirname "$0")/../kamailio-headers/fetch.sh" >/dev/null
-# Kamailio 6.0: a Debian 13 root (debootstrap) and its kamailio's source
-# package, both cached; quick when they are there.
-if ! "$(dirname "$0")/debian13-root.sh" >/dev/null; then
-    # As root this is an error; otherwise only the 6.0 build and tests need it.
-    [ "$(id -u)" != 0 ] || exit 1
-    echo "deps.sh: no Kamailio 6.0 root: \`make KAMAILIO=6.0\` and \`make test\` need it (run make deps as root)" >&2
-fi
+# Kamailio 6.0 and 6.1: a Debian 13 root and a Debian testing root
+# (debootstrap), each with its kamailio's source package, all cached; quick
+# when they are there. One after the other, never two debootstraps at once.
+for release in 6.0 6.1; do
+    if ! "$(dirname "$0")/debian-root.sh" $release >/dev/null; then
+        # As root this is an error; otherwise only that release's build and tests need it.
+        [ "$(id -u)" != 0 ] || exit 1
+        echo "deps.sh: no Kamailio $release root: \`make KAMAILIO=$release\` and \`make test\` need it (run make deps as root)" >&2
+    fi
+done

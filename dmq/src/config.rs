@@ -1,7 +1,9 @@
 //! Module parameters: defaults, and the checks `mod_init` runs on them.
 //!
-//! Names and defaults follow the stock dmq module (5.6) plus upstream's newer
-//! `remove_inactive`, `fail_count_enabled` and `fail_count_threshold`.
+//! Names and defaults follow the stock dmq module (5.6) plus 6.1's
+//! `remove_inactive`, `fail_count_enabled`, `fail_count_threshold_not_active`
+//! and `fail_count_threshold_disabled` (and dmq_rs's earlier
+//! `fail_count_threshold`, an alias of the two thresholds).
 
 use std::fmt;
 
@@ -16,9 +18,13 @@ pub const DEFAULT_NOTIFICATION_CHANNEL: &str = "notification_peer";
 pub const DEFAULT_NUM_WORKERS: i32 = 2;
 /// Default seconds between pings of the other nodes.
 pub const DEFAULT_PING_INTERVAL: i32 = 60;
-/// Default consecutive failed pings before a node changes state, when
-/// `fail_count_enabled` is set.
-pub const DEFAULT_FAIL_COUNT_THRESHOLD: i32 = 3;
+/// An integer parameter the script did not set (its slot's initial value;
+/// no config can write it).
+pub const UNSET: i32 = i32::MIN;
+/// Kamailio 6.1's defaults: with `fail_count_enabled`, a node leaves
+/// `active` after more than 0 failures, `not_active` after more than 1.
+pub const DEFAULT_FAIL_COUNT_THRESHOLD_NOT_ACTIVE: i32 = 0;
+pub const DEFAULT_FAIL_COUNT_THRESHOLD_DISABLED: i32 = 1;
 /// Default cap on KDMQ messages waiting for a worker. A replicated contact
 /// is about 1 KiB of shm while it waits, so this bounds the queue to ~10 MB
 /// of the default 64 MB shm; at ~20k messages/s per worker it absorbs a
@@ -38,7 +44,12 @@ pub struct RawParams {
     pub ping_interval: i32,
     pub remove_inactive: i32,
     pub fail_count_enabled: i32,
+    /// dmq_rs's earlier single threshold N: the same as `not_active` N-1
+    /// and `disabled` N ([`UNSET`] when not given).
     pub fail_count_threshold: i32,
+    /// 6.1's thresholds ([`UNSET`] when not given).
+    pub fail_count_threshold_not_active: i32,
+    pub fail_count_threshold_disabled: i32,
     pub job_queue_limit: i32,
     pub members_only: i32,
     pub trusted_networks: Vec<String>,
@@ -59,7 +70,9 @@ impl Default for RawParams {
             ping_interval: DEFAULT_PING_INTERVAL,
             remove_inactive: 1,
             fail_count_enabled: 0,
-            fail_count_threshold: DEFAULT_FAIL_COUNT_THRESHOLD,
+            fail_count_threshold: UNSET,
+            fail_count_threshold_not_active: UNSET,
+            fail_count_threshold_disabled: UNSET,
             job_queue_limit: DEFAULT_JOB_QUEUE_LIMIT,
             members_only: 1,
             trusted_networks: Vec::new(),
@@ -84,8 +97,9 @@ pub struct Config {
     pub worker_usleep: u32,
     pub ping_interval: u32,
     pub remove_inactive: bool,
-    /// `Some(n)`: a node changes state after n consecutive failures.
-    pub fail_count_threshold: Option<u32>,
+    /// `Some`: `fail_count_enabled`, nodes change state by their count of
+    /// consecutive failures (timeouts).
+    pub fail_count_threshold: Option<FailThresholds>,
     /// Jobs that may wait for a worker; beyond it KDMQ gets 503.
     pub job_queue_limit: u32,
     /// Peer messages only from listed nodes (else 403).
@@ -97,6 +111,15 @@ pub struct Config {
     /// `dmq_handle_message` runs a single-item update in the receiving
     /// process while no job waits or runs, instead of queueing it.
     pub updates_in_place: bool,
+}
+
+/// With `fail_count_enabled` (Kamailio 6.1): a node goes `not_active` when
+/// its consecutive failures exceed `not_active`, `disabled` when they exceed
+/// `disabled`, and is removed at the next failure after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailThresholds {
+    pub not_active: u32,
+    pub disabled: u32,
 }
 
 /// Something wrong with a parameter; Display is the operator's error line.
@@ -126,6 +149,37 @@ pub struct Adjustment {
 }
 
 impl RawParams {
+    /// The thresholds of `fail_count_enabled`: 6.1's two parameters, else
+    /// the alias `fail_count_threshold`, else 6.1's defaults.
+    fn fail_thresholds(&self, notes: &mut Vec<Adjustment>) -> Result<FailThresholds, ParamError> {
+        let given = |v: i32| (v != UNSET).then_some(v);
+        let (na, dis) = (given(self.fail_count_threshold_not_active), given(self.fail_count_threshold_disabled));
+        if na.is_none() && dis.is_none() {
+            if let Some(n) = given(self.fail_count_threshold) {
+                if n < 1 {
+                    return Err(err(
+                        "fail_count_threshold",
+                        format!("must be at least 1 when fail_count_enabled is set, got {n}"),
+                    ));
+                }
+                return Ok(FailThresholds { not_active: n as u32 - 1, disabled: n as u32 });
+            }
+        } else if given(self.fail_count_threshold).is_some() {
+            notes.push(Adjustment {
+                param: "fail_count_threshold",
+                note: "is an alias of fail_count_threshold_not_active/_disabled, which are set: it is ignored".into(),
+            });
+        }
+        let check = |param: &'static str, v: Option<i32>, default: i32| match v.unwrap_or(default) {
+            v if v < 0 => Err(err(param, format!("must be 0 or more, got {v}"))),
+            v => Ok(v as u32),
+        };
+        Ok(FailThresholds {
+            not_active: check("fail_count_threshold_not_active", na, DEFAULT_FAIL_COUNT_THRESHOLD_NOT_ACTIVE)?,
+            disabled: check("fail_count_threshold_disabled", dis, DEFAULT_FAIL_COUNT_THRESHOLD_DISABLED)?,
+        })
+    }
+
     /// Checks the values that need no Kamailio to judge. URI syntax and the
     /// listening sockets are checked by the module with the core's parser.
     pub fn validate(&self) -> Result<(Config, Vec<Adjustment>), ParamError> {
@@ -163,13 +217,7 @@ impl RawParams {
             self.ping_interval as u32
         };
         let fail_count_threshold = if self.fail_count_enabled != 0 {
-            if self.fail_count_threshold < 1 {
-                return Err(err(
-                    "fail_count_threshold",
-                    format!("must be at least 1 when fail_count_enabled is set, got {}", self.fail_count_threshold),
-                ));
-            }
-            Some(self.fail_count_threshold as u32)
+            Some(self.fail_thresholds(&mut notes)?)
         } else {
             None
         };
@@ -331,9 +379,25 @@ mod tests {
         let (c, _) = RawParams { fail_count_threshold: 0, ..base() }.validate().unwrap();
         assert_eq!(c.fail_count_threshold, None);
         let (c, _) = RawParams { fail_count_enabled: 1, fail_count_threshold: 5, ..base() }.validate().unwrap();
-        assert_eq!(c.fail_count_threshold, Some(5));
+        assert_eq!(c.fail_count_threshold, Some(FailThresholds { not_active: 4, disabled: 5 }));
         let e = RawParams { fail_count_enabled: 1, fail_count_threshold: 0, ..base() }.validate().unwrap_err();
         assert_eq!(e.param, "fail_count_threshold");
+    }
+
+    #[test]
+    fn fail_count_thresholds_of_6_1() {
+        let enabled = RawParams { fail_count_enabled: 1, ..base() };
+        let (c, _) = enabled.clone().validate().unwrap();
+        assert_eq!(c.fail_count_threshold, Some(FailThresholds { not_active: 0, disabled: 1 }));
+        let (c, notes) = RawParams { fail_count_threshold_not_active: 2, fail_count_threshold: 7, ..enabled.clone() }
+            .validate()
+            .unwrap();
+        assert_eq!(c.fail_count_threshold, Some(FailThresholds { not_active: 2, disabled: 1 }));
+        assert_eq!(notes[0].param, "fail_count_threshold");
+        let (c, _) = RawParams { fail_count_threshold_disabled: 4, ..enabled.clone() }.validate().unwrap();
+        assert_eq!(c.fail_count_threshold, Some(FailThresholds { not_active: 0, disabled: 4 }));
+        let e = RawParams { fail_count_threshold_disabled: -1, ..enabled }.validate().unwrap_err();
+        assert_eq!(e.param, "fail_count_threshold_disabled");
     }
 
     #[test]

@@ -71,8 +71,9 @@ pub fn resolve_literal(host: &str) -> Option<IpAddr> {
 pub struct FailurePolicy {
     /// Remove a node after the second timeout (else mark it not-active).
     pub remove_inactive: bool,
-    /// Change state only after this many consecutive failures.
-    pub fail_count_threshold: Option<u32>,
+    /// `fail_count_enabled`: state changes by the count of consecutive
+    /// failures (Kamailio 6.1's thresholds).
+    pub fail_count_threshold: Option<crate::config::FailThresholds>,
 }
 
 /// A state change worth telling the script about.
@@ -208,13 +209,39 @@ impl NodeList {
             return Vec::new();
         }
         node.fail_count = node.fail_count.saturating_add(1);
-        if let Some(threshold) = policy.fail_count_threshold {
-            if node.fail_count < threshold {
-                return Vec::new();
-            }
-        }
         let was_up = is_up(node.status);
         let event = || if was_up { vec![NodeEvent::Inactive(uri.clone())] } else { Vec::new() };
+        if let Some(t) = policy.fail_count_threshold {
+            // 6.1: active → not_active past `not_active` failures, → disabled
+            // past `disabled`, removed at the next failure once disabled
+            // (whatever remove_inactive says); notification addresses only
+            // ever go pending.
+            let count = node.fail_count;
+            if is_notification_address {
+                if count > t.not_active {
+                    node.status = NodeStatus::Pending;
+                    return event();
+                }
+                return Vec::new();
+            }
+            match node.status {
+                NodeStatus::Disabled => {
+                    self.nodes.remove(idx);
+                }
+                NodeStatus::NotActive => {
+                    if count > t.disabled {
+                        node.status = NodeStatus::Disabled;
+                    }
+                }
+                _ => {
+                    if count > t.not_active {
+                        node.status = NodeStatus::NotActive;
+                        return event();
+                    }
+                }
+            }
+            return Vec::new();
+        }
         if is_notification_address {
             node.status = NodeStatus::Pending;
             return event();
@@ -440,7 +467,8 @@ mod tests {
 
     #[test]
     fn fail_count_threshold_delays_state_changes() {
-        let policy = FailurePolicy { remove_inactive: true, fail_count_threshold: Some(3) };
+        let t = crate::config::FailThresholds { not_active: 2, disabled: 3 };
+        let policy = FailurePolicy { remove_inactive: true, fail_count_threshold: Some(t) };
         let mut list = NodeList::with_local(uri("sip:a:1"));
         list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
         assert!(list.mark_failed(&uri("sip:b:1"), false, policy).is_empty());
@@ -479,7 +507,7 @@ mod tests {
     fn encode_decode_round_trip() {
         let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
         list.merge(&parse_body(b"sip:[::1]:5090;transport=tcp;status=active\r\nsip:host.example:5060").unwrap(), 42);
-        list.mark_failed(&uri("sip:host.example:5060"), false, FailurePolicy { remove_inactive: true, fail_count_threshold: Some(9) });
+        list.mark_failed(&uri("sip:host.example:5060"), false, FailurePolicy { remove_inactive: true, fail_count_threshold: Some(crate::config::FailThresholds { not_active: 9, disabled: 9 }) });
         assert_eq!(NodeList::decode(&list.encode()), list);
     }
 
@@ -599,5 +627,20 @@ mod tests {
         assert_eq!(list.find(&b).unwrap().ips, ips);
         assert_eq!(list.named_nodes(), vec![b]);
         assert_eq!(NodeList::decode(&list.encode()), list, "several addresses survive the shm encoding");
+    }
+
+    #[test]
+    fn fail_counts_walk_a_node_out_as_6_1_does() {
+        // 6.1's defaults: not_active after 1 failure, disabled after 2, removed at the 3rd.
+        let t = crate::config::FailThresholds { not_active: 0, disabled: 1 };
+        let policy = FailurePolicy { remove_inactive: false, fail_count_threshold: Some(t) };
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
+        assert_eq!(list.mark_failed(&uri("sip:b:1"), false, policy), vec![NodeEvent::Inactive(uri("sip:b:1"))]);
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::NotActive);
+        assert!(list.mark_failed(&uri("sip:b:1"), false, policy).is_empty());
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
+        list.mark_failed(&uri("sip:b:1"), false, policy);
+        assert!(list.find(&uri("sip:b:1")).is_none());
     }
 }

@@ -29,28 +29,77 @@ pub enum NodeStatus {
     Timeout,
     Disabled,
     Pending,
-    /// Upstream's state for nodes kept after failures (`remove_inactive=0`).
+    /// Upstream's state for nodes kept after failures (`remove_inactive=0`,
+    /// or on the way out with `fail_count_enabled`).
     NotActive,
 }
 
+/// The status words of a Kamailio release. Every release reads `active` and
+/// `disabled`; 5.6 and 6.0 also `timeout` and `pending`, 6.1 also
+/// `not_active`, and each refuses a whole notification over a word it does
+/// not know. dmq_rs reads all five on every release ([`NodeStatus::parse`]),
+/// sends only the two every release reads ([`NodeStatus::wire_word`]), and
+/// shows a release's own words ([`NodeStatus::word`]; the module's host
+/// layer says which release it runs on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusWords {
+    /// Kamailio 5.6 and 6.0: active, timeout, disabled, pending.
+    Classic,
+    /// Kamailio 6.1: active, not_active, disabled.
+    NotActive,
+}
+
+impl StatusWords {
+    /// Whether a release of this dialect accepts `word` in a notification.
+    pub fn accepts(self, word: &str) -> bool {
+        match self {
+            StatusWords::Classic => matches!(word, "active" | "timeout" | "disabled" | "pending"),
+            StatusWords::NotActive => matches!(word, "active" | "not_active" | "disabled"),
+        }
+    }
+}
+
 impl NodeStatus {
+    /// The word of this crate's own encodings (the node list in shm).
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Active => "active",
             NodeStatus::Timeout => "timeout",
             NodeStatus::Disabled => "disabled",
             NodeStatus::Pending => "pending",
-            NodeStatus::NotActive => "not-active",
+            NodeStatus::NotActive => "not_active",
         }
     }
 
+    /// The word a release's own module would show for this state
+    /// (`dmq.list_nodes`). 5.6/6.0 have no word for `NotActive` (a state
+    /// only the newer parameters reach): upstream's is shown.
+    pub fn word(self, words: StatusWords) -> &'static str {
+        match (words, self) {
+            (StatusWords::NotActive, NodeStatus::Timeout | NodeStatus::Pending) => "not_active",
+            _ => self.as_str(),
+        }
+    }
+
+    /// The word sent in a notification: `active`, or `disabled` for any
+    /// state that is not up (bodies list only active nodes and the sender,
+    /// and the leave notice says `disabled`), the two words every release
+    /// reads.
+    pub fn wire_word(self) -> &'static str {
+        match self {
+            NodeStatus::Active => "active",
+            _ => "disabled",
+        }
+    }
+
+    /// Any release's word (and `not-active`, which earlier dmq_rs builds wrote).
     pub fn parse(s: &str) -> Option<NodeStatus> {
         Some(match s {
             "active" => NodeStatus::Active,
             "timeout" => NodeStatus::Timeout,
             "disabled" => NodeStatus::Disabled,
             "pending" => NodeStatus::Pending,
-            "not-active" | "notactive" => NodeStatus::NotActive,
+            "not_active" | "not-active" | "notactive" => NodeStatus::NotActive,
             _ => return None,
         })
     }
@@ -311,7 +360,7 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     for (uri, status) in nodes {
         body.push_str(&uri.to_uri());
         body.push_str(";status=");
-        body.push_str(status.as_str());
+        body.push_str(status.wire_word());
         body.push_str("\r\n");
     }
     body
@@ -564,5 +613,37 @@ mod tests {
             body: b"{}",
         };
         assert_eq!(auth::verify(b"secret", &parts, Some(value.as_bytes()), 1_700_000_001), Ok(()));
+    }
+
+    #[test]
+    fn status_words_of_every_release_are_read() {
+        for w in ["active", "timeout", "disabled", "pending", "not_active"] {
+            let body = format!("sip:127.0.0.2:5090;status={w}\r\n");
+            let lines = parse_body(body.as_bytes()).unwrap();
+            assert_eq!(lines[0].status.map(NodeStatus::as_str), Some(w));
+        }
+    }
+
+    #[test]
+    fn bodies_carry_only_words_every_release_reads() {
+        let a = uri("sip:127.0.0.2:5090");
+        for status in [NodeStatus::Active, NodeStatus::Timeout, NodeStatus::Disabled, NodeStatus::Pending, NodeStatus::NotActive] {
+            let body = build_body([(&a, status)]);
+            let word = body.trim_end().rsplit('=').next().unwrap();
+            assert!(StatusWords::Classic.accepts(word) && StatusWords::NotActive.accepts(word), "{word}");
+        }
+    }
+
+    #[test]
+    fn each_release_is_shown_its_own_words() {
+        let all = [NodeStatus::Active, NodeStatus::Timeout, NodeStatus::Disabled, NodeStatus::Pending, NodeStatus::NotActive];
+        for s in all {
+            assert!(StatusWords::NotActive.accepts(s.word(StatusWords::NotActive)), "{s:?}");
+        }
+        for s in [NodeStatus::Active, NodeStatus::Timeout, NodeStatus::Disabled, NodeStatus::Pending] {
+            assert!(StatusWords::Classic.accepts(s.word(StatusWords::Classic)), "{s:?}");
+        }
+        assert_eq!(NodeStatus::Pending.word(StatusWords::NotActive), "not_active");
+        assert_eq!(NodeStatus::NotActive.word(StatusWords::Classic), "not_active");
     }
 }

@@ -1,6 +1,8 @@
 //! The `dmq_api_t` C API that htable, dmq_usrloc, dialog and presence bind
-//! to with `find_export("bind_dmq", 0, 0)` (stock 5.6/6.0 ABI), converted at
-//! the door: consumers' peers, callbacks and node pointers become [`Peer`],
+//! to with `find_export("bind_dmq", 0, 0)`, converted at the door. Each
+//! build fills exactly its release's table (bindgen's `dmq_api_t` from that
+//! release's bind_dmq.h): four members on 5.6 and 6.0, five on 6.1, which
+//! added `get_dmq_server_socket`. Consumers' arguments are converted: consumers' peers, callbacks and node pointers become [`Peer`],
 //! [`ResponseCallback`] and [`Node`]s; the module implements [`DmqApi`] in
 //! plain Rust.
 //!
@@ -40,6 +42,9 @@ pub trait DmqApi {
     fn send_message(message: ApiMessage<'_>, node: NodeUri) -> Result<(), String>;
     /// `find_dmq_node_uri`: the listed node for a URI.
     fn find_node(uri: &NodeUri) -> Option<Node>;
+    /// `get_dmq_server_socket` (6.1): the socket DMQ sends from, as the
+    /// core names sockets ("udp:127.0.0.2:5090"); None before mod_init.
+    fn server_socket() -> Option<String>;
 }
 
 /// A message a consumer asks to send.
@@ -285,14 +290,25 @@ impl ResponseCallback {
     }
 }
 
-/// The stock module's status bits (dmqnode.h).
+/// The stock module's status bits (dmqnode.h of the release built for).
+#[cfg(not(kamailio_6_1))]
 fn status_bits(status: NodeStatus) -> i32 {
-    match status {
-        NodeStatus::Active => 1 << 1,
-        NodeStatus::Timeout => 1 << 2,
-        NodeStatus::Disabled | NodeStatus::NotActive => 1 << 3,
-        NodeStatus::Pending => 1 << 4,
-    }
+    (match status {
+        NodeStatus::Active => raw::DMQ_NODE_ACTIVE,
+        NodeStatus::Timeout => raw::DMQ_NODE_TIMEOUT,
+        NodeStatus::Disabled | NodeStatus::NotActive => raw::DMQ_NODE_DISABLED,
+        NodeStatus::Pending => raw::DMQ_NODE_PENDING,
+    }) as i32
+}
+
+/// The stock module's status bits (dmqnode.h of the release built for).
+#[cfg(kamailio_6_1)]
+fn status_bits(status: NodeStatus) -> i32 {
+    (match status {
+        NodeStatus::Active => raw::DMQ_NODE_ACTIVE,
+        NodeStatus::Disabled => raw::DMQ_NODE_DISABLED,
+        NodeStatus::NotActive | NodeStatus::Timeout | NodeStatus::Pending => raw::DMQ_NODE_NOT_ACTIVE,
+    }) as i32
 }
 
 struct Handle(*mut raw::dmq_node_t);
@@ -349,6 +365,11 @@ fn handle_for(node: &Node) -> *mut raw::dmq_node_t {
         (*ptr).status = status_bits(node.status);
         (*ptr).last_notification = node.last_notification as i32;
         fill_ip(&mut *ptr, node.ip());
+    }
+    #[cfg(kamailio_6_1)]
+    // SAFETY: as above.
+    unsafe {
+        (*ptr).fail_count = node.fail_count.min(i32::MAX as u32) as i32;
     }
     ptr
 }
@@ -454,6 +475,27 @@ unsafe extern "C" fn find_dmq_node_uri<A: DmqApi>(uri: *mut raw::str_) -> *mut r
     })
 }
 
+/// `get_dmq_server_socket` (6.1's fifth member): the server socket as a
+/// `str` by value, as stock returns its `server_socket` (the parameter, or
+/// the socket made from `server_address`); dmq_usrloc looks it up with
+/// `lookup_local_socket`. The text is this process's, made once and never
+/// freed, so the `str` stays valid wherever the consumer keeps it.
+#[cfg(kamailio_6_1)]
+unsafe extern "C" fn get_dmq_server_socket<A: DmqApi>() -> raw::str_ {
+    static TEXT: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+    let empty = raw::str_ { s: std::ptr::null_mut(), len: 0 };
+    guard("get_dmq_server_socket", empty, || {
+        let text = match TEXT.get() {
+            Some(text) => *text,
+            None => {
+                let Some(socket) = A::server_socket() else { return empty };
+                *TEXT.get_or_init(|| Box::leak(socket.into_bytes().into_boxed_slice()))
+            }
+        };
+        raw::str_ { s: text.as_ptr() as *mut _, len: text.len() as c_int }
+    })
+}
+
 /// `bind_dmq`, for the `cmds` table (`CmdExport::api`): fills a consumer's
 /// `dmq_api_t` with `A`'s functions.
 ///
@@ -467,6 +509,10 @@ pub unsafe extern "C" fn bind_dmq<A: DmqApi>(api: *mut c_void) -> c_int {
         api.bcast_message = Some(bcast_message::<A>);
         api.send_message = Some(send_message::<A>);
         api.find_dmq_node_uri = Some(find_dmq_node_uri::<A>);
+        #[cfg(kamailio_6_1)]
+        {
+            api.get_dmq_server_socket = Some(get_dmq_server_socket::<A>);
+        }
         0
     })
 }

@@ -18,6 +18,7 @@ mod lock;
 pub mod log;
 pub mod panic_guard;
 pub mod process;
+pub mod release;
 pub mod replies;
 pub mod rpc;
 pub mod shm;

@@ -6,7 +6,7 @@ use dmq_core::protocol::{NodeStatus, NodeUri};
 
 use crate::host::dmq_api::{ApiMessage, DmqApi, Peer, PeerSpec};
 
-use super::{cluster, messaging, peers};
+use super::{cluster, messaging, peers, state};
 
 /// The module's side of `dmq_api_t`.
 pub enum Api {}
@@ -34,6 +34,10 @@ impl DmqApi for Api {
 
     fn find_node(uri: &NodeUri) -> Option<Node> {
         cluster::find_node(uri)
+    }
+
+    fn server_socket() -> Option<String> {
+        state::module().map(|m| m.server_socket.clone())
     }
 }
 

@@ -41,7 +41,7 @@ static CMDS: CoreCell<[CmdExport; 11]> = CoreCell::new([
 ]);
 
 /// `modparam("dmq", …)`.
-static PARAMS: CoreCell<[ParamExport; 17]> = CoreCell::new([
+static PARAMS: CoreCell<[ParamExport; 19]> = CoreCell::new([
     ParamExport::int(c"num_workers", &NUM_WORKERS),
     ParamExport::int(c"ping_interval", &PING_INTERVAL),
     ParamExport::str(c"server_address", &SERVER_ADDRESS),
@@ -52,6 +52,8 @@ static PARAMS: CoreCell<[ParamExport; 17]> = CoreCell::new([
     ParamExport::int(c"worker_usleep", &WORKER_USLEEP),
     ParamExport::int(c"remove_inactive", &REMOVE_INACTIVE),
     ParamExport::int(c"fail_count_enabled", &FAIL_COUNT_ENABLED),
+    ParamExport::int(c"fail_count_threshold_not_active", &FAIL_COUNT_THRESHOLD_NOT_ACTIVE),
+    ParamExport::int(c"fail_count_threshold_disabled", &FAIL_COUNT_THRESHOLD_DISABLED),
     ParamExport::int(c"fail_count_threshold", &FAIL_COUNT_THRESHOLD),
     ParamExport::int(c"job_queue_limit", &JOB_QUEUE_LIMIT),
     ParamExport::int(c"members_only", &MEMBERS_ONLY),

@@ -1,7 +1,9 @@
 //! Module parameters: slots the core writes while parsing `modparam("dmq", …)`
 //! (the table that names them is in exports.rs). Names, types and defaults
-//! are the stock module's (5.6), plus upstream's `remove_inactive`,
-//! `fail_count_enabled` and `fail_count_threshold`, and `job_queue_limit`.
+//! are the stock module's (5.6), plus 6.1's `remove_inactive`,
+//! `fail_count_enabled`, `fail_count_threshold_not_active` and
+//! `fail_count_threshold_disabled` (with dmq_rs's earlier
+//! `fail_count_threshold` as their alias), and dmq_rs's own.
 
 use std::sync::Mutex;
 
@@ -19,7 +21,9 @@ pub static WORKER_USLEEP: IntParam = IntParam::new(0);
 pub static PING_INTERVAL: IntParam = IntParam::new(config::DEFAULT_PING_INTERVAL);
 pub static REMOVE_INACTIVE: IntParam = IntParam::new(1);
 pub static FAIL_COUNT_ENABLED: IntParam = IntParam::new(0);
-pub static FAIL_COUNT_THRESHOLD: IntParam = IntParam::new(config::DEFAULT_FAIL_COUNT_THRESHOLD);
+pub static FAIL_COUNT_THRESHOLD: IntParam = IntParam::new(config::UNSET);
+pub static FAIL_COUNT_THRESHOLD_NOT_ACTIVE: IntParam = IntParam::new(config::UNSET);
+pub static FAIL_COUNT_THRESHOLD_DISABLED: IntParam = IntParam::new(config::UNSET);
 pub static JOB_QUEUE_LIMIT: IntParam = IntParam::new(config::DEFAULT_JOB_QUEUE_LIMIT);
 pub static MEMBERS_ONLY: IntParam = IntParam::new(1);
 pub static SHARED_SECRET: StrParam = StrParam::new();
@@ -63,6 +67,8 @@ pub fn raw_params() -> RawParams {
         remove_inactive: REMOVE_INACTIVE.get(),
         fail_count_enabled: FAIL_COUNT_ENABLED.get(),
         fail_count_threshold: FAIL_COUNT_THRESHOLD.get(),
+        fail_count_threshold_not_active: FAIL_COUNT_THRESHOLD_NOT_ACTIVE.get(),
+        fail_count_threshold_disabled: FAIL_COUNT_THRESHOLD_DISABLED.get(),
         job_queue_limit: JOB_QUEUE_LIMIT.get(),
         members_only: MEMBERS_ONLY.get(),
         trusted_networks: TRUSTED_NETWORKS.lock().unwrap_or_else(|e| e.into_inner()).clone(),

@@ -1,5 +1,6 @@
 //! `kamcmd dmq.*`.
 
+use crate::host::release::STATUS_WORDS;
 use crate::host::rpc::{RpcCall, Value};
 
 use dmq_core::protocol;
@@ -7,8 +8,8 @@ use dmq_core::protocol;
 use super::figures::{self, Count};
 use super::{admission, cluster, heal, in_flight, messaging, workers};
 
-/// `dmq.list_nodes`: every node, as the stock module lists them (plus
-/// `resolved_ip`).
+/// `dmq.list_nodes`: every node, as the stock module lists them, in the
+/// status words of the release the module runs on (with 6.1's `fail_count`).
 pub fn list_nodes(call: &RpcCall) {
     // Copy under the lock, reply after releasing it.
     let Some(list) = cluster::read_nodes(|list| list.clone()) else {
@@ -22,9 +23,10 @@ pub fn list_nodes(call: &RpcCall) {
             ("port", Value::Str(&node.uri.port)),
             ("proto", Value::Str(node.uri.transport.as_str())),
             ("resolved_ip", Value::Str(&ip)),
-            ("status", Value::Str(node.status.as_str())),
+            ("status", Value::Str(node.status.word(STATUS_WORDS))),
             ("last_notification", Value::Int(node.last_notification as i32)),
             ("local", Value::Int(node.local as i32)),
+            ("fail_count", Value::Int(node.fail_count.min(i32::MAX as u32) as i32)),
         ]);
         if !ok {
             call.fault(500, "Server failure");
