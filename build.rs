@@ -280,7 +280,7 @@ impl CoreBuild {
                 .unwrap_or_else(|| panic!("`{bin} -v` has no `{prefix}` line:\n{text}"))
         };
         let version_line = field("version: ");
-        let flags_line = field("flags: ");
+        let flags_line = loader_flags(target, &field("flags: "));
         let compiler = field("compiled with ").trim().to_string();
         // "kamailio 5.6.3 (x86_64/linux) "
         let mut words = version_line.split_whitespace();
@@ -368,6 +368,37 @@ impl CoreBuild {
         }
         d
     }
+}
+
+/// The compile flags the core's module loader compares (its own
+/// SER_COMPILE_FLAGS), as the stock modules carry them (tm.so's
+/// `module_flags`, which loads into that core). `kamailio -v` may print
+/// more: 6.1's cmake build prints `DBG_QM_MALLOC, DBG_F_MALLOC,
+/// DBG_TLSF_MALLOC`, flags of its allocator alone, which neither the
+/// loader's copy nor any module has. Without a tm.so to read, the printed
+/// line is taken as it is.
+fn loader_flags(target: &Target, printed: &str) -> String {
+    let base = target.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let printed_flags: Vec<&str> = printed.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+    for dir in ["usr/lib/x86_64-linux-gnu/kamailio/modules", "usr/lib/kamailio/modules", "usr/local/lib64/kamailio/modules"] {
+        let Ok(bytes) = fs::read(base.join(dir).join("tm.so")) else { continue };
+        println!("cargo:rerun-if-changed={}", base.join(dir).join("tm.so").display());
+        // NUL-terminated strings whose flags are the printed ones, in order,
+        // with some left out: the module's flags string.
+        let found = bytes
+            .split(|&b| b == 0)
+            .filter_map(|s| std::str::from_utf8(s).ok())
+            .filter(|s| s.starts_with(printed_flags.first().copied().unwrap_or("USE_")))
+            .filter(|s| {
+                let mut want = printed_flags.iter();
+                s.split(", ").all(|f| want.any(|p| *p == f))
+            })
+            .max_by_key(|s| s.len());
+        if let Some(flags) = found {
+            return flags.to_string();
+        }
+    }
+    printed.trim().to_string()
 }
 
 /// Kamailio's VERSIONVAL: major*1000000 + minor*1000 + patch.

@@ -24,6 +24,7 @@ fn package(release: Release) -> PathBuf {
     let marker = match release {
         Release::Host => "~kamailio5.",
         Release::K60 => "~kamailio6.0.",
+        Release::K61 => "~kamailio6.1.",
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("build/deb");
     let mut debs: Vec<PathBuf> = fs::read_dir(&dir)

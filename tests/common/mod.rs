@@ -5,13 +5,15 @@
 //! group, and only those groups are ever signalled. Every wait is bounded.
 //!
 //! A node runs either the machine's Kamailio (`Release::Host`, Debian 12:
-//! 5.6) or Kamailio 6.0 from the Debian 13 root that `make deps` makes in
-//! `.cache/debian13-root` (`Release::K60`): `chroot ROOT kamailio`, in a
+//! 5.6), Kamailio 6.0 from the Debian 13 root that `make deps` makes in
+//! `.cache/debian13-root` (`Release::K60`) or Kamailio 6.1 from the Debian
+//! testing root in `.cache/debian-testing-root` (`Release::K61`):
+//! `chroot ROOT kamailio`, in a
 //! private mount namespace where the repository (and the module's
 //! directory) are bind-mounted at their own paths inside the root, so every
 //! path in a config, the ctl socket and the logs are the same on both sides.
-//! The root shares the machine's network. `DMQ_RS_KAMAILIO=6.0` makes 6.0
-//! the default release of every node of a test run.
+//! The root shares the machine's network. `DMQ_RS_KAMAILIO=6.0` (or 6.1)
+//! makes that the default release of every node of a test run.
 #![allow(dead_code)]
 
 pub mod registered;
@@ -37,15 +39,18 @@ pub enum Release {
     Host,
     /// Kamailio 6.0 in the Debian 13 root (`make deps`).
     K60,
+    /// Kamailio 6.1 in the Debian testing root (`make deps`).
+    K61,
 }
 
 impl Release {
-    /// The release of a test run: `DMQ_RS_KAMAILIO=6.0` for 6.0, else the host's.
+    /// The release of a test run: `DMQ_RS_KAMAILIO=6.0` or `6.1`, else the host's.
     pub fn suite() -> Release {
         match std::env::var("DMQ_RS_KAMAILIO").ok().as_deref() {
             None | Some("") | Some("host") => Release::Host,
             Some("6.0") => Release::K60,
-            Some(other) => panic!("DMQ_RS_KAMAILIO={other}: known are 6.0 and host"),
+            Some("6.1") => Release::K61,
+            Some(other) => panic!("DMQ_RS_KAMAILIO={other}: known are 6.0, 6.1 and host"),
         }
     }
 
@@ -53,22 +58,30 @@ impl Release {
         match self {
             Release::Host => "host",
             Release::K60 => "6.0",
+            Release::K61 => "6.1",
+        }
+    }
+
+    /// The version prefix `core.version` shows ("6.1.").
+    pub fn version_prefix(self) -> &'static str {
+        match self {
+            Release::Host => "5.6.",
+            Release::K60 => "6.0.",
+            Release::K61 => "6.1.",
         }
     }
 
     /// The root the release runs in (None: the machine's own /).
-    /// `DMQ_RS_ROOT_60` overrides the Debian 13 root's place.
+    /// `DMQ_RS_ROOT_60` / `DMQ_RS_ROOT_61` override the roots' places.
     pub fn root(self) -> Option<PathBuf> {
-        match self {
-            Release::Host => None,
-            Release::K60 => {
-                let root = std::env::var_os("DMQ_RS_ROOT_60")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/debian13-root"));
-                assert!(root.join("usr/sbin/kamailio").exists(), "{} has no Kamailio 6.0: run `make deps`", root.display());
-                Some(root)
-            }
-        }
+        let (var, dir) = match self {
+            Release::Host => return None,
+            Release::K60 => ("DMQ_RS_ROOT_60", ".cache/debian13-root"),
+            Release::K61 => ("DMQ_RS_ROOT_61", ".cache/debian-testing-root"),
+        };
+        let root = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+        assert!(root.join("usr/sbin/kamailio").exists(), "{} has no Kamailio {}: run `make deps`", root.display(), self.name());
+        Some(root)
     }
 
     /// Where a path of the release's file system (e.g. its db_text schema)
@@ -81,18 +94,20 @@ impl Release {
     }
 
     /// The dmq_rs build for this release: $DMQ_RS_MODULE for the suite's
-    /// release; for the other one $DMQ_RS_MODULE_60 (6.0) or
-    /// $DMQ_RS_MODULE_HOST (host); else what `make` / `make KAMAILIO=6.0` build.
+    /// release; for the others $DMQ_RS_MODULE_60 (6.0), $DMQ_RS_MODULE_61
+    /// (6.1) or $DMQ_RS_MODULE_HOST (host); else what `make` /
+    /// `make KAMAILIO=6.0|6.1` build.
     pub fn module_path(self) -> PathBuf {
         let (var, default) = match self {
             Release::Host => ("DMQ_RS_MODULE_HOST", "build/dmq_rs.so"),
             Release::K60 => ("DMQ_RS_MODULE_60", "build/kamailio-6.0/dmq_rs.so"),
+            Release::K61 => ("DMQ_RS_MODULE_61", "build/kamailio-6.1/dmq_rs.so"),
         };
         let var = if self == Release::suite() { "DMQ_RS_MODULE" } else { var };
         let p = std::env::var_os(var)
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
-        assert!(p.exists(), "{} is missing: run `make` / `make KAMAILIO=6.0` (or `make test`) first", p.display());
+        assert!(p.exists(), "{} is missing: run `make` / `make KAMAILIO=6.0|6.1` (or `make test`) first", p.display());
         p
     }
 
