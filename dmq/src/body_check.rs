@@ -65,10 +65,20 @@ const DIALOG: Shape = Shape {
 };
 
 const PRESENTITY: Shape = Shape { strings: &["domain", "user", "etag", "sender", "event"], nested: &[], updates: &[] };
+// presence 6.1 replicates subscriptions too (`enable_subs_dmq`): every
+// member it reads as a string (the numbers it reads leniently).
+const SUBSCRIPTION: Shape = Shape {
+    strings: &[
+        "pres_uri", "contact", "local_contact", "watcher_domain", "watcher_user", "from_domain", "from_user", "to_domain",
+        "to_user", "from_tag", "to_tag", "user_agent", "callid", "reason", "socket_info", "record_route", "event_id", "event",
+    ],
+    nested: &[],
+    updates: &[],
+};
 // presence: its updates may reach its database; always left to a worker.
 const PRESENCE: Shape = Shape {
     strings: &["cur_etag", "sphere", "ruid", "body"],
-    nested: &[("presentity", Nested::Object(&PRESENTITY))],
+    nested: &[("presentity", Nested::Object(&PRESENTITY)), ("subscription", Nested::Object(&SUBSCRIPTION))],
     updates: &[],
 };
 
@@ -582,5 +592,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn presence_6_1_subscriptions_pass_and_their_strings_are_checked() {
+        // PRES_DMQ_UPDATE_SUBSCRIPTION (3) as presence 6.1 builds it, and its sync request (4).
+        ok(
+            "presence",
+            r#"{"action":3,"subscription":{"pres_uri":"sip:alice@dmq.test","contact":"sip:bob@10.0.0.9:5060","local_contact":"sip:127.0.0.2:5060","watcher_domain":"dmq.test","watcher_user":"bob","from_domain":"dmq.test","from_user":"bob","to_domain":"dmq.test","to_user":"alice","from_tag":"f1","to_tag":"t1","user_agent":"","callid":"c1","reason":"","socket_info":"udp:127.0.0.2:5060","record_route":"","event_id":"","event":"presence","local_cseq":1,"remote_cseq":1,"expires":1700000600,"flags":0,"status":1,"version":0,"updated":0,"updated_winfo":0}}"#,
+        );
+        ok("presence", r#"{"action":4}"#);
+        assert_eq!(refused("presence", r#"{"action":3,"subscription":{"callid":7}}"#), BodyError::NotAString("callid".into()));
+        assert_eq!(refused("presence", r#"{"action":3,"subscription":[1]}"#), BodyError::NotObjects("subscription".into()));
     }
 }
