@@ -1,0 +1,234 @@
+//! Issue 23: what Kamailio 6.1 does differently, through dmq_rs on 6.1.
+//! dmq_usrloc asks for the DMQ server socket (`get_dmq_server_socket`, the
+//! fifth member of 6.1's `dmq_api_t`), dialog confirms a replicated dialog
+//! on ACK, presence replicates subscriptions, `dmq.list_nodes` shows 6.1's
+//! status words and `fail_count`, and 6.1's `fail_count_threshold_*`
+//! parameters walk a dead node out. Stock 6.1 nodes in the same clusters
+//! must never refuse a notification over its status words.
+//!
+//! These run in the 6.1 pass of `make test` (`DMQ_RS_KAMAILIO=6.1`) and are
+//! skipped in the others.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::*;
+
+const REPLICATE: Duration = Duration::from_secs(20);
+
+/// The log line stock 6.1 writes when a notification line has a status word
+/// it does not know (and then drops the whole notification).
+const REFUSED_WORD: &str = "invalid status parameter";
+
+fn on_6_1() -> bool {
+    if Release::suite() != Release::K61 {
+        eprintln!("skipped: Kamailio 6.1 tests run with DMQ_RS_KAMAILIO=6.1");
+        return false;
+    }
+    true
+}
+
+fn assert_no_refused_words(nodes: &[&Node]) {
+    for n in nodes {
+        assert!(!n.log_text().contains(REFUSED_WORD), "{} refused a status word:\n{}", n.addr, n.log_text());
+    }
+}
+
+#[test]
+fn dmq_usrloc_6_1_gets_the_server_socket_and_replicates_it() {
+    if !on_6_1() {
+        return;
+    }
+    // replicate_socket_info 2: contacts replicated with the socket that
+    // get_dmq_server_socket named (dmq_usrloc looked it up at startup).
+    let node = |stock: bool| {
+        let base = if stock { NodeConfig::stock() } else { NodeConfig::default() };
+        let mut c = registrar(base);
+        c.consumers += "modparam(\"dmq_usrloc\", \"replicate_socket_info\", 2)\n";
+        c
+    };
+    let nodes = start_cluster("srvsock61", vec![node(false), node(false), node(true)]);
+    for n in &nodes {
+        let log = n.log_text();
+        assert!(!log.contains("dmq local server socket"), "{}: dmq_usrloc did not find the DMQ socket:\n{log}", n.addr);
+    }
+    let (status, out, err) = sipp_register(nodes[0].addr, &nodes[0].dir, 50, 50);
+    assert!(status.success(), "sipp failed ({status}):\n{out}\n{err}");
+    for n in &nodes {
+        assert!(n.wait_until(REPLICATE, |x| aor_count(x) == 50), "{} holds {} of 50 AoRs", n.addr, aor_count(n));
+    }
+    // The replicated contacts name the receiving node's own DMQ socket.
+    let shown = nodes[1].rpc(&["ul.dump"]);
+    assert!(shown.contains(&format!("udp:{}", nodes[1].addr)), "contacts on {} do not name its socket:\n{shown}", nodes[1].addr);
+    assert_no_refused_words(&nodes.iter().collect::<Vec<_>>());
+}
+
+fn dialog_node(stock: bool) -> NodeConfig {
+    let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
+    c.consumers += "loadmodule \"rr.so\"\nloadmodule \"siputils.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n";
+    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+               \tif (has_totag()) { if (loose_route()) { t_relay(); } else { t_check_trans(); } exit; }\n\
+               \tif (is_method(\"INVITE\")) { dlg_manage(); record_route(); t_relay(); exit; }\n\
+               \tsl_send_reply(\"404\", \"Not here\");"
+        .into();
+    c
+}
+
+/// `count` calls through `entry` to a sipp callee, held 20 s; they end
+/// when the returned processes are dropped.
+fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
+    let dir = node_dir("calls61");
+    let uas_addr = allocate_address();
+    let mut uas = std::process::Command::new("sipp");
+    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin"]).current_dir(&dir);
+    let uas = Background::spawn(uas, &dir.join("uas.log"));
+    let uac_addr = allocate_address();
+    let mut uac = std::process::Command::new("sipp");
+    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", "20000", "-i", &uac_addr.ip().to_string()])
+        .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
+        .arg(uas_addr.to_string())
+        .current_dir(&dir);
+    let uac = Background::spawn(uac, &dir.join("uac.log"));
+    [uac, uas]
+}
+
+/// How many dialogs `node` lists in state 4 (confirmed).
+fn confirmed_dialogs(node: &Node) -> usize {
+    let Ok(out) = node.try_rpc(&["dlg.list"]) else { return 0 };
+    out.lines().filter(|l| l.trim() == "state: 4").count()
+}
+
+#[test]
+fn dialog_6_1_confirms_replicated_dialogs_on_ack() {
+    if !on_6_1() {
+        return;
+    }
+    let nodes = start_cluster("dlg61", vec![dialog_node(false), dialog_node(false), dialog_node(true)]);
+    let _calls = hold_calls(&nodes[0], 4);
+    for n in &nodes {
+        assert!(
+            n.wait_until(REPLICATE, |x| confirmed_dialogs(x) == 4),
+            "{} holds {} confirmed dialogs of 4:\n{}",
+            n.addr,
+            confirmed_dialogs(n),
+            n.try_rpc(&["dlg.list"]).unwrap_or_default()
+        );
+    }
+    assert_no_refused_words(&nodes.iter().collect::<Vec<_>>());
+}
+
+fn presence_node(stock: bool, label: &str) -> NodeConfig {
+    let dbdir = db_text_schema(label);
+    let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
+    c.consumers += &format!(
+        "loadmodule \"db_text.so\"\nmodparam(\"db_text\", \"default_connection\", \"text://{db}\")\n\
+         loadmodule \"presence.so\"\nloadmodule \"presence_xml.so\"\n\
+         modparam(\"presence\", \"db_url\", \"text://{db}\")\nmodparam(\"presence\", \"enable_dmq\", 1)\n\
+         modparam(\"presence\", \"enable_subs_dmq\", 1)\n\
+         modparam(\"presence_xml\", \"db_url\", \"text://{db}\")\nmodparam(\"presence_xml\", \"force_active\", 1)\n",
+        db = dbdir.display()
+    );
+    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+               \tif (is_method(\"PUBLISH\")) { handle_publish(); exit; }\n\
+               \tif (is_method(\"SUBSCRIBE\")) { handle_subscribe(); exit; }\n\
+               \tsl_send_reply(\"404\", \"Not here\");"
+        .into();
+    c
+}
+
+fn subscribe(to: SocketAddr, from: SocketAddr) -> String {
+    let n = rand_tag();
+    format!(
+        "SUBSCRIBE sip:alice@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-sub{n}\r\n\
+         From: <sip:bob@dmq.test>;tag=w{n}\r\nTo: <sip:alice@{to}>\r\nCall-ID: sub-{n}@{from}\r\nCSeq: 1 SUBSCRIBE\r\n\
+         Contact: <sip:bob@{from}>\r\nEvent: presence\r\nExpires: 600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn presence_6_1_replicates_subscriptions() {
+    if !on_6_1() {
+        return;
+    }
+    let configs = vec![presence_node(false, "pres61-0"), presence_node(false, "pres61-1"), presence_node(true, "pres61-2")];
+    let nodes = start_cluster("pres61", configs);
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    let reply = nodes[0].sip_exchange(&sock, subscribe(nodes[0].addr, from).as_bytes(), Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 2"), "SUBSCRIBE was not accepted: {reply}");
+    let pres_uri = format!("sip:alice@{}", nodes[0].addr);
+    for n in &nodes {
+        let watched = |x: &Node| x.try_rpc(&["presence.watcher_list", "basic", &pres_uri]).map(|o| o.contains("bob")).unwrap_or(false);
+        assert!(
+            n.wait_until(REPLICATE, watched),
+            "{} has no subscription of bob to {pres_uri}:\n{}",
+            n.addr,
+            n.try_rpc(&["presence.watcher_list", "basic", &pres_uri]).unwrap_or_default()
+        );
+    }
+    for n in &nodes {
+        let log = n.log_text();
+        assert!(!log.contains("refused") || !log.contains("presence"), "{}:\n{log}", n.addr);
+    }
+    assert_no_refused_words(&nodes.iter().collect::<Vec<_>>());
+}
+
+/// The `fail_count` `dmq.list_nodes` shows for the node at `addr`.
+fn fail_count_of(node: &Node, addr: SocketAddr) -> Option<u32> {
+    let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
+    let entry = out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
+    entry.split("fail_count: ").nth(1)?.lines().next()?.trim().parse().ok()
+}
+
+#[test]
+fn a_dead_node_is_shown_in_6_1_words_and_no_notification_is_refused() {
+    if !on_6_1() {
+        return;
+    }
+    // dmq_rs with 6.1's fail count parameters, a dmq_rs node with the
+    // earlier alias, a stock 6.1 node; the third node dies.
+    let counting = NodeConfig::default()
+        .param("remove_inactive", "0")
+        .param("fail_count_enabled", "1")
+        .param("fail_count_threshold_not_active", "0")
+        .param("fail_count_threshold_disabled", "3");
+    let alias = NodeConfig::default().param("fail_count_enabled", "1").param("fail_count_threshold", "2");
+    let mut nodes = start_cluster("words61", vec![counting, NodeConfig::stock(), alias, NodeConfig::default()]);
+    let dead = nodes[3].addr;
+    nodes[3].kill();
+    assert!(
+        nodes[0].wait_until(Duration::from_secs(15), |n| status_of(n, dead).as_deref() == Some("not_active")),
+        "{} does not list the dead node not_active:\n{}",
+        nodes[0].addr,
+        nodes[0].rpc(&["dmq.list_nodes"])
+    );
+    assert!(fail_count_of(&nodes[0], dead).unwrap_or(0) >= 1, "{}", nodes[0].rpc(&["dmq.list_nodes"]));
+    // Past the disabled threshold the node goes, as 6.1 does.
+    assert!(
+        nodes[0].wait_until(Duration::from_secs(30), |n| status_of(n, dead).is_none()),
+        "{} still lists the dead node:\n{}",
+        nodes[0].rpc(&["dmq.list_nodes"]),
+        nodes[0].addr
+    );
+    // A node joining while the other is down is taken in by all.
+    let joiner = Node::start(&"words61-join".to_string(), &seeded(NodeConfig::stock(), nodes[1].addr));
+    let live: Vec<&Node> = vec![&nodes[0], &nodes[1], &nodes[2], &joiner];
+    let all: Vec<SocketAddr> = live.iter().map(|n| n.addr).collect();
+    for n in &live {
+        assert!(
+            n.wait_until(CONVERGE + CONVERGE, |x| all.iter().all(|a| status_of(x, *a).as_deref() == Some("active"))),
+            "{} did not take the joiner in:\n{}",
+            n.addr,
+            n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default()
+        );
+    }
+    for n in &live {
+        let out = n.rpc(&["dmq.list_nodes"]);
+        for word in ["timeout", "pending", "not-active"] {
+            assert!(!out.contains(&format!("status: {word}")), "{} shows a word 6.1 does not have:\n{out}", n.addr);
+        }
+    }
+    assert_no_refused_words(&live);
+}
