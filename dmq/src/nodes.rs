@@ -159,7 +159,9 @@ impl NodeList {
                         if status != node.status && node.status != NodeStatus::Disabled {
                             let was_up = is_up(node.status);
                             node.status = status;
-                            node.fail_count = 0;
+                            // Only the node's own answer clears its count
+                            // (as 6.1): another node still listing it active
+                            // must not keep a dead node in for ever.
                             out.news += 1;
                             match (was_up, is_up(status)) {
                                 (false, true) => out.events.push(NodeEvent::Active(node.uri.clone())),
@@ -215,7 +217,9 @@ impl NodeList {
             // 6.1: active → not_active past `not_active` failures, → disabled
             // past `disabled`, removed at the next failure once disabled
             // (whatever remove_inactive says); notification addresses only
-            // ever go pending.
+            // ever go pending. Unlike 6.1, a node past both thresholds goes
+            // disabled from any state: another node listing it active
+            // between two failures cannot hold it at not_active for ever.
             let count = node.fail_count;
             if is_notification_address {
                 if count > t.not_active {
@@ -228,11 +232,11 @@ impl NodeList {
                 NodeStatus::Disabled => {
                     self.nodes.remove(idx);
                 }
-                NodeStatus::NotActive => {
-                    if count > t.disabled {
-                        node.status = NodeStatus::Disabled;
-                    }
+                _ if count > t.disabled => {
+                    node.status = NodeStatus::Disabled;
+                    return event();
                 }
+                NodeStatus::NotActive => {}
                 _ => {
                     if count > t.not_active {
                         node.status = NodeStatus::NotActive;
@@ -639,6 +643,22 @@ mod tests {
         assert_eq!(list.mark_failed(&uri("sip:b:1"), false, policy), vec![NodeEvent::Inactive(uri("sip:b:1"))]);
         assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::NotActive);
         assert!(list.mark_failed(&uri("sip:b:1"), false, policy).is_empty());
+        assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
+        list.mark_failed(&uri("sip:b:1"), false, policy);
+        assert!(list.find(&uri("sip:b:1")).is_none());
+    }
+
+    #[test]
+    fn others_listing_a_failing_node_active_do_not_reset_its_count() {
+        let t = crate::config::FailThresholds { not_active: 0, disabled: 2 };
+        let policy = FailurePolicy { remove_inactive: true, fail_count_threshold: Some(t) };
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        let active = parse_body(b"sip:b:1;status=active").unwrap();
+        list.merge(&active, 0);
+        for _ in 0..3 {
+            list.mark_failed(&uri("sip:b:1"), false, policy);
+            list.merge(&active, 1);
+        }
         assert_eq!(list.find(&uri("sip:b:1")).unwrap().status, NodeStatus::Disabled);
         list.mark_failed(&uri("sip:b:1"), false, policy);
         assert!(list.find(&uri("sip:b:1")).is_none());
