@@ -82,12 +82,13 @@ deb: build build-6.0 build-6.1
 	@sh scripts/deb.sh 6.1
 
 # Unit tests and the integration suite on the machine's Kamailio (plus the
-# mixed-version cluster), then the integration suite again on Kamailio 6.0.
-test: build build-6.0 deb
-	DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) DMQ_RS_MODULE_60=$(CURDIR)/$(MODULE_60) \
-		$(CARGO) test --release --workspace
-	DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) DMQ_RS_MODULE_HOST=$(CURDIR)/$(MODULE_HOST) \
-		$(CARGO) test --release -p dmq_rs --tests
+# mixed-version clusters, which start every release themselves), then the
+# integration suite again on Kamailio 6.0 and on Kamailio 6.1.
+MODULES := DMQ_RS_MODULE_HOST=$(CURDIR)/$(MODULE_HOST) DMQ_RS_MODULE_60=$(CURDIR)/$(MODULE_60) DMQ_RS_MODULE_61=$(CURDIR)/$(MODULE_61)
+test: build build-6.0 build-6.1 deb
+	$(MODULES) DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) $(CARGO) test --release --workspace
+	$(MODULES) DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) $(CARGO) test --release -p dmq_rs --tests
+	$(MODULES) DMQ_RS_KAMAILIO=6.1 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_61) $(CARGO) test --release -p dmq_rs --tests
 
 run: build
 	@bash scripts/run-cluster.sh

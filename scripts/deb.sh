@@ -1,17 +1,19 @@
 #!/bin/sh
 # `make deb`: the Debian binary package kamailio-dmq-rs for one Kamailio
-# release, from the module `make` (host) or `make KAMAILIO=6.0` built, with
+# release, from the module `make` (host) or `make KAMAILIO=6.0|6.1` built, with
 # Debian's own tools: dpkg-shlibdeps (library dependencies), dpkg-gencontrol
 # (DEBIAN/control from packaging/control.in and a generated changelog),
 # dpkg-deb --root-owner-group (the archive), then lintian.
 #
-#   scripts/deb.sh host|6.0
+#   scripts/deb.sh host|6.0|6.1
 #
 # Prints the .deb's path. The package holds the module in Kamailio's module
 # directory (as the kamailio package of that release has it), the README,
 # the admin guide and the example configs under /usr/share/doc, and depends
-# on exactly the kamailio package version it was built against (the module
-# loads only into that core version: rebuild it when kamailio is updated).
+# on the upstream version of kamailio it was built against, whatever the
+# Debian revision (`>= 6.0.1, << 6.0.2~`): a security update that keeps the
+# upstream version keeps the module installable, and Kamailio's own load-time
+# check (version and compile flags) stays the guard.
 # DEB_MAINTAINER overrides the Maintainer field.
 set -eu
 
@@ -25,15 +27,15 @@ case "$release" in
         module="$top/build/dmq_rs.so"
         in_root() { "$@"; }
         ;;
-    6.0)
-        module="$top/build/kamailio-6.0/dmq_rs.so"
-        root="$top/.cache/debian13-root"
-        [ -x "$root/usr/sbin/kamailio" ] || die "no Debian 13 root in $root (run make deps)"
+    6.0 | 6.1)
+        module="$top/build/kamailio-$release/dmq_rs.so"
+        case $release in 6.0) root="$top/.cache/debian13-root" ;; 6.1) root="$top/.cache/debian-testing-root" ;; esac
+        [ -x "$root/usr/sbin/kamailio" ] || die "no Debian root for $release in $root (run make deps)"
         in_root() { chroot "$root" "$@"; }
         ;;
-    *) die "unknown release $release (host or 6.0)" ;;
+    *) die "unknown release $release (host, 6.0 or 6.1)" ;;
 esac
-[ -f "$module" ] || die "$module is missing (run make build / make build-6.0)"
+[ -f "$module" ] || die "$module is missing (run make build / make build-$release)"
 for tool in dpkg-shlibdeps dpkg-gencontrol dpkg-deb lintian; do
     command -v $tool >/dev/null || die "$tool is missing (run make deps)"
 done
@@ -42,6 +44,14 @@ done
 kamailio_version=$(in_root dpkg-query -W -f='${Version}' kamailio) || die "kamailio is not installed ($release)"
 upstream=${kamailio_version#*:}
 upstream=${upstream%-*}
+# The range of Debian versions with this upstream version: from the bare
+# upstream version (below any revision of it) to the next patch release
+# (below any pre-release of it); the epoch, if any, kept.
+case $kamailio_version in *:*) epoch=${kamailio_version%%:*}: ;; *) epoch= ;; esac
+case $upstream in
+    *[!0-9.]* | *..* | .* | *.) die "cannot tell the next release after kamailio $upstream" ;;
+esac
+next=$(echo "$upstream" | awk -F. -v OFS=. '{ $NF = $NF + 1; print }')
 moddir=$(dirname "$(in_root dpkg -L kamailio | grep '/modules/tm.so$' | head -1)")
 [ "$moddir" != . ] || die "cannot find Kamailio's module directory ($release)"
 codename=$(in_root sh -c '. /etc/os-release && echo "$VERSION_CODENAME"')
@@ -60,7 +70,8 @@ mkdir -p "$pkg/DEBIAN"
 
 subst() {
     sed -e "s|@MAINTAINER@|$maintainer|g" -e "s|@ARCH@|$arch|g" -e "s|@KAMAILIO_VERSION@|$kamailio_version|g" \
-        -e "s|@KAMAILIO_UPSTREAM@|$upstream|g" -e "s|@VERSION@|$crate_version|g" "$@"
+        -e "s|@KAMAILIO_UPSTREAM@|$upstream|g" -e "s|@KAMAILIO_MIN@|$epoch$upstream|g" \
+        -e "s|@KAMAILIO_BELOW@|$epoch$next~|g" -e "s|@VERSION@|$crate_version|g" "$@"
 }
 subst "$top/packaging/control.in" > "$work/debian/control"
 {

@@ -1,10 +1,16 @@
 //! Issue 13: the Debian package (`make deb`) installs into a clean root,
 //! Kamailio loads the module from its own module directory with a config
 //! that says only `loadmodule "dmq_rs.so"`, and purging the package leaves
-//! nothing behind. The root is the machine's own for 5.6 and the Debian 13
-//! root for 6.0, each only as the read-only lower layer of an overlay in a
-//! private mount namespace (tests/package/install-remove.sh): neither is
-//! changed, and other tests using them meanwhile see nothing.
+//! nothing behind. The root is the machine's own for 5.6, the Debian 13
+//! root for 6.0 and the Debian testing root for 6.1, each only as the
+//! read-only lower layer of an overlay in a private mount namespace
+//! (tests/package/install-remove.sh): none is changed, and other tests
+//! using them meanwhile see nothing.
+//!
+//! Issue 23: the package depends on the upstream version, not the Debian
+//! revision. On 6.0 the overlay is first upgraded from Debian 13's security
+//! archive (6.0.1-1+deb13u1 → a later +deb13uN), and the package built
+//! against the root's revision installs and loads there.
 
 mod common;
 
@@ -48,6 +54,11 @@ fn the_package_installs_loads_from_kamailios_module_directory_and_purges_clean()
     let log = scratch.join("install-remove.log");
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh"]).arg(&script).arg(&root).arg(&deb).arg(addr.to_string()).arg(&mnt);
+    // 6.0: as an operator who applied Debian 13's security updates.
+    let upgrade = release == Release::K60;
+    if upgrade {
+        cmd.arg("upgrade");
+    }
     // Its own process group (the node it starts included), killed as a
     // whole when it is done or when the bound passes (Background's drop).
     let mut helper = Background::spawn(cmd, &log);
@@ -62,4 +73,11 @@ fn the_package_installs_loads_from_kamailios_module_directory_and_purges_clean()
     // /proc/PID/maps names it as this machine sees it: inside the overlay root.
     assert!(out.contains("/mnt/root/usr/lib/") && out.contains("/kamailio/modules/dmq_rs.so"), "the module came from elsewhere: {out}");
     assert!(out.contains("nothing of kamailio-dmq-rs is left"), "{out}");
+    if upgrade {
+        let line = out.lines().find(|l| l.starts_with("kamailio upgraded: ")).unwrap_or_else(|| panic!("no upgrade:\n{out}"));
+        let (before, after) = line.trim_start_matches("kamailio upgraded: ").split_once(" -> ").unwrap();
+        eprintln!("installed over kamailio {after} (the root has {before})");
+        assert_ne!(before, after, "the security archive had no newer kamailio: {line}");
+        assert_eq!(before.split('-').next(), after.split('-').next(), "the upgrade changed the upstream version: {line}");
+    }
 }

@@ -6,14 +6,17 @@
 # install, the node and the removal change nothing of ROOT; the mounts and
 # every change go away with the namespace.
 #
-#   install-remove.sh ROOT DEB IP:PORT SCRATCH
+#   install-remove.sh ROOT DEB IP:PORT SCRATCH [upgrade]
 #
+# With `upgrade`: first upgrades the overlay's kamailio packages from the
+# root's own apt sources (its release's security archive included), as an
+# operator who applied security updates has them.
 # Installs DEB with dpkg -i, starts a node whose config says only
 # loadmodule "dmq_rs.so" (no -L: Kamailio's own module directory), asks it
 # for its nodes and statistics, stops it, purges the package and checks that
 # nothing of it is left. Prints what it sees; exits non-zero on a failure.
 set -eu
-lower=$1 deb=$2 addr=$3 scratch=$4
+lower=$1 deb=$2 addr=$3 scratch=$4 upgrade=${5:-}
 fail() { echo "FAIL: $*"; exit 1; }
 
 mount -t tmpfs tmpfs "$scratch"
@@ -34,6 +37,19 @@ package=$(dpkg-deb -f "$deb" Package)
 if in_root dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed"; then
     fail "$package is already installed in $lower"
 fi
+if [ "$upgrade" = upgrade ]; then
+    [ -f "$r/etc/resolv.conf" ] || cp /etc/resolv.conf "$r/etc/resolv.conf"
+    before=$(in_root dpkg-query -W -f='${Version}' kamailio)
+    kpkgs=$(in_root dpkg-query -W -f='${Package} ${Status}\n' 'kamailio*' | awk '/ok installed/ { print $1 }' | tr '\n' ' ')
+    echo "== apt-get upgrade of $kpkgs(kamailio $before)"
+    in_root apt-get update -q >"$scratch/apt.log" 2>&1 || { cat "$scratch/apt.log"; fail "apt-get update in the overlay"; }
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -q --only-upgrade --no-install-recommends $kpkgs >>"$scratch/apt.log" 2>&1 ||
+        { cat "$scratch/apt.log"; fail "apt-get upgrade of kamailio in the overlay"; }
+    echo "kamailio upgraded: $before -> $(in_root dpkg-query -W -f='${Version}' kamailio)"
+fi
+# What the upper layer holds before the package (an upgrade's own files).
+(cd "$scratch/upper" && find . -name '*dmq*' | sort) > "$scratch/before"
 cp "$deb" "$r/tmp/package.deb"
 echo "== dpkg -i $(basename "$deb")"
 in_root dpkg -i /tmp/package.deb || fail "dpkg -i"
@@ -94,7 +110,7 @@ while read -r f; do
     if [ -e "$r$f" ] || [ -L "$r$f" ]; then left="$left $f"; fi
 done < "$scratch/files"
 [ -z "$left" ] || fail "left behind:$left"
-stray=$(cd "$scratch/upper" && find . -name '*dmq*' | head)
+stray=$(cd "$scratch/upper" && find . -name '*dmq*' | sort | comm -23 - "$scratch/before" | head)
 [ -z "$stray" ] || fail "left behind: $stray"
 ! grep -q "^Package: $package\$" "$r/var/lib/dpkg/status" || fail "still in dpkg's status"
 echo "== nothing of $package is left"
