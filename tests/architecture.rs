@@ -34,6 +34,19 @@ fn the_module_ring_has_no_unsafe_code() {
     }
 }
 
+/// Issue 23: a Kamailio release difference never reaches the module or the
+/// pure ring; `src/host` decides it (build.rs's `cfg(kamailio_…)`).
+#[test]
+fn release_differences_stay_in_host() {
+    for dir in ["src/module", "dmq/src"] {
+        for (file, text) in &sources(dir) {
+            for (n, line) in code(text).enumerate() {
+                assert!(!line.contains("kamailio_6") && !line.contains("kamailio_5"), "{dir}/{file}.rs:{}: a release cfg belongs in src/host", n + 1);
+            }
+        }
+    }
+}
+
 #[test]
 fn the_pure_ring_forbids_unsafe_code() {
     assert!(sources("dmq/src")["lib"].contains("#![forbid(unsafe_code)]"));

@@ -69,7 +69,7 @@ pub fn resolve_literal(host: &str) -> Option<IpAddr> {
 /// What a failed or answered request does to a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailurePolicy {
-    /// Remove a node after the second timeout (else mark it not-active).
+    /// Remove a node after the second timeout (else mark it not_active).
     pub remove_inactive: bool,
     /// `fail_count_enabled`: state changes by the count of consecutive
     /// failures (Kamailio 6.1's thresholds).
@@ -203,7 +203,7 @@ impl NodeList {
 
     /// A request to the node timed out (408). Notification addresses are
     /// never deleted, only marked pending; other nodes go disabled, then on
-    /// the next failure are removed (or kept as not-active).
+    /// the next failure are removed (or kept as not_active).
     pub fn mark_failed(&mut self, uri: &NodeUri, is_notification_address: bool, policy: FailurePolicy) -> Vec<NodeEvent> {
         let Some(idx) = self.nodes.iter().position(|n| n.uri.same_node(uri)) else { return Vec::new() };
         let node = &mut self.nodes[idx];
