@@ -496,6 +496,14 @@ unsafe extern "C" fn get_dmq_server_socket<A: DmqApi>() -> raw::str_ {
     })
 }
 
+// The table bind_dmq fills is the consumer's own struct: exactly as large as
+// its release's (four function pointers on 5.6 and 6.0, five on 6.1), so a
+// build never writes past a consumer's table.
+#[cfg(not(kamailio_6_1))]
+const _: () = assert!(std::mem::size_of::<raw::dmq_api_t>() == 4 * std::mem::size_of::<usize>());
+#[cfg(kamailio_6_1)]
+const _: () = assert!(std::mem::size_of::<raw::dmq_api_t>() == 5 * std::mem::size_of::<usize>());
+
 /// `bind_dmq`, for the `cmds` table (`CmdExport::api`): fills a consumer's
 /// `dmq_api_t` with `A`'s functions.
 ///
