@@ -40,7 +40,8 @@ pub enum Nested {
 }
 
 const USRLOC_CONTACT: Shape = Shape {
-    strings: &["aor", "ruid", "c", "received", "sock", "path", "callid", "user_agent", "instance"],
+    // (`sockname`: replicate_socket_info 2, 6.0 and 6.1)
+    strings: &["aor", "ruid", "c", "received", "sock", "sockname", "path", "callid", "user_agent", "instance"],
     nested: &[],
     updates: &[],
 };
@@ -604,5 +605,11 @@ mod tests {
         ok("presence", r#"{"action":4}"#);
         assert_eq!(refused("presence", r#"{"action":3,"subscription":{"callid":7}}"#), BodyError::NotAString("callid".into()));
         assert_eq!(refused("presence", r#"{"action":3,"subscription":[1]}"#), BodyError::NotObjects("subscription".into()));
+    }
+
+    #[test]
+    fn a_contact_s_socket_name_must_be_a_string() {
+        ok("usrloc", r#"{"action":1,"aor":"a","ruid":"u","c":"sip:a@h","sockname":"s1","expires":1}"#);
+        assert_eq!(refused("usrloc", r#"{"action":1,"aor":"a","sockname":7}"#), BodyError::NotAString("sockname".into()));
     }
 }
