@@ -82,7 +82,8 @@ fn dialog_node(stock: bool) -> NodeConfig {
     c
 }
 
-/// `count` calls through `entry` to a sipp callee, held 20 s; they end
+/// `count` calls through `entry` to a sipp callee, held 60 s (well past
+/// any wait below); they end
 /// when the returned processes are dropped.
 fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
     let dir = node_dir("calls61");
@@ -92,7 +93,7 @@ fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
     let uas = Background::spawn(uas, &dir.join("uas.log"));
     let uac_addr = allocate_address();
     let mut uac = std::process::Command::new("sipp");
-    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", "20000", "-i", &uac_addr.ip().to_string()])
+    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", "60000", "-i", &uac_addr.ip().to_string()])
         .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
         .arg(uas_addr.to_string())
         .current_dir(&dir);
