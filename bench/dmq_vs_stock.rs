@@ -28,11 +28,18 @@
 //! (2000), BENCH_SCALE_RATE (500), BENCH_SCALE_ROUNDS (1),
 //! BENCH_CEILING_RATES ("500,1000,1500,2000,3000,4000,6000,8000"),
 //! BENCH_CEILING_SECONDS (5: each step sends rate × this many REGISTERs),
-//! BENCH_SKIP (comma-separated: burst64, burst512, sustained, htable,
-//! baseline, ceiling, kill, join, scale; skipping baseline drops the
+//! BENCH_SKIP (comma-separated: burst64, burst512, burst64-tcp,
+//! burst512-tcp, burst64-tls, burst512-tls, sustained, htable,
+//! baseline, instructions, ceiling, kill, join, scale; skipping baseline drops the
 //! baseline runs of the replication workloads, not those of scale and
 //! ceiling), BENCH_ONLY ("dmq_rs", "stock dmq.so" or "baseline": one side of
-//! the replication workloads, e.g. under a profiler).
+//! the replication workloads, e.g. under a profiler), BENCH_RESULTS_DIR
+//! (where results.md and the CSVs go; default bench/results).
+//!
+//! The dmq_usrloc bursts run with DMQ over UDP, TCP and TLS (every node
+//! `tcp_rd_buf_size=65536`, TLS with certificates from a test CA verified
+//! both ways; REGISTERs from sipp stay UDP); over TCP/TLS the table adds
+//! each implementation's overhead per copy against its own over UDP.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -96,6 +103,8 @@ struct Workload {
     count: usize,
     rate: usize,
     shm_mb: u32,
+    /// What DMQ travels over between the nodes (REGISTERs stay UDP).
+    transport: DmqTransport,
 }
 
 /// One figure of one run.
@@ -112,6 +121,7 @@ const REJECTED: &str = "jobs rejected (503, bounded queue)";
 const BASE_CPU: &str = "baseline: CPU per REGISTER of the entry node alone, without dmq (µs; the same runs in both columns)";
 const OVERHEAD: &str = "replication overhead per copy (µs): (cluster CPU − baseline CPU) / copies held on the other nodes";
 const OVERHEAD_RATIO: &str = "replication overhead per copy ÷ baseline CPU per REGISTER";
+const OVERHEAD_VS_UDP: &str = "replication overhead per copy ÷ the same implementation's over UDP (same shm, same run)";
 const IR_BASE: &str = "baseline: instructions per REGISTER of the entry node alone, without dmq (callgrind; the same run in both columns)";
 const IR_OVERHEAD: &str =
     "replication overhead per copy in instructions: both nodes' per REGISTER − the baseline's (callgrind)";
@@ -164,6 +174,9 @@ fn node_config(side: Side, shm_mb: u32) -> NodeConfig {
 
 fn workload_config(w: &Workload, side: Side) -> NodeConfig {
     let mut c = node_config(side, w.shm_mb);
+    if side != Side::Baseline {
+        c = c.over(w.transport);
+    }
     match w.items {
         // registrar() leaves dmq_usrloc and KDMQ out of a node without dmq.
         Items::Contacts => c = registrar(c),
@@ -512,7 +525,7 @@ fn kill_detection(stock: bool) -> Option<f64> {
 /// Fills one node with `contacts` registrations, then starts a second node
 /// seeded from it and times until it holds them all (bounded).
 fn join_sync(stock: bool, contacts: usize) -> (Option<f64>, f64) {
-    let w = Workload { key: "join", title: String::new(), items: Items::Contacts, count: contacts, rate: 5000, shm_mb: 512 };
+    let w = Workload { key: "join", title: String::new(), items: Items::Contacts, count: contacts, rate: 5000, shm_mb: 512, transport: DmqTransport::Udp };
     let side = Side::of(stock);
     let first = Node::start(&format!("bench-join-{}", side.short()), &workload_config(&w, side));
     let _ = sipp_register(first.addr, &first.dir, contacts, w.rate);
@@ -538,7 +551,7 @@ fn join_sync(stock: bool, contacts: usize) -> (Option<f64>, f64) {
 /// the reasons it failed (empty: it passed).
 fn ceiling_step(side: Side, rate: usize, seconds: usize, csv: &mut String) -> Vec<String> {
     let count = rate * seconds;
-    let w = Workload { key: "ceiling", title: String::new(), items: Items::Contacts, count, rate, shm_mb: 64 };
+    let w = Workload { key: "ceiling", title: String::new(), items: Items::Contacts, count, rate, shm_mb: 64, transport: DmqTransport::Udp };
     let r = run(&w, side, 3, &format!("bench-ceiling-{}-{rate}", side.short()), QUIET);
     let nominal = count as f64 / rate as f64;
     let mut failed = Vec::new();
@@ -669,14 +682,35 @@ fn main() {
     let scale_rounds = env_usize("BENCH_SCALE_ROUNDS", 1).max(1);
     let ceiling_rates = env_list("BENCH_CEILING_RATES", "500,1000,1500,2000,3000,4000,6000,8000");
     let ceiling_seconds = env_usize("BENCH_CEILING_SECONDS", 5).max(1);
+    let contacts = |key, transport: DmqTransport, count, rate, shm_mb| {
+        let over = match transport {
+            DmqTransport::Udp => String::new(),
+            t => format!(" over {}", t.name().to_uppercase()),
+        };
+        Workload { key, title: format!("dmq_usrloc{over}, {count} REGISTER at {rate}/s, {shm_mb} MB shm"), items: Items::Contacts, count, rate, shm_mb, transport }
+    };
     let workloads = [
-        Workload { key: "burst64", title: format!("dmq_usrloc, {count} REGISTER at {rate}/s, 64 MB shm"), items: Items::Contacts, count, rate, shm_mb: 64 },
-        Workload { key: "burst512", title: format!("dmq_usrloc, {count} REGISTER at {rate}/s, 512 MB shm"), items: Items::Contacts, count, rate, shm_mb: 512 },
-        Workload { key: "sustained", title: format!("dmq_usrloc, {} REGISTER at {}/s, 64 MB shm", count / 5, rate / 5), items: Items::Contacts, count: count / 5, rate: rate / 5, shm_mb: 64 },
-        Workload { key: "htable", title: format!("htable dmqreplicate, {writes} writes at {rate}/s, 64 MB shm"), items: Items::HtableItems, count: writes, rate, shm_mb: 64 },
+        contacts("burst64", DmqTransport::Udp, count, rate, 64),
+        contacts("burst512", DmqTransport::Udp, count, rate, 512),
+        contacts("burst64-tcp", DmqTransport::Tcp, count, rate, 64),
+        contacts("burst512-tcp", DmqTransport::Tcp, count, rate, 512),
+        contacts("burst64-tls", DmqTransport::Tls, count, rate, 64),
+        contacts("burst512-tls", DmqTransport::Tls, count, rate, 512),
+        contacts("sustained", DmqTransport::Udp, count / 5, rate / 5, 64),
+        Workload {
+            key: "htable",
+            title: format!("htable dmqreplicate, {writes} writes at {rate}/s, 64 MB shm"),
+            items: Items::HtableItems,
+            count: writes,
+            rate,
+            shm_mb: 64,
+            transport: DmqTransport::Udp,
+        },
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let results_dir = root.join("bench/results");
+    // A partial run (BENCH_SKIP) can write elsewhere and leave the full
+    // results in place.
+    let results_dir = std::env::var_os("BENCH_RESULTS_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("bench/results"));
     std::fs::create_dir_all(&results_dir).unwrap();
     let started = Instant::now();
     let mut timings: Vec<(String, f64)> = Vec::new();
@@ -688,6 +722,8 @@ fn main() {
 
     // (workload key, figure) -> [stock runs, dmq_rs runs]
     let mut table: Vec<Row> = Vec::new();
+    // Workload key -> (transport, shm, [stock, dmq_rs] median overhead per copy).
+    let mut overhead_by_workload: BTreeMap<&str, (DmqTransport, u32, [Option<f64>; 2])> = BTreeMap::new();
     // Rows already formatted (the ceilings), after the others.
     let mut text_rows: Vec<String> = Vec::new();
     let mut shm_csv = String::from("workload,implementation,round,seconds,shm_mb\n");
@@ -733,9 +769,19 @@ fn main() {
         if !baseline.is_empty() {
             figures.extend([BASE_CPU, OVERHEAD, OVERHEAD_RATIO]);
         }
+        let per = |side: usize, figure| runs[side].iter().map(|f| f.get(figure).copied().flatten()).collect::<Vec<_>>();
         for figure in figures {
-            let per = |side: usize| runs[side].iter().map(|f| f.get(figure).copied().flatten()).collect::<Vec<_>>();
-            table.push((w.title.clone(), figure, [per(0), per(1)]));
+            table.push((w.title.clone(), figure, [per(0, figure), per(1, figure)]));
+        }
+        // Over TCP/TLS: the overhead against the same workload over UDP.
+        let overheads = [median(&per(0, OVERHEAD)), median(&per(1, OVERHEAD))];
+        overhead_by_workload.insert(w.key, (w.transport, w.shm_mb, overheads));
+        if w.transport != DmqTransport::Udp {
+            let udp = overhead_by_workload.values().find(|(t, mb, _)| *t == DmqTransport::Udp && *mb == w.shm_mb && w.items == Items::Contacts);
+            if let Some((_, _, udp)) = udp {
+                let vs = |i: usize| overheads[i].zip(udp[i]).map(|(o, u)| o / u);
+                table.push((w.title.clone(), OVERHEAD_VS_UDP, [vec![vs(0)], vec![vs(1)]]));
+            }
         }
         timings.push((w.key.to_string(), section.elapsed().as_secs_f64()));
     }
@@ -811,6 +857,7 @@ fn main() {
         count: scale_count,
         rate: scale_rate,
         shm_mb: 64,
+        transport: DmqTransport::Udp,
     };
     let mut scale_baseline: Vec<Option<f64>> = Vec::new();
     let mut scale_csv = String::from(
@@ -863,7 +910,7 @@ fn main() {
     let _ = writeln!(md, "|---|---|---:|---:|---:|");
     for (title, figure, [stock, rs]) in &table {
         let (s, r) = (median(stock), median(rs));
-        let (s_text, r_text) = if *figure == OVERHEAD_RATIO || *figure == IR_RATIO {
+        let (s_text, r_text) = if [OVERHEAD_RATIO, IR_RATIO, OVERHEAD_VS_UDP].contains(figure) {
             let two = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
             (two(s), two(r))
         } else {

@@ -183,28 +183,38 @@ int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
 #include "core/socket_info.h"
 #include "core/resolve.h"
 #include "core/udp_server.h"
+#include "core/forward.h"
 
 /* Sends one datagram from the local socket named by `sock` ("udp:ip:port")
  * to ip:port, outside tm: for the leave notice sent while shutting down,
  * when tm's timers no longer run. */
-int dmq_rs_udp_send(void *sock, int v6, const unsigned char *ip, int port,
-		const char *buf, int len)
+int dmq_rs_send(void *sock, int proto, int v6, const unsigned char *ip,
+		int port, const char *buf, int len)
 {
 	struct socket_info *si = (struct socket_info *)sock;
 	struct dest_info dst;
 	struct ip_addr addr;
 
-	if(si == NULL || si->proto != PROTO_UDP)
+	if(si == NULL || si->proto != proto)
+		return -1;
+	if(proto != PROTO_UDP && proto != PROTO_TCP && proto != PROTO_TLS)
 		return -1;
 	memset(&addr, 0, sizeof(addr));
 	addr.af = v6 ? AF_INET6 : AF_INET;
 	addr.len = v6 ? 16 : 4;
 	memcpy(addr.u.addr, ip, addr.len);
 	init_dest_info(&dst);
-	dst.proto = PROTO_UDP;
+	dst.proto = proto;
 	dst.send_sock = si;
 	init_su(&dst.to, &addr, (unsigned short)port);
-	return udp_send(&dst, (char *)buf, (unsigned)len);
+	if(proto == PROTO_UDP)
+		return udp_send(&dst, (char *)buf, (unsigned)len);
+	/* from the DMQ socket's address, as tm sends with a forced socket; the
+	 * core finds the connection to ip:port or makes one (tcp_main), and
+	 * copies the bytes (its write queue) before returning. Flag 1: no
+	 * net-data-out event, as for the UDP path. */
+	dst.send_flags.f |= SND_F_FORCE_SOCKET;
+	return msg_send_buffer(&dst, (char *)buf, len, 1) < 0 ? -1 : 0;
 }
 
 int dmq_rs_lock_try(void *lock)

@@ -50,10 +50,13 @@ int dmq_rs_event_route_lookup(const char *name);
 /* Runs event_route[rt] with $xavp(dmq_node=>uri) / =>status set. */
 int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
 		const char *status, int status_len);
-/* One UDP datagram from the core's socket `sock` (a struct socket_info)
- * to ip:port; `ip` holds 4 bytes (v6 == 0) or 16 (v6 != 0); <0 on error. */
-int dmq_rs_udp_send(void *sock, int v6, const unsigned char *ip, int port,
-		const char *buf, int len);
+/* One request from the core's socket `sock` (a struct socket_info) to
+ * ip:port over `proto` (PROTO_UDP: one datagram; PROTO_TCP, PROTO_TLS: on
+ * a connection from the socket's address, made if needed, as tm sends);
+ * `ip` holds 4 bytes (v6 == 0) or 16 (v6 != 0); <0 when it could not be
+ * sent or handed to a connection. */
+int dmq_rs_send(void *sock, int proto, int v6, const unsigned char *ip,
+		int port, const char *buf, int len);
 /* Takes the lock if it is free: 0 when taken, -1 when held elsewhere. */
 int dmq_rs_lock_try(void *lock);
 /* pkg_free is a macro over _pkg_root. */

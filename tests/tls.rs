@@ -5,63 +5,11 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
+use common::tls::{write_tls_cfg, Ca};
 use common::*;
-
-/// Runs openssl, bounded in time; panics with its output on failure.
-fn openssl(dir: &Path, args: &[&str]) {
-    let mut cmd = Command::new("openssl");
-    cmd.args(args).current_dir(dir);
-    let (status, _, err) = run_bounded(cmd, Duration::from_secs(30)).expect("openssl ran");
-    assert!(status.success(), "openssl {args:?}: {err}");
-}
-
-/// A CA made at run time in `dir` (ca.key, ca.crt).
-struct Ca {
-    dir: PathBuf,
-}
-
-impl Ca {
-    fn new(label: &str) -> Ca {
-        let dir = node_dir(label);
-        openssl(
-            &dir,
-            &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                "-days", "2", "-subj", &format!("/CN=dmq-rs test CA {label}"),
-            ],
-        );
-        Ca { dir }
-    }
-
-    /// A key and a certificate for `ip`, signed by this CA; returns the
-    /// directory holding node.key, node.crt and the CA's ca.crt.
-    fn issue(&self, ip: std::net::IpAddr) -> PathBuf {
-        let dir = node_dir(&format!("cert-{ip}"));
-        let key = dir.join("node.key");
-        let csr = dir.join("node.csr");
-        let crt = dir.join("node.crt");
-        let ext = dir.join("ext.cnf");
-        std::fs::write(&ext, format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\n")).unwrap();
-        let p = |p: &Path| p.display().to_string();
-        openssl(
-            &dir,
-            &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &p(&key), "-out", &p(&csr), "-subj", &format!("/CN={ip}")],
-        );
-        openssl(
-            &self.dir,
-            &[
-                "x509", "-req", "-in", &p(&csr), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &p(&crt), "-days", "2",
-                "-extfile", &p(&ext),
-            ],
-        );
-        std::fs::copy(self.dir.join("ca.crt"), dir.join("ca.crt")).unwrap();
-        dir
-    }
-}
 
 /// A free TCP port on `ip` (for the node's TLS socket).
 fn tls_addr(ip: std::net::IpAddr) -> SocketAddr {
@@ -71,15 +19,7 @@ fn tls_addr(ip: std::net::IpAddr) -> SocketAddr {
 /// A registrar node that speaks DMQ over TLS at `tls`, verifying peers
 /// against the CA in `certs`; REGISTERs still arrive over UDP.
 fn tls_node(base: NodeConfig, tls: SocketAddr, certs: &Path, seed: Option<SocketAddr>) -> NodeConfig {
-    let tls_cfg = certs.join("tls.cfg");
-    let side = |name: &str| {
-        format!(
-            "[{name}:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\n\
-             private_key = {dir}/node.key\ncertificate = {dir}/node.crt\nca_list = {dir}/ca.crt\n\n",
-            dir = certs.display()
-        )
-    };
-    std::fs::write(&tls_cfg, side("server") + &side("client")).unwrap();
+    let tls_cfg = write_tls_cfg(certs);
     let mut c = registrar(base);
     c.core += &format!("enable_tls=yes\nlisten=tls:{tls}\n");
     c.globals += &format!("loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\n", tls_cfg.display());

@@ -1,11 +1,16 @@
 //! Peer messages waiting for their final reply: dmq_rs's own lightweight
-//! client transactions for KDMQ over UDP.
+//! client transactions for KDMQ over UDP, TCP and TLS.
 //!
 //! Sending a replicated item through tm costs a full transaction in shm
 //! that tm keeps through its wait timer, seconds after the reply came. Here
 //! a message holds one slot and its bytes (for retransmission) only until
-//! its final reply; then both are freed at once. Retransmissions follow SIP
-//! timers A/E (T1 doubling up to T2), until the first reply stops them; no
+//! its final reply; then both are freed at once. Over UDP retransmissions
+//! follow SIP timers A/E (T1 doubling up to T2), until the first reply
+//! stops them. Over a stream (TCP, TLS) the transport retransmits, but a
+//! connection can break with the message in it (a peer killed, a write
+//! queue that overflowed): a message without any reply is sent again after
+//! [`STREAM_RESEND_MS`] (doubling up to [`STREAM_RESEND_MAX_MS`]), and one
+//! that could not be handed to a connection at all after T1, doubling. No
 //! final reply within [`TIMEOUT_MS`] is a timeout (408 to the callback).
 //!
 //! The table is plain data (it lives in Kamailio shm, shared by all
@@ -18,6 +23,22 @@ pub const T1_MS: u64 = 500;
 pub const T2_MS: u64 = 4000;
 /// No final reply by then: the message timed out (tm's default fr_timer).
 pub const TIMEOUT_MS: u64 = 30_000;
+/// Over a stream, no reply at all by then: the connection may have broken
+/// with the message in it, send it again (on a connection that works).
+/// Long enough that a node that merely answers slowly is rarely sent a copy.
+pub const STREAM_RESEND_MS: u64 = 4000;
+/// The longest wait between two sends over a stream.
+pub const STREAM_RESEND_MAX_MS: u64 = 16_000;
+
+/// How a message travels: what its retransmissions are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// UDP: datagrams get lost; SIP's retransmission timers.
+    Datagram,
+    /// TCP, TLS: the transport retransmits; a copy goes again only when no
+    /// reply came for a while (the connection may have broken).
+    Stream,
+}
 
 /// What every branch made here starts with.
 pub const BRANCH_PREFIX: &str = "z9hG4bKdmqrs.";
@@ -36,6 +57,8 @@ pub struct Slot {
     pub next_send_ms: u64,
     pub interval_ms: u64,
     pub deadline_ms: u64,
+    /// Sent over a stream (TCP, TLS): see [`Delivery`].
+    pub stream: bool,
 }
 
 /// Counters kept with the table.
@@ -137,7 +160,7 @@ impl<M: Clone> PendingTable<'_, M> {
     /// when the table is full. `nonce` makes the slot's nonce from its
     /// index and sequence (a keyed hash the caller holds the key of).
     /// The message is attached once built ([`attach`](Self::attach)).
-    pub fn insert(&mut self, now_ms: u64, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
+    pub fn insert(&mut self, now_ms: u64, delivery: Delivery, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
         if self.head.free_top == 0 {
             return None;
         }
@@ -146,8 +169,10 @@ impl<M: Clone> PendingTable<'_, M> {
         let seq = self.head.next_seq.max(1);
         self.head.next_seq = seq + 1;
         let nonce = nonce(index, seq);
+        let stream = delivery == Delivery::Stream;
+        let first = if stream { STREAM_RESEND_MS } else { T1_MS };
         self.slots[index as usize] =
-            Slot { seq, nonce, next_send_ms: now_ms + T1_MS, interval_ms: T1_MS, deadline_ms: now_ms + TIMEOUT_MS };
+            Slot { seq, nonce, next_send_ms: now_ms + first, interval_ms: first, deadline_ms: now_ms + TIMEOUT_MS, stream };
         self.messages[index as usize] = None;
         let s = &mut self.head.stats;
         s.in_flight += 1;
@@ -212,6 +237,18 @@ impl<M: Clone> PendingTable<'_, M> {
         }
     }
 
+    /// A message over a stream that could not be handed to any connection
+    /// (none could be made, or its write queue was full): sent again after
+    /// T1, doubling, until one takes it or the deadline passes. False for a
+    /// slot that is gone.
+    pub fn send_failed(&mut self, branch: &str, now_ms: u64) -> bool {
+        let Some(i) = self.find(branch) else { return false };
+        let slot = &mut self.slots[i];
+        slot.next_send_ms = now_ms + T1_MS;
+        slot.interval_ms = T1_MS;
+        true
+    }
+
     /// A provisional reply: the request arrived, stop retransmitting.
     fn provisional(&mut self, branch: &str) -> bool {
         match self.find(branch) {
@@ -269,7 +306,7 @@ impl<M: Clone> PendingTable<'_, M> {
                 due.expired.extend(self.release(i));
                 self.head.stats.timeouts += 1;
             } else if slot.next_send_ms <= now_ms && self.messages[i].is_some() {
-                let interval = (slot.interval_ms * 2).min(T2_MS);
+                let interval = if slot.stream { (slot.interval_ms * 2).min(STREAM_RESEND_MAX_MS) } else { (slot.interval_ms * 2).min(T2_MS) };
                 self.slots[i].interval_ms = interval;
                 self.slots[i].next_send_ms = now_ms + interval;
                 due.retransmit.extend(self.messages[i].clone());
@@ -351,7 +388,7 @@ mod tests {
 
     /// Inserts a message and attaches `message` to it at once.
     fn send(t: &mut PendingTable<'_, usize>, now: u64, message: usize, nonce: impl FnOnce(u32, u64) -> u64) -> Option<String> {
-        let b = t.insert(now, nonce)?;
+        let b = t.insert(now, Delivery::Datagram, nonce)?;
         t.attach(&b, message).unwrap();
         Some(b)
     }
@@ -373,7 +410,7 @@ mod tests {
     fn data_attached_after_insert_is_what_completes() {
         let mut o = Owned::new(2);
         let mut t = o.table();
-        let b = t.insert(0, nonce).unwrap();
+        let b = t.insert(0, Delivery::Datagram, nonce).unwrap();
         // Not yet attached: nothing to retransmit, every reply refused.
         assert!(t.due(T1_MS).retransmit.is_empty());
         assert_eq!(t.on_reply(&b, ReplyKind::Final, 0, |_| true), ReplyOutcome::Refused);
@@ -407,11 +444,9 @@ mod tests {
         assert_eq!(t.complete(&new), Some(2));
     }
 
-    #[test]
-    fn retransmits_on_t1_doubling_to_t2_then_times_out() {
-        let mut o = Owned::new(4);
-        let mut t = o.table();
-        send(&mut t, 0, 5, nonce).unwrap();
+    /// Runs the timer every 100 ms from 0 to the timeout: when the one
+    /// message (data 5) went again, and that it expired at the timeout.
+    fn send_times(t: &mut PendingTable<'_, usize>) -> Vec<u64> {
         let mut sends = Vec::new();
         let mut now = 0;
         while now <= TIMEOUT_MS {
@@ -425,10 +460,46 @@ mod tests {
             }
             now += 100;
         }
-        assert_eq!(&sends[..4], &[500, 1500, 3500, 7500]);
-        assert!(sends.windows(2).all(|w| w[1] - w[0] <= T2_MS));
         assert_eq!(t.head.stats.timeouts, 1);
         assert_eq!(t.head.stats.in_flight, 0);
+        sends
+    }
+
+    #[test]
+    fn retransmits_on_t1_doubling_to_t2_then_times_out() {
+        let mut o = Owned::new(4);
+        let mut t = o.table();
+        send(&mut t, 0, 5, nonce).unwrap();
+        let sends = send_times(&mut t);
+        assert_eq!(&sends[..4], &[500, 1500, 3500, 7500]);
+        assert!(sends.windows(2).all(|w| w[1] - w[0] <= T2_MS));
+    }
+
+    #[test]
+    fn over_a_stream_a_copy_goes_again_only_after_seconds_without_a_reply() {
+        let mut o = Owned::new(4);
+        let mut t = o.table();
+        let b = t.insert(0, Delivery::Stream, nonce).unwrap();
+        t.attach(&b, 5).unwrap();
+        assert_eq!(send_times(&mut t), vec![4000, 12_000, 28_000]);
+    }
+
+    #[test]
+    fn over_a_stream_a_message_no_connection_took_goes_again_soon() {
+        let mut o = Owned::new(4);
+        let mut t = o.table();
+        let b = t.insert(0, Delivery::Stream, nonce).unwrap();
+        t.attach(&b, 5).unwrap();
+        assert!(t.send_failed(&b, 100));
+        assert!(t.due(100 + T1_MS - 1).retransmit.is_empty());
+        assert_eq!(t.due(100 + T1_MS).retransmit, vec![5]);
+        assert!(t.due(100 + T1_MS + 999).retransmit.is_empty());
+        assert_eq!(t.due(100 + T1_MS + 1000).retransmit, vec![5], "doubling from T1");
+        // A reply stops it like any other.
+        assert_eq!(t.on_reply(&b, ReplyKind::Provisional, 2000, |_| true), ReplyOutcome::Stopped);
+        assert!(t.due(20_000).retransmit.is_empty());
+        assert_eq!(t.complete(&b), Some(5));
+        assert!(!t.send_failed(&b, 3000), "gone");
     }
 
     #[test]

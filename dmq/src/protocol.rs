@@ -128,6 +128,23 @@ impl Transport {
         }
     }
 
+    /// The protocol as a Via header names it.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Sctp => "SCTP",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+        }
+    }
+
+    /// Whether the transport is a connection that retransmits by itself.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss)
+    }
+
     pub fn parse(s: &str) -> Option<Transport> {
         Some(match s.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
@@ -366,9 +383,11 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     body
 }
 
-/// A KDMQ request built without tm, sent as a UDP datagram: for peer
-/// messages in flight (see `pending`) and the leave notice sent at shutdown.
+/// A KDMQ request built without tm: for peer messages in flight (see
+/// `pending`; over UDP, TCP or TLS) and the leave notice sent at shutdown.
 pub struct PeerRequest<'a> {
+    /// What the request travels over (the Via's protocol).
+    pub transport: Transport,
     pub from: &'a NodeUri,
     pub to: &'a NodeUri,
     /// The Via's sent-by (`host:port`): the socket the datagram leaves
@@ -398,7 +417,7 @@ pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
     });
     let mut out = format!(
         "KDMQ {to_uri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {sent_by};branch={branch}\r\n\
+         Via: SIP/2.0/{via} {sent_by};branch={branch}\r\n\
          Max-Forwards: {mf}\r\n\
          From: <{from_uri}>;tag=dmqrs{token}\r\n\
          To: <{to_uri}>\r\n\
@@ -407,6 +426,7 @@ pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
          {signature}\
          Content-Type: {ct}\r\n\
          Content-Length: {len}\r\n\r\n",
+        via = r.transport.via_name(),
         sent_by = r.sent_by,
         branch = r.branch,
         mf = r.max_forwards,
@@ -432,6 +452,7 @@ pub fn build_stateless_request(
     signing: Option<(&[u8], i64)>,
 ) -> String {
     let request = build_peer_request(&PeerRequest {
+        transport: Transport::Udp,
         from,
         to,
         sent_by,
@@ -566,6 +587,7 @@ mod tests {
     fn peer_requests_carry_the_body_verbatim_with_its_length() {
         let body = b"{\"action\":1}\r\n\x00binary";
         let req = build_peer_request(&PeerRequest {
+            transport: Transport::Udp,
             // An address without a port: the Via still names the socket.
             from: &uri("sip:127.0.0.2"),
             to: &uri("sip:10.0.0.3:5060;transport=udp"),
@@ -591,8 +613,31 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_request_over_tcp_or_tls_names_its_transport_in_the_via() {
+        for (transport, via) in [(Transport::Tcp, "TCP"), (Transport::Tls, "TLS")] {
+            let req = build_peer_request(&PeerRequest {
+                transport,
+                from: &uri("sip:127.0.0.2:5090"),
+                to: &uri(&format!("sip:127.0.0.3:5090;transport={}", transport.as_str())),
+                sent_by: "127.0.0.2:5090",
+                peer: "usrloc",
+                branch: "z9hG4bKdmqrs.1.2.3",
+                token: "1.2.3",
+                max_forwards: 1,
+                content_type: "application/json",
+                body: b"{}",
+                signing: None,
+            });
+            let text = String::from_utf8(req).unwrap();
+            assert!(text.contains(&format!("Via: SIP/2.0/{via} 127.0.0.2:5090;branch=z9hG4bKdmqrs.1.2.3\r\n")), "{text}");
+            assert!(text.starts_with(&format!("KDMQ sip:usrloc@127.0.0.3:5090;transport={} SIP/2.0\r\n", transport.as_str())), "{text}");
+        }
+    }
+
+    #[test]
     fn signed_peer_requests_verify_against_what_they_carry() {
         let req = build_peer_request(&PeerRequest {
+            transport: Transport::Udp,
             from: &uri("sip:127.0.0.2:5090"),
             to: &uri("sip:127.0.0.3:5090"),
             sent_by: "127.0.0.2:5090",

@@ -1,5 +1,7 @@
 //! The sockets Kamailio listens on.
 
+use dmq_core::protocol::Transport;
+
 use crate::host::kstr;
 use crate::host::raw;
 
@@ -26,8 +28,9 @@ impl LocalSocket {
     }
 
     /// What a Via header names for this socket (`host:port`, IPv6 in
-    /// brackets, the advertised address if any) and whether it is UDP.
-    pub fn sent_by(self) -> Option<(String, bool)> {
+    /// brackets, the advertised address if any) and its transport (None
+    /// for one dmq_rs cannot send on without tm, e.g. SCTP or WebSocket).
+    pub fn sent_by(self) -> Option<(String, Option<Transport>)> {
         let mut buf = [0u8; 320];
         // SAFETY: the core's socket (immutable after startup); the shim
         // writes at most buf.len() bytes, NUL-terminated.
@@ -36,7 +39,13 @@ impl LocalSocket {
             return None;
         }
         let text = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?.to_str().ok()?.to_string();
-        Some((text, proto as raw::sip_protos == raw::sip_protos_PROTO_UDP))
+        let transport = match proto as raw::sip_protos {
+            raw::sip_protos_PROTO_UDP => Some(Transport::Udp),
+            raw::sip_protos_PROTO_TCP => Some(Transport::Tcp),
+            raw::sip_protos_PROTO_TLS => Some(Transport::Tls),
+            _ => None,
+        };
+        Some((text, transport))
     }
 
     pub(in crate::host) fn as_ptr(self) -> *mut raw::socket_info {

@@ -16,7 +16,7 @@ use crate::host::shm::ShmStore;
 use crate::host::sip_msg::SipMsg;
 use crate::host::process;
 use crate::host::tm::{KdmqRequest, TmReply};
-use crate::host::udp;
+use crate::host::send;
 
 use super::figures::{self, Count};
 use super::admission;
@@ -428,7 +428,7 @@ pub fn announce_leave(m: &Module) {
         log::warn!("node list locked at shutdown; leaving without notice");
         return;
     };
-    if !m.server_is_udp {
+    if m.server_transport != Some(protocol::Transport::Udp) {
         log::info!("leaving without notice: the DMQ socket {} is not UDP", m.server_socket);
         return;
     }
@@ -442,7 +442,7 @@ pub fn announce_leave(m: &Module) {
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host).first().copied()) else { continue };
         let request =
             protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token, signing);
-        match udp::send_from(m.server_sock, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
+        match send::send_from(m.server_sock, protocol::Transport::Udp, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),
         }

@@ -1,14 +1,18 @@
-//! Peer messages over UDP without tm: each one is sent from the DMQ socket
-//! and kept in a shm slot (with its bytes, for retransmission) only until
+//! Peer messages without tm, over UDP, TCP or TLS: each one is sent from
+//! the DMQ socket (over TCP/TLS on a connection the core finds or makes)
+//! and kept in a shm slot (with its bytes, for sending again) only until
 //! its final reply arrives. The core hands every reply to `on_reply` before
 //! the script's reply route (a route that drops replies tm does not know
 //! must not drop ours); it checks the reply against the message (branch
 //! nonce, source, Call-ID, CSeq), frees the slot and runs the consumer's
-//! callback. A timer process retransmits and reports timeouts as 408. The
-//! slot logic is pure (`dmq_core::pending`); this file holds its shm, its
-//! lock and the Kamailio plumbing. A leaf transport: when it cannot take a
-//! message (a full table, a non-UDP node or DMQ socket) it says so, and
-//! `messaging` sends it through tm instead, so nothing is ever dropped.
+//! callback. A timer process sends again (UDP: SIP's retransmissions;
+//! TCP/TLS: a copy after seconds without any reply, since a connection may
+//! break with the message in it) and reports timeouts as 408. The slot
+//! logic is pure (`dmq_core::pending`); this file holds its shm, its lock
+//! and the Kamailio plumbing. A leaf transport: when it cannot take a
+//! message (a full table, a node on another transport than the DMQ socket,
+//! an unresolved node) it says so, and `messaging` sends it through tm
+//! instead, so nothing is ever dropped.
 //!
 //! dmq_usrloc's updates to a node that already has one waiting for its
 //! reply wait in a batch for that node instead (at most `BATCH_UPDATES` of
@@ -26,8 +30,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use dmq_core::pending::{self, Header, PendingStats, PendingTable, ReplyKind, ReplyOutcome, Slot};
-use dmq_core::protocol::{self, NodeUri, Transport};
+use dmq_core::pending::{self, Delivery, Header, PendingStats, PendingTable, ReplyKind, ReplyOutcome, Slot};
+use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::clock::monotonic_ms as now_ms;
 use crate::host::dmq_api::ResponseCallback;
@@ -37,7 +41,7 @@ use crate::host::replies::Verdict;
 use crate::host::shm::{ShmArc, ShmBlock, ShmMutex};
 use crate::host::sip_msg::SipMsg;
 use crate::host::tm::TmReply;
-use crate::host::udp;
+use crate::host::send;
 use crate::shm_data;
 use crate::shm_zeroed;
 
@@ -133,6 +137,9 @@ shm_data! {
         batchable: bool,
         /// Updates it carries (a batch: several; the callback runs once each).
         updates: u32,
+        /// Sent over TCP/TLS: a reply may come on a connection the node
+        /// opened (another port), so only its address is checked.
+        stream: bool,
     }
 }
 
@@ -180,13 +187,13 @@ pub enum SendError {
     Failed(String),
 }
 
-/// Sends one peer message through a slot, when the node is a UDP node
-/// with a known address, the DMQ socket is UDP, and a slot is free; a
-/// dmq_usrloc update may wait in its node's batch instead.
+/// Sends one peer message through a slot, when the node has a known
+/// address, speaks the DMQ socket's transport (UDP, TCP or TLS), and a
+/// slot is free; a dmq_usrloc update may wait in its node's batch instead.
 pub fn send(peer_message: &PeerMessage<'_>, target: &NodeUri, ip: Option<IpAddr>) -> Result<(), SendError> {
     let &PeerMessage { peer_id, body, content_type, max_forwards, callback, batchable } = peer_message;
     let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
-    let (Some(table), Some(ip), Transport::Udp, true) = (TABLE.get(), ip, target.transport, m.server_is_udp) else {
+    let (Some(table), Some(ip), true) = (TABLE.get(), ip, m.server_transport == Some(target.transport)) else {
         return Err(SendError::NoSlot);
     };
     let to = SocketAddr::new(ip, target.port_no());
@@ -267,12 +274,15 @@ struct Outgoing<'a> {
 
 fn send_one(table: &Table, out: &Outgoing<'_>) -> Result<(), SendError> {
     let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
+    let transport = out.target.transport;
+    let delivery = if transport.is_stream() { Delivery::Stream } else { Delivery::Datagram };
     // The slot comes first: its branch goes into the request.
-    let branch = take_slot(table).ok_or(SendError::NoSlot)?;
+    let branch = take_slot(table, delivery).ok_or(SendError::NoSlot)?;
     // Call-ID and From tag carry the branch's token: a reply is checked
     // against it (`pending::reply_matches`).
     let token = &branch[pending::BRANCH_PREFIX.len()..];
     let request = protocol::build_peer_request(&protocol::PeerRequest {
+        transport,
         from: &m.local_uri,
         to: out.target,
         sent_by: &m.server_sent_by,
@@ -285,8 +295,14 @@ fn send_one(table: &Table, out: &Outgoing<'_>) -> Result<(), SendError> {
         signing: m.config.shared_secret.as_deref().map(|s| (s, crate::host::clock::unix_now())),
     });
     let uri = out.target.to_uri();
-    let header =
-        Message { callback: out.callback, to: out.to, uri_len: uri.len() as u32, batchable: out.batchable, updates: out.updates };
+    let header = Message {
+        callback: out.callback,
+        to: out.to,
+        uri_len: uri.len() as u32,
+        batchable: out.batchable,
+        updates: out.updates,
+        stream: delivery == Delivery::Stream,
+    };
     let Some(message) = ShmArc::new(header, &[uri.as_bytes(), &request]) else {
         table.with(|t| t.complete(&branch));
         return Err(SendError::Failed("out of shm for a DMQ message".into()));
@@ -295,13 +311,30 @@ fn send_one(table: &Table, out: &Outgoing<'_>) -> Result<(), SendError> {
         // Cannot happen before the request is sent; the message is dropped.
         return Err(SendError::Failed("DMQ message slot lost before sending".into()));
     }
-    if let Err(e) = udp::send_from(m.server_sock, out.to, &request) {
+    if let Err(e) = send::send_from(m.server_sock, transport, out.to, &request) {
+        if delivery == Delivery::Stream {
+            // No connection took it (none could be made now, or its write
+            // queue is full: a node that stopped reading): the timer sends
+            // it again soon, until one does or the message times out.
+            table.with(|t| t.send_failed(&branch, now_ms()));
+            log_stream_send_failed(&e);
+            return Ok(());
+        }
         // Not sent at all: take it back and say so, as tm does when it
         // cannot send (a reply may not have freed the slot: none can come).
         drop(table.with(|t| t.complete(&branch)));
         return Err(SendError::Failed(e));
     }
     Ok(())
+}
+
+/// At most one line a second per process: a node that is gone makes every
+/// send to it fail.
+fn log_stream_send_failed(error: &str) {
+    static LOG: RateLimit = RateLimit::per(1000);
+    if LOG.allow() {
+        log::info!("{error}: sent again when a connection takes it (or 408 after 30 s)");
+    }
 }
 
 /// What became of an update offered to its node's batch.
@@ -514,11 +547,11 @@ fn patient_sender(start: u64) -> bool {
         && start.saturating_sub(WAIT_GAVE_UP_AT.load(Ordering::Relaxed)) > 5 * SLOT_WAIT_MS
 }
 
-fn take_slot(table: &Table) -> Option<String> {
+fn take_slot(table: &Table, delivery: Delivery) -> Option<String> {
     let start = now_ms();
     let patient = patient_sender(start);
     loop {
-        if let Some(branch) = table.with(|t| t.insert(now_ms(), |index, seq| table.nonce_keys.hash_one((index, seq)))) {
+        if let Some(branch) = table.with(|t| t.insert(now_ms(), delivery, |index, seq| table.nonce_keys.hash_one((index, seq)))) {
             return Some(branch);
         }
         if !patient || now_ms() - start >= SLOT_WAIT_MS {
@@ -563,9 +596,13 @@ fn on_reply(msg: &SipMsg) -> Verdict {
         }
         _ => ReplyKind::Final,
     };
-    // The reply must come from where the message went.
+    // The reply must come from where the message went (over TCP/TLS from
+    // its address: the node may answer on a connection it opened itself).
     let source = msg.source();
-    let came_from_target = |m: &ShmArc<Message>| source == Some(m.header().to);
+    let came_from_target = |m: &ShmArc<Message>| {
+        let to = m.header().to;
+        source.is_some_and(|s| if m.header().stream { s.ip() == to.ip() } else { s == to })
+    };
     match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
         ReplyOutcome::Completed(message) => complete(table, message, i32::from(ids.status), TmReply::received(msg)),
         ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
@@ -623,10 +660,12 @@ pub fn tick() {
     // worker's reply behind the copy). A reply may complete a message
     // meanwhile: the reference keeps its bytes alive.
     let due = table.with(|t| t.due(now_ms()));
+    // Every message in the table went over the DMQ socket's transport.
     for message in due.retransmit {
+        let Some(transport) = m.server_transport else { break };
         let (_, request) = parts(&message);
-        if let Err(e) = udp::send_from(m.server_sock, message.header().to, request) {
-            log::debug!("retransmission: {e}");
+        if let Err(e) = send::send_from(m.server_sock, transport, message.header().to, request) {
+            log::debug!("sending again: {e}");
         }
     }
     for message in due.expired {

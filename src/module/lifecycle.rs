@@ -57,7 +57,7 @@ pub fn init() -> Result<(), String> {
         ));
     };
 
-    let (server_sent_by, server_is_udp) =
+    let (server_sent_by, server_transport) =
         server_sock.sent_by().ok_or_else(|| format!("cannot read the address of the DMQ socket {server_socket}"))?;
 
     let local_uri = protocol::parse_node_line(&config.server_address)
@@ -107,7 +107,7 @@ pub fn init() -> Result<(), String> {
         config.notification_addresses.len()
     );
     let module =
-        Module { config, server_socket, server_sock, server_sent_by, server_is_udp, tm, sl, local_uri, notification_uris, routes };
+        Module { config, server_socket, server_sock, server_sent_by, server_transport, tm, sl, local_uri, notification_uris, routes };
     state::set(module)
 }
 

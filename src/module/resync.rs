@@ -39,6 +39,7 @@ fn run(node: &NodeUri) {
     for (peer, body, content_type) in peers::sync_requests() {
         let token = format!("heal{}x{}x{}", std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
         let request = protocol::build_peer_request(&PeerRequest {
+            transport: node.transport,
             from: node,
             to: &m.local_uri,
             sent_by: &m.server_sent_by,

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use dmq_core::config::Config;
-use dmq_core::protocol::NodeUri;
+use dmq_core::protocol::{NodeUri, Transport};
 
 use crate::host::api::{Sl, Tm};
 use crate::host::events::EventRoute;
@@ -19,8 +19,9 @@ pub struct Module {
     pub server_sock: LocalSocket,
     /// What the Via of a request sent from that socket names (`host:port`).
     pub server_sent_by: String,
-    /// Whether that socket is UDP (peer messages skip tm only then).
-    pub server_is_udp: bool,
+    /// That socket's transport, when peer messages can go without tm on
+    /// it (UDP, TCP, TLS): to nodes of the same transport they do.
+    pub server_transport: Option<Transport>,
     pub tm: Tm,
     pub sl: Sl,
     /// This node as it appears in notification bodies.

@@ -53,11 +53,11 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"shm_kept_for_reuse", c"bytes of shm blocks kept for the next messages instead of freed (part of shm used)", || {
         crate::host::shm::recycled::kept().1 as u64
     }),
-    Statistic::new(c"messages_retransmitted", c"retransmissions of peer messages sent without tm", || pending().retransmissions),
+    Statistic::new(c"messages_retransmitted", c"peer messages sent again without tm (UDP retransmissions; TCP/TLS copies after silence or a refused send)", || pending().retransmissions),
     Statistic::new(c"messages_timed_out", c"peer messages that got no final reply within 30 s (both paths)", || {
         pending().timeouts + figures::get(Count::TmTimeouts)
     }),
-    Statistic::new(c"messages_sent_through_tm", c"peer messages sent through tm (TCP/TLS or unresolved nodes, a full table)", || {
+    Statistic::new(c"messages_sent_through_tm", c"peer messages sent through tm (nodes on another transport than the DMQ socket or unresolved, a full table)", || {
         figures::get(Count::MessagesSentThroughTm)
     }),
     Statistic::new(c"messages_retried_after_503", c"peer messages sent again after a 503 (both paths)", || {

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod tls;
 
 pub const KAMAILIO: &str = "/usr/sbin/kamailio";
 pub const KAMCMD: &str = "/usr/sbin/kamcmd";
@@ -224,6 +225,36 @@ pub fn node_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// What DMQ between nodes travels over (SIP from test clients stays UDP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmqTransport {
+    Udp,
+    /// `listen=tcp:` on the node's address and port; DMQ URIs `;transport=tcp`.
+    Tcp,
+    /// `listen=tls:` likewise, with the tls module, a key and certificate
+    /// from the run's test CA (`tls::Ca::shared`), verified both ways.
+    Tls,
+}
+
+impl DmqTransport {
+    /// The test name's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DmqTransport::Udp => "udp",
+            DmqTransport::Tcp => "tcp",
+            DmqTransport::Tls => "tls",
+        }
+    }
+
+    /// `;transport=…` for a DMQ URI (nothing for UDP).
+    pub fn uri_param(self) -> String {
+        match self {
+            DmqTransport::Udp => String::new(),
+            other => format!(";transport={}", other.name()),
+        }
+    }
+}
+
 /// What a node's config says beyond the common parts.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -265,6 +296,9 @@ pub struct NodeConfig {
     /// A command that runs kamailio (e.g. valgrind and its options; `{DIR}`
     /// stands for the node's directory). Only for the host's release.
     pub wrapper: Vec<String>,
+    /// What DMQ travels over: `server_address` and `notification_address`
+    /// get its `;transport=` and the node listens for it on its address.
+    pub dmq_transport: DmqTransport,
 }
 
 impl Default for NodeConfig {
@@ -287,6 +321,7 @@ impl Default for NodeConfig {
             release: Release::suite(),
             netns: None,
             wrapper: Vec::new(),
+            dmq_transport: DmqTransport::Udp,
         }
     }
 }
@@ -312,6 +347,12 @@ impl NodeConfig {
         self
     }
 
+    /// The same config with DMQ over `transport`.
+    pub fn over(mut self, transport: DmqTransport) -> Self {
+        self.dmq_transport = transport;
+        self
+    }
+
     /// The same config on another Kamailio release.
     pub fn on(mut self, release: Release) -> Self {
         self.release = release;
@@ -334,6 +375,17 @@ impl NodeConfig {
             None => addr.to_string(),
         };
         s += &format!("listen=udp:{addr}\n");
+        match self.dmq_transport {
+            DmqTransport::Udp => {}
+            DmqTransport::Tcp => s += &format!("listen=tcp:{addr}\n"),
+            DmqTransport::Tls => s += &format!("enable_tls=yes\nlisten=tls:{addr}\n"),
+        }
+        if self.dmq_transport != DmqTransport::Udp {
+            // The core drops a TCP/TLS message larger than its read buffer
+            // (16 KB by default) with its connection: dmq_usrloc's and
+            // htable's sync batches are up to 60 000 bytes (see the guide).
+            s += "tcp_rd_buf_size=65536\n";
+        }
         if self.load_tm {
             s += "loadmodule \"tm.so\"\n";
         }
@@ -342,13 +394,24 @@ impl NodeConfig {
         }
         s += "loadmodule \"ctl.so\"\nloadmodule \"pv.so\"\nloadmodule \"textops.so\"\nloadmodule \"xlog.so\"\n";
         s += &self.globals.replace("{ADDR}", &addr);
+        if self.dmq_transport == DmqTransport::Tls {
+            // Written next to the ctl socket by `Node::spawn`.
+            let dir = ctl.parent().unwrap();
+            s += &format!("loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\n", dir.join("tls.cfg").display());
+        }
         if !self.dmq_module.is_empty() {
             s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
         }
         s += &format!("modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n", ctl.display());
         // Without a dmq module there is nothing to take dmq parameters.
         for (name, value) in self.dmq_params.iter().filter(|_| !self.dmq_module.is_empty()) {
-            s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value.replace("{ADDR}", &addr));
+            let mut value = value.replace("{ADDR}", &addr);
+            // A DMQ URI without a transport of its own gets the node's.
+            let uri_param = ["server_address", "notification_address"].contains(&name.as_str()) && !value.contains("transport=");
+            if uri_param && value.ends_with('"') {
+                value.insert_str(value.len() - 1, &self.dmq_transport.uri_param());
+            }
+            s += &format!("modparam(\"dmq\", \"{}\", {})\n", name, value);
         }
         s += &self.consumers.replace("{ADDR}", &addr);
         // An empty route leaves routing to a KEMI engine (cfgengine).
@@ -388,6 +451,10 @@ impl Node {
         let dir = node_dir(label);
         let ctl = dir.join("ctl.sock");
         let cfg = dir.join("kamailio.cfg");
+        if config.dmq_transport == DmqTransport::Tls {
+            tls::Ca::shared().issue_into(&dir, addr.ip());
+            tls::write_tls_cfg(&dir);
+        }
         fs::write(&cfg, config.render(addr, &ctl)).unwrap();
         let log = dir.join("kamailio.log");
         let child = spawn_kamailio(
