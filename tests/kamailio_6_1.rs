@@ -75,17 +75,16 @@ fn dialog_node(stock: bool) -> NodeConfig {
     let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
     c.consumers += "loadmodule \"rr.so\"\nloadmodule \"siputils.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n";
     c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
-               \tif (has_totag()) { dlg_manage(); if (loose_route() || is_method(\"ACK\")) { t_relay(); } else { t_check_trans(); } exit; }\n\
+               \tif (has_totag()) { dlg_manage(); loose_route(); t_relay(); exit; }\n\
                \tif (is_method(\"INVITE\")) { dlg_manage(); record_route(); t_relay(); exit; }\n\
                \tsl_send_reply(\"404\", \"Not here\");"
         .into();
     c
 }
 
-/// `count` calls through `entry` to a sipp callee, held 60 s (well past
-/// any wait below); they end
-/// when the returned processes are dropped.
-fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
+/// `count` calls through `entry` to a sipp callee, each hung up (BYE)
+/// after `hold_ms`; the processes are killed when dropped.
+fn hold_calls(entry: &Node, count: usize, hold_ms: u32) -> [Background; 2] {
     let dir = node_dir("calls61");
     let uas_addr = allocate_address();
     let mut uas = std::process::Command::new("sipp");
@@ -93,7 +92,7 @@ fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
     let uas = Background::spawn(uas, &dir.join("uas.log"));
     let uac_addr = allocate_address();
     let mut uac = std::process::Command::new("sipp");
-    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", "60000", "-i", &uac_addr.ip().to_string()])
+    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", &hold_ms.to_string(), "-i", &uac_addr.ip().to_string()])
         .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
         .arg(uas_addr.to_string())
         .current_dir(&dir);
@@ -113,13 +112,24 @@ fn dialog_6_1_confirms_replicated_dialogs_on_ack() {
         return;
     }
     let nodes = start_cluster("dlg61", vec![dialog_node(false), dialog_node(false), dialog_node(true)]);
-    let _calls = hold_calls(&nodes[0], 4);
+    let started = std::time::Instant::now();
+    let _calls = hold_calls(&nodes[0], 4, 25_000);
     for n in &nodes {
         assert!(
             n.wait_until(REPLICATE, |x| confirmed_dialogs(x) == 4),
             "{} holds {} confirmed dialogs of 4:\n{}",
             n.addr,
             confirmed_dialogs(n),
+            n.try_rpc(&["dlg.list"]).unwrap_or_default()
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(24), "the check outlasted the calls: {:?}", started.elapsed());
+    // The calls hang up: every node ends the replicated dialogs too.
+    for n in &nodes {
+        assert!(
+            n.wait_until(Duration::from_secs(40), |x| x.try_rpc(&["dlg.list"]).map(|o| !o.contains("call-id:")).unwrap_or(false)),
+            "{} still holds dialogs after the BYEs:\n{}",
+            n.addr,
             n.try_rpc(&["dlg.list"]).unwrap_or_default()
         );
     }
