@@ -82,24 +82,6 @@ fn dialog_node(stock: bool) -> NodeConfig {
     c
 }
 
-/// `count` calls through `entry` to a sipp callee, each hung up (BYE)
-/// after `hold_ms`; the processes are killed when dropped.
-fn hold_calls(entry: &Node, count: usize, hold_ms: u32) -> [Background; 2] {
-    let dir = node_dir("calls61");
-    let uas_addr = allocate_address();
-    let mut uas = std::process::Command::new("sipp");
-    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin"]).current_dir(&dir);
-    let uas = Background::spawn(uas, &dir.join("uas.log"));
-    let uac_addr = allocate_address();
-    let mut uac = std::process::Command::new("sipp");
-    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", &hold_ms.to_string(), "-i", &uac_addr.ip().to_string()])
-        .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
-        .arg(uas_addr.to_string())
-        .current_dir(&dir);
-    let uac = Background::spawn(uac, &dir.join("uac.log"));
-    [uac, uas]
-}
-
 /// How many dialogs `node` lists in state 4 (confirmed).
 fn confirmed_dialogs(node: &Node) -> usize {
     let Ok(out) = node.try_rpc(&["dlg.list"]) else { return 0 };
@@ -194,13 +176,6 @@ fn presence_6_1_replicates_subscriptions() {
     assert_no_refused_words(&nodes.iter().collect::<Vec<_>>());
 }
 
-/// The `fail_count` `dmq.list_nodes` shows for the node at `addr`.
-fn fail_count_of(node: &Node, addr: SocketAddr) -> Option<u32> {
-    let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
-    let entry = out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
-    entry.split("fail_count: ").nth(1)?.lines().next()?.trim().parse().ok()
-}
-
 #[test]
 fn a_dead_node_is_shown_in_6_1_words_and_no_notification_is_refused() {
     if !on_6_1() {
@@ -225,7 +200,7 @@ fn a_dead_node_is_shown_in_6_1_words_and_no_notification_is_refused() {
         nodes[0].addr,
         nodes[0].rpc(&["dmq.list_nodes"])
     );
-    assert!(fail_count_of(&nodes[0], dead).unwrap_or(0) >= 1, "{}", nodes[0].rpc(&["dmq.list_nodes"]));
+    assert!(node_field(&nodes[0], dead, "fail_count").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0) >= 1, "{}", nodes[0].rpc(&["dmq.list_nodes"]));
     // (It goes past 3 failures; the stock node, which learns of the death
     // only from tm's 408 after its fr_timer, lists it active meanwhile and
     // brings it back: the unit tests of dmq_core::nodes follow the walk.)

@@ -308,28 +308,8 @@ fn dialogs_replicate(label: &str, kinds: [bool; 3]) {
         c
     };
     let nodes = start_cluster(label, kinds.iter().map(|&stock| node(stock)).collect());
-    let _calls = hold_calls(&nodes[0], 5);
+    let _calls = hold_calls(&nodes[0], 5, 20_000);
     assert_dialogs_replicated(&nodes, 5);
-}
-
-/// `count` calls through `entry` to a sipp callee, held for 20 s (long
-/// enough to look at them on every node); the calls end when dropped.
-fn hold_calls(entry: &Node, count: usize) -> [Background; 2] {
-    let dir = node_dir("calls");
-    let uas_addr = allocate_address();
-    let mut uas = std::process::Command::new("sipp");
-    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin"])
-        .current_dir(&dir);
-    let uas = Background::spawn(uas, &dir.join("uas.log"));
-    let uac_addr = allocate_address();
-    let mut uac = std::process::Command::new("sipp");
-    // The R-URI names the callee; -rsa sends the INVITEs to the entry node.
-    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", "20000", "-i", &uac_addr.ip().to_string()])
-        .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
-        .arg(uas_addr.to_string())
-        .current_dir(&dir);
-    let uac = Background::spawn(uac, &dir.join("uac.log"));
-    [uac, uas]
 }
 
 /// The first node holds `count` dialogs, and every other node the same ones.
@@ -384,7 +364,7 @@ fn htable_example_replicates_items() {
 #[test]
 fn dialog_example_replicates_dialogs() {
     let nodes = example_cluster("dialog-cluster.cfg");
-    let _calls = hold_calls(&nodes[0], 3);
+    let _calls = hold_calls(&nodes[0], 3, 20_000);
     assert_dialogs_replicated(&nodes, 3);
 }
 

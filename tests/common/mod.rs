@@ -757,9 +757,15 @@ pub fn seeded(base: NodeConfig, seed: SocketAddr) -> NodeConfig {
 
 /// The status `node` lists for the node at `addr` (None: not listed).
 pub fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
+    node_field(node, addr, "status")
+}
+
+/// A field `dmq.list_nodes` of `node` shows for the node at `addr` (None:
+/// not listed, or no such field).
+pub fn node_field(node: &Node, addr: SocketAddr, field: &str) -> Option<String> {
     let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
     let entry = out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
-    Some(entry.split("status: ").nth(1)?.lines().next()?.trim().to_string())
+    Some(entry.split(&format!("{field}: ")).nth(1)?.lines().next()?.trim().to_string())
 }
 
 /// Whether `node` lists every address in `all` as active, and itself once.
@@ -831,6 +837,25 @@ pub fn sip_request(
     let mut bytes = m.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+/// `count` calls through `entry` to a sipp callee, each hung up (BYE) after
+/// `hold_ms`; both sipp processes are killed when the pair is dropped.
+pub fn hold_calls(entry: &Node, count: usize, hold_ms: u32) -> [Background; 2] {
+    let dir = node_dir("calls");
+    let uas_addr = allocate_address();
+    let mut uas = Command::new("sipp");
+    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin"]).current_dir(&dir);
+    let uas = Background::spawn(uas, &dir.join("uas.log"));
+    let uac_addr = allocate_address();
+    let mut uac = Command::new("sipp");
+    // The R-URI names the callee; -rsa sends the INVITEs to the entry node.
+    uac.args(["-sn", "uac", "-m", &count.to_string(), "-d", &hold_ms.to_string(), "-i", &uac_addr.ip().to_string()])
+        .args(["-p", &uac_addr.port().to_string(), "-nostdin", "-rsa", &entry.addr.to_string()])
+        .arg(uas_addr.to_string())
+        .current_dir(&dir);
+    let uac = Background::spawn(uac, &dir.join("uac.log"));
+    [uac, uas]
 }
 
 /// A KDMQ for peer `user` with a correct Content-Length.
