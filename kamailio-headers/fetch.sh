@@ -133,7 +133,7 @@ if [ -n "$pool" ]; then
                 case "$name" in *.asc) continue ;; esac
                 pool_get "$name" "$sum" || exit 1
             done
-    ) && unpack_by_hand "$work.tmp" "kamailio-$upstream" || die "cannot fetch the pinned source kamailio=$version from $pool"
+    ) && unpack_by_hand "$work.tmp" "kamailio-$upstream" || { rm -rf "$work.tmp"; die "cannot fetch the pinned source kamailio=$version from $pool"; }
 else
 echo "fetch.sh: fetching Debian source of kamailio $version into $work" >&2
 (cd "$work.tmp" && apt-get "$@" source -q "kamailio=$version" >&2) || {
@@ -141,7 +141,7 @@ echo "fetch.sh: fetching Debian source of kamailio $version into $work" >&2
     # apt-get source fail after fetching everything else: check those files
     # against the .dsc and unpack them by hand.
     echo "fetch.sh: apt-get source failed; unpacking the fetched files by hand" >&2
-    unpack_by_hand "$work.tmp" "kamailio-$upstream" || die "apt-get source kamailio=$version failed"
+    unpack_by_hand "$work.tmp" "kamailio-$upstream" || { rm -rf "$work.tmp"; die "apt-get source kamailio=$version failed"; }
 }
 fi
 rm -rf "$work"
