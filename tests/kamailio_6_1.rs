@@ -7,7 +7,8 @@
 //! must never refuse a notification over its status words.
 //!
 //! These run in the 6.1 pass of `make test` (`DMQ_RS_KAMAILIO=6.1`) and are
-//! skipped in the others.
+//! skipped in the others, but for the first: a 6.1 config's dmq parameters
+//! start dmq_rs on every release.
 
 mod common;
 
@@ -33,6 +34,23 @@ fn on_6_1() -> bool {
 /// Whether the dmq_rs node's body check refused a consumer's body (400).
 fn body_refused(node: &Node) -> bool {
     node.log_text().lines().any(|l| l.contains("KDMQ for") && l.contains("refused with 400"))
+}
+
+#[test]
+fn a_6_1_config_starts_on_every_release() {
+    let config = || {
+        NodeConfig::default()
+            .param("remove_inactive", "0")
+            .param("fail_count_enabled", "1")
+            .param("fail_count_threshold_not_active", "1")
+            .param("fail_count_threshold_disabled", "2")
+    };
+    let nodes = start_cluster("cfg61", vec![config(), config().param("fail_count_threshold", "3")]);
+    for n in &nodes {
+        assert_eq!(node_field(n, nodes[0].addr, "fail_count").as_deref(), Some("0"), "{}", n.rpc(&["dmq.list_nodes"]));
+    }
+    // The alias next to 6.1's thresholds is ignored, and says so.
+    assert!(nodes[1].log_text().contains("is an alias of fail_count_threshold_not_active"), "{}", nodes[1].log_text());
 }
 
 fn assert_no_refused_words(nodes: &[&Node]) {
