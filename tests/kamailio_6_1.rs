@@ -200,7 +200,7 @@ fn a_dead_node_is_shown_in_6_1_words_and_no_notification_is_refused() {
         return;
     }
     // dmq_rs with 6.1's fail count parameters, a dmq_rs node with the
-    // earlier alias, a stock 6.1 node; the third node dies.
+    // earlier alias, a stock 6.1 node, and a plain dmq_rs node that dies.
     let counting = NodeConfig::default()
         .param("remove_inactive", "0")
         .param("fail_count_enabled", "1")
@@ -223,7 +223,7 @@ fn a_dead_node_is_shown_in_6_1_words_and_no_notification_is_refused() {
     // only from tm's 408 after its fr_timer, lists it active meanwhile and
     // brings it back: the unit tests of dmq_core::nodes follow the walk.)
     // A node joining while the other is down is taken in by all.
-    let joiner = Node::start(&"words61-join".to_string(), &seeded(NodeConfig::stock(), nodes[1].addr));
+    let joiner = Node::start("words61-join", &seeded(NodeConfig::stock(), nodes[1].addr));
     let live: Vec<&Node> = vec![&nodes[0], &nodes[1], &nodes[2], &joiner];
     let all: Vec<SocketAddr> = live.iter().map(|n| n.addr).collect();
     for n in &live {
