@@ -180,6 +180,60 @@ int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
 	return 0;
 }
 
+#include "core/kemi.h"
+#include "core/dset.h"
+
+/* Runs one of upstream's peer events on a faked request whose R-URI ($ru)
+ * is the node's URI: event_route[rt] when rt >= 0, else the KEMI function
+ * `cb` of the loaded engine with the event name as its parameter. The
+ * R-URI is freed again afterwards. -1 when nothing could run. */
+int dmq_rs_run_peer_event(int rt, const char *cb, int cb_len,
+		const char *evname, int evname_len, const char *uri, int uri_len)
+{
+	struct run_act_ctx ctx;
+	sip_msg_t *fmsg;
+	sr_kemi_eng_t *keng = NULL;
+	str suri, scb, sev;
+	int backup_rt, ret = 0;
+
+	if(rt >= 0) {
+		if(event_rt.rlist[rt] == NULL)
+			return -1;
+	} else {
+		if(cb == NULL || cb_len <= 0)
+			return -1;
+		keng = sr_kemi_eng_get();
+		if(keng == NULL)
+			return -1;
+	}
+	fmsg = faked_msg_next();
+	suri.s = (char *)uri;
+	suri.len = uri_len;
+	if(rewrite_uri(fmsg, &suri) < 0)
+		return -1;
+	backup_rt = get_route_type();
+	set_route_type(EVENT_ROUTE);
+	if(rt >= 0) {
+		init_run_actions_ctx(&ctx);
+		run_top_route(event_rt.rlist[rt], fmsg, &ctx);
+	} else {
+		scb.s = (char *)cb;
+		scb.len = cb_len;
+		sev.s = (char *)evname;
+		sev.len = evname_len;
+		if(sr_kemi_route(keng, fmsg, EVENT_ROUTE, &scb, &sev) < 0)
+			ret = -1;
+	}
+	set_route_type(backup_rt);
+	if(fmsg->new_uri.s != NULL) {
+		pkg_free(fmsg->new_uri.s);
+		fmsg->new_uri.s = NULL;
+		fmsg->new_uri.len = 0;
+		fmsg->parsed_uri_ok = 0;
+	}
+	return ret;
+}
+
 #include "core/socket_info.h"
 #include "core/resolve.h"
 #include "core/udp_server.h"

@@ -50,6 +50,11 @@ int dmq_rs_event_route_lookup(const char *name);
 /* Runs event_route[rt] with $xavp(dmq_node=>uri) / =>status set. */
 int dmq_rs_run_event_route(int rt, const char *uri, int uri_len,
 		const char *status, int status_len);
+/* Runs upstream's peer event `evname` for node `uri` (as $ru):
+ * event_route[rt] when rt >= 0, else the KEMI function `cb` with evname
+ * as its parameter. -1 when nothing could run. */
+int dmq_rs_run_peer_event(int rt, const char *cb, int cb_len,
+		const char *evname, int evname_len, const char *uri, int uri_len);
 /* One request from the core's socket `sock` (a struct socket_info) to
  * ip:port over `proto` (PROTO_UDP: one datagram; PROTO_TCP, PROTO_TLS: on
  * a connection from the socket's address, made if needed, as tm sends);

@@ -46,3 +46,48 @@ pub fn init() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Where upstream's peer events (`dmq:peer-up`, `dmq:peer-down`,
+/// `dmq:peer-disabled`) go: the script's event routes of those names, or,
+/// with `event_callback`, one function of the KEMI engine (Lua, Python…)
+/// called with the event's name.
+#[derive(Debug, Clone)]
+pub enum PeerEventTarget {
+    /// The route of the event's name, when the script defines it.
+    Route(Option<EventRoute>),
+    /// `event_callback`: the function's name.
+    Kemi(String),
+}
+
+impl PeerEventTarget {
+    /// Runs the event on a faked request whose R-URI (`$ru`) is `uri`.
+    /// Must not be called with a lock held: the route or function may call
+    /// anything.
+    pub fn run(&self, event: &str, uri: &str) {
+        let (rt, cb): (i32, &str) = match self {
+            PeerEventTarget::Route(Some(route)) => (route.0, ""),
+            PeerEventTarget::Route(None) => return,
+            PeerEventTarget::Kemi(name) => (-1, name.as_str()),
+        };
+        // SAFETY: the strings outlive the call; the core copies the URI
+        // into the faked request's new_uri (pkg memory the shim frees
+        // again) and reads the function and event names during the call.
+        let rc = unsafe {
+            raw::dmq_rs_run_peer_event(
+                rt,
+                cb.as_ptr() as *const _,
+                cb.len() as i32,
+                event.as_ptr() as *const _,
+                event.len() as i32,
+                uri.as_ptr() as *const _,
+                uri.len() as i32,
+            )
+        };
+        if rc < 0 {
+            match self {
+                PeerEventTarget::Kemi(name) => log::error!("cannot run event_callback {name}({event}) for node {uri} (no KEMI engine, or the function failed)"),
+                PeerEventTarget::Route(_) => log::error!("cannot run event_route[{event}] for node {uri}"),
+            }
+        }
+    }
+}

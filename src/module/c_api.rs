@@ -22,6 +22,11 @@ impl DmqApi for Api {
             peers::capture(message.peer, message.body, message.content_type);
             return Ok(());
         }
+        // init_with_single: the join sync's requests go to one node.
+        if let Some(node) = peers::single_target() {
+            let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+            return send(message, &[target]);
+        }
         let targets = messaging::active_targets(except.as_ref());
         send(message, &targets)
     }

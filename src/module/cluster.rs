@@ -20,7 +20,7 @@ use crate::host::send;
 
 use super::figures::{self, Count};
 use super::admission;
-use super::{heal, peers};
+use super::{heal, peer_events, peers};
 use super::state::{module, Module};
 
 /// Room for the serialized node list: a full list of MAX_NODES always fits.
@@ -76,11 +76,17 @@ pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
         let mut list = NodeList::decode(text);
         let before = list.clone();
         let r = f(&mut list);
-        let new = (list != before).then(|| list.encode().into_bytes());
-        (new, r)
+        let changed = list != before;
+        let events = if changed { dmq_core::peer_events::diff(&before, &list) } else { Vec::new() };
+        let new = changed.then(|| list.encode().into_bytes());
+        (new, (r, events))
     });
     match result {
-        Ok(r) => Some(r),
+        Ok((r, events)) => {
+            // Upstream's peer events, after the lock is released.
+            peer_events::report(&events);
+            Some(r)
+        }
         Err(_) => {
             // Cannot happen while the list keeps to MAX_NODES (the store
             // holds a full one); if it did, nothing may act on the change.
@@ -262,7 +268,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         .unwrap_or_default();
         refuse_nodes(refused, || format!("the reply of {node}"));
         report_events(m, &events, Some(&node));
-        peers::cluster_reached();
+        peers::cluster_reached(peer_events::init_with_single().then(|| node.clone()));
     } else if code == 408 {
         let seed = is_seed(m, &node);
         let events = with_nodes(|list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
@@ -331,7 +337,7 @@ pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
     if outcome.news > 0 && max_forwards - 1 > 0 {
         send_notification(m, &targets, &our_body, max_forwards - 1, 0);
     }
-    peers::cluster_reached();
+    peers::cluster_reached(if peer_events::init_with_single() { sender_of(msg) } else { None });
     ok
 }
 
@@ -457,4 +463,26 @@ pub fn count_nodes(status: Option<NodeStatus>) -> u64 {
 /// Starts the ping timer (mod_init).
 pub fn start_ping_timer(interval: u32) -> Result<(), String> {
     process::register_core_timer(interval, ping_timer).map_err(|e| format!("the ping timer: {e}"))
+}
+
+/// `dmq.add`: the node joins the list as pending and is notified at once
+/// (its answer makes it active, and it learns of us); without an answer
+/// the ping rounds keep trying it, as any pending node.
+pub fn add_by_operator(m: &Module, uri: &NodeUri) -> Result<(), dmq_core::peer_events::ChangeError> {
+    let addresses = look_up([uri.clone()].into_iter().filter(|u| dmq_core::nodes::is_name(&u.host)));
+    let body = with_nodes(|list| {
+        dmq_core::peer_events::add(list, uri)?;
+        list.set_addresses(&addresses);
+        Ok(list.notification_body())
+    })
+    .unwrap_or(Err(dmq_core::peer_events::ChangeError::Full))?;
+    send_notification(m, std::slice::from_ref(uri), &body, 2, 0);
+    Ok(())
+}
+
+/// `dmq.change_status`: Ok(true) when it changed. The peer events (and
+/// replication, which goes to active nodes only) follow at once; the node's
+/// next answer to a ping makes it active again, as upstream.
+pub fn change_status_by_operator(uri: &NodeUri, status: NodeStatus) -> Result<bool, dmq_core::peer_events::ChangeError> {
+    with_nodes(|list| dmq_core::peer_events::change_status(list, uri, status)).unwrap_or(Err(dmq_core::peer_events::ChangeError::NotFound))
 }

@@ -12,7 +12,7 @@ use crate::{cmd, kamailio_module, kemi, param_fn, rpc};
 
 use super::c_api::Api;
 use super::params::*;
-use super::{lifecycle, rpc_commands, script, statistics};
+use super::{custom, lifecycle, rpc_commands, script, statistics};
 
 kamailio_module! {
     name: c"dmq",
@@ -25,7 +25,7 @@ kamailio_module! {
 }
 
 /// Script functions: the stock module's names, arities, fixups and route flags.
-static CMDS: CoreCell<[CmdExport; 11]> = CoreCell::new([
+static CMDS: CoreCell<[CmdExport; 13]> = CoreCell::new([
     cmd!(c"dmq_handle_message", script::handle_message, 0, Fixup::None, route::REQUEST),
     cmd!(c"dmq_handle_message", script::handle_message, 1, Fixup::Int, route::REQUEST),
     cmd!(c"dmq_process_message", script::process_message, 0, Fixup::None, route::REQUEST),
@@ -35,13 +35,16 @@ static CMDS: CoreCell<[CmdExport; 11]> = CoreCell::new([
     cmd!(c"dmq_t_replicate", script::t_replicate, 0, Fixup::None, route::REQUEST),
     cmd!(c"dmq_t_replicate", script::t_replicate, 1, Fixup::FirstString, route::REQUEST),
     cmd!(c"dmq_is_from_node", script::is_from_node, 0, Fixup::None, route::REQUEST),
+    // Upstream master's.
+    cmd!(c"dmq_process_custom", custom::process_custom, 4, Fixup::AllStrings, route::ANY),
+    cmd!(c"dmq_handle_custom", custom::handle_custom, 4, Fixup::AllStrings, route::ANY),
     // The C API for htable, dmq_usrloc, dialog and presence: find_export("bind_dmq", 0, 0).
     CmdExport::api(c"bind_dmq", bind_dmq::<Api>),
     CmdExport::END,
 ]);
 
 /// `modparam("dmq", …)`.
-static PARAMS: CoreCell<[ParamExport; 19]> = CoreCell::new([
+static PARAMS: CoreCell<[ParamExport; 22]> = CoreCell::new([
     ParamExport::int(c"num_workers", &NUM_WORKERS),
     ParamExport::int(c"ping_interval", &PING_INTERVAL),
     ParamExport::str(c"server_address", &SERVER_ADDRESS),
@@ -60,11 +63,15 @@ static PARAMS: CoreCell<[ParamExport; 19]> = CoreCell::new([
     param_fn!(c"trusted_network", add_trusted_network),
     ParamExport::str(c"shared_secret", &SHARED_SECRET),
     ParamExport::int(c"updates_in_place", &UPDATES_IN_PLACE),
+    // Upstream master's.
+    ParamExport::int(c"init_with_single", &INIT_WITH_SINGLE),
+    ParamExport::str(c"event_callback", &EVENT_CALLBACK),
+    ParamExport::int(c"sl_send", &SL_SEND),
     ParamExport::END,
 ]);
 
 /// `KSR.dmq.*` for app_lua, app_python3 and the other KEMI interpreters.
-static KEMI: CoreCell<[KemiExport; 10]> = CoreCell::new([
+static KEMI: CoreCell<[KemiExport; 12]> = CoreCell::new([
     kemi!(c"dmq", c"handle_message", script::ki_handle_message, ()),
     kemi!(c"dmq", c"handle_message_rc", script::ki_handle_message_rc, (rc: int)),
     kemi!(c"dmq", c"process_message", script::ki_process_message, ()),
@@ -74,13 +81,22 @@ static KEMI: CoreCell<[KemiExport; 10]> = CoreCell::new([
     kemi!(c"dmq", c"t_replicate", script::ki_t_replicate, ()),
     kemi!(c"dmq", c"t_replicate_mode", script::ki_t_replicate_mode, (mode: int)),
     kemi!(c"dmq", c"is_from_node", script::ki_is_from_node, ()),
+    kemi!(c"dmq", c"process_custom_message", custom::ki_process_custom, (peer: str, node: str, body: str, content_type: str)),
+    kemi!(c"dmq", c"handle_custom_message", custom::ki_handle_custom, (peer: str, node: str, body: str, content_type: str)),
     KemiExport::END,
 ]);
 
 /// `kamcmd dmq.*`.
-static RPCS: CoreCell<[RpcExport; 4]> = CoreCell::new([
+static RPCS: CoreCell<[RpcExport; 6]> = CoreCell::new([
     rpc!(c"dmq.list_nodes", rpc_commands::list_nodes, c"Print all nodes", RpcReply::Array),
     rpc!(c"dmq.remove", rpc_commands::remove, c"Remove a DMQ node (parameter: its SIP address)", RpcReply::Single),
+    rpc!(c"dmq.add", rpc_commands::add, c"Add a DMQ node (parameter: its SIP address)", RpcReply::Single),
+    rpc!(
+        c"dmq.change_status",
+        rpc_commands::change_status,
+        c"Change the status of a DMQ node (parameters: its SIP address, active|not_active|disabled)",
+        RpcReply::Single
+    ),
     rpc!(
         c"dmq.stats",
         rpc_commands::stats,

@@ -13,7 +13,7 @@ use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
 
 use super::state::{self, Module, NodeRoutes};
-use super::{admission, cluster, figures, heal, in_flight, messaging, peers, workers};
+use super::{admission, cluster, figures, heal, in_flight, messaging, params, peer_events, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -86,6 +86,9 @@ pub fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
+    let event_callback = dmq_core::peer_events::check_callback_name(&params::EVENT_CALLBACK.get().unwrap_or_default())
+        .map_err(|e| format!("modparam(\"dmq\", \"event_callback\"): {e}"))?;
+    peer_events::init(params::INIT_WITH_SINGLE.get() != 0, params::SL_SEND.get() != 0, event_callback)?;
     crate::host::shm::recycled::init()?;
     admission::init(&config)?;
     figures::init()?;

@@ -8,6 +8,7 @@
 mod admission;
 mod c_api;
 mod cluster;
+mod custom;
 mod exports;
 mod figures;
 mod heal;
@@ -15,6 +16,7 @@ mod in_flight;
 mod lifecycle;
 mod messaging;
 mod params;
+mod peer_events;
 mod peers;
 mod resync;
 mod rpc_commands;

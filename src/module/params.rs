@@ -28,6 +28,10 @@ pub static JOB_QUEUE_LIMIT: IntParam = IntParam::new(config::DEFAULT_JOB_QUEUE_L
 pub static MEMBERS_ONLY: IntParam = IntParam::new(1);
 pub static SHARED_SECRET: StrParam = StrParam::new();
 pub static UPDATES_IN_PLACE: IntParam = IntParam::new(1);
+/// Upstream master's (see peer_events.rs).
+pub static INIT_WITH_SINGLE: IntParam = IntParam::new(0);
+pub static EVENT_CALLBACK: StrParam = StrParam::new();
+pub static SL_SEND: IntParam = IntParam::new(0);
 
 /// `notification_address` may be given many times; collected in the main
 /// process while the config is parsed, read after fork as an inherited copy.

@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use dmq_core::protocol::NodeUri;
+
 use crate::host::dmq_api::{AddPeerError, Peer, PeerList, PeerSpec};
 use crate::host::shm::ShmMutex;
 use crate::shm_zeroed;
@@ -79,8 +81,10 @@ pub fn find_or_register_script_peer(id: &[u8]) -> Option<Peer> {
 
 /// The cluster answered us (or talked to us) for the first time since
 /// startup: every peer's init callback runs once, here (this is what makes
-/// dmq_usrloc and htable ask the cluster for a full sync).
-pub fn cluster_reached() {
+/// dmq_usrloc and htable ask the cluster for a full sync). With `single`
+/// (`init_with_single`: the node that answered or notified), the sync
+/// requests the callbacks broadcast go to that node only.
+pub fn cluster_reached(single: Option<NodeUri>) {
     // Every notification passes here: once seen done, skip the lock.
     static SEEN_DONE: AtomicBool = AtomicBool::new(false);
     if SEEN_DONE.load(Ordering::Relaxed) {
@@ -97,12 +101,36 @@ pub fn cluster_reached() {
         r.peers.iter().filter(|p| p.has_init()).collect()
     };
     // Called outside the lock: the callbacks send messages.
+    if let Some(node) = &single {
+        log::info!("init_with_single: the join sync asks {node} only");
+    }
+    SINGLE.with(|s| *s.borrow_mut() = single);
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SINGLE.with(|s| *s.borrow_mut() = None);
+        }
+    }
+    let _reset = Reset;
     for peer in peers {
         log::info!("running the init callback of DMQ peer {:?}", peer.id());
         if peer.run_init() == Some(false) {
             log::warn!("init callback of DMQ peer {:?} failed", peer.id());
         }
     }
+}
+
+thread_local! {
+    /// Set while the join sync runs with `init_with_single`: the one node
+    /// the callbacks' broadcasts go to (this process only; the callbacks
+    /// send before they return).
+    static SINGLE: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The node a broadcast goes to instead of every active node, while the
+/// join sync runs with `init_with_single`.
+pub fn single_target() -> Option<NodeUri> {
+    SINGLE.with(|s| s.borrow().clone())
 }
 
 /// Whether the init callbacks ran (the first contact with the cluster).

@@ -6,6 +6,7 @@ use crate::host::rpc::{RpcCall, Value};
 use dmq_core::protocol;
 
 use super::figures::{self, Count};
+use super::state::module;
 use super::{admission, cluster, heal, in_flight, messaging, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
@@ -51,6 +52,58 @@ pub fn remove(call: &RpcCall) {
             call.print("Ok. DMQ node removed.");
         }
         _ => call.fault(500, "Failure"),
+    }
+}
+
+/// `dmq.add sip:host:port` (upstream master): a node the list did not have.
+pub fn add(call: &RpcCall) {
+    use dmq_core::peer_events::{parse_address, ChangeError};
+    let Some(m) = module() else {
+        call.fault(500, "dmq not initialized");
+        return;
+    };
+    let Some(address) = call.string_param() else {
+        call.fault(500, "Invalid Parameters");
+        return;
+    };
+    let result = parse_address(&address).and_then(|uri| cluster::add_by_operator(m, &uri).map(|_| uri));
+    match result {
+        Ok(uri) => {
+            log::info!("node {uri} added by RPC");
+            call.print("Ok. DMQ node added.");
+        }
+        Err(e) => {
+            if e != ChangeError::AlreadyAdded {
+                log::warn!("dmq.add {address:?}: {}", e.message());
+            }
+            call.fault(500, e.message());
+        }
+    }
+}
+
+/// `dmq.change_status sip:host:port active|not_active|disabled` (upstream
+/// master).
+pub fn change_status(call: &RpcCall) {
+    use dmq_core::peer_events::{parse_address, parse_status_word, ChangeError};
+    let (Some(address), Some(word)) = (call.string_param(), call.string_param()) else {
+        call.fault(500, "Invalid Parameters");
+        return;
+    };
+    let result = parse_address(&address)
+        .and_then(|uri| Ok((uri, parse_status_word(&word).ok_or(ChangeError::BadStatus)?)))
+        .and_then(|(uri, status)| cluster::change_status_by_operator(&uri, status).map(|changed| (uri, changed)));
+    match result {
+        Ok((uri, true)) => {
+            log::info!("node {uri} set {word} by RPC");
+            call.print("Ok. DMQ node status changed.");
+        }
+        Ok((_, false)) => {
+            call.print(&format!("Ok. DMQ node status is already {}.", word.trim()));
+        }
+        Err(e) => {
+            log::warn!("dmq.change_status {address:?} {word:?}: {}", e.message());
+            call.fault(500, e.message());
+        }
     }
 }
 
