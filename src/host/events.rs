@@ -2,7 +2,7 @@
 //! noticed the event, on a faked request, as dispatcher does for its
 //! `dispatcher:dst-*` routes.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 use crate::host::raw;
 
@@ -69,16 +69,21 @@ impl PeerEventTarget {
             PeerEventTarget::Route(None) => return,
             PeerEventTarget::Kemi(name) => (-1, name.as_str()),
         };
-        // SAFETY: the strings outlive the call; the core copies the URI
-        // into the faked request's new_uri (pkg memory the shim frees
-        // again) and reads the function and event names during the call.
+        // The engines read the function's name and the parameter as C
+        // strings (app_lua pushes them with lua_pushstring): both get a
+        // NUL after their length.
+        let (Ok(cb), Ok(event_c)) = (CString::new(cb), CString::new(event)) else { return };
+        // SAFETY: the strings outlive the call and are NUL-terminated after
+        // their length; the core copies the URI into the faked request's
+        // new_uri (pkg memory the shim frees again) and reads the function
+        // and event names during the call.
         let rc = unsafe {
             raw::dmq_rs_run_peer_event(
                 rt,
-                cb.as_ptr() as *const _,
-                cb.len() as i32,
-                event.as_ptr() as *const _,
-                event.len() as i32,
+                cb.as_ptr(),
+                cb.as_bytes().len() as i32,
+                event_c.as_ptr(),
+                event_c.as_bytes().len() as i32,
                 uri.as_ptr() as *const _,
                 uri.len() as i32,
             )

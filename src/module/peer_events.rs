@@ -19,8 +19,6 @@ pub struct Settings {
     /// `init_with_single`: the join sync asks one node (the first that
     /// answered or notified us), not every node.
     pub init_with_single: bool,
-    /// `sl_send`: accepted; peer messages already go without tm here.
-    pub sl_send: bool,
     /// One target per event, in `PeerEvent::ALL`'s order.
     targets: [PeerEventTarget; 3],
 }
@@ -47,7 +45,7 @@ pub fn init(init_with_single: bool, sl_send: bool, callback: Option<String>) -> 
         // and replies), and tm is kept only where that path has no room.
         log::info!("sl_send: peer messages already go without tm (the in-flight path); tm only where it has no slot");
     }
-    SETTINGS.set(Settings { init_with_single, sl_send, targets }).map_err(|_| "peer events initialized twice".to_string())
+    SETTINGS.set(Settings { init_with_single, targets }).map_err(|_| "peer events initialized twice".to_string())
 }
 
 pub fn settings() -> Option<&'static Settings> {

@@ -1,0 +1,195 @@
+//! Upstream master's newer dmq surface (issue 25): the peer event routes
+//! and `event_callback`, `dmq.add` and `dmq.change_status`, `init_with_single`,
+//! `dmq_process_custom` / `dmq_handle_custom`, with real Kamailio nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The peer event routes, each logging its event and `$ru`.
+const PEER_ROUTES: &str = "event_route[dmq:peer-up] {\n\txlog(\"L_NOTICE\", \"PEER-EVENT up $ru\\n\");\n}\n\
+    event_route[dmq:peer-down] {\n\txlog(\"L_NOTICE\", \"PEER-EVENT down $ru\\n\");\n}\n\
+    event_route[dmq:peer-disabled] {\n\txlog(\"L_NOTICE\", \"PEER-EVENT disabled $ru\\n\");\n}\n\
+    event_route[dmq:node-active] {\n\txlog(\"L_NOTICE\", \"NODE-EVENT active $xavp(dmq_node=>uri)\\n\");\n}\n";
+
+/// The fault an RPC answers with (kamcmd prints it; the test fails on a
+/// success).
+fn fault_of(node: &Node, args: &[&str]) -> String {
+    let out = node.try_rpc(args).unwrap_or_else(|e| e);
+    assert!(out.contains("error"), "{args:?} succeeded: {out}");
+    out
+}
+
+fn count(node: &Node, line: &str) -> usize {
+    node.log_text().lines().filter(|l| l.ends_with(line)).count()
+}
+
+/// Waits until `line` was logged `n` times, then a little more to see that
+/// it stays `n`; returns the count.
+fn settle_count(node: &Node, line: &str, n: usize) -> usize {
+    node.wait_until(Duration::from_secs(5), |x| count(x, line) >= n);
+    std::thread::sleep(Duration::from_millis(500));
+    count(node, line)
+}
+
+#[test]
+fn peer_events_fire_once_per_transition_and_change_status_refuses_bad_arguments() {
+    // No ping rounds during the test: every transition is the RPC's.
+    let mut c = NodeConfig::default().param("ping_interval", "600");
+    c.extra_routes = PEER_ROUTES.into();
+    let a = Node::start("peerev-a", &c);
+    let b = Node::start("peerev-b", &c.clone().param("notification_address", &format!("\"sip:{}\"", a.addr)));
+    assert_converged(&[&a, &b]);
+    let bu = format!("sip:{}", b.addr);
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT up {bu}"), 1), 1, "one peer-up for the joining node");
+    assert_eq!(count(&a, &format!("NODE-EVENT active {bu}")), 1, "dmq_rs's own node-active still runs");
+    // disabled, again disabled (no change), active, not_active
+    assert!(a.rpc(&["dmq.change_status", &bu, "disabled"]).contains("changed"));
+    assert_eq!(status_of(&a, b.addr).as_deref(), Some("disabled"));
+    assert!(a.rpc(&["dmq.change_status", &bu, "disabled"]).contains("already"));
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT disabled {bu}"), 1), 1);
+    a.rpc(&["dmq.change_status", &bu, "active"]);
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT up {bu}"), 2), 2);
+    a.rpc(&["dmq.change_status", &bu, "not_active"]);
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT down {bu}"), 1), 1);
+    assert_ne!(status_of(&a, b.addr).as_deref(), Some("active"));
+    // Bad arguments: a fault and a log line; nothing changes.
+    let before = a.rpc(&["dmq.list_nodes"]);
+    for (args, fault) in [
+        (vec!["dmq.change_status", bu.as_str(), "sleepy"], "Invalid Status"),
+        (vec!["dmq.change_status", "127.0.0.1:x", "active"], "Invalid Parameters"),
+        (vec!["dmq.change_status", "sip:127.0.250.250:5060", "active"], "Node Not Found"),
+        (vec!["dmq.change_status", &format!("sip:{}", a.addr), "disabled"], "Node is local"),
+        (vec!["dmq.change_status", bu.as_str()], "Invalid Parameters"),
+    ] {
+        let err = fault_of(&a, &args);
+        assert!(err.contains(fault), "{args:?}: {err}");
+    }
+    assert_eq!(a.rpc(&["dmq.list_nodes"]), before, "a refused change changed the list");
+    assert!(a.log_text().contains("dmq.change_status \"sip:127.0.250.250:5060\""), "no log line for a refused change");
+    // A node that leaves (clean stop: it announces itself disabled).
+    a.rpc(&["dmq.change_status", &bu, "active"]);
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT up {bu}"), 3), 3);
+    drop(b);
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT disabled {bu}"), 2), 2);
+    assert_eq!(count(&a, &format!("PEER-EVENT down {bu}")), 1);
+}
+
+#[test]
+fn change_status_reaches_replication() {
+    // A disabled node gets no replicated change; made active again, it does.
+    let c = with_htable(NodeConfig::default().param("ping_interval", "600"));
+    let a = Node::start("repl-a", &c);
+    let b = Node::start("repl-b", &c.clone().param("notification_address", &format!("\"sip:{}\"", a.addr)));
+    assert_converged(&[&a, &b]);
+    let bu = format!("sip:{}", b.addr);
+    a.rpc(&["dmq.change_status", &bu, "disabled"]);
+    a.rpc(&["htable.seti", "t", "k1", "1"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(htable_get(&b, "t", "k1"), None, "a disabled node got a replicated item");
+    a.rpc(&["dmq.change_status", &bu, "active"]);
+    a.rpc(&["htable.seti", "t", "k2", "2"]);
+    assert!(b.wait_until(Duration::from_secs(5), |n| htable_get(n, "t", "k2").as_deref() == Some("2")), "not replicated once active again");
+}
+
+#[test]
+fn event_callback_calls_a_lua_function() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kemi/peer_events.lua");
+    let mut c = NodeConfig::default().param("ping_interval", "600").param("event_callback", "\"ksr_dmq_event\"");
+    c.route = String::new();
+    c.consumers += &format!("loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n", script.display());
+    let a = Node::start("evcb-a", &c);
+    let b = Node::start("evcb-b", &NodeConfig::default().param("ping_interval", "600").param("notification_address", &format!("\"sip:{}\"", a.addr)));
+    assert_converged(&[&a, &b]);
+    let bu = format!("sip:{}", b.addr);
+    assert_eq!(settle_count(&a, &format!("LUA-DMQ-EVENT dmq:peer-up {bu}"), 1), 1, "the Lua function got no peer-up");
+    a.rpc(&["dmq.change_status", &bu, "disabled"]);
+    assert_eq!(settle_count(&a, &format!("LUA-DMQ-EVENT dmq:peer-disabled {bu}"), 1), 1);
+}
+
+#[test]
+fn dmq_add_makes_a_node_that_joins() {
+    let c = NodeConfig::default().param("ping_interval", "2");
+    let a = Node::start("add-a", &c);
+    let b = Node::start("add-b", &c);
+    let bu = format!("sip:{}", b.addr);
+    assert!(a.rpc(&["dmq.add", &bu]).contains("added"));
+    assert_converged(&[&a, &b]);
+    let before = a.rpc(&["dmq.list_nodes"]);
+    for (arg, fault) in [(bu.as_str(), "already"), ("not a uri", "Invalid Parameters"), ("sip:", "Invalid Parameters")] {
+        let err = fault_of(&a, &["dmq.add", arg]);
+        assert!(err.contains(fault), "dmq.add {arg:?}: {err}");
+    }
+    assert!(fault_of(&a, &["dmq.add"]).contains("Invalid Parameters"));
+    assert_eq!(a.rpc(&["dmq.list_nodes"]), before);
+    assert!(a.log_text().contains("dmq.add \"not a uri\""), "no log line for a refused dmq.add");
+}
+
+/// A registrar that logs every dmq_usrloc sync request it receives (the
+/// body `{"action":N}` alone).
+fn logging_registrar(c: NodeConfig) -> NodeConfig {
+    let mut c = registrar(c);
+    c.route = format!("if (is_method(\"KDMQ\") && $rU == \"usrloc\" && $cl < 20) {{ xlog(\"L_NOTICE\", \"SYNC-REQUEST from $si\\n\"); }}\n\t{}", c.route);
+    c
+}
+
+#[test]
+fn init_with_single_syncs_from_one_node() {
+    let nodes = start_cluster("single", vec![logging_registrar(NodeConfig::default()), logging_registrar(NodeConfig::default())]);
+    let dir = node_dir("single-sipp");
+    let (status, _, err) = sipp_register(nodes[0].addr, &dir, 30, 100);
+    assert!(status.success(), "sipp: {err}");
+    assert!(nodes[1].wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "B did not get every registration");
+    let c = logging_registrar(NodeConfig::default())
+        .param("init_with_single", "1")
+        .param("ping_interval", "2")
+        .param("notification_address", &format!("\"sip:{}\"", nodes[0].addr))
+        .param("notification_address", &format!("\"sip:{}\"", nodes[1].addr));
+    let c = Node::start("single-c", &c);
+    assert_converged(&[&nodes[0], &nodes[1], &c]);
+    assert!(c.wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "the joining node holds {} of 30", aor_count(&c));
+    std::thread::sleep(Duration::from_secs(1));
+    let requests: usize = nodes.iter().map(|n| count(n, &format!("SYNC-REQUEST from {}", c.addr.ip()))).sum();
+    assert_eq!(requests, 1, "the joining node asked {requests} nodes, not one");
+}
+
+/// A node whose request route hands an OPTIONS body to htable through the
+/// custom functions: user `process` (at once) or `handle` (a DMQ worker);
+/// 200 when the function returned true, 500 otherwise.
+fn custom_node() -> NodeConfig {
+    let mut c = with_htable(NodeConfig::default());
+    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+        \tif ($rU == \"process\") { if (dmq_process_custom(\"$hdr(X-Peer)\", \"sip:127.0.9.9:5060\", \"$rb\", \"application/json\")) { sl_send_reply(\"200\", \"OK\"); } else { sl_send_reply(\"500\", \"Refused\"); } exit; }\n\
+        \tif ($rU == \"handle\") { if (dmq_handle_custom(\"$hdr(X-Peer)\", \"sip:127.0.9.9:5060\", \"$rb\", \"application/json\")) { sl_send_reply(\"200\", \"OK\"); } else { sl_send_reply(\"500\", \"Refused\"); } exit; }\n\
+        \tsl_send_reply(\"404\", \"Not here\");"
+        .into();
+    c
+}
+
+#[test]
+fn custom_functions_reach_a_consumer_with_admission_checks() {
+    let node = Node::start("custom", &custom_node());
+    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    let send = |user: &str, peer: &str, body: &str| {
+        let mut req = sip_request("OPTIONS", user, node.addr, from, "application/json", body.as_bytes(), Some(body.len()));
+        // X-Peer goes in the header block, before its blank line.
+        let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+        req.splice(at..at, format!("X-Peer: {peer}\r\n").into_bytes());
+        node.sip_exchange(&sock, &req, Duration::from_secs(3)).unwrap_or_default()
+    };
+    let set = |key: &str, value: u32| format!(r#"{{"action":2,"htname":"t","cname":"{key}","type":0,"intval":{value},"mode":0}}"#);
+    assert!(send("process", "htable", &set("p", 7)).starts_with("SIP/2.0 200"));
+    assert_eq!(htable_get(&node, "t", "p").as_deref(), Some("7"));
+    assert!(send("handle", "htable", &set("h", 8)).starts_with("SIP/2.0 200"));
+    assert!(node.wait_until(Duration::from_secs(3), |n| htable_get(n, "t", "h").as_deref() == Some("8")));
+    // A body htable would choke on, an unknown peer, a bad node: refused.
+    for (user, peer, body) in [("process", "htable", "{\"action\":2,\"htname\""), ("handle", "htable", "[1,2"), ("process", "nosuchpeer", &set("x", 1))] {
+        let reply = send(user, peer, body);
+        assert!(reply.starts_with("SIP/2.0 500"), "{user} {peer} {body}: {reply}");
+    }
+    assert_eq!(htable_get(&node, "t", "x"), None);
+    assert!(node.log_text().contains("no DMQ peer \"nosuchpeer\""));
+}
