@@ -28,14 +28,12 @@ static SETTINGS: OnceLock<Settings> = OnceLock::new();
 /// mod_init: looks up the routes (unless `event_callback` names a KEMI
 /// function, which then gets every event, as upstream).
 pub fn init(init_with_single: bool, sl_send: bool, callback: Option<String>) -> Result<(), String> {
-    let target = |event: PeerEvent| match &callback {
+    // In PeerEvent::ALL's order (the names are PeerEvent::name's).
+    let routes = [EventRoute::lookup(c"dmq:peer-up"), EventRoute::lookup(c"dmq:peer-down"), EventRoute::lookup(c"dmq:peer-disabled")];
+    let targets = routes.map(|route| match &callback {
         Some(name) => PeerEventTarget::Kemi(name.clone()),
-        None => {
-            let name = std::ffi::CString::new(event.name()).expect("no NUL in an event name");
-            PeerEventTarget::Route(EventRoute::lookup(&name))
-        }
-    };
-    let targets = PeerEvent::ALL.map(target);
+        None => PeerEventTarget::Route(route),
+    });
     if let Some(name) = &callback {
         log::info!("dmq peer events go to the KEMI function {name}");
     }

@@ -1,6 +1,6 @@
 //! What the module registers with Kamailio, read from the one place it is
 //! declared (`src/module/exports.rs`, `statistics.rs`, the event routes in
-//! `lifecycle.rs`): the lists the guide test and the statistics tests
+//! `lifecycle.rs` and `peer_events.rs`): the lists the guide test and the statistics tests
 //! compare against.
 
 use std::collections::BTreeSet;
@@ -51,7 +51,10 @@ pub fn registered() -> Registered {
     let kemi = literals_after(&exports, "kemi!(c\"dmq\",").into_iter().collect();
     let rpcs = literals_after(&exports, "rpc!(").into_iter().collect();
     let statistics = literals_after(&code(&source("src/module/statistics.rs")), "Statistic::new(");
-    let event_routes = literals_after(&code(&source("src/module/lifecycle.rs")), "EventRoute::lookup(").into_iter().collect();
+    let event_routes = ["src/module/lifecycle.rs", "src/module/peer_events.rs"]
+        .iter()
+        .flat_map(|f| literals_after(&code(&source(f)), "EventRoute::lookup("))
+        .collect();
     let r = Registered { params, functions, apis, kemi, rpcs, statistics, event_routes };
     // A parser that finds nothing would make every comparison pass.
     assert!(
