@@ -97,7 +97,7 @@ fn change_status_reaches_replication() {
 #[test]
 fn event_callback_calls_a_lua_function() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kemi/peer_events.lua");
-    let mut c = NodeConfig::default().param("ping_interval", "600").param("event_callback", "\"ksr_dmq_event\"");
+    let mut c = with_htable(NodeConfig::default().param("ping_interval", "600").param("event_callback", "\"ksr_dmq_event\""));
     c.route = String::new();
     c.consumers += &format!("loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n", script.display());
     let a = Node::start("evcb-a", &c);
@@ -107,6 +107,29 @@ fn event_callback_calls_a_lua_function() {
     assert_eq!(settle_count(&a, &format!("LUA-DMQ-EVENT dmq:peer-up {bu}"), 1), 1, "the Lua function got no peer-up");
     a.rpc(&["dmq.change_status", &bu, "disabled"]);
     assert_eq!(settle_count(&a, &format!("LUA-DMQ-EVENT dmq:peer-disabled {bu}"), 1), 1);
+    // KSR.dmq.process_custom_message / handle_custom_message
+    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    assert!(send_options(&a, &sock, "process", "htable", &htable_set("p", 5)).starts_with("SIP/2.0 200"));
+    assert_eq!(htable_get(&a, "t", "p").as_deref(), Some("5"));
+    assert!(send_options(&a, &sock, "handle", "htable", &htable_set("h", 6)).starts_with("SIP/2.0 200"));
+    assert!(a.wait_until(Duration::from_secs(3), |n| htable_get(n, "t", "h").as_deref() == Some("6")));
+    assert!(send_options(&a, &sock, "process", "htable", "{\"action\":2,").starts_with("SIP/2.0 500"));
+}
+
+/// An OPTIONS to `user@node` with `body` and an `X-Peer: peer` header;
+/// the final reply (empty when none came).
+fn send_options(node: &Node, sock: &std::net::UdpSocket, user: &str, peer: &str, body: &str) -> String {
+    let from = sock.local_addr().unwrap();
+    let mut req = sip_request("OPTIONS", user, node.addr, from, "application/json", body.as_bytes(), Some(body.len()));
+    // X-Peer goes in the header block, before its blank line.
+    let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+    req.splice(at..at, format!("X-Peer: {peer}\r\n").into_bytes());
+    node.sip_exchange(sock, &req, Duration::from_secs(3)).unwrap_or_default()
+}
+
+/// What htable itself sends for `sht_seti t <key> <value>`.
+fn htable_set(key: &str, value: u32) -> String {
+    format!(r#"{{"action":2,"htname":"t","cname":"{key}","type":0,"intval":{value},"mode":0}}"#)
 }
 
 #[test]
@@ -172,15 +195,8 @@ fn custom_node() -> NodeConfig {
 fn custom_functions_reach_a_consumer_with_admission_checks() {
     let node = Node::start("custom", &custom_node());
     let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
-    let from = sock.local_addr().unwrap();
-    let send = |user: &str, peer: &str, body: &str| {
-        let mut req = sip_request("OPTIONS", user, node.addr, from, "application/json", body.as_bytes(), Some(body.len()));
-        // X-Peer goes in the header block, before its blank line.
-        let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
-        req.splice(at..at, format!("X-Peer: {peer}\r\n").into_bytes());
-        node.sip_exchange(&sock, &req, Duration::from_secs(3)).unwrap_or_default()
-    };
-    let set = |key: &str, value: u32| format!(r#"{{"action":2,"htname":"t","cname":"{key}","type":0,"intval":{value},"mode":0}}"#);
+    let send = |user: &str, peer: &str, body: &str| send_options(&node, &sock, user, peer, body);
+    let set = htable_set;
     assert!(send("process", "htable", &set("p", 7)).starts_with("SIP/2.0 200"));
     assert_eq!(htable_get(&node, "t", "p").as_deref(), Some("7"));
     assert!(send("handle", "htable", &set("h", 8)).starts_with("SIP/2.0 200"));
