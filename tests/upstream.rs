@@ -209,3 +209,26 @@ fn custom_functions_reach_a_consumer_with_admission_checks() {
     assert_eq!(htable_get(&node, "t", "x"), None);
     assert!(node.log_text().contains("no DMQ peer \"nosuchpeer\""));
 }
+
+#[test]
+fn a_dead_node_goes_down_then_disabled_once_and_up_once_when_back() {
+    // fail_count_enabled (6.1's thresholds, defaults): a node that stops
+    // answering goes not_active (peer-down), then disabled (peer-disabled),
+    // then leaves the list (no event).
+    let mut c = NodeConfig::default().param("ping_interval", "1").param("fail_count_enabled", "1");
+    c.extra_routes = PEER_ROUTES.into();
+    let a = Node::start("down-a", &c);
+    let seeded_c = c.clone().param("notification_address", &format!("\"sip:{}\"", a.addr));
+    let mut b = Node::start("down-b", &seeded_c);
+    assert_converged(&[&a, &b]);
+    let (b_addr, bu) = (b.addr, format!("sip:{}", b.addr));
+    b.kill();
+    assert!(a.wait_until(Duration::from_secs(10), |n| count(n, &format!("PEER-EVENT down {bu}")) >= 1), "no peer-down for the killed node");
+    // Several ping rounds later: still one.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&a, &format!("PEER-EVENT down {bu}")), 1);
+    assert_eq!(count(&a, &format!("PEER-EVENT disabled {bu}")), 1);
+    let b = Node::start_at("down-b2", &seeded_c, b_addr);
+    assert_converged(&[&a, &b]);
+    assert_eq!(settle_count(&a, &format!("PEER-EVENT up {bu}"), 2), 2, "one peer-up at the join, one at the return");
+}
