@@ -207,6 +207,7 @@ fn custom_functions_reach_a_consumer_with_admission_checks() {
         assert!(reply.starts_with("SIP/2.0 500"), "{user} {peer} {body}: {reply}");
     }
     assert_eq!(htable_get(&node, "t", "x"), None);
+    assert_eq!(reply_field::<u64>(&node.rpc(&["dmq.stats"]), "refused_bad_json"), Some(2), "refused bodies are counted as from the wire");
     assert!(node.log_text().contains("no DMQ peer \"nosuchpeer\""));
 }
 

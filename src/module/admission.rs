@@ -129,6 +129,13 @@ pub fn refuse(m: &Module, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool
     msg.reply(&m.sl, code, reason, None)
 }
 
+/// Counts a body refused before it reached a consumer without a request
+/// to answer (`dmq_process_custom`, `dmq_handle_custom`): the same
+/// `refused_bad_json` as a KDMQ from the wire.
+pub fn count_bad_body() {
+    count(|r| &r.bad_json);
+}
+
 /// Whether a node named in a notification or a node list may be listed:
 /// always the local node and the notification addresses; otherwise, when
 /// `trusted_network` is set, only when its address (every address of a

@@ -58,7 +58,8 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
             admission::Refusal::BadJson(e) => e.to_string(),
             _ => "refused".to_string(),
         };
-        log::warn!("{what}: body for peer {peer_name:?} from {from} refused: {reason}");
+        admission::count_bad_body();
+        log::warn!("{what}: body for peer {peer_name:?} from {from} refused: {reason}; the consumer never saw it (counted in dmq.stats refused_bad_json)");
         return -1;
     }
     if queue {
