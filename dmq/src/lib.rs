@@ -15,3 +15,4 @@ pub mod nodes;
 pub mod panic;
 pub mod pending;
 pub mod protocol;
+pub mod sources;
