@@ -47,6 +47,9 @@ pub enum Regain {
     AlreadyDue,
     /// The table is full (cannot happen while it keeps to the node limit).
     Refused,
+    /// Never active here before, but it came with a group of its own (see
+    /// [`HealTable::arrived`]): a sync is due (now, or after the delay).
+    Met,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +84,40 @@ impl HealTable {
             None if self.entries.iter().any(|e| e.uri.same_node(uri)) => Regain::FirstSeen,
             None => Regain::Refused,
         }
+    }
+
+    /// Nodes that became active here through one message: `direct` the
+    /// node the message came from (it answered or notified us), `named`
+    /// the others its list named (a sync for them waits `named_delay`).
+    /// When the sender and at least one node it named were never active
+    /// here, two groups that formed apart meet (a split that DNS merges):
+    /// neither side's join sync covers the other, so each of those nodes
+    /// is due a sync ([`Regain::Met`]). A lone new node (a node joining)
+    /// is only noted, as in [`regained`](Self::regained).
+    pub fn arrived(&mut self, direct: &[NodeUri], named: &[NodeUri], now: u64, window: u64, named_delay: u64) -> Vec<(NodeUri, Regain)> {
+        let first_seen = |t: &HealTable, n: &NodeUri| !t.entries.iter().any(|e| e.uri.same_node(n));
+        let meeting = direct.iter().any(|n| first_seen(self, n)) && named.iter().any(|n| first_seen(self, n));
+        let mut out = Vec::new();
+        for (nodes, delay) in [(direct, 0), (named, named_delay)] {
+            for n in nodes {
+                let outcome = if meeting && first_seen(self, n) {
+                    match self.note_seen(n, now, window) {
+                        None => match self.entries.iter().position(|e| e.uri.same_node(n)) {
+                            Some(i) => {
+                                self.schedule(i, now, window, delay);
+                                Regain::Met
+                            }
+                            None => Regain::Refused,
+                        },
+                        Some(_) => Regain::AlreadyDue,
+                    }
+                } else {
+                    self.regained_after(n, now, window, delay)
+                };
+                out.push((n.clone(), outcome));
+            }
+        }
+        out
     }
 
     /// Notes that `uri` is active here; returns its entry's index if it was
@@ -281,6 +318,24 @@ mod tests {
         }
         assert_eq!(t.regained(&new, 1000, 4000), Regain::Refused);
         assert!(t.encode().len() <= HealTable::MAX_ENCODED_LEN);
+    }
+
+    #[test]
+    fn groups_that_meet_sync_each_other_and_a_joining_node_is_only_noted() {
+        let (a1, a2, b1) = (uri("sip:10.0.0.1:5060"), uri("sip:10.0.0.2:5060"), uri("sip:10.0.1.1:5060"));
+        // b1 hears from a1, new here, naming a2, also new: two groups meet
+        let mut t = HealTable::default();
+        let got = t.arrived(std::slice::from_ref(&a1), std::slice::from_ref(&a2), 1000, 4000, 3000);
+        assert_eq!(got, vec![(a1.clone(), Regain::Met), (a2.clone(), Regain::Met)]);
+        assert_eq!(t.take_due(1000), vec![a1.clone()]);
+        assert_eq!(t.take_due(4000), vec![a2.clone()]);
+        // a joining node alone, or named by a node we know: noted only
+        let mut t = HealTable::default();
+        assert_eq!(t.arrived(std::slice::from_ref(&b1), &[], 0, 4000, 0), vec![(b1.clone(), Regain::FirstSeen)]);
+        t.note_seen(&a1, 0, 4000);
+        assert_eq!(t.arrived(&[], std::slice::from_ref(&a2), 0, 4000, 0), vec![(a2.clone(), Regain::FirstSeen)]);
+        // and a node seen before is regained as always
+        assert_eq!(t.arrived(std::slice::from_ref(&a2), std::slice::from_ref(&uri("sip:10.0.9.9:5060")), 10, 4000, 0)[0].1, Regain::Now);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::host::send;
 
 use super::figures::{self, Count};
 use super::admission;
-use super::{heal, peers};
+use super::{heal, name_sources, peers};
 use super::state::{module, Module};
 
 /// Room for the serialized node list: a full list of MAX_NODES always fits.
@@ -178,6 +178,13 @@ fn look_up_lines(lines: &[NodeLine]) -> Vec<(NodeUri, Vec<IpAddr>)> {
 /// the nodes outside `trusted_network` (judged by those addresses, or by
 /// the ones already listed: no second lookup). Outside the node-list lock.
 fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
+    // Without trusted_network nothing here needs the addresses now: the
+    // DMQ DNS process (`lookups`) resolves new named nodes within 200 ms,
+    // so a slow DNS server never holds a SIP worker. With it, a named node
+    // is judged by its addresses before it is listed.
+    if !m.config.trusted_networks.is_set() {
+        return Vec::new();
+    }
     let addresses = look_up_lines(lines);
     if m.config.trusted_networks.is_set() {
         let ips_of = |uri: &NodeUri| {
@@ -193,8 +200,10 @@ fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> S
     addresses
 }
 
+/// A notification address: given as an address, or listed by a name now
+/// (`name_sources`; an address its name dropped is an ordinary node).
 fn is_seed(m: &Module, node: &NodeUri) -> bool {
-    m.notification_uris.iter().any(|s| s.same_node(node))
+    m.notification_uris.iter().any(|s| s.same_node(node)) || name_sources::lists(node)
 }
 
 /// What a notification's reply callback needs: the ping round it belongs to
@@ -376,6 +385,13 @@ fn add_seeds(m: &Module, list: &mut NodeList) {
     }
 }
 
+/// Tells `targets` (nodes a name listed that are new here) about this
+/// node and the nodes it knows, as the notification addresses at startup.
+pub fn notify_nodes(m: &Module, targets: &[NodeUri]) {
+    let Some(body) = read_nodes(|list| list.notification_body()) else { return };
+    send_notification(m, targets, &body, 2, 0);
+}
+
 /// Startup (first SIP worker): learn the cluster from the notification addresses.
 pub fn notify_seeds(m: &Module) {
     if m.notification_uris.is_empty() {
@@ -399,12 +415,10 @@ static PING_ROUND: AtomicU32 = AtomicU32::new(0);
 fn ping_timer() {
     let Some(m) = module() else { return };
     let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
-    // Names are looked up again every round (here, in the timer process,
-    // not in the SIP workers): a node may move to another address.
-    let addresses = look_up(read_nodes(|list| list.named_nodes()).unwrap_or_default());
+    // Named nodes are looked up again by the DMQ DNS process (`lookups`),
+    // never here: a slow DNS server must not hold the core's timer.
     let (events, body, targets) = with_nodes(|list| {
         add_seeds(m, list);
-        list.set_addresses(&addresses);
         let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
         (events, list.notification_body(), targets)
     })

@@ -41,7 +41,7 @@ static CMDS: CoreCell<[CmdExport; 11]> = CoreCell::new([
 ]);
 
 /// `modparam("dmq", …)`.
-static PARAMS: CoreCell<[ParamExport; 17]> = CoreCell::new([
+static PARAMS: CoreCell<[ParamExport; 18]> = CoreCell::new([
     ParamExport::int(c"num_workers", &NUM_WORKERS),
     ParamExport::int(c"ping_interval", &PING_INTERVAL),
     ParamExport::str(c"server_address", &SERVER_ADDRESS),
@@ -58,6 +58,7 @@ static PARAMS: CoreCell<[ParamExport; 17]> = CoreCell::new([
     param_fn!(c"trusted_network", add_trusted_network),
     ParamExport::str(c"shared_secret", &SHARED_SECRET),
     ParamExport::int(c"updates_in_place", &UPDATES_IN_PLACE),
+    ParamExport::int(c"dns_interval", &DNS_INTERVAL),
     ParamExport::END,
 ]);
 

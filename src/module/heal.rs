@@ -93,9 +93,31 @@ fn window() -> u64 {
 /// Before the first contact with the cluster the init callbacks' own sync
 /// covers them all.
 pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
-    regained_after(direct, 0);
+    let Some(heal) = HEAL.get() else { return };
+    if direct.is_empty() && named.is_empty() {
+        return;
+    }
+    let now = monotonic_ms();
+    let window = window();
     let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
-    regained_after(named, u64::from(interval) * 1000 + 1000);
+    let delay = u64::from(interval) * 1000 + 1000;
+    if !peers::init_done() {
+        note_seen(heal, direct.iter().chain(named), now, window);
+        return;
+    }
+    // Two groups that formed apart and meet (issue 26: a DNS name that
+    // lists both now) are due a sync although new here: `dmq_core::heal`.
+    let outcomes = with_table(heal, |t| t.arrived(direct, named, now, window, delay));
+    report(heal, outcomes, window);
+}
+
+/// Before the first contact: our own join sync covers them.
+fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64, window: u64) {
+    with_table(heal, |t| {
+        for n in nodes {
+            let _ = t.note_seen(n, now, window);
+        }
+    });
 }
 
 /// As `regained`, not before `delay` ms from now.
@@ -107,20 +129,20 @@ fn regained_after(nodes: &[NodeUri], delay: u64) {
     let now = monotonic_ms();
     let window = window();
     if !peers::init_done() {
-        // Before the first contact: our own join sync covers them.
-        with_table(heal, |t| {
-            for n in nodes {
-                let _ = t.note_seen(n, now, window);
-            }
-        });
+        note_seen(heal, nodes.iter(), now, window);
         return;
     }
     let outcomes: Vec<(NodeUri, Regain)> =
         with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained_after(n, now, window, delay))).collect());
+    report(heal, outcomes, window);
+}
+
+fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
     for (node, outcome) in outcomes {
         match outcome {
             Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
-            Regain::Later => log::info!("sending node {node} our state in {} s (heal sync)", delay / 1000),
+            Regain::Later => log::info!("sending node {node} our state soon (heal sync)"),
+            Regain::Met => log::info!("node {node} comes from a group that formed apart: sending it our state (heal sync)"),
             Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);

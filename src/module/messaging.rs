@@ -249,8 +249,16 @@ pub fn send_to(
     Ok(())
 }
 
-/// Active remote nodes except `except`.
+/// Active remote nodes except `except`, each node once and never this one
+/// (`dmq_core::sources::distinct_targets`: a node listed under its name
+/// and an address, or a name that resolves to this node).
 pub fn active_targets(except: Option<&NodeUri>) -> Vec<Node> {
-    cluster::read_nodes(|list| list.target_nodes(false).filter(|t| except.is_none_or(|e| !e.same_node(&t.uri))).cloned().collect())
-        .unwrap_or_default()
+    cluster::read_nodes(|list| {
+        dmq_core::sources::distinct_targets(list, false)
+            .into_iter()
+            .filter(|t| except.is_none_or(|e| !e.same_node(&t.uri)))
+            .cloned()
+            .collect()
+    })
+    .unwrap_or_default()
 }

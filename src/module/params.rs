@@ -24,6 +24,7 @@ pub static JOB_QUEUE_LIMIT: IntParam = IntParam::new(config::DEFAULT_JOB_QUEUE_L
 pub static MEMBERS_ONLY: IntParam = IntParam::new(1);
 pub static SHARED_SECRET: StrParam = StrParam::new();
 pub static UPDATES_IN_PLACE: IntParam = IntParam::new(1);
+pub static DNS_INTERVAL: IntParam = IntParam::new(config::DEFAULT_DNS_INTERVAL);
 
 /// `notification_address` may be given many times; collected in the main
 /// process while the config is parsed, read after fork as an inherited copy.
@@ -68,5 +69,6 @@ pub fn raw_params() -> RawParams {
         trusted_networks: TRUSTED_NETWORKS.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         shared_secret: SHARED_SECRET.get(),
         updates_in_place: UPDATES_IN_PLACE.get(),
+        dns_interval: DNS_INTERVAL.get(),
     }
 }
