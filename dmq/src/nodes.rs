@@ -155,7 +155,12 @@ impl NodeList {
                 Some(node) if node.local => {}
                 Some(node) => {
                     if let Some(status) = line.status {
-                        if status != node.status && node.status != NodeStatus::Disabled {
+                        // A node that failed our ping is active again only
+                        // when it answers us, not because another node's
+                        // list still names it (a notification address
+                        // marked pending would flap back and forth).
+                        let unproven = is_up(status) && node.fail_count > 0;
+                        if status != node.status && node.status != NodeStatus::Disabled && !unproven {
                             let was_up = is_up(node.status);
                             node.status = status;
                             node.fail_count = 0;
@@ -529,6 +534,20 @@ mod tests {
         list.merge(&parse_body(b"sip:c:1;status=active").unwrap(), 0);
         let out = list.merge(&parse_body(b"sip:c:1;status=disabled").unwrap(), 7);
         assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:c:1"))]);
+    }
+
+    #[test]
+    fn a_notification_address_that_missed_a_ping_is_not_revived_by_others() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.add(uri("sip:seed:1"));
+        list.merge(&parse_body(b"sip:seed:1;status=active").unwrap(), 0);
+        list.start_ping_round(1, |_| true, KEEP);
+        let (events, _) = list.start_ping_round(2, |_| true, KEEP);
+        assert_eq!(events, vec![NodeEvent::Inactive(uri("sip:seed:1"))]);
+        assert_eq!(list.find(&uri("sip:seed:1")).unwrap().status, NodeStatus::Pending);
+        let out = list.merge(&parse_body(b"sip:seed:1;status=active").unwrap(), 5);
+        assert!(out.events.is_empty() && out.news == 0, "another node's list does not prove it alive");
+        assert_eq!(list.mark_answered(&uri("sip:seed:1"), 6), vec![NodeEvent::Active(uri("sip:seed:1"))]);
     }
 
     #[test]

@@ -46,6 +46,8 @@ shm_zeroed! {
         deferred: AtomicU64,
         /// Times this node's own processes stood still (it pulled from all).
         stalls: AtomicU64,
+        /// Nodes asked for their state: met after this node's join sync.
+        pulls: AtomicU64,
         /// Syncs waiting now (lets the timer skip the lock when 0).
         waiting: AtomicUsize,
     }
@@ -105,8 +107,9 @@ pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
         note_seen(heal, direct.iter().chain(named), now, window);
         return;
     }
-    // Two groups that formed apart and meet (issue 26: a DNS name that
-    // lists both now) are due a sync although new here: `dmq_core::heal`.
+    // A node new here after our join sync is asked for its state (issue
+    // 26: groups that formed apart and meet once a DNS name lists both,
+    // nodes that started at once): `dmq_core::heal::HealTable::arrived`.
     let outcomes = with_table(heal, |t| t.arrived(direct, named, now, window, delay));
     report(heal, outcomes, window);
 }
@@ -142,7 +145,7 @@ fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
         match outcome {
             Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
             Regain::Later => log::info!("sending node {node} our state soon (heal sync)"),
-            Regain::Met => log::info!("node {node} comes from a group that formed apart: sending it our state (heal sync)"),
+            Regain::Pull => log::info!("node {node} is new here after our join sync: asking it for its state (heal pull)"),
             Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -168,9 +171,9 @@ pub fn tick_end() {
 
 /// The retransmission timer, every 100 ms (first thing in its tick):
 /// notices when this node's own processes stood still (`active_nodes` are
-/// then all due a sync), and returns the nodes whose heal sync is due
-/// (`resync` runs them; no lock is held then).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<NodeUri> {
+/// then all due a sync), and returns the nodes whose heal sync is due,
+/// each with whether it is a pull (`resync` runs them; no lock is held then).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
     let Some(heal) = HEAL.get() else { return Vec::new() };
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
@@ -190,8 +193,10 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
     if heal.counters.waiting.load(Ordering::Relaxed) == 0 || !ready() {
         return Vec::new();
     }
-    let due = with_table(heal, |t| t.take_due(now));
-    heal.counters.syncs.fetch_add(due.len() as u64, Ordering::Relaxed);
+    let due = with_table(heal, |t| t.take_due_syncs(now));
+    let pulls = due.iter().filter(|(_, pull)| *pull).count() as u64;
+    heal.counters.syncs.fetch_add(due.len() as u64 - pulls, Ordering::Relaxed);
+    heal.counters.pulls.fetch_add(pulls, Ordering::Relaxed);
     due
 }
 
@@ -210,6 +215,7 @@ pub struct HealStats {
     pub deferred: u64,
     pub waiting: usize,
     pub stalls: u64,
+    pub pulls: u64,
 }
 
 pub fn stats() -> HealStats {
@@ -221,5 +227,6 @@ pub fn stats() -> HealStats {
         deferred: c.deferred.load(Ordering::Relaxed),
         waiting: c.waiting.load(Ordering::Relaxed),
         stalls: c.stalls.load(Ordering::Relaxed),
+        pulls: c.pulls.load(Ordering::Relaxed),
     }
 }

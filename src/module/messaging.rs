@@ -18,7 +18,7 @@ use crate::host::process;
 use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
-use super::{cluster, heal, resync};
+use super::{cluster, heal, peers, resync};
 use super::figures::{self, Count};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
@@ -113,12 +113,29 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
+    for node in resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default()) {
+        pull_from(&node);
+    }
     in_flight::tick();
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());
     }
     heal::tick_end();
+}
+
+/// A heal pull (`heal`): asks `uri`, a node met after this node's join
+/// sync, for its state: each consumer's sync request (its init callback's
+/// broadcast, captured) goes to that node alone, which answers by sending
+/// its state, as to a joining node.
+fn pull_from(uri: &NodeUri) {
+    let Some(node) = cluster::find_node(uri) else { return };
+    for (peer, body, content_type) in peers::sync_requests() {
+        let id = peer.id();
+        match send_to(&id, std::slice::from_ref(&node), &body, &content_type, 1, None) {
+            Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
+            Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
+        }
+    }
 }
 
 /// The tm-path retry figures: (waiting now, sent again so far).
