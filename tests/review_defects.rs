@@ -39,10 +39,14 @@ fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
         text += &format!("{} {name}\n", addr.ip());
     }
     std::fs::write(&hosts, text).unwrap();
+    // DNS of the test's own, without records: the names come from the hosts
+    // file (and no query leaves the machine).
+    let dns = common::dns::Dns::start("names-dns", &[], &[], 1);
     let config = |i: usize| {
         let c = NodeConfig {
             host_name: Some(names[i].to_string()),
             hosts: Some(hosts.clone()),
+            resolv_conf: Some(dns.resolv_conf()),
             core: "use_dns_cache=no\n".into(),
             route: FROM_NODE_ROUTE.into(),
             ..Default::default()

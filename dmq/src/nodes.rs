@@ -121,10 +121,20 @@ impl NodeList {
         self.nodes.iter().find(|n| n.local)
     }
 
+    /// Whether `uri`, an IP literal, is this node's own address (port and
+    /// transport too) under another host than the one it announces: this
+    /// node, which must not be listed, and get messages, a second time.
+    pub fn is_local_address(&self, uri: &NodeUri) -> bool {
+        let Some(ip) = resolve_literal(&uri.host) else { return false };
+        self.local().is_some_and(|l| {
+            !l.uri.same_node(uri) && l.ips.contains(&ip) && l.uri.port_no() == uri.port_no() && l.uri.transport == uri.transport
+        })
+    }
+
     /// Adds a node (pending) unless it is known or the list is full;
     /// returns whether it was added.
     pub fn add(&mut self, uri: NodeUri) -> bool {
-        if self.find(&uri).is_some() || self.nodes.len() >= MAX_NODES {
+        if self.find(&uri).is_some() || self.is_local_address(&uri) || self.nodes.len() >= MAX_NODES {
             return false;
         }
         self.nodes.push(Node::new(uri, NodeStatus::Pending));
@@ -140,7 +150,9 @@ impl NodeList {
         let mut out = MergeOutcome::default();
         for line in lines {
             let full = self.nodes.len() >= MAX_NODES;
+            let this_node = self.is_local_address(&line.uri);
             match self.find_mut(&line.uri) {
+                None if this_node => {}
                 None if full => out.refused += 1,
                 None => {
                     let status = line.status.unwrap_or(NodeStatus::Pending);
@@ -407,6 +419,17 @@ mod tests {
         assert_eq!(list.nodes.len(), 2);
         assert_eq!(list.local().unwrap().status, NodeStatus::Active);
         assert!(!list.add(uri("sip:127.0.0.2:5090")));
+    }
+
+    #[test]
+    fn this_node_by_its_address_is_not_listed_again() {
+        let mut list = NodeList::with_local(uri("sip:node-a.example:5090"));
+        list.set_addresses(&[(uri("sip:node-a.example:5090"), vec!["10.0.0.1".parse().unwrap()])]);
+        let out = list.merge(&parse_body(b"sip:10.0.0.1:5090;status=active
+sip:10.0.0.1:5091;status=active").unwrap(), 0);
+        assert_eq!(out.news, 1, "another port is another node");
+        assert!(!list.add(uri("sip:10.0.0.1:5090")));
+        assert_eq!(list.nodes.len(), 2);
     }
 
     #[test]

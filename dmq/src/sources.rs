@@ -242,13 +242,24 @@ pub fn drop_duplicates(list: &mut NodeList, listed: &[NodeUri]) -> Vec<NodeUri> 
     dups
 }
 
-/// The entries [`drop_duplicates`] would remove.
+/// The entries [`drop_duplicates`] would remove: this node under another
+/// host (see [`is_this_node`]), and addresses the names gave that another
+/// entry stands for.
 pub fn duplicates(list: &NodeList, listed: &[NodeUri]) -> Vec<NodeUri> {
-    listed
-        .iter()
-        .filter(|uri| list.find(uri).is_some_and(|n| !n.local) && same_node_as(list, uri).is_some())
-        .cloned()
-        .collect()
+    let mut out: Vec<NodeUri> = list.nodes.iter().filter(|n| is_this_node(list, n)).map(|n| n.uri.clone()).collect();
+    for uri in listed {
+        if list.find(uri).is_some_and(|n| !n.local) && same_node_as(list, uri).is_some() && !out.iter().any(|o| o.same_node(uri)) {
+            out.push(uri.clone());
+        }
+    }
+    out
+}
+
+/// Whether a remote entry is reached at this node's own address, port and
+/// transport (a name that resolves to this node, say).
+pub fn is_this_node(list: &NodeList, node: &Node) -> bool {
+    let local = list.local().map(endpoint).unwrap_or_default();
+    !node.local && endpoint(node).iter().any(|e| local.contains(e))
 }
 
 /// The remote nodes messages go to (active ones, or all with
@@ -407,6 +418,10 @@ mod tests {
         assert!(duplicates(&list, &listed[..1]).is_empty(), "not resolved yet: not known as the same");
         list.set_addresses(&[(uri("sip:pod-b.svc:5060"), vec![ip("10.0.0.2")])]);
         assert_eq!(drop_duplicates(&mut list, &listed[..1]), vec![listed[0].clone()]);
+        // a name that resolves to this node is this node: dropped, with or without names
+        list.merge(&parse_body(b"sip:me.svc:5060;status=active").unwrap(), 0);
+        list.set_addresses(&[(uri("sip:me.svc:5060"), vec![ip("10.0.0.1")])]);
+        assert_eq!(drop_duplicates(&mut list, &[]), vec![uri("sip:me.svc:5060")]);
         assert_eq!(list.nodes.len(), 2);
         assert!(list.find(&uri("sip:pod-b.svc:5060")).is_some());
     }

@@ -156,12 +156,13 @@ fn resolve_named_nodes(m: &Module) {
     cluster::with_nodes(|list| list.set_addresses(&resolved));
 }
 
-/// Entries for an address a name gave that stand for a node listed under
-/// its own name (or for this node) leave the list.
+/// Entries that stand for this node (a name that resolves to it), and
+/// entries for an address a name gave that stand for a node listed under
+/// its own name, leave the list.
 fn drop_duplicates() {
     // A copy: no two locks at once.
     let listed = name_sources::listed();
-    if listed.is_empty() || !cluster::read_nodes(|l| !sources::duplicates(l, &listed).is_empty()).unwrap_or(false) {
+    if !cluster::read_nodes(|l| !sources::duplicates(l, &listed).is_empty()).unwrap_or(false) {
         return;
     }
     for uri in cluster::with_nodes(|l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {

@@ -128,7 +128,7 @@ fn timer_tick() {
 /// broadcast, captured) goes to that node alone, which answers by sending
 /// its state, as to a joining node.
 fn pull_from(uri: &NodeUri) {
-    let Some(node) = cluster::find_node(uri) else { return };
+    let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
         match send_to(&id, std::slice::from_ref(&node), &body, &content_type, 1, None) {
