@@ -39,6 +39,10 @@ pub struct Answer {
     pub ttl_s: Option<u32>,
 }
 
+/// A resolver of one record type: the records for a name and their
+/// shortest TTL.
+pub type Resolver<'a, T> = &'a dyn Fn(&str) -> (Vec<T>, Option<u32>);
+
 /// Looks `name` up with the given resolvers, which return records and
 /// their TTL: with `multi` its SRV targets (as [`discovery::expand`]) and
 /// its A/AAAA addresses, without it its addresses only. The URIs keep the
@@ -46,8 +50,8 @@ pub struct Answer {
 pub fn look_up(
     name: &NodeUri,
     multi: bool,
-    srv: &dyn Fn(&str) -> (Vec<SrvTarget>, Option<u32>),
-    addresses: &dyn Fn(&str) -> (Vec<IpAddr>, Option<u32>),
+    srv: Resolver<'_, SrvTarget>,
+    addresses: Resolver<'_, IpAddr>,
 ) -> Answer {
     let ttl = std::cell::Cell::new(None::<u32>);
     let note = |t: Option<u32>| {
