@@ -222,7 +222,10 @@ fn parse_reply_context(context: &[u8]) -> Option<(u32, NodeUri)> {
 fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
     let channel = &m.config.notification_channel;
     let from = m.local_uri.with_user(channel);
-    for target in targets {
+    // Nodes named by host name go to the address the DNS process found:
+    // tm must not look names up here (the core's timer runs the pings).
+    let hops = next_hops(targets);
+    for (target, hop) in targets.iter().zip(&hops) {
         let to = target.with_user(channel);
         let req = KdmqRequest {
             to: &to,
@@ -232,12 +235,35 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             max_forwards,
             socket: &m.server_socket,
             secret: m.config.shared_secret.as_deref(),
+            next_hop: hop.as_deref(),
         };
         match m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
             Ok(()) => figures::count(if round == 0 { Count::NotificationsSent } else { Count::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }
     }
+}
+
+/// For each target named by a host name with a known address: where tm
+/// sends to (`sip:ip:port;transport=x`), so it resolves nothing.
+pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
+    if !targets.iter().any(|t| dmq_core::nodes::is_name(&t.host)) {
+        return vec![None; targets.len()];
+    }
+    read_nodes(|list| {
+        targets
+            .iter()
+            .map(|t| {
+                let ip = list.find(t).filter(|n| n.is_named()).and_then(|n| n.ip())?;
+                let host = match ip {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                Some(NodeUri { host, port: t.port_no().to_string(), transport: t.transport }.to_uri())
+            })
+            .collect()
+    })
+    .unwrap_or_else(|| vec![None; targets.len()])
 }
 
 /// Reply to one of our notifications: 200 makes the node active and merges

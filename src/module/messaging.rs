@@ -197,6 +197,7 @@ fn resend_busy(m: &Module, now_ms: u64) {
 fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
     let from = m.local_uri.with_user(message.peer_id);
     let to = message.target.with_user(message.peer_id);
+    let hop = cluster::next_hops(std::slice::from_ref(&message.target)).pop().flatten();
     let req = KdmqRequest {
         to: &to,
         from: &from,
@@ -205,6 +206,7 @@ fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
         max_forwards: message.max_forwards,
         socket: &m.server_socket,
         secret: m.config.shared_secret.as_deref(),
+        next_hop: hop.as_deref(),
     };
     m.tm.request(&req, on_tm_reply, &message.encode())
 }
