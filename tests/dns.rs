@@ -177,6 +177,24 @@ fn the_name_is_never_a_node_and_each_update_goes_once_to_each_other_node() {
 }
 
 #[test]
+fn without_multi_notify_the_name_stands_for_one_other_node() {
+    let addrs = addresses_on_one_port(3);
+    let dns = Dns::start("dns-single", &[(NAME, ips(&addrs))], &[], 1);
+    let config = |at: &SocketAddr| pod(&dns, at.port()).without_param("multi_notify");
+    let nodes: Vec<Node> =
+        addrs.iter().enumerate().map(|(i, at)| Node::start_at(&format!("dns-single-{i}"), &config(at), *at)).collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    // Each node notifies one other address (never itself); the answers'
+    // lists make the cluster whole.
+    assert_members(&refs, &addrs, CONVERGE);
+    for node in &refs {
+        assert!(!listed(node).iter().any(|h| h.contains("dmq.test")), "{:?}", listed(node));
+        let added = stat(node, "dns_nodes_added");
+        assert!(added <= 1, "{}: {added} nodes from the name: it stands for one", node.addr);
+    }
+}
+
+#[test]
 fn a_cold_start_converges_once_the_name_has_records() {
     let addrs = addresses_on_one_port(3);
     let dns = Dns::start("dns-cold", &[], &[], 1);

@@ -119,8 +119,11 @@ impl NameSource {
     }
 
     /// Takes an answer at `now_ms`; `interval_ms` is the longest time
-    /// between two lookups. Returns what changed; schedules the next lookup.
-    pub fn apply(&mut self, answer: Answer, now_ms: u64, interval_ms: u64) -> Change {
+    /// between two lookups; `is_self` tells this node's own address, which
+    /// the name may list but which is never one of its nodes (without
+    /// `multi_notify` the name's one node is another address, if any).
+    /// Returns what changed; schedules the next lookup.
+    pub fn apply(&mut self, answer: Answer, now_ms: u64, interval_ms: u64, is_self: impl Fn(&NodeUri) -> bool) -> Change {
         if answer.nodes.is_empty() {
             self.failures = self.failures.saturating_add(1);
             self.due_ms = now_ms.saturating_add(retry_ms(self.failures, interval_ms));
@@ -128,7 +131,12 @@ impl NameSource {
         }
         self.failures = 0;
         self.due_ms = now_ms.saturating_add(recheck_ms(answer.ttl_s, interval_ms));
-        let now = if self.multi { answer.nodes } else { vec![pick_one(&self.listed, &answer.nodes)] };
+        let others: Vec<NodeUri> = answer.nodes.into_iter().filter(|n| !is_self(n)).collect();
+        let now = match (self.multi, others.is_empty()) {
+            (true, _) => others,
+            (false, true) => Vec::new(),
+            (false, false) => vec![pick_one(&self.listed, &others)],
+        };
         let appeared = now.iter().filter(|n| !self.listed.iter().any(|l| l.same_node(n))).cloned().collect();
         let vanished = self.listed.iter().filter(|l| !now.iter().any(|n| n.same_node(l))).cloned().collect();
         self.listed = now;
@@ -325,25 +333,42 @@ mod tests {
         assert_eq!(look_up(&name, true, &|_| (Vec::new(), None), &|_| (Vec::new(), Some(1))), Answer::default());
     }
 
+    fn nobody(_: &NodeUri) -> bool {
+        false
+    }
+
+    #[test]
+    fn this_node_is_never_one_of_the_names_nodes() {
+        let me = |n: &NodeUri| n.same_node(&uri("sip:10.0.0.1:5060"));
+        let mut s = NameSource::new(uri("sip:dmq.svc:5060"), false);
+        s.apply(answer(&["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"], None), 0, 30_000, me);
+        assert_eq!(s.listed, vec![uri("sip:10.0.0.2:5060")], "without multi_notify: another address");
+        let c = s.apply(answer(&["sip:10.0.0.1:5060"], None), 1, 30_000, me);
+        assert!(!c.failed && s.listed.is_empty(), "only this node: an answer, no node");
+        let mut s = NameSource::new(uri("sip:dmq.svc:5060"), true);
+        s.apply(answer(&["sip:10.0.0.1:5060", "sip:10.0.0.2:5060", "sip:10.0.0.3:5060"], None), 0, 30_000, me);
+        assert_eq!(s.listed.len(), 2);
+    }
+
     #[test]
     fn answers_add_and_drop_addresses_and_schedule_the_next_lookup() {
         let mut s = NameSource::new(uri("sip:dmq.svc:5060"), true);
         assert!(s.is_due(0));
-        let c = s.apply(answer(&["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"], Some(5)), 1000, 30_000);
+        let c = s.apply(answer(&["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"], Some(5)), 1000, 30_000, nobody);
         assert_eq!(c.appeared.len(), 2);
         assert_eq!(s.due_ms, 6000, "the TTL decides");
-        let c = s.apply(answer(&["sip:10.0.0.2:5060", "sip:10.0.0.3:5060"], Some(300)), 6000, 30_000);
+        let c = s.apply(answer(&["sip:10.0.0.2:5060", "sip:10.0.0.3:5060"], Some(300)), 6000, 30_000, nobody);
         assert_eq!(c.appeared, vec![uri("sip:10.0.0.3:5060")]);
         assert_eq!(c.vanished, vec![uri("sip:10.0.0.1:5060")]);
         assert_eq!(s.due_ms, 36_000, "at most the interval");
         // a failure changes nothing but the schedule: 1 s, 2 s, 4 s, 4 s
         for (i, wait) in [1000, 2000, 4000, 4000].into_iter().enumerate() {
-            let c = s.apply(Answer::default(), 40_000, 30_000);
+            let c = s.apply(Answer::default(), 40_000, 30_000, nobody);
             assert!(c.failed && c.appeared.is_empty() && c.vanished.is_empty());
             assert_eq!(s.due_ms, 40_000 + wait, "failure {}", i + 1);
         }
         assert_eq!(s.listed.len(), 2);
-        let c = s.apply(answer(&["sip:10.0.0.2:5060", "sip:10.0.0.3:5060"], Some(0)), 50_000, 30_000);
+        let c = s.apply(answer(&["sip:10.0.0.2:5060", "sip:10.0.0.3:5060"], Some(0)), 50_000, 30_000, nobody);
         assert_eq!((c.appeared.len(), c.vanished.len(), s.failures), (0, 0, 0));
         assert_eq!(s.due_ms, 51_000, "a TTL of 0 waits the floor");
     }
@@ -351,13 +376,13 @@ mod tests {
     #[test]
     fn without_multi_notify_a_name_is_one_node_that_does_not_hop() {
         let mut s = NameSource::new(uri("sip:dmq.svc:5060"), false);
-        s.apply(answer(&["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"], None), 0, 30_000);
+        s.apply(answer(&["sip:10.0.0.1:5060", "sip:10.0.0.2:5060"], None), 0, 30_000, nobody);
         assert_eq!(s.listed, vec![uri("sip:10.0.0.1:5060")]);
         // round robin: the same address, listed second now, is kept
-        let c = s.apply(answer(&["sip:10.0.0.2:5060", "sip:10.0.0.1:5060"], None), 1, 30_000);
+        let c = s.apply(answer(&["sip:10.0.0.2:5060", "sip:10.0.0.1:5060"], None), 1, 30_000, nobody);
         assert_eq!((c.appeared.len(), c.vanished.len()), (0, 0));
         // gone: the name's node is the address it gives now
-        let c = s.apply(answer(&["sip:10.0.0.3:5060", "sip:10.0.0.2:5060"], None), 2, 30_000);
+        let c = s.apply(answer(&["sip:10.0.0.3:5060", "sip:10.0.0.2:5060"], None), 2, 30_000, nobody);
         assert_eq!(c.appeared, vec![uri("sip:10.0.0.3:5060")]);
         assert_eq!(c.vanished, vec![uri("sip:10.0.0.1:5060")]);
     }

@@ -76,6 +76,15 @@ fn look_up_names(m: &Module) {
         return;
     }
     let interval_ms = u64::from(m.config.dns_interval) * 1000;
+    // This node, as the names may list it (its address, or its name's).
+    let local = cluster::read_nodes(|l| l.local().cloned()).flatten();
+    let is_self = |n: &NodeUri| {
+        local.as_ref().is_some_and(|l| {
+            l.uri.same_node(n)
+                || dmq_core::nodes::resolve_literal(&n.host)
+                    .is_some_and(|ip| l.ips.contains(&ip) && l.uri.port_no() == n.port_no() && l.uri.transport == n.transport)
+        })
+    };
     let mut vanished: Vec<NodeUri> = Vec::new();
     for source in due {
         let answer = dns::look_up_name(&source.name, source.multi);
@@ -85,7 +94,7 @@ fn look_up_names(m: &Module) {
             let mut s = s.borrow_mut();
             let x = s.iter_mut().find(|x| x.name == source.name)?;
             let first = x.listed.is_empty();
-            Some((x.apply(answer, monotonic_ms(), interval_ms), x.failures, first))
+            Some((x.apply(answer, monotonic_ms(), interval_ms, is_self), x.failures, first))
         }) else {
             continue;
         };
