@@ -206,6 +206,11 @@ fn is_seed(m: &Module, node: &NodeUri) -> bool {
     m.notification_uris.iter().any(|s| s.same_node(node)) || name_sources::lists(node)
 }
 
+/// As `is_seed`, with the names' addresses already read.
+fn is_seed_of(m: &Module, from_names: &[NodeUri], node: &NodeUri) -> bool {
+    m.notification_uris.iter().chain(from_names).any(|s| s.same_node(node))
+}
+
 /// What a notification's reply callback needs: the ping round it belongs to
 /// (0: not a ping) and the node it went to. Encoded as `round|uri`.
 fn reply_context(round: u32, target: &NodeUri) -> String {
@@ -443,9 +448,11 @@ fn ping_timer() {
     let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
     // Named nodes are looked up again by the DMQ DNS process (`lookups`),
     // never here: a slow DNS server must not hold the core's timer.
+    // What the names list, copied first: no two locks at once.
+    let from_names = name_sources::listed();
     let (events, body, targets) = with_nodes(|list| {
         add_seeds(m, list);
-        let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
+        let (events, targets) = list.start_ping_round(round, |n| is_seed_of(m, &from_names, n), policy(m));
         (events, list.notification_body(), targets)
     })
     .unwrap_or_default();
