@@ -30,6 +30,18 @@ fn listed(node: &Node) -> Vec<(String, String, String)> {
 
 #[test]
 fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
+    named_nodes(false);
+}
+
+/// The same with `trusted_network`: a new named node is judged by its
+/// addresses, which the DMQ DNS process looks up (issue 26: never the SIP
+/// worker that got the notification).
+#[test]
+fn named_nodes_are_judged_by_trusted_network_after_the_dns_process_looked_them_up() {
+    named_nodes(true);
+}
+
+fn named_nodes(trusted: bool) {
     let dir = node_dir("names-hosts");
     let addrs: Vec<SocketAddr> = (0..3).map(|_| allocate_address()).collect();
     let names = ["dmq-a.cluster.test", "dmq-b.cluster.test", "dmq-c.cluster.test"];
@@ -52,6 +64,7 @@ fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
             ..Default::default()
         }
         .param("ping_interval", "2");
+        let c = if trusted { c.param("trusted_network", "\"127.0.0.0/8\"") } else { c };
         if i == 0 { c } else { c.param("notification_address", &format!("\"sip:{}:{}\"", names[0], addrs[0].port())) }
     };
     let nodes: Vec<Node> = (0..3).map(|i| Node::start_at(&format!("names-{i}"), &config(i), addrs[i])).collect();

@@ -163,41 +163,52 @@ fn look_up(uris: impl IntoIterator<Item = NodeUri>) -> Vec<(NodeUri, Vec<IpAddr>
         .collect()
 }
 
-/// The addresses of the named nodes a notification brings that the list
-/// needs (new, unresolved or re-notified nodes: see `needs_lookup`).
-fn look_up_lines(lines: &[NodeLine]) -> Vec<(NodeUri, Vec<IpAddr>)> {
-    // Clusters of IP literals (the common case) need no list read at all.
-    if !lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
-        return Vec::new();
-    }
-    let wanted = read_nodes(|list| lines.iter().filter(|l| list.needs_lookup(l)).map(|l| l.uri.clone()).collect::<Vec<_>>());
-    look_up(wanted.unwrap_or_default())
-}
-
-/// Looks up the names among `lines` that the list needs (once), then drops
-/// the nodes outside `trusted_network` (judged by those addresses, or by
-/// the ones already listed: no second lookup). Outside the node-list lock.
+/// Drops the nodes outside `trusted_network` among `lines` (judged by the
+/// addresses already listed). Nothing here looks a name up: this runs in
+/// SIP workers. With `trusted_network`, a line naming a new node by host
+/// name (or one without an address yet) waits for the DMQ DNS process
+/// (`name_sources::defer`, `merge_deferred`), which looks it up and judges
+/// it; without it the line is merged now and the DNS process resolves the
+/// node within 200 ms. Outside the node-list lock.
 fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
-    // Without trusted_network nothing here needs the addresses now: the
-    // DMQ DNS process (`lookups`) resolves new named nodes within 200 ms,
-    // so a slow DNS server never holds a SIP worker. With it, a named node
-    // is judged by its addresses before it is listed.
     if !m.config.trusted_networks.is_set() {
         return Vec::new();
     }
-    let addresses = look_up_lines(lines);
-    if m.config.trusted_networks.is_set() {
-        let ips_of = |uri: &NodeUri| {
-            addresses
-                .iter()
-                .find(|(u, _)| u.same_node(uri))
-                .map(|(_, ips)| ips.clone())
-                .or_else(|| read_nodes(|list| list.find(uri).map(|n| n.ips.clone())).flatten())
-                .unwrap_or_default()
-        };
-        admission::admit_lines(m, lines, ips_of, from);
+    if lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
+        let unresolved = |list: &NodeList, l: &NodeLine| dmq_core::nodes::is_name(&l.uri.host) && list.find(&l.uri).is_none_or(|n| n.ips.is_empty());
+        let waiting: Vec<NodeLine> = read_nodes(|list| lines.iter().filter(|l| unresolved(list, l)).cloned().collect()).unwrap_or_default();
+        if !waiting.is_empty() {
+            lines.retain(|l| !waiting.iter().any(|w| w.uri.same_node(&l.uri)));
+            let dropped = name_sources::defer(&waiting);
+            if dropped > 0 {
+                log::warn!("{}: {dropped} named node(s) not judged: too many wait for the DNS process", from());
+            }
+        }
     }
-    addresses
+    let ips_of = |uri: &NodeUri| read_nodes(|list| list.find(uri).map(|n| n.ips.clone())).flatten().unwrap_or_default();
+    admission::admit_lines(m, lines, ips_of, from);
+    Vec::new()
+}
+
+/// The DMQ DNS process: the named nodes notifications brought while
+/// `trusted_network` is set are looked up here, judged by their addresses
+/// and merged (their events run here too).
+pub fn merge_deferred(m: &Module) {
+    let mut lines = name_sources::take_deferred();
+    if lines.is_empty() {
+        return;
+    }
+    let addresses = look_up(lines.iter().map(|l| l.uri.clone()));
+    let ips_of = |uri: &NodeUri| addresses.iter().find(|(u, _)| u.same_node(uri)).map(|(_, ips)| ips.clone()).unwrap_or_default();
+    admission::admit_lines(m, &mut lines, ips_of, || "a notification".to_string());
+    let (events, refused) = with_nodes(|list| {
+        let merged = list.merge(&lines, now());
+        list.set_addresses(&addresses);
+        (merged.events, merged.refused)
+    })
+    .unwrap_or_default();
+    refuse_nodes(refused, || "a notification".to_string());
+    report_events(m, &events, None);
 }
 
 /// A notification address: given as an address, or listed by a name now

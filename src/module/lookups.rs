@@ -14,7 +14,9 @@
 //!   apart merge; `heal` then syncs them), and drops addresses that left
 //!   their name and do not answer;
 //! - resolves nodes listed by host name: new ones at once, all of them
-//!   again every ping interval (a node may move);
+//!   again every ping interval (a node may move); with `trusted_network`,
+//!   looks up and judges the new named nodes notifications brought
+//!   (`cluster::merge_deferred`) before they are listed;
 //! - drops entries that stand for a node listed under another name.
 //! No lock is held during a lookup or a send.
 
@@ -64,6 +66,7 @@ pub fn start() -> Result<(), String> {
 fn tick() {
     let Some(m) = module() else { return };
     look_up_names(m);
+    cluster::merge_deferred(m);
     resolve_named_nodes(m);
     drop_duplicates();
 }

@@ -9,16 +9,69 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use dmq_core::nodes::MAX_NODES;
-use dmq_core::protocol::{self, NodeUri};
+use dmq_core::protocol::{self, NodeLine, NodeUri};
 
 use crate::host::shm::ShmStore;
 
 static STORE: OnceLock<ShmStore> = OnceLock::new();
 
-/// mod_init (only when some notification_address is a name).
+/// Notification lines naming new nodes by host name, waiting for the DNS
+/// process to look them up and judge them (`trusted_network`).
+static DEFERRED: OnceLock<ShmStore> = OnceLock::new();
+
+/// mod_init.
 pub fn init() -> Result<(), String> {
     let store = ShmStore::new(MAX_NODES * (protocol::MAX_LINE_LEN + 2)).ok_or("out of shm for the names' addresses")?;
-    STORE.set(store).map_err(|_| "names' addresses initialized twice".to_string())
+    STORE.set(store).map_err(|_| "names' addresses initialized twice".to_string())?;
+    let deferred = ShmStore::new(MAX_NODES * (protocol::MAX_LINE_LEN + 2)).ok_or("out of shm for the names to judge")?;
+    DEFERRED.set(deferred).map_err(|_| "names to judge initialized twice".to_string())
+}
+
+/// A SIP worker: these lines (new nodes named by host name) wait for the
+/// DNS process, which looks them up (never the SIP worker). At most
+/// MAX_NODES wait; a line already waiting is not added twice. Returns how
+/// many did not fit.
+pub fn defer(lines: &[NodeLine]) -> usize {
+    let Some(store) = DEFERRED.get() else { return lines.len() };
+    store
+        .with(|old| {
+            let mut text = String::from_utf8_lossy(old).into_owned();
+            let mut dropped = 0;
+            for line in lines {
+                let entry = line_text(line);
+                if text.lines().any(|l| l == entry) {
+                    continue;
+                }
+                if text.lines().count() >= MAX_NODES {
+                    dropped += 1;
+                    continue;
+                }
+                text += &entry;
+                text.push('\n');
+            }
+            (Some(text.into_bytes()), dropped)
+        })
+        .unwrap_or(lines.len())
+}
+
+/// The DNS process: the lines waiting (taken: the store is emptied).
+pub fn take_deferred() -> Vec<NodeLine> {
+    let Some(store) = DEFERRED.get() else { return Vec::new() };
+    let taken = store.with(|old| {
+        if old.is_empty() {
+            return (None, Vec::new());
+        }
+        let text = String::from_utf8_lossy(old).into_owned();
+        (Some(Vec::new()), text.lines().filter_map(|l| protocol::parse_node_line(l).ok()).collect())
+    });
+    taken.unwrap_or_default()
+}
+
+fn line_text(line: &NodeLine) -> String {
+    match line.status {
+        Some(status) => format!("{};status={}", line.uri.to_uri(), status.as_str()),
+        None => line.uri.to_uri(),
+    }
 }
 
 /// The DNS process: the addresses the names list now (at most MAX_NODES).
