@@ -5,7 +5,6 @@ use crate::host::rpc::{RpcCall, Value};
 use dmq_core::protocol;
 
 use super::figures::{self, Count};
-use super::figures::{self, Count};
 use super::{admission, cluster, heal, in_flight, messaging, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them (plus
