@@ -18,6 +18,7 @@
 //!   looks up and judges the new named nodes notifications brought
 //!   (`cluster::merge_deferred`) before they are listed;
 //! - drops entries that stand for a node listed under another name.
+//!
 //! No lock is held during a lookup or a send.
 
 use std::cell::{Cell, RefCell};
