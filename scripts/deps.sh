@@ -4,7 +4,7 @@
 # Idempotent: installs only what is missing.
 set -eu
 
-packages="kamailio kamailio-extra-modules kamailio-lua-modules kamailio-presence-modules kamailio-tls-modules openssl sip-tester libclang-dev dpkg-dev binutils util-linux debootstrap patch lintian iproute2"
+packages="kamailio kamailio-extra-modules kamailio-lua-modules kamailio-presence-modules kamailio-tls-modules openssl sip-tester libclang-dev dpkg-dev binutils util-linux debootstrap patch lintian iproute2 dnsmasq-base"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

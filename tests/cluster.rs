@@ -113,9 +113,12 @@ fn multi_notify_expands_a_host_name_into_its_addresses() {
     let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let seed_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let a = Node::start_at("multi-a", &NodeConfig::default().param("ping_interval", "2"), seed_addr);
+    // The name's DNS lookups go to a server of the test's own, which has
+    // no records: /etc/hosts answers (no query leaves the machine).
+    let dns = common::dns::Dns::start("multi-dns", &[], &[], 1);
     let b = Node::start(
         "multi-b",
-        &NodeConfig::default()
+        &NodeConfig { resolv_conf: Some(dns.resolv_conf()), ..Default::default() }
             .param("notification_address", &format!("\"sip:localhost:{port}\""))
             .param("multi_notify", "1")
             .param("ping_interval", "2"),

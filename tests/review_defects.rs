@@ -30,7 +30,19 @@ fn listed(node: &Node) -> Vec<(String, String, String)> {
 
 #[test]
 fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
-    let dir = node_dir("names-hosts");
+    named_nodes(false);
+}
+
+/// The same with `trusted_network`: a new named node is judged by its
+/// addresses, which the DMQ DNS process looks up (issue 26: never the SIP
+/// worker that got the notification).
+#[test]
+fn named_nodes_are_judged_by_trusted_network_after_the_dns_process_looked_them_up() {
+    named_nodes(true);
+}
+
+fn named_nodes(trusted: bool) {
+    let dir = node_dir(if trusted { "names-hosts-trusted" } else { "names-hosts" });
     let addrs: Vec<SocketAddr> = (0..3).map(|_| allocate_address()).collect();
     let names = ["dmq-a.cluster.test", "dmq-b.cluster.test", "dmq-c.cluster.test"];
     let hosts = dir.join("hosts");
@@ -39,18 +51,24 @@ fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
         text += &format!("{} {name}\n", addr.ip());
     }
     std::fs::write(&hosts, text).unwrap();
+    // DNS of the test's own, without records: the names come from the hosts
+    // file (and no query leaves the machine).
+    let dns = common::dns::Dns::start(if trusted { "names-dns-trusted" } else { "names-dns" }, &[], &[], 1);
     let config = |i: usize| {
         let c = NodeConfig {
             host_name: Some(names[i].to_string()),
             hosts: Some(hosts.clone()),
+            resolv_conf: Some(dns.resolv_conf()),
             core: "use_dns_cache=no\n".into(),
             route: FROM_NODE_ROUTE.into(),
             ..Default::default()
         }
         .param("ping_interval", "2");
+        let c = if trusted { c.param("trusted_network", "\"127.0.0.0/8\"") } else { c };
         if i == 0 { c } else { c.param("notification_address", &format!("\"sip:{}:{}\"", names[0], addrs[0].port())) }
     };
-    let nodes: Vec<Node> = (0..3).map(|i| Node::start_at(&format!("names-{i}"), &config(i), addrs[i])).collect();
+    let label = if trusted { "names-trusted" } else { "names" };
+    let nodes: Vec<Node> = (0..3).map(|i| Node::start_at(&format!("{label}-{i}"), &config(i), addrs[i])).collect();
 
     // Every node lists all three by name, active, with the address the name stands for.
     for node in &nodes {

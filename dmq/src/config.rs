@@ -30,6 +30,9 @@ pub const DEFAULT_FAIL_COUNT_THRESHOLD_DISABLED: i32 = 1;
 /// of the default 64 MB shm; at ~20k messages/s per worker it absorbs a
 /// burst of half a second at full speed.
 pub const DEFAULT_JOB_QUEUE_LIMIT: i32 = 10_000;
+/// Default longest time, in seconds, between two lookups of a name in
+/// `notification_address` (a shorter TTL in the answer wins).
+pub const DEFAULT_DNS_INTERVAL: i32 = 30;
 
 /// The parameters as the script set them (integers as Kamailio stores them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +58,7 @@ pub struct RawParams {
     pub trusted_networks: Vec<String>,
     pub shared_secret: Option<String>,
     pub updates_in_place: i32,
+    pub dns_interval: i32,
 }
 
 impl Default for RawParams {
@@ -78,6 +82,7 @@ impl Default for RawParams {
             trusted_networks: Vec::new(),
             shared_secret: None,
             updates_in_place: 1,
+            dns_interval: DEFAULT_DNS_INTERVAL,
         }
     }
 }
@@ -111,6 +116,8 @@ pub struct Config {
     /// `dmq_handle_message` runs a single-item update in the receiving
     /// process while no job waits or runs, instead of queueing it.
     pub updates_in_place: bool,
+    /// Longest time between two lookups of a `notification_address` name.
+    pub dns_interval: u32,
 }
 
 /// With `fail_count_enabled` (Kamailio 6.1): a node goes `not_active` when
@@ -221,6 +228,9 @@ impl RawParams {
         } else {
             None
         };
+        if self.dns_interval < 1 {
+            return Err(err("dns_interval", format!("must be at least 1 (seconds), got {}", self.dns_interval)));
+        }
         if self.job_queue_limit < 1 {
             return Err(err("job_queue_limit", format!("must be at least 1, got {}", self.job_queue_limit)));
         }
@@ -281,6 +291,7 @@ impl RawParams {
                 trusted_networks: TrustedNetworks(trusted_networks),
                 shared_secret,
                 updates_in_place: self.updates_in_place != 0,
+                dns_interval: self.dns_interval as u32,
             },
             notes,
         ))
@@ -344,7 +355,10 @@ mod tests {
         assert!(c.remove_inactive);
         assert_eq!(c.fail_count_threshold, None);
         assert!(!c.multi_notify);
+        assert_eq!(c.dns_interval, 30);
         assert!(notes.is_empty());
+        let e = RawParams { dns_interval: 0, ..base() }.validate().unwrap_err();
+        assert_eq!(e.param, "dns_interval");
     }
 
     #[test]

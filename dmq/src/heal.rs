@@ -47,6 +47,9 @@ pub enum Regain {
     AlreadyDue,
     /// The table is full (cannot happen while it keeps to the node limit).
     Refused,
+    /// Never active here before, met after this node's own join sync (see
+    /// [`HealTable::arrived`]): a pull from it is due (now, or after the delay).
+    Pull,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub struct HealEntry {
     pub last_sync: u64,
     /// When the next one is due (None: none waiting).
     pub due: Option<u64>,
+    /// The due one is a pull (ask the node for its state), not a push.
+    pub pull: bool,
 }
 
 /// One entry per node a heal sync ran for or waits for. Entries stay when
@@ -83,6 +88,41 @@ impl HealTable {
         }
     }
 
+    /// Nodes that became active here through one message, after this
+    /// node's own join sync ran: `direct` the node the message came from
+    /// (it answered or notified us), `named` the others its list named (for
+    /// them the wait is `named_delay`: they may not list us yet). A node
+    /// seen before is regained (a push, as [`regained`](Self::regained)). A
+    /// node never active here before was not asked by our join sync: a pull
+    /// from it is due ([`Regain::Pull`]). That is how two groups that formed
+    /// apart heal each other once a DNS name lists both (each side pulls
+    /// from the other's nodes), how a node that started with others at once
+    /// gets the state of those it met after its join sync, and it costs a
+    /// joining node's (empty) state only.
+    pub fn arrived(&mut self, direct: &[NodeUri], named: &[NodeUri], now: u64, window: u64, named_delay: u64) -> Vec<(NodeUri, Regain)> {
+        let mut out = Vec::new();
+        for (nodes, delay) in [(direct, 0), (named, named_delay)] {
+            for n in nodes {
+                let outcome = match self.entries.iter().position(|e| e.uri.same_node(n)) {
+                    Some(_) => self.regained_after(n, now, window, delay),
+                    None => match self.note_seen(n, now, window) {
+                        None => match self.entries.iter().position(|e| e.uri.same_node(n)) {
+                            Some(i) => {
+                                self.schedule(i, now, window, delay);
+                                self.entries[i].pull = true;
+                                Regain::Pull
+                            }
+                            None => Regain::Refused,
+                        },
+                        Some(_) => Regain::AlreadyDue,
+                    },
+                };
+                out.push((n.clone(), outcome));
+            }
+        }
+        out
+    }
+
     /// Notes that `uri` is active here; returns its entry's index if it was
     /// known before (None: new now, or no room).
     pub fn note_seen(&mut self, uri: &NodeUri, now: u64, window: u64) -> Option<usize> {
@@ -101,7 +141,7 @@ impl HealTable {
                         .map(|(i, _)| i)?;
                     self.entries.remove(oldest);
                 }
-                self.entries.push(HealEntry { uri: uri.clone(), last_sync: 0, due: None });
+                self.entries.push(HealEntry { uri: uri.clone(), last_sync: 0, due: None, pull: false });
                 None
             }
         }
@@ -127,12 +167,17 @@ impl HealTable {
 
     /// The nodes whose sync is due at `now`; each is marked as synced now.
     pub fn take_due(&mut self, now: u64) -> Vec<NodeUri> {
+        self.take_due_syncs(now).into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// As [`take_due`](Self::take_due), with whether each is a pull.
+    pub fn take_due_syncs(&mut self, now: u64) -> Vec<(NodeUri, bool)> {
         let mut due = Vec::new();
         for e in &mut self.entries {
             if e.due.is_some_and(|d| d <= now) {
                 e.due = None;
                 e.last_sync = now;
-                due.push(e.uri.clone());
+                due.push((e.uri.clone(), std::mem::take(&mut e.pull)));
             }
         }
         due
@@ -143,11 +188,13 @@ impl HealTable {
         self.entries.iter().filter(|e| e.due.is_some()).count()
     }
 
-    /// One line per entry: `last_sync due uri` (due 0: none).
+    /// One line per entry: `last_sync due uri` (due 0: none; `p` before
+    /// it: a pull).
     pub fn encode(&self) -> String {
         let mut s = String::new();
         for e in &self.entries {
-            s += &format!("{} {} {}\n", e.last_sync, e.due.unwrap_or(0), e.uri.to_uri());
+            let pull = if e.pull { "p" } else { "" };
+            s += &format!("{} {pull}{} {}\n", e.last_sync, e.due.unwrap_or(0), e.uri.to_uri());
         }
         s
     }
@@ -159,9 +206,14 @@ impl HealTable {
             .filter_map(|line| {
                 let mut parts = line.splitn(3, ' ');
                 let last_sync = parts.next()?.parse().ok()?;
-                let due: u64 = parts.next()?.parse().ok()?;
+                let due = parts.next()?;
+                let (pull, due) = match due.strip_prefix('p') {
+                    Some(d) => (true, d),
+                    None => (false, due),
+                };
+                let due: u64 = due.parse().ok()?;
                 let uri = protocol::parse_node_line(parts.next()?).ok()?.uri;
-                Some(HealEntry { uri, last_sync, due: (due != 0).then_some(due) })
+                Some(HealEntry { uri, last_sync, due: (due != 0).then_some(due), pull })
             })
             .collect();
         HealTable { entries }
@@ -281,6 +333,22 @@ mod tests {
         }
         assert_eq!(t.regained(&new, 1000, 4000), Regain::Refused);
         assert!(t.encode().len() <= HealTable::MAX_ENCODED_LEN);
+    }
+
+    #[test]
+    fn nodes_met_after_the_join_sync_are_pulled_from_and_old_ones_pushed_to() {
+        let (a1, a2, b1) = (uri("sip:10.0.0.1:5060"), uri("sip:10.0.0.2:5060"), uri("sip:10.0.1.1:5060"));
+        let mut t = HealTable::default();
+        t.note_seen(&b1, 0, 4000);
+        let got = t.arrived(std::slice::from_ref(&a1), &[a2.clone(), b1.clone()], 1000, 4000, 3000);
+        assert_eq!(got, vec![(a1.clone(), Regain::Pull), (a2.clone(), Regain::Pull), (b1.clone(), Regain::Later)]);
+        // the table keeps which is which through its encoding
+        let mut t = HealTable::decode(&t.encode());
+        assert_eq!(t.take_due_syncs(1000), vec![(a1.clone(), true)]);
+        assert_eq!(t.take_due_syncs(4000), vec![(b1.clone(), false), (a2.clone(), true)]);
+        // met again later: an ordinary regain (a push)
+        assert_eq!(t.arrived(std::slice::from_ref(&a1), &[], 60_000, 4000, 0), vec![(a1.clone(), Regain::Now)]);
+        assert_eq!(t.take_due_syncs(60_000), vec![(a1, false)]);
     }
 
     #[test]

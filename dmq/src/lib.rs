@@ -16,3 +16,4 @@ pub mod panic;
 pub mod peer_events;
 pub mod pending;
 pub mod protocol;
+pub mod sources;

@@ -122,10 +122,20 @@ impl NodeList {
         self.nodes.iter().find(|n| n.local)
     }
 
+    /// Whether `uri`, an IP literal, is this node's own address (port and
+    /// transport too) under another host than the one it announces: this
+    /// node, which must not be listed, and get messages, a second time.
+    pub fn is_local_address(&self, uri: &NodeUri) -> bool {
+        let Some(ip) = resolve_literal(&uri.host) else { return false };
+        self.local().is_some_and(|l| {
+            !l.uri.same_node(uri) && l.ips.contains(&ip) && l.uri.port_no() == uri.port_no() && l.uri.transport == uri.transport
+        })
+    }
+
     /// Adds a node (pending) unless it is known or the list is full;
     /// returns whether it was added.
     pub fn add(&mut self, uri: NodeUri) -> bool {
-        if self.find(&uri).is_some() || self.nodes.len() >= MAX_NODES {
+        if self.find(&uri).is_some() || self.is_local_address(&uri) || self.nodes.len() >= MAX_NODES {
             return false;
         }
         self.nodes.push(Node::new(uri, NodeStatus::Pending));
@@ -141,7 +151,9 @@ impl NodeList {
         let mut out = MergeOutcome::default();
         for line in lines {
             let full = self.nodes.len() >= MAX_NODES;
+            let this_node = self.is_local_address(&line.uri);
             match self.find_mut(&line.uri) {
+                None if this_node => {}
                 None if full => out.refused += 1,
                 None => {
                     let status = line.status.unwrap_or(NodeStatus::Pending);
@@ -156,7 +168,12 @@ impl NodeList {
                 Some(node) if node.local => {}
                 Some(node) => {
                     if let Some(status) = line.status {
-                        if status != node.status && node.status != NodeStatus::Disabled {
+                        // A node that failed our ping is active again only
+                        // when it answers us, not because another node's
+                        // list still names it (a notification address
+                        // marked pending would flap back and forth).
+                        let unproven = is_up(status) && node.fail_count > 0;
+                        if status != node.status && node.status != NodeStatus::Disabled && !unproven {
                             let was_up = is_up(node.status);
                             node.status = status;
                             // Only the node's own answer clears its count
@@ -436,6 +453,17 @@ mod tests {
     }
 
     #[test]
+    fn this_node_by_its_address_is_not_listed_again() {
+        let mut list = NodeList::with_local(uri("sip:node-a.example:5090"));
+        list.set_addresses(&[(uri("sip:node-a.example:5090"), vec!["10.0.0.1".parse().unwrap()])]);
+        let out = list.merge(&parse_body(b"sip:10.0.0.1:5090;status=active
+sip:10.0.0.1:5091;status=active").unwrap(), 0);
+        assert_eq!(out.news, 1, "another port is another node");
+        assert!(!list.add(uri("sip:10.0.0.1:5090")));
+        assert_eq!(list.nodes.len(), 2);
+    }
+
+    #[test]
     fn merge_updates_status_but_not_of_nodes_being_disabled() {
         let mut list = NodeList::with_local(uri("sip:a:1"));
         list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
@@ -561,6 +589,20 @@ mod tests {
         list.merge(&parse_body(b"sip:c:1;status=active").unwrap(), 0);
         let out = list.merge(&parse_body(b"sip:c:1;status=disabled").unwrap(), 7);
         assert_eq!(out.events, vec![NodeEvent::Inactive(uri("sip:c:1"))]);
+    }
+
+    #[test]
+    fn a_notification_address_that_missed_a_ping_is_not_revived_by_others() {
+        let mut list = NodeList::with_local(uri("sip:a:1"));
+        list.add(uri("sip:seed:1"));
+        list.merge(&parse_body(b"sip:seed:1;status=active").unwrap(), 0);
+        list.start_ping_round(1, |_| true, KEEP);
+        let (events, _) = list.start_ping_round(2, |_| true, KEEP);
+        assert_eq!(events, vec![NodeEvent::Inactive(uri("sip:seed:1"))]);
+        assert_eq!(list.find(&uri("sip:seed:1")).unwrap().status, NodeStatus::Pending);
+        let out = list.merge(&parse_body(b"sip:seed:1;status=active").unwrap(), 5);
+        assert!(out.events.is_empty() && out.news == 0, "another node's list does not prove it alive");
+        assert_eq!(list.mark_answered(&uri("sip:seed:1"), 6), vec![NodeEvent::Active(uri("sip:seed:1"))]);
     }
 
     #[test]

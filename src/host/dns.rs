@@ -1,12 +1,16 @@
-//! DNS lookups: SRV records for `multi_notify` and node host names through
-//! the core's resolver (its resolv.conf handling, DNS cache, `dns_try_ipv6`
-//! and /etc/hosts, as the stock module resolves nodes), and addresses for
-//! `multi_notify` through the system resolver.
+//! DNS lookups: the names in `notification_address` (SRV, A and AAAA
+//! records with their TTL through the core's resolver, /etc/hosts through
+//! the system's when DNS has nothing), and node host names through the
+//! core's resolver (its resolv.conf handling, DNS cache, `dns_try_ipv6`
+//! and /etc/hosts, as the stock module resolves nodes). Every one of them
+//! may block on a DNS server: the module calls them from its DNS process.
 
 use std::ffi::CString;
 use std::net::{IpAddr, ToSocketAddrs};
 
 use dmq_core::discovery::SrvTarget;
+use dmq_core::protocol::NodeUri;
+use dmq_core::sources::{self, Answer};
 
 use dmq_core::nodes::MAX_ADDRESSES;
 
@@ -16,26 +20,31 @@ use crate::host::raw;
 /// RFC 2782's record type number for SRV.
 const T_SRV: i32 = 33;
 
-/// The SRV records of `name` as (target, port).
-pub fn srv(name: &str) -> Vec<SrvTarget> {
-    let Ok(cname) = CString::new(name) else { return Vec::new() };
+/// Record types (RFC 1035, RFC 3596, RFC 2782).
+const T_A: i32 = 1;
+const T_AAAA: i32 = 28;
+
+/// The records of type `rtype` for `name` through the core's resolver
+/// (`get_record`: a DNS query, no cache, the search list as configured),
+/// each read by `read` from its record data, and the shortest TTL among
+/// them. Blocks while the DNS server answers or times out: never call it
+/// from a SIP worker or the core's timer process.
+fn records<T>(name: &str, rtype: i32, read: impl Fn(*const raw::rdata) -> Option<T>) -> (Vec<T>, Option<u32>) {
+    let Ok(cname) = CString::new(name) else { return (Vec::new(), None) };
     let mut out = Vec::new();
+    let mut ttl: Option<u32> = None;
     // SAFETY: get_record reads the NUL-terminated name and returns a list it
-    // allocated, which we walk and then free once with free_rdata_list.
+    // allocated (or null), which we walk and then free once with
+    // free_rdata_list; `read` only looks at the record it is given.
     unsafe {
-        let head = raw::get_record(cname.as_ptr() as *mut _, T_SRV, raw::RES_ONLY_TYPE as i32);
+        let head = raw::get_record(cname.as_ptr() as *mut _, rtype, raw::RES_ONLY_TYPE as i32);
         let mut rec = head;
         while !rec.is_null() {
-            let srv = (*rec).rdata as *const raw::srv_rdata;
-            if !srv.is_null() {
-                let len = (*srv).name_len as usize;
-                // `name` is a one-byte array the core allocates past: take
-                // its address from the raw pointer, not through a reference
-                // to the array, so reading `len` bytes stays in bounds of
-                // the record's allocation.
-                let name = std::ptr::addr_of!((*srv).name) as *const u8;
-                let bytes = std::slice::from_raw_parts(name, len);
-                out.push((String::from_utf8_lossy(bytes).into_owned(), (*srv).port));
+            if i32::from((*rec).type_) == rtype && !(*rec).rdata.is_null() {
+                if let Some(item) = read(rec) {
+                    out.push(item);
+                    ttl = Some(ttl.map_or((*rec).ttl, |t| t.min((*rec).ttl)));
+                }
             }
             rec = (*rec).next;
         }
@@ -43,7 +52,69 @@ pub fn srv(name: &str) -> Vec<SrvTarget> {
             raw::free_rdata_list(head);
         }
     }
-    out
+    (out, ttl)
+}
+
+/// The SRV records of `name` as (target, port), and their shortest TTL.
+pub fn srv_with_ttl(name: &str) -> (Vec<SrvTarget>, Option<u32>) {
+    records(name, T_SRV, |rec| {
+        // SAFETY: `records` hands over a live record of type SRV, whose
+        // data is the core's srv_rdata.
+        unsafe {
+            let srv = (*rec).rdata as *const raw::srv_rdata;
+            let len = (*srv).name_len as usize;
+            // `name` is a one-byte array the core allocates past: take
+            // its address from the raw pointer, not through a reference
+            // to the array, so reading `len` bytes stays in bounds of
+            // the record's allocation.
+            let name = std::ptr::addr_of!((*srv).name) as *const u8;
+            let bytes = std::slice::from_raw_parts(name, len);
+            Some((String::from_utf8_lossy(bytes).into_owned(), (*srv).port))
+        }
+    })
+}
+
+/// The SRV records of `name` as (target, port).
+pub fn srv(name: &str) -> Vec<SrvTarget> {
+    srv_with_ttl(name).0
+}
+
+/// The A and AAAA records of `host` and their shortest TTL, from DNS;
+/// when DNS has none, the system resolver's addresses (/etc/hosts), which
+/// come without a TTL. An IP literal is itself.
+pub fn addresses_with_ttl(host: &str) -> (Vec<IpAddr>, Option<u32>) {
+    if let Some(ip) = dmq_core::nodes::resolve_literal(host) {
+        return (vec![ip], None);
+    }
+    let (mut ips, ttl4) = records(host, T_A, |rec| {
+        // SAFETY: a live record of type A: its data is the core's a_rdata.
+        let a = unsafe { *((*rec).rdata as *const raw::a_rdata) };
+        Some(IpAddr::from(a.ip))
+    });
+    let (v6, ttl6) = records(host, T_AAAA, |rec| {
+        // SAFETY: a live record of type AAAA: its data is the core's aaaa_rdata.
+        let a = unsafe { *((*rec).rdata as *const raw::aaaa_rdata) };
+        Some(IpAddr::from(a.ip6))
+    });
+    for ip in v6 {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    if ips.is_empty() {
+        return (addresses(host), None);
+    }
+    let ttl = match (ttl4, ttl6) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    (ips, ttl)
+}
+
+/// Looks up a `notification_address` name (see `dmq_core::sources`).
+/// Blocks on DNS: the module's DNS process alone calls it.
+pub fn look_up_name(name: &NodeUri, multi: bool) -> Answer {
+    sources::look_up(name, multi, &srv_with_ttl, &addresses_with_ttl)
 }
 
 /// The IPv4 and IPv6 addresses of `host`.

@@ -25,6 +25,9 @@ pub struct KdmqRequest<'a> {
     pub socket: &'a str,
     /// `shared_secret`: sign the request (see `dmq_core::auth`).
     pub secret: Option<&'a [u8]>,
+    /// Where to send it (`sip:ip:port;transport=x`) when `to` names its node
+    /// by a host name whose address is known: tm then looks nothing up.
+    pub next_hop: Option<&'a str>,
 }
 
 /// The CSeq number tm's `t_request` gives a request outside a dialog
@@ -137,6 +140,8 @@ impl Tm {
         let mut socket = kstr::borrowed(req.socket.as_bytes());
         let mut to = kstr::borrowed(req.to.as_bytes());
         let mut from = kstr::borrowed(req.from.as_bytes());
+        let mut next_hop = req.next_hop.map(|h| kstr::borrowed(h.as_bytes()));
+        let next_hop_ptr = next_hop.as_mut().map_or(std::ptr::null_mut(), |h| h as *mut raw::str_);
         let cbp = param.into_raw();
         let mut uac = raw::uac_req_t {
             method: &mut method,
@@ -153,7 +158,7 @@ impl Tm {
         // SAFETY: every str points to memory alive for the call; tm copies
         // what it keeps (the request buffer) and owns cbp from here on when
         // it succeeds.
-        let rc = unsafe { t_request(&mut uac, to_ptr, to_ptr, &mut from, std::ptr::null_mut()) };
+        let rc = unsafe { t_request(&mut uac, to_ptr, to_ptr, &mut from, next_hop_ptr) };
         if rc < 0 {
             // SAFETY: tm did not take the parameter: ours again, freed on drop.
             drop(unsafe { ShmBlock::<CallbackParam>::from_raw(cbp) });

@@ -20,7 +20,7 @@ use crate::host::send;
 
 use super::figures::{self, Count};
 use super::admission;
-use super::{heal, peer_events, peers};
+use super::{heal, name_sources, peer_events, peers};
 use super::state::{module, Module};
 
 /// Room for the serialized node list: a full list of MAX_NODES always fits.
@@ -169,38 +169,63 @@ fn look_up(uris: impl IntoIterator<Item = NodeUri>) -> Vec<(NodeUri, Vec<IpAddr>
         .collect()
 }
 
-/// The addresses of the named nodes a notification brings that the list
-/// needs (new, unresolved or re-notified nodes: see `needs_lookup`).
-fn look_up_lines(lines: &[NodeLine]) -> Vec<(NodeUri, Vec<IpAddr>)> {
-    // Clusters of IP literals (the common case) need no list read at all.
-    if !lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
+/// Drops the nodes outside `trusted_network` among `lines` (judged by the
+/// addresses already listed). Nothing here looks a name up: this runs in
+/// SIP workers. With `trusted_network`, a line naming a new node by host
+/// name (or one without an address yet) waits for the DMQ DNS process
+/// (`name_sources::defer`, `merge_deferred`), which looks it up and judges
+/// it; without it the line is merged now and the DNS process resolves the
+/// node within 200 ms. Outside the node-list lock.
+fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
+    if !m.config.trusted_networks.is_set() {
         return Vec::new();
     }
-    let wanted = read_nodes(|list| lines.iter().filter(|l| list.needs_lookup(l)).map(|l| l.uri.clone()).collect::<Vec<_>>());
-    look_up(wanted.unwrap_or_default())
-}
-
-/// Looks up the names among `lines` that the list needs (once), then drops
-/// the nodes outside `trusted_network` (judged by those addresses, or by
-/// the ones already listed: no second lookup). Outside the node-list lock.
-fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
-    let addresses = look_up_lines(lines);
-    if m.config.trusted_networks.is_set() {
-        let ips_of = |uri: &NodeUri| {
-            addresses
-                .iter()
-                .find(|(u, _)| u.same_node(uri))
-                .map(|(_, ips)| ips.clone())
-                .or_else(|| read_nodes(|list| list.find(uri).map(|n| n.ips.clone())).flatten())
-                .unwrap_or_default()
-        };
-        admission::admit_lines(m, lines, ips_of, from);
+    if lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
+        let unresolved = |list: &NodeList, l: &NodeLine| dmq_core::nodes::is_name(&l.uri.host) && list.find(&l.uri).is_none_or(|n| n.ips.is_empty());
+        let waiting: Vec<NodeLine> = read_nodes(|list| lines.iter().filter(|l| unresolved(list, l)).cloned().collect()).unwrap_or_default();
+        if !waiting.is_empty() {
+            lines.retain(|l| !waiting.iter().any(|w| w.uri.same_node(&l.uri)));
+            let dropped = name_sources::defer(&waiting);
+            if dropped > 0 {
+                log::warn!("{}: {dropped} named node(s) not judged: too many wait for the DNS process", from());
+            }
+        }
     }
-    addresses
+    let ips_of = |uri: &NodeUri| read_nodes(|list| list.find(uri).map(|n| n.ips.clone())).flatten().unwrap_or_default();
+    admission::admit_lines(m, lines, ips_of, from);
+    Vec::new()
 }
 
+/// The DMQ DNS process: the named nodes notifications brought while
+/// `trusted_network` is set are looked up here, judged by their addresses
+/// and merged (their events run here too).
+pub fn merge_deferred(m: &Module) {
+    let mut lines = name_sources::take_deferred();
+    if lines.is_empty() {
+        return;
+    }
+    let addresses = look_up(lines.iter().map(|l| l.uri.clone()));
+    let ips_of = |uri: &NodeUri| addresses.iter().find(|(u, _)| u.same_node(uri)).map(|(_, ips)| ips.clone()).unwrap_or_default();
+    admission::admit_lines(m, &mut lines, ips_of, || "a notification".to_string());
+    let (events, refused) = with_nodes(|list| {
+        let merged = list.merge(&lines, now());
+        list.set_addresses(&addresses);
+        (merged.events, merged.refused)
+    })
+    .unwrap_or_default();
+    refuse_nodes(refused, || "a notification".to_string());
+    report_events(m, &events, None);
+}
+
+/// A notification address: given as an address, or listed by a name now
+/// (`name_sources`; an address its name dropped is an ordinary node).
 fn is_seed(m: &Module, node: &NodeUri) -> bool {
-    m.notification_uris.iter().any(|s| s.same_node(node))
+    m.notification_uris.iter().any(|s| s.same_node(node)) || name_sources::lists(node)
+}
+
+/// As `is_seed`, with the names' addresses already read.
+fn is_seed_of(m: &Module, from_names: &[NodeUri], node: &NodeUri) -> bool {
+    m.notification_uris.iter().chain(from_names).any(|s| s.same_node(node))
 }
 
 /// What a notification's reply callback needs: the ping round it belongs to
@@ -219,7 +244,10 @@ fn parse_reply_context(context: &[u8]) -> Option<(u32, NodeUri)> {
 fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
     let channel = &m.config.notification_channel;
     let from = m.local_uri.with_user(channel);
-    for target in targets {
+    // Nodes named by host name go to the address the DNS process found:
+    // tm must not look names up here (the core's timer runs the pings).
+    let hops = next_hops(targets);
+    for (target, hop) in targets.iter().zip(&hops) {
         let to = target.with_user(channel);
         let req = KdmqRequest {
             to: &to,
@@ -229,12 +257,35 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             max_forwards,
             socket: &m.server_socket,
             secret: m.config.shared_secret.as_deref(),
+            next_hop: hop.as_deref(),
         };
         match m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
             Ok(()) => figures::count(if round == 0 { Count::NotificationsSent } else { Count::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }
     }
+}
+
+/// For each target named by a host name with a known address: where tm
+/// sends to (`sip:ip:port;transport=x`), so it resolves nothing.
+pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
+    if !targets.iter().any(|t| dmq_core::nodes::is_name(&t.host)) {
+        return vec![None; targets.len()];
+    }
+    read_nodes(|list| {
+        targets
+            .iter()
+            .map(|t| {
+                let ip = list.find(t).filter(|n| n.is_named()).and_then(|n| n.ip())?;
+                let host = match ip {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                Some(NodeUri { host, port: t.port_no().to_string(), transport: t.transport }.to_uri())
+            })
+            .collect()
+    })
+    .unwrap_or_else(|| vec![None; targets.len()])
 }
 
 /// Reply to one of our notifications: 200 makes the node active and merges
@@ -382,6 +433,13 @@ fn add_seeds(m: &Module, list: &mut NodeList) {
     }
 }
 
+/// Tells `targets` (nodes a name listed that are new here) about this
+/// node and the nodes it knows, as the notification addresses at startup.
+pub fn notify_nodes(m: &Module, targets: &[NodeUri]) {
+    let Some(body) = read_nodes(|list| list.notification_body()) else { return };
+    send_notification(m, targets, &body, 2, 0);
+}
+
 /// Startup (first SIP worker): learn the cluster from the notification addresses.
 pub fn notify_seeds(m: &Module) {
     if m.notification_uris.is_empty() {
@@ -405,13 +463,13 @@ static PING_ROUND: AtomicU32 = AtomicU32::new(0);
 fn ping_timer() {
     let Some(m) = module() else { return };
     let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
-    // Names are looked up again every round (here, in the timer process,
-    // not in the SIP workers): a node may move to another address.
-    let addresses = look_up(read_nodes(|list| list.named_nodes()).unwrap_or_default());
+    // Named nodes are looked up again by the DMQ DNS process (`lookups`),
+    // never here: a slow DNS server must not hold the core's timer.
+    // What the names list, copied first: no two locks at once.
+    let from_names = name_sources::listed();
     let (events, body, targets) = with_nodes(|list| {
         add_seeds(m, list);
-        list.set_addresses(&addresses);
-        let (events, targets) = list.start_ping_round(round, |n| is_seed(m, n), policy(m));
+        let (events, targets) = list.start_ping_round(round, |n| is_seed_of(m, &from_names, n), policy(m));
         (events, list.notification_body(), targets)
     })
     .unwrap_or_default();

@@ -44,7 +44,7 @@ static CMDS: CoreCell<[CmdExport; 13]> = CoreCell::new([
 ]);
 
 /// `modparam("dmq", …)`.
-static PARAMS: CoreCell<[ParamExport; 22]> = CoreCell::new([
+static PARAMS: CoreCell<[ParamExport; 23]> = CoreCell::new([
     ParamExport::int(c"num_workers", &NUM_WORKERS),
     ParamExport::int(c"ping_interval", &PING_INTERVAL),
     ParamExport::str(c"server_address", &SERVER_ADDRESS),
@@ -67,6 +67,7 @@ static PARAMS: CoreCell<[ParamExport; 22]> = CoreCell::new([
     ParamExport::int(c"init_with_single", &INIT_WITH_SINGLE),
     ParamExport::str(c"event_callback", &EVENT_CALLBACK),
     ParamExport::int(c"sl_send", &SL_SEND),
+    ParamExport::int(c"dns_interval", &DNS_INTERVAL),
     ParamExport::END,
 ]);
 

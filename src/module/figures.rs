@@ -43,9 +43,18 @@ pub enum Count {
     MessagesBatched,
     /// Batches sent.
     BatchesSent,
+    /// Lookups of `notification_address` names (the DNS process).
+    DnsLookups,
+    /// Of those, lookups that found no address (no answer, or no records).
+    DnsFailures,
+    /// Nodes added because a name listed a new address.
+    DnsNodesAdded,
+    /// Nodes removed because their name no longer listed them and they
+    /// did not answer (or another entry stood for the same node).
+    DnsNodesRemoved,
 }
 
-const KINDS: usize = Count::BatchesSent as usize + 1;
+const KINDS: usize = Count::DnsNodesRemoved as usize + 1;
 
 static COUNTS: OnceLock<&'static [AtomicU64; KINDS]> = OnceLock::new();
 

@@ -46,6 +46,8 @@ shm_zeroed! {
         deferred: AtomicU64,
         /// Times this node's own processes stood still (it pulled from all).
         stalls: AtomicU64,
+        /// Nodes asked for their state: met after this node's join sync.
+        pulls: AtomicU64,
         /// Syncs waiting now (lets the timer skip the lock when 0).
         waiting: AtomicUsize,
     }
@@ -93,9 +95,32 @@ fn window() -> u64 {
 /// Before the first contact with the cluster the init callbacks' own sync
 /// covers them all.
 pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
-    regained_after(direct, 0);
+    let Some(heal) = HEAL.get() else { return };
+    if direct.is_empty() && named.is_empty() {
+        return;
+    }
+    let now = monotonic_ms();
+    let window = window();
     let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
-    regained_after(named, u64::from(interval) * 1000 + 1000);
+    let delay = u64::from(interval) * 1000 + 1000;
+    if !peers::init_done() {
+        note_seen(heal, direct.iter().chain(named), now, window);
+        return;
+    }
+    // A node new here after our join sync is asked for its state (issue
+    // 26: groups that formed apart and meet once a DNS name lists both,
+    // nodes that started at once): `dmq_core::heal::HealTable::arrived`.
+    let outcomes = with_table(heal, |t| t.arrived(direct, named, now, window, delay));
+    report(heal, outcomes, window);
+}
+
+/// Before the first contact: our own join sync covers them.
+fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64, window: u64) {
+    with_table(heal, |t| {
+        for n in nodes {
+            let _ = t.note_seen(n, now, window);
+        }
+    });
 }
 
 /// As `regained`, not before `delay` ms from now.
@@ -107,20 +132,20 @@ fn regained_after(nodes: &[NodeUri], delay: u64) {
     let now = monotonic_ms();
     let window = window();
     if !peers::init_done() {
-        // Before the first contact: our own join sync covers them.
-        with_table(heal, |t| {
-            for n in nodes {
-                let _ = t.note_seen(n, now, window);
-            }
-        });
+        note_seen(heal, nodes.iter(), now, window);
         return;
     }
     let outcomes: Vec<(NodeUri, Regain)> =
         with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained_after(n, now, window, delay))).collect());
+    report(heal, outcomes, window);
+}
+
+fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
     for (node, outcome) in outcomes {
         match outcome {
             Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
-            Regain::Later => log::info!("sending node {node} our state in {} s (heal sync)", delay / 1000),
+            Regain::Later => log::info!("sending node {node} our state soon (heal sync)"),
+            Regain::Pull => log::info!("node {node} is new here after our join sync: asking it for its state (heal pull)"),
             Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -146,9 +171,9 @@ pub fn tick_end() {
 
 /// The retransmission timer, every 100 ms (first thing in its tick):
 /// notices when this node's own processes stood still (`active_nodes` are
-/// then all due a sync), and returns the nodes whose heal sync is due
-/// (`resync` runs them; no lock is held then).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<NodeUri> {
+/// then all due a sync), and returns the nodes whose heal sync is due,
+/// each with whether it is a pull (`resync` runs them; no lock is held then).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
     let Some(heal) = HEAL.get() else { return Vec::new() };
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
@@ -168,8 +193,10 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
     if heal.counters.waiting.load(Ordering::Relaxed) == 0 || !ready() {
         return Vec::new();
     }
-    let due = with_table(heal, |t| t.take_due(now));
-    heal.counters.syncs.fetch_add(due.len() as u64, Ordering::Relaxed);
+    let due = with_table(heal, |t| t.take_due_syncs(now));
+    let pulls = due.iter().filter(|(_, pull)| *pull).count() as u64;
+    heal.counters.syncs.fetch_add(due.len() as u64 - pulls, Ordering::Relaxed);
+    heal.counters.pulls.fetch_add(pulls, Ordering::Relaxed);
     due
 }
 
@@ -188,6 +215,7 @@ pub struct HealStats {
     pub deferred: u64,
     pub waiting: usize,
     pub stalls: u64,
+    pub pulls: u64,
 }
 
 pub fn stats() -> HealStats {
@@ -199,5 +227,6 @@ pub fn stats() -> HealStats {
         deferred: c.deferred.load(Ordering::Relaxed),
         waiting: c.waiting.load(Ordering::Relaxed),
         stalls: c.stalls.load(Ordering::Relaxed),
+        pulls: c.pulls.load(Ordering::Relaxed),
     }
 }

@@ -1,11 +1,9 @@
 //! mod_init, child_init and destroy.
 
 use dmq_core::config;
-use dmq_core::discovery;
 use dmq_core::protocol::{self, NodeUri};
 
 use crate::host::api::{self, BindError};
-use crate::host::dns;
 use crate::host::events::{self, EventRoute};
 use crate::host::export::core_version;
 use crate::host::process::Rank;
@@ -13,7 +11,7 @@ use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
 
 use super::state::{self, Module, NodeRoutes};
-use super::{admission, cluster, figures, heal, in_flight, messaging, params, peer_events, peers, workers};
+use super::{admission, cluster, figures, heal, in_flight, lookups, messaging, params, peer_events, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -63,22 +61,20 @@ pub fn init() -> Result<(), String> {
     let local_uri = protocol::parse_node_line(&config.server_address)
         .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
         .uri;
+    // Addresses are notification addresses; a name is a source of them,
+    // looked up (again and again) by the DMQ DNS process, never a node.
     let mut notification_uris = Vec::new();
+    let mut names: Vec<NodeUri> = Vec::new();
     for a in &config.notification_addresses {
         let uri = protocol::parse_node_line(a)
             .map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?
             .uri;
-        let expanded = if config.multi_notify {
-            let nodes = discovery::expand(&uri, &dns::srv, &dns::addresses);
-            log::info!("multi_notify: {a} stands for {} node(s): {nodes:?}", nodes.len());
-            if nodes.is_empty() { vec![uri] } else { nodes }
-        } else {
-            vec![uri]
-        };
-        for uri in expanded {
-            if !uri.same_node(&local_uri) && !notification_uris.iter().any(|n: &NodeUri| n.same_node(&uri)) {
-                notification_uris.push(uri);
+        if dmq_core::nodes::is_name(&uri.host) {
+            if !names.iter().any(|n| n.same_node(&uri)) {
+                names.push(uri);
             }
+        } else if !uri.same_node(&local_uri) && !notification_uris.iter().any(|n: &NodeUri| n.same_node(&uri)) {
+            notification_uris.push(uri);
         }
     }
     events::init()?;
@@ -98,6 +94,7 @@ pub fn init() -> Result<(), String> {
     workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
     in_flight::init()?;
     messaging::init()?;
+    lookups::init(names, config.multi_notify)?;
     cluster::start_ping_timer(config.ping_interval)?;
 
     log::info!(
@@ -123,6 +120,7 @@ pub fn child_init(rank: Rank) -> Result<(), String> {
     if rank.is_main() {
         workers::start(m)?;
         messaging::start_timer()?;
+        lookups::start()?;
     }
     if rank.is_sip_init() {
         cluster::notify_seeds(m);

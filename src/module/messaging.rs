@@ -18,7 +18,7 @@ use crate::host::process;
 use crate::host::shm_queue::ShmQueue;
 use crate::host::tm::{KdmqRequest, TmReply};
 
-use super::{cluster, heal, resync};
+use super::{cluster, heal, peers, resync};
 use super::figures::{self, Count};
 use super::in_flight::{self, SendError};
 use super::state::{module, Module};
@@ -113,12 +113,29 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default());
+    for node in resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default()) {
+        pull_from(&node);
+    }
     in_flight::tick();
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());
     }
     heal::tick_end();
+}
+
+/// A heal pull (`heal`): asks `uri`, a node met after this node's join
+/// sync, for its state: each consumer's sync request (its init callback's
+/// broadcast, captured) goes to that node alone, which answers by sending
+/// its state, as to a joining node.
+fn pull_from(uri: &NodeUri) {
+    let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
+    for (peer, body, content_type) in peers::sync_requests() {
+        let id = peer.id();
+        match send_to(&id, std::slice::from_ref(&node), &body, &content_type, 1, None) {
+            Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
+            Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
+        }
+    }
 }
 
 /// The tm-path retry figures: (waiting now, sent again so far).
@@ -180,6 +197,7 @@ fn resend_busy(m: &Module, now_ms: u64) {
 fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
     let from = m.local_uri.with_user(message.peer_id);
     let to = message.target.with_user(message.peer_id);
+    let hop = cluster::next_hops(std::slice::from_ref(&message.target)).pop().flatten();
     let req = KdmqRequest {
         to: &to,
         from: &from,
@@ -188,6 +206,7 @@ fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
         max_forwards: message.max_forwards,
         socket: &m.server_socket,
         secret: m.config.shared_secret.as_deref(),
+        next_hop: hop.as_deref(),
     };
     m.tm.request(&req, on_tm_reply, &message.encode())
 }
@@ -249,8 +268,16 @@ pub fn send_to(
     Ok(())
 }
 
-/// Active remote nodes except `except`.
+/// Active remote nodes except `except`, each node once and never this one
+/// (`dmq_core::sources::distinct_targets`: a node listed under its name
+/// and an address, or a name that resolves to this node).
 pub fn active_targets(except: Option<&NodeUri>) -> Vec<Node> {
-    cluster::read_nodes(|list| list.target_nodes(false).filter(|t| except.is_none_or(|e| !e.same_node(&t.uri))).cloned().collect())
-        .unwrap_or_default()
+    cluster::read_nodes(|list| {
+        dmq_core::sources::distinct_targets(list, false)
+            .into_iter()
+            .filter(|t| except.is_none_or(|e| !e.same_node(&t.uri)))
+            .cloned()
+            .collect()
+    })
+    .unwrap_or_default()
 }

@@ -32,6 +32,7 @@ pub static UPDATES_IN_PLACE: IntParam = IntParam::new(1);
 pub static INIT_WITH_SINGLE: IntParam = IntParam::new(0);
 pub static EVENT_CALLBACK: StrParam = StrParam::new();
 pub static SL_SEND: IntParam = IntParam::new(0);
+pub static DNS_INTERVAL: IntParam = IntParam::new(config::DEFAULT_DNS_INTERVAL);
 
 /// `notification_address` may be given many times; collected in the main
 /// process while the config is parsed, read after fork as an inherited copy.
@@ -78,5 +79,6 @@ pub fn raw_params() -> RawParams {
         trusted_networks: TRUSTED_NETWORKS.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         shared_secret: SHARED_SECRET.get(),
         updates_in_place: UPDATES_IN_PLACE.get(),
+        dns_interval: DNS_INTERVAL.get(),
     }
 }

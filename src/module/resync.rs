@@ -22,15 +22,22 @@ use super::state::module;
 use super::{heal, in_flight, peers, workers};
 
 /// The retransmission timer's tick: the due heal syncs, run here (no lock
-/// held; the consumers' work runs in the DMQ workers).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) {
+/// held; the consumers' work runs in the DMQ workers). Returns the nodes
+/// due a pull (asked for their state: `messaging` sends the requests).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
     let quiet = || {
         in_flight::stats().is_none_or(|s| (s.in_flight as usize) < in_flight::CAPACITY / 4)
             && workers::stats().is_none_or(|s| s.queued == 0)
     };
-    for node in heal::tick(active_nodes, quiet) {
-        run(&node);
+    let mut pulls = Vec::new();
+    for (node, pull) in heal::tick(active_nodes, quiet) {
+        if pull {
+            pulls.push(node);
+        } else {
+            run(&node);
+        }
     }
+    pulls
 }
 
 fn run(node: &NodeUri) {

@@ -168,6 +168,14 @@ pub fn stats(call: &RpcCall) {
             ("heal_syncs_deferred", int(h.deferred)),
             ("heal_syncs_waiting", int(h.waiting)),
             ("heal_stalls", int(h.stalls)),
+            ("heal_pulls", int(h.pulls)),
+        ]);
+    ok = ok
+        && call.add_struct(&[
+            ("dns_lookups", int(figures::get(Count::DnsLookups))),
+            ("dns_failures", int(figures::get(Count::DnsFailures))),
+            ("dns_nodes_added", int(figures::get(Count::DnsNodesAdded))),
+            ("dns_nodes_removed", int(figures::get(Count::DnsNodesRemoved))),
         ]);
     for w in &stats.workers {
         ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);

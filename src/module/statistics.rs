@@ -76,7 +76,20 @@ pub static STATISTICS: &[Statistic] = &[
     Statistic::new(c"refused_bad_signature", c"KDMQ refused with 403: no valid recent signature (shared_secret)", || admission::stats().bad_signature),
     Statistic::new(c"refused_bad_json", c"peer messages refused with 400: a body the consumer would crash on", || admission::stats().bad_json),
     Statistic::new(c"heal_syncs", c"heal syncs run: our state sent to a node that came back", || heal::stats().syncs),
+    Statistic::new(c"heal_pulls", c"nodes asked for their state: met after this node's join sync (a merged group, nodes started at once)", || {
+        heal::stats().pulls
+    }),
     Statistic::new(c"heal_syncs_deferred", c"node returns folded into a later heal sync (rate limit)", || heal::stats().deferred),
+    Statistic::new(c"dns_lookups", c"lookups of notification_address names (in the DMQ DNS process)", || figures::get(Count::DnsLookups)),
+    Statistic::new(c"dns_failures", c"lookups of notification_address names that found no address (no answer or no records)", || {
+        figures::get(Count::DnsFailures)
+    }),
+    Statistic::new(c"dns_nodes_added", c"nodes added because a notification_address name listed a new address", || {
+        figures::get(Count::DnsNodesAdded)
+    }),
+    Statistic::new(c"dns_nodes_removed", c"nodes removed because their name no longer listed them and they did not answer", || {
+        figures::get(Count::DnsNodesRemoved)
+    }),
     Statistic::new(c"heal_stalls", c"times this node's own processes stood still (it then sent its state to all)", || heal::stats().stalls),
 ];
 

@@ -27,6 +27,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod dns;
 pub mod netns;
 pub mod tls;
 
@@ -135,23 +136,32 @@ impl Release {
     }
 
     /// A command running this release's kamailio with `hosts` (if any) as
-    /// its /etc/hosts. For 6.0: a private mount namespace (the mounts are
+    /// its /etc/hosts (see `kamailio_command_with`).
+    pub fn kamailio_command(self, hosts: Option<&Path>) -> Command {
+        self.kamailio_command_with(hosts, None)
+    }
+
+    /// A command running this release's kamailio with `hosts` (if any) as
+    /// its /etc/hosts and `resolv` (if any) as its /etc/resolv.conf. For 6.0: a private mount namespace (the mounts are
     /// the node's alone and go away with it) where the repository and the
     /// module's directory are bind-mounted at their own paths inside the
     /// root, then `chroot ROOT /usr/sbin/kamailio`. Every step execs the
     /// next, so the child's pid is kamailio's.
-    pub fn kamailio_command(self, hosts: Option<&Path>) -> Command {
+    pub fn kamailio_command_with(self, hosts: Option<&Path>, resolv: Option<&Path>) -> Command {
         let Some(root) = self.root() else {
-            return match hosts {
-                Some(hosts) => {
-                    let mut c = Command::new("unshare");
-                    c.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
-                        .arg(hosts)
-                        .arg(KAMAILIO);
-                    c
+            if hosts.is_none() && resolv.is_none() {
+                return Command::new(KAMAILIO);
+            }
+            let mut script = String::from("set -e; ");
+            for (file, over) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
+                if let Some(file) = file {
+                    script += &format!("mount --bind {} {over}; ", sh_quote(&file.display().to_string()));
                 }
-                None => Command::new(KAMAILIO),
-            };
+            }
+            script += "exec \"$@\"";
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c", &script]).arg("sh").arg(KAMAILIO);
+            return c;
         };
         // The repository as tests name it (configs, node dirs) and by its
         // real path (the module search path), and the module's directory.
@@ -170,8 +180,10 @@ impl Release {
             let q = sh_quote(&dir.display().to_string());
             script += &format!("mkdir -p \"$root\"{q}; mount --bind {q} \"$root\"{q}; ");
         }
-        if let Some(hosts) = hosts {
-            script += &format!("mount --bind {} \"$root/etc/hosts\"; ", sh_quote(&hosts.display().to_string()));
+        for (file, over) in [(hosts, "etc/hosts"), (resolv, "etc/resolv.conf")] {
+            if let Some(file) = file {
+                script += &format!("mount --bind {} \"$root/{over}\"; ", sh_quote(&file.display().to_string()));
+            }
         }
         script += "exec chroot \"$root\" /usr/sbin/kamailio \"$@\"";
         let mut c = Command::new("unshare");
@@ -286,6 +298,9 @@ pub struct NodeConfig {
     /// where this file is bind-mounted over /etc/hosts (the machine's own
     /// file is never touched).
     pub hosts: Option<PathBuf>,
+    /// A /etc/resolv.conf of the node's own (bind-mounted likewise), e.g.
+    /// `dns::Dns::resolv_conf`: the node asks that DNS server only.
+    pub resolv_conf: Option<PathBuf>,
     /// Extra core settings (e.g. `use_dns_cache=no`), at the top.
     pub core: String,
     /// The Kamailio the node runs (default: the suite's, `DMQ_RS_KAMAILIO`).
@@ -317,6 +332,7 @@ impl Default for NodeConfig {
             children: 2,
             host_name: None,
             hosts: None,
+            resolv_conf: None,
             core: String::new(),
             release: Release::suite(),
             netns: None,
@@ -465,6 +481,7 @@ impl Node {
             config.shm_mb,
             &[],
             config.hosts.as_deref(),
+            config.resolv_conf.as_deref(),
             config.netns.as_deref(),
             &config.wrapper,
         );
@@ -488,7 +505,7 @@ impl Node {
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None, None, &[]);
+        let child = spawn_kamailio(release, cfg, &dir, &log, 64, &defines, None, None, None, &[]);
         let mut node = Node { addr, dir, ctl, log, release, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node
@@ -649,18 +666,19 @@ fn spawn_kamailio(
     shm_mb: u32,
     defines: &[String],
     hosts: Option<&Path>,
+    resolv: Option<&Path>,
     netns: Option<&str>,
     wrapper: &[String],
 ) -> Child {
     let log_file = fs::File::create(log).unwrap();
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
-            assert!(release.root().is_none() && hosts.is_none(), "a wrapper runs the host's kamailio only");
+            assert!(release.root().is_none() && hosts.is_none() && resolv.is_none(), "a wrapper runs the host's kamailio only");
             let mut c = Command::new(program);
             c.args(args.iter().map(|a| a.replace("{DIR}", &dir.display().to_string()))).arg(KAMAILIO);
             c
         }
-        None => release.kamailio_command(hosts),
+        None => release.kamailio_command_with(hosts, resolv),
     };
     for define in defines {
         cmd.arg("-A").arg(define);
