@@ -6,11 +6,6 @@
 //! gets (`admission::check_body`: the consumer's shape, or valid JSON):
 //! a refused body reaches no consumer. No reply is sent anywhere.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use dmq_core::protocol::{self, PeerRequest};
-
-use crate::host::clock::monotonic_ms;
 use crate::host::sip_msg::{OwnedSipMsg, ReceiveInfo};
 
 use super::state::module;
@@ -31,21 +26,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
         log::warn!("{what}: {node_text:?} is not a node's SIP URI");
         return -1;
     };
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let token = format!("custom{}x{}x{}", std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
-    let mut request = protocol::build_peer_request(&PeerRequest {
-        transport: from.transport,
-        from: &from,
-        to: &m.local_uri,
-        sent_by: &m.server_sent_by,
-        peer: &peer.id(),
-        branch: &format!("z9hG4bK-{token}"),
-        token: &token,
-        max_forwards: 1,
-        content_type: &String::from_utf8_lossy(content_type),
-        body,
-        signing: None,
-    });
+    let mut request = workers::local_request(m, "custom", &from, &peer.id(), &String::from_utf8_lossy(content_type), body);
     request.push(0);
     let rcv = ReceiveInfo::local(m.server_sock);
     let Some(msg) = OwnedSipMsg::parse(&mut request, rcv) else {

@@ -11,11 +11,8 @@
 //! sync): not more than a quarter of the in-flight table in use and no job
 //! waiting, so two full transfers do not pile up in shm.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use dmq_core::protocol::NodeUri;
 
-use dmq_core::protocol::{self, NodeUri, PeerRequest};
-
-use crate::host::clock::monotonic_ms;
 use crate::host::sip_msg::ReceiveInfo;
 
 use super::state::module;
@@ -42,23 +39,9 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
 
 fn run(node: &NodeUri) {
     let Some(m) = module() else { return };
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     for (peer, body, content_type) in peers::sync_requests() {
-        let token = format!("heal{}x{}x{}", std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
-        let request = protocol::build_peer_request(&PeerRequest {
-            transport: node.transport,
-            from: node,
-            to: &m.local_uri,
-            sent_by: &m.server_sent_by,
-            peer: &peer.id(),
-            branch: &format!("z9hG4bK-{token}"),
-            token: &token,
-            max_forwards: 1,
-            content_type: &content_type,
-            body: &body,
-            // Never sent: it goes to our own consumer, past admission.
-            signing: None,
-        });
+        // Never sent: it goes to our own consumer, past admission.
+        let request = workers::local_request(m, "heal", node, &peer.id(), &content_type, &body);
         match workers::enqueue_local(&request, ReceiveInfo::local(m.server_sock), peer) {
             Ok(_) => {
                 heal::count_push();

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::OnceLock;
 
 use dmq_core::jobs;
+use dmq_core::protocol::{self, NodeUri, PeerRequest};
 
+use crate::host::clock::monotonic_ms;
 use crate::host::dmq_api::Peer;
 use crate::host::process::{self, WakePipe};
 use crate::host::shm::{leak_zeroed, ShmBlock, ShmFifo, ShmMutex};
@@ -176,6 +178,27 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
 /// Queues a KDMQ this node made itself (`request`: the whole message) for
 /// `peer`'s callback, as if it had come from the node its From names; the
 /// callback's reply is not sent anywhere.
+/// A KDMQ for `peer` as if `from` had sent it to this node. Never sent:
+/// it goes to our own consumer (heal pushes, `dmq_process_custom`), so it
+/// is not signed; `kind` marks its branch and Call-ID ("heal", "custom").
+pub fn local_request(m: &Module, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let token = format!("{kind}{}x{}x{}", std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
+    protocol::build_peer_request(&PeerRequest {
+        transport: from.transport,
+        from,
+        to: &m.local_uri,
+        sent_by: &m.server_sent_by,
+        peer,
+        branch: &format!("z9hG4bK-{token}"),
+        token: &token,
+        max_forwards: 1,
+        content_type,
+        body,
+        signing: None,
+    })
+}
+
 pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer) -> Result<Queued, QueueError> {
     push_job(Job { peer, rcv, local: true }, request)
 }
