@@ -1,11 +1,33 @@
-//! dmq_rs: Kamailio's DMQ module in Rust.
+//! dmq_rs: Kamailio's DMQ module in Rust, over safe types only (the
+//! compiler holds it to that: no `unsafe` here). Below it (ARCHITECTURE.md):
+//! `kamailio` (safe Rust over Kamailio), `dmq_abi` (the stock dmq's C API
+//! and dmq_core's values in shm) and the pure `dmq_core` (protocol, node
+//! list, in-flight table, every decision that needs no Kamailio).
 //!
-//! Rings (see ARCHITECTURE.md): `host` (safe Rust over Kamailio, with the
-//! raw bindings private inside it), the pure `dmq_core` crate (protocol and
-//! state, no Kamailio), and `module` (the module's logic over host types,
-//! without `unsafe`), which the exports Kamailio loads are generated from.
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+//! Files depend on each other one way (the full order is in
+//! ARCHITECTURE.md): state ← admission, peers ← heal ← cluster ←
+//! in_flight, workers ← resync ← messaging ← script, c_api, rpc_commands ←
+//! lifecycle ← exports, which declares what Kamailio loads.
+#![deny(unsafe_code)]
 
-pub mod host;
-mod module;
+mod admission;
+mod c_api;
+mod cluster;
+mod custom;
+mod exports;
+mod figures;
+mod heal;
+mod in_flight;
+mod lifecycle;
+mod lookups;
+mod messaging;
+mod name_sources;
+mod params;
+mod peer_events;
+mod peers;
+mod resync;
+mod rpc_commands;
+mod script;
+mod state;
+mod statistics;
+mod workers;

@@ -12,7 +12,6 @@ pub mod heal;
 pub mod jobs;
 pub mod network;
 pub mod nodes;
-pub mod panic;
 pub mod peer_events;
 pub mod pending;
 pub mod protocol;

@@ -383,6 +383,56 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     body
 }
 
+/// What every KDMQ request this node sends is made of, whichever way it
+/// goes: through tm ([`Kdmq::tm_headers`]: tm writes the rest) or as
+/// bytes of our own ([`PeerRequest`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Kdmq<'a> {
+    pub from: &'a NodeUri,
+    pub to: &'a NodeUri,
+    /// The channel (R-URI user): a peer id or the notification channel.
+    pub peer: &'a str,
+    pub max_forwards: i32,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    /// `shared_secret` and the time to sign at, when the cluster signs.
+    pub signing: Option<(&'a [u8], i64)>,
+}
+
+impl Kdmq<'_> {
+    /// The R-URI (and To): `sip:<channel>@<target node>`.
+    pub fn ruri(&self) -> String {
+        self.to.with_user(self.peer)
+    }
+
+    /// The From URI: `sip:<channel>@<this node>`.
+    pub fn from_uri(&self) -> String {
+        self.from.with_user(self.peer)
+    }
+
+    /// The request's signature header line (empty when the cluster does
+    /// not sign), over the R-URI, the Call-ID and the CSeq number it goes
+    /// out with (see `auth`).
+    fn signature_line(&self, ruri: &str, call_id: &str, cseq: &[u8]) -> String {
+        let Some((secret, now)) = self.signing else { return String::new() };
+        let parts = auth::SignedParts { ruri: ruri.as_bytes(), call_id: call_id.as_bytes(), cseq, body: self.body };
+        format!("{}: {}\r\n", auth::HEADER, auth::sign(secret, &parts, now))
+    }
+
+    /// The header lines tm's `t_request` does not write itself (it writes
+    /// Via, From, To, Call-ID, CSeq and Content-Length), for a request
+    /// whose Call-ID is `call_id` (ours: the signature covers it) and whose
+    /// CSeq number tm sets to `cseq`.
+    pub fn tm_headers(&self, call_id: &str, cseq: &[u8]) -> String {
+        format!(
+            "Max-Forwards: {}\r\nContent-Type: {}\r\n{}",
+            self.max_forwards,
+            self.content_type,
+            self.signature_line(&self.ruri(), call_id, cseq)
+        )
+    }
+}
+
 /// A KDMQ request built without tm: for peer messages in flight (see
 /// `pending`; over UDP, TCP or TLS) and the leave notice sent at shutdown.
 pub struct PeerRequest<'a> {
@@ -409,12 +459,18 @@ pub struct PeerRequest<'a> {
 }
 
 pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
-    let to_uri = r.to.with_user(r.peer);
+    let kdmq = Kdmq {
+        from: r.from,
+        to: r.to,
+        peer: r.peer,
+        max_forwards: r.max_forwards,
+        content_type: r.content_type,
+        body: r.body,
+        signing: r.signing,
+    };
+    let to_uri = kdmq.ruri();
     let call_id = format!("dmqrs-{}@{}", r.token, r.from.host);
-    let signature = r.signing.map(|(secret, now)| {
-        let parts = auth::SignedParts { ruri: to_uri.as_bytes(), call_id: call_id.as_bytes(), cseq: b"1", body: r.body };
-        format!("{}: {}\r\n", auth::HEADER, auth::sign(secret, &parts, now))
-    });
+    let signature = kdmq.signature_line(&to_uri, &call_id, b"1");
     let mut out = format!(
         "KDMQ {to_uri} SIP/2.0\r\n\
          Via: SIP/2.0/{via} {sent_by};branch={branch}\r\n\
@@ -430,9 +486,9 @@ pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
         sent_by = r.sent_by,
         branch = r.branch,
         mf = r.max_forwards,
-        from_uri = r.from.with_user(r.peer),
+        from_uri = kdmq.from_uri(),
         token = r.token,
-        signature = signature.as_deref().unwrap_or(""),
+        signature = signature,
         ct = r.content_type,
         len = r.body.len(),
     )
@@ -658,6 +714,29 @@ mod tests {
             body: b"{}",
         };
         assert_eq!(auth::verify(b"secret", &parts, Some(value.as_bytes()), 1_700_000_001), Ok(()));
+    }
+
+    #[test]
+    fn tm_requests_carry_the_same_headers_and_a_signature_over_what_tm_writes() {
+        let (from, to) = (uri("sip:127.0.0.2:5090"), uri("sip:127.0.0.3:5090;transport=tcp"));
+        let mut kdmq = Kdmq {
+            from: &from,
+            to: &to,
+            peer: "htable",
+            max_forwards: 1,
+            content_type: "application/json",
+            body: b"{}",
+            signing: None,
+        };
+        assert_eq!(kdmq.ruri(), "sip:htable@127.0.0.3:5090;transport=tcp");
+        assert_eq!(kdmq.from_uri(), "sip:htable@127.0.0.2:5090");
+        assert_eq!(kdmq.tm_headers("c1", b"10"), "Max-Forwards: 1\r\nContent-Type: application/json\r\n");
+        kdmq.signing = Some((b"secret", 1_700_000_000));
+        let headers = kdmq.tm_headers("c1", b"10");
+        let value = headers.lines().find_map(|l| l.strip_prefix("X-DMQ-Signature: ")).unwrap();
+        let parts = auth::SignedParts { ruri: kdmq.ruri().as_bytes(), call_id: b"c1", cseq: b"10", body: b"{}" };
+        assert_eq!(auth::verify(b"secret", &parts, Some(value.as_bytes()), 1_700_000_001), Ok(()));
+        assert!(headers.ends_with("\r\n"));
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! Kamailio's process model, as the module uses it: ranks, worker
+//! processes forked from the main process, timer processes and core
+//! timers, the cfg framework's per-process refresh, and wake-up pipes.
+//! Everything here is registered in mod_init (before fork) and started
+//! from child_init(PROC_MAIN), as the core requires.
+
+use std::ffi::{c_int, c_uint, c_void, CStr};
+
+use crate::panic_guard::guard;
+use crate::raw;
+
+/// The rank child_init runs with: which process this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rank(c_int);
+
+impl Rank {
+    pub(crate) fn from_core(rank: c_int) -> Rank {
+        Rank(rank)
+    }
+
+    /// The main process, after the others were forked from it: the place
+    /// to fork a module's own processes.
+    pub fn is_main(self) -> bool {
+        self.0 == raw::PROC_MAIN as c_int
+    }
+
+    /// The first SIP worker's early init (once per start).
+    pub fn is_sip_init(self) -> bool {
+        self.0 == raw::PROC_SIPINIT as c_int
+    }
+
+    /// A process that reads SIP from the network (UDP and TCP workers).
+    pub fn reads_sip(self) -> bool {
+        self.0 > 0
+    }
+
+    pub fn number(self) -> i32 {
+        self.0
+    }
+}
+
+/// Reserves `count` worker processes with the core and with the cfg
+/// framework (mod_init). Workers join the cfg framework, so the core must
+/// know them: without it a cfg change's per-child callback can be freed
+/// before a worker ran it.
+pub fn register_workers(count: u32) {
+    // SAFETY: plain counters in the core, before fork as both require.
+    unsafe {
+        raw::register_procs(count as c_int);
+        raw::cfg_register_child(count as c_int);
+    }
+}
+
+/// Forks one worker (child_init(PROC_MAIN), after [`register_workers`]):
+/// the child joins the cfg framework and runs `body` (which loops for the
+/// life of the process), and never returns to the caller.
+pub fn fork_worker(name: &'static CStr, body: impl FnOnce()) -> Result<(), String> {
+    // SAFETY: fork_process from child_init(PROC_MAIN), as C modules do; the
+    // name is a static C string the core keeps.
+    let pid = unsafe { raw::fork_process(raw::PROC_RPC, name.as_ptr() as *mut _, 1) };
+    if pid < 0 {
+        return Err(format!("cannot fork {}", name.to_string_lossy()));
+    }
+    if pid == 0 {
+        // SAFETY: the forked child joins the cfg framework first.
+        if unsafe { raw::cfg_child_init() } != 0 {
+            log::error!("{}: cfg_child_init failed", name.to_string_lossy());
+            std::process::exit(-1);
+        }
+        body();
+        // A worker's body loops for the life of the process; if it ever
+        // returned, the process must not go on into the caller's code.
+        std::process::exit(0);
+    }
+    Ok(())
+}
+
+/// Refreshes this process's copy of the cfg framework's values (a worker
+/// loop calls it between jobs, as the core's own processes do).
+pub fn cfg_update() {
+    // SAFETY: the worker joined the cfg framework in `fork_worker`.
+    unsafe { raw::krs_cfg_update() };
+}
+
+/// Reserves one timer process with the core (mod_init).
+pub fn register_timer_process() -> Result<(), String> {
+    // SAFETY: a counter in the core, before fork.
+    if unsafe { raw::register_basic_timers(1) } < 0 {
+        return Err("cannot register a timer process".into());
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn utimer_trampoline(_ticks: raw::ticks_t, param: *mut c_void) {
+    guard("timer process", (), || {
+        // SAFETY: `param` is the `fn()` given to `fork_timer_process`
+        // (code, valid in every process of the tree).
+        let tick: fn() = unsafe { std::mem::transmute::<*mut c_void, fn()>(param) };
+        tick()
+    })
+}
+
+/// Forks the timer process reserved by [`register_timer_process`]
+/// (child_init(PROC_MAIN)): it runs `tick` every `interval_us`.
+pub fn fork_timer_process(name: &'static CStr, interval_us: u32, tick: fn()) -> Result<(), String> {
+    // SAFETY: forks from child_init(PROC_MAIN) as registered; the name is a
+    // static C string; the parameter is a fn pointer the trampoline calls.
+    let rc = unsafe {
+        raw::fork_basic_utimer(
+            raw::PROC_TIMER,
+            name.as_ptr() as *mut _,
+            1,
+            Some(utimer_trampoline),
+            tick as *mut c_void,
+            interval_us as c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(format!("cannot fork {}", name.to_string_lossy()));
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn timer_trampoline(_ticks: c_uint, param: *mut c_void) {
+    guard("core timer", (), || {
+        // SAFETY: `param` is the `fn()` given to `register_core_timer`.
+        let tick: fn() = unsafe { std::mem::transmute::<*mut c_void, fn()>(param) };
+        tick()
+    })
+}
+
+/// Runs `tick` every `interval_s` seconds in the core's timer process (mod_init).
+pub fn register_core_timer(interval_s: u32, tick: fn()) -> Result<(), String> {
+    // SAFETY: registers a static trampoline with a fn pointer as its
+    // parameter, before fork.
+    if unsafe { raw::register_timer(Some(timer_trampoline), tick as *mut c_void, interval_s) } < 0 {
+        return Err("cannot register a core timer".into());
+    }
+    Ok(())
+}
+
+/// A pipe made before fork that wakes one worker: any process writes a
+/// byte, the worker blocks reading. The write end never blocks (a full pipe
+/// means wake-ups are pending anyway).
+#[derive(Clone, Copy)]
+pub struct WakePipe {
+    read: c_int,
+    write: c_int,
+}
+
+impl WakePipe {
+    pub fn new() -> Result<WakePipe, String> {
+        let mut fds = [0 as c_int; 2];
+        // SAFETY: pipe2 fills two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(format!("cannot create a wake-up pipe: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: fcntl on the descriptor just created.
+        unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };
+        Ok(WakePipe { read: fds[0], write: fds[1] })
+    }
+
+    pub fn wake(&self) {
+        // SAFETY: one byte from a static buffer to our non-blocking pipe.
+        unsafe { libc::write(self.write, b"j".as_ptr() as *const c_void, 1) };
+    }
+
+    /// Blocks until woken (or a signal interrupts), draining pending wake-ups.
+    pub fn wait(&self) {
+        let mut drain = [0u8; 256];
+        // SAFETY: a blocking read into our own buffer.
+        unsafe { libc::read(self.read, drain.as_mut_ptr() as *mut c_void, drain.len()) };
+    }
+}

@@ -1,0 +1,51 @@
+//! What the `bind_dmq` API does, in plain Rust: `host::dmq_api` converts
+//! the consumers' C arguments and calls these.
+
+use dmq_core::nodes::Node;
+use dmq_core::protocol::{NodeStatus, NodeUri};
+
+use dmq_abi::api::{ApiMessage, DmqApi, Peer, PeerSpec};
+
+use crate::{cluster, messaging, peers, state};
+
+/// The module's side of `dmq_api_t`.
+pub enum Api {}
+
+impl DmqApi for Api {
+    fn register_peer(spec: &PeerSpec<'_>) -> Option<Peer> {
+        peers::register(spec)
+    }
+
+    fn bcast_message(message: ApiMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
+        // A heal sync runs the init callbacks to learn their sync requests.
+        if peers::capturing() {
+            peers::capture(message.peer, message.body, message.content_type);
+            return Ok(());
+        }
+        // init_with_single: the join sync's requests go to one node.
+        if let Some(node) = peers::single_target() {
+            let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+            return send(message, &[target]);
+        }
+        let targets = messaging::active_targets(except.as_ref());
+        send(message, &targets)
+    }
+
+    fn send_message(message: ApiMessage<'_>, node: NodeUri) -> Result<(), String> {
+        // A node that left the list meanwhile is still tried (through tm).
+        let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+        send(message, &[target])
+    }
+
+    fn find_node(uri: &NodeUri) -> Option<Node> {
+        cluster::find_node(uri)
+    }
+
+    fn server_socket() -> Option<String> {
+        state::module().map(|m| m.server_socket.clone())
+    }
+}
+
+fn send(message: ApiMessage<'_>, targets: &[Node]) -> Result<(), String> {
+    messaging::send_to(&message.peer.id(), targets, message.body, message.content_type, message.max_forwards, message.callback)
+}

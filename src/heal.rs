@@ -1,0 +1,232 @@
+//! Heal syncs: catching up with a node that comes back.
+//!
+//! A node that joins runs its peers' init callbacks once (`peers::
+//! cluster_reached`), which asks the cluster for everything. A node that
+//! was cut off, frozen or dropped and comes back does not restart, and
+//! what was replicated while the others had it off their lists never
+//! reaches it; a node that restarts is answered at once, but a node that
+//! still lists it as disabled (it announced its leave) sends it nothing
+//! until a ping makes it active again. So whenever a node becomes active
+//! again in this node's list (a node seen active before: a new node's own
+//! join sync covers it), this node sends it its whole state (`resync`).
+//! Both sides of a healed partition regain each other, so both send. A
+//! node whose own processes stood still (the retransmission timer saw no
+//! tick for a while) cannot know whether the others dropped it: it sends
+//! to every active node, one rate-limit window later.
+//!
+//! This module decides when (the table in shm, the policy in
+//! `dmq_core::heal`: at most one sync per node per `window_ms`; a regain
+//! inside the window is served once at its end, never dropped); `resync`
+//! runs them in the DMQ retransmission timer process, never in the SIP
+//! worker that saw the node come back.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use dmq_core::heal::{self, HealTable, Regain};
+use dmq_core::protocol::NodeUri;
+
+use kamailio::clock::monotonic_ms;
+use kamailio::shm::{leak_zeroed, ShmStore};
+use kamailio::shm_zeroed;
+
+use crate::peers;
+use crate::state::module;
+
+shm_zeroed! {
+    /// Heal figures (`dmq.stats`), shared by all processes.
+    struct Counters {
+        /// Heal syncs started (one per regained node, all peers).
+        syncs: AtomicU64,
+        /// Sync requests handed to our own peers in a regained node's name
+        /// (one per peer and heal sync): pushes of our state to it.
+        pushes: AtomicU64,
+        /// Regains that found a sync from the node too recent: served
+        /// together, once, at the end of the window.
+        deferred: AtomicU64,
+        /// Times this node's own processes stood still (it pulled from all).
+        stalls: AtomicU64,
+        /// Nodes asked for their state: met after this node's join sync.
+        pulls: AtomicU64,
+        /// Syncs waiting now (lets the timer skip the lock when 0).
+        waiting: AtomicUsize,
+    }
+}
+
+struct Heal {
+    table: ShmStore,
+    counters: &'static Counters,
+}
+
+static HEAL: OnceLock<Heal> = OnceLock::new();
+
+/// mod_init: the table and its counters, before fork.
+pub fn init() -> Result<(), String> {
+    let table = ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or("out of shm for the heal table")?;
+    let counters = leak_zeroed::<Counters>().ok_or("out of shm for the heal counters")?;
+    HEAL.set(Heal { table, counters }).map_err(|_| "heal table initialized twice".to_string())
+}
+
+/// Runs `f` on the table under its lock; changes are written back.
+fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R {
+    let result = heal.table.with(|bytes| {
+        let mut table = HealTable::decode(std::str::from_utf8(bytes).unwrap_or_default());
+        let before = table.clone();
+        let r = f(&mut table);
+        heal.counters.waiting.store(table.waiting(), Ordering::Relaxed);
+        ((table != before).then(|| table.encode().into_bytes()), r)
+    });
+    result.unwrap_or_else(|_| {
+        log::error!("heal table does not fit its store; change dropped");
+        R::default()
+    })
+}
+
+fn window() -> u64 {
+    heal::window_ms(module().map(|m| m.config.ping_interval).unwrap_or(60))
+}
+
+/// Nodes that became active again in this node's list. `direct`: the node
+/// itself told us (it answered our ping or notified us), so it lists this
+/// node and takes its messages: a sync may start at once. `named`: another
+/// node's list named them; they may not list this node yet (a node that
+/// dropped us refuses our messages while `members_only` is on) until our
+/// next ping reaches them: their sync waits one ping interval and a second.
+/// Before the first contact with the cluster the init callbacks' own sync
+/// covers them all.
+pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
+    let Some(heal) = HEAL.get() else { return };
+    if direct.is_empty() && named.is_empty() {
+        return;
+    }
+    let now = monotonic_ms();
+    let window = window();
+    let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
+    let delay = u64::from(interval) * 1000 + 1000;
+    if !peers::init_done() {
+        note_seen(heal, direct.iter().chain(named), now, window);
+        return;
+    }
+    // A node new here after our join sync is asked for its state (issue
+    // 26: groups that formed apart and meet once a DNS name lists both,
+    // nodes that started at once): `dmq_core::heal::HealTable::arrived`.
+    let outcomes = with_table(heal, |t| t.arrived(direct, named, now, window, delay));
+    report(heal, outcomes, window);
+}
+
+/// Before the first contact: our own join sync covers them.
+fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64, window: u64) {
+    with_table(heal, |t| {
+        for n in nodes {
+            let _ = t.note_seen(n, now, window);
+        }
+    });
+}
+
+/// As `regained`, not before `delay` ms from now.
+fn regained_after(nodes: &[NodeUri], delay: u64) {
+    let Some(heal) = HEAL.get() else { return };
+    if nodes.is_empty() {
+        return;
+    }
+    let now = monotonic_ms();
+    let window = window();
+    if !peers::init_done() {
+        note_seen(heal, nodes.iter(), now, window);
+        return;
+    }
+    let outcomes: Vec<(NodeUri, Regain)> =
+        with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained_after(n, now, window, delay))).collect());
+    report(heal, outcomes, window);
+}
+
+fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
+    for (node, outcome) in outcomes {
+        match outcome {
+            Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
+            Regain::Later => log::info!("sending node {node} our state soon (heal sync)"),
+            Regain::Pull => log::info!("node {node} is new here after our join sync: asking it for its state (heal pull)"),
+            Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
+            Regain::Deferred | Regain::AlreadyDue => {
+                heal.counters.deferred.fetch_add(1, Ordering::Relaxed);
+                log::info!("node {node} is back again: one heal sync runs at the end of the {} s window", window / 1000);
+            }
+            Regain::Refused => log::warn!("node {node} is back, but the heal table is full: no heal sync"),
+        }
+    }
+}
+
+thread_local! {
+    /// When the timer process (it alone calls `tick`) ended its last tick.
+    static LAST_TICK_END: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The end of the timer's tick. Time spent inside a tick (a send that
+/// blocks while a neighbour's address is resolved) is not a stall: only
+/// the time between the end of one tick and the start of the next counts,
+/// which is the timer's sleep unless the process did not run.
+pub fn tick_end() {
+    LAST_TICK_END.with(|t| t.set(monotonic_ms()));
+}
+
+/// The retransmission timer, every 100 ms (first thing in its tick):
+/// notices when this node's own processes stood still (`active_nodes` are
+/// then all due a sync), and returns the nodes whose heal sync is due,
+/// each with whether it is a pull (`resync` runs them; no lock is held then).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
+    let Some(heal) = HEAL.get() else { return Vec::new() };
+    let now = monotonic_ms();
+    let last = LAST_TICK_END.with(|t| t.get());
+    let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
+    if last != 0 && heal::was_stalled(now.saturating_sub(last), interval) && peers::init_done() {
+        let nodes = active_nodes();
+        heal.counters.stalls.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "this node did not run for {} ms: the cluster may have dropped it; heal sync from {} node(s)",
+            now.saturating_sub(last),
+            nodes.len()
+        );
+        // The others may have dropped this node: ask once they list it
+        // again (its next ping reaches them within a ping interval).
+        regained_after(&nodes, window());
+    }
+    if heal.counters.waiting.load(Ordering::Relaxed) == 0 || !ready() {
+        return Vec::new();
+    }
+    let due = with_table(heal, |t| t.take_due_syncs(now));
+    let pulls = due.iter().filter(|(_, pull)| *pull).count() as u64;
+    heal.counters.syncs.fetch_add(due.len() as u64 - pulls, Ordering::Relaxed);
+    heal.counters.pulls.fetch_add(pulls, Ordering::Relaxed);
+    due
+}
+
+/// A sync request pushed to our own peers in a regained node's name.
+pub fn count_push() {
+    if let Some(heal) = HEAL.get() {
+        heal.counters.pushes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Heal figures (`dmq.stats`).
+#[derive(Default)]
+pub struct HealStats {
+    pub syncs: u64,
+    pub pushes: u64,
+    pub deferred: u64,
+    pub waiting: usize,
+    pub stalls: u64,
+    pub pulls: u64,
+}
+
+pub fn stats() -> HealStats {
+    let Some(heal) = HEAL.get() else { return HealStats::default() };
+    let c = heal.counters;
+    HealStats {
+        syncs: c.syncs.load(Ordering::Relaxed),
+        pushes: c.pushes.load(Ordering::Relaxed),
+        deferred: c.deferred.load(Ordering::Relaxed),
+        waiting: c.waiting.load(Ordering::Relaxed),
+        stalls: c.stalls.load(Ordering::Relaxed),
+        pulls: c.pulls.load(Ordering::Relaxed),
+    }
+}

@@ -1,0 +1,135 @@
+//! mod_init, child_init and destroy.
+
+use dmq_core::config;
+use dmq_core::protocol::{self, NodeUri};
+
+use kamailio::api::{self, BindError};
+use kamailio::events::{self, EventRoute};
+use kamailio::export::core_version;
+use kamailio::process::Rank;
+use kamailio::sip_uri;
+use kamailio::socket::LocalSocket;
+
+use crate::state::{self, Module, NodeRoutes};
+use crate::{admission, cluster, figures, heal, in_flight, lookups, messaging, params, peer_events, peers, workers};
+
+fn bind_error(err: BindError) -> String {
+    match err {
+        BindError::NotLoaded(m) => format!("the {m} module is required: add loadmodule \"{m}.so\" to the config"),
+        BindError::Refused(m) => format!("cannot bind to the {m} module's API"),
+    }
+}
+
+/// mod_init: checks the parameters, binds tm and sl, makes every shm
+/// structure and registers the processes and timers, before fork.
+pub fn init() -> Result<(), String> {
+    log::info!("dmq_rs {} (Rust DMQ module) starting in {}", env!("CARGO_PKG_VERSION"), core_version());
+    let (config, adjustments) = crate::params::raw_params().validate().map_err(|e| e.to_string())?;
+    log::debug!("parameters: {config:?}");
+    for a in adjustments {
+        log::warn!("modparam(\"dmq\", \"{}\"): {}", a.param, a.note);
+    }
+    let sl = api::bind_sl().map_err(bind_error)?;
+    let tm = api::bind_tm().map_err(bind_error)?;
+
+    let server_uri = sip_uri::parse(&config.server_address).ok_or_else(|| {
+        format!("modparam(\"dmq\", \"server_address\"): {:?} is not a valid SIP URI", config.server_address)
+    })?;
+    if server_uri.host.is_empty() {
+        return Err(format!("modparam(\"dmq\", \"server_address\"): {:?} has no host", config.server_address));
+    }
+    let server_socket = match &config.server_socket {
+        Some(s) => s.clone(),
+        None => config::socket_string(
+            state::transport(server_uri.transport).as_str(),
+            &server_uri.host,
+            Some(&server_uri.port),
+        ),
+    };
+    let Some(server_sock) = LocalSocket::lookup(&server_socket) else {
+        let param = if config.server_socket.is_some() { "server_socket" } else { "server_address" };
+        return Err(format!(
+            "modparam(\"dmq\", \"{param}\"): {server_socket} is not a socket this Kamailio listens on \
+             (add listen={server_socket}, or fix the address)"
+        ));
+    };
+
+    let (server_sent_by, server_transport) =
+        server_sock.sent_by().ok_or_else(|| format!("cannot read the address of the DMQ socket {server_socket}"))?;
+    let server_transport = server_transport.map(state::transport);
+
+    let local_uri = protocol::parse_node_line(&config.server_address)
+        .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
+        .uri;
+    // Addresses are notification addresses; a name is a source of them,
+    // looked up (again and again) by the DMQ DNS process, never a node.
+    let mut notification_uris = Vec::new();
+    let mut names: Vec<NodeUri> = Vec::new();
+    for a in &config.notification_addresses {
+        let uri = protocol::parse_node_line(a)
+            .map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?
+            .uri;
+        if dmq_core::nodes::is_name(&uri.host) {
+            if !names.iter().any(|n| n.same_node(&uri)) {
+                names.push(uri);
+            }
+        } else if !uri.same_node(&local_uri) && !notification_uris.iter().any(|n: &NodeUri| n.same_node(&uri)) {
+            notification_uris.push(uri);
+        }
+    }
+    events::init()?;
+    let routes = NodeRoutes {
+        node_active: EventRoute::lookup(c"dmq:node-active"),
+        node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
+    };
+    let event_callback = dmq_core::peer_events::check_callback_name(&params::EVENT_CALLBACK.get().unwrap_or_default())
+        .map_err(|e| format!("modparam(\"dmq\", \"event_callback\"): {e}"))?;
+    peer_events::init(params::INIT_WITH_SINGLE.get() != 0, params::SL_SEND.get() != 0, event_callback)?;
+    admission::init(&config)?;
+    figures::init()?;
+    cluster::init(local_uri.clone())?;
+    peers::init()?;
+    heal::init()?;
+    workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
+    in_flight::init()?;
+    messaging::init()?;
+    lookups::init(names, config.multi_notify)?;
+    cluster::start_ping_timer(config.ping_interval)?;
+
+    log::info!(
+        "dmq_rs: server {} on {}, channel {}, {} worker(s), ping every {}s, {} notification address(es)",
+        config.server_address,
+        server_socket,
+        config.notification_channel,
+        config.num_workers,
+        config.ping_interval,
+        config.notification_addresses.len()
+    );
+    let module =
+        Module { config, server_socket, server_sock, server_sent_by, server_transport, tm, sl, local_uri, notification_uris, routes };
+    state::set(module)
+}
+
+/// child_init: the main process forks the DMQ workers and the
+/// retransmission timer; the first SIP worker asks the seeds for the cluster.
+pub fn child_init(rank: Rank) -> Result<(), String> {
+    log::debug!("child_init rank {}", rank.number());
+    in_flight::note_process_rank(rank);
+    let Some(m) = state::module() else { return Ok(()) };
+    if rank.is_main() {
+        workers::start(m)?;
+        messaging::start_timer()?;
+        lookups::start()?;
+    }
+    if rank.is_sip_init() {
+        cluster::notify_seeds(m);
+    }
+    Ok(())
+}
+
+/// destroy: tell the active nodes we are leaving.
+pub fn destroy() {
+    if let Some(m) = state::module() {
+        cluster::announce_leave(m);
+    }
+}

@@ -1,0 +1,185 @@
+//! The DMQ DNS process (issue 26): every DNS lookup the module makes while
+//! it runs happens here, in a process of its own.
+//!
+//! A lookup blocks until the DNS server answers or the resolver gives up
+//! (seconds when the server is gone). In a SIP worker that would stall
+//! SIP; in the core's timer process every module's timers (tm's
+//! retransmissions, our pings); in the DMQ retransmission timer the
+//! in-flight resends and heal syncs. Here it delays nothing but the next
+//! lookup. The process ticks every 200 ms and, when something is due:
+//! - looks up the names in `notification_address` (`dmq_core::sources`:
+//!   at the answer's TTL, at most every `dns_interval`, sooner after a
+//!   failure), publishes what they list (`name_sources`), adds the new
+//!   addresses to the node list and notifies them (groups that formed
+//!   apart merge; `heal` then syncs them), and drops addresses that left
+//!   their name and do not answer;
+//! - resolves nodes listed by host name: new ones at once, all of them
+//!   again every ping interval (a node may move); with `trusted_network`,
+//!   looks up and judges the new named nodes notifications brought
+//!   (`cluster::merge_deferred`) before they are listed;
+//! - drops entries that stand for a node listed under another name.
+//!
+//! No lock is held during a lookup or a send.
+
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+
+use dmq_core::protocol::NodeUri;
+use dmq_core::sources::{self, NameSource};
+
+use kamailio::clock::monotonic_ms;
+use kamailio::dns;
+use kamailio::process;
+
+use crate::figures::{self, Count};
+use crate::state::{module, Module};
+use crate::{cluster, name_sources};
+
+/// How often the process looks for due work.
+const TICK_US: u32 = 200_000;
+
+thread_local! {
+    /// The names and what they list: set in mod_init (inherited by the
+    /// fork), used by the DNS process alone.
+    static SOURCES: RefCell<Vec<NameSource>> = const { RefCell::new(Vec::new()) };
+    /// When the DNS process last resolved every named node.
+    static NAMED_REFRESHED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// mod_init: the names to look up (their addresses' store) and the process.
+pub fn init(names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
+    name_sources::init()?;
+    for name in &names {
+        log::info!(
+            "notification_address {name} is a name: its {} the node(s), looked up again at least every dns_interval",
+            if multi { "addresses (SRV, A, AAAA) are" } else { "address is" }
+        );
+    }
+    SOURCES.with(|s| *s.borrow_mut() = names.into_iter().map(|n| NameSource::new(n, multi)).collect());
+    process::register_timer_process().map_err(|e| format!("the DMQ DNS process: {e}"))
+}
+
+/// child_init(PROC_MAIN): forks the DNS process.
+pub fn start() -> Result<(), String> {
+    process::fork_timer_process(c"DMQ DNS", TICK_US, tick)
+}
+
+fn tick() {
+    let Some(m) = module() else { return };
+    look_up_names(m);
+    cluster::merge_deferred(m);
+    resolve_named_nodes(m);
+    drop_duplicates();
+}
+
+/// Looks up the names that are due and applies what they list.
+fn look_up_names(m: &Module) {
+    let now = monotonic_ms();
+    let due: Vec<NameSource> = SOURCES.with(|s| s.borrow().iter().filter(|x| x.is_due(now)).cloned().collect());
+    if due.is_empty() {
+        return;
+    }
+    let interval_ms = u64::from(m.config.dns_interval) * 1000;
+    // This node, as the names may list it (its address, or its name's).
+    let local = cluster::read_nodes(|l| l.local().cloned()).flatten();
+    let is_self = |n: &NodeUri| {
+        local.as_ref().is_some_and(|l| {
+            l.uri.same_node(n)
+                || dmq_core::nodes::resolve_literal(&n.host)
+                    .is_some_and(|ip| l.ips.contains(&ip) && l.uri.port_no() == n.port_no() && l.uri.transport == n.transport)
+        })
+    };
+    let mut vanished: Vec<NodeUri> = Vec::new();
+    for source in due {
+        let answer = dmq_core::sources::look_up(&source.name, source.multi, &dns::srv_with_ttl, &dns::addresses_with_ttl);
+        figures::count(Count::DnsLookups);
+        let found = answer.nodes.clone();
+        let Some((change, failures, first)) = SOURCES.with(|s| {
+            let mut s = s.borrow_mut();
+            let x = s.iter_mut().find(|x| x.name == source.name)?;
+            let first = x.listed.is_empty();
+            Some((x.apply(answer, monotonic_ms(), interval_ms, is_self), x.failures, first))
+        }) else {
+            continue;
+        };
+        if change.failed {
+            figures::count(Count::DnsFailures);
+            // The first failure of a run, then every tenth: a name without
+            // records yet (a cold start) or a DNS server that is gone.
+            if failures == 1 || failures % 10 == 0 {
+                log::warn!("notification_address {}: no address found ({failures} lookup(s) in a row); the nodes it listed stay", source.name);
+            }
+            continue;
+        }
+        if first && source.multi {
+            log::info!("multi_notify: {} stands for {} node(s): {found:?}", source.name, found.len());
+        }
+        for uri in &change.appeared {
+            log::info!("{} lists {uri} now", source.name);
+        }
+        for uri in &change.vanished {
+            log::info!("{} no longer lists {uri}", source.name);
+        }
+        vanished.extend(change.vanished);
+    }
+    let listed = SOURCES.with(|s| sources::all_listed(s.borrow().iter()));
+    name_sources::publish(&listed);
+    let Some(done) = cluster::with_nodes(|list| sources::reconcile(list, &listed, &vanished)) else { return };
+    for uri in &done.removed {
+        log::info!("node {uri} left the node list: its name no longer lists it and it does not answer");
+        figures::count(Count::DnsNodesRemoved);
+    }
+    if done.refused > 0 {
+        log::warn!("{} address(es) of notification_address names not added: the node list is full", done.refused);
+    }
+    if !done.added.is_empty() {
+        for uri in &done.added {
+            log::info!("node {uri} added from DNS: notifying it");
+            figures::count(Count::DnsNodesAdded);
+        }
+        cluster::notify_nodes(m, &done.added);
+    }
+}
+
+/// Resolves nodes listed by host name: those without an address at once,
+/// every one of them once a ping interval.
+fn resolve_named_nodes(m: &Module) {
+    let now = monotonic_ms();
+    let all_due = now.saturating_sub(NAMED_REFRESHED.with(|c| c.get())) >= u64::from(m.config.ping_interval) * 1000;
+    let wanted = cluster::read_nodes(|list| {
+        list.nodes.iter().filter(|n| n.is_named() && (all_due || n.ips.is_empty())).map(|n| n.uri.clone()).collect::<Vec<_>>()
+    })
+    .unwrap_or_default();
+    if all_due {
+        NAMED_REFRESHED.with(|c| c.set(now));
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let resolved: Vec<(NodeUri, Vec<IpAddr>)> = wanted
+        .into_iter()
+        .map(|uri| {
+            let ips = dns::resolve_host(&uri.host, dmq_core::nodes::MAX_ADDRESSES);
+            if ips.is_empty() {
+                log::debug!("node {uri}: its host does not resolve; messages to it go through tm");
+            }
+            (uri, ips)
+        })
+        .collect();
+    cluster::with_nodes(|list| list.set_addresses(&resolved));
+}
+
+/// Entries that stand for this node (a name that resolves to it), and
+/// entries for an address a name gave that stand for a node listed under
+/// its own name, leave the list.
+fn drop_duplicates() {
+    // A copy: no two locks at once.
+    let listed = name_sources::listed();
+    if !cluster::read_nodes(|l| !sources::duplicates(l, &listed).is_empty()).unwrap_or(false) {
+        return;
+    }
+    for uri in cluster::with_nodes(|l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {
+        log::info!("node {uri} is listed under another name: its address entry is dropped");
+        figures::count(Count::DnsNodesRemoved);
+    }
+}

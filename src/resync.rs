@@ -1,0 +1,54 @@
+//! Runs the heal syncs `heal` finds due: sends a regained node our whole
+//! state. The consumers have no "send everything to node N" entry point,
+//! but they answer a sync request by doing exactly that to the node that
+//! sent it. So their sync requests are made (the init callbacks run with
+//! their broadcasts captured, `peers::sync_requests`) and handed to them
+//! as a KDMQ from the regained node: a job queued in a DMQ worker, whose
+//! reply is sent nowhere. The consumers then send the node their state
+//! with `send_message`, as they do for a joining node.
+//!
+//! A sync waits while this node is busy sending (a join sync, another heal
+//! sync): not more than a quarter of the in-flight table in use and no job
+//! waiting, so two full transfers do not pile up in shm.
+
+use dmq_core::protocol::NodeUri;
+
+use kamailio::sip_msg::ReceiveInfo;
+
+use crate::state::module;
+use crate::{heal, in_flight, peers, workers};
+
+/// The retransmission timer's tick: the due heal syncs, run here (no lock
+/// held; the consumers' work runs in the DMQ workers). Returns the nodes
+/// due a pull (asked for their state: `messaging` sends the requests).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
+    let quiet = || {
+        in_flight::stats().is_none_or(|s| (s.in_flight as usize) < in_flight::CAPACITY / 4)
+            && workers::stats().is_none_or(|s| s.queued == 0)
+    };
+    let mut pulls = Vec::new();
+    for (node, pull) in heal::tick(active_nodes, quiet) {
+        if pull {
+            pulls.push(node);
+        } else {
+            run(&node);
+        }
+    }
+    pulls
+}
+
+fn run(node: &NodeUri) {
+    let Some(m) = module() else { return };
+    for (peer, body, content_type) in peers::sync_requests() {
+        // Never sent: it goes to our own consumer, past admission.
+        let request = workers::local_request(m, "heal", node, &peer.id(), &content_type, &body);
+        match workers::enqueue_local(&request, ReceiveInfo::local(m.server_sock), peer) {
+            Ok(_) => {
+                heal::count_push();
+                log::info!("heal sync: DMQ peer {:?} sends our state to {node}", peer.id());
+            }
+            Err(workers::QueueError::Full) => log::warn!("heal sync: job queue full; our state is not sent to {node}"),
+            Err(workers::QueueError::Failed(e)) => log::warn!("heal sync: our state is not sent to {node}: {e}"),
+        }
+    }
+}

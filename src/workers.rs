@@ -1,0 +1,363 @@
+//! DMQ worker processes and their job queues.
+//!
+//! `dmq_handle_message` turns a KDMQ into a job: the raw message bytes and
+//! the receive info, copied into one shm block (about the size of the
+//! datagram; the stock module keeps a full shm clone of the parsed message,
+//! several times larger). The job goes onto the queue of an idle worker,
+//! else the least loaded one (`dmq_core::jobs`), under that queue's lock. A
+//! worker sleeps on its own wake-up pipe (made before fork) and is woken by
+//! one byte per job; with `worker_usleep` > 0 it polls instead, as in the
+//! stock module. It re-parses the message in its own pkg memory, runs the
+//! peer callback and replies through sl. The number of waiting jobs is
+//! capped by `job_queue_limit`: beyond it the sender gets 503 at once.
+//!
+//! With `updates_in_place`, an update of one item is run by the SIP worker
+//! that received it instead, while no job waits or runs and at most
+//! `IN_PLACE_AT_ONCE` SIP workers do so (`run_in_place`): no copy, no
+//! wake-up, no second parse. A queued message has its body checked here,
+//! after the parse the consumer needs anyway.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use dmq_core::jobs;
+use dmq_core::protocol::{self, NodeUri, PeerRequest};
+
+use kamailio::clock::monotonic_ms;
+use dmq_abi::api::Peer;
+use kamailio::process::{self, WakePipe};
+use kamailio::shm::{leak_zeroed, ShmBlock, ShmFifo, ShmMutex};
+use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
+use kamailio::{shm_data, shm_zeroed};
+
+use crate::admission;
+use crate::cluster;
+use crate::state::Module;
+
+shm_data! {
+    /// One queued KDMQ: the peer and where it came from; the message bytes
+    /// and a NUL follow in the block.
+    #[derive(Clone, Copy)]
+    struct Job {
+        peer: Peer,
+        rcv: ReceiveInfo,
+        /// Made by this node (a heal sync's push): the callback runs, no
+        /// reply is sent.
+        local: bool,
+    }
+}
+
+shm_zeroed! {
+    /// A worker's jobs, under its lock.
+    struct Jobs {
+        list: ShmFifo<Job>,
+    }
+}
+
+shm_zeroed! {
+    /// A worker's figures (atomics: read by `dmq.stats` without the lock).
+    struct WorkerFigures {
+        queued: AtomicUsize,
+        processed: AtomicU64,
+        pid: AtomicI32,
+        /// 1 while the worker runs a job.
+        running: AtomicUsize,
+        /// Set while the worker waits on its pipe (or is about to): only
+        /// then does a new job need a wake-up byte (a write, and a read).
+        sleeping: AtomicBool,
+    }
+}
+
+shm_zeroed! {
+    /// Figures shared by all workers.
+    struct Counters {
+        /// Jobs waiting or running.
+        queued: AtomicUsize,
+        rejected: AtomicU64,
+        peak: AtomicUsize,
+        /// Messages `dmq_handle_message` ran at once (`updates_in_place`).
+        in_place: AtomicU64,
+        /// Messages being run at once now.
+        in_place_running: AtomicUsize,
+    }
+}
+
+struct Worker {
+    jobs: &'static ShmMutex<Jobs>,
+    figures: &'static WorkerFigures,
+    wake: WakePipe,
+}
+
+struct Pool {
+    counters: &'static Counters,
+    workers: Vec<Worker>,
+    limit: usize,
+    usleep: u32,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+const NO_SHM: &str = "out of shm for the DMQ job queues";
+
+/// mod_init: queues, counters and pipes, before fork.
+pub fn init(workers: u32, limit: u32, usleep: u32) -> Result<(), String> {
+    let counters = leak_zeroed::<Counters>().ok_or(NO_SHM)?;
+    let workers = (0..workers)
+        .map(|_| {
+            Ok(Worker {
+                jobs: ShmMutex::new_zeroed().ok_or(NO_SHM)?,
+                figures: leak_zeroed().ok_or(NO_SHM)?,
+                wake: WakePipe::new()?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    process::register_workers(workers.len() as u32);
+    POOL.set(Pool { counters, workers, limit: limit as usize, usleep }).map_err(|_| "worker pool initialized twice".to_string())
+}
+
+/// child_init(PROC_MAIN): forks the workers; each never returns.
+pub fn start(m: &'static Module) -> Result<(), String> {
+    let pool = POOL.get().ok_or("worker pool not initialized")?;
+    for (i, worker) in pool.workers.iter().enumerate() {
+        process::fork_worker(c"DMQ WORKER", || {
+            worker.figures.pid.store(std::process::id() as i32, Ordering::Relaxed);
+            worker_loop(m, pool, i)
+        })?;
+    }
+    Ok(())
+}
+
+/// At most this many SIP workers run a message at once: the others keep
+/// reading the socket (a flood then goes to the queue, whose limit and 503s
+/// pace the senders, instead of filling the socket's buffer).
+const IN_PLACE_AT_ONCE: usize = 2;
+
+/// Leave to run a message in this process now, instead of queueing it:
+/// given while no job waits or runs (the message then overtakes none) and
+/// fewer than `IN_PLACE_AT_ONCE` others run so. Counted when dropped.
+pub struct InPlace(&'static Counters);
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        self.0.in_place_running.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_place.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn run_in_place() -> Option<InPlace> {
+    let counters = POOL.get()?.counters;
+    if counters.queued.load(Ordering::Acquire) != 0 {
+        return None;
+    }
+    counters
+        .in_place_running
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < IN_PLACE_AT_ONCE).then_some(n + 1))
+        .ok()
+        .map(|_| InPlace(counters))
+}
+
+/// Why a job could not be queued.
+pub enum QueueError {
+    /// `job_queue_limit` reached: answer 503.
+    Full,
+    Failed(String),
+}
+
+/// A job queued: whether it waits behind other jobs (its sender should then
+/// hear `100 Trying` at once, or it retransmits after 500 ms and the
+/// retransmissions queue up as duplicates).
+pub struct Queued {
+    pub waits: bool,
+}
+
+/// Queues `msg` for `peer`'s callback in a worker.
+pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
+    push_job(Job { peer, rcv: msg.receive_info(), local: false }, msg.raw_bytes())
+}
+
+/// Queues a KDMQ this node made itself (`request`: the whole message) for
+/// `peer`'s callback, as if it had come from the node its From names; the
+/// callback's reply is not sent anywhere.
+/// A KDMQ for `peer` as if `from` had sent it to this node. Never sent:
+/// it goes to our own consumer (heal pushes, `dmq_process_custom`), so it
+/// is not signed; `kind` marks its branch and Call-ID ("heal", "custom").
+pub fn local_request(m: &Module, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let token = format!("{kind}{}x{}x{}", std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
+    protocol::build_peer_request(&PeerRequest {
+        transport: from.transport,
+        from,
+        to: &m.local_uri,
+        sent_by: &m.server_sent_by,
+        peer,
+        branch: &format!("z9hG4bK-{token}"),
+        token: &token,
+        max_forwards: 1,
+        content_type,
+        body,
+        signing: None,
+    })
+}
+
+pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer) -> Result<Queued, QueueError> {
+    push_job(Job { peer, rcv, local: true }, request)
+}
+
+fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
+    let pool = POOL.get().ok_or_else(|| QueueError::Failed("no workers".into()))?;
+    let counters = pool.counters;
+    let waiting = counters.queued.fetch_add(1, Ordering::AcqRel);
+    if !jobs::admit(waiting, pool.limit) {
+        counters.queued.fetch_sub(1, Ordering::AcqRel);
+        counters.rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(QueueError::Full);
+    }
+    counters.peak.fetch_max(waiting + 1, Ordering::Relaxed);
+    let Some(job) = ShmBlock::new(header, &[bytes, &[0]]) else {
+        counters.queued.fetch_sub(1, Ordering::AcqRel);
+        return Err(QueueError::Failed("out of shm for a DMQ job".into()));
+    };
+    let loads = pool.workers.iter().map(|w| w.figures.queued.load(Ordering::Relaxed));
+    let worker = &pool.workers[jobs::pick_worker(loads)];
+    let ahead = {
+        let mut queue = worker.jobs.lock();
+        let ahead = worker.figures.queued.load(Ordering::Relaxed) + worker.figures.running.load(Ordering::Relaxed);
+        queue.list.push_back(job);
+        // SeqCst with `sleeping` (here and in the worker): either the
+        // worker sees this job before it sleeps, or we see it asleep.
+        worker.figures.queued.fetch_add(1, Ordering::SeqCst);
+        ahead
+    };
+    if pool.usleep == 0 && worker.figures.sleeping.swap(false, Ordering::SeqCst) {
+        worker.wake.wake();
+    }
+    Ok(Queued { waits: ahead > 0 })
+}
+
+fn pop(worker: &Worker) -> Option<ShmBlock<Job>> {
+    let job = worker.jobs.lock().list.pop_front()?;
+    worker.figures.queued.fetch_sub(1, Ordering::Release);
+    Some(job)
+}
+
+fn worker_loop(m: &'static Module, pool: &'static Pool, i: usize) -> ! {
+    log::info!("DMQ worker {i} started (pid {})", std::process::id());
+    let worker = &pool.workers[i];
+    loop {
+        if pool.usleep > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(u64::from(pool.usleep)));
+        } else {
+            worker.figures.sleeping.store(true, Ordering::SeqCst);
+            if worker.figures.queued.load(Ordering::SeqCst) == 0 {
+                worker.wake.wait();
+            }
+            worker.figures.sleeping.store(false, Ordering::SeqCst);
+        }
+        process::cfg_update();
+        while let Some(job) = pop(worker) {
+            worker.figures.running.store(1, Ordering::Relaxed);
+            kamailio::panic_guard::guard("DMQ job", (), || run_job(m, job));
+            worker.figures.running.store(0, Ordering::Relaxed);
+            pool.counters.queued.fetch_sub(1, Ordering::AcqRel);
+            worker.figures.processed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Parses the job's message into pkg memory, runs the peer callback and
+/// sends the reply it asks for.
+fn run_job(m: &Module, mut job: ShmBlock<Job>) {
+    let Job { peer, rcv, local } = *job.header();
+    let Some(msg) = OwnedSipMsg::parse(job.bytes_mut(), rcv) else {
+        log::warn!("queued KDMQ does not parse; dropped");
+        return;
+    };
+    if local {
+        let sender = cluster::sender_of(&msg).map(|uri| cluster::node_or_stand_in(&uri));
+        if peer.call(&msg, sender.as_ref()).is_none() {
+            log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
+        }
+        return;
+    }
+    // The check `dmq_handle_message` leaves to the worker (see script.rs).
+    let channel = peer.id();
+    if let Err(refusal) = admission::check_body(&channel, &msg) {
+        admission::refuse(m, &msg, &channel, refusal);
+        return;
+    }
+    run_peer_callback(m, &msg, peer);
+}
+
+/// Runs `peer`'s callback on `msg` and replies as it says: shared by the
+/// workers and `dmq_process_message`.
+pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
+    if !peer.has_callback() {
+        log::error!("DMQ peer {} has no callback", peer.id());
+        return false;
+    }
+    // A sender not (or no longer) listed still gets a node: a consumer
+    // answers a sync request to the node it names (stock passes none, and
+    // dmq_usrloc and htable then send their whole state to every other
+    // node instead of the one that asked, e.g. a node coming back).
+    let sender = cluster::sender_of(msg).map(|uri| cluster::node_or_stand_in(&uri));
+    let Some(resp) = peer.call(msg, sender.as_ref()) else {
+        log::error!("DMQ peer {} failed to process a message", peer.id());
+        return false;
+    };
+    if resp.code <= 0 || resp.reason.is_empty() {
+        log::warn!("DMQ peer {} gave no reply; none sent", peer.id());
+        return true;
+    }
+    let body = (!resp.body.is_empty()).then_some((resp.body.as_slice(), resp.content_type.as_str()));
+    msg.reply(&m.sl, resp.code, &resp.reason, body)
+}
+
+/// One worker's figures.
+pub struct WorkerStats {
+    pub pid: i32,
+    pub queued: usize,
+    pub processed: u64,
+}
+
+/// The job queues' figures (`kamcmd dmq.stats`).
+pub struct QueueStats {
+    pub workers: Vec<WorkerStats>,
+    /// Jobs waiting now, across workers.
+    pub queued: usize,
+    /// Most jobs ever waiting at once.
+    pub peak: usize,
+    /// KDMQ requests answered 503 because the queue was full.
+    pub rejected: u64,
+    /// Messages run at once by the process that received them.
+    pub in_place: u64,
+    pub limit: usize,
+}
+
+impl QueueStats {
+    /// Messages handed to their peer: by the workers, and at once.
+    pub fn processed(&self) -> u64 {
+        self.workers.iter().map(|w| w.processed).sum::<u64>() + self.in_place
+    }
+}
+
+pub fn stats() -> Option<QueueStats> {
+    let pool = POOL.get()?;
+    let workers = pool
+        .workers
+        .iter()
+        .map(|w| WorkerStats {
+            pid: w.figures.pid.load(Ordering::Relaxed),
+            queued: w.figures.queued.load(Ordering::Relaxed),
+            processed: w.figures.processed.load(Ordering::Relaxed),
+        })
+        .collect();
+    let c = pool.counters;
+    Some(QueueStats {
+        workers,
+        queued: c.queued.load(Ordering::Relaxed),
+        peak: c.peak.load(Ordering::Relaxed),
+        rejected: c.rejected.load(Ordering::Relaxed),
+        in_place: c.in_place.load(Ordering::Relaxed),
+        limit: pool.limit,
+    })
+}
