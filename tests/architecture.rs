@@ -1,11 +1,15 @@
-//! The rings, checked on the source (no Kamailio needed): `src/module` has
-//! no `unsafe` and no import circle, `dmq` forbids `unsafe`, and every
-//! `unsafe` block in `src/host` says why it holds.
+//! The layers, checked on the sources and manifests (no Kamailio needed):
+//! the crate graph (ARCHITECTURE.md), `dmq_rs` without `unsafe` and
+//! without an import circle, `dmq_core` forbidding `unsafe`, `kamailio`
+//! knowing nothing of DMQ, release differences only where the bindings
+//! are, `extern "C"` declarations only in `kamailio-sys`, and every
+//! `unsafe` block saying why it holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+/// The `.rs` files of a directory of the workspace, by file stem.
 fn sources(dir: &str) -> BTreeMap<String, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     fs::read_dir(&dir)
@@ -21,51 +25,119 @@ fn code(text: &str) -> impl Iterator<Item = &str> {
     text.lines().map(|l| l.split("//").next().unwrap_or(""))
 }
 
+/// The crates of the workspace: name, manifest directory, source directory.
+const CRATES: [(&str, &str, &str); 5] = [
+    ("kamailio-sys", "crates/kamailio-sys", "crates/kamailio-sys/src"),
+    ("kamailio", "crates/kamailio", "crates/kamailio/src"),
+    ("dmq_core", "dmq", "dmq/src"),
+    ("dmq_abi", "crates/dmq_abi", "crates/dmq_abi/src"),
+    ("dmq_rs", ".", "src"),
+];
+
+/// A manifest's `[dependencies]` (not build- or dev-dependencies).
+fn dependencies(manifest_dir: &str) -> BTreeSet<String> {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest_dir).join("Cargo.toml")).unwrap();
+    let mut in_deps = false;
+    let mut deps = BTreeSet::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps {
+            if let Some((name, _)) = line.split_once('=') {
+                deps.insert(name.trim().to_string());
+            }
+        }
+    }
+    deps
+}
+
 #[test]
-fn the_module_ring_has_no_unsafe_code() {
-    let module = sources("src/module");
-    assert!(module["mod"].contains("#![deny(unsafe_code)]"), "src/module/mod.rs must deny unsafe_code");
+fn the_crates_depend_on_each_other_as_the_layers_say() {
+    let want: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("kamailio-sys", &[][..]),
+        ("kamailio", &["kamailio-sys", "libc", "log"][..]),
+        ("dmq_core", &["hmac", "sha2"][..]),
+        ("dmq_abi", &["dmq_core", "kamailio", "kamailio-sys", "libc", "log"][..]),
+        ("dmq_rs", &["dmq_abi", "dmq_core", "kamailio", "log"][..]),
+    ]);
+    for (name, dir, _) in CRATES {
+        let got = dependencies(dir);
+        let want: BTreeSet<String> = want[name].iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "{name}'s [dependencies] (ARCHITECTURE.md: dmq_rs never names kamailio-sys; kamailio and dmq_core never name each other)");
+    }
+}
+
+#[test]
+fn dmq_rs_has_no_unsafe_code() {
+    let module = sources("src");
+    assert!(module["lib"].contains("#![deny(unsafe_code)]"), "src/lib.rs must deny unsafe_code");
     for (file, text) in &module {
         for (n, line) in code(text).enumerate() {
-            for word in ["unsafe ", "unsafe{", "raw::", "allow(unsafe_code)", "transmute"] {
-                assert!(!line.contains(word), "src/module/{file}.rs:{}: {word:?} belongs in src/host", n + 1);
-            }
-        }
-    }
-}
-
-/// Issue 23: a Kamailio release difference never reaches the module or the
-/// pure ring; `src/host` decides it (build.rs's `cfg(kamailio_…)`).
-#[test]
-fn release_differences_stay_in_host() {
-    for dir in ["src/module", "dmq/src"] {
-        for (file, text) in &sources(dir) {
-            for (n, line) in code(text).enumerate() {
-                assert!(!line.contains("kamailio_6") && !line.contains("kamailio_5"), "{dir}/{file}.rs:{}: a release cfg belongs in src/host", n + 1);
+            for word in ["unsafe ", "unsafe{", "raw::", "kamailio_sys", "allow(unsafe_code)", "transmute", "extern \"C\""] {
+                assert!(!line.contains(word), "src/{file}.rs:{}: {word:?} belongs in crates/kamailio or crates/dmq_abi", n + 1);
             }
         }
     }
 }
 
 #[test]
-fn the_pure_ring_forbids_unsafe_code() {
+fn the_pure_crate_forbids_unsafe_code() {
     assert!(sources("dmq/src")["lib"].contains("#![forbid(unsafe_code)]"));
 }
 
+/// The safe Kamailio crate is for any Rust module: no DMQ in its code
+/// (comments may name DMQ as an example).
 #[test]
-fn module_files_import_each_other_one_way() {
-    let module = sources("src/module");
+fn the_kamailio_crate_knows_nothing_of_dmq() {
+    for (file, text) in sources("crates/kamailio/src") {
+        for (n, line) in code(&text).enumerate() {
+            assert!(!line.to_ascii_lowercase().contains("dmq"), "crates/kamailio/src/{file}.rs:{}: DMQ belongs above this crate: {line:?}", n + 1);
+        }
+    }
+}
+
+/// A Kamailio release difference never reaches the module or the pure
+/// crate: the bindings carry layouts, and `kamailio-sys`/`dmq_abi` decide
+/// the rest (`cfg(kamailio_6_1)`).
+#[test]
+fn release_differences_stay_beside_the_bindings() {
+    for dir in ["src", "dmq/src", "crates/kamailio/src"] {
+        for (file, text) in &sources(dir) {
+            for (n, line) in code(text).enumerate() {
+                assert!(!line.contains("kamailio_6") && !line.contains("kamailio_5"), "{dir}/{file}.rs:{}: a release cfg belongs in kamailio-sys or dmq_abi", n + 1);
+            }
+        }
+    }
+}
+
+/// The only `extern "C"` declarations are the bindings' (kamailio-sys,
+/// generated); elsewhere `extern "C"` only defines functions C calls.
+#[test]
+fn only_kamailio_sys_declares_c_functions() {
+    for (_, _, dir) in CRATES.iter().filter(|(name, _, _)| *name != "kamailio-sys") {
+        for (file, text) in &sources(dir) {
+            for (n, line) in code(text).enumerate() {
+                let declares = line.contains("extern \"C\" {") || line.trim_start().starts_with("extern {");
+                assert!(!declares, "{dir}/{file}.rs:{}: C declarations belong in kamailio-sys", n + 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn dmq_rs_files_import_each_other_one_way() {
+    let module = sources("src");
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (file, text) in &module {
+    for (file, text) in module.iter().filter(|(f, _)| *f != "lib") {
         let deps = edges.entry(file.clone()).or_default();
-        // `use super::a;`, `use super::{a, b::C};` and inline `super::a::f()`.
+        // `use crate::a;`, `use crate::{a, b::C};` and inline `crate::a::f()`.
         for line in code(text) {
-            for (i, part) in line.split("super::").enumerate().skip(1) {
-                let grouped = part.starts_with('{') && line.split("super::").nth(i - 1).is_some_and(|p| p.trim_end().ends_with("use"));
+            for (i, part) in line.split("crate::").enumerate().skip(1) {
+                let grouped = part.starts_with('{') && line.split("crate::").nth(i - 1).is_some_and(|p| p.trim_end().ends_with("use"));
                 let names = if grouped { part.trim_start_matches('{').split('}').next().unwrap_or("") } else { part };
                 for name in names.split(',').take(if grouped { usize::MAX } else { 1 }) {
                     let name: String = name.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                    if module.contains_key(&name) {
+                    if module.contains_key(&name) && name != *file {
                         deps.insert(name);
                     }
                 }
@@ -78,7 +150,7 @@ fn module_files_import_each_other_one_way() {
             return;
         }
         if let Some(i) = path.iter().position(|p| p == n) {
-            panic!("import circle in src/module: {} -> {n}", path[i..].join(" -> "));
+            panic!("import circle in src/: {} -> {n}", path[i..].join(" -> "));
         }
         path.push(n.to_string());
         for d in edges.get(n).into_iter().flatten() {
@@ -95,25 +167,24 @@ fn module_files_import_each_other_one_way() {
 }
 
 #[test]
-fn every_unsafe_block_in_host_says_why() {
-    for (file, text) in sources("src/host") {
-        if file == "raw" {
-            continue; // bindgen's output
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        for (n, line) in lines.iter().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if !(code.contains("unsafe {") || code.contains("unsafe impl")) {
-                continue;
+fn every_unsafe_block_says_why() {
+    for dir in ["crates/kamailio/src", "crates/dmq_abi/src"] {
+        for (file, text) in sources(dir) {
+            let lines: Vec<&str> = text.lines().collect();
+            for (n, line) in lines.iter().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if !(code.contains("unsafe {") || code.contains("unsafe impl")) {
+                    continue;
+                }
+                // The SAFETY comment is on the line, or on the comment lines
+                // just above (a multi-line comment, or one above a `let`).
+                let above = lines[..n].iter().rev().take_while(|l| {
+                    let t = l.trim_start();
+                    t.starts_with("//") || t.starts_with("#[") || t.starts_with("let ")
+                });
+                let explained = line.contains("SAFETY:") || above.clone().any(|l| l.contains("SAFETY:"));
+                assert!(explained, "{dir}/{file}.rs:{}: unsafe without a SAFETY comment", n + 1);
             }
-            // The SAFETY comment is on the line, or on the comment lines
-            // just above (a multi-line comment, or one above a `let`).
-            let above = lines[..n].iter().rev().take_while(|l| {
-                let t = l.trim_start();
-                t.starts_with("//") || t.starts_with("#[") || t.starts_with("let ")
-            });
-            let explained = line.contains("SAFETY:") || above.clone().any(|l| l.contains("SAFETY:"));
-            assert!(explained, "src/host/{file}.rs:{}: unsafe without a SAFETY comment", n + 1);
         }
     }
 }
