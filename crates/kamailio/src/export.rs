@@ -91,21 +91,25 @@ impl Fixup {
 #[repr(transparent)]
 pub struct CmdExport(raw::cmd_export_t);
 
+/// The C signatures of script functions by their parameter count: the
+/// core's `cmd_function` takes the message and two parameters (unused
+/// ones are null), and is cast to the three- or four-parameter form for
+/// functions that declare as many.
 #[doc(hidden)]
-pub type Cmd2 = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char) -> c_int;
+pub type ScriptFn2Params = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char) -> c_int;
 #[doc(hidden)]
-pub type Cmd3 = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char, *mut c_char) -> c_int;
+pub type ScriptFn3Params = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char, *mut c_char) -> c_int;
 #[doc(hidden)]
-pub type Cmd4 = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char, *mut c_char, *mut c_char) -> c_int;
+pub type ScriptFn4Params = unsafe extern "C" fn(*mut raw::sip_msg, *mut c_char, *mut c_char, *mut c_char, *mut c_char) -> c_int;
 
 impl CmdExport {
-    const fn with(name: &'static CStr, function: Cmd2, params: c_int, fixup: Fixup, flags: u32) -> CmdExport {
+    const fn with(name: &'static CStr, function: ScriptFn2Params, params: c_int, fixup: Fixup, flags: u32) -> CmdExport {
         let (fixup, free_fixup) = fixup.functions();
         CmdExport(raw::cmd_export_t { name: cstr_ptr(name), function: Some(function), param_no: params, fixup, free_fixup, flags })
     }
 
     #[doc(hidden)]
-    pub const fn two(name: &'static CStr, f: Cmd2, params: c_int, fixup: Fixup, flags: u32) -> CmdExport {
+    pub const fn up_to_two_params(name: &'static CStr, f: ScriptFn2Params, params: c_int, fixup: Fixup, flags: u32) -> CmdExport {
         CmdExport::with(name, f, params, fixup, flags)
     }
 
@@ -113,15 +117,15 @@ impl CmdExport {
     // arity the table declares before calling (action.c, MODULE3_T and
     // MODULE4_T), as C modules rely on.
     #[doc(hidden)]
-    pub const fn three(name: &'static CStr, f: Cmd3, fixup: Fixup, flags: u32) -> CmdExport {
-        // SAFETY: only the pointer type changes; the core calls it as Cmd3.
-        CmdExport::with(name, unsafe { std::mem::transmute::<Cmd3, Cmd2>(f) }, 3, fixup, flags)
+    pub const fn three_params(name: &'static CStr, f: ScriptFn3Params, fixup: Fixup, flags: u32) -> CmdExport {
+        // SAFETY: only the pointer type changes; the core calls it as ScriptFn3Params.
+        CmdExport::with(name, unsafe { std::mem::transmute::<ScriptFn3Params, ScriptFn2Params>(f) }, 3, fixup, flags)
     }
 
     #[doc(hidden)]
-    pub const fn four(name: &'static CStr, f: Cmd4, fixup: Fixup, flags: u32) -> CmdExport {
-        // SAFETY: as above, called as Cmd4.
-        CmdExport::with(name, unsafe { std::mem::transmute::<Cmd4, Cmd2>(f) }, 4, fixup, flags)
+    pub const fn four_params(name: &'static CStr, f: ScriptFn4Params, fixup: Fixup, flags: u32) -> CmdExport {
+        // SAFETY: as above, called as ScriptFn4Params.
+        CmdExport::with(name, unsafe { std::mem::transmute::<ScriptFn4Params, ScriptFn2Params>(f) }, 4, fixup, flags)
     }
 
     /// `bind_dmq`-style API export (found with `find_export(name, 0, 0)`).
@@ -129,7 +133,7 @@ impl CmdExport {
     pub const fn api(name: &'static CStr, f: unsafe extern "C" fn(*mut c_void) -> c_int) -> CmdExport {
         // SAFETY: only the pointer type changes; find_export() callers cast it
         // back to their bind function's type before calling it.
-        CmdExport::with(name, unsafe { std::mem::transmute::<unsafe extern "C" fn(*mut c_void) -> c_int, Cmd2>(f) }, 0, Fixup::None, 0)
+        CmdExport::with(name, unsafe { std::mem::transmute::<unsafe extern "C" fn(*mut c_void) -> c_int, ScriptFn2Params>(f) }, 0, Fixup::None, 0)
     }
 
     /// The table's terminator.
@@ -211,11 +215,11 @@ macro_rules! cmd {
         }
         $crate::export::CmdExport::$ctor($name, trampoline, $($n,)? $fixup, $flags)
     }};
-    ($name:expr, $f:path, 0, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, two(0), $fixup, $flags, p1, p2) };
-    ($name:expr, $f:path, 1, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, two(1), $fixup, $flags, p1, p2) };
-    ($name:expr, $f:path, 2, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, two(2), $fixup, $flags, p1, p2) };
-    ($name:expr, $f:path, 3, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, three, $fixup, $flags, p1, p2, p3) };
-    ($name:expr, $f:path, 4, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, four, $fixup, $flags, p1, p2, p3, p4) };
+    ($name:expr, $f:path, 0, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, up_to_two_params(0), $fixup, $flags, p1, p2) };
+    ($name:expr, $f:path, 1, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, up_to_two_params(1), $fixup, $flags, p1, p2) };
+    ($name:expr, $f:path, 2, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, up_to_two_params(2), $fixup, $flags, p1, p2) };
+    ($name:expr, $f:path, 3, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, three_params, $fixup, $flags, p1, p2, p3) };
+    ($name:expr, $f:path, 4, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, four_params, $fixup, $flags, p1, p2, p3, p4) };
 }
 
 /// An integer module parameter (`modparam("dmq", "name", 3)`).
