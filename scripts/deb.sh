@@ -9,7 +9,9 @@
 #
 # Prints the .deb's path. The package holds the module in Kamailio's module
 # directory (as the kamailio package of that release has it), the README,
-# the admin guide and the example configs under /usr/share/doc, and depends
+# the admin guide, the documents the README links (security, faults and
+# healing, releases and upgrades) and the example configs under
+# /usr/share/doc, and depends
 # on the upstream version of kamailio it was built against, whatever the
 # Debian revision (`>= 6.0.1, << 6.0.2~`): a security update that keeps the
 # upstream version keeps the module installable, and Kamailio's own load-time
@@ -90,8 +92,11 @@ doc="$pkg/usr/share/doc/$name"
 install -m 0644 "$top/packaging/copyright" "$doc/copyright"
 install -m 0644 "$top/README.md" "$doc/README.md"
 install -m 0644 "$top/doc/dmq_rs.md" "$doc/dmq_rs.md"
+guides="security.md faults-and-healing.md releases-and-upgrades.md"
+for guide in $guides; do install -m 0644 "$top/doc/$guide" "$doc/$guide"; done
 install -m 0644 "$top"/cfg-examples/*.cfg "$doc/examples/"
 gzip -9n "$doc/README.md" "$doc/dmq_rs.md"
+for guide in $guides; do gzip -9n "$doc/$guide"; done
 gzip -9nc "$work/debian/changelog" > "$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 

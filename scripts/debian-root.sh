@@ -125,7 +125,7 @@ if ! root_ok "$root"; then
     root_ok "$tmp" || {
         got=$(root_version "$tmp")
         clean_tmp
-        die "$WHAT carries kamailio ${got:-(none)}, not $release.x: dmq_rs's KAMAILIO=$release build needs headers and a shim checked against $release (see README, Kamailio releases)"
+        die "$WHAT carries kamailio ${got:-(none)}, not $release.x: dmq_rs's KAMAILIO=$release build needs headers and a shim checked against $release (see doc/releases-and-upgrades.md)"
     }
     rm -rf "$root"
     mv "$tmp" "$root"

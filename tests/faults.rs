@@ -222,7 +222,7 @@ fn a_partition_heals_with_every_registration_and_htable_item_on_every_node() {
     assert_eq!(items, vec![800; 3], "htable items per node");
 }
 
-/// The same partition with the stock module (for the README's comparison;
+/// The same partition with the stock module (for doc/faults-and-healing.md's comparison;
 /// not part of `make test`: `cargo test --test faults -- --ignored`).
 #[test]
 #[ignore]
@@ -302,7 +302,7 @@ fn a_node_frozen_for_10_s_under_load_loses_nothing() {
     assert_eq!(o.items, vec![o.total; 3], "htable items per node");
 }
 
-/// The freeze with the stock module (for the README; `--ignored`).
+/// The freeze with the stock module (for doc/faults-and-healing.md; `--ignored`).
 #[test]
 #[ignore]
 fn stock_freeze_for_comparison() {
@@ -363,7 +363,7 @@ fn a_restart_storm_loses_no_accepted_registration() {
     assert_eq!(o.items, vec![o.total; 3], "htable items per node");
 }
 
-/// The restart storm with the stock module (for the README; `--ignored`).
+/// The restart storm with the stock module (for doc/faults-and-healing.md; `--ignored`).
 #[test]
 #[ignore]
 fn stock_restart_storm_for_comparison() {
@@ -431,7 +431,7 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
     let label = "shm";
     // One DMQ worker: htable's sync handler inserts without its slot lock,
     // so two syncs handled at once may store a key twice, and a removal
-    // then leaves the other copy (a stock htable race, see the README);
+    // then leaves the other copy (a stock htable race, see doc/faults-and-healing.md);
     // this test is about shm, not about that.
     let nodes = start_net_cluster(&net, label, &fault_node(false, 64).param("num_workers", "1"));
     std::thread::sleep(Duration::from_secs(6));
@@ -460,7 +460,7 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 500, aor_count);
         assert!(took.is_some(), "round {round}: not healed: {held:?}");
         // A heal sync that crosses the removals would bring back what it
-        // read before them (see the README's Faults section): let it end.
+        // read before them (see doc/faults-and-healing.md, heal syncs): let it end.
         assert!(wait_quiet(&nodes, Duration::from_secs(60)), "round {round}: heal syncs do not end");
         let (ok0, ok2) = std::thread::scope(|s| {
             let net = &net;
