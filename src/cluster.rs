@@ -143,13 +143,13 @@ fn report_events(m: &Module, events: &[NodeEvent], source: Option<&NodeUri>) {
             NodeEvent::Active(uri) => {
                 log::info!("node {uri} is active");
                 if let Some(route) = m.routes.node_active {
-                    run_node_route(route, &uri, "active");
+                    run_node_route(route, uri, "active");
                 }
             }
             NodeEvent::Inactive(uri) => {
                 log::info!("node {uri} is no longer active");
                 if let Some(route) = m.routes.node_inactive {
-                    run_node_route(route, &uri, "inactive");
+                    run_node_route(route, uri, "inactive");
                 }
             }
         }
@@ -245,7 +245,7 @@ fn parse_reply_context(context: &[u8]) -> Option<(u32, NodeUri)> {
 /// `$xavp(dmq_node=>uri)` and `$xavp(dmq_node=>status)` set, as stock.
 fn run_node_route(route: EventRoute, uri: &NodeUri, status: &str) {
     let uri = uri.to_uri();
-    if route.run_with_xavp("dmq_node", [("uri", &uri), ("status", status)]).is_err() {
+    if !route.run_with_xavp("dmq_node", [("uri", &uri), ("status", status)]) {
         log::error!("cannot run the event route for node {uri}");
     }
 }

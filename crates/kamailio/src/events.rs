@@ -22,8 +22,9 @@ impl EventRoute {
     /// Runs the route with an xavp of two string fields set for it:
     /// `$xavp(name=>k1)` = v1 and `$xavp(name=>k2)` = v2, removed again
     /// afterwards. Must not be called with a lock held: the route may call
-    /// anything.
-    pub fn run_with_xavp(self, name: &str, [(k1, v1), (k2, v2)]: [(&str, &str); 2]) -> Result<(), ()> {
+    /// anything. False when the route could not run.
+    #[must_use]
+    pub fn run_with_xavp(self, name: &str, [(k1, v1), (k2, v2)]: [(&str, &str); 2]) -> bool {
         let len = |s: &str| s.len() as i32;
         // SAFETY: the core copies the xavp's names and values; the strings
         // outlive the call.
@@ -42,10 +43,7 @@ impl EventRoute {
                 len(v2),
             )
         };
-        if rc < 0 {
-            return Err(());
-        }
-        Ok(())
+        rc >= 0
     }
 }
 
