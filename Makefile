@@ -9,8 +9,9 @@
 #   make run      a local three-node registrar cluster using dmq_rs: shows the
 #                 nodes, registers contacts on one and shows them on the
 #                 others (Ctrl-C, or `make stop` from another shell, stops it)
-#   make test     unit tests, then the integration tests (real Kamailio
-#                 processes) on the host's Kamailio, on Kamailio 6.0 and 6.1
+#   make test     formatting and clippy (make lint), unit tests, then the
+#                 integration tests (real Kamailio processes) on the host's
+#                 Kamailio, on Kamailio 6.0 and 6.1
 #   make install  copy the module into Kamailio's module directory
 #   make deb      Debian packages kamailio-dmq-rs for 5.6, 6.0 and 6.1 (build/deb/),
 #                 checked by lintian
@@ -50,7 +51,7 @@ endif
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-6.0 build-6.1 install deb stop test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 build-6.1 install deb stop lint test unit-test integration-test run bench fuzz clean
 
 all: build
 
@@ -85,10 +86,16 @@ deb: build build-6.0 build-6.1
 # mixed-version clusters, which start every release themselves), then the
 # integration suite again on Kamailio 6.0 and on Kamailio 6.1.
 MODULES := DMQ_RS_MODULE_HOST=$(CURDIR)/$(MODULE_HOST) DMQ_RS_MODULE_60=$(CURDIR)/$(MODULE_60) DMQ_RS_MODULE_61=$(CURDIR)/$(MODULE_61)
-test: build build-6.0 build-6.1 deb
+test: lint build build-6.0 build-6.1 deb
 	$(MODULES) DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) $(CARGO) test --release --workspace
 	$(MODULES) DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) $(CARGO) test --release -p dmq_rs --tests
 	$(MODULES) DMQ_RS_KAMAILIO=6.1 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_61) $(CARGO) test --release -p dmq_rs --tests
+
+# Formatting (rustfmt.toml) and every clippy warning, in every crate,
+# test and bench, are errors.
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 run: build
 	@bash scripts/run-cluster.sh

@@ -18,6 +18,12 @@ if [ -n "$missing" ]; then
     apt-get install -y -q --no-install-recommends $missing >&2
 fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo (Rust) is required" >&2; exit 1; }
+# make lint: rustfmt and clippy (rustup's default profile has them).
+for component in rustfmt clippy; do
+    cargo "${component#rust}" --version >/dev/null 2>&1 && continue
+    command -v rustup >/dev/null || { echo "deps.sh: cargo $component is required (rustup component add $component)" >&2; exit 1; }
+    rustup component add "$component"
+done
 # The headers: Debian's source package of the installed kamailio (cached).
 "$(dirname "$0")/../crates/kamailio-sys/headers/fetch.sh" >/dev/null
 # Kamailio 6.0 and 6.1: a Debian 13 root and a Debian testing root
