@@ -44,7 +44,7 @@ shm_zeroed! {
         /// Regains that found a sync from the node too recent: served
         /// together, once, at the end of the window.
         deferred: AtomicU64,
-        /// Times this node's own processes stood still (it pulled from all).
+        /// Times this node's own processes stood still (it pushes to every active node).
         stalls: AtomicU64,
         /// Nodes asked for their state: met after this node's join sync.
         pulls: AtomicU64,

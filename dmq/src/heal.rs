@@ -1,16 +1,19 @@
 //! Heal syncs: when a node comes back (a partition healed, a node restarted
-//! or answering pings again), this node asks it for its full state through
-//! the peers' init callbacks (narrowed to that node). This is the policy:
-//! which node is due a sync when, rate-limited per node so a flapping link
-//! cannot cause a sync storm, and when the local node itself was away (its
-//! processes stopped, so the others may have dropped it without it
-//! noticing). The module keeps one [`HealTable`] in shm (serialized, see
+//! or answering pings again), this node pushes its full state to it: the
+//! peers' init callbacks run narrowed to that node, and the sync requests
+//! they make are answered by this node's own consumers as if the node had
+//! sent them. A node met for the first time after this node's join sync
+//! (two groups that formed apart) is asked for its state instead: a heal
+//! pull. This is the policy: which node is due a sync when, rate-limited
+//! per node so a flapping link cannot cause a sync storm, and when the
+//! local node itself was away (its processes stopped, so the others may
+//! have dropped it without it noticing). The module keeps one [`HealTable`] in shm (serialized, see
 //! [`HealTable::encode`]) and applies these operations under a lock.
 
 use crate::nodes::MAX_NODES;
 use crate::protocol::{self, NodeUri};
 
-/// The shortest time between two heal syncs from the same node: twice the
+/// The shortest time between two heal syncs to the same node: twice the
 /// ping interval (a link cannot flap faster than pings notice it), within
 /// 4 s..120 s.
 pub fn window_ms(ping_interval_s: u32) -> u64 {

@@ -1,4 +1,4 @@
-/* dmq_rs: the Kamailio API surface bindgen turns into src/raw.
+/* The Kamailio API surface bindgen turns into kamailio-sys (src/lib.rs).
  * Only our own file: every header named here comes from the fetched
  * Kamailio source tree (see fetch.sh), never from this repository. */
 #include "core/str.h"
