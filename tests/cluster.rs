@@ -1,5 +1,9 @@
-//! Issue 3: the DMQ bus between real Kamailio nodes, pure and mixed
-//! with the stock dmq.so, and bad notifications sent as raw UDP.
+//! Cluster membership between real Kamailio nodes, pure and mixed with the
+//! stock dmq.so: nodes converge, a killed node is dropped and a stopped one
+//! leaves at once, nodes named by host name are known by their addresses,
+//! a node's status follows its answers to pings (not notifications sent in
+//! its name, and as with stock for a 403), and the node list keeps its
+//! shape against bad notifications and a flood of made-up nodes.
 
 mod common;
 
@@ -133,4 +137,145 @@ fn multi_notify_expands_a_host_name_into_its_addresses() {
         );
     }
     assert!(b.log_text().contains("multi_notify: sip:localhost"), "expansion not logged");
+}
+
+// ---- nodes named by host name -----------------------------------------------
+
+/// A route that tells whether a request comes from a cluster node.
+const FROM_NODE_ROUTE: &str = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+    \tif (is_method(\"OPTIONS\")) { if (dmq_is_from_node()) { sl_send_reply(\"200\", \"From a node\"); } \
+    else { sl_send_reply(\"403\", \"Not a node\"); } exit; }\n\
+    \tsl_send_reply(\"404\", \"Not here\");";
+
+/// The entries of `dmq.list_nodes` as (host, resolved_ip, status).
+fn listed(node: &Node) -> Vec<(String, String, String)> {
+    let out = node.try_rpc(&["dmq.list_nodes"]).unwrap_or_default();
+    out.split('}')
+        .filter(|e| e.contains("host:"))
+        .map(|e| {
+            let field = |name: &str| reply_field::<String>(e, name).unwrap_or_default();
+            (field("host"), field("resolved_ip"), field("status"))
+        })
+        .collect()
+}
+
+#[test]
+fn nodes_named_by_host_name_get_their_addresses_and_are_known_by_them() {
+    named_nodes(false);
+}
+
+/// The same with `trusted_network`: a new named node is judged by its
+/// addresses, which the DMQ DNS process looks up (issue 26: never the SIP
+/// worker that got the notification).
+#[test]
+fn named_nodes_are_judged_by_trusted_network_after_the_dns_process_looked_them_up() {
+    named_nodes(true);
+}
+
+fn named_nodes(trusted: bool) {
+    let dir = node_dir(if trusted { "names-hosts-trusted" } else { "names-hosts" });
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| allocate_address()).collect();
+    let names = ["dmq-a.cluster.test", "dmq-b.cluster.test", "dmq-c.cluster.test"];
+    let hosts = dir.join("hosts");
+    let mut text = String::from("127.0.0.1 localhost\n");
+    for (name, addr) in names.iter().zip(&addrs) {
+        text += &format!("{} {name}\n", addr.ip());
+    }
+    std::fs::write(&hosts, text).unwrap();
+    // DNS of the test's own, without records: the names come from the hosts
+    // file (and no query leaves the machine).
+    let dns = common::dns::Dns::start(if trusted { "names-dns-trusted" } else { "names-dns" }, &[], &[], 1);
+    let config = |i: usize| {
+        let c = NodeConfig {
+            host_name: Some(names[i].to_string()),
+            hosts: Some(hosts.clone()),
+            resolv_conf: Some(dns.resolv_conf()),
+            core: "use_dns_cache=no\n".into(),
+            route: FROM_NODE_ROUTE.into(),
+            ..Default::default()
+        }
+        .param("ping_interval", "2");
+        let c = if trusted { c.param("trusted_network", "\"127.0.0.0/8\"") } else { c };
+        if i == 0 { c } else { c.param("notification_address", &format!("\"sip:{}:{}\"", names[0], addrs[0].port())) }
+    };
+    let label = if trusted { "names-trusted" } else { "names" };
+    let nodes: Vec<Node> = (0..3).map(|i| Node::start_at(&format!("{label}-{i}"), &config(i), addrs[i])).collect();
+
+    // Every node lists all three by name, active, with the address the name stands for.
+    for node in &nodes {
+        let ok = node.wait_until(CONVERGE, |n| {
+            let l = listed(n);
+            l.len() == 3
+                && names.iter().zip(&addrs).all(|(name, addr)| {
+                    l.iter().any(|(h, ip, st)| h == name && *ip == addr.ip().to_string() && st == "active")
+                })
+        });
+        assert!(ok, "node {} lists {:?}", node.addr, listed(node));
+    }
+
+    // dmq_is_from_node() knows a request from a node's address, as stock does.
+    let a = &nodes[0];
+    let from_b = UdpSocket::bind(format!("{}:0", addrs[1].ip())).unwrap();
+    let options = |from: &UdpSocket| sip_request("OPTIONS", "x", a.addr, from.local_addr().unwrap(), "text/plain", b"", Some(0));
+    let reply = a.sip_exchange(&from_b, &options(&from_b), Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 200"), "from node b: {reply}");
+    let stranger = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let reply = a.sip_exchange(&stranger, &options(&stranger), Duration::from_secs(5)).unwrap_or_default();
+    assert!(reply.starts_with("SIP/2.0 403"), "from elsewhere: {reply}");
+}
+
+// ---- what keeps a node listed, and how many ---------------------------------
+
+fn stat(node: &Node, name: &str) -> i64 {
+    reply_field(&node.rpc(&["dmq.stats"]), name).unwrap_or(-1)
+}
+
+#[test]
+fn a_node_that_refuses_pings_stays_listed_as_with_stock() {
+    let node = Node::start("ping-403", &NodeConfig::default().param("ping_interval", "1"));
+    let fake = FakeNode::new();
+    fake.join(&node);
+    // Several ping rounds answered 403: stock changes nothing for it.
+    fake.answer_pings(403, Duration::from_secs(5));
+    assert_eq!(status_of(&node, fake.addr).as_deref(), Some("active"), "{}", node.rpc(&["dmq.list_nodes"]));
+}
+
+#[test]
+fn notifications_in_a_dead_nodes_name_do_not_keep_it_listed() {
+    let node = Node::start("spoofed-alive", &NodeConfig::default().param("ping_interval", "1"));
+    let fake = FakeNode::new();
+    fake.join(&node);
+    // The node stops answering pings; someone else keeps sending
+    // notifications in its name (From: the fake node, body: it is active).
+    let spoofer = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let body = format!("sip:{};status=active\r\n", fake.addr);
+    let gone = node.wait_until(Duration::from_secs(8), |n| {
+        // From: names the fake node; the packet comes from the spoofer.
+        let request = kdmq(n.addr, fake.addr, "notification_peer", "text/plain", body.as_bytes());
+        spoofer.send_to(&request, n.addr).unwrap();
+        status_of(n, fake.addr).as_deref() != Some("active")
+    });
+    assert!(gone, "a node that answers no ping is still active: {}", node.rpc(&["dmq.list_nodes"]));
+}
+
+#[test]
+fn a_flood_of_bogus_nodes_fills_the_list_to_its_limit_and_changes_still_hold() {
+    let node = Node::start("node-limit", &NodeConfig::default().param("ping_interval", "1"));
+    let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let from = sock.local_addr().unwrap();
+    // 600 made-up nodes on loopback addresses nobody listens on.
+    let body: String = (0..600).map(|i| format!("sip:127.1.{}.{}:5090;status=active\r\n", i / 250, 1 + i % 250)).collect();
+    let reply = node.sip_exchange(&sock, &kdmq(node.addr, from, "notification_peer", "text/plain", body.as_bytes()), Duration::from_secs(5));
+    assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
+    let limit: usize = reply_field(&node.rpc(&["dmq.stats"]), "node_limit").unwrap();
+    let listed = |n: &Node| n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default().matches("host:").count();
+    assert_eq!(listed(&node), limit, "the list holds up to the limit");
+    assert_eq!(stat(&node, "nodes_refused"), (600 + 1 - limit) as i64);
+    assert!(node.log_text().contains("beyond the limit"), "the refusal is logged");
+    // Changes are still saved: the made-up nodes answer no ping and go.
+    assert!(
+        node.wait_until(Duration::from_secs(10), |n| listed(n) == 1),
+        "{} nodes still listed",
+        listed(&node)
+    );
 }

@@ -1,4 +1,4 @@
-//! Issue 26: discovery that follows the platform. Membership is a DNS name
+//! Discovery that follows the platform. Membership is a DNS name
 //! (a Kubernetes headless service, say) served by a real DNS server of the
 //! test's own (dnsmasq, see `common::dns`) whose records change while the
 //! nodes run: split groups merge with their registrations, a cold start, a

@@ -1,4 +1,4 @@
-//! Issue 11: partitions and faults. Each node runs on a test host of its
+//! Partitions and faults. Each node runs on a test host of its
 //! own (a network namespace, `common::netns`), so a host can be cut off
 //! and healed; nodes are frozen (SIGSTOP), killed (SIGKILL) and restarted
 //! under load. After each fault every node must hold every registration
@@ -168,11 +168,15 @@ fn wait_noticed(node: &Node, addr: SocketAddr, limit: Duration) -> Option<Durati
     node.wait_until(limit, |n| status_of(n, addr).as_deref() != Some("active")).then(|| start.elapsed())
 }
 
+/// What a partition ends with: seconds to notice, seconds to heal (None:
+/// not within the bound), contacts per node, htable items per node.
+type PartitionFigures = (f64, Option<f64>, Vec<usize>, Vec<usize>);
+
 /// The issue's partition, on any implementation: host 2 cut off for about
 /// 10 s while 500 AoRs register on host 0 and 300 on host 2; then healed.
 /// Returns (seconds to notice, seconds to heal or None, contacts per node,
 /// htable items per node).
-fn partition(label: &str, stock: bool) -> Option<(f64, Option<f64>, Vec<usize>, Vec<usize>)> {
+fn partition(label: &str, stock: bool) -> Option<PartitionFigures> {
     let _serial = one_at_a_time();
     let net = TestNet::new(3)?;
     let nodes = start_net_cluster(&net, label, &fault_node(stock, 64));

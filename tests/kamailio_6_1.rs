@@ -1,4 +1,4 @@
-//! Issue 23: what Kamailio 6.1 does differently, through dmq_rs on 6.1.
+//! What Kamailio 6.1 does differently, through dmq_rs on 6.1.
 //! dmq_usrloc asks for the DMQ server socket (`get_dmq_server_socket`, the
 //! fifth member of 6.1's `dmq_api_t`), dialog confirms a replicated dialog
 //! on ACK, presence replicates subscriptions, `dmq.list_nodes` shows 6.1's

@@ -1,6 +1,10 @@
-//! Issue 4: messages carried for other modules. The unmodified htable,
-//! dmq_usrloc, dialog and presence modules from Debian bind to dmq_rs
-//! through bind_dmq; script peers, dmq_t_replicate and KEMI.
+//! Messages carried for other modules. The unmodified htable, dmq_usrloc,
+//! dialog and presence modules from Debian bind to dmq_rs through bind_dmq
+//! and replicate through it, in pure and mixed clusters and with the example
+//! configs; a joining node syncs (from one node with `init_with_single`);
+//! updates to a stalled node are retransmitted or batched until they arrive;
+//! script peers, dmq_t_replicate, KEMI, and `dmq_process_custom` /
+//! `dmq_handle_custom` handing a body to a consumer.
 
 mod common;
 
@@ -141,6 +145,39 @@ fn joining_node_receives_existing_registrations_through_sync() {
     assert!(late.wait_until(REPLICATE, |n| aor_count(n) == 500), "the joining node holds {} of 500 AoRs", aor_count(&late));
 }
 
+/// A registrar that logs every dmq_usrloc sync request it receives (the
+/// body `{"action":N}` alone).
+fn logging_registrar(c: NodeConfig) -> NodeConfig {
+    let mut c = registrar(c);
+    c.route = format!("if (is_method(\"KDMQ\") && $rU == \"usrloc\" && $cl < 20) {{ xlog(\"L_NOTICE\", \"SYNC-REQUEST from $si\\n\"); }}\n\t{}", c.route);
+    c
+}
+
+/// Lines of the node's log that end with `line`.
+fn count(node: &Node, line: &str) -> usize {
+    node.log_text().lines().filter(|l| l.ends_with(line)).count()
+}
+
+#[test]
+fn init_with_single_syncs_from_one_node() {
+    let nodes = start_cluster("single", vec![logging_registrar(NodeConfig::default()), logging_registrar(NodeConfig::default())]);
+    let dir = node_dir("single-sipp");
+    let (status, _, err) = sipp_register(nodes[0].addr, &dir, 30, 100);
+    assert!(status.success(), "sipp: {err}");
+    assert!(nodes[1].wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "B did not get every registration");
+    let c = logging_registrar(NodeConfig::default())
+        .param("init_with_single", "1")
+        .param("ping_interval", "2")
+        .param("notification_address", &format!("\"sip:{}\"", nodes[0].addr))
+        .param("notification_address", &format!("\"sip:{}\"", nodes[1].addr));
+    let c = Node::start("single-c", &c);
+    assert_converged(&[&nodes[0], &nodes[1], &c]);
+    assert!(c.wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "the joining node holds {} of 30", aor_count(&c));
+    std::thread::sleep(Duration::from_secs(1));
+    let requests: usize = nodes.iter().map(|n| count(n, &format!("SYNC-REQUEST from {}", c.addr.ip()))).sum();
+    assert_eq!(requests, 1, "the joining node asked {requests} nodes, not one");
+}
+
 #[test]
 fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
     let node = || {
@@ -170,16 +207,15 @@ fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
 
 #[test]
 fn dmq_bcast_message_from_the_script_reaches_every_node() {
-    let node = || {
-        let mut c = NodeConfig::default();
-        c.route = "if (is_method(\"KDMQ\") && $rU == \"app\") {\n\
-                   \t\txlog(\"L_NOTICE\", \"APP-MSG $rb from $si\\n\");\n\t\tdmq_handle_message();\n\t\texit;\n\t}\n\
-                   \tif (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
-                   \tif (is_method(\"MESSAGE\")) {\n\t\tdmq_bcast_message(\"app\", \"$rb\", \"text/plain\");\n\
-                   \t\tsl_send_reply(\"200\", \"Broadcast\");\n\t\texit;\n\t}\n\
-                   \tsl_send_reply(\"404\", \"Not here\");"
-            .into();
-        c
+    let node = || NodeConfig {
+        route: "if (is_method(\"KDMQ\") && $rU == \"app\") {\n\
+                \t\txlog(\"L_NOTICE\", \"APP-MSG $rb from $si\\n\");\n\t\tdmq_handle_message();\n\t\texit;\n\t}\n\
+                \tif (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+                \tif (is_method(\"MESSAGE\")) {\n\t\tdmq_bcast_message(\"app\", \"$rb\", \"text/plain\");\n\
+                \t\tsl_send_reply(\"200\", \"Broadcast\");\n\t\texit;\n\t}\n\
+                \tsl_send_reply(\"404\", \"Not here\");"
+            .into(),
+        ..Default::default()
     };
     let nodes = start_cluster("bcast", vec![node(), node(), node()]);
     // The receiving nodes learn the "app" peer the way the stock module's
@@ -229,56 +265,49 @@ fn dialog_and_presence_bind_with_enable_dmq() {
 #[test]
 fn kemi_lua_script_runs_a_node() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kemi/dmq.lua");
-    let mut c = NodeConfig::default();
-    c.route = String::new(); // a native request_route would take precedence
-    c.consumers += &format!(
-        "loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n",
-        script.display()
-    );
+    let c = NodeConfig {
+        route: String::new(), // a native request_route would take precedence
+        consumers: format!("loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n", script.display()),
+        ..Default::default()
+    };
     let nodes = start_cluster("kemi", vec![c.clone(), c]);
     for n in &nodes {
         assert!(n.wait_until(Duration::from_secs(5), |x| x.log_text().contains("KEMI dmq: notification_peer")), "the Lua route did not run on {}", n.addr);
     }
 }
 
-#[test]
-fn full_job_queue_answers_503_at_once_and_keeps_serving() {
-    // One slow worker (polling every 2 s) and room for one waiting job;
-    // every message goes through the queue (updates_in_place 0).
-    // The test's socket is no cluster node: let its KDMQs in (members_only 0).
-    let c = htable_node(false)
-        .param("updates_in_place", "0")
-        .param("num_workers", "1")
-        .param("worker_usleep", "2000000")
-        .param("job_queue_limit", "1")
-        .param("members_only", "0");
-    let node = Node::start("queue-full", &c);
-    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
-    let from = sock.local_addr().unwrap();
-    // What htable itself sends for `sht_seti t q 7` (an empty object would
-    // crash htable 5.6's handler, stock or not: it reads root->child blindly).
-    let set_q = |from, value: u32| {
-        let body = format!(r#"{{"action":2,"htname":"t","cname":"q","type":0,"intval":{value},"mode":0}}"#);
-        kdmq(node.addr, from, "htable", "application/json", body.as_bytes())
-    };
-    sock.send_to(&set_q(from, 7), node.addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    let reply = node.sip_exchange(&sock, &set_q(from, 7), Duration::from_secs(1)).unwrap_or_default();
-    assert!(reply.starts_with("SIP/2.0 503"), "expected 503 at once, got: {reply}");
-    assert!(node.log_text().contains("job queue full"), "no log line for the refused job");
-    let stat = dmq_stat;
-    assert_eq!(stat(&node, "jobs_rejected"), Some(1), "dmq.stats: {:?}", node.try_rpc(&["dmq.stats"]));
-    // Still serving once the worker catches up: the queued job ran, a new one runs too.
-    assert!(node.wait_until(Duration::from_secs(10), |n| stat(n, "jobs_waiting") == Some(0)), "the queue did not drain");
-    assert_eq!(htable_value(&node, "q").as_deref(), Some("7"));
-    let later = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
-    let reply = node.sip_exchange(&later, &set_q(later.local_addr().unwrap(), 8), Duration::from_secs(5)).unwrap_or_default();
-    assert!(reply.starts_with("SIP/2.0 200"), "after draining: {reply}");
-    assert_eq!(htable_value(&node, "q").as_deref(), Some("8"));
-    assert_eq!(stat(&node, "jobs_rejected"), Some(1));
-    assert_eq!(stat(&node, "jobs_processed"), Some(2));
+/// A node whose request route hands an OPTIONS body to htable through the
+/// custom functions: user `process` (at once) or `handle` (a DMQ worker);
+/// 200 when the function returned true, 500 otherwise.
+fn custom_node() -> NodeConfig {
+    let mut c = with_htable(NodeConfig::default());
+    c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
+        \tif ($rU == \"process\") { if (dmq_process_custom(\"$hdr(X-Peer)\", \"sip:127.0.9.9:5060\", \"$rb\", \"application/json\")) { sl_send_reply(\"200\", \"OK\"); } else { sl_send_reply(\"500\", \"Refused\"); } exit; }\n\
+        \tif ($rU == \"handle\") { if (dmq_handle_custom(\"$hdr(X-Peer)\", \"sip:127.0.9.9:5060\", \"$rb\", \"application/json\")) { sl_send_reply(\"200\", \"OK\"); } else { sl_send_reply(\"500\", \"Refused\"); } exit; }\n\
+        \tsl_send_reply(\"404\", \"Not here\");"
+        .into();
+    c
 }
 
+#[test]
+fn custom_functions_reach_a_consumer_with_admission_checks() {
+    let node = Node::start("custom", &custom_node());
+    let sock = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
+    let send = |user: &str, peer: &str, body: &str| send_options(&node, &sock, user, peer, body);
+    let set = htable_set;
+    assert!(send("process", "htable", &set("p", 7)).starts_with("SIP/2.0 200"));
+    assert_eq!(htable_get(&node, "t", "p").as_deref(), Some("7"));
+    assert!(send("handle", "htable", &set("h", 8)).starts_with("SIP/2.0 200"));
+    assert!(node.wait_until(Duration::from_secs(3), |n| htable_get(n, "t", "h").as_deref() == Some("8")));
+    // A body htable would choke on, an unknown peer, a bad node: refused.
+    for (user, peer, body) in [("process", "htable", "{\"action\":2,\"htname\""), ("handle", "htable", "[1,2"), ("process", "nosuchpeer", &set("x", 1))] {
+        let reply = send(user, peer, body);
+        assert!(reply.starts_with("SIP/2.0 500"), "{user} {peer} {body}: {reply}");
+    }
+    assert_eq!(htable_get(&node, "t", "x"), None);
+    assert_eq!(reply_field::<u64>(&node.rpc(&["dmq.stats"]), "refused_bad_json"), Some(2), "refused bodies are counted as from the wire");
+    assert!(node.log_text().contains("no DMQ peer \"nosuchpeer\""));
+}
 
 /// Dialogs in a node's table, as `dlg.list` shows them.
 fn dialog_call_ids(node: &Node) -> Vec<String> {
@@ -409,23 +438,4 @@ fn presence_publications_replicate() {
     for n in &nodes {
         assert!(n.wait_until(REPLICATE, holds_alice), "{} has no presentity for alice", n.addr);
     }
-}
-
-#[test]
-fn a_full_job_queue_loses_nothing_between_dmq_rs_nodes() {
-    // The receiver takes one waiting job at a time, and its one worker polls
-    // every 50 ms: a burst of writes overflows it, its 503s make the sender
-    // send again later, and every item arrives (every message through the
-    // queue: updates_in_place 0).
-    let receiver = htable_node(false).param("updates_in_place", "0").param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
-    let nodes = start_cluster("queue-retry", vec![htable_node(false), receiver]);
-    for i in 0..20 {
-        nodes[0].rpc(&["htable.seti", "t", &format!("burst{i}"), &i.to_string()]);
-    }
-    for i in 0..20 {
-        let key = format!("burst{i}");
-        assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, &key) == Some(i.to_string())), "{key} never arrived");
-    }
-    assert!(dmq_stat(&nodes[1], "jobs_rejected").unwrap_or(0) > 0, "the queue never overflowed: {:?}", nodes[1].try_rpc(&["dmq.stats"]));
-    assert!(dmq_stat(&nodes[0], "retries_after_503").unwrap_or(0) > 0, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
 }

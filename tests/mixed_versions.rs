@@ -1,4 +1,4 @@
-//! Issues 10 and 23: Kamailio 5.6 (the machine's), 6.0 (the Debian 13 root)
+//! Kamailio 5.6 (the machine's), 6.0 (the Debian 13 root)
 //! and 6.1 (the Debian testing root) in one DMQ cluster. dmq_rs and the
 //! stock dmq.so on all three releases replicate dmq_usrloc registrations
 //! and htable items whichever kind of node they enter through, and no node

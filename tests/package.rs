@@ -1,4 +1,4 @@
-//! Issue 13: the Debian package (`make deb`) installs into a clean root,
+//! The Debian package (`make deb`) installs into a clean root,
 //! Kamailio loads the module from its own module directory with a config
 //! that says only `loadmodule "dmq_rs.so"`, and purging the package leaves
 //! nothing behind. The root is the machine's own for 5.6, the Debian 13
@@ -7,10 +7,10 @@
 //! (tests/package/install-remove.sh): none is changed, and other tests
 //! using them meanwhile see nothing.
 //!
-//! Issue 23: the package depends on the upstream version, not the Debian
-//! revision. On 6.0 the overlay is first upgraded from Debian 13's security
-//! archive (6.0.1-1+deb13u1 → a later +deb13uN), and the package built
-//! against the root's revision installs and loads there.
+//! The package depends on the upstream version, not the Debian revision:
+//! on 6.0 the overlay is first upgraded from Debian 13's security archive
+//! (6.0.1-1+deb13u1 → a later +deb13uN), and the package built against the
+//! root's revision installs and loads there.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! Issue 16: only members speak DMQ, members may have to prove it, and one
-//! packet can no longer crash or hijack a node.
+//! Only members speak DMQ, members may have to prove it (a shared secret),
+//! and one packet can no longer crash or hijack a node.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Issue 16: DMQ over TLS with Kamailio's tls module, nodes verifying each
+//! DMQ over TLS with Kamailio's tls module, nodes verifying each
 //! other's certificates; a pure dmq_rs cluster, one with a stock node, and
 //! a node whose certificate comes from another CA kept out.
 

@@ -1,5 +1,5 @@
-//! Issue 22: peer messages over TCP and TLS go through dmq_rs's in-flight
-//! table, not a tm transaction each, in clusters with stock nodes too:
+//! Peer messages over TCP and TLS go through dmq_rs's in-flight table, not a
+//! tm transaction each (since issue 22), in clusters with stock nodes too:
 //! stock nodes answer through sl on the connection, and their replies must
 //! complete our messages; stock's own messages reach us through its tm.
 

@@ -1,5 +1,9 @@
-//! Issue 2: the module loads into the stock Kamailio, validates its
-//! parameters like an operator needs, and stock dmq configs run unchanged.
+//! What an operator sees when Kamailio starts with dmq_rs: the module loads
+//! into the stock Kamailio and its workers are counted by Kamailio's cfg
+//! framework like its own processes, a bad parameter stops the start with
+//! one error line naming it, every example config passes `kamailio -c`, a
+//! stock dmq config runs with only its loadmodule line switched, and the
+//! debug level decides what the module logs.
 
 mod common;
 
@@ -151,4 +155,46 @@ fn debug_level_decides_what_dmq_rs_logs() {
     assert!(!quiet.log_text().contains("DEBUG: dmq"), "{}", quiet.log_text());
     let verbose = Node::start("log-verbose", &NodeConfig { debug: 3, ..Default::default() });
     assert!(verbose.log_text().contains("DEBUG: dmq"), "{}", verbose.log_text());
+}
+
+// ---- cfg framework ------------------------------------------------------
+
+/// Reads `len` bytes at `addr` in process `pid` (root reads any process).
+fn peek(pid: u32, addr: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut buf = vec![0u8; len];
+    mem.read_exact_at(&mut buf, addr).unwrap();
+    buf
+}
+
+/// How many processes the cfg framework waits for before it frees a
+/// config change (the refcount `cfg_register_child` raises on the first
+/// per-child callback item), read from the node's main process.
+fn cfg_children(node: &Node) -> i32 {
+    let pid = node.pid();
+    // /proc/pid/maps names the file by its real path
+    let binary = node.release.host_path(KAMAILIO).canonicalize().unwrap();
+    let binary = binary.to_str().unwrap();
+    let nm = std::process::Command::new("nm").args(["-D", binary]).output().expect("nm (binutils)");
+    let symbol = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .find_map(|l| l.strip_suffix(" B cfg_child_cb_first").map(|a| u64::from_str_radix(a.trim(), 16).unwrap()))
+        .expect("cfg_child_cb_first in kamailio's dynamic symbols");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let base = maps
+        .lines()
+        .find(|l| l.ends_with(binary) && l.split_whitespace().nth(2) == Some("00000000"))
+        .map(|l| u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+        .unwrap_or_else(|| panic!("kamailio's mapping ({binary}) in:\n{maps}"));
+    let word = |addr: u64| u64::from_ne_bytes(peek(pid, addr, 8).try_into().unwrap());
+    let first = word(word(base + symbol));
+    i32::from_ne_bytes(peek(pid, first, 4).try_into().unwrap())
+}
+
+#[test]
+fn dmq_workers_are_counted_by_the_cfg_framework() {
+    let one = Node::start("cfg-1", &NodeConfig::default().param("num_workers", "1"));
+    let four = Node::start("cfg-4", &NodeConfig::default().param("num_workers", "4"));
+    assert_eq!(cfg_children(&four) - cfg_children(&one), 3, "three more workers, three more cfg children");
 }

@@ -1,0 +1,110 @@
+//! Helper processes (sipp, kamcmd, …) and waits, every one bounded in time.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs a command with a time limit; kills it when the limit passes.
+/// Output is drained by threads so a long reply cannot block the child.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).ok();
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{cmd:?} did not finish within {limit:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    Ok((status, out_reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default()))
+}
+
+/// A helper process (e.g. a sipp call generator) in its own process group,
+/// killed with that group when dropped, so a failing test leaves nothing.
+pub struct Background(pub(super) Child);
+
+impl Background {
+    pub fn spawn(mut cmd: Command, log: &Path) -> Background {
+        let out = fs::File::create(log).unwrap();
+        cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
+        Background(cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}")))
+    }
+}
+
+impl Background {
+    /// Waits (bounded) for the process to exit; None when it is still running.
+    pub fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // SAFETY: signals only the process group this harness created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `probe` every `poll` until `done` holds (returns the last value
+/// and the time it took) or the value stops changing for `quiet` or `limit`
+/// passes (returns the last value and None).
+pub fn wait_settled<T: PartialEq>(
+    limit: Duration,
+    quiet: Duration,
+    poll: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> (T, Option<Duration>) {
+    let start = Instant::now();
+    let mut last = probe();
+    let mut last_change = Instant::now();
+    loop {
+        if done(&last) {
+            return (last, Some(start.elapsed()));
+        }
+        if start.elapsed() > limit || last_change.elapsed() > quiet {
+            return (last, None);
+        }
+        std::thread::sleep(poll);
+        let now = probe();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+}
