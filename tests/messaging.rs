@@ -66,7 +66,7 @@ fn contacts_replicate(label: &str, kinds: [bool; 3], entry: usize) {
         assert!(entry.wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "{:?}", entry.try_rpc(&["dmq.stats"]));
         // Each copy went alone or in a batch (dmq_usrloc's multi form, which
         // stock nodes read as well).
-        let sent = dmq_stat(entry, "messages_sent").unwrap_or(0) - dmq_stat(entry, "batches_sent").unwrap_or(0);
+        let sent = dmq_stat(entry, "messages_sent_without_tm").unwrap_or(0) - dmq_stat(entry, "batches_sent").unwrap_or(0);
         assert!(sent + dmq_stat(entry, "messages_batched").unwrap_or(0) >= 2000, "{:?}", entry.try_rpc(&["dmq.stats"]));
         assert_eq!(dmq_stat(entry, "sent_through_tm_table_full"), Some(0));
     }
@@ -92,7 +92,7 @@ fn updates_to_a_frozen_node_go_in_batches_and_all_arrive_stock_or_not() {
     assert!(entry.wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "{:?}", stats());
     let batched = dmq_stat(entry, "messages_batched").unwrap_or(0);
     assert!(batched > 0 && dmq_stat(entry, "batches_sent").unwrap_or(0) > 0, "no batch went out: {:?}", stats());
-    assert_eq!(dmq_stat(entry, "timeouts"), Some(0), "{:?}", stats());
+    assert_eq!(dmq_stat(entry, "messages_timed_out_without_tm"), Some(0), "{:?}", stats());
 }
 
 /// A figure from `kamcmd dmq.stats`.
@@ -107,12 +107,12 @@ fn a_message_to_a_stalled_node_is_retransmitted_until_it_gets_there() {
     nodes[0].rpc(&["htable.seti", "t", "late", "5"]);
     // T1 is 500 ms: by 1.6 s at least two retransmissions went out.
     std::thread::sleep(Duration::from_millis(1600));
-    let retransmissions = dmq_stat(&nodes[0], "retransmissions").unwrap_or(0);
+    let retransmissions = dmq_stat(&nodes[0], "messages_retransmitted").unwrap_or(0);
     nodes[1].resume();
     assert!(retransmissions >= 2, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
     assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, "late").as_deref() == Some("5")), "the item never reached the stalled node");
     assert!(nodes[0].wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "still waiting: {:?}", nodes[0].try_rpc(&["dmq.stats"]));
-    assert_eq!(dmq_stat(&nodes[0], "timeouts"), Some(0));
+    assert_eq!(dmq_stat(&nodes[0], "messages_timed_out_without_tm"), Some(0));
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn full_job_queue_answers_503_at_once_and_keeps_serving() {
     let stat = dmq_stat;
     assert_eq!(stat(&node, "jobs_rejected"), Some(1), "dmq.stats: {:?}", node.try_rpc(&["dmq.stats"]));
     // Still serving once the worker catches up: the queued job ran, a new one runs too.
-    assert!(node.wait_until(Duration::from_secs(10), |n| stat(n, "jobs_waiting") == Some(0)), "the queue did not drain");
+    assert!(node.wait_until(Duration::from_secs(10), |n| stat(n, "jobs_queued") == Some(0)), "the queue did not drain");
     assert_eq!(htable_value(&node, "q").as_deref(), Some("7"));
     let later = std::net::UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let reply = node.sip_exchange(&later, &set_q(later.local_addr().unwrap(), 8), Duration::from_secs(5)).unwrap_or_default();
@@ -427,5 +427,5 @@ fn a_full_job_queue_loses_nothing_between_dmq_rs_nodes() {
         assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, &key) == Some(i.to_string())), "{key} never arrived");
     }
     assert!(dmq_stat(&nodes[1], "jobs_rejected").unwrap_or(0) > 0, "the queue never overflowed: {:?}", nodes[1].try_rpc(&["dmq.stats"]));
-    assert!(dmq_stat(&nodes[0], "retries_after_503").unwrap_or(0) > 0, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
+    assert!(dmq_stat(&nodes[0], "messages_retried_after_503_without_tm").unwrap_or(0) > 0, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
 }

@@ -275,14 +275,14 @@ fn replies_reach_dmq_through_a_reply_route_that_drops_unknown_replies() {
         "replies did not complete the messages: {}",
         entry.rpc(&["dmq.stats"])
     );
-    let sent = stat(entry, "messages_sent");
+    let sent = stat(entry, "messages_sent_without_tm");
     // Each copy went alone or in a batch.
     let copies = sent - stat(entry, "batches_sent") + stat(entry, "messages_batched");
     assert!(copies >= 2 * count as i64, "{}", entry.rpc(&["dmq.stats"]));
     // Without the replies every message would be sent again about 7 times.
-    let retransmissions = stat(entry, "retransmissions");
+    let retransmissions = stat(entry, "messages_retransmitted");
     assert!(retransmissions * 20 < sent, "{retransmissions} retransmissions for {sent} messages");
-    assert_eq!(stat(entry, "timeouts"), 0);
+    assert_eq!(stat(entry, "messages_timed_out_without_tm"), 0);
 }
 
 #[test]
@@ -362,9 +362,9 @@ fn a_full_job_queue_loses_nothing_over_tcp() {
     assert!(stat(&receiver, "jobs_rejected") > 0, "the queue never overflowed: {}", receiver.rpc(&["dmq.stats"]));
     // Over TCP too every message goes through the in-flight table, and the
     // 503s are sent again from there (before issue 22: through tm).
-    assert!(stat(&sender, "retries_after_503") > 0, "{}", sender.rpc(&["dmq.stats"]));
-    assert_eq!(stat(&sender, "messages_sent"), 20, "{}", sender.rpc(&["dmq.stats"]));
-    assert_eq!(stat(&sender, "tm_retries_after_503"), 0, "{}", sender.rpc(&["dmq.stats"]));
+    assert!(stat(&sender, "messages_retried_after_503_without_tm") > 0, "{}", sender.rpc(&["dmq.stats"]));
+    assert_eq!(stat(&sender, "messages_sent_without_tm"), 20, "{}", sender.rpc(&["dmq.stats"]));
+    assert_eq!(stat(&sender, "messages_retried_after_503_through_tm"), 0, "{}", sender.rpc(&["dmq.stats"]));
 }
 
 #[test]

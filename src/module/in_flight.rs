@@ -46,7 +46,7 @@ use crate::shm_data;
 use crate::shm_zeroed;
 
 use super::cluster;
-use super::figures::{self, Count};
+use super::event_counts::{self, EventCount};
 use super::state::module;
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
@@ -216,7 +216,7 @@ pub fn send(peer_message: &PeerMessage<'_>, target: &NodeUri, ip: Option<IpAddr>
     match offered {
         Offer::Full => unreachable!("a full batch is waited for or sent past"),
         Offer::Joined => {
-            figures::count(Count::MessagesBatched);
+            event_counts::add(EventCount::MessagesBatched);
             Ok(())
         }
         Offer::Lead => {
@@ -480,7 +480,7 @@ fn send_batch(table: &Table, to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>)
         None => Err(SendError::Failed(format!("no node URI in {:?}", String::from_utf8_lossy(uri)))),
     };
     if sent.is_ok() {
-        figures::count(Count::BatchesSent);
+        event_counts::add(EventCount::BatchesSent);
         return;
     }
     // Not in flight after all (a full table, most likely). While other
@@ -505,7 +505,7 @@ fn send_batch(table: &Table, to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>)
         _ => Err("no way to send it".into()),
     };
     match through_tm {
-        Ok(()) => figures::count(Count::BatchesSent),
+        Ok(()) => event_counts::add(EventCount::BatchesSent),
         Err(e) => log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri)),
     }
 }
@@ -629,7 +629,7 @@ fn complete(table: &Table, message: ShmArc<Message>, code: i32, reply: TmReply<'
     let (uri, _) = parts(&message);
     if reply.msg().is_some() {
         for _ in 0..updates {
-            figures::count_reply(code);
+            event_counts::add_reply(code);
         }
     }
     if code >= 300 {

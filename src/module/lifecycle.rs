@@ -11,7 +11,7 @@ use crate::host::sip_uri;
 use crate::host::socket::LocalSocket;
 
 use super::state::{self, Module, NodeRoutes};
-use super::{admission, cluster, figures, heal, in_flight, lookups, messaging, params, peer_events, peers, workers};
+use super::{admission, cluster, event_counts, heal, in_flight, lookups, messaging, params, peer_events, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -25,7 +25,7 @@ fn bind_error(err: BindError) -> String {
 pub fn init() -> Result<(), String> {
     crate::host::log::init();
     log::info!("dmq_rs {} (Rust DMQ module) starting in {}", env!("CARGO_PKG_VERSION"), core_version());
-    let (config, adjustments) = super::params::raw_params().validate().map_err(|e| e.to_string())?;
+    let (config, adjustments) = params::raw_params().validate().map_err(|e| e.to_string())?;
     log::debug!("parameters: {config:?}");
     for a in adjustments {
         log::warn!("modparam(\"dmq\", \"{}\"): {}", a.param, a.note);
@@ -82,12 +82,10 @@ pub fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
-    let event_callback = dmq_core::peer_events::check_callback_name(&params::EVENT_CALLBACK.get().unwrap_or_default())
-        .map_err(|e| format!("modparam(\"dmq\", \"event_callback\"): {e}"))?;
-    peer_events::init(params::INIT_WITH_SINGLE.get() != 0, params::SL_SEND.get() != 0, event_callback)?;
+    peer_events::init(config.init_with_single, config.sl_send, config.event_callback.clone())?;
     crate::host::shm::recycled::init()?;
     admission::init(&config)?;
-    figures::init()?;
+    event_counts::init()?;
     cluster::init(local_uri.clone())?;
     peers::init()?;
     heal::init()?;

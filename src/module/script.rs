@@ -7,7 +7,7 @@ use crate::host::sip_msg::SipMsg;
 
 use super::admission;
 use super::cluster;
-use super::figures::{self, Count};
+use super::event_counts::{self, EventCount};
 use super::messaging;
 use super::peers;
 use super::state::module;
@@ -59,7 +59,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             return refused(m, msg, &channel, refusal, returnval);
         }
     }
-    figures::count(Count::MessagesReceived);
+    event_counts::add(EventCount::MessagesReceived);
     if in_place {
         return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
     }
