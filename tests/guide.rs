@@ -86,12 +86,14 @@ fn guide() -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/dmq_rs.md")).unwrap()
 }
 
-/// The text under the heading `### N.M. \`name\`…` up to the next heading.
+/// The heading `### N.M. \`name\`…` of `name` and the text under it, up to
+/// the next heading.
 fn entry<'a>(section: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
-    let start = section.find(&format!(". `{name}`"))?;
-    let heading_end = section[start..].find('\n').map_or(section.len(), |i| start + i);
-    let body_end = section[heading_end..].find("\n### ").map_or(section.len(), |i| heading_end + i);
-    Some((&section[start..heading_end], &section[heading_end..body_end]))
+    let mut lines = section.split_inclusive('\n');
+    let heading = lines.find(|l| l.starts_with("### ") && l.split('`').nth(1) == Some(name))?;
+    let body = &section[section.find(heading)? + heading.len()..];
+    let end = body.find("\n### ").unwrap_or(body.len());
+    Some((heading.trim_end(), &body[..end]))
 }
 
 #[test]
@@ -127,19 +129,24 @@ fn the_guide_gives_each_statistic_its_declared_kind_and_lists_the_rpc_details() 
     let guide = guide();
     let all = sections(&guide);
     let table = section(&all, "Statistics");
+    let mut problems = Vec::new();
     for s in STATISTICS {
         let row = format!("| `{}` | {} |", s.name, s.kind.word());
-        assert!(table.lines().any(|l| l.starts_with(&row)), "the guide's statistics table has no row starting {row:?}");
+        if !table.lines().any(|l| l.starts_with(&row)) {
+            problems.push(format!("the statistics table has no row starting {row:?}"));
+        }
     }
     // dmq.stats: the statistics (by reference to section 7), its details
-    // and the per-worker fields, each by name.
+    // (a table, exactly) and the per-worker fields, each by name.
     let (_, rpc) = entry(section(&all, "RPC Commands"), "dmq.stats").expect("a dmq.stats entry");
     let details: BTreeSet<String> = DETAILS.iter().map(|d| d.name.to_string()).collect();
-    let problems = same("dmq.stats detail", &details, &table_names(rpc));
-    assert!(problems.is_empty(), "the guide and dmq_core::statistics disagree:\n  {}", problems.join("\n  "));
+    problems.extend(same("dmq.stats detail", &details, &table_names(rpc)));
     for name in WORKER_FIELDS {
-        assert!(rpc.contains(&format!("`{name}`")), "the guide's dmq.stats entry does not name `{name}`");
+        if !rpc.contains(&format!("`{name}`")) {
+            problems.push(format!("the dmq.stats entry does not name the worker field `{name}`"));
+        }
     }
+    assert!(problems.is_empty(), "the guide and dmq_core::statistics disagree:\n  {}", problems.join("\n  "));
 }
 
 /// A value for `modparam("dmq", name, …)` that a lone node accepts: the
