@@ -19,7 +19,7 @@ use kamailio::process;
 use kamailio::tm::TmReply;
 use kamailio::send;
 
-use crate::figures::{self, Count};
+use crate::event_counts::{self, EventCount};
 use crate::admission;
 use crate::{heal, name_sources, peer_events, peers};
 use crate::state::{module, Module};
@@ -267,7 +267,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             signing: m.signing(),
         };
         match m.send_through_tm(&kdmq, hop.as_deref(), on_notification_reply, reply_context(round, target).as_bytes()) {
-            Ok(()) => figures::count(if round == 0 { Count::NotificationsSent } else { Count::PingsSent }),
+            Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }
     }
@@ -303,7 +303,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some((round, node)) = parse_reply_context(context) else { return };
     if code == 200 {
         if round != 0 {
-            figures::count(Count::PingsAnswered);
+            event_counts::add(EventCount::PingsAnswered);
         }
         let mut lines = match reply.as_ref().map(|r| r.body()) {
             Some(Ok(body)) => match protocol::parse_body(&body) {
@@ -361,10 +361,10 @@ pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and
 /// pass the news on while Max-Forwards allows.
 pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
-    figures::count(Count::NotificationsReceived);
+    event_counts::add(EventCount::NotificationsReceived);
     // A ping round sends with Max-Forwards 1 (so does a node passing news on).
     if msg.max_forwards().is_some_and(|mf| mf <= 1) {
-        figures::count(Count::PingsReceived);
+        event_counts::add(EventCount::PingsReceived);
     }
     let body = match msg.body() {
         Ok(b) => b,

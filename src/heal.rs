@@ -35,7 +35,7 @@ use crate::state::module;
 
 shm_zeroed! {
     /// Heal figures (`dmq.stats`), shared by all processes.
-    struct Counters {
+    struct HealCounters {
         /// Heal syncs started (one per regained node, all peers).
         syncs: AtomicU64,
         /// Sync requests handed to our own peers in a regained node's name
@@ -55,7 +55,7 @@ shm_zeroed! {
 
 struct Heal {
     table: ShmStore,
-    counters: &'static Counters,
+    counters: &'static HealCounters,
 }
 
 static HEAL: OnceLock<Heal> = OnceLock::new();
@@ -63,7 +63,7 @@ static HEAL: OnceLock<Heal> = OnceLock::new();
 /// mod_init: the table and its counters, before fork.
 pub fn init() -> Result<(), String> {
     let table = ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or("out of shm for the heal table")?;
-    let counters = leak_zeroed::<Counters>().ok_or("out of shm for the heal counters")?;
+    let counters = leak_zeroed::<HealCounters>().ok_or("out of shm for the heal counters")?;
     HEAL.set(Heal { table, counters }).map_err(|_| "heal table initialized twice".to_string())
 }
 

@@ -47,7 +47,7 @@ use kamailio::shm_data;
 use kamailio::shm_zeroed;
 
 use crate::cluster;
-use crate::figures::{self, Count};
+use crate::event_counts::{self, EventCount};
 use crate::state::{self, module};
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
@@ -214,7 +214,7 @@ pub fn send(peer_message: &PeerMessage<'_>, target: &NodeUri, ip: Option<IpAddr>
     match offered {
         Offer::Full => unreachable!("a full batch is waited for or sent past"),
         Offer::Joined => {
-            figures::count(Count::MessagesBatched);
+            event_counts::add(EventCount::MessagesBatched);
             Ok(())
         }
         Offer::Lead => {
@@ -478,7 +478,7 @@ fn send_batch(table: &Table, to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>)
         None => Err(SendError::Failed(format!("no node URI in {:?}", String::from_utf8_lossy(uri)))),
     };
     if sent.is_ok() {
-        figures::count(Count::BatchesSent);
+        event_counts::add(EventCount::BatchesSent);
         return;
     }
     // Not in flight after all (a full table, most likely). While other
@@ -503,7 +503,7 @@ fn send_batch(table: &Table, to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>)
         _ => Err("no way to send it".into()),
     };
     match through_tm {
-        Ok(()) => figures::count(Count::BatchesSent),
+        Ok(()) => event_counts::add(EventCount::BatchesSent),
         Err(e) => log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri)),
     }
 }
@@ -627,7 +627,7 @@ fn complete(table: &Table, message: ShmArc<Message>, code: i32, reply: TmReply<'
     let (uri, _) = parts(&message);
     if reply.msg().is_some() {
         for _ in 0..updates {
-            figures::count_reply(code);
+            event_counts::add_reply(code);
         }
     }
     if code >= 300 {

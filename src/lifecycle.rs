@@ -11,7 +11,7 @@ use kamailio::sip_uri;
 use kamailio::socket::LocalSocket;
 
 use crate::state::{self, Module, NodeRoutes};
-use crate::{admission, cluster, figures, heal, in_flight, lookups, messaging, params, peer_events, peers, workers};
+use crate::{admission, cluster, event_counts, heal, in_flight, lookups, messaging, peer_events, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -82,11 +82,9 @@ pub fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
-    let event_callback = dmq_core::peer_events::check_callback_name(&params::EVENT_CALLBACK.get().unwrap_or_default())
-        .map_err(|e| format!("modparam(\"dmq\", \"event_callback\"): {e}"))?;
-    peer_events::init(params::INIT_WITH_SINGLE.get() != 0, params::SL_SEND.get() != 0, event_callback)?;
+    peer_events::init(config.init_with_single, config.sl_send, config.event_callback.clone())?;
     admission::init(&config)?;
-    figures::init()?;
+    event_counts::init()?;
     cluster::init(local_uri.clone())?;
     peers::init()?;
     heal::init()?;

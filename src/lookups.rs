@@ -31,7 +31,7 @@ use kamailio::clock::monotonic_ms;
 use kamailio::dns;
 use kamailio::process;
 
-use crate::figures::{self, Count};
+use crate::event_counts::{self, EventCount};
 use crate::state::{module, Module};
 use crate::{cluster, name_sources};
 
@@ -92,7 +92,7 @@ fn look_up_names(m: &Module) {
     let mut vanished: Vec<NodeUri> = Vec::new();
     for source in due {
         let answer = dmq_core::sources::look_up(&source.name, source.multi, &dns::srv_with_ttl, &dns::addresses_with_ttl);
-        figures::count(Count::DnsLookups);
+        event_counts::add(EventCount::DnsLookups);
         let found = answer.nodes.clone();
         let Some((change, failures, first)) = SOURCES.with(|s| {
             let mut s = s.borrow_mut();
@@ -103,7 +103,7 @@ fn look_up_names(m: &Module) {
             continue;
         };
         if change.failed {
-            figures::count(Count::DnsFailures);
+            event_counts::add(EventCount::DnsFailures);
             // The first failure of a run, then every tenth: a name without
             // records yet (a cold start) or a DNS server that is gone.
             if failures == 1 || failures % 10 == 0 {
@@ -127,7 +127,7 @@ fn look_up_names(m: &Module) {
     let Some(done) = cluster::with_nodes(|list| sources::reconcile(list, &listed, &vanished)) else { return };
     for uri in &done.removed {
         log::info!("node {uri} left the node list: its name no longer lists it and it does not answer");
-        figures::count(Count::DnsNodesRemoved);
+        event_counts::add(EventCount::DnsNodesRemoved);
     }
     if done.refused > 0 {
         log::warn!("{} address(es) of notification_address names not added: the node list is full", done.refused);
@@ -135,7 +135,7 @@ fn look_up_names(m: &Module) {
     if !done.added.is_empty() {
         for uri in &done.added {
             log::info!("node {uri} added from DNS: notifying it");
-            figures::count(Count::DnsNodesAdded);
+            event_counts::add(EventCount::DnsNodesAdded);
         }
         cluster::notify_nodes(m, &done.added);
     }
@@ -180,6 +180,6 @@ fn drop_duplicates() {
     }
     for uri in cluster::with_nodes(|l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {
         log::info!("node {uri} is listed under another name: its address entry is dropped");
-        figures::count(Count::DnsNodesRemoved);
+        event_counts::add(EventCount::DnsNodesRemoved);
     }
 }

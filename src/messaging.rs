@@ -19,7 +19,7 @@ use kamailio::shm_queue::ShmQueue;
 use kamailio::tm::TmReply;
 
 use crate::{cluster, heal, peers, resync};
-use crate::figures::{self, Count};
+use crate::event_counts::{self, EventCount};
 use crate::in_flight::{self, SendError};
 use crate::state::{module, Module};
 
@@ -100,7 +100,7 @@ pub fn init() -> Result<(), String> {
     in_flight::set_overflow(|peer_id, target, body, content_type, max_forwards, callback| {
         let m = module().ok_or("dmq is not initialized")?;
         send_through_tm(m, peer_id, target, body, content_type, max_forwards, callback)
-            .inspect(|()| figures::count(Count::MessagesSentThroughTm))
+            .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
     });
     process::register_timer_process().map_err(|e| format!("the DMQ retransmission timer: {e}"))
 }
@@ -175,9 +175,9 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         }
     }
     if code == 408 && reply.msg().is_none() {
-        figures::count(Count::TmTimeouts);
+        event_counts::add(EventCount::TmTimeouts);
     } else {
-        figures::count_reply(code);
+        event_counts::add_reply(code);
     }
     run_response_callback(code, reply, &message.target, message.callback);
 }
@@ -247,12 +247,12 @@ pub fn send_to(
     for target in targets {
         let sent = match in_flight::send(&message, &target.uri, target.ip()) {
             Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback)
-                .inspect(|()| figures::count(Count::MessagesSentThroughTm)),
+                .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm)),
             Err(SendError::Failed(e)) => Err(e),
             Ok(()) => Ok(()),
         };
         match sent {
-            Ok(()) => figures::count(Count::MessagesSent),
+            Ok(()) => event_counts::add(EventCount::MessagesSent),
             Err(e) => {
                 log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
                 failed += 1;

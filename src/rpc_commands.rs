@@ -5,9 +5,8 @@ use kamailio::rpc::{RpcCall, Value};
 
 use dmq_core::protocol;
 
-use crate::figures::{self, Count};
 use crate::state::module;
-use crate::{admission, cluster, heal, in_flight, messaging, workers};
+use crate::{cluster, statistics, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
 /// status words of the release the module runs on (with 6.1's `fail_count`).
@@ -112,73 +111,20 @@ fn int(n: impl TryInto<i32>) -> Value<'static> {
     Value::Int(n.try_into().unwrap_or(i32::MAX))
 }
 
-/// `dmq.stats`: job queues, messages in flight, tm retries, node limit,
-/// then one entry per worker.
+/// `dmq.stats`: every statistic under its name in `stats.get_statistics
+/// dmq:`, then the details that are not statistics (limits, the parts of a
+/// total by send path, waiting work), then one entry per DMQ worker.
 pub fn stats(call: &RpcCall) {
-    let Some(stats) = workers::stats() else {
+    let Some(queues) = workers::stats() else {
         call.fault(500, "dmq not initialized");
         return;
     };
-    let mut ok = call.add_struct(&[
-        ("jobs_waiting", int(stats.queued)),
-        ("jobs_peak", int(stats.peak)),
-        ("jobs_rejected", int(stats.rejected)),
-        ("jobs_processed", int(stats.processed())),
-        ("jobs_in_place", int(stats.in_place)),
-        ("job_queue_limit", int(stats.limit)),
-        ("workers", int(stats.workers.len())),
-    ]);
-    if let Some(p) = in_flight::stats() {
-        ok = ok
-            && call.add_struct(&[
-                ("messages_sent", int(p.sent)),
-                ("messages_in_flight", int(p.in_flight)),
-                ("messages_in_flight_peak", int(p.peak)),
-                ("retransmissions", int(p.retransmissions)),
-                ("timeouts", int(p.timeouts)),
-                ("retries_after_503", int(p.retries_after_503)),
-                ("sent_through_tm_table_full", int(p.overflows)),
-                ("forged_replies", int(p.forged_replies)),
-                ("messages_batched", int(figures::get(Count::MessagesBatched))),
-                ("batches_sent", int(figures::get(Count::BatchesSent))),
-                ("shm_kept_for_reuse", int(kamailio::shm::recycled::kept().1)),
-            ]);
-    }
-    let (busy_waiting, busy_resent) = messaging::busy_retry_stats();
-    ok = ok
-        && call.add_struct(&[
-            ("tm_retries_waiting", int(busy_waiting)),
-            ("tm_retries_after_503", int(busy_resent)),
-            ("nodes_refused", int(cluster::nodes_refused())),
-            ("node_limit", int(dmq_core::nodes::MAX_NODES)),
-        ]);
-    let refused = admission::stats();
-    ok = ok
-        && call.add_struct(&[
-            ("refused_not_member", int(refused.not_member)),
-            ("refused_untrusted_network", int(refused.untrusted_network)),
-            ("refused_bad_signature", int(refused.bad_signature)),
-            ("refused_bad_json", int(refused.bad_json)),
-        ]);
-    let h = heal::stats();
-    ok = ok
-        && call.add_struct(&[
-            ("heal_syncs", int(h.syncs)),
-            ("heal_sync_pushes", int(h.pushes)),
-            ("heal_syncs_deferred", int(h.deferred)),
-            ("heal_syncs_waiting", int(h.waiting)),
-            ("heal_stalls", int(h.stalls)),
-            ("heal_pulls", int(h.pulls)),
-        ]);
-    ok = ok
-        && call.add_struct(&[
-            ("dns_lookups", int(figures::get(Count::DnsLookups))),
-            ("dns_failures", int(figures::get(Count::DnsFailures))),
-            ("dns_nodes_added", int(figures::get(Count::DnsNodesAdded))),
-            ("dns_nodes_removed", int(figures::get(Count::DnsNodesRemoved))),
-        ]);
-    for w in &stats.workers {
-        ok = ok && call.add_struct(&[("worker_pid", Value::Int(w.pid)), ("jobs_waiting", int(w.queued)), ("jobs_processed", int(w.processed))]);
+    let figures: Vec<(&str, Value)> = dmq_core::statistics::STATISTICS.iter().map(|s| (s.name, int(statistics::read(s.id)))).collect();
+    let details: Vec<(&str, Value)> = dmq_core::statistics::DETAILS.iter().map(|d| (d.name, int(statistics::read_detail(d.id)))).collect();
+    let mut ok = call.add_struct(&figures) && call.add_struct(&details);
+    let [pid, queued, processed] = dmq_core::statistics::WORKER_FIELDS;
+    for w in &queues.workers {
+        ok = ok && call.add_struct(&[(pid, Value::Int(w.pid)), (queued, int(w.queued)), (processed, int(w.processed))]);
     }
     if !ok {
         call.fault(500, "Server failure");

@@ -7,7 +7,7 @@ use kamailio::sip_msg::SipMsg;
 
 use crate::admission;
 use crate::cluster;
-use crate::figures::{self, Count};
+use crate::event_counts::{self, EventCount};
 use crate::messaging;
 use crate::peers;
 use crate::state::module;
@@ -59,7 +59,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             return refused(m, msg, &channel, refusal, returnval);
         }
     }
-    figures::count(Count::MessagesReceived);
+    event_counts::add(EventCount::MessagesReceived);
     if in_place {
         return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
     }

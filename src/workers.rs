@@ -70,7 +70,7 @@ shm_zeroed! {
 
 shm_zeroed! {
     /// Figures shared by all workers.
-    struct Counters {
+    struct JobQueueCounters {
         /// Jobs waiting or running.
         queued: AtomicUsize,
         rejected: AtomicU64,
@@ -89,7 +89,7 @@ struct Worker {
 }
 
 struct Pool {
-    counters: &'static Counters,
+    counters: &'static JobQueueCounters,
     workers: Vec<Worker>,
     limit: usize,
     usleep: u32,
@@ -101,7 +101,7 @@ const NO_SHM: &str = "out of shm for the DMQ job queues";
 
 /// mod_init: queues, counters and pipes, before fork.
 pub fn init(workers: u32, limit: u32, usleep: u32) -> Result<(), String> {
-    let counters = leak_zeroed::<Counters>().ok_or(NO_SHM)?;
+    let counters = leak_zeroed::<JobQueueCounters>().ok_or(NO_SHM)?;
     let workers = (0..workers)
         .map(|_| {
             Ok(Worker {
@@ -135,7 +135,7 @@ const IN_PLACE_AT_ONCE: usize = 2;
 /// Leave to run a message in this process now, instead of queueing it:
 /// given while no job waits or runs (the message then overtakes none) and
 /// fewer than `IN_PLACE_AT_ONCE` others run so. Counted when dropped.
-pub struct InPlace(&'static Counters);
+pub struct InPlace(&'static JobQueueCounters);
 
 impl Drop for InPlace {
     fn drop(&mut self) {

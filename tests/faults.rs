@@ -127,7 +127,7 @@ fn wait_quiet(nodes: &[Node], limit: Duration) -> bool {
             Ok(out) => out,
             Err(e) => return Some(e),
         };
-        ["heal_syncs_waiting", "jobs_waiting", "messages_in_flight"]
+        ["heal_syncs_waiting", "jobs_queued", "messages_in_flight"]
             .iter()
             .map(|f| (f, reply_field::<u64>(&out, f)))
             .find(|(_, v)| *v != Some(0))
@@ -152,10 +152,10 @@ fn wait_quiet(nodes: &[Node], limit: Duration) -> bool {
         let out = n.try_rpc(&["dmq.stats"]).unwrap_or_default();
         let f = |name: &str| reply_field::<u64>(&out, name).unwrap_or(u64::MAX);
         eprintln!(
-            "node {} not quiet: heal_syncs_waiting {} jobs_waiting {} messages_in_flight {}",
+            "node {} not quiet: heal_syncs_waiting {} jobs_queued {} messages_in_flight {}",
             n.addr,
             f("heal_syncs_waiting"),
-            f("jobs_waiting"),
+            f("jobs_queued"),
             f("messages_in_flight")
         );
     }
@@ -530,13 +530,13 @@ fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) 
         let stats = n.try_rpc(&["dmq.stats"]).unwrap_or_default();
         let f = |name: &str| reply_field::<u64>(&stats, name).unwrap_or(u64::MAX);
         eprintln!(
-            "[{label}] node {}: {} contacts, {} htable items, messages_sent {} retransmissions {} timeouts {} sent_through_tm_table_full {} {}",
+            "[{label}] node {}: {} contacts, {} htable items, messages_sent_without_tm {} messages_retransmitted {} messages_timed_out_without_tm {} sent_through_tm_table_full {} {}",
             n.addr,
             aor_count(n),
             stored(n),
-            f("messages_sent"),
-            f("retransmissions"),
-            f("timeouts"),
+            f("messages_sent_without_tm"),
+            f("messages_retransmitted"),
+            f("messages_timed_out_without_tm"),
             f("sent_through_tm_table_full"),
             heal_figures(n)
         );

@@ -70,7 +70,7 @@ fn contacts_replicate(label: &str, kinds: [bool; 3], entry: usize) {
         assert!(entry.wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "{:?}", entry.try_rpc(&["dmq.stats"]));
         // Each copy went alone or in a batch (dmq_usrloc's multi form, which
         // stock nodes read as well).
-        let sent = dmq_stat(entry, "messages_sent").unwrap_or(0) - dmq_stat(entry, "batches_sent").unwrap_or(0);
+        let sent = dmq_stat(entry, "messages_sent_without_tm").unwrap_or(0) - dmq_stat(entry, "batches_sent").unwrap_or(0);
         assert!(sent + dmq_stat(entry, "messages_batched").unwrap_or(0) >= 2000, "{:?}", entry.try_rpc(&["dmq.stats"]));
         assert_eq!(dmq_stat(entry, "sent_through_tm_table_full"), Some(0));
     }
@@ -96,7 +96,7 @@ fn updates_to_a_frozen_node_go_in_batches_and_all_arrive_stock_or_not() {
     assert!(entry.wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "{:?}", stats());
     let batched = dmq_stat(entry, "messages_batched").unwrap_or(0);
     assert!(batched > 0 && dmq_stat(entry, "batches_sent").unwrap_or(0) > 0, "no batch went out: {:?}", stats());
-    assert_eq!(dmq_stat(entry, "timeouts"), Some(0), "{:?}", stats());
+    assert_eq!(dmq_stat(entry, "messages_timed_out_without_tm"), Some(0), "{:?}", stats());
 }
 
 /// A figure from `kamcmd dmq.stats`.
@@ -111,12 +111,12 @@ fn a_message_to_a_stalled_node_is_retransmitted_until_it_gets_there() {
     nodes[0].rpc(&["htable.seti", "t", "late", "5"]);
     // T1 is 500 ms: by 1.6 s at least two retransmissions went out.
     std::thread::sleep(Duration::from_millis(1600));
-    let retransmissions = dmq_stat(&nodes[0], "retransmissions").unwrap_or(0);
+    let retransmissions = dmq_stat(&nodes[0], "messages_retransmitted").unwrap_or(0);
     nodes[1].resume();
     assert!(retransmissions >= 2, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
     assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, "late").as_deref() == Some("5")), "the item never reached the stalled node");
     assert!(nodes[0].wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "still waiting: {:?}", nodes[0].try_rpc(&["dmq.stats"]));
-    assert_eq!(dmq_stat(&nodes[0], "timeouts"), Some(0));
+    assert_eq!(dmq_stat(&nodes[0], "messages_timed_out_without_tm"), Some(0));
 }
 
 #[test]

@@ -103,12 +103,12 @@ fn replies_reach_dmq_through_a_reply_route_that_drops_unknown_replies() {
         "replies did not complete the messages: {}",
         entry.rpc(&["dmq.stats"])
     );
-    let sent = stat(entry, "messages_sent");
+    let sent = stat(entry, "messages_sent_without_tm");
     // Each copy went alone or in a batch.
     let copies = sent - stat(entry, "batches_sent") + stat(entry, "messages_batched");
     assert!(copies >= 2 * count as i64, "{}", entry.rpc(&["dmq.stats"]));
     // Without the replies every message would be sent again about 7 times.
-    let retransmissions = stat(entry, "retransmissions");
+    let retransmissions = stat(entry, "messages_retransmitted");
     assert!(retransmissions * 20 < sent, "{retransmissions} retransmissions for {sent} messages");
-    assert_eq!(stat(entry, "timeouts"), 0);
+    assert_eq!(stat(entry, "messages_timed_out_without_tm"), 0);
 }

@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::registered::registered;
 use common::*;
+use dmq_core::statistics::{DETAILS, WORKER_FIELDS};
 
 const REPLICATE: Duration = Duration::from_secs(15);
 
@@ -129,6 +130,13 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
         assert!(metrics.contains_key(&format!("kamailio_dmq_{name}")), "/metrics lacks kamailio_dmq_{name}: {metrics:?}");
     }
     assert_eq!(group.len(), names.len(), "group dmq holds exactly the module's statistics: {group:?}");
+    // dmq.stats: every statistic under the name it has in the group, then
+    // the details and the per-worker fields, and no other name.
+    let rpc = n0.rpc(&["dmq.stats"]);
+    let fields: BTreeSet<String> = rpc.lines().filter_map(|l| Some(l.trim().split_once(':')?.0.trim().to_string())).collect();
+    let declared: BTreeSet<String> =
+        names.iter().cloned().chain(DETAILS.iter().map(|d| d.name.to_string())).chain(WORKER_FIELDS.map(String::from)).collect();
+    assert_eq!(fields, declared, "dmq.stats: {rpc}");
     // The RPC commands the source declares are the ones the node has.
     let methods: std::collections::BTreeSet<String> =
         n0.rpc(&["system.listMethods"]).lines().map(|l| l.trim().to_string()).filter(|l| l.starts_with("dmq.")).collect();
@@ -193,8 +201,12 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     assert_eq!(stat(&n2, "messages_received") - received2, WRITES);
     assert!(n1.wait_until(REPLICATE, |n| stat(n, "jobs_processed") >= WRITES && stat(n, "jobs_queued") == 0));
     assert_eq!(stat(&n0, "messages_sent"), after["kamailio_dmq_messages_sent"]);
-    // dmq.stats keeps its own (per-worker) detail, with the same figures.
-    assert_eq!(reply_field::<u64>(&n0.rpc(&["dmq.stats"]), "messages_sent"), Some(after["kamailio_dmq_messages_sent"]));
+    // dmq.stats shows the same figures under the same names; the part sent
+    // without tm (all of them here) under its own.
+    let rpc = n0.rpc(&["dmq.stats"]);
+    assert_eq!(reply_field::<u64>(&rpc, "messages_sent"), Some(after["kamailio_dmq_messages_sent"]), "{rpc}");
+    assert_eq!(reply_field::<u64>(&rpc, "messages_sent_without_tm"), Some(after["kamailio_dmq_messages_sent"]), "{rpc}");
+    assert_eq!(reply_field::<u64>(&rpc, "messages_replied_2xx"), Some(after["kamailio_dmq_messages_replied_2xx"]), "{rpc}");
 
     // A message for a peer the others lack: 404 from each, counted as 4xx,
     // and not as received there.

@@ -1,9 +1,5 @@
-//! Module parameters: defaults, and the checks `mod_init` runs on them.
-//!
-//! Names and defaults follow the stock dmq module (5.6) plus 6.1's
-//! `remove_inactive`, `fail_count_enabled`, `fail_count_threshold_not_active`
-//! and `fail_count_threshold_disabled` (and dmq_rs's earlier
-//! `fail_count_threshold`, an alias of the two thresholds).
+//! Module parameters: the defaults the declaration (`parameters`) names,
+//! and the checks `mod_init` runs on what the script set.
 
 use std::fmt;
 
@@ -34,58 +30,7 @@ pub const DEFAULT_JOB_QUEUE_LIMIT: i32 = 10_000;
 /// `notification_address` (a shorter TTL in the answer wins).
 pub const DEFAULT_DNS_INTERVAL: i32 = 30;
 
-/// The parameters as the script set them (integers as Kamailio stores them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawParams {
-    pub server_address: Option<String>,
-    pub server_socket: Option<String>,
-    pub notification_addresses: Vec<String>,
-    pub notification_channel: Option<String>,
-    pub multi_notify: i32,
-    pub num_workers: i32,
-    pub worker_usleep: i32,
-    pub ping_interval: i32,
-    pub remove_inactive: i32,
-    pub fail_count_enabled: i32,
-    /// dmq_rs's earlier single threshold N: the same as `not_active` N-1
-    /// and `disabled` N ([`UNSET`] when not given).
-    pub fail_count_threshold: i32,
-    /// 6.1's thresholds ([`UNSET`] when not given).
-    pub fail_count_threshold_not_active: i32,
-    pub fail_count_threshold_disabled: i32,
-    pub job_queue_limit: i32,
-    pub members_only: i32,
-    pub trusted_networks: Vec<String>,
-    pub shared_secret: Option<String>,
-    pub updates_in_place: i32,
-    pub dns_interval: i32,
-}
-
-impl Default for RawParams {
-    fn default() -> Self {
-        RawParams {
-            server_address: None,
-            server_socket: None,
-            notification_addresses: Vec::new(),
-            notification_channel: None,
-            multi_notify: 0,
-            num_workers: DEFAULT_NUM_WORKERS,
-            worker_usleep: 0,
-            ping_interval: DEFAULT_PING_INTERVAL,
-            remove_inactive: 1,
-            fail_count_enabled: 0,
-            fail_count_threshold: UNSET,
-            fail_count_threshold_not_active: UNSET,
-            fail_count_threshold_disabled: UNSET,
-            job_queue_limit: DEFAULT_JOB_QUEUE_LIMIT,
-            members_only: 1,
-            trusted_networks: Vec::new(),
-            shared_secret: None,
-            updates_in_place: 1,
-            dns_interval: DEFAULT_DNS_INTERVAL,
-        }
-    }
-}
+pub use crate::parameters::RawParams;
 
 /// Parameters after the checks: every value usable as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +63,11 @@ pub struct Config {
     pub updates_in_place: bool,
     /// Longest time between two lookups of a `notification_address` name.
     pub dns_interval: u32,
+    /// Upstream master's peer events (see the module's peer_events.rs).
+    pub init_with_single: bool,
+    pub sl_send: bool,
+    /// The KEMI function of the peer events, when one is named.
+    pub event_callback: Option<String>,
 }
 
 /// With `fail_count_enabled` (Kamailio 6.1): a node goes `not_active` when
@@ -244,7 +194,7 @@ impl RawParams {
                 ))
             }
         };
-        if self.multi_notify != 0 && self.notification_addresses.len() > 1 {
+        if self.multi_notify != 0 && self.notification_address.len() > 1 {
             notes.push(Adjustment {
                 param: "multi_notify",
                 note: "is meant for a single notification_address; each of the addresses is expanded".into(),
@@ -257,7 +207,7 @@ impl RawParams {
             .filter(|s| !s.is_empty())
             .map(str::to_string);
         let trusted_networks = self
-            .trusted_networks
+            .trusted_network
             .iter()
             .map(|n| Network::parse(n).map_err(|e| err("trusted_network", e)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -274,11 +224,13 @@ impl RawParams {
                 Some(s.as_bytes().to_vec())
             }
         };
+        let event_callback = crate::peer_events::check_callback_name(self.event_callback.as_deref().unwrap_or_default())
+            .map_err(|e| err("event_callback", e))?;
         Ok((
             Config {
                 server_address,
                 server_socket,
-                notification_addresses: self.notification_addresses.clone(),
+                notification_addresses: self.notification_address.clone(),
                 notification_channel,
                 multi_notify: self.multi_notify != 0,
                 num_workers: self.num_workers as u32,
@@ -292,6 +244,9 @@ impl RawParams {
                 shared_secret,
                 updates_in_place: self.updates_in_place != 0,
                 dns_interval: self.dns_interval as u32,
+                init_with_single: self.init_with_single != 0,
+                sl_send: self.sl_send != 0,
+                event_callback,
             },
             notes,
         ))
@@ -327,7 +282,7 @@ mod tests {
         assert!(c.members_only && !c.trusted_networks.is_set() && c.shared_secret.is_none() && notes.is_empty());
         let raw = RawParams {
             members_only: 0,
-            trusted_networks: vec!["10.0.0.0/24".into(), "fd00::1".into()],
+            trusted_network: vec!["10.0.0.0/24".into(), "fd00::1".into()],
             shared_secret: Some("short".into()),
             ..base()
         };
@@ -336,7 +291,7 @@ mod tests {
         assert!(c.trusted_networks.allows("10.0.0.7".parse().unwrap()) && !c.trusted_networks.allows("10.0.1.7".parse().unwrap()));
         assert_eq!(c.shared_secret.as_deref(), Some(b"short".as_slice()));
         assert_eq!(notes[0].param, "shared_secret");
-        let e = RawParams { trusted_networks: vec!["10.0.0.0/40".into()], ..base() }.validate().unwrap_err();
+        let e = RawParams { trusted_network: vec!["10.0.0.0/40".into()], ..base() }.validate().unwrap_err();
         assert_eq!(e.param, "trusted_network");
         let e = RawParams { shared_secret: Some(String::new()), ..base() }.validate().unwrap_err();
         assert_eq!(e.param, "shared_secret");

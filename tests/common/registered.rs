@@ -1,6 +1,8 @@
 //! What the module registers with Kamailio, read from the one place it is
-//! declared (`src/module/exports.rs`, `statistics.rs`, the event routes in
-//! `lifecycle.rs` and `peer_events.rs`): the lists the guide test and the statistics tests
+//! declared: the parameters and statistics from their declarations in
+//! dmq_core (`parameters`, `statistics`), the rest from the module's source
+//! (`src/module/exports.rs`, the event routes in `lifecycle.rs` and
+//! `peer_events.rs`): the lists the guide test and the statistics tests
 //! compare against.
 
 use std::collections::BTreeSet;
@@ -45,12 +47,12 @@ pub struct Registered {
 
 pub fn registered() -> Registered {
     let exports = code(&source("src/module/exports.rs"));
-    let params = ["ParamExport::int(", "ParamExport::str(", "param_fn!("].iter().flat_map(|m| literals_after(&exports, m)).collect();
+    let params = dmq_core::parameters::PARAMETERS.iter().map(|p| p.name.to_string()).collect();
     let functions = literals_after(&exports, "cmd!(").into_iter().collect();
     let apis = literals_after(&exports, "CmdExport::api(").into_iter().collect();
     let kemi = literals_after(&exports, "kemi!(c\"dmq\",").into_iter().collect();
     let rpcs = literals_after(&exports, "rpc!(").into_iter().collect();
-    let statistics = literals_after(&code(&source("src/module/statistics.rs")), "Statistic::new(");
+    let statistics = dmq_core::statistics::STATISTICS.iter().map(|s| s.name.to_string()).collect();
     let event_routes = ["src/module/lifecycle.rs", "src/module/peer_events.rs"]
         .iter()
         .flat_map(|f| literals_after(&code(&source(f)), "EventRoute::lookup("))

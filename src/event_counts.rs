@@ -1,18 +1,18 @@
-//! Event counts the module keeps in shm for Kamailio's statistics (see
-//! `statistics`): one atomic per kind of event, shared by every process,
-//! made in mod_init before fork. A leaf: any file may count.
-//! Figures that other parts already keep (the job queues, the in-flight
-//! table) stay there; `statistics` reads them where they are.
+//! How many times each event happened (a ping sent, a reply received, …):
+//! one atomic per kind of event in shm, shared by every process, made in
+//! mod_init before fork. A leaf: any file may add one. `statistics` turns
+//! them (and the figures other parts keep: the job queues, the in-flight
+//! table) into the statistics Kamailio and `dmq.stats` show.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use kamailio::shm::leak_zeroed;
 
-/// What is counted here. Adding one: a variant, then a line in
-/// `statistics::STATISTICS` that reads it.
+/// What is counted here. Adding one: a variant, then the statistic that
+/// shows it (`dmq_core::statistics`, read in `statistics::read`).
 #[derive(Clone, Copy, Debug)]
-pub enum Count {
+pub enum EventCount {
     /// Node notifications sent outside ping rounds (startup, news passed on).
     NotificationsSent,
     /// Notifications (pings included) received on the notification channel.
@@ -54,7 +54,7 @@ pub enum Count {
     DnsNodesRemoved,
 }
 
-const KINDS: usize = Count::DnsNodesRemoved as usize + 1;
+const KINDS: usize = EventCount::DnsNodesRemoved as usize + 1;
 
 static COUNTS: OnceLock<&'static [AtomicU64; KINDS]> = OnceLock::new();
 
@@ -65,26 +65,26 @@ pub fn init() -> Result<(), String> {
 }
 
 /// One more `what`.
-pub fn count(what: Count) {
+pub fn add(what: EventCount) {
     if let Some(c) = COUNTS.get() {
         c[what as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// A final reply `code` to a peer message we sent, counted by its class.
-pub fn count_reply(code: i32) {
+pub fn add_reply(code: i32) {
     let what = match code {
-        200..=299 => Count::Replies2xx,
-        300..=399 => Count::Replies3xx,
-        400..=499 => Count::Replies4xx,
-        500..=599 => Count::Replies5xx,
-        600..=699 => Count::Replies6xx,
+        200..=299 => EventCount::Replies2xx,
+        300..=399 => EventCount::Replies3xx,
+        400..=499 => EventCount::Replies4xx,
+        500..=599 => EventCount::Replies5xx,
+        600..=699 => EventCount::Replies6xx,
         _ => return,
     };
-    count(what);
+    add(what);
 }
 
 /// How many `what` so far (0 before mod_init).
-pub fn get(what: Count) -> u64 {
+pub fn get(what: EventCount) -> u64 {
     COUNTS.get().map(|c| c[what as usize].load(Ordering::Relaxed)).unwrap_or(0)
 }
