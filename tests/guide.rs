@@ -2,7 +2,7 @@
 //! module registers — every parameter, script function, RPC command,
 //! statistic, event route, KEMI function and API — and nothing it does not.
 //! The registered names come from their declarations (common::registered:
-//! the parameters and statistics from dmq_core, the rest from src/module);
+//! the parameters and statistics from dmq_core, the rest from src/);
 //! the guide's from its sections: `### N.M. \`name…\`` headings, and for
 //! the statistics the rows of the table (`| \`name\` | …`). The parameters'
 //! types and defaults and the statistics' kinds are checked too, and one

@@ -1,7 +1,7 @@
 //! What the module registers with Kamailio, read from the one place it is
 //! declared: the parameters and statistics from their declarations in
 //! dmq_core (`parameters`, `statistics`), the rest from the module's source
-//! (`src/module/exports.rs`, the event routes in `lifecycle.rs` and
+//! (`src/exports.rs`, the event routes in `lifecycle.rs` and
 //! `peer_events.rs`): the lists the guide test and the statistics tests
 //! compare against.
 
@@ -46,14 +46,14 @@ pub struct Registered {
 }
 
 pub fn registered() -> Registered {
-    let exports = code(&source("src/module/exports.rs"));
+    let exports = code(&source("src/exports.rs"));
     let params = dmq_core::parameters::PARAMETERS.iter().map(|p| p.name.to_string()).collect();
     let functions = literals_after(&exports, "cmd!(").into_iter().collect();
     let apis = literals_after(&exports, "CmdExport::api(").into_iter().collect();
     let kemi = literals_after(&exports, "kemi!(c\"dmq\",").into_iter().collect();
     let rpcs = literals_after(&exports, "rpc!(").into_iter().collect();
     let statistics = dmq_core::statistics::STATISTICS.iter().map(|s| s.name.to_string()).collect();
-    let event_routes = ["src/module/lifecycle.rs", "src/module/peer_events.rs"]
+    let event_routes = ["src/lifecycle.rs", "src/peer_events.rs"]
         .iter()
         .flat_map(|f| literals_after(&code(&source(f)), "EventRoute::lookup("))
         .collect();
@@ -61,7 +61,7 @@ pub fn registered() -> Registered {
     // A parser that finds nothing would make every comparison pass.
     assert!(
         !r.params.is_empty() && !r.functions.is_empty() && !r.kemi.is_empty() && !r.rpcs.is_empty() && !r.statistics.is_empty(),
-        "cannot read the registered names from src/module"
+        "cannot read the registered names from src/"
     );
     r
 }
