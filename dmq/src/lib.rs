@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batching;
 pub mod body_check;
 pub mod config;
 pub mod discovery;
@@ -17,3 +18,4 @@ pub mod peer_events;
 pub mod pending;
 pub mod protocol;
 pub mod sources;
+pub mod tm_context;
