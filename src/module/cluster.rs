@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dmq_core::nodes::{FailurePolicy, Node, NodeEvent, NodeList};
 use dmq_core::protocol::{self, NodeLine, NodeStatus, NodeUri};
+use dmq_core::tm_context;
 
 use crate::host::clock::unix_now as now;
 use crate::host::dns;
@@ -230,16 +231,6 @@ fn is_seed_of(m: &Module, from_names: &[NodeUri], node: &NodeUri) -> bool {
 
 /// What a notification's reply callback needs: the ping round it belongs to
 /// (0: not a ping) and the node it went to. Encoded as `round|uri`.
-fn reply_context(round: u32, target: &NodeUri) -> String {
-    format!("{round}|{}", target.to_uri())
-}
-
-fn parse_reply_context(context: &[u8]) -> Option<(u32, NodeUri)> {
-    let text = std::str::from_utf8(context).ok()?;
-    let (round, uri) = text.split_once('|')?;
-    Some((round.parse().ok()?, protocol::parse_node_line(uri).ok()?.uri))
-}
-
 /// Sends our notification body to `targets` (sent after the lock is released).
 fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
     let channel = &m.config.notification_channel;
@@ -259,7 +250,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             secret: m.config.shared_secret.as_deref(),
             next_hop: hop.as_deref(),
         };
-        match m.tm.request(&req, on_notification_reply, reply_context(round, target).as_bytes()) {
+        match m.tm.request(&req, on_notification_reply, tm_context::encode_notification(round, target).as_bytes()) {
             Ok(()) => figures::count(if round == 0 { Count::NotificationsSent } else { Count::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }
@@ -293,7 +284,7 @@ pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
 fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let reply = reply.msg();
     let Some(m) = module() else { return };
-    let Some((round, node)) = parse_reply_context(context) else { return };
+    let Some((round, node)) = tm_context::decode_notification(context) else { return };
     if code == 200 {
         if round != 0 {
             figures::count(Count::PingsAnswered);

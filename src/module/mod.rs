@@ -1,7 +1,8 @@
 //! The module's logic over host types: plain safe Rust, no raw pointers
 //! (the compiler holds it to that). Files depend on each other one way
 //! (the full order is in ARCHITECTURE.md): state ← admission, peers ← heal
-//! ← cluster ← in_flight, workers ← resync ← messaging ← script, c_api,
+//! ← cluster ← direct_send ← usrloc_batches, workers ← resync ← messaging
+//! ← script, c_api,
 //! rpc_commands ← lifecycle ← exports.
 #![deny(unsafe_code)]
 
@@ -9,10 +10,10 @@ mod admission;
 mod c_api;
 mod cluster;
 mod custom;
+mod direct_send;
 mod exports;
 mod figures;
 mod heal;
-mod in_flight;
 mod lifecycle;
 mod lookups;
 mod messaging;
@@ -25,4 +26,5 @@ mod rpc_commands;
 mod script;
 mod state;
 mod statistics;
+mod usrloc_batches;
 mod workers;

@@ -8,7 +8,7 @@
 //! with `send_message`, as they do for a joining node.
 //!
 //! A sync waits while this node is busy sending (a join sync, another heal
-//! sync): not more than a quarter of the in-flight table in use and no job
+//! sync): not more than a quarter of the in-flight table (`direct_send`) in use and no job
 //! waiting, so two full transfers do not pile up in shm.
 
 use dmq_core::protocol::NodeUri;
@@ -16,14 +16,14 @@ use dmq_core::protocol::NodeUri;
 use crate::host::sip_msg::ReceiveInfo;
 
 use super::state::module;
-use super::{heal, in_flight, peers, workers};
+use super::{direct_send, heal, peers, workers};
 
 /// The retransmission timer's tick: the due heal syncs, run here (no lock
 /// held; the consumers' work runs in the DMQ workers). Returns the nodes
 /// due a pull (asked for their state: `messaging` sends the requests).
 pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
     let quiet = || {
-        in_flight::stats().is_none_or(|s| (s.in_flight as usize) < in_flight::CAPACITY / 4)
+        direct_send::stats().is_none_or(|s| (s.in_flight as usize) < direct_send::CAPACITY / 4)
             && workers::stats().is_none_or(|s| s.queued == 0)
     };
     let mut pulls = Vec::new();

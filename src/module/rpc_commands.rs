@@ -7,7 +7,7 @@ use dmq_core::protocol;
 
 use super::figures::{self, Count};
 use super::state::module;
-use super::{admission, cluster, heal, in_flight, messaging, workers};
+use super::{admission, cluster, direct_send, heal, messaging, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
 /// status words of the release the module runs on (with 6.1's `fail_count`).
@@ -128,7 +128,7 @@ pub fn stats(call: &RpcCall) {
         ("job_queue_limit", int(stats.limit)),
         ("workers", int(stats.workers.len())),
     ]);
-    if let Some(p) = in_flight::stats() {
+    if let Some(p) = direct_send::stats() {
         ok = ok
             && call.add_struct(&[
                 ("messages_sent", int(p.sent)),

@@ -15,10 +15,10 @@ use dmq_core::protocol::NodeStatus;
 use crate::host::stats::{self, Statistic};
 
 use super::figures::{self, Count};
-use super::{admission, cluster, heal, in_flight, messaging, workers};
+use super::{admission, cluster, direct_send, heal, messaging, workers};
 
 fn pending() -> PendingStats {
-    in_flight::stats().unwrap_or_default()
+    direct_send::stats().unwrap_or_default()
 }
 
 fn queues() -> (u64, u64, u64, u64, u64) {
