@@ -467,6 +467,16 @@ pub fn build_stateless_request(
     String::from_utf8_lossy(&request).into_owned()
 }
 
+/// The token and Via branch of a KDMQ this node makes for its own
+/// consumer (`kind`: "heal", "custom"): unique per process (`pid`), time
+/// and sequence number, so no two look like retransmissions of each other.
+/// Returns (token, branch).
+pub fn local_request_ids(kind: &str, pid: u32, now_ms: u64, seq: u64) -> (String, String) {
+    let token = format!("{kind}{pid}x{now_ms}x{seq}");
+    let branch = format!("z9hG4bK-{token}");
+    (token, branch)
+}
+
 /// What follows the header block of a raw SIP message (everything after
 /// the first empty line), without parsing the headers: None when the
 /// block does not end. As received, so it may hold more or less than
@@ -712,5 +722,14 @@ mod tests {
         assert_eq!(after_header_block(b"A: b\r\nC: d\r\n"), None);
         assert_eq!(after_header_block(b"A: b\n\nbody"), None);
         assert_eq!(after_header_block(b""), None);
+    }
+
+    #[test]
+    fn a_local_request_is_named_by_kind_process_time_and_sequence() {
+        let (token, branch) = local_request_ids("heal", 4242, 1_000_500, 7);
+        assert_eq!(token, "heal4242x1000500x7");
+        assert_eq!(branch, "z9hG4bK-heal4242x1000500x7");
+        assert_ne!(local_request_ids("heal", 4242, 1_000_500, 8).0, token);
+        assert_ne!(local_request_ids("custom", 4242, 1_000_500, 7).0, token);
     }
 }

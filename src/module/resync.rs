@@ -23,8 +23,8 @@ use super::{direct_send, heal, peers, workers};
 /// due a pull (asked for their state: `messaging` sends the requests).
 pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
     let quiet = || {
-        direct_send::stats().is_none_or(|s| (s.in_flight as usize) < direct_send::CAPACITY / 4)
-            && workers::stats().is_none_or(|s| s.queued == 0)
+        let messages_waiting = direct_send::stats().map(|s| s.in_flight as usize);
+        dmq_core::heal::quiet_enough(messages_waiting, direct_send::CAPACITY, workers::stats().map(|s| s.queued))
     };
     let mut pulls = Vec::new();
     for (node, pull) in heal::tick(active_nodes, quiet) {
