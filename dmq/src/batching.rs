@@ -193,7 +193,7 @@ impl<B> NodeBatches<'_, B> {
     /// A batchable message to `to` is done (answered, timed out, or never
     /// sent): the node's open batch, if any, is returned to be sent now
     /// (and counted as waiting for its reply).
-    pub fn settle(&mut self, to: SocketAddr) -> Option<B> {
+    pub fn message_done(&mut self, to: SocketAddr) -> Option<B> {
         let i = self.find(to)?;
         self.in_flight[i] = self.in_flight[i].saturating_sub(1);
         let open = self.open[i].take();
@@ -205,11 +205,11 @@ impl<B> NodeBatches<'_, B> {
         open
     }
 
-    /// A batch [`settle`](Self::settle) returned could not be sent. While
-    /// other messages to the node wait for their replies (and it has no new
-    /// batch), it waits for the next of them: replies free the slots it
-    /// lacked. Otherwise it is handed back, to be sent another way.
-    pub fn not_sent(&mut self, to: SocketAddr, batch: B) -> Option<B> {
+    /// A batch [`message_done`](Self::message_done) returned could not be
+    /// sent. While other messages to the node wait for their replies (and
+    /// it has no new batch), it waits for the next of them: replies free the
+    /// slots it lacked. Otherwise it is handed back, to be sent another way.
+    pub fn batch_not_sent(&mut self, to: SocketAddr, batch: B) -> Option<B> {
         let Some(i) = self.find(to) else { return Some(batch) };
         self.in_flight[i] = self.in_flight[i].saturating_sub(1);
         if self.open[i].is_some() {
@@ -362,14 +362,14 @@ mod tests {
         // Another node has its own entry.
         assert_eq!(s.offer(addr("10.0.0.3:5060"), 1, UPDATE), Placement::SendFlushingOnReply);
         // The reply: the batch goes, counted as waiting.
-        let batch = s.view().settle(to).unwrap();
+        let batch = s.view().message_done(to).unwrap();
         assert_eq!(batch.updates, 2);
         assert_eq!(s.in_flight[0], 1);
         // Its reply: nothing left, the entry is free again.
-        assert!(s.view().settle(to).is_none());
+        assert!(s.view().message_done(to).is_none());
         assert!(!s.used[0]);
         // Settling an unknown node does nothing.
-        assert!(s.view().settle(addr("10.9.9.9:1")).is_none());
+        assert!(s.view().message_done(addr("10.9.9.9:1")).is_none());
     }
 
     #[test]
@@ -440,14 +440,14 @@ mod tests {
         s.offer(to, 1, UPDATE);
         s.offer(to, 1, UPDATE);
         s.offer(to, 2, UPDATE); // a second message waiting, another callback
-        let batch = s.view().settle(to).unwrap();
+        let batch = s.view().message_done(to).unwrap();
         assert_eq!(s.in_flight[0], 2);
         // The other message still waits: the batch waits for its reply.
-        assert!(s.view().not_sent(to, batch).is_none());
+        assert!(s.view().batch_not_sent(to, batch).is_none());
         assert_eq!(s.in_flight[0], 1);
-        let batch = s.view().settle(to).unwrap();
+        let batch = s.view().message_done(to).unwrap();
         // Nothing else waits: handed back, the entry freed.
-        let back = s.view().not_sent(to, batch);
+        let back = s.view().batch_not_sent(to, batch);
         assert_eq!(back.map(|b| b.updates), Some(1));
         assert!(!s.used[0]);
     }
@@ -458,15 +458,15 @@ mod tests {
         let to = addr("10.0.0.2:5060");
         s.offer(to, 1, UPDATE);
         s.offer(to, 1, UPDATE);
-        let batch = s.view().settle(to).unwrap();
+        let batch = s.view().message_done(to).unwrap();
         // Meanwhile another update joins a new batch (the first counts).
         assert_eq!(s.offer(to, 1, UPDATE), Placement::Batched);
-        assert!(s.view().not_sent(to, batch).is_some());
+        assert!(s.view().batch_not_sent(to, batch).is_some());
         // The new batch stays, with nothing waiting: the next update goes
         // now and sends it on its reply.
         assert!(s.used[0] && s.open[0].is_some());
         assert_eq!(s.in_flight[0], 0);
         assert_eq!(s.offer(to, 1, UPDATE), Placement::SendFlushingOnReply);
-        assert_eq!(s.view().settle(to).map(|b| b.updates), Some(1));
+        assert_eq!(s.view().message_done(to).map(|b| b.updates), Some(1));
     }
 }

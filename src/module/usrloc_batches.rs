@@ -131,7 +131,7 @@ fn offer(to: SocketAddr, update: &[u8], callback: Option<ResponseCallback>) -> P
 /// A message counted in `to`'s batching (its URI text `uri`) is done: the
 /// node's batch, if any, goes now.
 fn release(to: SocketAddr, uri: &[u8]) {
-    if let Some(batch) = with(|b| b.settle(to)).flatten() {
+    if let Some(batch) = with(|b| b.message_done(to)).flatten() {
         send_batch(to, uri, batch);
     }
 }
@@ -153,7 +153,7 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     // messages to the node wait for their replies, the batch waits for the
     // next of them (replies free slots; a flush from a SIP worker must not
     // go to tm, which holds a transaction in shm per message); else tm.
-    let Some(_unsent) = with(|b| b.not_sent(to, batch)).flatten() else { return };
+    let Some(_unsent) = with(|b| b.batch_not_sent(to, batch)).flatten() else { return };
     let through_tm = match (&target, TM_FALLBACK.get()) {
         (Some(target), Some(send)) => send(BATCHED_PEER, target, &body, BATCHED_CONTENT_TYPE, 1, callback),
         _ => Err("no way to send it".into()),
