@@ -229,8 +229,6 @@ fn is_seed_of(m: &Module, from_names: &[NodeUri], node: &NodeUri) -> bool {
     m.notification_uris.iter().chain(from_names).any(|s| s.same_node(node))
 }
 
-/// What a notification's reply callback needs: the ping round it belongs to
-/// (0: not a ping) and the node it went to. Encoded as `round|uri`.
 /// Sends our notification body to `targets` (sent after the lock is released).
 fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
     let channel = &m.config.notification_channel;
@@ -284,6 +282,8 @@ pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
 fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let reply = reply.msg();
     let Some(m) = module() else { return };
+    // The ping round the reply belongs to (0: not a ping) and the node the
+    // notification went to.
     let Some((round, node)) = tm_context::decode_notification(context) else { return };
     if code == 200 {
         if round != 0 {
