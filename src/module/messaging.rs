@@ -105,7 +105,8 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(mut message) = TmPeerMessage::decode(context) else { return };
     if code == 503 || code == 403 {
         // A node whose job queue is full: send it again later, as the
-        // direct path (`direct_send`) does, instead of handing the consumer a lost copy.
+        // direct path (`direct_send`) does, instead of handing the consumer
+        // a lost copy.
         // A 403: the node does not list us (members_only); it hears from
         // us now and the message goes again after it.
         if code == 403 {
