@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dmq_core::nodes::{FailurePolicy, Node, NodeEvent, NodeList};
 use dmq_core::protocol::{self, Kdmq, NodeLine, NodeStatus, NodeUri};
+use dmq_core::tm_context;
 
 use kamailio::clock::unix_now as now;
 use kamailio::dns;
@@ -229,18 +230,6 @@ fn is_seed_of(m: &Module, from_names: &[NodeUri], node: &NodeUri) -> bool {
     m.notification_uris.iter().chain(from_names).any(|s| s.same_node(node))
 }
 
-/// What a notification's reply callback needs: the ping round it belongs to
-/// (0: not a ping) and the node it went to. Encoded as `round|uri`.
-fn reply_context(round: u32, target: &NodeUri) -> String {
-    format!("{round}|{}", target.to_uri())
-}
-
-fn parse_reply_context(context: &[u8]) -> Option<(u32, NodeUri)> {
-    let text = std::str::from_utf8(context).ok()?;
-    let (round, uri) = text.split_once('|')?;
-    Some((round.parse().ok()?, protocol::parse_node_line(uri).ok()?.uri))
-}
-
 /// Runs `event_route[dmq:node-active]`/`[dmq:node-inactive]` with
 /// `$xavp(dmq_node=>uri)` and `$xavp(dmq_node=>status)` set, as stock.
 fn run_node_route(route: EventRoute, uri: &NodeUri, status: &str) {
@@ -266,7 +255,7 @@ fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: 
             body: body.as_bytes(),
             signing: m.signing(),
         };
-        match m.send_through_tm(&kdmq, hop.as_deref(), on_notification_reply, reply_context(round, target).as_bytes()) {
+        match m.send_through_tm(&kdmq, hop.as_deref(), on_notification_reply, tm_context::encode_notification(round, target).as_bytes()) {
             Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }
@@ -300,7 +289,9 @@ pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
 fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let reply = reply.msg();
     let Some(m) = module() else { return };
-    let Some((round, node)) = parse_reply_context(context) else { return };
+    // The ping round the reply belongs to (0: not a ping) and the node the
+    // notification went to.
+    let Some((round, node)) = tm_context::decode_notification(context) else { return };
     if code == 200 {
         if round != 0 {
             event_counts::add(EventCount::PingsAnswered);

@@ -11,7 +11,7 @@ use kamailio::sip_uri;
 use kamailio::socket::LocalSocket;
 
 use crate::state::{self, Module, NodeRoutes};
-use crate::{admission, cluster, event_counts, heal, in_flight, lookups, messaging, peer_events, peers, workers};
+use crate::{admission, cluster, direct_send, event_counts, heal, lookups, messaging, peer_events, peers, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -89,7 +89,7 @@ pub fn init() -> Result<(), String> {
     peers::init()?;
     heal::init()?;
     workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
-    in_flight::init()?;
+    direct_send::init()?;
     messaging::init()?;
     lookups::init(names, config.multi_notify)?;
     cluster::start_ping_timer(config.ping_interval)?;
@@ -112,7 +112,7 @@ pub fn init() -> Result<(), String> {
 /// retransmission timer; the first SIP worker asks the seeds for the cluster.
 pub fn child_init(rank: Rank) -> Result<(), String> {
     log::debug!("child_init rank {}", rank.number());
-    in_flight::note_process_rank(rank);
+    direct_send::note_process_rank(rank);
     let Some(m) = state::module() else { return Ok(()) };
     if rank.is_main() {
         workers::start(m)?;

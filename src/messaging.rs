@@ -1,6 +1,7 @@
 //! Outgoing peer messages: what the script functions and the `bind_dmq` API
 //! (htable, dmq_usrloc, dialog, presence) send to replicate their data.
-//! Each goes through the in-flight table when it can, through tm otherwise;
+//! Each goes without tm when it can (`direct_send`; dmq_usrloc's updates
+//! may wait in a batch first, `usrloc_batches`), through tm otherwise;
 //! tm-path messages a busy node answered 503 wait in a shm queue that the
 //! retransmission timer drains. Targets are copied under the node-list
 //! lock; sending happens after it is released, so concurrent senders never
@@ -8,9 +9,11 @@
 
 use std::sync::OnceLock;
 
+use dmq_core::batching;
 use dmq_core::nodes::Node;
 use dmq_core::pending;
 use dmq_core::protocol::{Kdmq, NodeUri};
+use dmq_core::tm_context::TmPeerMessage;
 
 use kamailio::clock::monotonic_ms;
 use dmq_abi::api::ResponseCallback;
@@ -20,71 +23,9 @@ use kamailio::tm::TmReply;
 
 use crate::{cluster, heal, peers, resync};
 use crate::event_counts::{self, EventCount};
-use crate::in_flight::{self, SendError};
+use crate::direct_send::{self, Outgoing, PeerMessage, SendError};
+use crate::usrloc_batches;
 use crate::state::{module, Module};
-
-/// A peer message sent through tm, kept as its tm callback context:
-/// everything needed to send it again when a busy node answers 503. It
-/// borrows its parts (from the sender's arguments, or from the context
-/// bytes it was decoded from): nothing is copied but into tm's context.
-struct TmMessage<'a> {
-    callback: Option<ResponseCallback>,
-    target: NodeUri,
-    peer_id: &'a str,
-    content_type: &'a str,
-    max_forwards: i32,
-    body: &'a [u8],
-    /// Past this, a 503 is the final answer (the same 30 s a timeout takes).
-    deadline_ms: u64,
-    /// The wait before the next resend after a 503.
-    backoff_ms: u64,
-}
-
-const CALLBACK_LEN: usize = 2 * std::mem::size_of::<usize>();
-
-impl<'a> TmMessage<'a> {
-    /// [has callback u8][callback][max_forwards i32][deadline u64]
-    /// [backoff u64], then uri, peer id, content type and body, each as
-    /// [len u32][bytes].
-    fn encode(&self) -> Vec<u8> {
-        let uri = self.target.to_uri();
-        let mut out = Vec::with_capacity(64 + uri.len() + self.peer_id.len() + self.content_type.len() + self.body.len());
-        out.push(self.callback.is_some() as u8);
-        out.extend_from_slice(&self.callback.map(|c| c.to_bytes()).unwrap_or([0; CALLBACK_LEN]));
-        out.extend_from_slice(&self.max_forwards.to_ne_bytes());
-        out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
-        out.extend_from_slice(&self.backoff_ms.to_ne_bytes());
-        for part in [uri.as_bytes(), self.peer_id.as_bytes(), self.content_type.as_bytes(), self.body] {
-            out.extend_from_slice(&(part.len() as u32).to_ne_bytes());
-            out.extend_from_slice(part);
-        }
-        out
-    }
-
-    fn decode(mut ctx: &'a [u8]) -> Option<TmMessage<'a>> {
-        fn take<'a>(ctx: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-            let (head, rest) = (ctx.get(..n)?, ctx.get(n..)?);
-            *ctx = rest;
-            Some(head)
-        }
-        let has_callback = take(&mut ctx, 1)?[0] == 1;
-        let callback = ResponseCallback::from_bytes(take(&mut ctx, CALLBACK_LEN)?.try_into().ok()?).filter(|_| has_callback);
-        let max_forwards = i32::from_ne_bytes(take(&mut ctx, 4)?.try_into().ok()?);
-        let deadline_ms = u64::from_ne_bytes(take(&mut ctx, 8)?.try_into().ok()?);
-        let backoff_ms = u64::from_ne_bytes(take(&mut ctx, 8)?.try_into().ok()?);
-        let mut part = || -> Option<&'a [u8]> {
-            let len = u32::from_ne_bytes(take(&mut ctx, 4)?.try_into().ok()?) as usize;
-            take(&mut ctx, len)
-        };
-        let uri = std::str::from_utf8(part()?).ok()?;
-        let target = dmq_core::protocol::parse_node_line(uri).ok()?.uri;
-        // Both were encoded from &str.
-        let peer_id = std::str::from_utf8(part()?).ok()?;
-        let content_type = std::str::from_utf8(part()?).ok()?;
-        let body = part()?;
-        Some(TmMessage { callback, target, peer_id, content_type, max_forwards, body, deadline_ms, backoff_ms })
-    }
-}
 
 /// tm-path messages a busy node answered 503, waiting to be sent again
 /// (by the retransmission timer). Bounded: beyond it a 503 is final.
@@ -97,11 +38,11 @@ const TICK_US: u32 = 100_000;
 pub fn init() -> Result<(), String> {
     let queue = ShmQueue::new(BUSY_RETRY_LIMIT).ok_or("out of shm for the DMQ retry queue")?;
     BUSY_RETRIES.set(queue).map_err(|_| "retry queue initialized twice".to_string())?;
-    in_flight::set_overflow(|peer_id, target, body, content_type, max_forwards, callback| {
+    usrloc_batches::init(|peer_id, target, body, content_type, max_forwards, callback| {
         let m = module().ok_or("dmq is not initialized")?;
         send_through_tm(m, peer_id, target, body, content_type, max_forwards, callback)
             .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
-    });
+    })?;
     process::register_timer_process().map_err(|e| format!("the DMQ retransmission timer: {e}"))
 }
 
@@ -116,7 +57,7 @@ fn timer_tick() {
     for node in resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default()) {
         pull_from(&node);
     }
-    in_flight::tick();
+    direct_send::tick();
     if let Some(m) = module() {
         resend_busy(m, monotonic_ms());
     }
@@ -155,11 +96,17 @@ fn run_response_callback(code: i32, reply: TmReply<'_>, uri: &NodeUri, callback:
     }
 }
 
+/// The consumer's callback a tm context carries (`ResponseCallback::to_bytes`).
+fn callback_of(message: &TmPeerMessage<'_>) -> Option<ResponseCallback> {
+    message.callback.as_ref().and_then(ResponseCallback::from_bytes)
+}
+
 fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
-    let Some(mut message) = TmMessage::decode(context) else { return };
+    let Some(mut message) = TmPeerMessage::decode(context) else { return };
     if code == 503 || code == 403 {
         // A node whose job queue is full: send it again later, as the
-        // in-flight path does, instead of handing the consumer a lost copy.
+        // direct path (`direct_send`) does, instead of handing the consumer
+        // a lost copy.
         // A 403: the node does not list us (members_only); it hears from
         // us now and the message goes again after it.
         if code == 403 {
@@ -179,22 +126,22 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     } else {
         event_counts::add_reply(code);
     }
-    run_response_callback(code, reply, &message.target, message.callback);
+    run_response_callback(code, reply, &message.target, callback_of(&message));
 }
 
 /// The timer process: sends again the tm-path messages due after a 503.
 fn resend_busy(m: &Module, now_ms: u64) {
     let Some(queue) = BUSY_RETRIES.get() else { return };
     for record in queue.take_due(now_ms) {
-        let Some(message) = TmMessage::decode(record.bytes()) else { continue };
+        let Some(message) = TmPeerMessage::decode(record.bytes()) else { continue };
         if let Err(e) = send_tm_message(m, &message) {
             log::error!("cannot send a {} message to {} again: {e}", message.peer_id, message.target);
-            run_response_callback(503, TmReply::none(), &message.target, message.callback);
+            run_response_callback(503, TmReply::none(), &message.target, callback_of(&message));
         }
     }
 }
 
-fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
+fn send_tm_message(m: &Module, message: &TmPeerMessage<'_>) -> Result<(), String> {
     let hop = cluster::next_hops(std::slice::from_ref(&message.target)).pop().flatten();
     let kdmq = Kdmq {
         from: &m.local_uri,
@@ -209,7 +156,7 @@ fn send_tm_message(m: &Module, message: &TmMessage) -> Result<(), String> {
 }
 
 /// One peer message through tm: for nodes over TCP/TLS, nodes without a
-/// resolved address, and when the in-flight table is full.
+/// resolved address, and when `direct_send`'s table is full.
 fn send_through_tm(
     m: &Module,
     peer_id: &str,
@@ -219,8 +166,8 @@ fn send_through_tm(
     max_forwards: i32,
     callback: Option<ResponseCallback>,
 ) -> Result<(), String> {
-    let message = TmMessage {
-        callback,
+    let message = TmPeerMessage {
+        callback: callback.map(|c| c.to_bytes()),
         target: target.clone(),
         peer_id,
         content_type,
@@ -243,9 +190,17 @@ pub fn send_to(
 ) -> Result<(), String> {
     let m = module().ok_or("dmq is not initialized")?;
     let mut failed = 0;
-    let message = in_flight::PeerMessage::new(peer_id, body, content_type, max_forwards, callback);
+    let message = PeerMessage { peer_id, body, content_type, max_forwards, callback };
+    // A dmq_usrloc update may wait in a node's batch (judged once for
+    // every node it goes to).
+    let batchable = batching::is_batchable(peer_id, content_type, max_forwards, body);
     for target in targets {
-        let sent = match in_flight::send(&message, &target.uri, target.ip()) {
+        let sent = match direct_send::address(&target.uri, target.ip()) {
+            Ok(to) if batchable => usrloc_batches::send(&message, &target.uri, to),
+            Ok(to) => direct_send::send(&Outgoing::alone(message, &target.uri, to)),
+            Err(e) => Err(e),
+        };
+        let sent = match sent {
             Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback)
                 .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm)),
             Err(SendError::Failed(e)) => Err(e),

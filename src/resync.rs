@@ -8,7 +8,7 @@
 //! with `send_message`, as they do for a joining node.
 //!
 //! A sync waits while this node is busy sending (a join sync, another heal
-//! sync): not more than a quarter of the in-flight table in use and no job
+//! sync): not more than a quarter of the in-flight table (`direct_send`) in use and no job
 //! waiting, so two full transfers do not pile up in shm.
 
 use dmq_core::protocol::NodeUri;
@@ -16,15 +16,15 @@ use dmq_core::protocol::NodeUri;
 use kamailio::sip_msg::ReceiveInfo;
 
 use crate::state::module;
-use crate::{heal, in_flight, peers, workers};
+use crate::{direct_send, heal, peers, workers};
 
 /// The retransmission timer's tick: the due heal syncs, run here (no lock
 /// held; the consumers' work runs in the DMQ workers). Returns the nodes
 /// due a pull (asked for their state: `messaging` sends the requests).
 pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
     let quiet = || {
-        in_flight::stats().is_none_or(|s| (s.in_flight as usize) < in_flight::CAPACITY / 4)
-            && workers::stats().is_none_or(|s| s.queued == 0)
+        let messages_waiting = direct_send::stats().map(|s| s.in_flight as usize);
+        dmq_core::heal::quiet_enough(messages_waiting, direct_send::CAPACITY, workers::stats().map(|s| s.queued))
     };
     let mut pulls = Vec::new();
     for (node, pull) in heal::tick(active_nodes, quiet) {

@@ -92,9 +92,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
 /// the bytes after the header block without parsing the headers. Only a
 /// hint: a message run here has its body checked as the core reads it.
 fn is_single_update(channel: &str, msg: &SipMsg) -> bool {
-    let raw = msg.raw_bytes();
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
-    dmq_core::body_check::is_single_update(channel, &raw[end + 4..])
+    dmq_core::protocol::after_header_block(msg.raw_bytes()).is_some_and(|body| dmq_core::body_check::is_single_update(channel, body))
 }
 
 /// A refused request is answered and so handled: the script goes on as

@@ -20,10 +20,10 @@ use dmq_core::statistics::{Detail, Statistic as Declared};
 use kamailio::stats::{self, Statistic};
 
 use crate::event_counts::{self, EventCount};
-use crate::{admission, cluster, heal, in_flight, messaging, workers};
+use crate::{admission, cluster, direct_send, heal, messaging, workers};
 
 fn pending() -> PendingStats {
-    in_flight::stats().unwrap_or_default()
+    direct_send::stats().unwrap_or_default()
 }
 
 fn queues() -> (u64, u64, u64, u64, u64) {

@@ -183,14 +183,14 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
 /// is not signed; `kind` marks its branch and Call-ID ("heal", "custom").
 pub fn local_request(m: &Module, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let token = format!("{kind}{}x{}x{}", std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
     protocol::build_peer_request(&PeerRequest {
         transport: from.transport,
         from,
         to: &m.local_uri,
         sent_by: &m.server_sent_by,
         peer,
-        branch: &format!("z9hG4bK-{token}"),
+        branch: &branch,
         token: &token,
         max_forwards: 1,
         content_type,

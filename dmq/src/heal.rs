@@ -33,6 +33,16 @@ pub fn was_stalled(gap_ms: u64, ping_interval_s: u32) -> bool {
     gap_ms >= stall_ms(ping_interval_s)
 }
 
+/// Whether this node is quiet enough to start a heal sync: not busy
+/// sending (a join sync, another heal sync), i.e. less than a quarter of
+/// its table of messages waiting for replies in use (`messages_waiting` of
+/// `table_capacity`; no table: quiet) and no job waiting in its workers
+/// (`jobs_waiting`; no workers: quiet). Two full transfers must not pile up
+/// in shm.
+pub fn quiet_enough(messages_waiting: Option<usize>, table_capacity: usize, jobs_waiting: Option<usize>) -> bool {
+    messages_waiting.is_none_or(|n| n < table_capacity / 4) && jobs_waiting.is_none_or(|n| n == 0)
+}
+
 /// What a regained node's entry did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Regain {
@@ -366,5 +376,15 @@ mod tests {
         assert!(was_stalled(2000, 2));
         assert!(!was_stalled(9000, 60));
         assert!(was_stalled(10_000, 60));
+    }
+
+    #[test]
+    fn a_heal_sync_waits_while_a_quarter_of_the_table_or_any_job_waits() {
+        assert!(quiet_enough(Some(0), 8192, Some(0)));
+        assert!(quiet_enough(Some(2047), 8192, Some(0)));
+        assert!(!quiet_enough(Some(2048), 8192, Some(0)));
+        assert!(!quiet_enough(Some(0), 8192, Some(1)));
+        assert!(quiet_enough(None, 8192, None));
+        assert!(!quiet_enough(None, 8192, Some(3)));
     }
 }

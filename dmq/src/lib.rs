@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batching;
 pub mod body_check;
 pub mod config;
 pub mod discovery;
@@ -18,3 +19,4 @@ pub mod pending;
 pub mod protocol;
 pub mod sources;
 pub mod statistics;
+pub mod tm_context;

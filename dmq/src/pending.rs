@@ -358,6 +358,35 @@ pub fn reply_matches(branch: &str, call_id: &[u8], cseq_number: &[u8], cseq_meth
     matches!(expected, Some([b'@', ..])) && cseq_number == b"1" && cseq_method == b"KDMQ"
 }
 
+impl ReplyKind {
+    /// What a reply's status means for the message it answers: 1xx stops
+    /// retransmissions; 503 (a dmq_rs node with a full job queue) and 403
+    /// (a dmq_rs node that does not list us yet, members_only) send it
+    /// again later; anything else is final.
+    pub fn of_status(status: u16) -> ReplyKind {
+        match status {
+            0..=199 => ReplyKind::Provisional,
+            503 | 403 => ReplyKind::Busy,
+            _ => ReplyKind::Final,
+        }
+    }
+}
+
+/// How long a sender waits for a free slot when all are taken: the sender
+/// (a DMQ worker running dmq_usrloc's or htable's sync loop) slows down to
+/// the pace its nodes answer at, instead of piling up tm transactions.
+pub const SLOT_WAIT_MS: u64 = 2000;
+
+/// Whether a sender that began waiting (for a slot, or for room in a
+/// node's batch) at `start_ms` may wait on at `now_ms`: never in a process
+/// that reads SIP (replies that free room are read by processes like it:
+/// all of them waiting would free nothing), not past [`SLOT_WAIT_MS`], and
+/// not when a wait of this process gave up (at `gave_up_at_ms`) lately: a
+/// node that stopped answering must not stall every send.
+pub fn may_wait(reads_sip: bool, start_ms: u64, now_ms: u64, gave_up_at_ms: u64) -> bool {
+    !reads_sip && now_ms.saturating_sub(start_ms) < SLOT_WAIT_MS && start_ms.saturating_sub(gave_up_at_ms) > 5 * SLOT_WAIT_MS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,5 +635,31 @@ mod tests {
         assert!(!reply_matches(&b, b"dmqrs-3.9.abcd@h", b"1", b"KDMQ"));
         assert!(!reply_matches(&b, cid.as_bytes(), b"2", b"KDMQ"));
         assert!(!reply_matches(&b, cid.as_bytes(), b"1", b"INVITE"));
+    }
+
+    #[test]
+    fn a_reply_status_says_what_becomes_of_the_message() {
+        assert_eq!(ReplyKind::of_status(0), ReplyKind::Provisional);
+        assert_eq!(ReplyKind::of_status(100), ReplyKind::Provisional);
+        assert_eq!(ReplyKind::of_status(199), ReplyKind::Provisional);
+        assert_eq!(ReplyKind::of_status(200), ReplyKind::Final);
+        assert_eq!(ReplyKind::of_status(503), ReplyKind::Busy);
+        assert_eq!(ReplyKind::of_status(403), ReplyKind::Busy);
+        assert_eq!(ReplyKind::of_status(404), ReplyKind::Final);
+        assert_eq!(ReplyKind::of_status(500), ReplyKind::Final);
+    }
+
+    #[test]
+    fn a_sender_waits_only_outside_sip_receivers_briefly_and_not_right_after_giving_up() {
+        let start = 100_000;
+        assert!(may_wait(false, start, start, 0));
+        assert!(may_wait(false, start, start + SLOT_WAIT_MS - 1, 0));
+        assert!(!may_wait(false, start, start + SLOT_WAIT_MS, 0));
+        assert!(!may_wait(true, start, start, 0));
+        // A wait gave up lately: not before 5 waits' time has passed.
+        assert!(!may_wait(false, start, start, start - 5 * SLOT_WAIT_MS));
+        assert!(may_wait(false, start, start, start - 5 * SLOT_WAIT_MS - 1));
+        // A clock read before the start (another process's) is no wait yet.
+        assert!(may_wait(false, start, start - 1, 0));
     }
 }

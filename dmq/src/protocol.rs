@@ -523,6 +523,25 @@ pub fn build_stateless_request(
     String::from_utf8_lossy(&request).into_owned()
 }
 
+/// The token and Via branch of a KDMQ this node makes for its own
+/// consumer (`kind`: "heal", "custom"): unique per process (`pid`), time
+/// and sequence number, so no two look like retransmissions of each other.
+/// Returns (token, branch).
+pub fn local_request_ids(kind: &str, pid: u32, now_ms: u64, seq: u64) -> (String, String) {
+    let token = format!("{kind}{pid}x{now_ms}x{seq}");
+    let branch = format!("z9hG4bK-{token}");
+    (token, branch)
+}
+
+/// What follows the header block of a raw SIP message (everything after
+/// the first empty line), without parsing the headers: None when the
+/// block does not end. As received, so it may hold more or less than
+/// Content-Length says; a hint for a quick look, not the body the core reads.
+pub fn after_header_block(raw: &[u8]) -> Option<&[u8]> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some(&raw[end + 4..])
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -769,5 +788,27 @@ mod tests {
         }
         assert_eq!(NodeStatus::Pending.word(StatusWords::NotActive), "not_active");
         assert_eq!(NodeStatus::NotActive.word(StatusWords::Classic), "not_active");
+    }
+
+    #[test]
+    fn the_bytes_after_the_header_block_follow_the_first_empty_line() {
+        let msg = b"KDMQ sip:usrloc@10.0.0.2 SIP/2.0\r\nContent-Length: 4\r\n\r\nbody";
+        assert_eq!(after_header_block(msg), Some(&b"body"[..]));
+        // An empty line within the body is the body's.
+        assert_eq!(after_header_block(b"A: b\r\n\r\nx\r\n\r\ny"), Some(&b"x\r\n\r\ny"[..]));
+        assert_eq!(after_header_block(b"A: b\r\n\r\n"), Some(&b""[..]));
+        // No end of the header block (bare LFs do not end it here).
+        assert_eq!(after_header_block(b"A: b\r\nC: d\r\n"), None);
+        assert_eq!(after_header_block(b"A: b\n\nbody"), None);
+        assert_eq!(after_header_block(b""), None);
+    }
+
+    #[test]
+    fn a_local_request_is_named_by_kind_process_time_and_sequence() {
+        let (token, branch) = local_request_ids("heal", 4242, 1_000_500, 7);
+        assert_eq!(token, "heal4242x1000500x7");
+        assert_eq!(branch, "z9hG4bK-heal4242x1000500x7");
+        assert_ne!(local_request_ids("heal", 4242, 1_000_500, 8).0, token);
+        assert_ne!(local_request_ids("custom", 4242, 1_000_500, 7).0, token);
     }
 }

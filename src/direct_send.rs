@@ -1,0 +1,376 @@
+//! Peer messages without tm, over UDP, TCP or TLS: each one is sent from
+//! the DMQ socket (over TCP/TLS on a connection the core finds or makes)
+//! and kept in a shm slot (with its bytes, for sending again) only until
+//! its final reply arrives. The core hands every reply to `on_reply` before
+//! the script's reply route (a route that drops replies tm does not know
+//! must not drop ours); it checks the reply against the message (branch
+//! nonce, source, Call-ID, CSeq), frees the slot and runs the consumer's
+//! callback. A timer process sends again (UDP: SIP's retransmissions;
+//! TCP/TLS: a copy after seconds without any reply, since a connection may
+//! break with the message in it) and reports timeouts as 408. The slot
+//! logic is pure (`dmq_core::pending`); this file holds its shm, its lock
+//! and the Kamailio plumbing. A leaf transport: when it cannot take a
+//! message (a full table, a node on another transport than the DMQ socket,
+//! an unresolved node) it says so, and `messaging` sends it through tm
+//! instead, so nothing is ever dropped. dmq_usrloc's updates may wait in a
+//! batch first (`usrloc_batches`, which sends its batches through here).
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use dmq_abi::in_shm::PendingParts;
+use dmq_core::pending::{self, Delivery, PendingStats, PendingTable, ReplyKind, ReplyOutcome};
+use dmq_core::protocol::{self, NodeUri};
+
+use kamailio::clock::monotonic_ms as now_ms;
+use dmq_abi::api::ResponseCallback;
+use kamailio::log::RateLimit;
+use kamailio::process::Rank;
+use kamailio::replies::Verdict;
+use kamailio::shm::{ShmArc, ShmMutex};
+use kamailio::sip_msg::SipMsg;
+use kamailio::tm::TmReply;
+use kamailio::send;
+use kamailio::shm_data;
+
+use crate::cluster;
+use crate::event_counts;
+use crate::state::{self, module};
+
+/// Messages that may wait for their reply at once; beyond it, tm carries them.
+pub const CAPACITY: usize = 8192;
+
+/// The table in shm, under one lock: the pure table's parts and each
+/// slot's message.
+type TableData = PendingParts<Option<ShmArc<Message>>, CAPACITY>;
+
+shm_data! {
+    /// A message in flight: this header, then the target node's URI and
+    /// the request bytes, in one reference-counted shm block that never
+    /// changes. The table holds one reference from insertion until the
+    /// message completes or expires (then handed to whoever finishes it);
+    /// the timer takes another while it retransmits outside the lock.
+    #[derive(Clone, Copy)]
+    struct Message {
+        callback: Option<ResponseCallback>,
+        to: SocketAddr,
+        uri_len: u32,
+        /// Counted among its node's batchable messages (`usrloc_batches`).
+        counted_in_batch: bool,
+        /// Updates it carries (a batch: several; the callback runs once each).
+        updates: u32,
+        /// Sent over TCP/TLS: a reply may come on a connection the node
+        /// opened (another port), so only its address is checked.
+        stream: bool,
+    }
+}
+
+struct Table {
+    data: &'static ShmMutex<TableData>,
+    /// Keys for the branch nonces, random per start (made in mod_init, so
+    /// every process has the same ones).
+    nonce_keys: RandomState,
+}
+
+static TABLE: OnceLock<Table> = OnceLock::new();
+
+impl Table {
+    /// Runs `f` on the table under its lock; never across a send.
+    fn with<R>(&self, f: impl FnOnce(&mut PendingTable<'_, ShmArc<Message>>) -> R) -> R {
+        let mut data = self.data.lock();
+        let PendingParts { head, slots, free, messages } = &mut *data;
+        f(&mut PendingTable { head, slots, free, messages })
+    }
+}
+
+/// The target node's URI text and the request bytes of a stored message.
+fn uri_and_request(message: &ShmArc<Message>) -> (&[u8], &[u8]) {
+    message.bytes().split_at((message.header().uri_len as usize).min(message.bytes().len()))
+}
+
+/// mod_init: the table in shm, and the hook that sees replies first.
+pub fn init() -> Result<(), String> {
+    let data = ShmMutex::<TableData>::new_zeroed().ok_or("out of shm for the DMQ message table")?;
+    let table = Table { data, nonce_keys: RandomState::new() };
+    table.with(|t| t.reset());
+    TABLE.set(table).map_err(|_| "message table initialized twice".to_string())?;
+    kamailio::replies::hook_replies(on_reply)
+}
+
+/// What a message counted in its node's batching does when done: sends the
+/// node's batch (`usrloc_batches`, which sits above this file, registers
+/// it in mod_init). Given the node's address and URI text.
+pub type BatchRelease = fn(SocketAddr, &[u8]);
+static BATCH_RELEASE: OnceLock<BatchRelease> = OnceLock::new();
+
+/// mod_init (`usrloc_batches`): see [`BatchRelease`].
+pub fn set_batch_release(release: BatchRelease) {
+    let _ = BATCH_RELEASE.set(release);
+}
+
+/// Why a message was not sent here.
+#[derive(Debug)]
+pub enum SendError {
+    /// Not for this path (not the DMQ socket's transport, no address, or
+    /// no free slot): use tm.
+    NoSlot,
+    Failed(String),
+}
+
+/// Where a message to `target` goes from here, when this path can carry
+/// it: the node has a known address (`ip`) and speaks the DMQ socket's
+/// transport (UDP, TCP or TLS).
+pub fn address(target: &NodeUri, ip: Option<IpAddr>) -> Result<SocketAddr, SendError> {
+    let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
+    let (Some(_), Some(ip), true) = (TABLE.get(), ip, m.server_transport == Some(target.transport)) else {
+        return Err(SendError::NoSlot);
+    };
+    Ok(SocketAddr::new(ip, target.port_no()))
+}
+
+/// One peer message for any number of nodes.
+#[derive(Clone, Copy)]
+pub struct PeerMessage<'a> {
+    pub peer_id: &'a str,
+    pub body: &'a [u8],
+    pub content_type: &'a str,
+    pub max_forwards: i32,
+    pub callback: Option<ResponseCallback>,
+}
+
+/// A message about to go out through a slot, to one node.
+pub struct Outgoing<'a> {
+    pub message: PeerMessage<'a>,
+    pub target: &'a NodeUri,
+    /// The node's address ([`address`]).
+    pub to: SocketAddr,
+    /// Counted among its node's batchable messages waiting for a reply:
+    /// when done, it sends the node's batch ([`BatchRelease`]).
+    pub counted_in_batch: bool,
+    /// Updates it carries (a batch: several; the callback runs once each).
+    pub updates: u32,
+}
+
+impl<'a> Outgoing<'a> {
+    /// One message on its own.
+    pub fn alone(message: PeerMessage<'a>, target: &'a NodeUri, to: SocketAddr) -> Outgoing<'a> {
+        Outgoing { message, target, to, counted_in_batch: false, updates: 1 }
+    }
+}
+
+/// Sends one peer message through a slot when one is free.
+pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
+    let table = TABLE.get().ok_or(SendError::NoSlot)?;
+    let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
+    let PeerMessage { peer_id, body, content_type, max_forwards, callback } = out.message;
+    let transport = out.target.transport;
+    let delivery = if transport.is_stream() { Delivery::Stream } else { Delivery::Datagram };
+    // The slot comes first: its branch goes into the request.
+    let branch = take_slot(table, delivery).ok_or(SendError::NoSlot)?;
+    // Call-ID and From tag carry the branch's token: a reply is checked
+    // against it (`pending::reply_matches`).
+    let token = &branch[pending::BRANCH_PREFIX.len()..];
+    let request = protocol::build_peer_request(&protocol::PeerRequest {
+        transport,
+        from: &m.local_uri,
+        to: out.target,
+        sent_by: &m.server_sent_by,
+        peer: peer_id,
+        branch: &branch,
+        token,
+        max_forwards,
+        content_type,
+        body,
+        signing: m.config.shared_secret.as_deref().map(|s| (s, kamailio::clock::unix_now())),
+    });
+    let uri = out.target.to_uri();
+    let header = Message {
+        callback,
+        to: out.to,
+        uri_len: uri.len() as u32,
+        counted_in_batch: out.counted_in_batch,
+        updates: out.updates,
+        stream: delivery == Delivery::Stream,
+    };
+    let Some(message) = ShmArc::new(header, &[uri.as_bytes(), &request]) else {
+        table.with(|t| t.complete(&branch));
+        return Err(SendError::Failed("out of shm for a DMQ message".into()));
+    };
+    if table.with(|t| t.attach(&branch, message)).is_err() {
+        // Cannot happen before the request is sent; the message is dropped.
+        return Err(SendError::Failed("DMQ message slot lost before sending".into()));
+    }
+    if let Err(e) = send::send_from(m.server_sock, state::proto(transport), out.to, &request) {
+        if delivery == Delivery::Stream {
+            // No connection took it (none could be made now, or its write
+            // queue is full: a node that stopped reading): the timer sends
+            // it again soon, until one does or the message times out.
+            table.with(|t| t.send_failed(&branch, now_ms()));
+            log_stream_send_failed(&e);
+            return Ok(());
+        }
+        // Not sent at all: take it back and say so, as tm does when it
+        // cannot send (a reply may not have freed the slot: none can come).
+        drop(table.with(|t| t.complete(&branch)));
+        return Err(SendError::Failed(e));
+    }
+    Ok(())
+}
+
+/// At most one line a second per process: a node that is gone makes every
+/// send to it fail.
+fn log_stream_send_failed(error: &str) {
+    static LOG: RateLimit = RateLimit::per(1000);
+    if LOG.allow() {
+        log::info!("{error}: sent again when a connection takes it (or 408 after 30 s)");
+    }
+}
+
+/// A wait that ran out: later senders of this process skip waiting for a
+/// while (a node that stopped answering must not stall every send).
+static WAIT_GAVE_UP_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this process reads SIP from the network (`pending::may_wait`).
+static READS_SIP: AtomicBool = AtomicBool::new(false);
+
+/// child_init: note whether this process is a SIP receiver.
+pub fn note_process_rank(rank: Rank) {
+    READS_SIP.store(rank.reads_sip(), Ordering::Relaxed);
+}
+
+/// Whether a sender of this process that began waiting (for a slot, or for
+/// room in a node's batch) at `start` may wait on (`pending::may_wait`).
+pub fn may_wait(start: u64) -> bool {
+    pending::may_wait(READS_SIP.load(Ordering::Relaxed), start, now_ms(), WAIT_GAVE_UP_AT.load(Ordering::Relaxed))
+}
+
+fn take_slot(table: &Table, delivery: Delivery) -> Option<String> {
+    let start = now_ms();
+    let patient = may_wait(start);
+    loop {
+        if let Some(branch) = table.with(|t| t.insert(now_ms(), delivery, |index, seq| table.nonce_keys.hash_one((index, seq)))) {
+            return Some(branch);
+        }
+        if !patient || now_ms() - start >= pending::SLOT_WAIT_MS {
+            table.with(|t| t.overflowed());
+            if patient {
+                WAIT_GAVE_UP_AT.store(now_ms(), Ordering::Relaxed);
+                log::warn!("{} DMQ messages wait for their replies: sending through tm", CAPACITY);
+            }
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Every reply the core receives comes here first, before the script's
+/// reply route. Ours (our branch prefix) are consumed whatever becomes of
+/// them; others go on to tm and the script untouched.
+fn on_reply(msg: &SipMsg) -> Verdict {
+    let Some(table) = TABLE.get() else { return Verdict::NotMine };
+    let Some(ids) = msg.reply_ids() else { return Verdict::NotMine };
+    // Every reply this node sees passes here: leave others' at once.
+    if !ids.branch.starts_with(pending::BRANCH_PREFIX.as_bytes()) {
+        return Verdict::NotMine;
+    }
+    let Ok(branch) = std::str::from_utf8(ids.branch) else { return Verdict::Consumed };
+    if !pending::reply_matches(branch, ids.call_id, ids.cseq_number, ids.cseq_method) {
+        table.with(|t| t.refused());
+        log_refused_reply(msg, "its Call-ID or CSeq is not the request's");
+        return Verdict::Consumed;
+    }
+    // A 503 (a dmq_rs node with a full job queue) or a 403 (a dmq_rs node
+    // that does not list us, members_only): the timer sends it again; after
+    // a 403 the node hears from us at once.
+    let kind = ReplyKind::of_status(ids.status);
+    if ids.status == 403 {
+        if let Some(node) = msg.source().and_then(cluster::node_at) {
+            cluster::renotify(&node);
+        }
+    }
+    // The reply must come from where the message went (over TCP/TLS from
+    // its address: the node may answer on a connection it opened itself).
+    let source = msg.source();
+    let came_from_target = |m: &ShmArc<Message>| {
+        let to = m.header().to;
+        source.is_some_and(|s| if m.header().stream { s.ip() == to.ip() } else { s == to })
+    };
+    match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
+        ReplyOutcome::Completed(message) => complete(message, i32::from(ids.status), TmReply::received(msg)),
+        ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
+        // A late reply (to a retransmission) finds nothing: consumed as well.
+        ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => {}
+    }
+    Verdict::Consumed
+}
+
+/// One log line for a refused reply, at most one a second per process:
+/// a flood of forged replies must not flood the log.
+fn log_refused_reply(msg: &SipMsg, why: &str) {
+    static LOG: RateLimit = RateLimit::per(1000);
+    if LOG.allow() {
+        log::warn!("a reply to a DMQ message from {:?} was ignored: {why} (counted in dmq.stats forged_replies)", msg.source());
+    }
+}
+
+/// A message is answered (or timed out: 408): counted, handed to its
+/// consumer's callback (once per update it carries), and its node's batch
+/// sent. The table's reference (handed over on completion) is dropped after.
+fn complete(message: ShmArc<Message>, code: i32, reply: TmReply<'_>) {
+    let Message { callback, to, counted_in_batch, updates, .. } = *message.header();
+    let (uri, _) = uri_and_request(&message);
+    if reply.msg().is_some() {
+        for _ in 0..updates {
+            event_counts::add_reply(code);
+        }
+    }
+    if code >= 300 {
+        log::debug!("peer message answered {code}");
+    }
+    if let Some(callback) = callback {
+        let node = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
+        if let Some(node) = node {
+            let node = cluster::node_or_stand_in(&node);
+            for _ in 0..updates {
+                if !callback.call(code, reply, &node) {
+                    log::warn!("response callback for a message to {} failed", node.uri);
+                }
+            }
+        }
+    }
+    if counted_in_batch {
+        if let Some(release) = BATCH_RELEASE.get() {
+            release(to, uri);
+        }
+    }
+}
+
+/// The retransmission timer's work: resends what is due, reports timeouts
+/// as 408 with tm's marker, as from the stock module.
+pub fn tick() {
+    let (Some(table), Some(m)) = (TABLE.get(), module()) else { return };
+    // Under the lock only take a reference to each due message; the bytes
+    // are sent after releasing it (copying them there would hold every SIP
+    // worker's reply behind the copy). A reply may complete a message
+    // meanwhile: the reference keeps its bytes alive.
+    let due = table.with(|t| t.due(now_ms()));
+    // Every message in the table went over the DMQ socket's transport.
+    for message in due.retransmit {
+        let Some(transport) = m.server_transport else { break };
+        let (_, request) = uri_and_request(&message);
+        if let Err(e) = send::send_from(m.server_sock, state::proto(transport), message.header().to, request) {
+            log::debug!("sending again: {e}");
+        }
+    }
+    for message in due.expired {
+        complete(message, 408, TmReply::none());
+    }
+}
+
+/// The table's counters (`kamcmd dmq.stats`).
+pub fn stats() -> Option<PendingStats> {
+    TABLE.get().map(|t| t.with(|t| t.head.stats))
+}
