@@ -753,7 +753,8 @@ mod tests {
         kdmq.signing = Some((b"secret", 1_700_000_000));
         let headers = kdmq.tm_headers("c1", b"10");
         let value = headers.lines().find_map(|l| l.strip_prefix("X-DMQ-Signature: ")).unwrap();
-        let parts = auth::SignedParts { ruri: kdmq.ruri().as_bytes(), call_id: b"c1", cseq: b"10", body: b"{}" };
+        let ruri = kdmq.ruri();
+        let parts = auth::SignedParts { ruri: ruri.as_bytes(), call_id: b"c1", cseq: b"10", body: b"{}" };
         assert_eq!(auth::verify(b"secret", &parts, Some(value.as_bytes()), 1_700_000_001), Ok(()));
         assert!(headers.ends_with("\r\n"));
     }
