@@ -13,7 +13,6 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use dmq_core::auth::{self, AuthError};
 use dmq_core::body_check::{self, BodyError};
@@ -22,26 +21,12 @@ use dmq_core::protocol::{NodeLine, NodeUri};
 
 use kamailio::clock;
 use kamailio::log::RateLimit;
-use kamailio::shm::leak_zeroed;
 use kamailio::sip_msg::SipMsg;
-use kamailio::shm_zeroed;
 
-use crate::state::Module;
+use crate::shared::{shared, Refusals, Shared};
 
-shm_zeroed! {
-    /// Refusals by reason (shared by all processes).
-    struct Refusals {
-        not_member: AtomicU64,
-        untrusted_network: AtomicU64,
-        bad_signature: AtomicU64,
-        bad_json: AtomicU64,
-    }
-}
-
-static REFUSALS: OnceLock<&'static Refusals> = OnceLock::new();
-
-/// mod_init: the counters, and the warnings about what is left open.
-pub fn init(c: &Config) -> Result<(), String> {
+/// mod_init: the warnings about what is left open.
+pub fn warn_about_openness(c: &Config) {
     if !c.trusted_networks.is_set() {
         log::warn!(
             "modparam(\"dmq\", \"trusted_network\") is not set: any host that reaches {} can join the cluster \
@@ -56,8 +41,6 @@ pub fn init(c: &Config) -> Result<(), String> {
             c.server_address
         );
     }
-    let refusals = leak_zeroed::<Refusals>().ok_or("out of shm for the DMQ refusal counters")?;
-    REFUSALS.set(refusals).map_err(|_| "admission initialized twice".to_string())
 }
 
 /// Why a KDMQ request is refused.
@@ -70,7 +53,7 @@ pub enum Refusal {
 
 /// `shared_secret`: the request must carry a valid signature made within
 /// the replay window. Nothing to check when no secret is set.
-pub fn check_signature(m: &Module, msg: &SipMsg) -> Result<(), Refusal> {
+pub fn check_signature(m: &Shared, msg: &SipMsg) -> Result<(), Refusal> {
     let Some(secret) = m.config.shared_secret.as_deref() else { return Ok(()) };
     let Some(ids) = msg.request_ids() else { return Err(Refusal::BadSignature(AuthError::Malformed)) };
     let body = msg.body_bytes().map_err(|_| Refusal::BadSignature(AuthError::Malformed))?;
@@ -79,7 +62,7 @@ pub fn check_signature(m: &Module, msg: &SipMsg) -> Result<(), Refusal> {
 }
 
 /// `trusted_network`: a notification must come from inside.
-pub fn check_notification_source(m: &Module, msg: &SipMsg) -> Result<(), Refusal> {
+pub fn check_notification_source(m: &Shared, msg: &SipMsg) -> Result<(), Refusal> {
     let trusted = &m.config.trusted_networks;
     match msg.source_ip() {
         Some(ip) if trusted.allows(ip) => Ok(()),
@@ -99,14 +82,14 @@ pub fn check_body(peer: &str, msg: &SipMsg) -> Result<(), Refusal> {
 }
 
 fn count(counter: impl Fn(&Refusals) -> &AtomicU64) {
-    if let Some(r) = REFUSALS.get() {
+    if let Some(r) = shared().map(|s| s.refusals) {
         counter(r).fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Counts, logs and answers a refused request (403, or 400 for a body).
 /// Returns whether the reply went out.
-pub fn refuse(m: &Module, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool {
+pub fn refuse(m: &Shared, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool {
     static LOGS: [RateLimit; 4] = [RateLimit::per(1000), RateLimit::per(1000), RateLimit::per(1000), RateLimit::per(1000)];
     let (index, counter, stat): (usize, fn(&Refusals) -> &AtomicU64, &str) = match refusal {
         Refusal::NotMember => (0, |r| &r.not_member, "refused_not_member"),
@@ -140,7 +123,7 @@ pub fn count_bad_body() {
 /// always the local node and the notification addresses; otherwise, when
 /// `trusted_network` is set, only when its address (every address of a
 /// name, from `ips_of`) is inside.
-fn may_join(m: &Module, uri: &NodeUri, ips_of: &impl Fn(&NodeUri) -> Vec<IpAddr>) -> bool {
+fn may_join(m: &Shared, uri: &NodeUri, ips_of: &impl Fn(&NodeUri) -> Vec<IpAddr>) -> bool {
     let trusted = &m.config.trusted_networks;
     if !trusted.is_set() || uri.same_node(&m.local_uri) || m.notification_uris.iter().any(|s| s.same_node(uri)) {
         return true;
@@ -153,7 +136,7 @@ fn may_join(m: &Module, uri: &NodeUri, ips_of: &impl Fn(&NodeUri) -> Vec<IpAddr>
 
 /// Drops the nodes outside `trusted_network` from `lines` (counted, logged).
 /// `ips_of` gives a named node's addresses (already looked up).
-pub fn admit_lines(m: &Module, lines: &mut Vec<NodeLine>, ips_of: impl Fn(&NodeUri) -> Vec<IpAddr>, from: impl Fn() -> String) {
+pub fn admit_lines(m: &Shared, lines: &mut Vec<NodeLine>, ips_of: impl Fn(&NodeUri) -> Vec<IpAddr>, from: impl Fn() -> String) {
     if !m.config.trusted_networks.is_set() {
         return;
     }
@@ -179,7 +162,7 @@ pub struct RefusalStats {
 }
 
 pub fn stats() -> RefusalStats {
-    let get = |f: fn(&Refusals) -> &AtomicU64| REFUSALS.get().map(|r| f(r).load(Ordering::Relaxed)).unwrap_or(0);
+    let get = |f: fn(&Refusals) -> &AtomicU64| shared().map(|s| f(s.refusals).load(Ordering::Relaxed)).unwrap_or(0);
     RefusalStats {
         not_member: get(|r| &r.not_member),
         untrusted_network: get(|r| &r.untrusted_network),

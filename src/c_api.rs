@@ -6,7 +6,7 @@ use dmq_core::protocol::{NodeStatus, NodeUri};
 
 use dmq_abi::api::{ApiMessage, DmqApi, Peer, PeerSpec};
 
-use crate::{cluster, messaging, peers, state};
+use crate::{cluster, messaging, peers, shared};
 
 /// The module's side of `dmq_api_t`.
 pub enum Api {}
@@ -42,7 +42,7 @@ impl DmqApi for Api {
     }
 
     fn server_socket() -> Option<String> {
-        state::module().map(|m| m.server_socket.clone())
+        shared::shared().map(|m| m.socket.name.clone())
     }
 }
 

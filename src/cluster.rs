@@ -1,8 +1,7 @@
 //! The DMQ bus: the node list in shm, node notifications in and out, pings.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::cell::RefCell;
-use std::sync::OnceLock;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -23,20 +22,18 @@ use kamailio::send;
 use crate::event_counts::{self, EventCount};
 use crate::admission;
 use crate::{heal, name_sources, peer_events, peers};
-use crate::state::{module, Module};
+use crate::shared::{shared, Shared};
 
-/// Room for the serialized node list: a full list of MAX_NODES always fits.
-const NODE_STORE_CAPACITY: usize = dmq_core::nodes::MAX_ENCODED_LEN;
 const CONTENT_TYPE: &str = "text/plain";
 
-static NODE_STORE: OnceLock<ShmStore> = OnceLock::new();
-
-/// Nodes refused because the list was full (shared by all processes).
-static NODES_REFUSED: OnceLock<&'static AtomicU64> = OnceLock::new();
+/// The node list in shm (None before mod_init).
+fn store() -> Option<&'static ShmStore> {
+    shared().map(|s| &s.nodes.list)
+}
 
 /// Nodes notifications named that the full list could not take.
 pub fn nodes_refused() -> u64 {
-    NODES_REFUSED.get().map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+    shared().map(|s| s.nodes.refused.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
 /// Counts and logs (at most once a second per process) refused nodes;
@@ -45,8 +42,8 @@ fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
     if count == 0 {
         return;
     }
-    if let Some(c) = NODES_REFUSED.get() {
-        c.fetch_add(count as u64, Ordering::Relaxed);
+    if let Some(s) = shared() {
+        s.nodes.refused.fetch_add(count as u64, Ordering::Relaxed);
     }
     static LOG: RateLimit = RateLimit::per(1000);
     if LOG.allow() {
@@ -58,21 +55,11 @@ fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
     }
 }
 
-/// mod_init: the shm node list, holding the local node.
-pub fn init(local: NodeUri) -> Result<(), String> {
-    let store = ShmStore::new(NODE_STORE_CAPACITY).ok_or("out of shm for the node list")?;
-    let initial = NodeList::with_local(local).encode().into_bytes();
-    store.with(|_| (Some(initial), ())).map_err(|_| "node list does not fit")?;
-    let refused = kamailio::shm::leak_zeroed::<AtomicU64>().ok_or("out of shm for the node counters")?;
-    NODES_REFUSED.set(refused).map_err(|_| "node list initialized twice")?;
-    NODE_STORE.set(store).map_err(|_| "node list initialized twice".to_string())
-}
-
 /// Runs `f` on the node list under its lock; changes are written back.
 /// None when the change could not be saved (nothing of it holds then).
 /// Never send from inside `f`: copy what to send, send after it returns.
 pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
-    let store = NODE_STORE.get()?;
+    let store = store()?;
     let result = store.with(|bytes| {
         let text = std::str::from_utf8(bytes).unwrap_or_default();
         let mut list = NodeList::decode(text);
@@ -92,7 +79,7 @@ pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
         Err(_) => {
             // Cannot happen while the list keeps to MAX_NODES (the store
             // holds a full one); if it did, nothing may act on the change.
-            log::error!("node list does not fit its store ({NODE_STORE_CAPACITY} bytes); change dropped");
+            log::error!("node list does not fit its store ({} bytes); change dropped", dmq_core::nodes::MAX_ENCODED_LEN);
             None
         }
     }
@@ -121,10 +108,10 @@ fn with_decoded<R>(generation: u64, bytes: &[u8], f: impl FnOnce(&NodeList) -> R
 /// back, no decode unless the list changed): for the SIP-worker paths such
 /// as `dmq_is_from_node`, target lookups and RPC listing.
 pub fn read_nodes<R>(f: impl FnOnce(&NodeList) -> R) -> Option<R> {
-    Some(NODE_STORE.get()?.read(|generation, bytes| with_decoded(generation, bytes, f)))
+    Some(store()?.read(|generation, bytes| with_decoded(generation, bytes, f)))
 }
 
-fn policy(m: &Module) -> FailurePolicy {
+fn policy(m: &Shared) -> FailurePolicy {
     FailurePolicy {
         remove_inactive: m.config.remove_inactive,
         fail_count_threshold: m.config.fail_count_threshold,
@@ -135,7 +122,7 @@ fn policy(m: &Module) -> FailurePolicy {
 /// Called after the node-list lock is released: the routes may do anything.
 /// `source`: the node the news came from itself (it answered our ping or
 /// sent the notification), so it lists us; others were named by it.
-fn report_events(m: &Module, events: &[NodeEvent], source: Option<&NodeUri>) {
+fn report_events(m: &Shared, events: &[NodeEvent], source: Option<&NodeUri>) {
     let back = events.iter().filter_map(|e| if let NodeEvent::Active(uri) = e { Some(uri) } else { None });
     let (direct, named): (Vec<NodeUri>, Vec<NodeUri>) = back.cloned().partition(|uri| source.is_some_and(|s| s.same_node(uri)));
     heal::regained(&direct, &named);
@@ -178,7 +165,7 @@ fn look_up(uris: impl IntoIterator<Item = NodeUri>) -> Vec<(NodeUri, Vec<IpAddr>
 /// (`name_sources::defer`, `merge_deferred`), which looks it up and judges
 /// it; without it the line is merged now and the DNS process resolves the
 /// node within 200 ms. Outside the node-list lock.
-fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
+fn admit_and_look_up(m: &Shared, lines: &mut Vec<NodeLine>, from: impl Fn() -> String) -> Vec<(NodeUri, Vec<IpAddr>)> {
     if !m.config.trusted_networks.is_set() {
         return Vec::new();
     }
@@ -201,7 +188,7 @@ fn admit_and_look_up(m: &Module, lines: &mut Vec<NodeLine>, from: impl Fn() -> S
 /// The DMQ DNS process: the named nodes notifications brought while
 /// `trusted_network` is set are looked up here, judged by their addresses
 /// and merged (their events run here too).
-pub fn merge_deferred(m: &Module) {
+pub fn merge_deferred(m: &Shared) {
     let mut lines = name_sources::take_deferred();
     if lines.is_empty() {
         return;
@@ -221,12 +208,12 @@ pub fn merge_deferred(m: &Module) {
 
 /// A notification address: given as an address, or listed by a name now
 /// (`name_sources`; an address its name dropped is an ordinary node).
-fn is_seed(m: &Module, node: &NodeUri) -> bool {
+fn is_seed(m: &Shared, node: &NodeUri) -> bool {
     m.notification_uris.iter().any(|s| s.same_node(node)) || name_sources::lists(node)
 }
 
 /// As `is_seed`, with the names' addresses already read.
-fn is_seed_of(m: &Module, from_names: &[NodeUri], node: &NodeUri) -> bool {
+fn is_seed_of(m: &Shared, from_names: &[NodeUri], node: &NodeUri) -> bool {
     m.notification_uris.iter().chain(from_names).any(|s| s.same_node(node))
 }
 
@@ -240,7 +227,7 @@ fn run_node_route(route: EventRoute, uri: &NodeUri, status: &str) {
 }
 
 /// Sends our notification body to `targets` (sent after the lock is released).
-fn send_notification(m: &Module, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
+fn send_notification(m: &Shared, targets: &[NodeUri], body: &str, max_forwards: i32, round: u32) {
     let channel = &m.config.notification_channel;
     // Nodes named by host name go to the address the DNS process found:
     // tm must not look names up here (the core's timer runs the pings).
@@ -288,7 +275,7 @@ pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
 /// the list it sent back; 408 (no answer) counts as a failure.
 fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let reply = reply.msg();
-    let Some(m) = module() else { return };
+    let Some(m) = shared() else { return };
     // The ping round the reply belongs to (0: not a ping) and the node the
     // notification went to.
     let Some((round, node)) = tm_context::decode_notification(context) else { return };
@@ -351,7 +338,7 @@ pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
 
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and
 /// pass the news on while Max-Forwards allows.
-pub fn handle_notification(m: &Module, msg: &SipMsg) -> bool {
+pub fn handle_notification(m: &Shared, msg: &SipMsg) -> bool {
     event_counts::add(EventCount::NotificationsReceived);
     // A ping round sends with Max-Forwards 1 (so does a node passing news on).
     if msg.max_forwards().is_some_and(|mf| mf <= 1) {
@@ -399,7 +386,7 @@ pub fn renotify(target: &NodeUri) {
     thread_local! {
         static LAST: RefCell<Vec<(NodeUri, u64)>> = const { RefCell::new(Vec::new()) };
     }
-    let Some(m) = module() else { return };
+    let Some(m) = shared() else { return };
     let now = kamailio::clock::monotonic_ms();
     let due = LAST.with(|last| {
         let mut last = last.borrow_mut();
@@ -425,7 +412,7 @@ pub fn node_at(addr: std::net::SocketAddr) -> Option<NodeUri> {
 }
 
 /// Notification addresses are never deleted: put back any that went missing.
-fn add_seeds(m: &Module, list: &mut NodeList) {
+fn add_seeds(m: &Shared, list: &mut NodeList) {
     for seed in &m.notification_uris {
         list.add(seed.clone());
     }
@@ -433,13 +420,13 @@ fn add_seeds(m: &Module, list: &mut NodeList) {
 
 /// Tells `targets` (nodes a name listed that are new here) about this
 /// node and the nodes it knows, as the notification addresses at startup.
-pub fn notify_nodes(m: &Module, targets: &[NodeUri]) {
+pub fn notify_nodes(m: &Shared, targets: &[NodeUri]) {
     let Some(body) = read_nodes(|list| list.notification_body()) else { return };
     send_notification(m, targets, &body, 2, 0);
 }
 
 /// Startup (first SIP worker): learn the cluster from the notification addresses.
-pub fn notify_seeds(m: &Module) {
+pub fn notify_seeds(m: &Shared) {
     if m.notification_uris.is_empty() {
         return;
     }
@@ -459,7 +446,7 @@ static PING_ROUND: AtomicU32 = AtomicU32::new(0);
 /// The ping timer: every `ping_interval`, count the nodes that did not answer
 /// the last ping, then notify all nodes, inactive included.
 fn ping_timer() {
-    let Some(m) = module() else { return };
+    let Some(m) = shared() else { return };
     let round = PING_ROUND.fetch_add(1, Ordering::Relaxed).wrapping_add(1).max(1);
     // Named nodes are looked up again by the DMQ DNS process (`lookups`),
     // never here: a slow DNS server must not hold the core's timer.
@@ -479,8 +466,8 @@ fn ping_timer() {
 /// nodes we are leaving, so they stop counting on us at once instead of
 /// after missed pings. Sent directly from our UDP socket, since tm's timers
 /// no longer run; nodes reached over other transports learn it from pings.
-pub fn announce_leave(m: &Module) {
-    let Some(store) = NODE_STORE.get() else { return };
+pub fn announce_leave(m: &Shared) {
+    let store = &m.nodes.list;
     let active = |list: &NodeList| -> Vec<(NodeUri, Option<std::net::IpAddr>)> {
         list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip())).collect()
     };
@@ -490,8 +477,8 @@ pub fn announce_leave(m: &Module) {
         log::warn!("node list locked at shutdown; leaving without notice");
         return;
     };
-    if m.server_transport != Some(protocol::Transport::Udp) {
-        log::info!("leaving without notice: the DMQ socket {} is not UDP", m.server_socket);
+    if m.socket.transport != Some(protocol::Transport::Udp) {
+        log::info!("leaving without notice: the DMQ socket {} is not UDP", m.socket.name);
         return;
     }
     let body = protocol::build_body([(&m.local_uri, protocol::NodeStatus::Disabled)]);
@@ -503,8 +490,8 @@ pub fn announce_leave(m: &Module) {
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host, dmq_core::nodes::MAX_ADDRESSES).first().copied()) else { continue };
         let request =
-            protocol::build_stateless_request(&m.local_uri, &uri, &m.server_sent_by, &m.config.notification_channel, &body, &token, signing);
-        match send::send_from(m.server_sock, kamailio::sip_uri::Proto::Udp, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
+            protocol::build_stateless_request(&m.local_uri, &uri, &m.socket.sent_by, &m.config.notification_channel, &body, &token, signing);
+        match send::send_from(m.socket.local, kamailio::sip_uri::Proto::Udp, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),
         }
@@ -524,7 +511,7 @@ pub fn start_ping_timer(interval: u32) -> Result<(), String> {
 /// `dmq.add`: the node joins the list as pending and is notified at once
 /// (its answer makes it active, and it learns of us); without an answer
 /// the ping rounds keep trying it, as any pending node.
-pub fn add_by_operator(m: &Module, uri: &NodeUri) -> Result<(), dmq_core::peer_events::ChangeError> {
+pub fn add_by_operator(m: &Shared, uri: &NodeUri) -> Result<(), dmq_core::peer_events::ChangeError> {
     let addresses = look_up([uri.clone()].into_iter().filter(|u| dmq_core::nodes::is_name(&u.host)));
     let body = with_nodes(|list| {
         dmq_core::peer_events::add(list, uri)?;

@@ -8,13 +8,13 @@
 
 use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo};
 
-use crate::state::module;
+use crate::shared::shared;
 use crate::{admission, cluster, peers, workers};
 
 /// 1 when handed over (processed here, or queued for a DMQ worker with
 /// `queue`), -1 otherwise (unknown peer, bad node, refused body, full queue).
 pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], queue: bool) -> i32 {
-    let Some(m) = module() else { return -1 };
+    let Some(m) = shared() else { return -1 };
     let what = if queue { "dmq_handle_custom" } else { "dmq_process_custom" };
     let peer_name = String::from_utf8_lossy(peer_id);
     let Some(peer) = peers::find(peer_id) else {
@@ -28,7 +28,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
     };
     let mut request = workers::local_request(m, "custom", &from, &peer.id(), &String::from_utf8_lossy(content_type), body);
     request.push(0);
-    let rcv = ReceiveInfo::local(m.server_sock);
+    let rcv = ReceiveInfo::local(m.socket.local);
     let Some(msg) = OwnedSipMsg::parse(&mut request, rcv) else {
         log::warn!("{what}: the message for peer {peer_name:?} does not parse");
         return -1;

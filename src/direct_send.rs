@@ -15,11 +15,9 @@
 //! instead, so nothing is ever dropped. dmq_usrloc's updates may wait in a
 //! batch first (`usrloc_batches`, which sends its batches through here).
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use dmq_abi::in_shm::PendingParts;
 use dmq_core::pending::{self, Delivery, PendingStats, PendingTable, ReplyKind, ReplyOutcome};
@@ -30,56 +28,21 @@ use dmq_abi::api::ResponseCallback;
 use kamailio::log::RateLimit;
 use kamailio::process::Rank;
 use kamailio::replies::Verdict;
-use kamailio::shm::{ShmArc, ShmMutex};
+use kamailio::shm::ShmArc;
 use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
 use kamailio::send;
-use kamailio::shm_data;
 
 use crate::cluster;
 use crate::event_counts;
-use crate::state::{self, module};
+use crate::shared::{self, shared, DirectTable, InFlight};
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
-pub const CAPACITY: usize = 8192;
+pub const CAPACITY: usize = crate::shared::DIRECT_CAPACITY;
 
-/// The table in shm, under one lock: the pure table's parts and each
-/// slot's message.
-type TableData = PendingParts<Option<ShmArc<Message>>, CAPACITY>;
-
-shm_data! {
-    /// A message in flight: this header, then the target node's URI and
-    /// the request bytes, in one reference-counted shm block that never
-    /// changes. The table holds one reference from insertion until the
-    /// message completes or expires (then handed to whoever finishes it);
-    /// the timer takes another while it retransmits outside the lock.
-    #[derive(Clone, Copy)]
-    struct Message {
-        callback: Option<ResponseCallback>,
-        to: SocketAddr,
-        uri_len: u32,
-        /// Counted among its node's batchable messages (`usrloc_batches`).
-        counted_in_batch: bool,
-        /// Updates it carries (a batch: several; the callback runs once each).
-        updates: u32,
-        /// Sent over TCP/TLS: a reply may come on a connection the node
-        /// opened (another port), so only its address is checked.
-        stream: bool,
-    }
-}
-
-struct Table {
-    data: &'static ShmMutex<TableData>,
-    /// Keys for the branch nonces, random per start (made in mod_init, so
-    /// every process has the same ones).
-    nonce_keys: RandomState,
-}
-
-static TABLE: OnceLock<Table> = OnceLock::new();
-
-impl Table {
+impl DirectTable {
     /// Runs `f` on the table under its lock; never across a send.
-    fn with<R>(&self, f: impl FnOnce(&mut PendingTable<'_, ShmArc<Message>>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut PendingTable<'_, ShmArc<InFlight>>) -> R) -> R {
         let mut data = self.data.lock();
         let PendingParts { head, slots, free, messages } = &mut *data;
         f(&mut PendingTable { head, slots, free, messages })
@@ -87,28 +50,15 @@ impl Table {
 }
 
 /// The target node's URI text and the request bytes of a stored message.
-fn uri_and_request(message: &ShmArc<Message>) -> (&[u8], &[u8]) {
+fn uri_and_request(message: &ShmArc<InFlight>) -> (&[u8], &[u8]) {
     message.bytes().split_at((message.header().uri_len as usize).min(message.bytes().len()))
 }
 
-/// mod_init: the table in shm, and the hook that sees replies first.
-pub fn init() -> Result<(), String> {
-    let data = ShmMutex::<TableData>::new_zeroed().ok_or("out of shm for the DMQ message table")?;
-    let table = Table { data, nonce_keys: RandomState::new() };
+/// mod_init (the table made): its free slots, and the hook that sees
+/// replies first.
+pub fn init(table: &DirectTable) -> Result<(), String> {
     table.with(|t| t.reset());
-    TABLE.set(table).map_err(|_| "message table initialized twice".to_string())?;
     kamailio::replies::hook_replies(on_reply)
-}
-
-/// What a message counted in its node's batching does when done: sends the
-/// node's batch (`usrloc_batches`, which sits above this file, registers
-/// it in mod_init). Given the node's address and URI text.
-pub type BatchRelease = fn(SocketAddr, &[u8]);
-static BATCH_RELEASE: OnceLock<BatchRelease> = OnceLock::new();
-
-/// mod_init (`usrloc_batches`): see [`BatchRelease`].
-pub fn set_batch_release(release: BatchRelease) {
-    let _ = BATCH_RELEASE.set(release);
 }
 
 /// Why a message was not sent here.
@@ -124,8 +74,8 @@ pub enum SendError {
 /// it: the node has a known address (`ip`) and speaks the DMQ socket's
 /// transport (UDP, TCP or TLS).
 pub fn address(target: &NodeUri, ip: Option<IpAddr>) -> Result<SocketAddr, SendError> {
-    let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
-    let (Some(_), Some(ip), true) = (TABLE.get(), ip, m.server_transport == Some(target.transport)) else {
+    let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
+    let (Some(_), Some(ip), true) = (Some(&m.direct), ip, m.socket.transport == Some(target.transport)) else {
         return Err(SendError::NoSlot);
     };
     Ok(SocketAddr::new(ip, target.port_no()))
@@ -163,8 +113,8 @@ impl<'a> Outgoing<'a> {
 
 /// Sends one peer message through a slot when one is free.
 pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
-    let table = TABLE.get().ok_or(SendError::NoSlot)?;
-    let m = module().ok_or(SendError::Failed("dmq is not initialized".into()))?;
+    let table = &shared().ok_or(SendError::NoSlot)?.direct;
+    let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
     let PeerMessage { peer_id, body, content_type, max_forwards, callback } = out.message;
     let transport = out.target.transport;
     let delivery = if transport.is_stream() { Delivery::Stream } else { Delivery::Datagram };
@@ -177,7 +127,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         transport,
         from: &m.local_uri,
         to: out.target,
-        sent_by: &m.server_sent_by,
+        sent_by: &m.socket.sent_by,
         peer: peer_id,
         branch: &branch,
         token,
@@ -187,7 +137,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         signing: m.config.shared_secret.as_deref().map(|s| (s, kamailio::clock::unix_now())),
     });
     let uri = out.target.to_uri();
-    let header = Message {
+    let header = InFlight {
         callback,
         to: out.to,
         uri_len: uri.len() as u32,
@@ -203,7 +153,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         // Cannot happen before the request is sent; the message is dropped.
         return Err(SendError::Failed("DMQ message slot lost before sending".into()));
     }
-    if let Err(e) = send::send_from(m.server_sock, state::proto(transport), out.to, &request) {
+    if let Err(e) = send::send_from(m.socket.local, shared::proto(transport), out.to, &request) {
         if delivery == Delivery::Stream {
             // No connection took it (none could be made now, or its write
             // queue is full: a node that stopped reading): the timer sends
@@ -247,7 +197,7 @@ pub fn may_wait(start: u64) -> bool {
     pending::may_wait(READS_SIP.load(Ordering::Relaxed), start, now_ms(), WAIT_GAVE_UP_AT.load(Ordering::Relaxed))
 }
 
-fn take_slot(table: &Table, delivery: Delivery) -> Option<String> {
+fn take_slot(table: &DirectTable, delivery: Delivery) -> Option<String> {
     let start = now_ms();
     let patient = may_wait(start);
     loop {
@@ -270,7 +220,7 @@ fn take_slot(table: &Table, delivery: Delivery) -> Option<String> {
 /// reply route. Ours (our branch prefix) are consumed whatever becomes of
 /// them; others go on to tm and the script untouched.
 fn on_reply(msg: &SipMsg) -> Verdict {
-    let Some(table) = TABLE.get() else { return Verdict::NotMine };
+    let Some(table) = shared().map(|s| &s.direct) else { return Verdict::NotMine };
     let Some(ids) = msg.reply_ids() else { return Verdict::NotMine };
     // Every reply this node sees passes here: leave others' at once.
     if !ids.branch.starts_with(pending::BRANCH_PREFIX.as_bytes()) {
@@ -294,7 +244,7 @@ fn on_reply(msg: &SipMsg) -> Verdict {
     // The reply must come from where the message went (over TCP/TLS from
     // its address: the node may answer on a connection it opened itself).
     let source = msg.source();
-    let came_from_target = |m: &ShmArc<Message>| {
+    let came_from_target = |m: &ShmArc<InFlight>| {
         let to = m.header().to;
         source.is_some_and(|s| if m.header().stream { s.ip() == to.ip() } else { s == to })
     };
@@ -319,8 +269,8 @@ fn log_refused_reply(msg: &SipMsg, why: &str) {
 /// A message is answered (or timed out: 408): counted, handed to its
 /// consumer's callback (once per update it carries), and its node's batch
 /// sent. The table's reference (handed over on completion) is dropped after.
-fn complete(message: ShmArc<Message>, code: i32, reply: TmReply<'_>) {
-    let Message { callback, to, counted_in_batch, updates, .. } = *message.header();
+fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
+    let InFlight { callback, to, counted_in_batch, updates, .. } = *message.header();
     let (uri, _) = uri_and_request(&message);
     if reply.msg().is_some() {
         for _ in 0..updates {
@@ -342,7 +292,7 @@ fn complete(message: ShmArc<Message>, code: i32, reply: TmReply<'_>) {
         }
     }
     if counted_in_batch {
-        if let Some(release) = BATCH_RELEASE.get() {
+        if let Some(release) = shared().map(|s| s.hooks.batch_release) {
             release(to, uri);
         }
     }
@@ -351,7 +301,8 @@ fn complete(message: ShmArc<Message>, code: i32, reply: TmReply<'_>) {
 /// The retransmission timer's work: resends what is due, reports timeouts
 /// as 408 with tm's marker, as from the stock module.
 pub fn tick() {
-    let (Some(table), Some(m)) = (TABLE.get(), module()) else { return };
+    let Some(m) = shared() else { return };
+    let table = &m.direct;
     // Under the lock only take a reference to each due message; the bytes
     // are sent after releasing it (copying them there would hold every SIP
     // worker's reply behind the copy). A reply may complete a message
@@ -359,9 +310,9 @@ pub fn tick() {
     let due = table.with(|t| t.due(now_ms()));
     // Every message in the table went over the DMQ socket's transport.
     for message in due.retransmit {
-        let Some(transport) = m.server_transport else { break };
+        let Some(transport) = m.socket.transport else { break };
         let (_, request) = uri_and_request(&message);
-        if let Err(e) = send::send_from(m.server_sock, state::proto(transport), message.header().to, request) {
+        if let Err(e) = send::send_from(m.socket.local, shared::proto(transport), message.header().to, request) {
             log::debug!("sending again: {e}");
         }
     }
@@ -372,5 +323,5 @@ pub fn tick() {
 
 /// The table's counters (`kamcmd dmq.stats`).
 pub fn stats() -> Option<PendingStats> {
-    TABLE.get().map(|t| t.with(|t| t.head.stats))
+    shared().map(|s| s.direct.with(|t| t.head.stats))
 }

@@ -4,10 +4,9 @@
 //! them (and the figures other parts keep: the job queues, the in-flight
 //! table) into the statistics Kamailio and `dmq.stats` show.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
-use kamailio::shm::leak_zeroed;
+use crate::shared::shared;
 
 /// What is counted here. Adding one: a variant, then the statistic that
 /// shows it (`dmq_core::statistics`, read in `statistics::read`).
@@ -56,17 +55,12 @@ pub enum EventCount {
 
 const KINDS: usize = EventCount::DnsNodesRemoved as usize + 1;
 
-static COUNTS: OnceLock<&'static [AtomicU64; KINDS]> = OnceLock::new();
-
-/// mod_init: the counters in shm.
-pub fn init() -> Result<(), String> {
-    let counts = leak_zeroed::<[AtomicU64; KINDS]>().ok_or("out of shm for the DMQ statistics")?;
-    COUNTS.set(counts).map_err(|_| "statistics initialized twice".to_string())
-}
+// The shared counters have one place per kind.
+const _: () = assert!(KINDS == crate::shared::EVENT_KINDS, "shared::EVENT_KINDS must be the number of EventCount variants");
 
 /// One more `what`.
 pub fn add(what: EventCount) {
-    if let Some(c) = COUNTS.get() {
+    if let Some(c) = shared().map(|s| s.events) {
         c[what as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -86,5 +80,5 @@ pub fn add_reply(code: i32) {
 
 /// How many `what` so far (0 before mod_init).
 pub fn get(what: EventCount) -> u64 {
-    COUNTS.get().map(|c| c[what as usize].load(Ordering::Relaxed)).unwrap_or(0)
+    shared().map(|s| s.events[what as usize].load(Ordering::Relaxed)).unwrap_or(0)
 }

@@ -20,52 +20,15 @@
 //! runs them in the DMQ retransmission timer process, never in the SIP
 //! worker that saw the node come back.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
 use dmq_core::heal::{self, HealTable, Regain};
 use dmq_core::protocol::NodeUri;
 
 use kamailio::clock::monotonic_ms;
-use kamailio::shm::{leak_zeroed, ShmStore};
-use kamailio::shm_zeroed;
 
 use crate::peers;
-use crate::state::module;
-
-shm_zeroed! {
-    /// Heal figures (`dmq.stats`), shared by all processes.
-    struct HealCounters {
-        /// Heal syncs started (one per regained node, all peers).
-        syncs: AtomicU64,
-        /// Sync requests handed to our own peers in a regained node's name
-        /// (one per peer and heal sync): pushes of our state to it.
-        pushes: AtomicU64,
-        /// Regains that found a sync from the node too recent: served
-        /// together, once, at the end of the window.
-        deferred: AtomicU64,
-        /// Times this node's own processes stood still (it pushes to every active node).
-        stalls: AtomicU64,
-        /// Nodes asked for their state: met after this node's join sync.
-        pulls: AtomicU64,
-        /// Syncs waiting now (lets the timer skip the lock when 0).
-        waiting: AtomicUsize,
-    }
-}
-
-struct Heal {
-    table: ShmStore,
-    counters: &'static HealCounters,
-}
-
-static HEAL: OnceLock<Heal> = OnceLock::new();
-
-/// mod_init: the table and its counters, before fork.
-pub fn init() -> Result<(), String> {
-    let table = ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or("out of shm for the heal table")?;
-    let counters = leak_zeroed::<HealCounters>().ok_or("out of shm for the heal counters")?;
-    HEAL.set(Heal { table, counters }).map_err(|_| "heal table initialized twice".to_string())
-}
+use crate::shared::{shared, Heal};
 
 /// Runs `f` on the table under its lock; changes are written back.
 fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R {
@@ -83,7 +46,7 @@ fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R
 }
 
 fn window() -> u64 {
-    heal::window_ms(module().map(|m| m.config.ping_interval).unwrap_or(60))
+    heal::window_ms(shared().map(|m| m.config.ping_interval).unwrap_or(60))
 }
 
 /// Nodes that became active again in this node's list. `direct`: the node
@@ -95,13 +58,13 @@ fn window() -> u64 {
 /// Before the first contact with the cluster the init callbacks' own sync
 /// covers them all.
 pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
-    let Some(heal) = HEAL.get() else { return };
+    let Some(heal) = shared().map(|s| &s.heal) else { return };
     if direct.is_empty() && named.is_empty() {
         return;
     }
     let now = monotonic_ms();
     let window = window();
-    let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
+    let interval = shared().map(|m| m.config.ping_interval).unwrap_or(60);
     let delay = u64::from(interval) * 1000 + 1000;
     if !peers::init_done() {
         note_seen(heal, direct.iter().chain(named), now, window);
@@ -125,7 +88,7 @@ fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64
 
 /// As `regained`, not before `delay` ms from now.
 fn regained_after(nodes: &[NodeUri], delay: u64) {
-    let Some(heal) = HEAL.get() else { return };
+    let Some(heal) = shared().map(|s| &s.heal) else { return };
     if nodes.is_empty() {
         return;
     }
@@ -174,10 +137,10 @@ pub fn tick_end() {
 /// then all due a sync), and returns the nodes whose heal sync is due,
 /// each with whether it is a pull (`resync` runs them; no lock is held then).
 pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
-    let Some(heal) = HEAL.get() else { return Vec::new() };
+    let Some(heal) = shared().map(|s| &s.heal) else { return Vec::new() };
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
-    let interval = module().map(|m| m.config.ping_interval).unwrap_or(60);
+    let interval = shared().map(|m| m.config.ping_interval).unwrap_or(60);
     if last != 0 && heal::was_stalled(now.saturating_sub(last), interval) && peers::init_done() {
         let nodes = active_nodes();
         heal.counters.stalls.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +165,7 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
 
 /// A sync request pushed to our own peers in a regained node's name.
 pub fn count_push() {
-    if let Some(heal) = HEAL.get() {
+    if let Some(heal) = shared().map(|s| &s.heal) {
         heal.counters.pushes.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -219,7 +182,7 @@ pub struct HealStats {
 }
 
 pub fn stats() -> HealStats {
-    let Some(heal) = HEAL.get() else { return HealStats::default() };
+    let Some(heal) = shared().map(|s| &s.heal) else { return HealStats::default() };
     let c = heal.counters;
     HealStats {
         syncs: c.syncs.load(Ordering::Relaxed),

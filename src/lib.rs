@@ -28,7 +28,7 @@ mod peers;
 mod resync;
 mod rpc_commands;
 mod script;
-mod state;
+mod shared;
 mod statistics;
 mod usrloc_batches;
 mod workers;

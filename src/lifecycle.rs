@@ -10,8 +10,8 @@ use kamailio::process::Rank;
 use kamailio::sip_uri;
 use kamailio::socket::LocalSocket;
 
-use crate::state::{self, Module, NodeRoutes};
-use crate::{admission, cluster, direct_send, event_counts, heal, lookups, messaging, peer_events, peers, workers};
+use crate::shared::{self, DmqSocket, Hooks, NodeRoutes, Settled};
+use crate::{admission, cluster, direct_send, lookups, messaging, peer_events, peers, usrloc_batches, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -41,7 +41,7 @@ pub fn init() -> Result<(), String> {
     let server_socket = match &config.server_socket {
         Some(s) => s.clone(),
         None => config::socket_string(
-            state::transport(server_uri.transport).as_str(),
+            shared::transport(server_uri.transport).as_str(),
             &server_uri.host,
             Some(&server_uri.port),
         ),
@@ -56,7 +56,7 @@ pub fn init() -> Result<(), String> {
 
     let (server_sent_by, server_transport) =
         server_sock.sent_by().ok_or_else(|| format!("cannot read the address of the DMQ socket {server_socket}"))?;
-    let server_transport = server_transport.map(state::transport);
+    let server_transport = server_transport.map(shared::transport);
 
     let local_uri = protocol::parse_node_line(&config.server_address)
         .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
@@ -82,18 +82,9 @@ pub fn init() -> Result<(), String> {
         node_active: EventRoute::lookup(c"dmq:node-active"),
         node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
     };
-    peer_events::init(config.init_with_single, config.sl_send, config.event_callback.clone())?;
-    admission::init(&config)?;
-    event_counts::init()?;
-    cluster::init(local_uri.clone())?;
+    let peer_events = peer_events::settings(config.init_with_single, config.sl_send, config.event_callback.clone());
+    admission::warn_about_openness(&config);
     peers::init()?;
-    heal::init()?;
-    workers::init(config.num_workers, config.job_queue_limit, config.worker_usleep)?;
-    direct_send::init()?;
-    messaging::init()?;
-    lookups::init(names, config.multi_notify)?;
-    cluster::start_ping_timer(config.ping_interval)?;
-
     log::info!(
         "dmq_rs: server {} on {}, channel {}, {} worker(s), ping every {}s, {} notification address(es)",
         config.server_address,
@@ -103,9 +94,17 @@ pub fn init() -> Result<(), String> {
         config.ping_interval,
         config.notification_addresses.len()
     );
-    let module =
-        Module { config, server_socket, server_sock, server_sent_by, server_transport, tm, sl, local_uri, notification_uris, routes };
-    state::set(module)
+    let (ping_interval, multi_notify) = (config.ping_interval, config.multi_notify);
+    let socket = DmqSocket { name: server_socket, local: server_sock, sent_by: server_sent_by, transport: server_transport };
+    let hooks = Hooks { batch_release: usrloc_batches::release, tm_fallback: messaging::tm_fallback };
+    let settled = Settled { config, socket, tm, sl, local_uri, notification_uris, routes, peer_events, hooks };
+    let shared = shared::set(shared::make(settled)?)?;
+    // Registered with the core before fork, now that the shm they use is made.
+    workers::register(&shared.workers);
+    direct_send::init(&shared.direct)?;
+    messaging::init()?;
+    lookups::init(names, multi_notify)?;
+    cluster::start_ping_timer(ping_interval)
 }
 
 /// child_init: the main process forks the DMQ workers and the
@@ -113,7 +112,7 @@ pub fn init() -> Result<(), String> {
 pub fn child_init(rank: Rank) -> Result<(), String> {
     log::debug!("child_init rank {}", rank.number());
     direct_send::note_process_rank(rank);
-    let Some(m) = state::module() else { return Ok(()) };
+    let Some(m) = shared::shared() else { return Ok(()) };
     if rank.is_main() {
         workers::start(m)?;
         messaging::start_timer()?;
@@ -127,7 +126,7 @@ pub fn child_init(rank: Rank) -> Result<(), String> {
 
 /// destroy: tell the active nodes we are leaving.
 pub fn destroy() {
-    if let Some(m) = state::module() {
+    if let Some(m) = shared::shared() {
         cluster::announce_leave(m);
     }
 }

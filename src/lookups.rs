@@ -32,7 +32,7 @@ use kamailio::dns;
 use kamailio::process;
 
 use crate::event_counts::{self, EventCount};
-use crate::state::{module, Module};
+use crate::shared::{shared, Shared};
 use crate::{cluster, name_sources};
 
 /// How often the process looks for due work.
@@ -48,7 +48,6 @@ thread_local! {
 
 /// mod_init: the names to look up (their addresses' store) and the process.
 pub fn init(names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
-    name_sources::init()?;
     for name in &names {
         log::info!(
             "notification_address {name} is a name: its {} the node(s), looked up again at least every dns_interval",
@@ -65,7 +64,7 @@ pub fn start() -> Result<(), String> {
 }
 
 fn tick() {
-    let Some(m) = module() else { return };
+    let Some(m) = shared() else { return };
     look_up_names(m);
     cluster::merge_deferred(m);
     resolve_named_nodes(m);
@@ -73,7 +72,7 @@ fn tick() {
 }
 
 /// Looks up the names that are due and applies what they list.
-fn look_up_names(m: &Module) {
+fn look_up_names(m: &Shared) {
     let now = monotonic_ms();
     let due: Vec<NameSource> = SOURCES.with(|s| s.borrow().iter().filter(|x| x.is_due(now)).cloned().collect());
     if due.is_empty() {
@@ -143,7 +142,7 @@ fn look_up_names(m: &Module) {
 
 /// Resolves nodes listed by host name: those without an address at once,
 /// every one of them once a ping interval.
-fn resolve_named_nodes(m: &Module) {
+fn resolve_named_nodes(m: &Shared) {
     let now = monotonic_ms();
     let all_due = now.saturating_sub(NAMED_REFRESHED.with(|c| c.get())) >= u64::from(m.config.ping_interval) * 1000;
     let wanted = cluster::read_nodes(|list| {

@@ -7,7 +7,6 @@
 //! lock; sending happens after it is released, so concurrent senders never
 //! queue behind each other's sends.
 
-use std::sync::OnceLock;
 
 use dmq_core::batching;
 use dmq_core::nodes::Node;
@@ -18,32 +17,34 @@ use dmq_core::tm_context::TmPeerMessage;
 use kamailio::clock::monotonic_ms;
 use dmq_abi::api::ResponseCallback;
 use kamailio::process;
-use kamailio::shm_queue::ShmQueue;
 use kamailio::tm::TmReply;
 
 use crate::{cluster, heal, peers, resync};
 use crate::event_counts::{self, EventCount};
 use crate::direct_send::{self, Outgoing, PeerMessage, SendError};
 use crate::usrloc_batches;
-use crate::state::{module, Module};
+use crate::shared::{shared, Shared};
 
-/// tm-path messages a busy node answered 503, waiting to be sent again
-/// (by the retransmission timer). Bounded: beyond it a 503 is final.
-static BUSY_RETRIES: OnceLock<ShmQueue> = OnceLock::new();
-const BUSY_RETRY_LIMIT: usize = 8192;
 /// How often the retransmission timer runs.
 const TICK_US: u32 = 100_000;
 
-/// mod_init: the retry queue, and the retransmission timer's process.
+/// mod_init: the retransmission timer's process.
 pub fn init() -> Result<(), String> {
-    let queue = ShmQueue::new(BUSY_RETRY_LIMIT).ok_or("out of shm for the DMQ retry queue")?;
-    BUSY_RETRIES.set(queue).map_err(|_| "retry queue initialized twice".to_string())?;
-    usrloc_batches::init(|peer_id, target, body, content_type, max_forwards, callback| {
-        let m = module().ok_or("dmq is not initialized")?;
-        send_through_tm(m, peer_id, target, body, content_type, max_forwards, callback)
-            .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
-    })?;
     process::register_timer_process().map_err(|e| format!("the DMQ retransmission timer: {e}"))
+}
+
+/// How a usrloc batch that cannot go without tm goes (`shared::Hooks::tm_fallback`).
+pub fn tm_fallback(
+    peer_id: &str,
+    target: &NodeUri,
+    body: &[u8],
+    content_type: &str,
+    max_forwards: i32,
+    callback: Option<ResponseCallback>,
+) -> Result<(), String> {
+    let m = shared().ok_or("dmq is not initialized")?;
+    send_through_tm(m, peer_id, target, body, content_type, max_forwards, callback)
+        .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
 }
 
 /// child_init(PROC_MAIN): forks the retransmission timer process.
@@ -58,7 +59,7 @@ fn timer_tick() {
         pull_from(&node);
     }
     direct_send::tick();
-    if let Some(m) = module() {
+    if let Some(m) = shared() {
         resend_busy(m, monotonic_ms());
     }
     heal::tick_end();
@@ -81,7 +82,7 @@ fn pull_from(uri: &NodeUri) {
 
 /// The tm-path retry figures: (waiting now, sent again so far).
 pub fn busy_retry_stats() -> (usize, u64) {
-    BUSY_RETRIES.get().map(|q| q.stats()).unwrap_or_default()
+    shared().map(|s| s.tm_retries.stats()).unwrap_or_default()
 }
 
 /// Final reply (or 408) to a peer message: hand it to the consumer's
@@ -115,7 +116,7 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         let now = monotonic_ms();
         if let Some((due, next)) = pending::retry_after_busy(now, message.deadline_ms, message.backoff_ms) {
             message.backoff_ms = next;
-            if BUSY_RETRIES.get().is_some_and(|q| q.push(due, &message.encode())) {
+            if shared().is_some_and(|s| s.tm_retries.push(due, &message.encode())) {
                 return;
             }
             log::warn!("DMQ retry queue full: a 503 from {} is final", message.target);
@@ -130,8 +131,8 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
 }
 
 /// The timer process: sends again the tm-path messages due after a 503.
-fn resend_busy(m: &Module, now_ms: u64) {
-    let Some(queue) = BUSY_RETRIES.get() else { return };
+fn resend_busy(m: &Shared, now_ms: u64) {
+    let queue = &m.tm_retries;
     for record in queue.take_due(now_ms) {
         let Some(message) = TmPeerMessage::decode(record.bytes()) else { continue };
         if let Err(e) = send_tm_message(m, &message) {
@@ -141,7 +142,7 @@ fn resend_busy(m: &Module, now_ms: u64) {
     }
 }
 
-fn send_tm_message(m: &Module, message: &TmPeerMessage<'_>) -> Result<(), String> {
+fn send_tm_message(m: &Shared, message: &TmPeerMessage<'_>) -> Result<(), String> {
     let hop = cluster::next_hops(std::slice::from_ref(&message.target)).pop().flatten();
     let kdmq = Kdmq {
         from: &m.local_uri,
@@ -158,7 +159,7 @@ fn send_tm_message(m: &Module, message: &TmPeerMessage<'_>) -> Result<(), String
 /// One peer message through tm: for nodes over TCP/TLS, nodes without a
 /// resolved address, and when `direct_send`'s table is full.
 fn send_through_tm(
-    m: &Module,
+    m: &Shared,
     peer_id: &str,
     target: &NodeUri,
     body: &[u8],
@@ -188,7 +189,7 @@ pub fn send_to(
     max_forwards: i32,
     callback: Option<ResponseCallback>,
 ) -> Result<(), String> {
-    let m = module().ok_or("dmq is not initialized")?;
+    let m = shared().ok_or("dmq is not initialized")?;
     let mut failed = 0;
     let message = PeerMessage { peer_id, body, content_type, max_forwards, callback };
     // A dmq_usrloc update may wait in a node's batch (judged once for

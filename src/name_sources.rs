@@ -3,28 +3,26 @@
 //! process can tell them apart from other nodes. Such an address is a
 //! notification address while its name lists it: pings mark it pending
 //! when it does not answer, never remove it. A leaf: it depends on no
-//! other file of the module.
+//! other file of the module but `shared`.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use dmq_core::nodes::MAX_NODES;
 use dmq_core::protocol::{self, NodeLine, NodeUri};
 
 use kamailio::shm::ShmStore;
 
-static STORE: OnceLock<ShmStore> = OnceLock::new();
+use crate::shared::shared;
+
+/// The addresses the names list, in shm.
+fn addresses() -> Option<&'static ShmStore> {
+    shared().map(|s| &s.names.addresses)
+}
 
 /// Notification lines naming new nodes by host name, waiting for the DNS
 /// process to look them up and judge them (`trusted_network`).
-static DEFERRED: OnceLock<ShmStore> = OnceLock::new();
-
-/// mod_init.
-pub fn init() -> Result<(), String> {
-    let store = ShmStore::new(MAX_NODES * (protocol::MAX_LINE_LEN + 2)).ok_or("out of shm for the names' addresses")?;
-    STORE.set(store).map_err(|_| "names' addresses initialized twice".to_string())?;
-    let deferred = ShmStore::new(MAX_NODES * (protocol::MAX_LINE_LEN + 2)).ok_or("out of shm for the names to judge")?;
-    DEFERRED.set(deferred).map_err(|_| "names to judge initialized twice".to_string())
+fn deferred() -> Option<&'static ShmStore> {
+    shared().map(|s| &s.names.deferred)
 }
 
 /// A SIP worker: these lines (new nodes named by host name) wait for the
@@ -32,7 +30,7 @@ pub fn init() -> Result<(), String> {
 /// MAX_NODES wait; a line already waiting is not added twice. Returns how
 /// many did not fit.
 pub fn defer(lines: &[NodeLine]) -> usize {
-    let Some(store) = DEFERRED.get() else { return lines.len() };
+    let Some(store) = deferred() else { return lines.len() };
     store
         .with(|old| {
             let mut text = String::from_utf8_lossy(old).into_owned();
@@ -56,7 +54,7 @@ pub fn defer(lines: &[NodeLine]) -> usize {
 
 /// The DNS process: the lines waiting (taken: the store is emptied).
 pub fn take_deferred() -> Vec<NodeLine> {
-    let Some(store) = DEFERRED.get() else { return Vec::new() };
+    let Some(store) = deferred() else { return Vec::new() };
     let taken = store.with(|old| {
         if old.is_empty() {
             return (None, Vec::new());
@@ -76,7 +74,7 @@ fn line_text(line: &NodeLine) -> String {
 
 /// The DNS process: the addresses the names list now (at most MAX_NODES).
 pub fn publish(listed: &[NodeUri]) {
-    let Some(store) = STORE.get() else { return };
+    let Some(store) = addresses() else { return };
     let mut text = String::new();
     for uri in listed.iter().take(MAX_NODES) {
         text += &uri.to_uri();
@@ -92,7 +90,7 @@ thread_local! {
 
 /// `f` on the addresses the names list now (empty without names).
 pub fn with_listed<R>(f: impl FnOnce(&[NodeUri]) -> R) -> R {
-    let Some(store) = STORE.get() else { return f(&[]) };
+    let Some(store) = addresses() else { return f(&[]) };
     store.read(|generation, bytes| {
         DECODED.with(|cell| {
             let mut cached = cell.borrow_mut();

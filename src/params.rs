@@ -1,4 +1,4 @@
-//! Module parameters: the slots the core writes while parsing
+//! Shared parameters: the slots the core writes while parsing
 //! `modparam("dmq", …)` and the export table that names them, both made
 //! from the one declaration in `dmq_core::parameters` (names, types,
 //! defaults). A parameter given many times (`notification_address`,

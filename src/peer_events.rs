@@ -6,28 +6,16 @@
 //! the events are found by `dmq_core::peer_events::diff` in
 //! `cluster::with_nodes` and run here after the node-list lock is released.
 
-use std::sync::OnceLock;
-
 use dmq_core::peer_events::PeerEvent;
 use dmq_core::protocol::NodeUri;
 
 use kamailio::events::{EventRoute, EventTarget};
 
-/// What mod_init settled.
-#[derive(Debug)]
-pub struct Settings {
-    /// `init_with_single`: the join sync asks one node (the first that
-    /// answered or notified us), not every node.
-    pub init_with_single: bool,
-    /// One target per event, in `PeerEvent::ALL`'s order.
-    targets: [EventTarget; 3],
-}
-
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
+use crate::shared::{shared, PeerEventSettings};
 
 /// mod_init: looks up the routes (unless `event_callback` names a KEMI
 /// function, which then gets every event, as upstream).
-pub fn init(init_with_single: bool, sl_send: bool, callback: Option<String>) -> Result<(), String> {
+pub fn settings(init_with_single: bool, sl_send: bool, callback: Option<String>) -> PeerEventSettings {
     // In PeerEvent::ALL's order (the names are PeerEvent::name's).
     let routes = [EventRoute::lookup(c"dmq:peer-up"), EventRoute::lookup(c"dmq:peer-down"), EventRoute::lookup(c"dmq:peer-disabled")];
     let targets = routes.map(|route| match &callback {
@@ -43,21 +31,21 @@ pub fn init(init_with_single: bool, sl_send: bool, callback: Option<String>) -> 
         // and replies), and tm is kept only where that path has no room.
         log::info!("sl_send: peer messages already go without tm (the in-flight path); tm only where it has no slot");
     }
-    SETTINGS.set(Settings { init_with_single, targets }).map_err(|_| "peer events initialized twice".to_string())
+    PeerEventSettings { init_with_single, targets }
 }
 
-pub fn settings() -> Option<&'static Settings> {
-    SETTINGS.get()
+fn settings_now() -> Option<&'static PeerEventSettings> {
+    shared().map(|s| &s.peer_events)
 }
 
 /// Whether the join sync goes to one node only.
 pub fn init_with_single() -> bool {
-    settings().is_some_and(|s| s.init_with_single)
+    settings_now().is_some_and(|s| s.init_with_single)
 }
 
 /// Runs the peer events of one node-list change. Called with no lock held.
 pub fn report(events: &[(PeerEvent, NodeUri)]) {
-    let Some(s) = settings() else { return };
+    let Some(s) = settings_now() else { return };
     for (event, uri) in events {
         let i = PeerEvent::ALL.iter().position(|e| e == event).unwrap_or(0);
         log::debug!("{} for node {uri}", event.name());

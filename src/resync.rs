@@ -15,7 +15,7 @@ use dmq_core::protocol::NodeUri;
 
 use kamailio::sip_msg::ReceiveInfo;
 
-use crate::state::module;
+use crate::shared::shared;
 use crate::{direct_send, heal, peers, workers};
 
 /// The retransmission timer's tick: the due heal syncs, run here (no lock
@@ -38,11 +38,11 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
 }
 
 fn run(node: &NodeUri) {
-    let Some(m) = module() else { return };
+    let Some(m) = shared() else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         // Never sent: it goes to our own consumer, past admission.
         let request = workers::local_request(m, "heal", node, &peer.id(), &content_type, &body);
-        match workers::enqueue_local(&request, ReceiveInfo::local(m.server_sock), peer) {
+        match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer) {
             Ok(_) => {
                 heal::count_push();
                 log::info!("heal sync: DMQ peer {:?} sends our state to {node}", peer.id());

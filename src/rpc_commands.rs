@@ -5,7 +5,7 @@ use kamailio::rpc::{RpcCall, Value};
 
 use dmq_core::protocol;
 
-use crate::state::module;
+use crate::shared::shared;
 use crate::{cluster, statistics, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
@@ -57,7 +57,7 @@ pub fn remove(call: &RpcCall) {
 /// `dmq.add sip:host:port` (upstream master): a node the list did not have.
 pub fn add(call: &RpcCall) {
     use dmq_core::peer_events::{parse_address, ChangeError};
-    let Some(m) = module() else {
+    let Some(m) = shared() else {
         call.fault(500, "dmq not initialized");
         return;
     };

@@ -10,7 +10,7 @@ use crate::cluster;
 use crate::event_counts::{self, EventCount};
 use crate::messaging;
 use crate::peers;
-use crate::state::module;
+use crate::shared::shared;
 use crate::workers::{self, QueueError};
 
 /// The optional "continue" parameter; any value above 1 counts as 1, as in
@@ -22,7 +22,7 @@ fn continue_flag(args: &ScriptArgs) -> i32 {
 /// dmq_handle_message / dmq_process_message: the peer is the R-URI user.
 /// Returns `returnval` once the message is answered or queued, -1 on error.
 fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
-    let Some(m) = module() else { return -1 };
+    let Some(m) = shared() else { return -1 };
     let Some(channel) = msg.ruri_user() else {
         log::warn!("KDMQ with an unparsable R-URI from {:?}", msg.source_ip());
         msg.reply(&m.sl, 400, "Bad request", None);
@@ -97,7 +97,7 @@ fn is_single_update(channel: &str, msg: &SipMsg) -> bool {
 
 /// A refused request is answered and so handled: the script goes on as
 /// after any other answered KDMQ.
-fn refused(m: &crate::state::Module, msg: &SipMsg, channel: &str, refusal: admission::Refusal, returnval: i32) -> i32 {
+fn refused(m: &crate::shared::Shared, msg: &SipMsg, channel: &str, refusal: admission::Refusal, returnval: i32) -> i32 {
     if admission::refuse(m, msg, channel, refusal) {
         returnval
     } else {
@@ -180,13 +180,13 @@ pub fn is_from_node(msg: &SipMsg, _args: &ScriptArgs) -> i32 {
 /// from the DMQ socket. Like the stock module it returns 0 on success (which
 /// ends the route) and -1 when it skipped or failed.
 fn replicate(msg: &SipMsg, skip_loop_test: bool) -> i32 {
-    let Some(m) = module() else { return -1 };
+    let Some(m) = shared() else { return -1 };
     if !skip_loop_test && from_node(msg) {
         log::debug!("message came from another node: not replicated");
         return -1;
     }
     let uris: Vec<String> = messaging::active_targets(None).iter().map(|t| t.uri.to_uri()).collect();
-    match m.tm.replicate(msg, m.server_sock, &uris) {
+    match m.tm.replicate(msg, m.socket.local, &uris) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");

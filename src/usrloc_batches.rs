@@ -6,67 +6,23 @@
 //! file holds their state in shm, under its own lock, and the sending.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
-use dmq_core::batching::{self, NodeBatches, Placement, BATCHED_CONTENT_TYPE, BATCHED_PEER, BATCH_BYTES, BATCH_NODES};
+use dmq_core::batching::{self, NodeBatches, Placement, BATCHED_CONTENT_TYPE, BATCHED_PEER, BATCH_BYTES};
 use dmq_core::protocol::{self, NodeUri};
 
 use kamailio::clock::monotonic_ms as now_ms;
 use dmq_abi::api::ResponseCallback;
-use kamailio::shm::{ShmBlock, ShmMutex};
-use kamailio::shm_data;
-use kamailio::shm_zeroed;
+use kamailio::shm::ShmBlock;
 
 use crate::direct_send::{self, Outgoing, PeerMessage, SendError};
 use crate::event_counts::{self, EventCount};
-
-shm_zeroed! {
-    /// The batching state of up to `BATCH_NODES` nodes (the parts of
-    /// `dmq_core::batching::NodeBatches`), under one lock.
-    struct BatchData {
-        used: [bool; BATCH_NODES],
-        /// The node's address (IPv4 as IPv6-mapped) and port.
-        ips: [[u8; 16]; BATCH_NODES],
-        ports: [u16; BATCH_NODES],
-        in_flight: [u32; BATCH_NODES],
-        open: [Option<ShmBlock<Batch>>; BATCH_NODES],
-    }
-}
-
-shm_data! {
-    /// A batch being filled: its `multi` body so far follows the header.
-    #[derive(Clone, Copy)]
-    struct Batch {
-        /// The updates' response callback (all the same: a batch takes
-        /// only updates with the first one's), run once per update.
-        callback: Option<ResponseCallback>,
-        updates: u32,
-        used: u32,
-    }
-}
-
-static STATE: OnceLock<&'static ShmMutex<BatchData>> = OnceLock::new();
+use crate::shared::{shared, Batch, BatchData};
 
 /// Runs `f` on the batching state under its lock; never across a send.
 fn with<R>(f: impl FnOnce(&mut NodeBatches<'_, ShmBlock<Batch>>) -> R) -> Option<R> {
-    let mut data = STATE.get()?.lock();
+    let mut data = shared()?.batches.lock();
     let BatchData { used, ips, ports, in_flight, open } = &mut *data;
     Some(f(&mut NodeBatches { used, ips, ports, in_flight, open }))
-}
-
-/// How a batch that cannot go without tm goes instead (`messaging`'s tm path).
-pub type TmFallback = fn(&str, &NodeUri, &[u8], &str, i32, Option<ResponseCallback>) -> Result<(), String>;
-static TM_FALLBACK: OnceLock<TmFallback> = OnceLock::new();
-
-/// mod_init (`messaging`, after `direct_send::init`): the state in shm,
-/// where batches go when no slot is free, and the hook that sends a
-/// node's batch when one of its messages is done.
-pub fn init(tm_fallback: TmFallback) -> Result<(), String> {
-    let data = ShmMutex::<BatchData>::new_zeroed().ok_or("out of shm for the DMQ usrloc batches")?;
-    STATE.set(data).map_err(|_| "usrloc batches initialized twice".to_string())?;
-    let _ = TM_FALLBACK.set(tm_fallback);
-    direct_send::set_batch_release(release);
-    Ok(())
 }
 
 /// Sends a dmq_usrloc update (`batching::is_batchable`) to the node at
@@ -130,7 +86,9 @@ fn offer(to: SocketAddr, update: &[u8], callback: Option<ResponseCallback>) -> P
 
 /// A message counted in `to`'s batching (its URI text `uri`) is done: the
 /// node's batch, if any, goes now.
-fn release(to: SocketAddr, uri: &[u8]) {
+/// When a message counted in its node's batching is done: sends the
+/// node's batch (`shared::Hooks::batch_release`, called by `direct_send`).
+pub fn release(to: SocketAddr, uri: &[u8]) {
     if let Some(batch) = with(|b| b.message_done(to)).flatten() {
         send_batch(to, uri, batch);
     }
@@ -154,7 +112,7 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     // next of them (replies free slots; a flush from a SIP worker must not
     // go to tm, which holds a transaction in shm per message); else tm.
     let Some(_unsent) = with(|b| b.batch_not_sent(to, batch)).flatten() else { return };
-    let through_tm = match (&target, TM_FALLBACK.get()) {
+    let through_tm = match (&target, shared().map(|s| s.hooks.tm_fallback)) {
         (Some(target), Some(send)) => send(BATCHED_PEER, target, &body, BATCHED_CONTENT_TYPE, 1, callback),
         _ => Err("no way to send it".into()),
     };

@@ -17,107 +17,29 @@
 //! wake-up, no second parse. A queued message has its body checked here,
 //! after the parse the consumer needs anyway.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dmq_core::jobs;
 use dmq_core::protocol::{self, NodeUri, PeerRequest};
 
 use kamailio::clock::monotonic_ms;
 use dmq_abi::api::Peer;
-use kamailio::process::{self, WakePipe};
-use kamailio::shm::{leak_zeroed, ShmBlock, ShmFifo, ShmMutex};
+use kamailio::process;
+use kamailio::shm::ShmBlock;
 use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
-use kamailio::{shm_data, shm_zeroed};
 
 use crate::admission;
 use crate::cluster;
-use crate::state::Module;
+use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 
-shm_data! {
-    /// One queued KDMQ: the peer and where it came from; the message bytes
-    /// and a NUL follow in the block.
-    #[derive(Clone, Copy)]
-    struct Job {
-        peer: Peer,
-        rcv: ReceiveInfo,
-        /// Made by this node (a heal sync's push): the callback runs, no
-        /// reply is sent.
-        local: bool,
-    }
-}
-
-shm_zeroed! {
-    /// A worker's jobs, under its lock.
-    struct Jobs {
-        list: ShmFifo<Job>,
-    }
-}
-
-shm_zeroed! {
-    /// A worker's figures (atomics: read by `dmq.stats` without the lock).
-    struct WorkerFigures {
-        queued: AtomicUsize,
-        processed: AtomicU64,
-        pid: AtomicI32,
-        /// 1 while the worker runs a job.
-        running: AtomicUsize,
-        /// Set while the worker waits on its pipe (or is about to): only
-        /// then does a new job need a wake-up byte (a write, and a read).
-        sleeping: AtomicBool,
-    }
-}
-
-shm_zeroed! {
-    /// Figures shared by all workers.
-    struct JobQueueCounters {
-        /// Jobs waiting or running.
-        queued: AtomicUsize,
-        rejected: AtomicU64,
-        peak: AtomicUsize,
-        /// Messages `dmq_handle_message` ran at once (`updates_in_place`).
-        in_place: AtomicU64,
-        /// Messages being run at once now.
-        in_place_running: AtomicUsize,
-    }
-}
-
-struct Worker {
-    jobs: &'static ShmMutex<Jobs>,
-    figures: &'static WorkerFigures,
-    wake: WakePipe,
-}
-
-struct Pool {
-    counters: &'static JobQueueCounters,
-    workers: Vec<Worker>,
-    limit: usize,
-    usleep: u32,
-}
-
-static POOL: OnceLock<Pool> = OnceLock::new();
-
-const NO_SHM: &str = "out of shm for the DMQ job queues";
-
-/// mod_init: queues, counters and pipes, before fork.
-pub fn init(workers: u32, limit: u32, usleep: u32) -> Result<(), String> {
-    let counters = leak_zeroed::<JobQueueCounters>().ok_or(NO_SHM)?;
-    let workers = (0..workers)
-        .map(|_| {
-            Ok(Worker {
-                jobs: ShmMutex::new_zeroed().ok_or(NO_SHM)?,
-                figures: leak_zeroed().ok_or(NO_SHM)?,
-                wake: WakePipe::new()?,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    process::register_workers(workers.len() as u32);
-    POOL.set(Pool { counters, workers, limit: limit as usize, usleep }).map_err(|_| "worker pool initialized twice".to_string())
+/// mod_init (before fork): the worker processes, for the core to count.
+pub fn register(pool: &Pool) {
+    process::register_workers(pool.workers.len() as u32);
 }
 
 /// child_init(PROC_MAIN): forks the workers; each never returns.
-pub fn start(m: &'static Module) -> Result<(), String> {
-    let pool = POOL.get().ok_or("worker pool not initialized")?;
+pub fn start(m: &'static Shared) -> Result<(), String> {
+    let pool = &m.workers;
     for (i, worker) in pool.workers.iter().enumerate() {
         process::fork_worker(c"DMQ WORKER", || {
             worker.figures.pid.store(std::process::id() as i32, Ordering::Relaxed);
@@ -145,7 +67,7 @@ impl Drop for InPlace {
 }
 
 pub fn run_in_place() -> Option<InPlace> {
-    let counters = POOL.get()?.counters;
+    let counters = shared()?.workers.counters;
     if counters.queued.load(Ordering::Acquire) != 0 {
         return None;
     }
@@ -181,14 +103,14 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
 /// A KDMQ for `peer` as if `from` had sent it to this node. Never sent:
 /// it goes to our own consumer (heal pushes, `dmq_process_custom`), so it
 /// is not signed; `kind` marks its branch and Call-ID ("heal", "custom").
-pub fn local_request(m: &Module, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
     protocol::build_peer_request(&PeerRequest {
         transport: from.transport,
         from,
         to: &m.local_uri,
-        sent_by: &m.server_sent_by,
+        sent_by: &m.socket.sent_by,
         peer,
         branch: &branch,
         token: &token,
@@ -204,7 +126,7 @@ pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer) -> Result<Que
 }
 
 fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
-    let pool = POOL.get().ok_or_else(|| QueueError::Failed("no workers".into()))?;
+    let pool = &shared().ok_or_else(|| QueueError::Failed("no workers".into()))?.workers;
     let counters = pool.counters;
     let waiting = counters.queued.fetch_add(1, Ordering::AcqRel);
     if !jobs::admit(waiting, pool.limit) {
@@ -240,7 +162,7 @@ fn pop(worker: &Worker) -> Option<ShmBlock<Job>> {
     Some(job)
 }
 
-fn worker_loop(m: &'static Module, pool: &'static Pool, i: usize) -> ! {
+fn worker_loop(m: &'static Shared, pool: &'static Pool, i: usize) -> ! {
     log::info!("DMQ worker {i} started (pid {})", std::process::id());
     let worker = &pool.workers[i];
     loop {
@@ -266,7 +188,7 @@ fn worker_loop(m: &'static Module, pool: &'static Pool, i: usize) -> ! {
 
 /// Parses the job's message into pkg memory, runs the peer callback and
 /// sends the reply it asks for.
-fn run_job(m: &Module, mut job: ShmBlock<Job>) {
+fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
     let Job { peer, rcv, local } = *job.header();
     let Some(msg) = OwnedSipMsg::parse(job.bytes_mut(), rcv) else {
         log::warn!("queued KDMQ does not parse; dropped");
@@ -290,7 +212,7 @@ fn run_job(m: &Module, mut job: ShmBlock<Job>) {
 
 /// Runs `peer`'s callback on `msg` and replies as it says: shared by the
 /// workers and `dmq_process_message`.
-pub fn run_peer_callback(m: &Module, msg: &SipMsg, peer: Peer) -> bool {
+pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
     if !peer.has_callback() {
         log::error!("DMQ peer {} has no callback", peer.id());
         return false;
@@ -341,7 +263,7 @@ impl QueueStats {
 }
 
 pub fn stats() -> Option<QueueStats> {
-    let pool = POOL.get()?;
+    let pool = &shared()?.workers;
     let workers = pool
         .workers
         .iter()

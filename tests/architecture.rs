@@ -163,7 +163,7 @@ fn dmq_rs_files_import_each_other_one_way() {
     for n in edges.keys() {
         visit(n, &edges, &mut Vec::new(), &mut done);
     }
-    assert!(edges["state"].is_empty(), "state is the leaf every file may read");
+    assert!(edges["shared"].is_empty(), "shared is the leaf every file may read");
 }
 
 #[test]

@@ -1,0 +1,455 @@
+//! Everything this module's processes share, in one value made once by
+//! mod_init in the main process before fork ([`make`], then [`set`]): what
+//! mod_init settled (parameters, the DMQ socket, tm and sl, routes) and
+//! each part's shared memory. Every process inherits the same value; the
+//! shm it points to is the same in all of them. [`shared`] gives it (None
+//! before mod_init succeeded).
+//!
+//! The shm layouts of every part are declared here, next to the value that
+//! holds them, so making them is one function with one order; the logic
+//! that reads and changes them is in the part's own file (named on each
+//! field). A leaf: it depends on no other file of the module.
+//!
+//! One exception: the peer registry (`peers`) is made on first use,
+//! because consumers register from their own mod_init, which may run
+//! before ours (still before fork).
+
+use std::collections::hash_map::RandomState;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
+use std::sync::OnceLock;
+
+use dmq_abi::api::{Peer, ResponseCallback};
+use dmq_abi::in_shm::PendingParts;
+use dmq_core::batching::BATCH_NODES;
+use dmq_core::config::Config;
+use dmq_core::heal::HealTable;
+use dmq_core::nodes::{NodeList, MAX_NODES};
+use dmq_core::protocol::{self, Kdmq, NodeUri, Transport};
+
+use kamailio::api::{Sl, Tm};
+use kamailio::events::{EventRoute, EventTarget};
+use kamailio::process::WakePipe;
+use kamailio::shm::{leak_zeroed, ShmArc, ShmBlock, ShmFifo, ShmMutex, ShmStore};
+use kamailio::shm_queue::ShmQueue;
+use kamailio::sip_msg::ReceiveInfo;
+use kamailio::sip_uri::Proto;
+use kamailio::socket::LocalSocket;
+use kamailio::tm::{ReplyHandler, UacRequest, UAC_CSEQ};
+use kamailio::{shm_data, shm_zeroed};
+
+/// The module's shared state. Fields are grouped: what mod_init settled,
+/// then each part's shm.
+pub struct Shared {
+    pub config: Config,
+    /// The socket DMQ sends from.
+    pub socket: DmqSocket,
+    pub tm: Tm,
+    pub sl: Sl,
+    /// This node as it appears in notification bodies.
+    pub local_uri: NodeUri,
+    /// The `notification_address` nodes (never deleted, only marked).
+    pub notification_uris: Vec<NodeUri>,
+    /// `event_route[dmq:node-active]` and `[dmq:node-inactive]`.
+    pub routes: NodeRoutes,
+    /// Upstream's peer events and switches (`peer_events`).
+    pub peer_events: PeerEventSettings,
+    /// The node list (`cluster`).
+    pub nodes: NodeStore,
+    /// What the `notification_address` names list now (`name_sources`).
+    pub names: NameStores,
+    /// KDMQs refused, by reason (`admission`).
+    pub refusals: &'static Refusals,
+    /// How often each event happened (`event_counts`).
+    pub events: &'static EventCounters,
+    /// The heal table and its counters (`heal`).
+    pub heal: Heal,
+    /// The DMQ workers and their job queues (`workers`).
+    pub workers: Pool,
+    /// Peer messages waiting for their reply, sent without tm (`direct_send`).
+    pub direct: DirectTable,
+    /// dmq_usrloc updates waiting in a node's batch (`usrloc_batches`).
+    pub batches: &'static ShmMutex<BatchData>,
+    /// tm-path messages a busy node answered 503, waiting to be sent
+    /// again by the retransmission timer (`messaging`).
+    pub tm_retries: ShmQueue,
+    /// Calls across parts that sit above each other's file (see [`Hooks`]).
+    pub hooks: Hooks,
+}
+
+/// The socket DMQ sends from (`server_socket`, else `server_address`'s).
+pub struct DmqSocket {
+    /// As the core names sockets ("udp:127.0.0.2:5090").
+    pub name: String,
+    /// The core's socket (looked up once).
+    pub local: LocalSocket,
+    /// What the Via of a request sent from it names (`host:port`).
+    pub sent_by: String,
+    /// Its transport, when peer messages can go without tm on it (UDP,
+    /// TCP, TLS): to nodes of the same transport they do.
+    pub transport: Option<Transport>,
+}
+
+/// The script's `event_route[dmq:node-active]` and `[dmq:node-inactive]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeRoutes {
+    pub node_active: Option<EventRoute>,
+    pub node_inactive: Option<EventRoute>,
+}
+
+/// Upstream's peer events (`event_route[dmq:peer-up]`, …, or
+/// `event_callback`) and `init_with_single`.
+#[derive(Debug)]
+pub struct PeerEventSettings {
+    /// `init_with_single`: the join sync asks one node (the first that
+    /// answered or notified us), not every node.
+    pub init_with_single: bool,
+    /// One target per event, in `PeerEvent::ALL`'s order.
+    pub targets: [EventTarget; 3],
+}
+
+/// Functions of a part that a part below it calls: set by mod_init, which
+/// knows both, so no file depends on one above it.
+pub struct Hooks {
+    /// When a message counted in its node's batching is done, sends the
+    /// node's batch (`usrloc_batches`, called by `direct_send`). Given the
+    /// node's address and URI text.
+    pub batch_release: fn(SocketAddr, &[u8]),
+    /// How a batch that cannot go without tm goes instead (`messaging`'s
+    /// tm path, called by `usrloc_batches`): peer id, target, body,
+    /// content type, Max-Forwards, callback.
+    pub tm_fallback: TmFallback,
+}
+
+/// See [`Hooks::tm_fallback`].
+pub type TmFallback = fn(&str, &NodeUri, &[u8], &str, i32, Option<ResponseCallback>) -> Result<(), String>;
+
+/// The node list, serialized in shm under its lock (`cluster`).
+pub struct NodeStore {
+    pub list: ShmStore,
+    /// Nodes refused because the list was full.
+    pub refused: &'static AtomicU64,
+}
+
+/// Room for the serialized node list: a full list of MAX_NODES always fits.
+const NODE_STORE_CAPACITY: usize = dmq_core::nodes::MAX_ENCODED_LEN;
+
+/// The addresses the `notification_address` names list (`name_sources`).
+pub struct NameStores {
+    pub addresses: ShmStore,
+    /// Notification lines naming new nodes by host name, waiting for the
+    /// DNS process to look them up and judge them (`trusted_network`).
+    pub deferred: ShmStore,
+}
+
+shm_zeroed! {
+    /// Refusals by reason (`admission`).
+    pub struct Refusals {
+        pub not_member: AtomicU64,
+        pub untrusted_network: AtomicU64,
+        pub bad_signature: AtomicU64,
+        pub bad_json: AtomicU64,
+    }
+}
+
+/// Kinds of events counted (`event_counts::EventCount`'s variants; that
+/// file checks the number at compile time).
+pub const EVENT_KINDS: usize = 20;
+/// One counter per kind of event (`event_counts`).
+pub type EventCounters = [AtomicU64; EVENT_KINDS];
+
+shm_zeroed! {
+    /// Heal figures (`heal`).
+    pub struct HealCounters {
+        /// Heal syncs started (one per regained node, all peers).
+        pub syncs: AtomicU64,
+        /// Sync requests handed to our own peers in a regained node's name
+        /// (one per peer and heal sync): pushes of our state to it.
+        pub pushes: AtomicU64,
+        /// Regains that found a sync to the node too recent: served
+        /// together, once, at the end of the window.
+        pub deferred: AtomicU64,
+        /// Times this node's own processes stood still (it pushes to every
+        /// active node).
+        pub stalls: AtomicU64,
+        /// Nodes asked for their state: met after this node's join sync.
+        pub pulls: AtomicU64,
+        /// Syncs waiting now (lets the timer skip the lock when 0).
+        pub waiting: AtomicUsize,
+    }
+}
+
+/// The heal table, serialized in shm under its lock, and its counters (`heal`).
+pub struct Heal {
+    pub table: ShmStore,
+    pub counters: &'static HealCounters,
+}
+
+shm_data! {
+    /// One queued KDMQ (`workers`): the peer and where it came from; the
+    /// message bytes and a NUL follow in the block.
+    #[derive(Clone, Copy)]
+    pub struct Job {
+        pub peer: Peer,
+        pub rcv: ReceiveInfo,
+        /// Made by this node (a heal sync's push): the callback runs, no
+        /// reply is sent.
+        pub local: bool,
+    }
+}
+
+shm_zeroed! {
+    /// A worker's jobs, under its lock.
+    pub struct Jobs {
+        pub list: ShmFifo<Job>,
+    }
+}
+
+shm_zeroed! {
+    /// A worker's figures (atomics: read by `dmq.stats` without the lock).
+    pub struct WorkerFigures {
+        pub queued: AtomicUsize,
+        pub processed: AtomicU64,
+        pub pid: AtomicI32,
+        /// 1 while the worker runs a job.
+        pub running: AtomicUsize,
+        /// Set while the worker waits on its pipe (or is about to): only
+        /// then does a new job need a wake-up byte (a write, and a read).
+        pub sleeping: AtomicBool,
+    }
+}
+
+shm_zeroed! {
+    /// Figures shared by all workers.
+    pub struct JobQueueCounters {
+        /// Jobs waiting or running.
+        pub queued: AtomicUsize,
+        pub rejected: AtomicU64,
+        pub peak: AtomicUsize,
+        /// Messages `dmq_handle_message` ran at once (`updates_in_place`).
+        pub in_place: AtomicU64,
+        /// Messages being run at once now.
+        pub in_place_running: AtomicUsize,
+    }
+}
+
+/// One DMQ worker: its queue, its figures and the pipe that wakes it.
+pub struct Worker {
+    pub jobs: &'static ShmMutex<Jobs>,
+    pub figures: &'static WorkerFigures,
+    pub wake: WakePipe,
+}
+
+/// The DMQ workers (`workers`).
+pub struct Pool {
+    pub counters: &'static JobQueueCounters,
+    pub workers: Vec<Worker>,
+    /// `job_queue_limit`.
+    pub limit: usize,
+    /// `worker_usleep`.
+    pub usleep: u32,
+}
+
+/// Messages that may wait for their reply at once without tm; beyond it,
+/// tm carries them (`direct_send`).
+pub const DIRECT_CAPACITY: usize = 8192;
+
+shm_data! {
+    /// A message in flight without tm (`direct_send`): this header, then
+    /// the target node's URI and the request bytes, in one
+    /// reference-counted shm block that never changes. The table holds one
+    /// reference from insertion until the message completes or expires
+    /// (then handed to whoever finishes it); the timer takes another while
+    /// it retransmits outside the lock.
+    #[derive(Clone, Copy)]
+    pub struct InFlight {
+        pub callback: Option<ResponseCallback>,
+        pub to: SocketAddr,
+        pub uri_len: u32,
+        /// Counted among its node's batchable messages (`usrloc_batches`).
+        pub counted_in_batch: bool,
+        /// Updates it carries (a batch: several; the callback runs once each).
+        pub updates: u32,
+        /// Sent over TCP/TLS: a reply may come on a connection the node
+        /// opened (another port), so only its address is checked.
+        pub stream: bool,
+    }
+}
+
+/// The table in shm, under one lock: `dmq_core::pending`'s parts and each
+/// slot's message.
+pub type DirectTableData = PendingParts<Option<ShmArc<InFlight>>, DIRECT_CAPACITY>;
+
+/// Peer messages sent without tm, waiting for their replies (`direct_send`).
+pub struct DirectTable {
+    pub data: &'static ShmMutex<DirectTableData>,
+    /// Keys for the branch nonces, random per start (made in mod_init, so
+    /// every process has the same ones).
+    pub nonce_keys: RandomState,
+}
+
+shm_zeroed! {
+    /// The batching state of up to `BATCH_NODES` nodes (the parts of
+    /// `dmq_core::batching::NodeBatches`), under one lock (`usrloc_batches`).
+    pub struct BatchData {
+        pub used: [bool; BATCH_NODES],
+        /// The node's address (IPv4 as IPv6-mapped) and port.
+        pub ips: [[u8; 16]; BATCH_NODES],
+        pub ports: [u16; BATCH_NODES],
+        pub in_flight: [u32; BATCH_NODES],
+        pub open: [Option<ShmBlock<Batch>>; BATCH_NODES],
+    }
+}
+
+shm_data! {
+    /// A batch being filled: its `multi` body so far follows the header.
+    #[derive(Clone, Copy)]
+    pub struct Batch {
+        /// The updates' response callback (all the same: a batch takes
+        /// only updates with the first one's), run once per update.
+        pub callback: Option<ResponseCallback>,
+        pub updates: u32,
+        pub used: u32,
+    }
+}
+
+/// tm-path retries kept at most (`messaging`): beyond it a 503 is final.
+const TM_RETRY_LIMIT: usize = 8192;
+
+/// What mod_init settled before the shm is made.
+pub struct Settled {
+    pub config: Config,
+    pub socket: DmqSocket,
+    pub tm: Tm,
+    pub sl: Sl,
+    pub local_uri: NodeUri,
+    pub notification_uris: Vec<NodeUri>,
+    pub routes: NodeRoutes,
+    pub peer_events: PeerEventSettings,
+    pub hooks: Hooks,
+}
+
+/// mod_init, before fork: every part's shm, made in one place.
+pub fn make(s: Settled) -> Result<Shared, String> {
+    let out_of_shm = |what: &str| format!("out of shm for {what}");
+    let nodes = {
+        let list = ShmStore::new(NODE_STORE_CAPACITY).ok_or_else(|| out_of_shm("the node list"))?;
+        let initial = NodeList::with_local(s.local_uri.clone()).encode().into_bytes();
+        list.with(|_| (Some(initial), ())).map_err(|_| "node list does not fit")?;
+        NodeStore { list, refused: leak_zeroed().ok_or_else(|| out_of_shm("the node counters"))? }
+    };
+    let name_store = || ShmStore::new(MAX_NODES * (protocol::MAX_LINE_LEN + 2));
+    let names = NameStores {
+        addresses: name_store().ok_or_else(|| out_of_shm("the names' addresses"))?,
+        deferred: name_store().ok_or_else(|| out_of_shm("the names to judge"))?,
+    };
+    let heal = Heal {
+        table: ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or_else(|| out_of_shm("the heal table"))?,
+        counters: leak_zeroed().ok_or_else(|| out_of_shm("the heal counters"))?,
+    };
+    let queues = || out_of_shm("the DMQ job queues");
+    let workers = Pool {
+        counters: leak_zeroed().ok_or_else(queues)?,
+        workers: (0..s.config.num_workers)
+            .map(|_| {
+                Ok(Worker {
+                    jobs: ShmMutex::new_zeroed().ok_or_else(queues)?,
+                    figures: leak_zeroed().ok_or_else(queues)?,
+                    wake: WakePipe::new()?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        limit: s.config.job_queue_limit as usize,
+        usleep: s.config.worker_usleep,
+    };
+    let direct = DirectTable {
+        data: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ message table"))?,
+        nonce_keys: RandomState::new(),
+    };
+    Ok(Shared {
+        refusals: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ refusal counters"))?,
+        events: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ statistics"))?,
+        batches: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ usrloc batches"))?,
+        tm_retries: ShmQueue::new(TM_RETRY_LIMIT).ok_or_else(|| out_of_shm("the DMQ retry queue"))?,
+        nodes,
+        names,
+        heal,
+        workers,
+        direct,
+        config: s.config,
+        socket: s.socket,
+        tm: s.tm,
+        sl: s.sl,
+        local_uri: s.local_uri,
+        notification_uris: s.notification_uris,
+        routes: s.routes,
+        peer_events: s.peer_events,
+        hooks: s.hooks,
+    })
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// The module's shared state (None before mod_init succeeded).
+pub fn shared() -> Option<&'static Shared> {
+    SHARED.get()
+}
+
+/// The end of mod_init: the state every process will inherit.
+pub fn set(shared: Shared) -> Result<&'static Shared, String> {
+    SHARED.set(shared).map_err(|_| "mod_init ran twice".to_string())?;
+    SHARED.get().ok_or_else(|| "mod_init ran twice".to_string())
+}
+
+impl Shared {
+    /// What a KDMQ request of ours is signed with now (None: the cluster
+    /// does not sign).
+    pub fn signing(&self) -> Option<(&[u8], i64)> {
+        self.config.shared_secret.as_deref().map(|secret| (secret, kamailio::clock::unix_now()))
+    }
+
+    /// Sends `kdmq` through tm from the DMQ socket (to `next_hop` when
+    /// given: tm then resolves nothing); `handler` runs on its final reply
+    /// with `context`.
+    pub fn send_through_tm(&self, kdmq: &Kdmq<'_>, next_hop: Option<&str>, handler: ReplyHandler, context: &[u8]) -> Result<(), String> {
+        // A Call-ID of our own when signing: the signature covers it.
+        let call_id = kdmq.signing.map(|_| kamailio::tm::unique_call_id("dmqrs"));
+        let headers = kdmq.tm_headers(call_id.as_deref().unwrap_or(""), UAC_CSEQ);
+        let (to, from) = (kdmq.ruri(), kdmq.from_uri());
+        let request = UacRequest {
+            method: "KDMQ",
+            to: &to,
+            from: &from,
+            headers: &headers,
+            body: kdmq.body,
+            socket: &self.socket.name,
+            call_id: call_id.as_deref(),
+            next_hop,
+        };
+        self.tm.request(&request, handler, context)
+    }
+}
+
+/// The transport of a node URI as the core's SIP transport.
+pub fn proto(transport: Transport) -> Proto {
+    match transport {
+        Transport::Udp => Proto::Udp,
+        Transport::Tcp => Proto::Tcp,
+        Transport::Tls => Proto::Tls,
+        Transport::Sctp => Proto::Sctp,
+        Transport::Ws => Proto::Ws,
+        Transport::Wss => Proto::Wss,
+    }
+}
+
+/// The core's SIP transport as a node URI's.
+pub fn transport(proto: Proto) -> Transport {
+    match proto {
+        Proto::Udp => Transport::Udp,
+        Proto::Tcp => Transport::Tcp,
+        Proto::Tls => Transport::Tls,
+        Proto::Sctp => Transport::Sctp,
+        Proto::Ws => Transport::Ws,
+        Proto::Wss => Transport::Wss,
+    }
+}
