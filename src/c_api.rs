@@ -4,7 +4,7 @@
 use dmq_core::nodes::Node;
 use dmq_core::protocol::{NodeStatus, NodeUri};
 
-use dmq_abi::api::{ApiMessage, DmqApi, Peer, PeerSpec};
+use dmq_abi::api::{DmqApi, Peer, PeerMessage, PeerSpec};
 
 use crate::{cluster, messaging, peers, shared};
 
@@ -16,10 +16,10 @@ impl DmqApi for Api {
         peers::register(spec)
     }
 
-    fn bcast_message(message: ApiMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
+    fn bcast_message(peer: Peer, message: &PeerMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
         // A heal sync runs the init callbacks to learn their sync requests.
         if peers::capturing() {
-            peers::capture(message.peer, message.body, message.content_type);
+            peers::capture(peer, message.body, message.content_type);
             return Ok(());
         }
         // init_with_single: the join sync's requests go to one node.
@@ -31,7 +31,7 @@ impl DmqApi for Api {
         send(message, &targets)
     }
 
-    fn send_message(message: ApiMessage<'_>, node: NodeUri) -> Result<(), String> {
+    fn send_message(_peer: Peer, message: &PeerMessage<'_>, node: NodeUri) -> Result<(), String> {
         // A node that left the list meanwhile is still tried (through tm).
         let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
         send(message, &[target])
@@ -46,6 +46,6 @@ impl DmqApi for Api {
     }
 }
 
-fn send(message: ApiMessage<'_>, targets: &[Node]) -> Result<(), String> {
-    messaging::send_to(&message.peer.id(), targets, message.body, message.content_type, message.max_forwards, message.callback)
+fn send(message: &PeerMessage<'_>, targets: &[Node]) -> Result<(), String> {
+    messaging::send_to(message, targets)
 }

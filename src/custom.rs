@@ -1,7 +1,7 @@
 //! `dmq_process_custom(peer, node, body, content_type)` and
 //! `dmq_handle_custom(…)` (upstream master): the script hands a body to a
 //! local peer (consumer) as if `node` had sent it in a KDMQ. The message
-//! is built as one from `node` would be (`protocol::build_peer_request`),
+//! is built as one from `node` would be (`protocol::Kdmq::to_bytes`),
 //! parsed by the core, and gets the admission check a KDMQ from the wire
 //! gets (`admission::check_body`: the consumer's shape, or valid JSON):
 //! a refused body reaches no consumer. No reply is sent anywhere.

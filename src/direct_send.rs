@@ -24,7 +24,7 @@ use dmq_core::pending::{self, Delivery, PendingStats, PendingTable, ReplyKind, R
 use dmq_core::protocol::{self, NodeUri};
 
 use kamailio::clock::monotonic_ms as now_ms;
-use dmq_abi::api::ResponseCallback;
+use dmq_abi::api::PeerMessage;
 use kamailio::log::RateLimit;
 use kamailio::process::Rank;
 use kamailio::replies::Verdict;
@@ -81,16 +81,6 @@ pub fn address(target: &NodeUri, ip: Option<IpAddr>) -> Result<SocketAddr, SendE
     Ok(SocketAddr::new(ip, target.port_no()))
 }
 
-/// One peer message for any number of nodes.
-#[derive(Clone, Copy)]
-pub struct PeerMessage<'a> {
-    pub peer_id: &'a str,
-    pub body: &'a [u8],
-    pub content_type: &'a str,
-    pub max_forwards: i32,
-    pub callback: Option<ResponseCallback>,
-}
-
 /// A message about to go out through a slot, to one node.
 pub struct Outgoing<'a> {
     pub message: PeerMessage<'a>,
@@ -123,18 +113,20 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
     // Call-ID and From tag carry the branch's token: a reply is checked
     // against it (`pending::reply_matches`).
     let token = &branch[pending::BRANCH_PREFIX.len()..];
-    let request = protocol::build_peer_request(&protocol::PeerRequest {
-        transport,
+    let request = protocol::Kdmq {
         from: &m.local_uri,
         to: out.target,
-        sent_by: &m.socket.sent_by,
         peer: peer_id,
-        branch: &branch,
-        token,
         max_forwards,
         content_type,
         body,
-        signing: m.config.shared_secret.as_deref().map(|s| (s, kamailio::clock::unix_now())),
+        signing: m.signing(),
+    }
+    .to_bytes(&protocol::Envelope {
+        transport,
+        sent_by: &m.socket.sent_by,
+        branch: &branch,
+        token,
     });
     let uri = out.target.to_uri();
     let header = InFlight {

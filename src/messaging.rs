@@ -12,16 +12,16 @@ use dmq_core::batching;
 use dmq_core::nodes::Node;
 use dmq_core::pending;
 use dmq_core::protocol::{Kdmq, NodeUri};
-use dmq_core::tm_context::TmPeerMessage;
+use dmq_core::tm_context::TmContext;
 
 use kamailio::clock::monotonic_ms;
-use dmq_abi::api::ResponseCallback;
+use dmq_abi::api::{PeerMessage, ResponseCallback};
 use kamailio::process;
 use kamailio::tm::TmReply;
 
 use crate::{cluster, heal, peers, resync};
 use crate::event_counts::{self, EventCount};
-use crate::direct_send::{self, Outgoing, PeerMessage, SendError};
+use crate::direct_send::{self, Outgoing, SendError};
 use crate::usrloc_batches;
 use crate::shared::{shared, Shared};
 
@@ -34,17 +34,9 @@ pub fn init() -> Result<(), String> {
 }
 
 /// How a usrloc batch that cannot go without tm goes (`shared::Hooks::tm_fallback`).
-pub fn tm_fallback(
-    peer_id: &str,
-    target: &NodeUri,
-    body: &[u8],
-    content_type: &str,
-    max_forwards: i32,
-    callback: Option<ResponseCallback>,
-) -> Result<(), String> {
+pub fn tm_fallback(message: &PeerMessage<'_>, target: &NodeUri) -> Result<(), String> {
     let m = shared().ok_or("dmq is not initialized")?;
-    send_through_tm(m, peer_id, target, body, content_type, max_forwards, callback)
-        .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
+    send_through_tm(m, message, target).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
 }
 
 /// child_init(PROC_MAIN): forks the retransmission timer process.
@@ -73,7 +65,8 @@ fn pull_from(uri: &NodeUri) {
     let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
-        match send_to(&id, std::slice::from_ref(&node), &body, &content_type, 1, None) {
+        let message = PeerMessage { peer_id: &id, body: &body, content_type: &content_type, max_forwards: 1, callback: None };
+        match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
             Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
         }
@@ -98,12 +91,12 @@ fn run_response_callback(code: i32, reply: TmReply<'_>, uri: &NodeUri, callback:
 }
 
 /// The consumer's callback a tm context carries (`ResponseCallback::to_bytes`).
-fn callback_of(message: &TmPeerMessage<'_>) -> Option<ResponseCallback> {
-    message.callback.as_ref().and_then(ResponseCallback::from_bytes)
+fn callback_of(context: &TmContext<'_>) -> Option<ResponseCallback> {
+    context.message.callback.as_ref().and_then(ResponseCallback::from_bytes)
 }
 
 fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
-    let Some(mut message) = TmPeerMessage::decode(context) else { return };
+    let Some(mut message) = TmContext::decode(context) else { return };
     if code == 503 || code == 403 {
         // A node whose job queue is full: send it again later, as the
         // direct path (`direct_send`) does, instead of handing the consumer
@@ -134,75 +127,63 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
 fn resend_busy(m: &Shared, now_ms: u64) {
     let queue = &m.tm_retries;
     for record in queue.take_due(now_ms) {
-        let Some(message) = TmPeerMessage::decode(record.bytes()) else { continue };
+        let Some(message) = TmContext::decode(record.bytes()) else { continue };
         if let Err(e) = send_tm_message(m, &message) {
-            log::error!("cannot send a {} message to {} again: {e}", message.peer_id, message.target);
+            log::error!("cannot send a {} message to {} again: {e}", message.message.peer_id, message.target);
             run_response_callback(503, TmReply::none(), &message.target, callback_of(&message));
         }
     }
 }
 
-fn send_tm_message(m: &Shared, message: &TmPeerMessage<'_>) -> Result<(), String> {
-    let hop = cluster::next_hops(std::slice::from_ref(&message.target)).pop().flatten();
+fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
+    let hop = cluster::next_hops(std::slice::from_ref(&context.target)).pop().flatten();
+    let message = &context.message;
     let kdmq = Kdmq {
         from: &m.local_uri,
-        to: &message.target,
+        to: &context.target,
         peer: message.peer_id,
         max_forwards: message.max_forwards,
         content_type: message.content_type,
         body: message.body,
         signing: m.signing(),
     };
-    m.send_through_tm(&kdmq, hop.as_deref(), on_tm_reply, &message.encode())
+    m.send_through_tm(&kdmq, hop.as_deref(), on_tm_reply, &context.encode())
 }
 
 /// One peer message through tm: for nodes over TCP/TLS, nodes without a
 /// resolved address, and when `direct_send`'s table is full.
-fn send_through_tm(
-    m: &Shared,
-    peer_id: &str,
-    target: &NodeUri,
-    body: &[u8],
-    content_type: &str,
-    max_forwards: i32,
-    callback: Option<ResponseCallback>,
-) -> Result<(), String> {
-    let message = TmPeerMessage {
-        callback: callback.map(|c| c.to_bytes()),
+fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri) -> Result<(), String> {
+    let context = TmContext {
+        message: dmq_core::protocol::PeerMessage {
+            peer_id: message.peer_id,
+            body: message.body,
+            content_type: message.content_type,
+            max_forwards: message.max_forwards,
+            callback: message.callback.map(|c| c.to_bytes()),
+        },
         target: target.clone(),
-        peer_id,
-        content_type,
-        max_forwards,
-        body,
         deadline_ms: monotonic_ms() + pending::TIMEOUT_MS,
         backoff_ms: pending::T1_MS,
     };
-    send_tm_message(m, &message)
+    send_tm_message(m, &context)
 }
 
-/// Sends `body` for `peer_id` to each target; counts failures.
-pub fn send_to(
-    peer_id: &str,
-    targets: &[Node],
-    body: &[u8],
-    content_type: &str,
-    max_forwards: i32,
-    callback: Option<ResponseCallback>,
-) -> Result<(), String> {
+/// Sends `message` to each target; counts failures.
+pub fn send_to(message: &PeerMessage<'_>, targets: &[Node]) -> Result<(), String> {
     let m = shared().ok_or("dmq is not initialized")?;
     let mut failed = 0;
-    let message = PeerMessage { peer_id, body, content_type, max_forwards, callback };
+    let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
     // A dmq_usrloc update may wait in a node's batch (judged once for
     // every node it goes to).
     let batchable = batching::is_batchable(peer_id, content_type, max_forwards, body);
     for target in targets {
         let sent = match direct_send::address(&target.uri, target.ip()) {
-            Ok(to) if batchable => usrloc_batches::send(&message, &target.uri, to),
-            Ok(to) => direct_send::send(&Outgoing::alone(message, &target.uri, to)),
+            Ok(to) if batchable => usrloc_batches::send(message, &target.uri, to),
+            Ok(to) => direct_send::send(&Outgoing::alone(*message, &target.uri, to)),
             Err(e) => Err(e),
         };
         let sent = match sent {
-            Err(SendError::NoSlot) => send_through_tm(m, peer_id, &target.uri, body, content_type, max_forwards, callback)
+            Err(SendError::NoSlot) => send_through_tm(m, message, &target.uri)
                 .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm)),
             Err(SendError::Failed(e)) => Err(e),
             Ok(()) => Ok(()),

@@ -2,6 +2,7 @@
 //! values, and the same functions for KEMI (`KSR.dmq.*`). Plain Rust: the
 //! C trampolines are generated in exports.rs.
 
+use dmq_abi::api::PeerMessage;
 use kamailio::export::ScriptArgs;
 use kamailio::sip_msg::SipMsg;
 
@@ -135,7 +136,9 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
         }
         None => messaging::active_targets(None),
     };
-    match messaging::send_to(&peer.id(), &targets, body, &String::from_utf8_lossy(content_type), 1, None) {
+    let (id, content_type) = (peer.id(), String::from_utf8_lossy(content_type));
+    let message = PeerMessage { peer_id: &id, body, content_type: &content_type, max_forwards: 1, callback: None };
+    match messaging::send_to(&message, &targets) {
         Ok(()) => 1,
         Err(e) => {
             log::error!("cannot send DMQ message for {}: {e}", peer.id());

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
 use std::sync::OnceLock;
 
-use dmq_abi::api::{Peer, ResponseCallback};
+use dmq_abi::api::{Peer, PeerMessage, ResponseCallback};
 use dmq_abi::in_shm::PendingParts;
 use dmq_core::batching::BATCH_NODES;
 use dmq_core::config::Config;
@@ -116,13 +116,9 @@ pub struct Hooks {
     /// node's address and URI text.
     pub batch_release: fn(SocketAddr, &[u8]),
     /// How a batch that cannot go without tm goes instead (`messaging`'s
-    /// tm path, called by `usrloc_batches`): peer id, target, body,
-    /// content type, Max-Forwards, callback.
-    pub tm_fallback: TmFallback,
+    /// tm path, called by `usrloc_batches`), to the target given.
+    pub tm_fallback: fn(&PeerMessage<'_>, &NodeUri) -> Result<(), String>,
 }
-
-/// See [`Hooks::tm_fallback`].
-pub type TmFallback = fn(&str, &NodeUri, &[u8], &str, i32, Option<ResponseCallback>) -> Result<(), String>;
 
 /// The node list, serialized in shm under its lock (`cluster`).
 pub struct NodeStore {

@@ -11,10 +11,10 @@ use dmq_core::batching::{self, NodeBatches, Placement, BATCHED_CONTENT_TYPE, BAT
 use dmq_core::protocol::{self, NodeUri};
 
 use kamailio::clock::monotonic_ms as now_ms;
-use dmq_abi::api::ResponseCallback;
+use dmq_abi::api::{PeerMessage, ResponseCallback};
 use kamailio::shm::ShmBlock;
 
-use crate::direct_send::{self, Outgoing, PeerMessage, SendError};
+use crate::direct_send::{self, Outgoing, SendError};
 use crate::event_counts::{self, EventCount};
 use crate::shared::{shared, Batch, BatchData};
 
@@ -113,7 +113,10 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     // go to tm, which holds a transaction in shm per message); else tm.
     let Some(_unsent) = with(|b| b.batch_not_sent(to, batch)).flatten() else { return };
     let through_tm = match (&target, shared().map(|s| s.hooks.tm_fallback)) {
-        (Some(target), Some(send)) => send(BATCHED_PEER, target, &body, BATCHED_CONTENT_TYPE, 1, callback),
+        (Some(target), Some(send)) => {
+            let message = PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback };
+            send(&message, target)
+        }
         _ => Err("no way to send it".into()),
     };
     match through_tm {

@@ -20,7 +20,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dmq_core::jobs;
-use dmq_core::protocol::{self, NodeUri, PeerRequest};
+use dmq_core::protocol::{self, NodeUri};
 
 use kamailio::clock::monotonic_ms;
 use dmq_abi::api::Peer;
@@ -97,30 +97,32 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
     push_job(Job { peer, rcv: msg.receive_info(), local: false }, msg.raw_bytes())
 }
 
-/// Queues a KDMQ this node made itself (`request`: the whole message) for
-/// `peer`'s callback, as if it had come from the node its From names; the
-/// callback's reply is not sent anywhere.
 /// A KDMQ for `peer` as if `from` had sent it to this node. Never sent:
 /// it goes to our own consumer (heal pushes, `dmq_process_custom`), so it
 /// is not signed; `kind` marks its branch and Call-ID ("heal", "custom").
 pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
-    protocol::build_peer_request(&PeerRequest {
-        transport: from.transport,
+    protocol::Kdmq {
         from,
         to: &m.local_uri,
-        sent_by: &m.socket.sent_by,
         peer,
-        branch: &branch,
-        token: &token,
         max_forwards: 1,
         content_type,
         body,
         signing: None,
+    }
+    .to_bytes(&protocol::Envelope {
+        transport: from.transport,
+        sent_by: &m.socket.sent_by,
+        branch: &branch,
+        token: &token,
     })
 }
 
+/// Queues a KDMQ this node made itself (`request`: the whole message) for
+/// `peer`'s callback, as if it had come from the node its From names; the
+/// callback's reply is not sent anywhere.
 pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer) -> Result<Queued, QueueError> {
     push_job(Job { peer, rcv, local: true }, request)
 }

@@ -383,9 +383,23 @@ pub fn build_body<'a>(nodes: impl IntoIterator<Item = (&'a NodeUri, NodeStatus)>
     body
 }
 
+/// A peer message to send (a consumer's, or the script's): what every
+/// path carries it as (without tm, in a usrloc batch, through tm, again
+/// after a 503). `C` is the sender's response callback, opaque here (the
+/// module's `ResponseCallback`; its bytes in a tm context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerMessage<'a, C> {
+    /// The peer (channel) it is for: the R-URI user.
+    pub peer_id: &'a str,
+    pub body: &'a [u8],
+    pub content_type: &'a str,
+    pub max_forwards: i32,
+    pub callback: Option<C>,
+}
+
 /// What every KDMQ request this node sends is made of, whichever way it
 /// goes: through tm ([`Kdmq::tm_headers`]: tm writes the rest) or as
-/// bytes of our own ([`PeerRequest`]).
+/// bytes of our own ([`Kdmq::to_bytes`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Kdmq<'a> {
     pub from: &'a NodeUri,
@@ -433,68 +447,56 @@ impl Kdmq<'_> {
     }
 }
 
-/// A KDMQ request built without tm: for peer messages in flight (see
-/// `pending`; over UDP, TCP or TLS) and the leave notice sent at shutdown.
-pub struct PeerRequest<'a> {
+/// What tm would write into a request and a KDMQ sent without it (peer
+/// messages in flight, see `pending`, over UDP, TCP or TLS; the leave
+/// notice sent at shutdown; a request handed to our own consumer) carries
+/// of its own: the Via, and the token its From tag and Call-ID are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
     /// What the request travels over (the Via's protocol).
     pub transport: Transport,
-    pub from: &'a NodeUri,
-    pub to: &'a NodeUri,
     /// The Via's sent-by (`host:port`): the socket the datagram leaves
     /// from, where replies must come back to (not `from`, which may name
     /// another port or none).
     pub sent_by: &'a str,
-    /// The channel (R-URI user): a peer id or the notification channel.
-    pub peer: &'a str,
     /// The whole Via branch, magic cookie included.
     pub branch: &'a str,
     /// Unique per request: the From tag and the Call-ID (`dmqrs-<token>@host`)
     /// are derived from it.
     pub token: &'a str,
-    pub max_forwards: i32,
-    pub content_type: &'a str,
-    pub body: &'a [u8],
-    /// `shared_secret` and the time to sign at, when the cluster signs.
-    pub signing: Option<(&'a [u8], i64)>,
 }
 
-pub fn build_peer_request(r: &PeerRequest<'_>) -> Vec<u8> {
-    let kdmq = Kdmq {
-        from: r.from,
-        to: r.to,
-        peer: r.peer,
-        max_forwards: r.max_forwards,
-        content_type: r.content_type,
-        body: r.body,
-        signing: r.signing,
-    };
-    let to_uri = kdmq.ruri();
-    let call_id = format!("dmqrs-{}@{}", r.token, r.from.host);
-    let signature = kdmq.signature_line(&to_uri, &call_id, b"1");
-    let mut out = format!(
-        "KDMQ {to_uri} SIP/2.0\r\n\
-         Via: SIP/2.0/{via} {sent_by};branch={branch}\r\n\
-         Max-Forwards: {mf}\r\n\
-         From: <{from_uri}>;tag=dmqrs{token}\r\n\
-         To: <{to_uri}>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 KDMQ\r\n\
-         {signature}\
-         Content-Type: {ct}\r\n\
-         Content-Length: {len}\r\n\r\n",
-        via = r.transport.via_name(),
-        sent_by = r.sent_by,
-        branch = r.branch,
-        mf = r.max_forwards,
-        from_uri = kdmq.from_uri(),
-        token = r.token,
-        signature = signature,
-        ct = r.content_type,
-        len = r.body.len(),
-    )
-    .into_bytes();
-    out.extend_from_slice(r.body);
-    out
+impl Kdmq<'_> {
+    /// The whole request, to send without tm (CSeq 1).
+    pub fn to_bytes(&self, envelope: &Envelope<'_>) -> Vec<u8> {
+        let to_uri = self.ruri();
+        let call_id = format!("dmqrs-{}@{}", envelope.token, self.from.host);
+        let signature = self.signature_line(&to_uri, &call_id, b"1");
+        let mut out = format!(
+            "KDMQ {to_uri} SIP/2.0\r\n\
+             Via: SIP/2.0/{via} {sent_by};branch={branch}\r\n\
+             Max-Forwards: {mf}\r\n\
+             From: <{from_uri}>;tag=dmqrs{token}\r\n\
+             To: <{to_uri}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 KDMQ\r\n\
+             {signature}\
+             Content-Type: {ct}\r\n\
+             Content-Length: {len}\r\n\r\n",
+            via = envelope.transport.via_name(),
+            sent_by = envelope.sent_by,
+            branch = envelope.branch,
+            mf = self.max_forwards,
+            from_uri = self.from_uri(),
+            token = envelope.token,
+            signature = signature,
+            ct = self.content_type,
+            len = self.body.len(),
+        )
+        .into_bytes();
+        out.extend_from_slice(self.body);
+        out
+    }
 }
 
 /// The leave notice: a notification (`body`) on `channel` sent statelessly.
@@ -507,18 +509,12 @@ pub fn build_stateless_request(
     token: &str,
     signing: Option<(&[u8], i64)>,
 ) -> String {
-    let request = build_peer_request(&PeerRequest {
+    let kdmq = Kdmq { from, to, peer: channel, max_forwards: 1, content_type: "text/plain", body: body.as_bytes(), signing };
+    let request = kdmq.to_bytes(&Envelope {
         transport: Transport::Udp,
-        from,
-        to,
         sent_by,
-        peer: channel,
         branch: &format!("z9hG4bKdmqrs{token}"),
         token: &format!("leave-{token}"),
-        max_forwards: 1,
-        content_type: "text/plain",
-        body: body.as_bytes(),
-        signing,
     });
     String::from_utf8_lossy(&request).into_owned()
 }
@@ -661,19 +657,21 @@ mod tests {
     #[test]
     fn peer_requests_carry_the_body_verbatim_with_its_length() {
         let body = b"{\"action\":1}\r\n\x00binary";
-        let req = build_peer_request(&PeerRequest {
-            transport: Transport::Udp,
+        let req = Kdmq {
             // An address without a port: the Via still names the socket.
             from: &uri("sip:127.0.0.2"),
             to: &uri("sip:10.0.0.3:5060;transport=udp"),
-            sent_by: "127.0.0.2:5091",
             peer: "htable",
-            branch: "z9hG4bKdmqrs.3.9",
-            token: "9x1",
             max_forwards: 5,
             content_type: "application/json",
             body,
             signing: None,
+        }
+        .to_bytes(&Envelope {
+            transport: Transport::Udp,
+            sent_by: "127.0.0.2:5091",
+            branch: "z9hG4bKdmqrs.3.9",
+            token: "9x1",
         });
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = std::str::from_utf8(&req[..split]).unwrap();
@@ -690,18 +688,20 @@ mod tests {
     #[test]
     fn a_peer_request_over_tcp_or_tls_names_its_transport_in_the_via() {
         for (transport, via) in [(Transport::Tcp, "TCP"), (Transport::Tls, "TLS")] {
-            let req = build_peer_request(&PeerRequest {
-                transport,
+            let req = Kdmq {
                 from: &uri("sip:127.0.0.2:5090"),
                 to: &uri(&format!("sip:127.0.0.3:5090;transport={}", transport.as_str())),
-                sent_by: "127.0.0.2:5090",
                 peer: "usrloc",
-                branch: "z9hG4bKdmqrs.1.2.3",
-                token: "1.2.3",
                 max_forwards: 1,
                 content_type: "application/json",
                 body: b"{}",
                 signing: None,
+            }
+            .to_bytes(&Envelope {
+                transport,
+                sent_by: "127.0.0.2:5090",
+                branch: "z9hG4bKdmqrs.1.2.3",
+                token: "1.2.3",
             });
             let text = String::from_utf8(req).unwrap();
             assert!(text.contains(&format!("Via: SIP/2.0/{via} 127.0.0.2:5090;branch=z9hG4bKdmqrs.1.2.3\r\n")), "{text}");
@@ -711,18 +711,20 @@ mod tests {
 
     #[test]
     fn signed_peer_requests_verify_against_what_they_carry() {
-        let req = build_peer_request(&PeerRequest {
-            transport: Transport::Udp,
+        let req = Kdmq {
             from: &uri("sip:127.0.0.2:5090"),
             to: &uri("sip:127.0.0.3:5090"),
-            sent_by: "127.0.0.2:5090",
             peer: "usrloc",
-            branch: "z9hG4bKdmqrs.1.2",
-            token: "1x2",
             max_forwards: 1,
             content_type: "application/json",
             body: b"{}",
             signing: Some((b"secret", 1_700_000_000)),
+        }
+        .to_bytes(&Envelope {
+            transport: Transport::Udp,
+            sent_by: "127.0.0.2:5090",
+            branch: "z9hG4bKdmqrs.1.2",
+            token: "1x2",
         });
         let text = String::from_utf8(req).unwrap();
         let value = text.lines().find_map(|l| l.strip_prefix("X-DMQ-Signature: ")).unwrap();

@@ -3,43 +3,40 @@
 //! module into its retry queue), so they hold everything the reply needs.
 //! Read only by the process tree that wrote them (native byte order).
 
-use crate::protocol::{self, NodeUri};
+use crate::protocol::{self, NodeUri, PeerMessage};
 
 /// Bytes of a response callback as the module encodes it (two pointers).
 pub const CALLBACK_LEN: usize = 2 * std::mem::size_of::<usize>();
 
-/// A peer message sent through tm: everything needed to send it again
-/// when a busy node answers 503, and to run its consumer's callback. It
-/// borrows its parts (from the sender's arguments, or from the context
-/// bytes it was decoded from): nothing is copied but into the encoding.
+/// A peer message sent through tm, as its callback context: everything
+/// needed to send it again when a busy node answers 503, and to run its
+/// consumer's callback (carried as its encoded bytes). It borrows its
+/// parts (from the sender's arguments, or from the context bytes it was
+/// decoded from): nothing is copied but into the encoding.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TmPeerMessage<'a> {
-    /// The consumer's response callback, as its encoded bytes.
-    pub callback: Option<[u8; CALLBACK_LEN]>,
+pub struct TmContext<'a> {
+    pub message: PeerMessage<'a, [u8; CALLBACK_LEN]>,
     pub target: NodeUri,
-    pub peer_id: &'a str,
-    pub content_type: &'a str,
-    pub max_forwards: i32,
-    pub body: &'a [u8],
     /// Past this, a 503 is the final answer (the same 30 s a timeout takes).
     pub deadline_ms: u64,
     /// The wait before the next resend after a 503.
     pub backoff_ms: u64,
 }
 
-impl<'a> TmPeerMessage<'a> {
+impl<'a> TmContext<'a> {
     /// [has callback u8][callback][max_forwards i32][deadline u64]
     /// [backoff u64], then uri, peer id, content type and body, each as
     /// [len u32][bytes].
     pub fn encode(&self) -> Vec<u8> {
+        let m = &self.message;
         let uri = self.target.to_uri();
-        let mut out = Vec::with_capacity(64 + uri.len() + self.peer_id.len() + self.content_type.len() + self.body.len());
-        out.push(self.callback.is_some() as u8);
-        out.extend_from_slice(&self.callback.unwrap_or([0; CALLBACK_LEN]));
-        out.extend_from_slice(&self.max_forwards.to_ne_bytes());
+        let mut out = Vec::with_capacity(64 + uri.len() + m.peer_id.len() + m.content_type.len() + m.body.len());
+        out.push(m.callback.is_some() as u8);
+        out.extend_from_slice(&m.callback.unwrap_or([0; CALLBACK_LEN]));
+        out.extend_from_slice(&m.max_forwards.to_ne_bytes());
         out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
         out.extend_from_slice(&self.backoff_ms.to_ne_bytes());
-        for part in [uri.as_bytes(), self.peer_id.as_bytes(), self.content_type.as_bytes(), self.body] {
+        for part in [uri.as_bytes(), m.peer_id.as_bytes(), m.content_type.as_bytes(), m.body] {
             out.extend_from_slice(&(part.len() as u32).to_ne_bytes());
             out.extend_from_slice(part);
         }
@@ -48,7 +45,7 @@ impl<'a> TmPeerMessage<'a> {
 
     /// What [`encode`](Self::encode) made; None for anything else (short,
     /// a length past the end, text that is not UTF-8, no node URI).
-    pub fn decode(mut context: &'a [u8]) -> Option<TmPeerMessage<'a>> {
+    pub fn decode(mut context: &'a [u8]) -> Option<TmContext<'a>> {
         fn take<'a>(context: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
             let (head, rest) = (context.get(..n)?, context.get(n..)?);
             *context = rest;
@@ -70,7 +67,8 @@ impl<'a> TmPeerMessage<'a> {
         let content_type = std::str::from_utf8(part()?).ok()?;
         let body = part()?;
         let callback = has_callback.then_some(callback);
-        Some(TmPeerMessage { callback, target, peer_id, content_type, max_forwards, body, deadline_ms, backoff_ms })
+        let message = PeerMessage { peer_id, body, content_type, max_forwards, callback };
+        Some(TmContext { message, target, deadline_ms, backoff_ms })
     }
 }
 
@@ -96,14 +94,16 @@ mod tests {
         protocol::parse_node_line(text).unwrap().uri
     }
 
-    fn message(target: &NodeUri) -> TmPeerMessage<'static> {
-        TmPeerMessage {
-            callback: Some([7; CALLBACK_LEN]),
+    fn message(target: &NodeUri) -> TmContext<'static> {
+        TmContext {
+            message: PeerMessage {
+                peer_id: "htable",
+                body: br#"{"action":1}"#,
+                content_type: "application/json",
+                max_forwards: 1,
+                callback: Some([7; CALLBACK_LEN]),
+            },
             target: target.clone(),
-            peer_id: "htable",
-            content_type: "application/json",
-            max_forwards: 1,
-            body: br#"{"action":1}"#,
             deadline_ms: 123_456,
             backoff_ms: 500,
         }
@@ -114,10 +114,10 @@ mod tests {
         let target = node("sip:10.0.0.2:5060;transport=tcp");
         let sent = message(&target);
         let bytes = sent.encode();
-        assert_eq!(TmPeerMessage::decode(&bytes), Some(sent.clone()));
-        let without = TmPeerMessage { callback: None, body: b"", peer_id: "", ..sent };
+        assert_eq!(TmContext::decode(&bytes), Some(sent.clone()));
+        let without = TmContext { message: PeerMessage { callback: None, body: b"", peer_id: "", ..sent.message }, ..sent };
         let bytes = without.encode();
-        assert_eq!(TmPeerMessage::decode(&bytes), Some(without));
+        assert_eq!(TmContext::decode(&bytes), Some(without));
     }
 
     #[test]
@@ -139,7 +139,7 @@ mod tests {
         let target = node("sip:10.0.0.2:5060");
         let mut bytes = message(&target).encode();
         bytes[0] = 2;
-        assert_eq!(TmPeerMessage::decode(&bytes).unwrap().callback, None);
+        assert_eq!(TmContext::decode(&bytes).unwrap().message.callback, None);
     }
 
     #[test]
@@ -148,22 +148,22 @@ mod tests {
         let bytes = message(&target).encode();
         // Every truncation fails (the body's length says more than is left).
         for end in 0..bytes.len() {
-            assert_eq!(TmPeerMessage::decode(&bytes[..end]), None, "cut at {end}");
+            assert_eq!(TmContext::decode(&bytes[..end]), None, "cut at {end}");
         }
         // A length past the end.
         let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8;
         let mut long = bytes.clone();
         long[fixed..fixed + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
-        assert_eq!(TmPeerMessage::decode(&long), None);
+        assert_eq!(TmContext::decode(&long), None);
         // A URI that is not UTF-8, or not a node URI.
         let mut bad = bytes.clone();
         bad[fixed + 4] = 0xff;
-        assert_eq!(TmPeerMessage::decode(&bad), None);
-        let not_uri = TmPeerMessage { target: node("sip:10.0.0.2"), ..message(&target) }.encode();
+        assert_eq!(TmContext::decode(&bad), None);
+        let not_uri = TmContext { target: node("sip:10.0.0.2"), ..message(&target) }.encode();
         let mut not_uri = not_uri;
         not_uri[fixed + 4..fixed + 8].copy_from_slice(b"xxx:");
-        assert_eq!(TmPeerMessage::decode(&not_uri), None);
-        assert_eq!(TmPeerMessage::decode(b""), None);
+        assert_eq!(TmContext::decode(&not_uri), None);
+        assert_eq!(TmContext::decode(b""), None);
     }
 
     #[test]

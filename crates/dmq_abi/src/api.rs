@@ -36,10 +36,10 @@ pub trait DmqApi {
     /// `register_dmq_peer`: registers `spec` (None: refused, e.g. a second
     /// peer with the same id, as stock).
     fn register_peer(spec: &PeerSpec<'_>) -> Option<Peer>;
-    /// `bcast_message`: to every active node but `except`.
-    fn bcast_message(message: ApiMessage<'_>, except: Option<NodeUri>) -> Result<(), String>;
-    /// `send_message`: to one node.
-    fn send_message(message: ApiMessage<'_>, node: NodeUri) -> Result<(), String>;
+    /// `bcast_message`: `peer`'s message to every active node but `except`.
+    fn bcast_message(peer: Peer, message: &PeerMessage<'_>, except: Option<NodeUri>) -> Result<(), String>;
+    /// `send_message`: `peer`'s message to one node.
+    fn send_message(peer: Peer, message: &PeerMessage<'_>, node: NodeUri) -> Result<(), String>;
     /// `find_dmq_node_uri`: the listed node for a URI.
     fn find_node(uri: &NodeUri) -> Option<Node>;
     /// `get_dmq_server_socket` (6.1): the socket DMQ sends from, as the
@@ -47,14 +47,9 @@ pub trait DmqApi {
     fn server_socket() -> Option<String>;
 }
 
-/// A message a consumer asks to send.
-pub struct ApiMessage<'a> {
-    pub peer: Peer,
-    pub body: &'a [u8],
-    pub content_type: &'a str,
-    pub max_forwards: i32,
-    pub callback: Option<ResponseCallback>,
-}
+/// A peer message with a consumer's response callback: what the module
+/// sends, whoever asked (a consumer through this API, or the script).
+pub type PeerMessage<'a> = protocol::PeerMessage<'a, ResponseCallback>;
 
 /// A registered peer: a stock-layout `dmq_peer_t` in shm, never freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -411,7 +406,7 @@ unsafe fn api_send(
     resp_cback: *const raw::dmq_resp_cback_t,
     max_forwards: c_int,
     content_type: *const raw::str_,
-    send: impl FnOnce(ApiMessage<'_>) -> Result<(), String>,
+    send: impl FnOnce(Peer, &PeerMessage<'_>) -> Result<(), String>,
 ) -> c_int {
     let Some(peer) = NonNull::new(peer).map(Peer) else {
         log::error!("{what} without a peer");
@@ -424,7 +419,8 @@ unsafe fn api_send(
     // SAFETY: forwarded from the caller.
     let (body, ct, callback) = unsafe { (kstr::bytes_at(body), kstr::bytes_at(content_type), ResponseCallback::from_raw(resp_cback)) };
     let content_type = String::from_utf8_lossy(ct);
-    match send(ApiMessage { peer, body, content_type: &content_type, max_forwards, callback }) {
+    let peer_id = peer.id();
+    match send(peer, &PeerMessage { peer_id: &peer_id, body, content_type: &content_type, max_forwards, callback }) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{what} for {}: {e}", peer.id());
@@ -445,7 +441,7 @@ unsafe extern "C" fn bcast_message<A: DmqApi>(
         // SAFETY: NULL or a node handle (ours, or another of stock layout).
         let except = unsafe { uri_of(except) };
         // SAFETY: the consumer's arguments, valid for this call.
-        unsafe { api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, |m| A::bcast_message(m, except)) }
+        unsafe { api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, |peer, m| A::bcast_message(peer, m, except)) }
     })
 }
 
@@ -460,7 +456,7 @@ unsafe extern "C" fn send_message<A: DmqApi>(
     guard("send_message", -1, || {
         // SAFETY: NULL or a node handle.
         let node = unsafe { uri_of(node) };
-        let send = |m: ApiMessage<'_>| A::send_message(m, node.ok_or("no node given")?);
+        let send = |peer, m: &PeerMessage<'_>| A::send_message(peer, m, node.ok_or("no node given")?);
         // SAFETY: the consumer's arguments, valid for this call.
         unsafe { api_send("send_message", peer, body, resp_cback, max_forwards, content_type, send) }
     })
