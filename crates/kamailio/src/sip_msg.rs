@@ -251,7 +251,7 @@ static MSG_ID: AtomicU32 = AtomicU32::new(1);
 
 impl<'a> OwnedSipMsg<'a> {
     /// Parses `bytes` (the message, then one NUL byte, as the core's
-    /// parsers expect of a receive buffer) with every header, as consumers
+    /// parsers expect of a receive buffer) with every header, as callbacks
     /// expect of a message handed to them; `rcv` says where it came from.
     pub fn parse(bytes: &'a mut [u8], rcv: ReceiveInfo) -> Option<OwnedSipMsg<'a>> {
         let (0, len) = (*bytes.last()?, bytes.len() - 1) else { return None };

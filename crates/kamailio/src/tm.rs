@@ -60,7 +60,7 @@ pub struct TmReply<'a> {
 const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
 
 impl<'a> TmReply<'a> {
-    /// No reply (a timeout): consumers receive tm's FAKED_REPLY marker.
+    /// No reply (a timeout): C callbacks receive tm's FAKED_REPLY marker.
     pub fn none() -> TmReply<'static> {
         TmReply { msg: FAKED_REPLY, _call: std::marker::PhantomData }
     }
