@@ -360,7 +360,7 @@ pub enum RpcReply {
     Array,
 }
 
-/// One entry of the RPC table (built by [`rpc!`](crate::rpc)), which ends
+/// One entry of the RPC table (built by [`rpc!`](macro@crate::rpc)), which ends
 /// with [`RpcExport::END`] and is registered with [`register_rpcs`].
 #[repr(transparent)]
 pub struct RpcExport(raw::rpc_export_t);

@@ -7,7 +7,7 @@
 //! the guarded C trampolines), [`shm`] and [`shm_queue`] (typed shared
 //! memory, locks), [`process`] (forked workers, timers), [`sip_msg`],
 //! [`sip_uri`], [`socket`], [`send`] (SIP without tm), [`api`]/[`tm`]/
-//! [`replies`] (tm and sl), [`rpc`], [`stats`], [`events`] (script event
+//! [`replies`] (tm and sl), [`rpc`](mod@rpc), [`stats`], [`events`] (script event
 //! routes), [`dns`], [`log`], [`panic_guard`].
 //!
 //! The rules every module keeps: Kamailio runs one thread per process and

@@ -7,8 +7,8 @@
 //! a pointer into shm means the same thing in every process.
 //!
 //! - [`ShmData`] / [`ShmZeroed`]: marker traits for values that may live in
-//!   shm (no pointers into one process's memory); [`shm_data!`] and
-//!   [`shm_zeroed!`] declare structs of such fields, checked field by field.
+//!   shm (no pointers into one process's memory); [`shm_data!`](crate::shm_data) and
+//!   [`shm_zeroed!`](crate::shm_zeroed) declare structs of such fields, checked field by field.
 //! - [`leak_zeroed`]: a zeroed value that lives as long as the process tree
 //!   (counters made of atomics).
 //! - [`ShmMutex`]: a Kamailio lock and the data it guards in one block; the
@@ -92,7 +92,7 @@ macro_rules! shm_data {
     };
 }
 
-/// Like [`shm_data!`], for structs whose fields are all [`ShmZeroed`]: the
+/// Like [`shm_data!`](crate::shm_data), for structs whose fields are all [`ShmZeroed`]: the
 /// struct may then be made zero-filled ([`leak_zeroed`], [`ShmMutex::new_zeroed`]).
 #[macro_export]
 macro_rules! shm_zeroed {
