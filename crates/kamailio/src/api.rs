@@ -39,7 +39,8 @@ unsafe impl Send for Sl {}
 // SAFETY: as above.
 unsafe impl Sync for Sl {}
 
-/// Binds tm's API (`load_tm`, exported with param_no NO_SCRIPT).
+/// Binds tm's API (`load_tm`, exported with param_no NO_SCRIPT): in
+/// mod_init, with tm loaded before this module (`loadmodule` order).
 pub fn bind_tm() -> Result<Tm, BindError> {
     let f = find_export(c"load_tm", -1).ok_or(BindError::NotLoaded("tm"))?;
     // SAFETY: tm exports `load_tm` as `int load_tm(struct tm_binds*)`.
@@ -53,7 +54,8 @@ pub fn bind_tm() -> Result<Tm, BindError> {
     Ok(Tm(binds))
 }
 
-/// Binds sl's API (`bind_sl`).
+/// Binds sl's API (`bind_sl`): in mod_init, with sl loaded before this
+/// module.
 pub fn bind_sl() -> Result<Sl, BindError> {
     let f = find_export(c"bind_sl", 0).ok_or(BindError::NotLoaded("sl"))?;
     // SAFETY: sl exports `bind_sl` as `int bind_sl(sl_api_t*)`.

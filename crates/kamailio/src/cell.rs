@@ -18,6 +18,7 @@ pub struct CoreCell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for CoreCell<T> {}
 
 impl<T> CoreCell<T> {
+    /// A cell holding `value` (a `static`'s initializer).
     pub const fn new(value: T) -> Self {
         CoreCell(UnsafeCell::new(value))
     }

@@ -9,7 +9,7 @@ pub fn monotonic_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// Seconds since the Unix epoch (wall clock: what signatures carry).
+/// Seconds since the Unix epoch (wall clock: for times other hosts read).
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

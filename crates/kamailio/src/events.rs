@@ -63,7 +63,8 @@ pub fn init() -> Result<(), String> {
 pub enum EventTarget {
     /// The route of the event's name, when the script defines it.
     Route(Option<EventRoute>),
-    /// `event_callback`: the function's name.
+    /// A KEMI function's name (e.g. what a module's `event_callback`
+    /// parameter names).
     Kemi(String),
 }
 

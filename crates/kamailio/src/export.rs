@@ -7,7 +7,8 @@
 //!
 //! The macros (`kamailio_module!`, `cmd!`, `kemi!`, `rpc!`, `param_fn!`)
 //! expand in the module's one exports file; the types they build are
-//! opaque wrappers of the core's tables.
+//! opaque wrappers of the core's tables. Items marked `doc(hidden)` are
+//! public only for those expansions: do not call them by hand.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::null_mut;
@@ -27,7 +28,8 @@ pub mod ffi {
     pub use crate::raw::{rpc_t, sip_msg, str_};
 }
 
-/// A pointer in a `#[no_mangle]` static the core reads with dlsym.
+/// A pointer in a `#[no_mangle]` static the core reads with dlsym (made
+/// by [`kamailio_module!`](crate::kamailio_module)).
 #[repr(transparent)]
 pub struct ExportedPtr(*const c_char);
 // SAFETY: points to immutable, 'static bytes.
@@ -55,16 +57,19 @@ const fn cstr_ptr(s: &'static CStr) -> *mut c_char {
     s.as_ptr() as *mut c_char
 }
 
-/// Script routes a function may be used in.
+/// Script routes a function may be used in (the `flags` of [`cmd!`](crate::cmd)).
 pub mod route {
     use crate::raw;
+    /// `request_route` and the routes it calls only.
     pub const REQUEST: u32 = raw::REQUEST_ROUTE;
+    /// Every route (request, reply, failure, branch, event routes…).
     pub const ANY: u32 = raw::ANY_ROUTE;
 }
 
 /// The fixups the core applies to a script function's parameters.
 #[derive(Clone, Copy)]
 pub enum Fixup {
+    /// No fixup: for functions without parameters.
     None,
     /// An optional integer (fixup_int_1): read with [`ScriptArgs::int`].
     Int,
@@ -128,8 +133,9 @@ impl CmdExport {
         CmdExport::with(name, unsafe { std::mem::transmute::<ScriptFn4Params, ScriptFn2Params>(f) }, 4, fixup, flags)
     }
 
-    /// `bind_dmq`-style API export (found with `find_export(name, 0, 0)`).
-    #[doc(hidden)]
+    /// A module's C API for other modules (a `bind_<module>` function that
+    /// fills the caller's API structure, e.g. dmq's `bind_dmq`), found by
+    /// them with `find_export(name, 0, 0)`; never callable from the script.
     pub const fn api(name: &'static CStr, f: unsafe extern "C" fn(*mut c_void) -> c_int) -> CmdExport {
         // SAFETY: only the pointer type changes; find_export() callers cast it
         // back to their bind function's type before calling it.
@@ -141,7 +147,7 @@ impl CmdExport {
         CmdExport(raw::cmd_export_t { name: null_mut(), function: None, param_no: 0, fixup: None, free_fixup: None, flags: 0 });
 }
 
-/// A script function's parameters after their fixups.
+/// A script function's parameters after their fixups, valid for the call.
 pub struct ScriptArgs {
     msg: *mut raw::sip_msg,
     params: [*mut c_char; 4],
@@ -179,7 +185,8 @@ impl ScriptArgs {
     }
 }
 
-/// A script function as the module writes it.
+/// A script function as the module writes it. Its return is the script's:
+/// above 0 true, below 0 false, 0 stops the script (`exit`).
 pub type ScriptFunction = fn(&SipMsg, &ScriptArgs) -> i32;
 
 /// The body of every script-function trampoline.
@@ -222,25 +229,32 @@ macro_rules! cmd {
     ($name:expr, $f:path, 4, $fixup:expr, $flags:expr) => { $crate::cmd!(@make $name, $f, four_params, $fixup, $flags, p1, p2, p3, p4) };
 }
 
-/// An integer module parameter (`modparam("dmq", "name", 3)`).
+/// An integer module parameter (`modparam("<module>", "name", 3)`): a
+/// `static` named in the `params` table through [`ParamExport::int`]. The
+/// core writes it while parsing the config, before mod_init and fork.
 pub struct IntParam(CoreCell<c_int>);
 
 impl IntParam {
+    /// A parameter worth `default` until the script sets it.
     pub const fn new(default: i32) -> IntParam {
         IntParam(CoreCell::new(default))
     }
+    /// The value the script set (or the default); final from mod_init on.
     pub fn get(&self) -> i32 {
         *self.0.get()
     }
 }
 
-/// A string module parameter; None when the script does not set it.
+/// A string module parameter; None when the script does not set it. A
+/// `static` named in the `params` table through [`ParamExport::str`].
 pub struct StrParam(CoreCell<raw::str_>);
 
 impl StrParam {
+    /// A parameter not set yet (a default is the module's to apply).
     pub const fn new() -> StrParam {
         StrParam(CoreCell::new(raw::str_ { s: null_mut(), len: 0 }))
     }
+    /// The value the script set last, None if it set none; final from mod_init on.
     pub fn get(&self) -> Option<String> {
         let s = self.0.get();
         // SAFETY: the core stores PARAM_STR values in memory it never frees.
@@ -256,7 +270,8 @@ impl Default for StrParam {
 
 const PARAM_USE_FUNC: u32 = 1 << 31;
 
-/// One entry of the `params` table.
+/// One entry of the `params` table (`kamailio_module!`'s `params`), which
+/// ends with [`ParamExport::END`].
 #[repr(transparent)]
 pub struct ParamExport(raw::param_export_t);
 
@@ -264,9 +279,11 @@ pub struct ParamExport(raw::param_export_t);
 pub type ParamFn = unsafe extern "C" fn(raw::modparam_t, *mut c_void) -> c_int;
 
 impl ParamExport {
+    /// The integer parameter `name`, stored in `slot`.
     pub const fn int(name: &'static CStr, slot: &'static IntParam) -> ParamExport {
         ParamExport(raw::param_export_t { name: cstr_ptr(name), type_: raw::PARAM_INT, param_pointer: slot.0.as_ptr() as *mut c_void })
     }
+    /// The string parameter `name`, stored in `slot`.
     pub const fn str(name: &'static CStr, slot: &'static StrParam) -> ParamExport {
         ParamExport(raw::param_export_t { name: cstr_ptr(name), type_: raw::PARAM_STR, param_pointer: slot.0.as_ptr() as *mut c_void })
     }
@@ -278,6 +295,7 @@ impl ParamExport {
             param_pointer: f as *const () as *mut c_void,
         })
     }
+    /// The table's terminator.
     pub const END: ParamExport = ParamExport(raw::param_export_t { name: null_mut(), type_: 0, param_pointer: null_mut() });
 }
 
@@ -336,11 +354,14 @@ impl RpcDoc {
 /// Whether an RPC command replies with a list of entries (rpc.h's RET_ARRAY).
 #[derive(Clone, Copy)]
 pub enum RpcReply {
+    /// One reply (a structure, or a line of text).
     Single,
+    /// Any number of entries (each [`add_struct`](crate::rpc::RpcCall::add_struct) adds one).
     Array,
 }
 
-/// One entry of the RPC table (built by [`rpc!`](crate::rpc)).
+/// One entry of the RPC table (built by [`rpc!`](macro@crate::rpc)), which ends
+/// with [`RpcExport::END`] and is registered with [`register_rpcs`].
 #[repr(transparent)]
 pub struct RpcExport(raw::rpc_export_t);
 
@@ -360,6 +381,7 @@ impl RpcExport {
             },
         })
     }
+    /// The table's terminator.
     pub const END: RpcExport =
         RpcExport(raw::rpc_export_t { name: std::ptr::null(), function: None, doc_str: null_mut(), flags: 0 });
 }
@@ -375,7 +397,7 @@ pub unsafe fn run_rpc(name: &CStr, rpc: *mut raw::rpc_t, ctx: *mut c_void, f: fn
     guard(name.to_str().unwrap_or("rpc"), (), || f(&call));
 }
 
-/// One RPC command: `rpc!(c"dmq.name", f, c"doc", RpcReply::Array)` with `f: fn(&RpcCall)`.
+/// One RPC command: `rpc!(c"<module>.name", f, c"doc", RpcReply::Array)` with `f: fn(&RpcCall)`.
 #[macro_export]
 macro_rules! rpc {
     ($name:expr, $f:path, $doc:expr, $reply:expr) => {{
@@ -390,7 +412,8 @@ macro_rules! rpc {
     }};
 }
 
-/// Registers a NULL-terminated RPC table (mod_init, as the stock module does).
+/// Registers an RPC table ending with [`RpcExport::END`] (in mod_init, as
+/// C modules do; the `exports` table carries none).
 pub fn register_rpcs<const N: usize>(table: &'static CoreCell<[RpcExport; N]>) -> Result<(), String> {
     // SAFETY: a static table ending with RpcExport::END; the core keeps the
     // pointer for the life of the process.
@@ -400,7 +423,8 @@ pub fn register_rpcs<const N: usize>(table: &'static CoreCell<[RpcExport; N]>) -
     Ok(())
 }
 
-/// One KEMI function (built by [`kemi!`](crate::kemi)).
+/// One KEMI function (built by [`kemi!`](crate::kemi)), in a table that
+/// ends with [`KemiExport::END`] and is registered with [`register_kemi`].
 #[repr(transparent)]
 pub struct KemiExport(raw::sr_kemi_t);
 
@@ -430,6 +454,7 @@ impl KemiExport {
             ptypes: params,
         })
     }
+    /// The table's terminator.
     pub const END: KemiExport = KemiExport(raw::sr_kemi_t {
         mname: raw::str_ { s: null_mut(), len: 0 },
         fname: raw::str_ { s: null_mut(), len: 0 },
@@ -508,7 +533,8 @@ macro_rules! kemi {
     }};
 }
 
-/// Registers the KEMI functions (from mod_register, as C modules do).
+/// Registers the KEMI functions (from mod_register, before any modparam,
+/// as C modules do).
 pub fn register_kemi<const N: usize>(table: &'static CoreCell<[KemiExport; N]>) -> Result<(), String> {
     // SAFETY: a static table ending with KemiExport::END that never changes;
     // the core keeps the pointer.
@@ -542,7 +568,7 @@ impl ModuleExports {
             dlflags: 0, // DEFAULT_DLFLAGS: the core's usual RTLD_NOW
             cmds: cmds.as_ptr() as *mut raw::cmd_export_t,
             params: params.as_ptr() as *mut raw::param_export_t,
-            rpc_methods: null_mut(), // registered in mod_init, as the stock module does
+            rpc_methods: null_mut(), // registered in mod_init (register_rpcs)
             pv_items: null_mut(),
             // Replies are taken before the reply route (crate::replies).
             response_f: None,
@@ -596,7 +622,15 @@ pub fn run_destroy(destroy: fn()) {
 }
 
 /// The module's symbols: `module_version`, `module_flags`,
-/// `module_interface_ver`, `mod_register` and `exports`.
+/// `module_interface_ver`, `mod_register` and `exports`. Invoke it once, in
+/// the module's crate: `name` is the module's name as the script writes it
+/// (`modparam("name", …)`, log lines); `cmds` and `params` are static
+/// [`CoreCell`](crate::cell::CoreCell) tables ending with their `END`; `register` runs at
+/// mod_register (before any modparam), `init` at mod_init (once, before
+/// fork), `child_init` in each process after fork with its
+/// [`Rank`](crate::process::Rank), `destroy` at shutdown. Errors are
+/// logged and make the core refuse to start. See the crate's documentation
+/// for an example.
 #[macro_export]
 macro_rules! kamailio_module {
     (

@@ -7,14 +7,107 @@
 //! the guarded C trampolines), [`shm`] and [`shm_queue`] (typed shared
 //! memory, locks), [`process`] (forked workers, timers), [`sip_msg`],
 //! [`sip_uri`], [`socket`], [`send`] (SIP without tm), [`api`]/[`tm`]/
-//! [`replies`] (tm and sl), [`rpc`], [`stats`], [`events`] (script event
+//! [`replies`] (tm and sl), [`rpc`](mod@rpc), [`stats`], [`events`] (script event
 //! routes), [`dns`], [`log`], [`panic_guard`].
+//!
+//! The rules every module keeps: Kamailio runs one thread per process and
+//! forks its processes from the main one, so whatever is shared is made in
+//! shm before fork (mod_init) and reached through this crate's shm types;
+//! statics written after startup are per process; every entry point the
+//! core calls is guarded by the macros (a panic becomes an error code);
+//! never hold a [`ShmMutex`](shm::ShmMutex) guard across a send, an event
+//! route or a call into another module.
+//!
+//! # A minimal module
+//!
+//! One file, `src/lib.rs` of a `cdylib` crate named after the module (the
+//! core loads `hello.so` with `loadmodule "hello.so"`), with one script
+//! function `hello_say([n])`, one parameter `modparam("hello", "times", 2)`
+//! and one RPC command `kamcmd hello.ping`:
+//!
+//! ```ignore
+//! use kamailio::cell::CoreCell;
+//! use kamailio::export::{self, route, CmdExport, Fixup, IntParam, ParamExport, RpcExport, RpcReply, ScriptArgs};
+//! use kamailio::process::Rank;
+//! use kamailio::rpc::{RpcCall, Value};
+//! use kamailio::sip_msg::SipMsg;
+//! use kamailio::{cmd, kamailio_module, rpc};
+//!
+//! kamailio_module! {
+//!     name: c"hello",
+//!     cmds: CMDS,
+//!     params: PARAMS,
+//!     register: register,
+//!     init: init,
+//!     child_init: child_init,
+//!     destroy: destroy,
+//! }
+//!
+//! /// `modparam("hello", "times", n)`: written by the core before mod_init.
+//! static TIMES: IntParam = IntParam::new(1);
+//!
+//! static PARAMS: CoreCell<[ParamExport; 2]> = CoreCell::new([
+//!     ParamExport::int(c"times", &TIMES),
+//!     ParamExport::END,
+//! ]);
+//!
+//! static CMDS: CoreCell<[CmdExport; 3]> = CoreCell::new([
+//!     cmd!(c"hello_say", say, 0, Fixup::None, route::ANY),
+//!     cmd!(c"hello_say", say, 1, Fixup::Int, route::ANY),
+//!     CmdExport::END,
+//! ]);
+//!
+//! static RPCS: CoreCell<[RpcExport; 2]> = CoreCell::new([
+//!     rpc!(c"hello.ping", ping, c"Answers pong", RpcReply::Single),
+//!     RpcExport::END,
+//! ]);
+//!
+//! /// `hello_say([n])`: logs the R-URI user n times (default: the parameter).
+//! fn say(msg: &SipMsg, args: &ScriptArgs) -> i32 {
+//!     let n = args.int(0).unwrap_or_else(|| TIMES.get());
+//!     let user = msg.ruri_user().unwrap_or_default();
+//!     for _ in 0..n {
+//!         log::info!("hello, {user}");
+//!     }
+//!     1 // > 0: true for the script
+//! }
+//!
+//! fn ping(call: &RpcCall) {
+//!     call.add_struct(&[("reply", Value::Str("pong"))]);
+//! }
+//!
+//! /// mod_register: right after dlopen, before any modparam (KEMI goes here).
+//! fn register() -> Result<(), String> {
+//!     Ok(())
+//! }
+//!
+//! /// mod_init: once, in the main process, before fork (shm, locks, RPCs).
+//! fn init() -> Result<(), String> {
+//!     export::register_rpcs(&RPCS)
+//! }
+//!
+//! /// child_init: in every process after fork (fork own processes at `rank.is_main()`).
+//! fn child_init(_rank: Rank) -> Result<(), String> {
+//!     Ok(())
+//! }
+//!
+//! /// destroy: at shutdown, in the main process.
+//! fn destroy() {}
+//! ```
+//!
+//! The module's `Cargo.toml` has `crate-type = ["cdylib"]` and depends on
+//! `kamailio` and `log`; its `.cargo/config.toml` sets
+//! `KAMAILIO_MODULE_NAME = "hello"` under `[env]` (`kamailio-sys` compiles
+//! its C shim for that name, which the core accounts shm to), and
+//! `kamailio-sys`'s build script finds the core's headers and defines
+//! (see its `build.rs` for `KAMAILIO_RELEASE` and the other inputs).
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use kamailio_sys as raw;
 
-pub mod addr;
+mod addr;
 pub mod api;
 pub mod cell;
 pub mod clock;

@@ -9,11 +9,11 @@ use std::ffi::CString;
 
 use crate::raw;
 
-/// Kamailio's log levels (core/dprint.h).
-pub const L_ERR: i32 = -1;
-pub const L_WARN: i32 = 0;
-pub const L_INFO: i32 = 2;
-pub const L_DBG: i32 = 3;
+// Kamailio's log levels (core/dprint.h).
+const L_ERR: i32 = -1;
+const L_WARN: i32 = 0;
+const L_INFO: i32 = 2;
+const L_DBG: i32 = 3;
 
 fn kamailio_level(level: log::Level) -> i32 {
     match level {
@@ -26,7 +26,7 @@ fn kamailio_level(level: log::Level) -> i32 {
 
 struct KamailioLogger;
 
-/// The module's name, as its log lines start ("dmq: ...").
+/// The module's name, as its log lines start ("<module>: ...").
 static MODULE_NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 impl log::Log for KamailioLogger {
@@ -72,15 +72,17 @@ impl log::Log for KamailioLogger {
 static LOGGER: KamailioLogger = KamailioLogger;
 
 /// Installs the logger for the module `module` (idempotent: the first
-/// name stays). The core decides what is printed.
-pub fn init(module: &'static str) {
+/// name stays). The core decides what is printed. Called by
+/// [`kamailio_module!`](crate::kamailio_module)'s `mod_register`.
+pub(crate) fn init(module: &'static str) {
     let _ = MODULE_NAME.set(module);
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
     }
 }
 
-/// The module's name as given to [`init`].
+/// The module's name as given to [`kamailio_module!`](crate::kamailio_module)
+/// (for messages that must name it, e.g. a modparam error).
 pub fn module_name() -> &'static str {
     MODULE_NAME.get().copied().unwrap_or("kamailio_rs")
 }
@@ -93,6 +95,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// At most one line per `interval_ms` (a `static` per kind of line).
     pub const fn per(interval_ms: u64) -> RateLimit {
         RateLimit { last_ms: std::sync::atomic::AtomicU64::new(0), interval_ms }
     }

@@ -6,6 +6,8 @@ use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 
 /// Runs `f`; if it panics, logs which entry point failed and returns `on_panic`.
+/// The macros wrap every export in it; a module needs it only for entry
+/// points of its own that C calls (a callback it hands another module).
 pub fn guard<R>(entry_point: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
     catch(f).unwrap_or_else(|what| {
         log::error!("internal error in {entry_point}: {what} (caught, returning an error)");
@@ -14,8 +16,9 @@ pub fn guard<R>(entry_point: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
 }
 
 /// Sends the default panic report (with its location) to Kamailio's log
-/// instead of stderr, which a daemonized Kamailio has closed.
-pub fn install_hook() {
+/// instead of stderr, which a daemonized Kamailio has closed. Installed by
+/// [`kamailio_module!`](crate::kamailio_module)'s `mod_register`.
+pub(crate) fn install_hook() {
     panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         log::error!("panic{location}: {}", message(info.payload()));

@@ -1,4 +1,4 @@
-//! Kamailio's process model, as the module uses it: ranks, worker
+//! Kamailio's process model, as a module uses it: ranks, worker
 //! processes forked from the main process, timer processes and core
 //! timers, the cfg framework's per-process refresh, and wake-up pipes.
 //! Everything here is registered in mod_init (before fork) and started
@@ -34,6 +34,8 @@ impl Rank {
         self.0 > 0
     }
 
+    /// The core's rank number (core/sr_module.h: PROC_MAIN is 0, the
+    /// core's own processes negative, SIP workers positive).
     pub fn number(self) -> i32 {
         self.0
     }
@@ -149,6 +151,7 @@ pub struct WakePipe {
 }
 
 impl WakePipe {
+    /// A new pipe (mod_init, before fork, so every process has both ends).
     pub fn new() -> Result<WakePipe, String> {
         let mut fds = [0 as c_int; 2];
         // SAFETY: pipe2 fills two descriptors.
@@ -160,12 +163,14 @@ impl WakePipe {
         Ok(WakePipe { read: fds[0], write: fds[1] })
     }
 
+    /// Wakes the worker (any process; never blocks).
     pub fn wake(&self) {
         // SAFETY: one byte from a static buffer to our non-blocking pipe.
         unsafe { libc::write(self.write, b"j".as_ptr() as *const c_void, 1) };
     }
 
-    /// Blocks until woken (or a signal interrupts), draining pending wake-ups.
+    /// Blocks until woken (or a signal interrupts), draining pending
+    /// wake-ups: for the one worker the pipe belongs to.
     pub fn wait(&self) {
         let mut drain = [0u8; 256];
         // SAFETY: a blocking read into our own buffer.

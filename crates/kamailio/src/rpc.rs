@@ -1,4 +1,4 @@
-//! Replies to RPC commands (`kamcmd dmq.*`), over the core's `rpc_t`.
+//! Replies to RPC commands (`kamcmd <module>.*`), over the core's `rpc_t`.
 
 use std::ffi::{c_void, CString};
 
@@ -12,7 +12,9 @@ pub struct RpcCall {
 
 /// A value in an RPC reply structure.
 pub enum Value<'a> {
+    /// A string (NULs dropped).
     Str(&'a str),
+    /// An integer.
     Int(i32),
 }
 

@@ -1,5 +1,5 @@
 //! Typed Kamailio shared memory: everything shared by the forked processes
-//! lives in blocks made here, so `module` never lays out memory by hand.
+//! lives in blocks made here, so a module never lays out memory by hand.
 //!
 //! The rule the `Send`/`Sync` impls below rest on: Kamailio runs one thread
 //! per process; shm is allocated in mod_init before fork (or by any process
@@ -7,8 +7,8 @@
 //! a pointer into shm means the same thing in every process.
 //!
 //! - [`ShmData`] / [`ShmZeroed`]: marker traits for values that may live in
-//!   shm (no pointers into one process's memory); [`shm_data!`] and
-//!   [`shm_zeroed!`] declare structs of such fields, checked field by field.
+//!   shm (no pointers into one process's memory); [`shm_data!`](crate::shm_data) and
+//!   [`shm_zeroed!`](crate::shm_zeroed) declare structs of such fields, checked field by field.
 //! - [`leak_zeroed`]: a zeroed value that lives as long as the process tree
 //!   (counters made of atomics).
 //! - [`ShmMutex`]: a Kamailio lock and the data it guards in one block; the
@@ -70,8 +70,10 @@ unsafe impl<T: ShmZeroed, const N: usize> ShmZeroed for [T; N] {}
 unsafe impl<T: ShmData> ShmData for Option<T> {}
 
 /// Compile-time proof that `T` is [`ShmData`] (used by [`shm_data!`]).
+#[doc(hidden)]
 pub const fn assert_shm_data<T: ShmData>() {}
 /// Compile-time proof that `T` is [`ShmZeroed`] (used by [`shm_zeroed!`]).
+#[doc(hidden)]
 pub const fn assert_shm_zeroed<T: ShmZeroed>() {}
 
 /// Declares a `#[repr(C)]` struct that may live in shm: every field must be
@@ -90,7 +92,7 @@ macro_rules! shm_data {
     };
 }
 
-/// Like [`shm_data!`], for structs whose fields are all [`ShmZeroed`]: the
+/// Like [`shm_data!`](crate::shm_data), for structs whose fields are all [`ShmZeroed`]: the
 /// struct may then be made zero-filled ([`leak_zeroed`], [`ShmMutex::new_zeroed`]).
 #[macro_export]
 macro_rules! shm_zeroed {
@@ -294,21 +296,25 @@ impl<H: ShmData + Copy> ShmBlock<H> {
         Some(ShmBlock(block))
     }
 
+    /// The header.
     pub fn header(&self) -> &H {
         // SAFETY: the block is live while we own it.
         unsafe { &(*self.0.as_ptr()).header }
     }
 
+    /// The header, to change (the block has one owner).
     pub fn header_mut(&mut self) -> &mut H {
         // SAFETY: as above, and we are its only owner.
         unsafe { &mut (*self.0.as_ptr()).header }
     }
 
+    /// The bytes after the header.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: live while we own it.
         unsafe { Inner::bytes(self.0) }
     }
 
+    /// The bytes after the header, to write (their length is fixed).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: live while we own it, and we are its only owner; the
         // bytes follow the header.
@@ -358,10 +364,12 @@ unsafe impl<H: ShmData + Copy> ShmData for ShmFifo<H> {}
 unsafe impl<H: ShmData + Copy> ShmZeroed for ShmFifo<H> {}
 
 impl<H: ShmData + Copy> ShmFifo<H> {
+    /// How many blocks are listed.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no block is listed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -432,15 +440,19 @@ unsafe impl<H: ShmData + Copy> ShmData for ShmArc<H> {}
 unsafe impl<H: ShmData + Copy> ShmZeroed for Option<ShmArc<H>> {}
 
 impl<H: ShmData + Copy> ShmArc<H> {
+    /// A block holding `header` and the concatenation of `parts`, with one
+    /// reference (this value); None when shm is out.
     pub fn new(header: H, parts: &[&[u8]]) -> Option<ShmArc<H>> {
         Inner::new(header, parts).map(ShmArc)
     }
 
+    /// The header (never changes).
     pub fn header(&self) -> &H {
         // SAFETY: alive while we hold a reference; never written after creation.
         unsafe { &(*self.0.as_ptr()).header }
     }
 
+    /// The bytes after the header (never change).
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: as above.
         unsafe { Inner::bytes(self.0) }
@@ -550,13 +562,15 @@ impl ShmStore {
 }
 
 /// Blocks of [`ShmBlock`]s and [`ShmArc`]s kept for reuse instead of going
-/// back to the core's pool. A message costs one block on each node it
-/// passes (a queued job, a message waiting for its reply), and with the
-/// core's default allocator (q_malloc, freed fragments joined) nearly every
-/// fresh block means scanning its whole table of free-fragment lists under
-/// the one shm lock every process shares. Kept blocks are reused under a
-/// lock of their own size class, so a busy node allocates from the core
-/// only what it holds at its peak, once.
+/// back to the core's pool. A module that makes a block per unit of work
+/// (a queued job, a request waiting for its reply) allocates often, and
+/// with the core's default allocator (q_malloc, freed fragments joined)
+/// nearly every fresh block means scanning its whole table of
+/// free-fragment lists under the one shm lock every process shares. Kept
+/// blocks are reused under a lock of their own size class, so a busy
+/// module allocates from the core only what it holds at its peak, once.
+/// Set up by [`kamailio_module!`](crate::kamailio_module) before the
+/// module's mod_init; only [`kept`](recycled::kept) is for the module.
 pub mod recycled {
     use std::ptr::NonNull;
     use std::sync::OnceLock;
@@ -568,7 +582,7 @@ pub mod recycled {
     /// Larger requests go to the core's pool as they are.
     const CLASSES: [usize; 4] = [512, 1024, 2048, 4096];
     /// At most this many blocks are kept per class (at most 1.9 MB in all;
-    /// in practice far less: what the node held at its busiest moment).
+    /// in practice far less: what the module held at its busiest moment).
     const KEPT: usize = 256;
 
     crate::shm_zeroed! {

@@ -31,6 +31,7 @@ pub struct ShmQueue {
 pub struct Taken(ShmBlock<DueMarker>);
 
 impl Taken {
+    /// The record's bytes, as pushed.
     pub fn bytes(&self) -> &[u8] {
         self.0.bytes()
     }

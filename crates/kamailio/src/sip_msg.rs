@@ -19,35 +19,49 @@ pub struct SipMsg<'a>(*mut raw::sip_msg, PhantomData<&'a mut raw::sip_msg>);
 /// The parts of a reply that name the request it answers.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyIds<'a> {
+    /// The status code.
     pub status: u16,
+    /// The first Via's branch parameter.
     pub branch: &'a [u8],
+    /// The Call-ID.
     pub call_id: &'a [u8],
+    /// The CSeq number, as written.
     pub cseq_number: &'a [u8],
+    /// The CSeq method.
     pub cseq_method: &'a [u8],
 }
 
 /// The parts of a request that identify it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestIds<'a> {
+    /// The Request-URI as written in the first line.
     pub ruri: &'a [u8],
+    /// The Call-ID.
     pub call_id: &'a [u8],
+    /// The CSeq number, as written.
     pub cseq_number: &'a [u8],
 }
 
 /// Why a message's body could not be read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
+    /// The message has no (valid) Content-Length, so its body is unknown.
     NoContentLength,
 }
 
 impl<'a> SipMsg<'a> {
+    /// Wraps the core's message; None for NULL.
+    ///
     /// # Safety
     /// `msg` is null or a live sip_msg from the core, alive and not used
     /// elsewhere for `'a` (the call that received it).
-    pub unsafe fn new(msg: *mut raw::sip_msg) -> Option<SipMsg<'a>> {
+    pub(crate) unsafe fn new(msg: *mut raw::sip_msg) -> Option<SipMsg<'a>> {
         (!msg.is_null()).then_some(SipMsg(msg, PhantomData))
     }
 
+    /// The user part of the Request-URI (its current value, after any
+    /// rewrite by the script; empty when it has none); None when there is
+    /// no R-URI to parse (a reply).
     pub fn ruri_user(&self) -> Option<String> {
         let mut user = raw::str_::default();
         // SAFETY: live message (see `new`); the user str points into its buffer.
@@ -58,7 +72,7 @@ impl<'a> SipMsg<'a> {
         Some(unsafe { kstr::to_string(&user) })
     }
 
-    /// The From header's value as received (for KDMQ: the sending node).
+    /// The From header's value as received (name-addr and parameters).
     pub fn from_value(&self) -> Option<&[u8]> {
         let mut value = raw::str_::default();
         // SAFETY: live message; the value str points into its buffer.
@@ -69,6 +83,7 @@ impl<'a> SipMsg<'a> {
         Some(unsafe { kstr::bytes(&value) })
     }
 
+    /// A copy of the body (see [`body_bytes`](Self::body_bytes)).
     pub fn body(&self) -> Result<Vec<u8>, BodyError> {
         self.body_bytes().map(<[u8]>::to_vec)
     }
@@ -109,12 +124,14 @@ impl<'a> SipMsg<'a> {
         unsafe { Some(RequestIds { ruri: kstr::bytes(&ruri), call_id: kstr::bytes(&call_id), cseq_number: kstr::bytes(&number) }) }
     }
 
+    /// The Max-Forwards value; None when absent or invalid.
     pub fn max_forwards(&self) -> Option<i32> {
         // SAFETY: live message.
         let mf = unsafe { raw::krs_msg_max_forwards(self.0) };
         (mf >= 0).then_some(mf)
     }
 
+    /// The address the message came from (see [`source`](Self::source)).
     pub fn source_ip(&self) -> Option<IpAddr> {
         self.source().map(|s| s.ip())
     }
@@ -162,7 +179,8 @@ impl<'a> SipMsg<'a> {
         ReceiveInfo(unsafe { (*self.0).rcv })
     }
 
-    /// Replies statelessly through sl, with an optional body.
+    /// Replies statelessly through sl, with an optional body `(bytes,
+    /// content type)`; a request's only. False when sl could not send it.
     pub fn reply(&self, sl: &Sl, code: i32, reason: &str, body: Option<(&[u8], &str)>) -> bool {
         if let Some((body, content_type)) = body {
             let header = format!("Content-Type: {content_type}\r\n");
@@ -199,8 +217,9 @@ impl<'a> SipMsg<'a> {
     }
 }
 
-/// A message's receive info (socket, source, protocol), kept with a queued
-/// message so its reply goes where a reply to the original would.
+/// A message's receive info (socket, source, protocol): may be kept (in
+/// shm too) with a message queued for later, so that a reply goes where a
+/// reply to the original would.
 #[derive(Clone, Copy)]
 pub struct ReceiveInfo(raw::receive_info);
 
@@ -209,9 +228,9 @@ pub struct ReceiveInfo(raw::receive_info);
 unsafe impl ShmData for ReceiveInfo {}
 
 impl ReceiveInfo {
-    /// For a message this node makes itself and hands to a peer callback
-    /// as if it had arrived (a heal sync's push): received on `socket`
-    /// over UDP, from no address (nothing is ever sent back to it).
+    /// For a message the module makes itself and hands to code that expects
+    /// a received one (another module's callback, say): received on
+    /// `socket` over UDP, from no address (nothing may be sent back to it).
     pub fn local(socket: crate::socket::LocalSocket) -> ReceiveInfo {
         let mut rcv = raw::receive_info { bind_address: socket.as_ptr(), ..Default::default() };
         rcv.proto = raw::sip_protos_PROTO_UDP as _;
@@ -219,8 +238,9 @@ impl ReceiveInfo {
     }
 }
 
-/// A message parsed by us from bytes (a queued KDMQ), in this process's pkg
-/// memory; it points into the bytes it was parsed from and is freed on drop.
+/// A message parsed from bytes (one queued for later, or made by the
+/// module), in this process's pkg memory; it points into the bytes it was
+/// parsed from and is freed on drop.
 pub struct OwnedSipMsg<'a> {
     /// A leaked Box, taken back on drop.
     view: SipMsg<'a>,
@@ -231,7 +251,7 @@ static MSG_ID: AtomicU32 = AtomicU32::new(1);
 
 impl<'a> OwnedSipMsg<'a> {
     /// Parses `bytes` (the message, then one NUL byte, as the core's
-    /// parsers expect of a receive buffer) with every header, as consumers
+    /// parsers expect of a receive buffer) with every header, as callbacks
     /// expect of a message handed to them; `rcv` says where it came from.
     pub fn parse(bytes: &'a mut [u8], rcv: ReceiveInfo) -> Option<OwnedSipMsg<'a>> {
         let (0, len) = (*bytes.last()?, bytes.len() - 1) else { return None };

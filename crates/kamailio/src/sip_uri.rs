@@ -7,11 +7,17 @@ use crate::raw;
 /// A SIP transport (the core's `enum sip_protos`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
+    /// UDP.
     Udp,
+    /// TCP.
     Tcp,
+    /// TLS over TCP.
     Tls,
+    /// SCTP.
     Sctp,
+    /// WebSocket.
     Ws,
+    /// WebSocket over TLS.
     Wss,
 }
 
@@ -44,10 +50,13 @@ impl Proto {
 /// The parts of a SIP URI a module reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipUri {
+    /// The user part; empty when absent.
     pub user: String,
+    /// The host as written (IPv6 in brackets).
     pub host: String,
     /// The port as written; empty when absent.
     pub port: String,
+    /// The port as a number; 0 when absent.
     pub port_no: u16,
     /// No transport parameter (and an unknown one) means UDP on the wire.
     pub transport: Proto,

@@ -16,7 +16,7 @@ unsafe impl Send for LocalSocket {}
 unsafe impl Sync for LocalSocket {}
 
 impl LocalSocket {
-    /// The socket `socket` ("proto:host[:port]") names, if Kamailio listens
+    /// The socket `socket` (`proto:host[:port]`) names, if Kamailio listens
     /// on it (the core's `lookup_local_socket`).
     pub fn lookup(socket: &str) -> Option<LocalSocket> {
         let mut s = kstr::borrowed(socket.as_bytes());

@@ -9,7 +9,7 @@
 //! registration goes through `counter_register`, which `register_stat` and
 //! `register_module_stats` call underneath on 5.6 and 6.0 alike; it takes a
 //! parameter for the read callback (so one trampoline serves every
-//! statistic) and a description (shown by `kamcmd cnt.help dmq <name>`).
+//! statistic) and a description (shown by `kamcmd cnt.help <group> <name>`).
 
 use std::ffi::{c_int, c_void, CStr};
 
@@ -19,12 +19,17 @@ use crate::raw;
 /// One statistic of a group: its name, a line of description, and the
 /// function that computes its value (from shm) when it is read.
 pub struct Statistic {
+    /// The name within its group (`stats.get_statistics <group>:<name>`).
     pub name: &'static CStr,
+    /// One line of description (`kamcmd cnt.help`).
     pub doc: &'static CStr,
+    /// Computes the value when read, in whichever process reads it: from
+    /// shm only, never blocking for long (it runs inside RPCs).
     pub read: fn() -> u64,
 }
 
 impl Statistic {
+    /// A statistic `name` described by `doc`, whose value `read` computes.
     pub const fn new(name: &'static CStr, doc: &'static CStr, read: fn() -> u64) -> Statistic {
         Statistic { name, doc, read }
     }

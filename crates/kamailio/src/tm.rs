@@ -13,13 +13,16 @@ use crate::socket::LocalSocket;
 
 /// A request outside a dialog, for tm to send.
 pub struct UacRequest<'a> {
+    /// The method (`OPTIONS`, `MESSAGE`, …).
     pub method: &'a str,
     /// R-URI and To.
     pub to: &'a str,
+    /// From (tm adds a tag).
     pub from: &'a str,
     /// Header lines of the caller's own, each ending in CRLF; tm writes
     /// Via, From, To, Call-ID, CSeq and Content-Length itself.
     pub headers: &'a str,
+    /// The body (its Content-Type goes in `headers`).
     pub body: &'a [u8],
     /// Socket to send from ("udp:127.0.0.2:5090").
     pub socket: &'a str,
@@ -44,9 +47,9 @@ pub fn unique_call_id(prefix: &str) -> String {
     format!("{prefix}-t{}x{n}x{started:x}", std::process::id())
 }
 
-/// A reply as tm (or the in-flight table) hands it to a reply handler:
-/// a received reply, or none (tm's FAKED_REPLY: a local timeout, or a
-/// message that could not be sent again). Valid during the handler.
+/// A reply as tm (or a module's own transport standing in for it) hands it
+/// to a reply handler: a received reply, or none (tm's FAKED_REPLY: a local
+/// timeout, or a request that could not be sent). Valid during the handler.
 #[derive(Clone, Copy)]
 pub struct TmReply<'a> {
     msg: *mut raw::sip_msg,
@@ -57,11 +60,12 @@ pub struct TmReply<'a> {
 const FAKED_REPLY: *mut raw::sip_msg = usize::MAX as *mut raw::sip_msg;
 
 impl<'a> TmReply<'a> {
-    /// No reply (a timeout): consumers receive tm's FAKED_REPLY marker.
+    /// No reply (a timeout): C callbacks receive tm's FAKED_REPLY marker.
     pub fn none() -> TmReply<'static> {
         TmReply { msg: FAKED_REPLY, _call: std::marker::PhantomData }
     }
 
+    /// A received reply.
     pub fn received(msg: &'a SipMsg<'_>) -> TmReply<'a> {
         TmReply { msg: msg.as_ptr(), _call: std::marker::PhantomData }
     }
@@ -94,7 +98,7 @@ crate::shm_data! {
     }
 }
 
-// SAFETY: a function pointer into this module, loaded before fork.
+// SAFETY: a function pointer into the module, loaded before fork.
 unsafe impl ShmData for ReplyHandler {}
 
 unsafe extern "C" fn on_reply(_t: *mut raw::cell, _type: c_int, params: *mut raw::tmcb_params) {
@@ -157,17 +161,18 @@ impl Tm {
     }
 
     /// Relays `msg` statefully to each of `uris` from `socket` (the script's
-    /// request, in a request route): one branch per URI, as the stock
-    /// module's dmq_t_replicate does. Errors name the URI that failed; a
-    /// branch that cannot be added is logged and skipped.
+    /// request, in a request route): one branch per URI, as C modules do
+    /// with tm's `t_replicate` (e.g. dmq's `dmq_t_replicate`). Errors name
+    /// the URI that failed; a branch that cannot be added is logged and
+    /// skipped.
     pub fn replicate(&self, msg: &SipMsg, socket: LocalSocket, uris: &[String]) -> Result<(), String> {
         let t_replicate = self.0.t_replicate.ok_or("tm has no t_replicate")?;
         // SAFETY: the message of this script call; the socket is the core's.
         unsafe { raw::krs_set_force_socket(msg.as_ptr(), socket.as_ptr() as *mut _) };
         for (i, uri) in uris.iter().enumerate() {
             if i > 0 {
-                // SAFETY: adds an empty branch bound to our socket, as the
-                // stock module does before each further t_replicate.
+                // SAFETY: adds an empty branch bound to our socket, as C
+                // modules do before each further t_replicate.
                 let rc = unsafe {
                     raw::append_branch(
                         msg.as_ptr(),
