@@ -8,7 +8,7 @@
 //! still lists it as disabled (it announced its leave) sends it nothing
 //! until a ping makes it active again. So whenever a node becomes active
 //! again in this node's list (a node seen active before: a new node's own
-//! join sync covers it), this node sends it its whole state (`resync`).
+//! join sync covers it), this node sends it its whole state (`heal_pushes`).
 //! Both sides of a healed partition regain each other, so both send. A
 //! node whose own processes stood still (the retransmission timer saw no
 //! tick for a while) cannot know whether the others dropped it: it sends
@@ -16,7 +16,7 @@
 //!
 //! This module decides when (the table in shm, the policy in
 //! `dmq_core::heal`: at most one sync per node per `window_ms`; a regain
-//! inside the window is served once at its end, never dropped); `resync`
+//! inside the window is served once at its end, never dropped); `heal_pushes`
 //! runs them in the DMQ retransmission timer process, never in the SIP
 //! worker that saw the node come back.
 
@@ -135,7 +135,7 @@ pub fn tick_end() {
 /// The retransmission timer, every 100 ms (first thing in its tick):
 /// notices when this node's own processes stood still (`active_nodes` are
 /// then all due a sync), and returns the nodes whose heal sync is due,
-/// each with whether it is a pull (`resync` runs them; no lock is held then).
+/// each with whether it is a pull (`heal_pushes` runs them; no lock is held then).
 pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
     let Some(heal) = shared().map(|s| &s.heal) else { return Vec::new() };
     let now = monotonic_ms();

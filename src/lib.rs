@@ -5,8 +5,9 @@
 //! list, in-flight table, every decision that needs no Kamailio).
 //!
 //! Files depend on each other one way (the full order is in
-//! ARCHITECTURE.md): state ← admission, peers ← heal ← cluster ←
-//! in_flight, workers ← resync ← messaging ← script, c_api, rpc_commands ←
+//! ARCHITECTURE.md): shared ← event_counts, admission, peers, heal,
+//! name_sources ← cluster ← direct_send, workers ← usrloc_batches,
+//! heal_pushes ← messaging ← script, c_api, custom, rpc_commands ←
 //! lifecycle ← exports, which declares what Kamailio loads.
 #![deny(unsafe_code)]
 
@@ -18,6 +19,7 @@ mod direct_send;
 mod event_counts;
 mod exports;
 mod heal;
+mod heal_pushes;
 mod lifecycle;
 mod lookups;
 mod messaging;
@@ -25,7 +27,6 @@ mod name_sources;
 mod params;
 mod peer_events;
 mod peers;
-mod resync;
 mod rpc_commands;
 mod script;
 mod shared;

@@ -19,7 +19,7 @@ use dmq_abi::api::{PeerMessage, ResponseCallback};
 use kamailio::process;
 use kamailio::tm::TmReply;
 
-use crate::{cluster, heal, peers, resync};
+use crate::{cluster, heal, heal_pushes, peers};
 use crate::event_counts::{self, EventCount};
 use crate::direct_send::{self, Outgoing, SendError};
 use crate::usrloc_batches;
@@ -47,7 +47,7 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    for node in resync::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default()) {
+    for node in heal_pushes::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default()) {
         pull_from(&node);
     }
     direct_send::tick();
