@@ -123,8 +123,7 @@ const OVERHEAD: &str = "replication overhead per copy (µs): (cluster CPU − ba
 const OVERHEAD_RATIO: &str = "replication overhead per copy ÷ baseline CPU per REGISTER";
 const OVERHEAD_VS_UDP: &str = "replication overhead per copy ÷ the same implementation's over UDP (same shm, same run)";
 const IR_BASE: &str = "baseline: instructions per REGISTER of the entry node alone, without dmq (callgrind; the same run in both columns)";
-const IR_OVERHEAD: &str =
-    "replication overhead per copy in instructions: both nodes' per REGISTER − the baseline's (callgrind)";
+const IR_OVERHEAD: &str = "replication overhead per copy in instructions: both nodes' per REGISTER − the baseline's (callgrind)";
 const IR_RATIO: &str = "replication overhead per copy ÷ baseline instructions per REGISTER (callgrind)";
 const KILL: &str = "seconds to detect a killed node";
 const JOIN: &str = "seconds for a joining node to sync";
@@ -413,7 +412,12 @@ fn run(w: &Workload, side: Side, n: usize, label: &str, quiet: Duration) -> Run 
 
 fn describe(r: &Run) -> String {
     let held = if r.held.len() > 5 {
-        format!("{} of {} nodes hold all, least {}", r.held.iter().filter(|&&c| c >= r.count).count(), r.held.len(), r.held.iter().min().unwrap_or(&0))
+        format!(
+            "{} of {} nodes hold all, least {}",
+            r.held.iter().filter(|&&c| c >= r.count).count(),
+            r.held.len(),
+            r.held.iter().min().unwrap_or(&0)
+        )
     } else {
         format!("held {:?}", r.held)
     };
@@ -476,7 +480,8 @@ fn instructions(side: Side, count: usize, rate: usize) -> Option<(Vec<f64>, Opti
         .and_then(|o| o.lines().find_map(|l| l.trim().strip_prefix("core:rcv_requests_register = ")?.trim().parse::<usize>().ok()))
         .unwrap_or(count)
         .max(count);
-    let sent = (side == Side::Rs).then(|| nodes[0].try_rpc(&["dmq.stats"]).ok().and_then(|o| reply_field::<f64>(&o, "messages_sent"))).flatten();
+    let sent =
+        (side == Side::Rs).then(|| nodes[0].try_rpc(&["dmq.stats"]).ok().and_then(|o| reply_field::<f64>(&o, "messages_sent"))).flatten();
     let dirs: Vec<PathBuf> = nodes.iter().map(|n| n.dir.clone()).collect();
     std::thread::scope(|s| {
         for mut node in nodes {
@@ -493,7 +498,9 @@ fn instructions(side: Side, count: usize, rate: usize) -> Option<(Vec<f64>, Opti
                 .filter(|e| e.file_name().to_string_lossy().starts_with("callgrind."))
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok())
                 .filter_map(|text| {
-                    text.lines().find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:"))).and_then(|v| v.trim().parse::<u64>().ok())
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
                 })
                 .sum();
             total as f64 / received as f64
@@ -525,15 +532,28 @@ fn kill_detection(stock: bool) -> Option<f64> {
 /// Fills one node with `contacts` registrations, then starts a second node
 /// seeded from it and times until it holds them all (bounded).
 fn join_sync(stock: bool, contacts: usize) -> (Option<f64>, f64) {
-    let w = Workload { key: "join", title: String::new(), items: Items::Contacts, count: contacts, rate: 5000, shm_mb: 512, transport: DmqTransport::Udp };
+    let w = Workload {
+        key: "join",
+        title: String::new(),
+        items: Items::Contacts,
+        count: contacts,
+        rate: 5000,
+        shm_mb: 512,
+        transport: DmqTransport::Udp,
+    };
     let side = Side::of(stock);
     let first = Node::start(&format!("bench-join-{}", side.short()), &workload_config(&w, side));
     let _ = sipp_register(first.addr, &first.dir, contacts, w.rate);
     let filled = aor_count(&first);
     let start = Instant::now();
     let joiner = Node::start(&format!("bench-joiner-{}", side.short()), &seeded(workload_config(&w, side), first.addr));
-    let (held, took) =
-        wait_settled(Duration::from_secs(240), Duration::from_secs(15), Duration::from_millis(250), || aor_count(&joiner), |&n| n >= filled);
+    let (held, took) = wait_settled(
+        Duration::from_secs(240),
+        Duration::from_secs(15),
+        Duration::from_millis(250),
+        || aor_count(&joiner),
+        |&n| n >= filled,
+    );
     let missing = (contacts - held.min(contacts)) as f64;
     // From the joining node's start: its startup is part of joining.
     let took = took.map(|_| start.elapsed());
@@ -551,7 +571,8 @@ fn join_sync(stock: bool, contacts: usize) -> (Option<f64>, f64) {
 /// the reasons it failed (empty: it passed).
 fn ceiling_step(side: Side, rate: usize, seconds: usize, csv: &mut String) -> Vec<String> {
     let count = rate * seconds;
-    let w = Workload { key: "ceiling", title: String::new(), items: Items::Contacts, count, rate, shm_mb: 64, transport: DmqTransport::Udp };
+    let w =
+        Workload { key: "ceiling", title: String::new(), items: Items::Contacts, count, rate, shm_mb: 64, transport: DmqTransport::Udp };
     let r = run(&w, side, 3, &format!("bench-ceiling-{}-{rate}", side.short()), QUIET);
     let nominal = count as f64 / rate as f64;
     let mut failed = Vec::new();
@@ -658,7 +679,11 @@ fn ratio(stock: Option<f64>, rs: Option<f64>) -> String {
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
     let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -666,7 +691,12 @@ fn machine() -> String {
         .map(|kb| kb / 1048576.0)
         .unwrap_or(0.0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let version = std::process::Command::new(KAMAILIO).arg("-v").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
+    let version = std::process::Command::new(KAMAILIO)
+        .arg("-v")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
     format!("{model}, {cores} cores, {mem:.0} GiB RAM, Linux {}, {}", kernel.trim(), version.trim().trim_start_matches("version: "))
 }
 
@@ -687,7 +717,15 @@ fn main() {
             DmqTransport::Udp => String::new(),
             t => format!(" over {}", t.name().to_uppercase()),
         };
-        Workload { key, title: format!("dmq_usrloc{over}, {count} REGISTER at {rate}/s, {shm_mb} MB shm"), items: Items::Contacts, count, rate, shm_mb, transport }
+        Workload {
+            key,
+            title: format!("dmq_usrloc{over}, {count} REGISTER at {rate}/s, {shm_mb} MB shm"),
+            items: Items::Contacts,
+            count,
+            rate,
+            shm_mb,
+            transport,
+        }
     };
     let workloads = [
         contacts("burst64", DmqTransport::Udp, count, rate, 64),
@@ -744,7 +782,16 @@ fn main() {
                 for (t, mb) in &run.shm_series {
                     let _ = writeln!(shm_csv, "{},{},{round},{t:.2},{mb:.2}", w.key, side.name());
                 }
-                let _ = writeln!(cpu_csv, "{},{},{round},{},{},{:.3},{}", w.key, side.name(), run.held.len(), w.count, run.cpu, run.replicated());
+                let _ = writeln!(
+                    cpu_csv,
+                    "{},{},{round},{},{},{:.3},{}",
+                    w.key,
+                    side.name(),
+                    run.held.len(),
+                    w.count,
+                    run.cpu,
+                    run.replicated()
+                );
                 match side {
                     Side::Baseline => baseline.push(Some(run.cpu)),
                     _ => {
@@ -777,7 +824,8 @@ fn main() {
         let overheads = [median(&per(0, OVERHEAD)), median(&per(1, OVERHEAD))];
         overhead_by_workload.insert(w.key, (w.transport, w.shm_mb, overheads));
         if w.transport != DmqTransport::Udp {
-            let udp = overhead_by_workload.values().find(|(t, mb, _)| *t == DmqTransport::Udp && *mb == w.shm_mb && w.items == Items::Contacts);
+            let udp =
+                overhead_by_workload.values().find(|(t, mb, _)| *t == DmqTransport::Udp && *mb == w.shm_mb && w.items == Items::Contacts);
             if let Some((_, _, udp)) = udp {
                 let vs = |i: usize| overheads[i].zip(udp[i]).map(|(o, u)| o / u);
                 table.push((w.title.clone(), OVERHEAD_VS_UDP, [vec![vs(0)], vec![vs(1)]]));
@@ -806,8 +854,16 @@ fn main() {
                 break;
             }
         }
-        let title = format!("ladder {}/s, {ceiling_seconds} s per step", ceiling_rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "));
-        text_rows.push(format!("| {title} | {CEILING} | {} | {} | {} |", ceilings[0].show(), ceilings[1].show(), ceiling_ratio(&ceilings[0], &ceilings[1])));
+        let title = format!(
+            "ladder {}/s, {ceiling_seconds} s per step",
+            ceiling_rates.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        text_rows.push(format!(
+            "| {title} | {CEILING} | {} | {} | {} |",
+            ceilings[0].show(),
+            ceilings[1].show(),
+            ceiling_ratio(&ceilings[0], &ceilings[1])
+        ));
         text_rows.push(format!("| {title} | {CEILING_BASE} | {} | {} | — |", ceilings[2].show(), ceilings[2].show()));
         timings.push(("ceiling".into(), section.elapsed().as_secs_f64()));
     }
@@ -819,7 +875,10 @@ fn main() {
         let mut overheads = [None, None];
         for (i, side) in [Side::Stock, Side::Rs].into_iter().enumerate() {
             let run = instructions(side, count, rate);
-            eprintln!("  {}: {run:?} instructions per REGISTER (entry node, other node; messages sent), baseline {baseline:?}", side.name());
+            eprintln!(
+                "  {}: {run:?} instructions per REGISTER (entry node, other node; messages sent), baseline {baseline:?}",
+                side.name()
+            );
             overheads[i] = run.zip(baseline).map(|((n, _), b)| n.iter().sum::<f64>() - b);
         }
         let title = format!("dmq_usrloc, {count} REGISTER at {rate}/s, two nodes under callgrind");
@@ -865,7 +924,10 @@ fn main() {
     );
     if !skipped("scale") && !scale_nodes.is_empty() {
         let section = Instant::now();
-        eprintln!("== scale: {} on {scale_nodes:?} nodes ({scale_rounds} round(s): a baseline run, then stock and dmq_rs per size)", scale_w.title);
+        eprintln!(
+            "== scale: {} on {scale_nodes:?} nodes ({scale_rounds} round(s): a baseline run, then stock and dmq_rs per size)",
+            scale_w.title
+        );
         for round in 1..=scale_rounds {
             let base = run(&scale_w, Side::Baseline, 1, &format!("bench-scale-base-{round}"), QUIET);
             eprintln!("  baseline round {round}: {}", describe(&base));
@@ -905,7 +967,11 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(md, "# dmq_rs against the stock dmq.so\n");
     let _ = writeln!(md, "Machine: {}", machine());
-    let _ = writeln!(md, "Run: {rounds} round(s) per workload, stock, dmq_rs and the baseline node alternating; medians; {:.0} s in all.\n", started.elapsed().as_secs_f64());
+    let _ = writeln!(
+        md,
+        "Run: {rounds} round(s) per workload, stock, dmq_rs and the baseline node alternating; medians; {:.0} s in all.\n",
+        started.elapsed().as_secs_f64()
+    );
     let _ = writeln!(md, "| workload | figure | stock dmq.so | dmq_rs | dmq_rs / stock |");
     let _ = writeln!(md, "|---|---|---:|---:|---:|");
     for (title, figure, [stock, rs]) in &table {

@@ -1,8 +1,8 @@
 //! The DMQ bus: the node list in shm, node notifications in and out, pings.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use dmq_core::nodes::{FailurePolicy, Node, NodeEvent, NodeList};
@@ -13,16 +13,16 @@ use kamailio::clock::unix_now as now;
 use kamailio::dns;
 use kamailio::events::EventRoute;
 use kamailio::log::RateLimit;
+use kamailio::process;
+use kamailio::send;
 use kamailio::shm::ShmStore;
 use kamailio::sip_msg::SipMsg;
-use kamailio::process;
 use kamailio::tm::TmReply;
-use kamailio::send;
 
-use crate::event_counts::{self, EventCount};
 use crate::admission;
-use crate::{heal, name_sources, peer_events, peers};
+use crate::event_counts::{self, EventCount};
 use crate::shared::{shared, Shared};
+use crate::{heal, name_sources, peer_events, peers};
 
 const CONTENT_TYPE: &str = "text/plain";
 
@@ -112,10 +112,7 @@ pub fn read_nodes<R>(f: impl FnOnce(&NodeList) -> R) -> Option<R> {
 }
 
 fn policy(m: &Shared) -> FailurePolicy {
-    FailurePolicy {
-        remove_inactive: m.config.remove_inactive,
-        fail_count_threshold: m.config.fail_count_threshold,
-    }
+    FailurePolicy { remove_inactive: m.config.remove_inactive, fail_count_threshold: m.config.fail_count_threshold }
 }
 
 /// Logs node state changes and runs the script's event routes for them.
@@ -170,7 +167,8 @@ fn admit_and_look_up(m: &Shared, lines: &mut Vec<NodeLine>, from: impl Fn() -> S
         return Vec::new();
     }
     if lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
-        let unresolved = |list: &NodeList, l: &NodeLine| dmq_core::nodes::is_name(&l.uri.host) && list.find(&l.uri).is_none_or(|n| n.ips.is_empty());
+        let unresolved =
+            |list: &NodeList, l: &NodeLine| dmq_core::nodes::is_name(&l.uri.host) && list.find(&l.uri).is_none_or(|n| n.ips.is_empty());
         let waiting: Vec<NodeLine> = read_nodes(|list| lines.iter().filter(|l| unresolved(list, l)).cloned().collect()).unwrap_or_default();
         if !waiting.is_empty() {
             lines.retain(|l| !waiting.iter().any(|w| w.uri.same_node(&l.uri)));
@@ -472,8 +470,7 @@ pub fn announce_leave(m: &Shared) {
         list.nodes.iter().filter(|n| !n.local && n.status == protocol::NodeStatus::Active).map(|n| (n.uri.clone(), n.ip())).collect()
     };
     // A child killed inside its critical section may have left the lock held.
-    let Some(targets) = store.read_within(Duration::from_millis(200), |generation, bytes| with_decoded(generation, bytes, active))
-    else {
+    let Some(targets) = store.read_within(Duration::from_millis(200), |generation, bytes| with_decoded(generation, bytes, active)) else {
         log::warn!("node list locked at shutdown; leaving without notice");
         return;
     };
@@ -489,9 +486,21 @@ pub fn announce_leave(m: &Shared) {
             continue;
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host, dmq_core::nodes::MAX_ADDRESSES).first().copied()) else { continue };
-        let request =
-            protocol::build_stateless_request(&m.local_uri, &uri, &m.socket.sent_by, &m.config.notification_channel, &body, &token, signing);
-        match send::send_from(m.socket.local, kamailio::sip_uri::Proto::Udp, std::net::SocketAddr::new(ip, uri.port_no()), request.as_bytes()) {
+        let request = protocol::build_stateless_request(
+            &m.local_uri,
+            &uri,
+            &m.socket.sent_by,
+            &m.config.notification_channel,
+            &body,
+            &token,
+            signing,
+        );
+        match send::send_from(
+            m.socket.local,
+            kamailio::sip_uri::Proto::Udp,
+            std::net::SocketAddr::new(ip, uri.port_no()),
+            request.as_bytes(),
+        ) {
             Ok(()) => log::info!("told {uri} that this node is leaving"),
             Err(e) => log::warn!("{e}"),
         }

@@ -23,15 +23,15 @@ use dmq_abi::in_shm::PendingParts;
 use dmq_core::pending::{self, Delivery, PendingStats, PendingTable, ReplyKind, ReplyOutcome};
 use dmq_core::protocol::{self, NodeUri};
 
-use kamailio::clock::monotonic_ms as now_ms;
 use dmq_abi::api::PeerMessage;
+use kamailio::clock::monotonic_ms as now_ms;
 use kamailio::log::RateLimit;
 use kamailio::process::Rank;
 use kamailio::replies::Verdict;
+use kamailio::send;
 use kamailio::shm::ShmArc;
 use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
-use kamailio::send;
 
 use crate::cluster;
 use crate::event_counts;
@@ -113,21 +113,9 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
     // Call-ID and From tag carry the branch's token: a reply is checked
     // against it (`pending::reply_matches`).
     let token = &branch[pending::BRANCH_PREFIX.len()..];
-    let request = protocol::Kdmq {
-        from: &m.local_uri,
-        to: out.target,
-        peer: peer_id,
-        max_forwards,
-        content_type,
-        body,
-        signing: m.signing(),
-    }
-    .to_bytes(&protocol::Envelope {
-        transport,
-        sent_by: &m.socket.sent_by,
-        branch: &branch,
-        token,
-    });
+    let request =
+        protocol::Kdmq { from: &m.local_uri, to: out.target, peer: peer_id, max_forwards, content_type, body, signing: m.signing() }
+            .to_bytes(&protocol::Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
     let uri = out.target.to_uri();
     let header = InFlight {
         callback,

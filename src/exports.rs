@@ -6,8 +6,8 @@
 //! Registered under the name `dmq`, so existing `modparam("dmq", …)` lines
 //! apply unchanged.
 
-use kamailio::cell::CoreCell;
 use dmq_abi::api::bind_dmq;
+use kamailio::cell::CoreCell;
 use kamailio::export::{self, route, CmdExport, Fixup, KemiExport, RpcExport, RpcReply};
 use kamailio::{cmd, kamailio_module, kemi, rpc};
 

@@ -32,19 +32,14 @@ pub fn init() -> Result<(), String> {
     let sl = api::bind_sl().map_err(bind_error)?;
     let tm = api::bind_tm().map_err(bind_error)?;
 
-    let server_uri = sip_uri::parse(&config.server_address).ok_or_else(|| {
-        format!("modparam(\"dmq\", \"server_address\"): {:?} is not a valid SIP URI", config.server_address)
-    })?;
+    let server_uri = sip_uri::parse(&config.server_address)
+        .ok_or_else(|| format!("modparam(\"dmq\", \"server_address\"): {:?} is not a valid SIP URI", config.server_address))?;
     if server_uri.host.is_empty() {
         return Err(format!("modparam(\"dmq\", \"server_address\"): {:?} has no host", config.server_address));
     }
     let server_socket = match &config.server_socket {
         Some(s) => s.clone(),
-        None => config::socket_string(
-            shared::transport(server_uri.transport).as_str(),
-            &server_uri.host,
-            Some(&server_uri.port),
-        ),
+        None => config::socket_string(shared::transport(server_uri.transport).as_str(), &server_uri.host, Some(&server_uri.port)),
     };
     let Some(server_sock) = LocalSocket::lookup(&server_socket) else {
         let param = if config.server_socket.is_some() { "server_socket" } else { "server_address" };
@@ -66,9 +61,7 @@ pub fn init() -> Result<(), String> {
     let mut notification_uris = Vec::new();
     let mut names: Vec<NodeUri> = Vec::new();
     for a in &config.notification_addresses {
-        let uri = protocol::parse_node_line(a)
-            .map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?
-            .uri;
+        let uri = protocol::parse_node_line(a).map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?.uri;
         if dmq_core::nodes::is_name(&uri.host) {
             if !names.iter().any(|n| n.same_node(&uri)) {
                 names.push(uri);
@@ -78,10 +71,8 @@ pub fn init() -> Result<(), String> {
         }
     }
     events::init()?;
-    let routes = NodeRoutes {
-        node_active: EventRoute::lookup(c"dmq:node-active"),
-        node_inactive: EventRoute::lookup(c"dmq:node-inactive"),
-    };
+    let routes =
+        NodeRoutes { node_active: EventRoute::lookup(c"dmq:node-active"), node_inactive: EventRoute::lookup(c"dmq:node-inactive") };
     let peer_events = peer_events::settings(config.init_with_single, config.sl_send, config.event_callback.clone());
     admission::warn_about_openness(&config);
     peers::init()?;

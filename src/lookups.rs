@@ -106,7 +106,10 @@ fn look_up_names(m: &Shared) {
             // The first failure of a run, then every tenth: a name without
             // records yet (a cold start) or a DNS server that is gone.
             if failures == 1 || failures % 10 == 0 {
-                log::warn!("notification_address {}: no address found ({failures} lookup(s) in a row); the nodes it listed stay", source.name);
+                log::warn!(
+                    "notification_address {}: no address found ({failures} lookup(s) in a row); the nodes it listed stay",
+                    source.name
+                );
             }
             continue;
         }

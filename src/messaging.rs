@@ -7,23 +7,22 @@
 //! lock; sending happens after it is released, so concurrent senders never
 //! queue behind each other's sends.
 
-
 use dmq_core::batching;
 use dmq_core::nodes::Node;
 use dmq_core::pending;
 use dmq_core::protocol::{Kdmq, NodeUri};
 use dmq_core::tm_context::TmContext;
 
-use kamailio::clock::monotonic_ms;
 use dmq_abi::api::{PeerMessage, ResponseCallback};
+use kamailio::clock::monotonic_ms;
 use kamailio::process;
 use kamailio::tm::TmReply;
 
-use crate::{cluster, heal, heal_pushes, peers};
-use crate::event_counts::{self, EventCount};
 use crate::direct_send::{self, Outgoing, SendError};
-use crate::usrloc_batches;
+use crate::event_counts::{self, EventCount};
 use crate::shared::{shared, Shared};
+use crate::usrloc_batches;
+use crate::{cluster, heal, heal_pushes, peers};
 
 /// How often the retransmission timer runs.
 const TICK_US: u32 = 100_000;
@@ -183,8 +182,9 @@ pub fn send_to(message: &PeerMessage<'_>, targets: &[Node]) -> Result<(), String
             Err(e) => Err(e),
         };
         let sent = match sent {
-            Err(SendError::NoSlot) => send_through_tm(m, message, &target.uri)
-                .inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm)),
+            Err(SendError::NoSlot) => {
+                send_through_tm(m, message, &target.uri).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
+            }
             Err(SendError::Failed(e)) => Err(e),
             Ok(()) => Ok(()),
         };

@@ -12,8 +12,8 @@ use dmq_core::config::RawParams;
 
 use kamailio::cell::CoreCell;
 use kamailio::export::{IntParam, ParamExport, StrParam};
-use kamailio::sip_uri;
 use kamailio::param_fn;
+use kamailio::sip_uri;
 
 /// A parameter given any number of times: collected in the main process
 /// while the config is parsed, read after fork as an inherited copy.
@@ -51,9 +51,15 @@ const fn c_name(with_nul: &'static str) -> &'static CStr {
 }
 
 macro_rules! slot_type {
-    (int) => { IntParam };
-    (str) => { StrParam };
-    (list) => { ListParam };
+    (int) => {
+        IntParam
+    };
+    (str) => {
+        StrParam
+    };
+    (list) => {
+        ListParam
+    };
 }
 
 macro_rules! slot_new {

@@ -200,9 +200,7 @@ fn replicate(msg: &SipMsg, skip_loop_test: bool) -> i32 {
 
 /// `dmq_t_replicate([skip_loop_test])`.
 pub fn t_replicate(msg: &SipMsg, args: &ScriptArgs) -> i32 {
-    let skip = args
-        .bytes(0, "skip_loop_test")
-        .is_some_and(|v| String::from_utf8_lossy(&v).trim().parse::<i32>().unwrap_or(0) != 0);
+    let skip = args.bytes(0, "skip_loop_test").is_some_and(|v| String::from_utf8_lossy(&v).trim().parse::<i32>().unwrap_or(0) != 0);
     replicate(msg, skip)
 }
 

@@ -358,10 +358,8 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         limit: s.config.job_queue_limit as usize,
         usleep: s.config.worker_usleep,
     };
-    let direct = DirectTable {
-        data: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ message table"))?,
-        nonce_keys: RandomState::new(),
-    };
+    let direct =
+        DirectTable { data: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ message table"))?, nonce_keys: RandomState::new() };
     Ok(Shared {
         refusals: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ refusal counters"))?,
         events: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ statistics"))?,

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use dmq_core::batching::{self, NodeBatches, Placement, BATCHED_CONTENT_TYPE, BATCHED_PEER, BATCH_BYTES};
 use dmq_core::protocol::{self, NodeUri};
 
-use kamailio::clock::monotonic_ms as now_ms;
 use dmq_abi::api::{PeerMessage, ResponseCallback};
+use kamailio::clock::monotonic_ms as now_ms;
 use kamailio::shm::ShmBlock;
 
 use crate::direct_send::{self, Outgoing, SendError};

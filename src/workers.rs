@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dmq_core::jobs;
 use dmq_core::protocol::{self, NodeUri};
 
-use kamailio::clock::monotonic_ms;
 use dmq_abi::api::Peer;
+use kamailio::clock::monotonic_ms;
 use kamailio::process;
 use kamailio::shm::ShmBlock;
 use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
@@ -103,16 +103,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
 pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
-    protocol::Kdmq {
-        from,
-        to: &m.local_uri,
-        peer,
-        max_forwards: 1,
-        content_type,
-        body,
-        signing: None,
-    }
-    .to_bytes(&protocol::Envelope {
+    protocol::Kdmq { from, to: &m.local_uri, peer, max_forwards: 1, content_type, body, signing: None }.to_bytes(&protocol::Envelope {
         transport: from.transport,
         sent_by: &m.socket.sent_by,
         branch: &branch,

@@ -63,7 +63,10 @@ fn the_crates_depend_on_each_other_as_the_layers_say() {
     for (name, dir, _) in CRATES {
         let got = dependencies(dir);
         let want: BTreeSet<String> = want[name].iter().map(|s| s.to_string()).collect();
-        assert_eq!(got, want, "{name}'s [dependencies] (ARCHITECTURE.md: dmq_rs never names kamailio-sys; kamailio and dmq_core never name each other)");
+        assert_eq!(
+            got, want,
+            "{name}'s [dependencies] (ARCHITECTURE.md: dmq_rs never names kamailio-sys; kamailio and dmq_core never name each other)"
+        );
     }
 }
 
@@ -91,7 +94,11 @@ fn the_pure_crate_forbids_unsafe_code() {
 fn the_kamailio_crate_knows_nothing_of_dmq() {
     for (file, text) in sources("crates/kamailio/src") {
         for (n, line) in code(&text).enumerate() {
-            assert!(!line.to_ascii_lowercase().contains("dmq"), "crates/kamailio/src/{file}.rs:{}: DMQ belongs above this crate: {line:?}", n + 1);
+            assert!(
+                !line.to_ascii_lowercase().contains("dmq"),
+                "crates/kamailio/src/{file}.rs:{}: DMQ belongs above this crate: {line:?}",
+                n + 1
+            );
         }
     }
 }
@@ -104,7 +111,11 @@ fn release_differences_stay_beside_the_bindings() {
     for dir in ["src", "dmq/src", "crates/kamailio/src"] {
         for (file, text) in &sources(dir) {
             for (n, line) in code(text).enumerate() {
-                assert!(!line.contains("kamailio_6") && !line.contains("kamailio_5"), "{dir}/{file}.rs:{}: a release cfg belongs in kamailio-sys or dmq_abi", n + 1);
+                assert!(
+                    !line.contains("kamailio_6") && !line.contains("kamailio_5"),
+                    "{dir}/{file}.rs:{}: a release cfg belongs in kamailio-sys or dmq_abi",
+                    n + 1
+                );
             }
         }
     }

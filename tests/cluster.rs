@@ -39,7 +39,11 @@ fn bad_notifications_get_a_reply_and_change_nothing() {
     let big = vec![b'x'; 70 * 1024];
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("unparsable uri", kdmq(node.addr, from, "notification_peer", "text/plain", b"sip:@@bad\r\n"), "SIP/2.0 400"),
-        ("unknown status", kdmq(node.addr, from, "notification_peer", "text/plain", b"sip:127.0.0.9:5090;status=zombie\r\n"), "SIP/2.0 400"),
+        (
+            "unknown status",
+            kdmq(node.addr, from, "notification_peer", "text/plain", b"sip:127.0.0.9:5090;status=zombie\r\n"),
+            "SIP/2.0 400",
+        ),
         ("binary junk", kdmq(node.addr, from, "notification_peer", "text/plain", b"\x00\xff\xfe\x01junk"), "SIP/2.0 400"),
         // Not a member: refused before the peer lookup (members_only).
         ("unknown peer", kdmq(node.addr, from, "no_such_peer", "text/plain", b""), "SIP/2.0 403"),
@@ -90,7 +94,8 @@ fn killed_node_is_dropped_within_seconds_and_rejoins_when_restarted() {
 
 #[test]
 fn cleanly_stopped_node_leaves_at_once_and_event_routes_run() {
-    let events = "event_route[dmq:node-active] {\n\txlog(\"L_NOTICE\", \"DMQ-EVENT active $xavp(dmq_node=>uri) $xavp(dmq_node=>status)\\n\");\n}\n\
+    let events =
+        "event_route[dmq:node-active] {\n\txlog(\"L_NOTICE\", \"DMQ-EVENT active $xavp(dmq_node=>uri) $xavp(dmq_node=>status)\\n\");\n}\n\
                   event_route[dmq:node-inactive] {\n\txlog(\"L_NOTICE\", \"DMQ-EVENT inactive $xavp(dmq_node=>uri)\\n\");\n}\n";
     let (a, b, mut c) = three_rs_nodes("leave", events);
     let c_addr = c.addr;
@@ -196,7 +201,11 @@ fn named_nodes(trusted: bool) {
         }
         .param("ping_interval", "2");
         let c = if trusted { c.param("trusted_network", "\"127.0.0.0/8\"") } else { c };
-        if i == 0 { c } else { c.param("notification_address", &format!("\"sip:{}:{}\"", names[0], addrs[0].port())) }
+        if i == 0 {
+            c
+        } else {
+            c.param("notification_address", &format!("\"sip:{}:{}\"", names[0], addrs[0].port()))
+        }
     };
     let label = if trusted { "names-trusted" } else { "names" };
     let nodes: Vec<Node> = (0..3).map(|i| Node::start_at(&format!("{label}-{i}"), &config(i), addrs[i])).collect();
@@ -206,9 +215,10 @@ fn named_nodes(trusted: bool) {
         let ok = node.wait_until(CONVERGE, |n| {
             let l = listed(n);
             l.len() == 3
-                && names.iter().zip(&addrs).all(|(name, addr)| {
-                    l.iter().any(|(h, ip, st)| h == name && *ip == addr.ip().to_string() && st == "active")
-                })
+                && names
+                    .iter()
+                    .zip(&addrs)
+                    .all(|(name, addr)| l.iter().any(|(h, ip, st)| h == name && *ip == addr.ip().to_string() && st == "active"))
         });
         assert!(ok, "node {} lists {:?}", node.addr, listed(node));
     }
@@ -265,7 +275,8 @@ fn a_flood_of_bogus_nodes_fills_the_list_to_its_limit_and_changes_still_hold() {
     let from = sock.local_addr().unwrap();
     // 600 made-up nodes on loopback addresses nobody listens on.
     let body: String = (0..600).map(|i| format!("sip:127.1.{}.{}:5090;status=active\r\n", i / 250, 1 + i % 250)).collect();
-    let reply = node.sip_exchange(&sock, &kdmq(node.addr, from, "notification_peer", "text/plain", body.as_bytes()), Duration::from_secs(5));
+    let reply =
+        node.sip_exchange(&sock, &kdmq(node.addr, from, "notification_peer", "text/plain", body.as_bytes()), Duration::from_secs(5));
     assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
     let limit: usize = reply_field(&node.rpc(&["dmq.stats"]), "node_limit").unwrap();
     let listed = |n: &Node| n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default().matches("host:").count();
@@ -273,9 +284,5 @@ fn a_flood_of_bogus_nodes_fills_the_list_to_its_limit_and_changes_still_hold() {
     assert_eq!(stat(&node, "nodes_refused"), (600 + 1 - limit) as i64);
     assert!(node.log_text().contains("beyond the limit"), "the refusal is logged");
     // Changes are still saved: the made-up nodes answer no ping and go.
-    assert!(
-        node.wait_until(Duration::from_secs(10), |n| listed(n) == 1),
-        "{} nodes still listed",
-        listed(&node)
-    );
+    assert!(node.wait_until(Duration::from_secs(10), |n| listed(n) == 1), "{} nodes still listed", listed(&node));
 }

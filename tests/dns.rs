@@ -52,7 +52,9 @@ fn listed(node: &Node) -> Vec<String> {
     let out = node.try_rpc(&["dmq.list_nodes"]).unwrap_or_default();
     out.split('}')
         .filter(|e| e.contains("host:"))
-        .map(|e| format!("{}:{}", reply_field::<String>(e, "host").unwrap_or_default(), reply_field::<String>(e, "port").unwrap_or_default()))
+        .map(|e| {
+            format!("{}:{}", reply_field::<String>(e, "host").unwrap_or_default(), reply_field::<String>(e, "port").unwrap_or_default())
+        })
         .collect()
 }
 
@@ -190,8 +192,7 @@ fn without_multi_notify_the_name_stands_for_one_other_node() {
     let addrs = addresses_on_one_port(3);
     let dns = Dns::start("dns-single", &[(NAME, ips(&addrs))], &[], 1);
     let config = |at: &SocketAddr| pod(&dns, at.port()).without_param("multi_notify");
-    let nodes: Vec<Node> =
-        addrs.iter().enumerate().map(|(i, at)| Node::start_at(&format!("dns-single-{i}"), &config(at), *at)).collect();
+    let nodes: Vec<Node> = addrs.iter().enumerate().map(|(i, at)| Node::start_at(&format!("dns-single-{i}"), &config(at), *at)).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
     // Each node notifies one other address (never itself); the answers'
     // lists make the cluster whole.
@@ -207,11 +208,8 @@ fn without_multi_notify_the_name_stands_for_one_other_node() {
 fn a_cold_start_converges_once_the_name_has_records() {
     let addrs = addresses_on_one_port(3);
     let dns = Dns::start("dns-cold", &[], &[], 1);
-    let nodes: Vec<Node> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, at)| Node::start_at(&format!("dns-cold-{i}"), &pod(&dns, at.port()), *at))
-        .collect();
+    let nodes: Vec<Node> =
+        addrs.iter().enumerate().map(|(i, at)| Node::start_at(&format!("dns-cold-{i}"), &pod(&dns, at.port()), *at)).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
     std::thread::sleep(Duration::from_secs(3));
     for (node, at) in refs.iter().zip(&addrs) {
@@ -243,7 +241,10 @@ fn a_replaced_pod_leaves_and_its_successor_joins() {
     let now = [first[0], first[1], successor];
     let live: Vec<&Node> = [&nodes[0], &nodes[1], &nodes[3]].into();
     assert_members(&live, &now, Duration::from_secs(20));
-    eprintln!("FIGURES replaced pod: the old address left and the new one joined every list {:.1} s after the kill", start.elapsed().as_secs_f64());
+    eprintln!(
+        "FIGURES replaced pod: the old address left and the new one joined every list {:.1} s after the kill",
+        start.elapsed().as_secs_f64()
+    );
     assert!(wait_contacts(&live, 30, Duration::from_secs(20)).is_some(), "the successor synced: {:?}", contacts(&live));
 }
 
@@ -264,7 +265,10 @@ fn scaling_three_to_six_to_three_follows_the_name() {
     let up = assert_members(&nodes.iter().collect::<Vec<_>>(), &addrs, Duration::from_secs(20));
     let synced = wait_contacts(&nodes.iter().collect::<Vec<_>>(), 50, Duration::from_secs(20));
     assert!(synced.is_some(), "{:?}", contacts(&nodes.iter().collect::<Vec<_>>()));
-    eprintln!("FIGURES scale 3→6: six nodes listed each other {:.1} s after the scale-up began", (start.elapsed() - synced.unwrap()).as_secs_f64().max(up.as_secs_f64()));
+    eprintln!(
+        "FIGURES scale 3→6: six nodes listed each other {:.1} s after the scale-up began",
+        (start.elapsed() - synced.unwrap()).as_secs_f64().max(up.as_secs_f64())
+    );
     // Scale down: the name lists the first three; the others stop.
     let start = Instant::now();
     dns.set(&[(NAME, ips(&addrs[..3]))]);
@@ -273,7 +277,10 @@ fn scaling_three_to_six_to_three_follows_the_name() {
     }
     let kept: Vec<&Node> = nodes[..3].iter().collect();
     let down = assert_members(&kept, &addrs[..3], Duration::from_secs(20));
-    eprintln!("FIGURES scale 6→3: three nodes listed only each other {:.1} s after the scale-down began", start.elapsed().as_secs_f64().max(down.as_secs_f64()));
+    eprintln!(
+        "FIGURES scale 6→3: three nodes listed only each other {:.1} s after the scale-down began",
+        start.elapsed().as_secs_f64().max(down.as_secs_f64())
+    );
     register(&nodes[1], 10);
     assert!(wait_contacts(&kept, 60, Duration::from_secs(20)).is_some(), "{:?}", contacts(&kept));
 }

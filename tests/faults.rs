@@ -73,7 +73,13 @@ fn shm_used(node: &Node) -> Option<u64> {
 fn heal_figures(node: &Node) -> String {
     let out = node.try_rpc(&["dmq.stats"]).unwrap_or_default();
     let f = |name: &str| reply_field::<u64>(&out, name).unwrap_or(0);
-    format!("heal_syncs {} pushes {} deferred {} stalls {}", f("heal_syncs"), f("heal_sync_pushes"), f("heal_syncs_deferred"), f("heal_stalls"))
+    format!(
+        "heal_syncs {} pushes {} deferred {} stalls {}",
+        f("heal_syncs"),
+        f("heal_sync_pushes"),
+        f("heal_syncs_deferred"),
+        f("heal_stalls")
+    )
 }
 
 /// Starts one node per host of `net`: host 0 unseeded, the others seeded
@@ -208,7 +214,13 @@ fn partition(label: &str, stock: bool) -> Option<PartitionFigures> {
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, 800, aor_count);
     let healed = took.map(|t| t.as_secs_f64());
     // htable items may trail the contacts a little.
-    let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == 800));
+    let (items, _) = wait_settled(
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+        Duration::from_millis(250),
+        || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
+        |v| v.iter().all(|&n| n == 800),
+    );
     for n in &nodes {
         eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
     }
@@ -253,7 +265,11 @@ struct Outcome {
 }
 
 fn implementation(stock: bool) -> &'static str {
-    if stock { "stock dmq.so" } else { "dmq_rs" }
+    if stock {
+        "stock dmq.so"
+    } else {
+        "dmq_rs"
+    }
 }
 
 fn freeze(label: &str, stock: bool) -> Option<Outcome> {
@@ -283,7 +299,13 @@ fn freeze(label: &str, stock: bool) -> Option<Outcome> {
     let total = ok0 + ok1;
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
     let since_resume = resumed_at.elapsed();
-    let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == total));
+    let (items, _) = wait_settled(
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+        Duration::from_millis(250),
+        || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
+        |v| v.iter().all(|&n| n == total),
+    );
     for n in &nodes {
         eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
     }
@@ -347,7 +369,13 @@ fn restart_storm(label: &str, stock: bool) -> Option<Outcome> {
         eprintln!("[{label}] node {i} restarted, rejoined after {rejoined:?}; {} REGISTERs answered 200 meanwhile", okx + oky);
     }
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
-    let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == total));
+    let (items, _) = wait_settled(
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+        Duration::from_millis(250),
+        || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
+        |v| v.iter().all(|&n| n == total),
+    );
     for n in &nodes {
         eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
     }
@@ -396,13 +424,20 @@ fn kill_9_in_the_middle_of_a_100000_contact_sync() {
     // A loaded machine drops some REGISTERs (sipp gives up on them): what
     // counts is that everything host 0 holds ends up everywhere.
     assert!(ok >= CONTACTS * 9 / 10 && all >= ok, "{ok} REGISTERs answered 200, host 0 holds {all}");
-    let (held, b_synced) = wait_settled(Duration::from_secs(60), Duration::from_secs(15), Duration::from_millis(250), || aor_count(&b), |&n| n == all);
+    let (held, b_synced) =
+        wait_settled(Duration::from_secs(60), Duration::from_secs(15), Duration::from_millis(250), || aor_count(&b), |&n| n == all);
     assert!(b_synced.is_some(), "host 1 holds {held} of {all}");
     let filled = t.elapsed();
     let joiner = Node::start_at(&format!("{label}-2"), &seeded(net.on_host(2, base.clone()), net.addr(0)), net.addr(2));
     let t = Instant::now();
     // The middle of the sync: at least a tenth, well before the end.
-    let (at_kill, mid) = wait_settled(Duration::from_secs(30), Duration::from_secs(10), Duration::from_millis(20), || aor_count(&joiner), |&n| n >= CONTACTS / 10);
+    let (at_kill, mid) = wait_settled(
+        Duration::from_secs(30),
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || aor_count(&joiner),
+        |&n| n >= CONTACTS / 10,
+    );
     assert!(mid.is_some(), "the joiner's sync did not start: {at_kill}");
     a.kill();
     let killed_at = Instant::now();
@@ -476,12 +511,21 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         assert_eq!((ok0, ok2), (300, 200));
         let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 0, aor_count);
         assert!(took.is_some(), "round {round}: contacts not removed everywhere: {held:?}");
-        let (items, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(3), Duration::from_millis(250), || counts(&nodes, |n| htable_items(n).unwrap_or(0)), |v| v.iter().all(|&n| n == 0));
+        let (items, _) = wait_settled(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_millis(250),
+            || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
+            |v| v.iter().all(|&n| n == 0),
+        );
         assert_eq!(items, vec![0; 3], "round {round}: htable items not removed everywhere");
         // tm's transactions (pings) end after their wait timer.
         std::thread::sleep(Duration::from_secs(5));
         let after = shm(&nodes);
-        eprintln!("[{label}] round {round}: shm used per node {after:?} (before the load {before:?}; healed in {:.1} s)", took.unwrap().as_secs_f64());
+        eprintln!(
+            "[{label}] round {round}: shm used per node {after:?} (before the load {before:?}; healed in {:.1} s)",
+            took.unwrap().as_secs_f64()
+        );
         rounds.push(after);
     }
     for n in &nodes {
@@ -497,8 +541,17 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
     );
     for (i, _) in nodes.iter().enumerate() {
         // Slack: allocator fragmentation and usrloc/htable first-use structures.
-        assert!(rounds[2][i] <= before[i] + 1024 * 1024, "node {i}: {} bytes of shm after 3 rounds, {} before the load", rounds[2][i], before[i]);
-        assert!(rounds[2][i] <= rounds[0][i] + 256 * 1024, "node {i}: shm grows round after round: {:?}", rounds.iter().map(|r| r[i]).collect::<Vec<_>>());
+        assert!(
+            rounds[2][i] <= before[i] + 1024 * 1024,
+            "node {i}: {} bytes of shm after 3 rounds, {} before the load",
+            rounds[2][i],
+            before[i]
+        );
+        assert!(
+            rounds[2][i] <= rounds[0][i] + 256 * 1024,
+            "node {i}: shm grows round after round: {:?}",
+            rounds.iter().map(|r| r[i]).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -525,7 +578,13 @@ fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) 
     // htable.dump of thousands of items is too big for kamcmd: count with
     // htable.stats (which counts a key stock htable stored twice twice).
     let stored = |n: &Node| n.try_rpc(&["htable.stats"]).ok().and_then(|o| reply_field::<usize>(&o, "all")).unwrap_or(0);
-    let (items, _) = wait_settled(Duration::from_secs(15), Duration::from_secs(3), Duration::from_millis(250), || counts(nodes, stored), |v| v.iter().all(|&n| n >= total));
+    let (items, _) = wait_settled(
+        Duration::from_secs(15),
+        Duration::from_secs(3),
+        Duration::from_millis(250),
+        || counts(nodes, stored),
+        |v| v.iter().all(|&n| n >= total),
+    );
     for n in nodes {
         let stats = n.try_rpc(&["dmq.stats"]).unwrap_or_default();
         let f = |name: &str| reply_field::<u64>(&stats, name).unwrap_or(u64::MAX);
@@ -556,10 +615,15 @@ fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) 
         n.rpc(&["htable.seti", "t", &format!("alive{i}"), "1"]);
     }
     for n in nodes {
-        let all_there = n.wait_until(Duration::from_secs(10), |n| (0..nodes.len()).all(|i| htable_get(n, "t", &format!("alive{i}")).is_some()));
+        let all_there =
+            n.wait_until(Duration::from_secs(10), |n| (0..nodes.len()).all(|i| htable_get(n, "t", &format!("alive{i}")).is_some()));
         assert!(all_there, "[{label}] node {} does not hear from every node after the fault", n.addr);
     }
-    eprintln!("FIGURES {label}: every node whole {:.1} s after the fault began, contacts per node {contacts:?}, shm per node (KB) {:?}", whole_after.as_secs_f64(), later.iter().map(|b| b / 1024).collect::<Vec<_>>());
+    eprintln!(
+        "FIGURES {label}: every node whole {:.1} s after the fault began, contacts per node {contacts:?}, shm per node (KB) {:?}",
+        whole_after.as_secs_f64(),
+        later.iter().map(|b| b / 1024).collect::<Vec<_>>()
+    );
 }
 
 /// Under load (REGISTERs into node 0), node 2 is killed (its connections

@@ -218,7 +218,11 @@ fn a_dead_node_is_shown_in_6_1_words_and_no_notification_is_refused() {
         nodes[0].addr,
         nodes[0].rpc(&["dmq.list_nodes"])
     );
-    assert!(node_field(&nodes[0], dead, "fail_count").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0) >= 1, "{}", nodes[0].rpc(&["dmq.list_nodes"]));
+    assert!(
+        node_field(&nodes[0], dead, "fail_count").and_then(|c| c.parse::<u32>().ok()).unwrap_or(0) >= 1,
+        "{}",
+        nodes[0].rpc(&["dmq.list_nodes"])
+    );
     // (It goes past 3 failures; the stock node, which learns of the death
     // only from tm's 408 after its fr_timer, lists it active meanwhile and
     // brings it back: the unit tests of dmq_core::nodes follow the walk.)

@@ -115,7 +115,11 @@ fn a_message_to_a_stalled_node_is_retransmitted_until_it_gets_there() {
     nodes[1].resume();
     assert!(retransmissions >= 2, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
     assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, "late").as_deref() == Some("5")), "the item never reached the stalled node");
-    assert!(nodes[0].wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)), "still waiting: {:?}", nodes[0].try_rpc(&["dmq.stats"]));
+    assert!(
+        nodes[0].wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)),
+        "still waiting: {:?}",
+        nodes[0].try_rpc(&["dmq.stats"])
+    );
     assert_eq!(dmq_stat(&nodes[0], "messages_timed_out_without_tm"), Some(0));
 }
 
@@ -149,7 +153,10 @@ fn joining_node_receives_existing_registrations_through_sync() {
 /// body `{"action":N}` alone).
 fn logging_registrar(c: NodeConfig) -> NodeConfig {
     let mut c = registrar(c);
-    c.route = format!("if (is_method(\"KDMQ\") && $rU == \"usrloc\" && $cl < 20) {{ xlog(\"L_NOTICE\", \"SYNC-REQUEST from $si\\n\"); }}\n\t{}", c.route);
+    c.route = format!(
+        "if (is_method(\"KDMQ\") && $rU == \"usrloc\" && $cl < 20) {{ xlog(\"L_NOTICE\", \"SYNC-REQUEST from $si\\n\"); }}\n\t{}",
+        c.route
+    );
     c
 }
 
@@ -182,7 +189,8 @@ fn init_with_single_syncs_from_one_node() {
 fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
     let node = || {
         let mut c = NodeConfig::default();
-        c.consumers += "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 0)\n";
+        c.consumers +=
+            "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 0)\n";
         // dmq_t_replicate returns 0 on success, which ends the route (as
         // with the stock module): save first, replicate last.
         c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
@@ -272,7 +280,11 @@ fn kemi_lua_script_runs_a_node() {
     };
     let nodes = start_cluster("kemi", vec![c.clone(), c]);
     for n in &nodes {
-        assert!(n.wait_until(Duration::from_secs(5), |x| x.log_text().contains("KEMI dmq: notification_peer")), "the Lua route did not run on {}", n.addr);
+        assert!(
+            n.wait_until(Duration::from_secs(5), |x| x.log_text().contains("KEMI dmq: notification_peer")),
+            "the Lua route did not run on {}",
+            n.addr
+        );
     }
 }
 
@@ -300,7 +312,9 @@ fn custom_functions_reach_a_consumer_with_admission_checks() {
     assert!(send("handle", "htable", &set("h", 8)).starts_with("SIP/2.0 200"));
     assert!(node.wait_until(Duration::from_secs(3), |n| htable_get(n, "t", "h").as_deref() == Some("8")));
     // A body htable would choke on, an unknown peer, a bad node: refused.
-    for (user, peer, body) in [("process", "htable", "{\"action\":2,\"htname\""), ("handle", "htable", "[1,2"), ("process", "nosuchpeer", &set("x", 1))] {
+    for (user, peer, body) in
+        [("process", "htable", "{\"action\":2,\"htname\""), ("handle", "htable", "[1,2"), ("process", "nosuchpeer", &set("x", 1))]
+    {
         let reply = send(user, peer, body);
         assert!(reply.starts_with("SIP/2.0 500"), "{user} {peer} {body}: {reply}");
     }
@@ -328,7 +342,8 @@ fn dialogs_replicate_in_a_mixed_cluster() {
 fn dialogs_replicate(label: &str, kinds: [bool; 3]) {
     let node = |stock: bool| {
         let mut c = if stock { NodeConfig::stock() } else { NodeConfig::default() };
-        c.consumers += "loadmodule \"rr.so\"\nloadmodule \"siputils.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n";
+        c.consumers +=
+            "loadmodule \"rr.so\"\nloadmodule \"siputils.so\"\nloadmodule \"dialog.so\"\nmodparam(\"dialog\", \"enable_dmq\", 1)\n";
         c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
                    \tif (has_totag()) { if (loose_route()) { t_relay(); } else { t_check_trans(); } exit; }\n\
                    \tif (is_method(\"INVITE\")) { dlg_manage(); record_route(); t_relay(); exit; }\n\
@@ -352,7 +367,13 @@ fn assert_dialogs_replicated(nodes: &[Node], count: usize) {
     assert!(entry.wait_until(REPLICATE, |n| dialog_call_ids(n).len() == count), "the entry node holds {:?}", dialog_call_ids(entry));
     let created = sorted_ids(entry);
     for n in &nodes[1..] {
-        assert!(n.wait_until(REPLICATE, |x| sorted_ids(x) == created), "{} holds {:?}, the entry node {:?}", n.addr, sorted_ids(n), created);
+        assert!(
+            n.wait_until(REPLICATE, |x| sorted_ids(x) == created),
+            "{} holds {:?}, the entry node {:?}",
+            n.addr,
+            sorted_ids(n),
+            created
+        );
     }
 }
 
@@ -385,9 +406,18 @@ fn registrar_example_replicates_registrations() {
 fn htable_example_replicates_items() {
     let nodes = example_cluster("htable-cluster.cfg");
     let table = std::fs::read_to_string(example("htable-cluster.cfg")).unwrap();
-    let name = table.split("modparam(\"htable\", \"htable\", \"").nth(1).and_then(|t| t.split("=>").next()).expect("a table in the example").to_string();
+    let name = table
+        .split("modparam(\"htable\", \"htable\", \"")
+        .nth(1)
+        .and_then(|t| t.split("=>").next())
+        .expect("a table in the example")
+        .to_string();
     nodes[1].rpc(&["htable.seti", &name, "example", "42"]);
-    assert!(nodes[0].wait_until(REPLICATE, |n| htable_get(n, &name, "example").as_deref() == Some("42")), "the item did not reach {}", nodes[0].addr);
+    assert!(
+        nodes[0].wait_until(REPLICATE, |n| htable_get(n, &name, "example").as_deref() == Some("42")),
+        "the item did not reach {}",
+        nodes[0].addr
+    );
 }
 
 #[test]
@@ -427,14 +457,14 @@ fn presence_publications_replicate() {
          <tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>",
         to = nodes[0].addr
     );
-    let publish = String::from_utf8(sip_request("PUBLISH", "alice", nodes[0].addr, from, "application/pidf+xml", pidf.as_bytes(), Some(pidf.len())))
-        .unwrap()
-        .replacen("Content-Type:", "Event: presence\r\nExpires: 600\r\nContent-Type:", 1);
+    let publish =
+        String::from_utf8(sip_request("PUBLISH", "alice", nodes[0].addr, from, "application/pidf+xml", pidf.as_bytes(), Some(pidf.len())))
+            .unwrap()
+            .replacen("Content-Type:", "Event: presence\r\nExpires: 600\r\nContent-Type:", 1);
     let reply = nodes[0].sip_exchange(&sock, publish.as_bytes(), Duration::from_secs(5)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 200"), "PUBLISH was not accepted: {reply}");
-    let holds_alice = |n: &Node| {
-        n.try_rpc(&["db_text.query", "select username,event from presentity"]).map(|o| o.contains("alice")).unwrap_or(false)
-    };
+    let holds_alice =
+        |n: &Node| n.try_rpc(&["db_text.query", "select username,event from presentity"]).map(|o| o.contains("alice")).unwrap_or(false);
     for n in &nodes {
         assert!(n.wait_until(REPLICATE, holds_alice), "{} has no presentity for alice", n.addr);
     }

@@ -105,7 +105,10 @@ fn event_callback_calls_a_lua_function() {
     c.route = String::new();
     c.consumers += &format!("loadmodule \"app_lua.so\"\nmodparam(\"app_lua\", \"load\", \"{}\")\ncfgengine \"lua\"\n", script.display());
     let a = Node::start("evcb-a", &c);
-    let b = Node::start("evcb-b", &NodeConfig::default().param("ping_interval", "600").param("notification_address", &format!("\"sip:{}\"", a.addr)));
+    let b = Node::start(
+        "evcb-b",
+        &NodeConfig::default().param("ping_interval", "600").param("notification_address", &format!("\"sip:{}\"", a.addr)),
+    );
     assert_converged(&[&a, &b]);
     let bu = format!("sip:{}", b.addr);
     assert_eq!(settle_count(&a, &format!("LUA-DMQ-EVENT dmq:peer-up {bu}"), 1), 1, "the Lua function got no peer-up");

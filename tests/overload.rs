@@ -86,7 +86,11 @@ fn a_full_job_queue_loses_nothing_between_dmq_rs_nodes() {
     // every 50 ms: a burst of writes overflows it, its 503s make the sender
     // send again later, and every item arrives (every message through the
     // queue: updates_in_place 0).
-    let receiver = htable_node().param("updates_in_place", "0").param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
+    let receiver = htable_node()
+        .param("updates_in_place", "0")
+        .param("num_workers", "1")
+        .param("worker_usleep", "50000")
+        .param("job_queue_limit", "1");
     let nodes = start_cluster("queue-retry", vec![htable_node(), receiver]);
     for i in 0..20 {
         nodes[0].rpc(&["htable.seti", "t", &format!("burst{i}"), &i.to_string()]);
@@ -105,7 +109,11 @@ fn a_full_job_queue_loses_nothing_over_tcp() {
     // burst overflows it, and the 503s it answers must be sent again
     // (every message through the queue: updates_in_place 0).
     let sender = Node::start("tcp-503-a", &over_tcp(htable_node(), None));
-    let receiver_config = htable_node().param("updates_in_place", "0").param("num_workers", "1").param("worker_usleep", "50000").param("job_queue_limit", "1");
+    let receiver_config = htable_node()
+        .param("updates_in_place", "0")
+        .param("num_workers", "1")
+        .param("worker_usleep", "50000")
+        .param("job_queue_limit", "1");
     let receiver = Node::start("tcp-503-b", &over_tcp(receiver_config, Some(sender.addr)));
     let converged = |n: &Node| {
         let out = n.try_rpc(&["dmq.list_nodes"]).unwrap_or_default();
@@ -135,10 +143,7 @@ fn a_full_job_queue_loses_nothing_over_tcp() {
 fn a_kdmq_that_waits_behind_another_hears_100_trying_at_once() {
     // The test's socket is no cluster node: let its KDMQs in (members_only 0).
     // Every message through the queue (updates_in_place 0).
-    let node = Node::start(
-        "trying",
-        &htable_node().param("num_workers", "1").param("members_only", "0").param("updates_in_place", "0"),
-    );
+    let node = Node::start("trying", &htable_node().param("num_workers", "1").param("members_only", "0").param("updates_in_place", "0"));
     let worker: i32 = reply_field(&node.rpc(&["dmq.stats"]), "worker_pid").expect("a worker pid");
     let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();

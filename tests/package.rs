@@ -33,10 +33,12 @@ fn package(release: Release) -> PathBuf {
         Release::K61 => "~kamailio6.1.",
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("build/deb");
-    let mut debs: Vec<PathBuf> = fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    debs.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kamailio-dmq-rs_") && n.contains(marker) && n.ends_with(".deb")));
+    let mut debs: Vec<PathBuf> = fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    debs.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("kamailio-dmq-rs_") && n.contains(marker) && n.ends_with(".deb"))
+    });
     debs.sort_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok());
     debs.pop().unwrap_or_else(|| panic!("no kamailio-dmq-rs package for {} in {}: run `make deb`", release.name(), dir.display()))
 }

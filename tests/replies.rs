@@ -25,7 +25,8 @@ fn broadcasting(config: NodeConfig) -> NodeConfig {
 fn broadcast(node: &Node) {
     let sock = UdpSocket::bind(format!("{}:0", allocate_address().ip())).unwrap();
     let from = sock.local_addr().unwrap();
-    let reply = node.sip_exchange(&sock, &sip_request("MESSAGE", "x", node.addr, from, "text/plain", b"hello", Some(5)), Duration::from_secs(5));
+    let reply =
+        node.sip_exchange(&sock, &sip_request("MESSAGE", "x", node.addr, from, "text/plain", b"hello", Some(5)), Duration::from_secs(5));
     assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
 }
 
@@ -47,7 +48,9 @@ fn forged_replies_neither_complete_nor_silence_a_message() {
     attacker.send_to(&request.reply(200, |l| l.to_string()), node.addr).unwrap();
     attacker.send_to(&request.reply(100, |l| l.to_string()), node.addr).unwrap();
     // From the node's own address but with another Call-ID: refused.
-    fake.sock.send_to(&request.reply(200, |l| if l.starts_with("Call-ID") { "Call-ID: dmqrs-1.1.0@x".into() } else { l.to_string() }), node.addr).unwrap();
+    fake.sock
+        .send_to(&request.reply(200, |l| if l.starts_with("Call-ID") { "Call-ID: dmqrs-1.1.0@x".into() } else { l.to_string() }), node.addr)
+        .unwrap();
     // A branch guessed from slot and sequence alone (no nonce): refused too.
     let branch = request.branch();
     let guessed: String = branch.rsplit_once('.').unwrap().0.to_string();
@@ -94,7 +97,8 @@ fn replies_reach_dmq_through_a_reply_route_that_drops_unknown_replies() {
     let (status, out, err) = sipp_register(nodes[0].addr, &nodes[0].dir, count, 500);
     assert!(status.success(), "sipp: {out}{err}");
     for node in &nodes {
-        let (held, done) = wait_settled(Duration::from_secs(20), Duration::from_secs(5), Duration::from_millis(200), || aor_count(node), |n| *n >= count);
+        let (held, done) =
+            wait_settled(Duration::from_secs(20), Duration::from_secs(5), Duration::from_millis(200), || aor_count(node), |n| *n >= count);
         assert!(done.is_some(), "node {} holds {held} of {count}", node.addr);
     }
     let entry = &nodes[0];

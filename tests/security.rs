@@ -83,12 +83,17 @@ fn strangers_cannot_plant_contacts_join_or_crash_a_node() {
     // accepted: the source is what was refused.
     let member = UdpSocket::bind(format!("{}:0", a_addr.ip())).unwrap();
     let from_member = member.local_addr().unwrap();
-    let reply =
-        exchange(&b, &member, &kdmq(b.addr, from_member, "usrloc", "application/json", planted_contact("member-made").as_bytes()), "member");
+    let reply = exchange(
+        &b,
+        &member,
+        &kdmq(b.addr, from_member, "usrloc", "application/json", planted_contact("member-made").as_bytes()),
+        "member",
+    );
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
     assert!(holds_aor(&b, "member-made"), "a member's contact was not stored");
     // A member that names a node outside trusted_network: answered, not listed.
-    let reply = exchange(&b, &member, &kdmq(b.addr, from_member, "notification_peer", "text/plain", fake_node.as_bytes()), "member notification");
+    let reply =
+        exchange(&b, &member, &kdmq(b.addr, from_member, "notification_peer", "text/plain", fake_node.as_bytes()), "member notification");
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
     assert!(!b.rpc(&["dmq.list_nodes"]).contains(&format!("host: {}\n", from.ip())), "an untrusted node was listed");
 
@@ -116,7 +121,8 @@ fn strangers_cannot_plant_contacts_join_or_crash_a_node() {
     let dir = node_dir("sec-sipp");
     let (status, _, err) = sipp_register(a.addr, &dir, 20, 100);
     assert!(status.success(), "sipp: {err}");
-    let (held, took) = wait_settled(Duration::from_secs(15), Duration::from_secs(5), Duration::from_millis(200), || aor_count(&b), |n| *n >= 21);
+    let (held, took) =
+        wait_settled(Duration::from_secs(15), Duration::from_secs(5), Duration::from_millis(200), || aor_count(&b), |n| *n >= 21);
     assert!(took.is_some(), "B holds {held} of 21 contacts after the attacks");
     assert_eq!(dmq_stat(&b, "refused_not_member"), 2, "{}", b.rpc(&["dmq.stats"]));
     assert_eq!(dmq_stat(&b, "refused_untrusted_network"), 2, "{}", b.rpc(&["dmq.stats"]));
@@ -163,12 +169,16 @@ fn a_shared_secret_keeps_out_every_unsigned_or_stale_kdmq() {
     let (status, _, err) = sipp_register(nodes[0].addr, &dir, 30, 100);
     assert!(status.success(), "sipp: {err}");
     for n in &nodes[1..] {
-        let (held, took) = wait_settled(Duration::from_secs(15), Duration::from_secs(5), Duration::from_millis(200), || aor_count(n), |c| *c >= 30);
+        let (held, took) =
+            wait_settled(Duration::from_secs(15), Duration::from_secs(5), Duration::from_millis(200), || aor_count(n), |c| *c >= 30);
         assert!(took.is_some(), "{} holds {held} of 30 contacts in a signed cluster", n.addr);
     }
 
     // A node with another secret is refused and never becomes active.
-    let intruder = Node::start("sec-secret-other", &seeded(registrar(NodeConfig::default()), nodes[0].addr).param("shared_secret", "\"another-secret-456789\""));
+    let intruder = Node::start(
+        "sec-secret-other",
+        &seeded(registrar(NodeConfig::default()), nodes[0].addr).param("shared_secret", "\"another-secret-456789\""),
+    );
     std::thread::sleep(Duration::from_secs(6));
     assert_ne!(status_of(&nodes[0], intruder.addr).as_deref(), Some("active"), "a node with another secret joined");
     assert!(dmq_stat(&nodes[0], "refused_bad_signature") > 0);

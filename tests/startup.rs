@@ -41,9 +41,7 @@ fn assert_refused(label: &str, config: NodeConfig, expected: &[&str]) {
 
 #[test]
 fn server_address_that_is_not_a_listening_socket_is_refused() {
-    let cfg = NodeConfig::default()
-        .without_param("server_address")
-        .param("server_address", "\"sip:127.0.0.1:5999\"");
+    let cfg = NodeConfig::default().without_param("server_address").param("server_address", "\"sip:127.0.0.1:5999\"");
     assert_refused("bad-socket", cfg, &["server_address", "udp:127.0.0.1:5999", "not a socket this Kamailio listens on"]);
 }
 
@@ -76,10 +74,7 @@ fn unparsable_notification_address_is_refused() {
     let cfg = NodeConfig::default().param("notification_address", "\"sip:@@:bad:uri\"");
     let (status, log) = run_to_exit("bad-notify", &cfg, REFUSE_LIMIT);
     assert!(!status.expect("still running").success(), "{log}");
-    assert!(
-        log.lines().any(|l| l.contains("ERROR: dmq") && l.contains("notification_address") && l.contains("sip:@@:bad:uri")),
-        "{log}"
-    );
+    assert!(log.lines().any(|l| l.contains("ERROR: dmq") && l.contains("notification_address") && l.contains("sip:@@:bad:uri")), "{log}");
 }
 
 #[test]

@@ -70,7 +70,9 @@ fn scrape(addr: SocketAddr) -> BTreeMap<String, u64> {
         }
         let text = String::from_utf8_lossy(&reply);
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
             if len.is_some_and(|len| body.len() >= len) {
                 break;
             }
@@ -98,7 +100,10 @@ fn write_series(rows: &[(f64, BTreeMap<String, u64>)]) {
     let names: Vec<&String> = rows.iter().flat_map(|(_, m)| m.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let mut csv = format!("seconds,{}\n", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","));
     for (t, m) in rows {
-        csv += &format!("{t:.2},{}\n", names.iter().map(|n| m.get(*n).map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>().join(","));
+        csv += &format!(
+            "{t:.2},{}\n",
+            names.iter().map(|n| m.get(*n).map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>().join(",")
+        );
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/itest/metrics-{}.csv", Release::suite().name()));
     std::fs::write(&path, csv).unwrap();
@@ -171,7 +176,9 @@ fn dmq_figures_reach_kamailio_statistics_and_prometheus() {
     let key = format!("k{}", WRITES - 1);
     for node in [&n1, &n2] {
         assert!(
-            node.wait_until(REPLICATE, |n| n.try_rpc(&["htable.get", "t", &key]).is_ok_and(|o| o.contains(&format!("value: {}", WRITES - 1)))),
+            node.wait_until(REPLICATE, |n| n
+                .try_rpc(&["htable.get", "t", &key])
+                .is_ok_and(|o| o.contains(&format!("value: {}", WRITES - 1)))),
             "{key} did not reach {}",
             node.addr
         );

@@ -24,9 +24,7 @@ fn mixed_cluster_replicates_in_flight(transport: DmqTransport) {
     let rs = registrar(NodeConfig::default()).over(transport);
     let stock = registrar(NodeConfig::stock()).over(transport);
     let nodes = start_cluster(&label, vec![rs.clone(), stock, rs]);
-    let held_everywhere = |want: usize| {
-        nodes.iter().all(|n| n.wait_until(Duration::from_secs(20), |n| aor_count(n) >= want))
-    };
+    let held_everywhere = |want: usize| nodes.iter().all(|n| n.wait_until(Duration::from_secs(20), |n| aor_count(n) >= want));
     // Into dmq_rs: its copies go to the stock node and the other dmq_rs node.
     let (status, _, err) = sipp_register(nodes[0].addr, &nodes[0].dir, 300, 100);
     assert!(status.success(), "sipp: {err}");

@@ -43,9 +43,8 @@ fn main() {
     let workspace = manifest.join("../..");
     // The module name the shim's shm allocations are accounted to
     // (`kamcmd mod.stats`): the module's, set by its .cargo/config.toml.
-    let module_name = env::var("KAMAILIO_MODULE_NAME").unwrap_or_else(|_| {
-        panic!("set KAMAILIO_MODULE_NAME to the module's name (in the module's .cargo/config.toml [env])")
-    });
+    let module_name = env::var("KAMAILIO_MODULE_NAME")
+        .unwrap_or_else(|_| panic!("set KAMAILIO_MODULE_NAME to the module's name (in the module's .cargo/config.toml [env])"));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target = Target::from_env(&manifest, &workspace);
     let src_tree = target.source_tree.clone();
@@ -109,10 +108,7 @@ fn main() {
         );
     }
     if full_version.trim_end() != core.version_line.trim_end() {
-        panic!(
-            "version mismatch: core `{}`, headers `{}`",
-            core.version_line, full_version
-        );
+        panic!("version mismatch: core `{}`, headers `{}`", core.version_line, full_version);
     }
     fs::write(
         out.join("core_version.rs"),
@@ -147,11 +143,7 @@ fn main() {
             None => format!("-D{k}"),
         });
     }
-    builder
-        .generate()
-        .expect("bindgen failed on headers/wrapper.h")
-        .write_to_file(out.join("bindings.rs"))
-        .unwrap();
+    builder.generate().expect("bindgen failed on headers/wrapper.h").write_to_file(out.join("bindings.rs")).unwrap();
 }
 
 /// The Kamailio release being built for: where its headers are and how its
@@ -194,12 +186,7 @@ impl Target {
                         (root.unwrap_or(r), src.unwrap_or(t))
                     }
                 };
-                Target {
-                    release,
-                    source_tree: tree,
-                    root: Some(root),
-                    bin: bin_env.unwrap_or_else(|| "/usr/sbin/kamailio".into()),
-                }
+                Target { release, source_tree: tree, root: Some(root), bin: bin_env.unwrap_or_else(|| "/usr/sbin/kamailio".into()) }
             }
             Some(other) => panic!("KAMAILIO_RELEASE={other}: known are `host`, `6.0` and `6.1`"),
         }
@@ -255,9 +242,7 @@ fn tree_version(tree: &Path) -> Option<String> {
 /// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
 /// `headers/fetch.sh` fills from Debian's source package.
 fn kamailio_source_tree(manifest: &Path) -> PathBuf {
-    let path = cache_script(manifest, "headers/fetch.sh", &[], "set KAMAILIO_SRC")
-        .pop()
-        .expect("headers/fetch.sh prints a path");
+    let path = cache_script(manifest, "headers/fetch.sh", &[], "set KAMAILIO_SRC").pop().expect("headers/fetch.sh prints a path");
     println!("cargo:rerun-if-changed={}", path.join("src/core").display());
     path
 }
@@ -306,20 +291,9 @@ impl CoreBuild {
         let arch_os = words.next().expect("arch/os").trim_matches(|c| c == '(' || c == ')');
         let (arch, os) = arch_os.split_once('/').expect("arch/os");
         let (arch, os) = (arch.to_string(), os.to_string());
-        let adaptive_wait_loops = text
-            .split([',', '\n'])
-            .find_map(|s| s.trim().strip_prefix("ADAPTIVE_WAIT_LOOPS "))
-            .map(|s| s.trim().to_string());
-        CoreBuild {
-            version_line,
-            flags_line,
-            name,
-            version,
-            arch,
-            os,
-            compiler,
-            adaptive_wait_loops,
-        }
+        let adaptive_wait_loops =
+            text.split([',', '\n']).find_map(|s| s.trim().strip_prefix("ADAPTIVE_WAIT_LOOPS ")).map(|s| s.trim().to_string());
+        CoreBuild { version_line, flags_line, name, version, arch, os, compiler, adaptive_wait_loops }
     }
 
     /// The `-D` defines of the core build: the flags line (which names most of
@@ -420,9 +394,7 @@ fn loader_flags(target: &Target, printed: &str) -> String {
 
 /// Kamailio's VERSIONVAL: major*1000000 + minor*1000 + patch.
 fn versionval(version: &str) -> String {
-    let mut parts = version
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u64>().unwrap_or(0));
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     let patch = parts.next().unwrap_or(0);
@@ -431,10 +403,7 @@ fn versionval(version: &str) -> String {
 
 /// Compiles and runs a tiny program that prints SER_FULL_VERSION and
 /// SER_COMPILE_FLAGS as the headers compute them with our defines.
-fn run_probe(
-    shim: &cc::Build,
-    defines: &[(String, Option<String>)],
-    include: &Path, shim_dir: &Path, out: &Path) -> (String, String) {
+fn run_probe(shim: &cc::Build, defines: &[(String, Option<String>)], include: &Path, shim_dir: &Path, out: &Path) -> (String, String) {
     let probe_c = out.join("kamailio_probe.c");
     fs::write(
         &probe_c,
@@ -445,11 +414,7 @@ fn run_probe(
     let exe = out.join("kamailio_probe");
     let compiler = shim.get_compiler();
     let mut cmd = compiler.to_command();
-    cmd.arg(format!("-I{}", include.display()))
-        .arg(format!("-I{}", shim_dir.display()))
-        .arg(&probe_c)
-        .arg("-o")
-        .arg(&exe);
+    cmd.arg(format!("-I{}", include.display())).arg(format!("-I{}", shim_dir.display())).arg(&probe_c).arg("-o").arg(&exe);
     for (k, v) in defines {
         cmd.arg(match v {
             Some(v) => format!("-D{k}={v}"),
@@ -461,8 +426,5 @@ fn run_probe(
     let output = Command::new(&exe).output().expect("cannot run the version probe");
     let text = String::from_utf8(output.stdout).unwrap();
     let mut lines = text.lines();
-    (
-        lines.next().unwrap_or_default().to_string(),
-        lines.next().unwrap_or_default().to_string(),
-    )
+    (lines.next().unwrap_or_default().to_string(), lines.next().unwrap_or_default().to_string())
 }

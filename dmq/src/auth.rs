@@ -114,19 +114,18 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
 
-    const PARTS: SignedParts<'static> = SignedParts {
-        ruri: b"sip:usrloc@127.0.0.2:5090",
-        call_id: b"dmqrs-abc@127.0.0.3",
-        cseq: b"1",
-        body: b"{\"action\":1}",
-    };
+    const PARTS: SignedParts<'static> =
+        SignedParts { ruri: b"sip:usrloc@127.0.0.2:5090", call_id: b"dmqrs-abc@127.0.0.3", cseq: b"1", body: b"{\"action\":1}" };
 
     #[test]
     fn a_signed_request_verifies() {
         let h = sign(b"s3cret", &PARTS, 1_700_000_000);
         assert!(h.starts_with("t=1700000000; s="), "{h}");
         assert_eq!(verify(b"s3cret", &PARTS, Some(h.as_bytes()), 1_700_000_010), Ok(()));
-        assert_eq!(verify(b"s3cret", &PARTS, Some(h.to_uppercase().replace("T=", "t=").replace("S=", "s=").as_bytes()), 1_700_000_000), Ok(()));
+        assert_eq!(
+            verify(b"s3cret", &PARTS, Some(h.to_uppercase().replace("T=", "t=").replace("S=", "s=").as_bytes()), 1_700_000_000),
+            Ok(())
+        );
     }
 
     #[test]

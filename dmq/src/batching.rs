@@ -271,7 +271,13 @@ mod tests {
         }
 
         fn view(&mut self) -> NodeBatches<'_, TestBatch> {
-            NodeBatches { used: &mut self.used, ips: &mut self.ips, ports: &mut self.ports, in_flight: &mut self.in_flight, open: &mut self.open }
+            NodeBatches {
+                used: &mut self.used,
+                ips: &mut self.ips,
+                ports: &mut self.ports,
+                in_flight: &mut self.in_flight,
+                open: &mut self.open,
+            }
         }
 
         /// Offers as the module does: a new batch made when asked for.

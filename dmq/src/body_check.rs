@@ -52,13 +52,23 @@ const USRLOC: Shape =
 const HTABLE_CELL: Shape = Shape { strings: &["htname", "cname", "strval"], nested: &[], updates: &[] };
 // htable: SET_CELL 2, SET_CELL_EXPIRE 3, DEL_CELL 4 (SYNC 1 sends every
 // table; RM_CELL_RE/SW 5/6 walk a whole table).
-const HTABLE: Shape =
-    Shape { strings: HTABLE_CELL.strings, nested: &[("cells", Nested::EachObject(&HTABLE_CELL))], updates: &[2, 3, 4] };
+const HTABLE: Shape = Shape { strings: HTABLE_CELL.strings, nested: &[("cells", Nested::EachObject(&HTABLE_CELL))], updates: &[2, 3, 4] };
 
 const DIALOG: Shape = Shape {
     strings: &[
-        "callid", "profiles", "tag1", "tag2", "cseq1", "cseq2", "route_set1", "route_set2", "contact1", "contact2", "from_uri",
-        "to_uri", "req_uri",
+        "callid",
+        "profiles",
+        "tag1",
+        "tag2",
+        "cseq1",
+        "cseq2",
+        "route_set1",
+        "route_set2",
+        "contact1",
+        "contact2",
+        "from_uri",
+        "to_uri",
+        "req_uri",
     ],
     nested: &[("vars", Nested::StringMap)],
     // dialog: DLG_DMQ_UPDATE 1, DLG_DMQ_STATE 2, DLG_DMQ_RM 3 (SYNC 4).
@@ -70,8 +80,24 @@ const PRESENTITY: Shape = Shape { strings: &["domain", "user", "etag", "sender",
 // member it reads as a string (the numbers it reads leniently).
 const SUBSCRIPTION: Shape = Shape {
     strings: &[
-        "pres_uri", "contact", "local_contact", "watcher_domain", "watcher_user", "from_domain", "from_user", "to_domain",
-        "to_user", "from_tag", "to_tag", "user_agent", "callid", "reason", "socket_info", "record_route", "event_id", "event",
+        "pres_uri",
+        "contact",
+        "local_contact",
+        "watcher_domain",
+        "watcher_user",
+        "from_domain",
+        "from_user",
+        "to_domain",
+        "to_user",
+        "from_tag",
+        "to_tag",
+        "user_agent",
+        "callid",
+        "reason",
+        "socket_info",
+        "record_route",
+        "event_id",
+        "event",
     ],
     nested: &[],
     updates: &[],
@@ -523,8 +549,21 @@ mod tests {
     #[test]
     fn malformed_json_is_refused() {
         for bad in [
-            "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "[1,]", "{\"a\":tru}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":-}",
-            "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"open}", "{\"a\":1} x", "{'a':1}", "{\"a\":1e}",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[1,]",
+            "{\"a\":tru}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":-}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12\"}",
+            "{\"a\":\"open}",
+            "{\"a\":1} x",
+            "{'a':1}",
+            "{\"a\":1e}",
         ] {
             assert!(matches!(refused("htable", bad), BodyError::Syntax { .. }), "{bad}");
             assert!(matches!(refused("other", bad), BodyError::Syntax { .. }), "{bad}");

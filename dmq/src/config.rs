@@ -114,10 +114,7 @@ impl RawParams {
         if na.is_none() && dis.is_none() {
             if let Some(n) = given(self.fail_count_threshold) {
                 if n < 1 {
-                    return Err(err(
-                        "fail_count_threshold",
-                        format!("must be at least 1 when fail_count_enabled is set, got {n}"),
-                    ));
+                    return Err(err("fail_count_threshold", format!("must be at least 1 when fail_count_enabled is set, got {n}")));
                 }
                 return Ok(FailThresholds { not_active: n as u32 - 1, disabled: n as u32 });
             }
@@ -151,10 +148,7 @@ impl RawParams {
             Some(s) => s.to_string(),
         };
         if self.num_workers < 1 {
-            return Err(err(
-                "num_workers",
-                format!("must be at least 1, got {}", self.num_workers),
-            ));
+            return Err(err("num_workers", format!("must be at least 1, got {}", self.num_workers)));
         }
         if self.worker_usleep < 0 {
             return Err(err(
@@ -173,11 +167,7 @@ impl RawParams {
         } else {
             self.ping_interval as u32
         };
-        let fail_count_threshold = if self.fail_count_enabled != 0 {
-            Some(self.fail_thresholds(&mut notes)?)
-        } else {
-            None
-        };
+        let fail_count_threshold = if self.fail_count_enabled != 0 { Some(self.fail_thresholds(&mut notes)?) } else { None };
         if self.dns_interval < 1 {
             return Err(err("dns_interval", format!("must be at least 1 (seconds), got {}", self.dns_interval)));
         }
@@ -187,12 +177,7 @@ impl RawParams {
         let notification_channel = match self.notification_channel.as_deref() {
             None => DEFAULT_NOTIFICATION_CHANNEL.to_string(),
             Some(c) if is_valid_channel(c) => c.to_string(),
-            Some(c) => {
-                return Err(err(
-                    "notification_channel",
-                    format!("{c:?} is not usable as the user part of a SIP URI"),
-                ))
-            }
+            Some(c) => return Err(err("notification_channel", format!("{c:?} is not usable as the user part of a SIP URI"))),
         };
         if self.multi_notify != 0 && self.notification_address.len() > 1 {
             notes.push(Adjustment {
@@ -200,17 +185,9 @@ impl RawParams {
                 note: "is meant for a single notification_address; each of the addresses is expanded".into(),
             });
         }
-        let server_socket = self
-            .server_socket
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let trusted_networks = self
-            .trusted_network
-            .iter()
-            .map(|n| Network::parse(n).map_err(|e| err("trusted_network", e)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let server_socket = self.server_socket.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let trusted_networks =
+            self.trusted_network.iter().map(|n| Network::parse(n).map_err(|e| err("trusted_network", e))).collect::<Result<Vec<_>, _>>()?;
         let shared_secret = match self.shared_secret.as_deref() {
             None => None,
             Some("") => return Err(err("shared_secret", "is empty: give the cluster's secret, or leave the parameter out")),
@@ -256,11 +233,7 @@ impl RawParams {
 /// A channel names a peer in the R-URI user part: no empty names, no spaces,
 /// no characters that would end the user part.
 pub fn is_valid_channel(channel: &str) -> bool {
-    !channel.is_empty()
-        && channel.len() <= 64
-        && channel
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b))
+    !channel.is_empty() && channel.len() <= 64 && channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b))
 }
 
 /// The socket string Kamailio's `lookup_local_socket` takes, built from the
@@ -358,9 +331,7 @@ mod tests {
         let enabled = RawParams { fail_count_enabled: 1, ..base() };
         let (c, _) = enabled.clone().validate().unwrap();
         assert_eq!(c.fail_count_threshold, Some(FailThresholds { not_active: 0, disabled: 1 }));
-        let (c, notes) = RawParams { fail_count_threshold_not_active: 2, fail_count_threshold: 7, ..enabled.clone() }
-            .validate()
-            .unwrap();
+        let (c, notes) = RawParams { fail_count_threshold_not_active: 2, fail_count_threshold: 7, ..enabled.clone() }.validate().unwrap();
         assert_eq!(c.fail_count_threshold, Some(FailThresholds { not_active: 2, disabled: 1 }));
         assert_eq!(notes[0].param, "fail_count_threshold");
         let (c, _) = RawParams { fail_count_threshold_disabled: 4, ..enabled.clone() }.validate().unwrap();

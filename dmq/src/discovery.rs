@@ -17,11 +17,7 @@ pub type SrvTarget = (String, u16);
 
 /// Expands `uri` into node URIs. An IP literal is itself; a name that
 /// resolves to nothing yields nothing (the caller keeps the name then).
-pub fn expand(
-    uri: &NodeUri,
-    srv: &dyn Fn(&str) -> Vec<SrvTarget>,
-    addresses: &dyn Fn(&str) -> Vec<IpAddr>,
-) -> Vec<NodeUri> {
+pub fn expand(uri: &NodeUri, srv: &dyn Fn(&str) -> Vec<SrvTarget>, addresses: &dyn Fn(&str) -> Vec<IpAddr>) -> Vec<NodeUri> {
     if resolve_literal(&uri.host).is_some() {
         return vec![uri.clone()];
     }

@@ -294,8 +294,7 @@ impl NodeList {
         is_notification_address: impl Fn(&NodeUri) -> bool,
         policy: FailurePolicy,
     ) -> (Vec<NodeEvent>, Vec<NodeUri>) {
-        let overdue: Vec<NodeUri> =
-            self.nodes.iter().filter(|n| !n.local && n.awaiting_ping != 0).map(|n| n.uri.clone()).collect();
+        let overdue: Vec<NodeUri> = self.nodes.iter().filter(|n| !n.local && n.awaiting_ping != 0).map(|n| n.uri.clone()).collect();
         let mut events = Vec::new();
         for uri in overdue {
             if let Some(node) = self.find_mut(&uri) {
@@ -312,13 +311,7 @@ impl NodeList {
     /// tm gave up on the ping of `round` (408) before the next round: that
     /// counts as the failure now. Late timeouts of older rounds, and of
     /// requests that were not pings, are left to the round logic.
-    pub fn ping_timed_out(
-        &mut self,
-        uri: &NodeUri,
-        round: u32,
-        is_notification_address: bool,
-        policy: FailurePolicy,
-    ) -> Vec<NodeEvent> {
+    pub fn ping_timed_out(&mut self, uri: &NodeUri, round: u32, is_notification_address: bool, policy: FailurePolicy) -> Vec<NodeEvent> {
         match self.find_mut(uri) {
             Some(node) if round != 0 && node.awaiting_ping == round => node.awaiting_ping = 0,
             _ => return Vec::new(),
@@ -456,8 +449,14 @@ mod tests {
     fn this_node_by_its_address_is_not_listed_again() {
         let mut list = NodeList::with_local(uri("sip:node-a.example:5090"));
         list.set_addresses(&[(uri("sip:node-a.example:5090"), vec!["10.0.0.1".parse().unwrap()])]);
-        let out = list.merge(&parse_body(b"sip:10.0.0.1:5090;status=active
-sip:10.0.0.1:5091;status=active").unwrap(), 0);
+        let out = list.merge(
+            &parse_body(
+                b"sip:10.0.0.1:5090;status=active
+sip:10.0.0.1:5091;status=active",
+            )
+            .unwrap(),
+            0,
+        );
         assert_eq!(out.news, 1, "another port is another node");
         assert!(!list.add(uri("sip:10.0.0.1:5090")));
         assert_eq!(list.nodes.len(), 2);
@@ -539,7 +538,14 @@ sip:10.0.0.1:5091;status=active").unwrap(), 0);
     fn encode_decode_round_trip() {
         let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
         list.merge(&parse_body(b"sip:[::1]:5090;transport=tcp;status=active\r\nsip:host.example:5060").unwrap(), 42);
-        list.mark_failed(&uri("sip:host.example:5060"), false, FailurePolicy { remove_inactive: true, fail_count_threshold: Some(crate::config::FailThresholds { not_active: 9, disabled: 9 }) });
+        list.mark_failed(
+            &uri("sip:host.example:5060"),
+            false,
+            FailurePolicy {
+                remove_inactive: true,
+                fail_count_threshold: Some(crate::config::FailThresholds { not_active: 9, disabled: 9 }),
+            },
+        );
         assert_eq!(NodeList::decode(&list.encode()), list);
     }
 

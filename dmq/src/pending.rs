@@ -306,7 +306,8 @@ impl<M: Clone> PendingTable<'_, M> {
                 due.expired.extend(self.release(i));
                 self.head.stats.timeouts += 1;
             } else if slot.next_send_ms <= now_ms && self.messages[i].is_some() {
-                let interval = if slot.stream { (slot.interval_ms * 2).min(STREAM_RESEND_MAX_MS) } else { (slot.interval_ms * 2).min(T2_MS) };
+                let interval =
+                    if slot.stream { (slot.interval_ms * 2).min(STREAM_RESEND_MAX_MS) } else { (slot.interval_ms * 2).min(T2_MS) };
                 self.slots[i].interval_ms = interval;
                 self.slots[i].next_send_ms = now_ms + interval;
                 due.retransmit.extend(self.messages[i].clone());
@@ -405,8 +406,7 @@ mod tests {
 
     impl Owned {
         fn new(cap: usize) -> Owned {
-            let mut o =
-                Owned { head: Header::default(), slots: vec![Slot::default(); cap], free: vec![0; cap], messages: vec![None; cap] };
+            let mut o = Owned { head: Header::default(), slots: vec![Slot::default(); cap], free: vec![0; cap], messages: vec![None; cap] };
             o.table().reset();
             o
         }

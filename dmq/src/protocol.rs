@@ -667,12 +667,7 @@ mod tests {
             body,
             signing: None,
         }
-        .to_bytes(&Envelope {
-            transport: Transport::Udp,
-            sent_by: "127.0.0.2:5091",
-            branch: "z9hG4bKdmqrs.3.9",
-            token: "9x1",
-        });
+        .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5091", branch: "z9hG4bKdmqrs.3.9", token: "9x1" });
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = std::str::from_utf8(&req[..split]).unwrap();
         assert!(head.starts_with("KDMQ sip:htable@10.0.0.3:5060"), "{head}");
@@ -697,12 +692,7 @@ mod tests {
                 body: b"{}",
                 signing: None,
             }
-            .to_bytes(&Envelope {
-                transport,
-                sent_by: "127.0.0.2:5090",
-                branch: "z9hG4bKdmqrs.1.2.3",
-                token: "1.2.3",
-            });
+            .to_bytes(&Envelope { transport, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2.3", token: "1.2.3" });
             let text = String::from_utf8(req).unwrap();
             assert!(text.contains(&format!("Via: SIP/2.0/{via} 127.0.0.2:5090;branch=z9hG4bKdmqrs.1.2.3\r\n")), "{text}");
             assert!(text.starts_with(&format!("KDMQ sip:usrloc@127.0.0.3:5090;transport={} SIP/2.0\r\n", transport.as_str())), "{text}");
@@ -720,35 +710,18 @@ mod tests {
             body: b"{}",
             signing: Some((b"secret", 1_700_000_000)),
         }
-        .to_bytes(&Envelope {
-            transport: Transport::Udp,
-            sent_by: "127.0.0.2:5090",
-            branch: "z9hG4bKdmqrs.1.2",
-            token: "1x2",
-        });
+        .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2", token: "1x2" });
         let text = String::from_utf8(req).unwrap();
         let value = text.lines().find_map(|l| l.strip_prefix("X-DMQ-Signature: ")).unwrap();
-        let parts = auth::SignedParts {
-            ruri: b"sip:usrloc@127.0.0.3:5090",
-            call_id: b"dmqrs-1x2@127.0.0.2",
-            cseq: b"1",
-            body: b"{}",
-        };
+        let parts = auth::SignedParts { ruri: b"sip:usrloc@127.0.0.3:5090", call_id: b"dmqrs-1x2@127.0.0.2", cseq: b"1", body: b"{}" };
         assert_eq!(auth::verify(b"secret", &parts, Some(value.as_bytes()), 1_700_000_001), Ok(()));
     }
 
     #[test]
     fn tm_requests_carry_the_same_headers_and_a_signature_over_what_tm_writes() {
         let (from, to) = (uri("sip:127.0.0.2:5090"), uri("sip:127.0.0.3:5090;transport=tcp"));
-        let mut kdmq = Kdmq {
-            from: &from,
-            to: &to,
-            peer: "htable",
-            max_forwards: 1,
-            content_type: "application/json",
-            body: b"{}",
-            signing: None,
-        };
+        let mut kdmq =
+            Kdmq { from: &from, to: &to, peer: "htable", max_forwards: 1, content_type: "application/json", body: b"{}", signing: None };
         assert_eq!(kdmq.ruri(), "sip:htable@127.0.0.3:5090;transport=tcp");
         assert_eq!(kdmq.from_uri(), "sip:htable@127.0.0.2:5090");
         assert_eq!(kdmq.tm_headers("c1", b"10"), "Max-Forwards: 1\r\nContent-Type: application/json\r\n");

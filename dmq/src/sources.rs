@@ -47,12 +47,7 @@ pub type Resolver<'a, T> = &'a dyn Fn(&str) -> (Vec<T>, Option<u32>);
 /// their TTL: with `multi` its SRV targets (as [`discovery::expand`]) and
 /// its A/AAAA addresses, without it its addresses only. The URIs keep the
 /// name's port (or the SRV target's) and transport.
-pub fn look_up(
-    name: &NodeUri,
-    multi: bool,
-    srv: Resolver<'_, SrvTarget>,
-    addresses: Resolver<'_, IpAddr>,
-) -> Answer {
+pub fn look_up(name: &NodeUri, multi: bool, srv: Resolver<'_, SrvTarget>, addresses: Resolver<'_, IpAddr>) -> Answer {
     let ttl = std::cell::Cell::new(None::<u32>);
     let note = |t: Option<u32>| {
         if let Some(t) = t {
@@ -74,11 +69,8 @@ pub fn look_up(
         }
         ips
     };
-    let nodes = if multi {
-        discovery::expand(name, &srv_records, &address_records)
-    } else {
-        discovery::expand(name, &no_srv, &address_records)
-    };
+    let nodes =
+        if multi { discovery::expand(name, &srv_records, &address_records) } else { discovery::expand(name, &no_srv, &address_records) };
     Answer { nodes, ttl_s: ttl.get() }
 }
 
@@ -196,10 +188,7 @@ pub fn same_node_as<'a>(list: &'a NodeList, uri: &NodeUri) -> Option<&'a Node> {
         return Some(local);
     }
     let ip = resolve_literal(&uri.host)?;
-    list.nodes
-        .iter()
-        .filter(|n| !n.uri.same_node(uri))
-        .find(|n| endpoint(n).contains(&(ip, uri.port_no(), uri.transport)))
+    list.nodes.iter().filter(|n| !n.uri.same_node(uri)).find(|n| endpoint(n).contains(&(ip, uri.port_no(), uri.transport)))
 }
 
 /// What applying the names' addresses did to the node list.

@@ -23,7 +23,8 @@ pub fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
 /// not listed, or no such field).
 pub fn node_field(node: &Node, addr: SocketAddr, field: &str) -> Option<String> {
     let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
-    let entry = out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
+    let entry =
+        out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
     Some(entry.split(&format!("{field}: ")).nth(1)?.lines().next()?.trim().to_string())
 }
 
@@ -31,9 +32,7 @@ pub fn node_field(node: &Node, addr: SocketAddr, field: &str) -> Option<String> 
 pub fn lists_all_active(node: &Node, all: &[SocketAddr]) -> bool {
     let Ok(out) = node.try_rpc(&["dmq.list_nodes"]) else { return false };
     let entries = out.split('}').filter(|e| e.contains("host:")).count();
-    entries == all.len()
-        && all.iter().all(|a| status_of(node, *a).as_deref() == Some("active"))
-        && out.matches("local: 1").count() == 1
+    entries == all.len() && all.iter().all(|a| status_of(node, *a).as_deref() == Some("active")) && out.matches("local: 1").count() == 1
 }
 
 /// Waits until every node lists all of them as active; panics otherwise.

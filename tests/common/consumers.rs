@@ -32,10 +32,7 @@ pub fn registrar(mut c: NodeConfig) -> NodeConfig {
 /// of thousands of AoRs does not fit kamcmd's reply buffer).
 pub fn aor_count(node: &Node) -> usize {
     let Ok(out) = node.try_rpc(&["stats.get_statistics", "all"]) else { return 0 };
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("usrloc:location_contacts = "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    out.lines().find_map(|l| l.trim().strip_prefix("usrloc:location_contacts = ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// htable on top of `c`, with the replicated table `t`.

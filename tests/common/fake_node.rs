@@ -53,7 +53,11 @@ impl FakeNode {
     /// Joins `node`'s cluster: a notification listing itself as active.
     pub fn join(&self, node: &Node) {
         let body = format!("sip:{};status=active\r\n", self.addr);
-        let reply = node.sip_exchange(&self.sock, &kdmq(node.addr, self.addr, "notification_peer", "text/plain", body.as_bytes()), Duration::from_secs(5));
+        let reply = node.sip_exchange(
+            &self.sock,
+            &kdmq(node.addr, self.addr, "notification_peer", "text/plain", body.as_bytes()),
+            Duration::from_secs(5),
+        );
         assert!(reply.unwrap_or_default().starts_with("SIP/2.0 200"));
     }
 

@@ -169,11 +169,26 @@ impl TestNet {
     // Each argument is one of sipp's own options for the run; a struct of
     // them would only rename them at every call.
     #[allow(clippy::too_many_arguments)]
-    pub fn sipp_register(&self, i: usize, to: SocketAddr, dir: &Path, prefix: &str, count: usize, rate: usize, expires: u32) -> (ExitStatus, usize) {
+    pub fn sipp_register(
+        &self,
+        i: usize,
+        to: SocketAddr,
+        dir: &Path,
+        prefix: &str,
+        count: usize,
+        rate: usize,
+        expires: u32,
+    ) -> (ExitStatus, usize) {
         let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/register.xml")).unwrap();
         let scenario = dir.join(format!("register-{prefix}-{expires}.xml"));
-        std::fs::write(&scenario, template.replace("user[call_number]", &format!("{prefix}[call_number]")).replace("Expires: 3600", &format!("Expires: {expires}")).replace("@[local_ip]:[local_port]>", "@[local_ip]>"))
-            .unwrap();
+        std::fs::write(
+            &scenario,
+            template
+                .replace("user[call_number]", &format!("{prefix}[call_number]"))
+                .replace("Expires: 3600", &format!("Expires: {expires}"))
+                .replace("@[local_ip]:[local_port]>", "@[local_ip]>"),
+        )
+        .unwrap();
         let port = 6000 + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 2000;
         let mut cmd = self.command(i, "sipp");
         cmd.arg("-sf")

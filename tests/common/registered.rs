@@ -53,10 +53,8 @@ pub fn registered() -> Registered {
     let kemi = literals_after(&exports, "kemi!(c\"dmq\",").into_iter().collect();
     let rpcs = literals_after(&exports, "rpc!(").into_iter().collect();
     let statistics = dmq_core::statistics::STATISTICS.iter().map(|s| s.name.to_string()).collect();
-    let event_routes = ["src/lifecycle.rs", "src/peer_events.rs"]
-        .iter()
-        .flat_map(|f| literals_after(&code(&source(f)), "EventRoute::lookup("))
-        .collect();
+    let event_routes =
+        ["src/lifecycle.rs", "src/peer_events.rs"].iter().flat_map(|f| literals_after(&code(&source(f)), "EventRoute::lookup(")).collect();
     let r = Registered { params, functions, apis, kemi, rpcs, statistics, event_routes };
     // A parser that finds nothing would make every comparison pass.
     assert!(

@@ -89,9 +89,7 @@ impl Release {
             Release::K61 => ("DMQ_RS_MODULE_61", "build/kamailio-6.1/dmq_rs.so"),
         };
         let var = if self == Release::suite() { "DMQ_RS_MODULE" } else { var };
-        let p = std::env::var_os(var)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+        let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
         assert!(p.exists(), "{} is missing: run `make` / `make KAMAILIO=6.0|6.1` (or `make test`) first", p.display());
         p
     }

@@ -29,8 +29,21 @@ impl Ca {
         openssl(
             &dir,
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                "-days", "2", "-subj", &format!("/CN=dmq-rs test CA {label}"),
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=dmq-rs test CA {label}"),
             ],
         );
         Ca { dir }
@@ -53,13 +66,39 @@ impl Ca {
         let p = |p: &Path| p.display().to_string();
         openssl(
             dir,
-            &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &p(&key), "-out", &p(&csr), "-subj", &format!("/CN={ip}")],
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &p(&key),
+                "-out",
+                &p(&csr),
+                "-subj",
+                &format!("/CN={ip}"),
+            ],
         );
         openssl(
             &self.dir,
             &[
-                "x509", "-req", "-in", &p(&csr), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &p(&crt), "-days", "2",
-                "-extfile", &p(&ext),
+                "x509",
+                "-req",
+                "-in",
+                &p(&csr),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &p(&crt),
+                "-days",
+                "2",
+                "-extfile",
+                &p(&ext),
             ],
         );
         std::fs::copy(self.dir.join("ca.crt"), dir.join("ca.crt")).unwrap();

@@ -24,9 +24,9 @@ use std::sync::Mutex;
 use dmq_core::nodes::Node;
 use dmq_core::protocol::{self, NodeStatus, NodeUri};
 
+use crate::raw;
 use kamailio::kstr;
 use kamailio::panic_guard::guard;
-use crate::raw;
 use kamailio::shm::{ShmData, ShmZeroed};
 use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
@@ -210,11 +210,7 @@ impl PeerList {
     }
 }
 
-unsafe extern "C" fn script_peer_callback(
-    _msg: *mut raw::sip_msg,
-    resp: *mut raw::peer_reponse_t,
-    _node: *mut raw::dmq_node_t,
-) -> c_int {
+unsafe extern "C" fn script_peer_callback(_msg: *mut raw::sip_msg, resp: *mut raw::peer_reponse_t, _node: *mut raw::dmq_node_t) -> c_int {
     guard("script peer", -1, || {
         if resp.is_null() {
             return -1;
@@ -272,7 +268,9 @@ impl ResponseCallback {
         }
         // SAFETY: f was a valid callback pointer when encoded by `to_bytes`,
         // in this same process tree (modules are loaded before fork).
-        let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut raw::sip_msg, c_int, *mut raw::dmq_node_t, *mut c_void) -> c_int>(f) };
+        let f = unsafe {
+            std::mem::transmute::<usize, unsafe extern "C" fn(*mut raw::sip_msg, c_int, *mut raw::dmq_node_t, *mut c_void) -> c_int>(f)
+        };
         Some(ResponseCallback { f, param: p as *mut c_void })
     }
 
@@ -441,7 +439,9 @@ unsafe extern "C" fn bcast_message<A: DmqApi>(
         // SAFETY: NULL or a node handle (ours, or another of stock layout).
         let except = unsafe { uri_of(except) };
         // SAFETY: the consumer's arguments, valid for this call.
-        unsafe { api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, |peer, m| A::bcast_message(peer, m, except)) }
+        unsafe {
+            api_send("bcast_message", peer, body, resp_cback, max_forwards, content_type, |peer, m| A::bcast_message(peer, m, except))
+        }
     })
 }
 

@@ -99,7 +99,9 @@ impl EventTarget {
         };
         if rc < 0 {
             match self {
-                EventTarget::Kemi(name) => log::error!("cannot run the KEMI function {name}({event}) for {uri} (no KEMI engine, or the function failed)"),
+                EventTarget::Kemi(name) => {
+                    log::error!("cannot run the KEMI function {name}({event}) for {uri} (no KEMI engine, or the function failed)")
+                }
                 EventTarget::Route(_) => log::error!("cannot run event_route[{event}] for {uri}"),
             }
         }

@@ -139,7 +139,13 @@ impl CmdExport {
     pub const fn api(name: &'static CStr, f: unsafe extern "C" fn(*mut c_void) -> c_int) -> CmdExport {
         // SAFETY: only the pointer type changes; find_export() callers cast it
         // back to their bind function's type before calling it.
-        CmdExport::with(name, unsafe { std::mem::transmute::<unsafe extern "C" fn(*mut c_void) -> c_int, ScriptFn2Params>(f) }, 0, Fixup::None, 0)
+        CmdExport::with(
+            name,
+            unsafe { std::mem::transmute::<unsafe extern "C" fn(*mut c_void) -> c_int, ScriptFn2Params>(f) },
+            0,
+            Fixup::None,
+            0,
+        )
     }
 
     /// The table's terminator.
@@ -382,8 +388,7 @@ impl RpcExport {
         })
     }
     /// The table's terminator.
-    pub const END: RpcExport =
-        RpcExport(raw::rpc_export_t { name: std::ptr::null(), function: None, doc_str: null_mut(), flags: 0 });
+    pub const END: RpcExport = RpcExport(raw::rpc_export_t { name: std::ptr::null(), function: None, doc_str: null_mut(), flags: 0 });
 }
 
 /// The body of every RPC trampoline.
@@ -446,13 +451,7 @@ const fn literal_str(s: &'static CStr) -> raw::str_ {
 impl KemiExport {
     #[doc(hidden)]
     pub const fn new(module: &'static CStr, name: &'static CStr, func: *mut c_void, params: [i32; 6]) -> KemiExport {
-        KemiExport(raw::sr_kemi_t {
-            mname: literal_str(module),
-            fname: literal_str(name),
-            rtype: kemi_type::INT,
-            func,
-            ptypes: params,
-        })
+        KemiExport(raw::sr_kemi_t { mname: literal_str(module), fname: literal_str(name), rtype: kemi_type::INT, func, ptypes: params })
     }
     /// The table's terminator.
     pub const END: KemiExport = KemiExport(raw::sr_kemi_t {
@@ -645,13 +644,11 @@ macro_rules! kamailio_module {
         /// Must equal the core's SER_FULL_VERSION, or the loader refuses the module.
         #[allow(unsafe_code)]
         #[no_mangle]
-        pub static module_version: $crate::export::ExportedPtr =
-            $crate::export::ExportedPtr::new($crate::export::MODULE_VERSION);
+        pub static module_version: $crate::export::ExportedPtr = $crate::export::ExportedPtr::new($crate::export::MODULE_VERSION);
         /// Must equal the core's SER_COMPILE_FLAGS (same defines, same layouts).
         #[allow(unsafe_code)]
         #[no_mangle]
-        pub static module_flags: $crate::export::ExportedPtr =
-            $crate::export::ExportedPtr::new($crate::export::MODULE_FLAGS);
+        pub static module_flags: $crate::export::ExportedPtr = $crate::export::ExportedPtr::new($crate::export::MODULE_FLAGS);
         /// Part of the same MODULE_VERSION block C modules declare.
         #[allow(unsafe_code)]
         #[no_mangle]

@@ -54,11 +54,7 @@ impl log::Log for KamailioLogger {
         let path = record.module_path().unwrap_or(module);
         let func = path.split_once("::").map_or(path, |(_, rest)| rest);
         let msg = record.args().to_string();
-        let (Ok(prefix), Ok(func), Ok(msg)) = (
-            CString::new(prefix),
-            CString::new(func),
-            CString::new(msg.replace('\0', "\\0")),
-        ) else {
+        let (Ok(prefix), Ok(func), Ok(msg)) = (CString::new(prefix), CString::new(func), CString::new(msg.replace('\0', "\\0"))) else {
             return;
         };
         // SAFETY: three NUL-terminated strings that outlive the call; the shim

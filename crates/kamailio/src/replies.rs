@@ -9,8 +9,8 @@
 use std::ffi::{c_int, c_uint, c_void};
 
 use crate::panic_guard::guard;
-use crate::sip_msg::SipMsg;
 use crate::raw;
+use crate::sip_msg::SipMsg;
 
 /// What a reply hook did with a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,7 +52,14 @@ macro_rules! plain_shm_data {
     )*};
 }
 plain_shm_data!(
-    bool, u8, u16, u32, u64, usize, i32, i64,
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i32,
+    i64,
     std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicI32,
     std::sync::atomic::AtomicU32,
@@ -109,7 +116,13 @@ macro_rules! shm_zeroed {
 fn alloc(size: usize, zeroed: bool) -> Option<NonNull<u8>> {
     // SAFETY: plain allocations from the core's shm pool (aligned to at
     // least 8 bytes, as every type stored here needs).
-    let p = unsafe { if zeroed { raw::krs_shm_mallocxz(size) } else { raw::krs_shm_malloc(size) } };
+    let p = unsafe {
+        if zeroed {
+            raw::krs_shm_mallocxz(size)
+        } else {
+            raw::krs_shm_malloc(size)
+        }
+    };
     NonNull::new(p as *mut u8)
 }
 

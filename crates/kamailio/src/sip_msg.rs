@@ -1,8 +1,8 @@
 //! Read access to a received SIP message, and replies to it through sl.
 
 use std::ffi::c_int;
-use std::net::{IpAddr, SocketAddr};
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -187,8 +187,7 @@ impl<'a> SipMsg<'a> {
             // SAFETY: add_lump_rpl copies the bytes into its own pkg memory.
             let ok = unsafe {
                 !raw::add_lump_rpl2(self.0, header.as_ptr() as *mut _, header.len() as i32, raw::LUMP_RPL_HDR as i32).is_null()
-                    && !raw::add_lump_rpl2(self.0, body.as_ptr() as *mut _, body.len() as i32, raw::LUMP_RPL_BODY as i32)
-                        .is_null()
+                    && !raw::add_lump_rpl2(self.0, body.as_ptr() as *mut _, body.len() as i32, raw::LUMP_RPL_BODY as i32).is_null()
             };
             if !ok {
                 log::error!("cannot add the reply body");
