@@ -486,15 +486,16 @@ pub fn announce_leave(m: &Shared) {
             continue;
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host, dmq_core::nodes::MAX_ADDRESSES).first().copied()) else { continue };
-        let request = protocol::build_stateless_request(
-            &m.local_uri,
-            &uri,
-            &m.socket.sent_by,
-            &m.config.notification_channel,
-            &body,
-            &token,
+        let kdmq = Kdmq {
+            from: &m.local_uri,
+            to: &uri,
+            peer: &m.config.notification_channel,
+            max_forwards: 1,
+            content_type: CONTENT_TYPE,
+            body: body.as_bytes(),
             signing,
-        );
+        };
+        let request = protocol::leave_notice(&kdmq, &m.socket.sent_by, &token);
         match send::send_from(
             m.socket.local,
             kamailio::sip_uri::Proto::Udp,

@@ -6,6 +6,7 @@
 //! gets (`admission::check_body`: the consumer's shape, or valid JSON):
 //! a refused body reaches no consumer. No reply is sent anywhere.
 
+use dmq_abi::api::PeerMessage;
 use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo};
 
 use crate::shared::shared;
@@ -26,7 +27,9 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
         log::warn!("{what}: {node_text:?} is not a node's SIP URI");
         return -1;
     };
-    let mut request = workers::local_request(m, "custom", &from, &peer.id(), &String::from_utf8_lossy(content_type), body);
+    let (peer_id, content_type) = (peer.id(), String::from_utf8_lossy(content_type));
+    let message = PeerMessage { peer_id: &peer_id, body, content_type: &content_type, max_forwards: 1, callback: None };
+    let mut request = workers::local_request(m, "custom", &from, &message);
     request.push(0);
     let rcv = ReceiveInfo::local(m.socket.local);
     let Some(msg) = OwnedSipMsg::parse(&mut request, rcv) else {

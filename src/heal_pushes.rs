@@ -11,6 +11,7 @@
 //! sync): not more than a quarter of the in-flight table (`direct_send`) in use and no job
 //! waiting, so two full transfers do not pile up in shm.
 
+use dmq_abi::api::PeerMessage;
 use dmq_core::protocol::NodeUri;
 
 use kamailio::sip_msg::ReceiveInfo;
@@ -41,7 +42,9 @@ fn run(node: &NodeUri) {
     let Some(m) = shared() else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         // Never sent: it goes to our own consumer, past admission.
-        let request = workers::local_request(m, "heal", node, &peer.id(), &content_type, &body);
+        let peer_id = peer.id();
+        let message = PeerMessage { peer_id: &peer_id, body: &body, content_type: &content_type, max_forwards: 1, callback: None };
+        let request = workers::local_request(m, "heal", node, &message);
         match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer) {
             Ok(_) => {
                 heal::count_push();

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dmq_core::jobs;
 use dmq_core::protocol::{self, NodeUri};
 
-use dmq_abi::api::Peer;
+use dmq_abi::api::{Peer, PeerMessage};
 use kamailio::clock::monotonic_ms;
 use kamailio::process;
 use kamailio::shm::ShmBlock;
@@ -97,18 +97,15 @@ pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
     push_job(Job { peer, rcv: msg.receive_info(), local: false }, msg.raw_bytes())
 }
 
-/// A KDMQ for `peer` as if `from` had sent it to this node. Never sent:
-/// it goes to our own consumer (heal pushes, `dmq_process_custom`), so it
-/// is not signed; `kind` marks its branch and Call-ID ("heal", "custom").
-pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, peer: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+/// `message` as a KDMQ `from` sent to this node. Never sent: it goes to
+/// our own consumer (heal pushes, `dmq_process_custom`), so it is not
+/// signed; `kind` marks its branch and Call-ID ("heal", "custom").
+pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessage<'_>) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
-    protocol::Kdmq { from, to: &m.local_uri, peer, max_forwards: 1, content_type, body, signing: None }.to_bytes(&protocol::Envelope {
-        transport: from.transport,
-        sent_by: &m.socket.sent_by,
-        branch: &branch,
-        token: &token,
-    })
+    let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
+    let kdmq = protocol::Kdmq { from, to: &m.local_uri, peer: peer_id, max_forwards, content_type, body, signing: None };
+    kdmq.to_bytes(&protocol::Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
 }
 
 /// Queues a KDMQ this node made itself (`request`: the whole message) for

@@ -499,17 +499,10 @@ impl Kdmq<'_> {
     }
 }
 
-/// The leave notice: a notification (`body`) on `channel` sent statelessly.
-pub fn build_stateless_request(
-    from: &NodeUri,
-    to: &NodeUri,
-    sent_by: &str,
-    channel: &str,
-    body: &str,
-    token: &str,
-    signing: Option<(&[u8], i64)>,
-) -> String {
-    let kdmq = Kdmq { from, to, peer: channel, max_forwards: 1, content_type: "text/plain", body: body.as_bytes(), signing };
+/// The leave notice (`kdmq`: this node's notification that it is
+/// disabled), sent statelessly over UDP from `sent_by`; its branch and
+/// From tag are made of `token`.
+pub fn leave_notice(kdmq: &Kdmq<'_>, sent_by: &str, token: &str) -> String {
     let request = kdmq.to_bytes(&Envelope {
         transport: Transport::Udp,
         sent_by,
@@ -636,15 +629,17 @@ mod tests {
     #[test]
     fn stateless_request_is_a_complete_kdmq() {
         let body = build_body([(&uri("sip:127.0.0.2:5090"), NodeStatus::Disabled)]);
-        let req = build_stateless_request(
-            &uri("sip:127.0.0.2:5090"),
-            &uri("sip:127.0.0.3:5090"),
-            "127.0.0.2:5090",
-            "notification_peer",
-            &body,
-            "42",
-            None,
-        );
+        let (from, to) = (uri("sip:127.0.0.2:5090"), uri("sip:127.0.0.3:5090"));
+        let kdmq = Kdmq {
+            from: &from,
+            to: &to,
+            peer: "notification_peer",
+            max_forwards: 1,
+            content_type: "text/plain",
+            body: body.as_bytes(),
+            signing: None,
+        };
+        let req = leave_notice(&kdmq, "127.0.0.2:5090", "42");
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
         assert!(req.contains("Via: SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bKdmqrs42\r\n"));
         assert!(req.contains("From: <sip:notification_peer@127.0.0.2:5090>;tag=dmqrsleave-42\r\n"));
