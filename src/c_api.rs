@@ -1,4 +1,4 @@
-//! What the `bind_dmq` API does, in plain Rust: `host::dmq_api` converts
+//! What the `bind_dmq` API does, in plain Rust: `dmq_abi::api` converts
 //! the consumers' C arguments and calls these.
 
 use dmq_core::nodes::Node;

@@ -1,6 +1,6 @@
 //! DMQ peers: the modules (htable, dmq_usrloc, dialog, presence) and script
 //! channels that exchange messages over the bus. The registry is a peer
-//! list (`host::dmq_api::PeerList`, stock `dmq_peer_t` layout) and the
+//! list (`dmq_abi::api::PeerList`, stock `dmq_peer_t` layout) and the
 //! "init callbacks ran" flag, under one shm lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,4 @@
-//! The pure ring of dmq_rs: everything that can be decided without Kamailio.
+//! The pure crate of dmq_rs: everything that can be decided without Kamailio.
 //! Unit tested with plain `cargo test`; the module crate feeds it data read
 //! from Kamailio and acts on its answers.
 

@@ -1,7 +1,7 @@
 //! What differs between the Kamailio releases this crate builds for, beyond
 //! the bindings (which follow each release's headers): decided here from
 //! build.rs's `cfg(kamailio_6_1)`, handed to the module as plain values, so
-//! `src/module` never names a release.
+//! the module (`src/`) never names a release.
 
 use dmq_core::protocol::StatusWords;
 

@@ -8,7 +8,7 @@
 # Debian's kamailio source package, from the deb-src entries in SOURCES_LIST
 # through an apt configuration of its own (state next to SOURCES_LIST).
 # With POOL and DSC_SHA256 as well: a version the archive's index no longer
-# lists (kamailio-headers/pinned-sources), its .dsc fetched from the pool
+# lists (headers/pinned-sources), its .dsc fetched from the pool
 # directory POOL and checked against DSC_SHA256, its archives against the .dsc.
 # KAMAILIO_SRC=/path/to/kamailio overrides everything: it is checked and printed.
 # Only headers are used from the tree; nothing of it is ever committed.
