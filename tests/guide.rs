@@ -1,4 +1,4 @@
-//! Issue 13: the admin guide (doc/dmq_rs.md) documents exactly what the
+//! The admin guide (doc/dmq_rs.md) documents exactly what the
 //! module registers — every parameter, script function, RPC command,
 //! statistic, event route, KEMI function and API — and nothing it does not.
 //! The registered names come from their declarations (common::registered:

@@ -1,4 +1,4 @@
-//! Issue 13: dmq_rs's figures in Kamailio's statistics (group `dmq`), as
+//! dmq_rs's figures in Kamailio's statistics (group `dmq`), as
 //! `kamcmd stats.get_statistics` shows them and as xhttp_prom (Kamailio's
 //! Prometheus exporter) serves them on /metrics, fetched over HTTP.
 
