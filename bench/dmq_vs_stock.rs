@@ -480,8 +480,9 @@ fn instructions(side: Side, count: usize, rate: usize) -> Option<(Vec<f64>, Opti
         .and_then(|o| o.lines().find_map(|l| l.trim().strip_prefix("core:rcv_requests_register = ")?.trim().parse::<usize>().ok()))
         .unwrap_or(count)
         .max(count);
-    let sent =
-        (side == Side::Rs).then(|| nodes[0].try_rpc(&["dmq.stats"]).ok().and_then(|o| reply_field::<f64>(&o, "messages_sent"))).flatten();
+    let sent = (side == Side::Rs)
+        .then(|| nodes[0].try_rpc(&["dmq.stats"]).ok().and_then(|o| reply_field::<f64>(&o, "messages_sent_without_tm")))
+        .flatten();
     let dirs: Vec<PathBuf> = nodes.iter().map(|n| n.dir.clone()).collect();
     std::thread::scope(|s| {
         for mut node in nodes {
