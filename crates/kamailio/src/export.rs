@@ -139,13 +139,8 @@ impl CmdExport {
     pub const fn api(name: &'static CStr, f: unsafe extern "C" fn(*mut c_void) -> c_int) -> CmdExport {
         // SAFETY: only the pointer type changes; find_export() callers cast it
         // back to their bind function's type before calling it.
-        CmdExport::with(
-            name,
-            unsafe { std::mem::transmute::<unsafe extern "C" fn(*mut c_void) -> c_int, ScriptFn2Params>(f) },
-            0,
-            Fixup::None,
-            0,
-        )
+        let f = unsafe { std::mem::transmute::<unsafe extern "C" fn(*mut c_void) -> c_int, ScriptFn2Params>(f) };
+        CmdExport::with(name, f, 0, Fixup::None, 0)
     }
 
     /// The table's terminator.
