@@ -8,8 +8,8 @@
 //! callback. A timer process sends again (UDP: SIP's retransmissions;
 //! TCP/TLS: a copy after seconds without any reply, since a connection may
 //! break with the message in it) and reports timeouts as 408. The slot
-//! logic is pure (`dmq_core::pending`); this file holds its shm, its lock
-//! and the Kamailio plumbing. A leaf transport: when it cannot take a
+//! logic is pure (`dmq_core::pending`), the table's shm is
+//! `shared::DirectTable`; this file holds the plumbing. A leaf transport: when it cannot take a
 //! message (a full table, a node on another transport than the DMQ socket,
 //! an unresolved node) it says so, and `messaging` sends it through tm
 //! instead, so nothing is ever dropped. dmq_usrloc's updates may wait in a

@@ -1,6 +1,6 @@
 //! How many times each event happened (a ping sent, a reply received, …):
-//! one atomic per kind of event in shm, shared by every process, made in
-//! mod_init before fork. A leaf: any file may add one. `statistics` turns
+//! one atomic per kind of event in shm (`shared::EventCounters`), shared
+//! by every process. Above `shared` alone: any file may add one. `statistics` turns
 //! them (and the figures other parts keep: the job queues, the in-flight
 //! table) into the statistics Kamailio and `dmq.stats` show.
 

@@ -46,7 +46,7 @@ thread_local! {
     static NAMED_REFRESHED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// mod_init: the names to look up (their addresses' store) and the process.
+/// mod_init: the names to look up, and the DNS process.
 pub fn init(names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
     for name in &names {
         log::info!(

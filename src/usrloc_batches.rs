@@ -3,7 +3,8 @@
 //! batch goes as one `multi` message (`direct_send`). The rules (which
 //! batch an update joins, when one is full, the per-node window, what a
 //! reply does) and the `multi` body are pure (`dmq_core::batching`); this
-//! file holds their state in shm, under its own lock, and the sending.
+//! file runs them on their state in shm (`shared::BatchData`, under its
+//! own lock) and sends.
 
 use std::net::SocketAddr;
 
