@@ -51,7 +51,16 @@ impl DirectTable {
 
 /// The target node's URI text and the request bytes of a stored message.
 fn uri_and_request(message: &ShmArc<InFlight>) -> (&[u8], &[u8]) {
-    message.bytes().split_at((message.header().uri_len as usize).min(message.bytes().len()))
+    let (uri, rest) = message.bytes().split_at((message.header().uri_len as usize).min(message.bytes().len()));
+    (uri, &rest[..(message.header().request_len as usize).min(rest.len())])
+}
+
+/// The keys a stored message carries (`dmq_core::ordering`).
+fn items_of(message: &ShmArc<InFlight>) -> Vec<u64> {
+    let InFlight { uri_len, request_len, items, .. } = *message.header();
+    let start = uri_len as usize + request_len as usize;
+    let bytes = message.bytes().get(start..).unwrap_or_default();
+    bytes.chunks_exact(8).take(items as usize).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect()
 }
 
 /// mod_init (the table made): its free slots, and the hook that sees
@@ -92,12 +101,15 @@ pub struct Outgoing<'a> {
     pub counted_in_batch: bool,
     /// Updates it carries (a batch: several; the callback runs once each).
     pub updates: u32,
+    /// The keys it carries on their way to the node (`ordering`): freed
+    /// when it is done (`shared::Hooks::order_done`).
+    pub items: &'a [u64],
 }
 
 impl<'a> Outgoing<'a> {
     /// One message on its own.
-    pub fn alone(message: PeerMessage<'a>, target: &'a NodeUri, to: SocketAddr) -> Outgoing<'a> {
-        Outgoing { message, target, to, counted_in_batch: false, updates: 1 }
+    pub fn alone(message: PeerMessage<'a>, target: &'a NodeUri, to: SocketAddr, items: &'a [u64]) -> Outgoing<'a> {
+        Outgoing { message, target, to, counted_in_batch: false, updates: 1, items }
     }
 }
 
@@ -121,11 +133,14 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         callback,
         to: out.to,
         uri_len: uri.len() as u32,
+        request_len: request.len() as u32,
+        items: out.items.len() as u32,
         counted_in_batch: out.counted_in_batch,
         updates: out.updates,
         stream: delivery == Delivery::Stream,
     };
-    let Some(message) = ShmArc::new(header, &[uri.as_bytes(), &request]) else {
+    let items: Vec<u8> = out.items.iter().flat_map(|k| k.to_ne_bytes()).collect();
+    let Some(message) = ShmArc::new(header, &[uri.as_bytes(), &request, &items]) else {
         table.with(|t| t.complete(&branch));
         return Err(SendError::Failed("out of shm for a DMQ message".into()));
     };
@@ -274,6 +289,12 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
     if counted_in_batch {
         if let Some(release) = shared().map(|s| s.hooks.batch_release) {
             release(to, uri);
+        }
+    }
+    let items = items_of(&message);
+    if !items.is_empty() {
+        if let Some(done) = shared().map(|s| s.hooks.order_done) {
+            done(uri, &items);
         }
     }
 }

@@ -51,9 +51,17 @@ pub enum EventCount {
     /// Nodes removed because their name no longer listed them and they
     /// did not answer (or another entry stood for the same node).
     DnsNodesRemoved,
+    /// Updates that waited for an earlier copy of their key (`ordering`).
+    UpdatesWaited,
+    /// Waiting updates replaced by a newer one of the same key.
+    UpdatesCoalesced,
+    /// Updates sent without per-key order (no room to track them).
+    UpdatesUnordered,
+    /// Copies of a peer message received before (`duplicates`).
+    DuplicatesIgnored,
 }
 
-const KINDS: usize = EventCount::DnsNodesRemoved as usize + 1;
+const KINDS: usize = EventCount::DuplicatesIgnored as usize + 1;
 
 // The shared counters have one place per kind.
 const _: () = assert!(KINDS == crate::shared::EVENT_KINDS, "shared::EVENT_KINDS must be the number of EventCount variants");

@@ -10,7 +10,7 @@
 use dmq_core::batching;
 use dmq_core::nodes::Node;
 use dmq_core::pending;
-use dmq_core::protocol::{Kdmq, NodeUri};
+use dmq_core::protocol::{Kdmq, NodeStatus, NodeUri};
 use dmq_core::tm_context::TmContext;
 
 use dmq_abi::api::{PeerMessage, ResponseCallback};
@@ -20,6 +20,7 @@ use kamailio::tm::TmReply;
 
 use crate::direct_send::{self, Outgoing, SendError};
 use crate::event_counts::{self, EventCount};
+use crate::ordering::{self, Verdict};
 use crate::shared::{shared, Shared};
 use crate::usrloc_batches;
 use crate::{cluster, heal, heal_pushes, peers};
@@ -35,7 +36,8 @@ pub fn init() -> Result<(), String> {
 /// How a usrloc batch that cannot go without tm goes (`shared::Hooks::tm_fallback`).
 pub fn tm_fallback(message: &PeerMessage<'_>, target: &NodeUri) -> Result<(), String> {
     let m = shared().ok_or("dmq is not initialized")?;
-    send_through_tm(m, message, target).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
+    // A batch: its updates' keys are on their way.
+    send_through_tm(m, message, target, true).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
 }
 
 /// child_init(PROC_MAIN): forks the retransmission timer process.
@@ -120,6 +122,7 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         event_counts::add_reply(code);
     }
     run_response_callback(code, reply, &message.target, callback_of(&message));
+    finish_tm(&message);
 }
 
 /// The timer process: sends again the tm-path messages due after a 503.
@@ -130,6 +133,7 @@ fn resend_busy(m: &Shared, now_ms: u64) {
         if let Err(e) = send_tm_message(m, &message) {
             log::error!("cannot send a {} message to {} again: {e}", message.message.peer_id, message.target);
             run_response_callback(503, TmReply::none(), &message.target, callback_of(&message));
+            finish_tm(&message);
         }
     }
 }
@@ -151,7 +155,7 @@ fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
 
 /// One peer message through tm: for nodes over TCP/TLS, nodes without a
 /// resolved address, and when `direct_send`'s table is full.
-fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri) -> Result<(), String> {
+fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri, ordered: bool) -> Result<(), String> {
     let context = TmContext {
         message: dmq_core::protocol::PeerMessage {
             peer_id: message.peer_id,
@@ -163,43 +167,100 @@ fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri) -> R
         target: target.clone(),
         deadline_ms: monotonic_ms() + pending::TIMEOUT_MS,
         backoff_ms: pending::T1_MS,
+        ordered,
     };
     send_tm_message(m, &context)
 }
 
-/// Sends `message` to each target; counts failures.
+/// Sends `message` to each target, each key it carries after the one
+/// before it (`ordering`); counts failures.
 pub fn send_to(message: &PeerMessage<'_>, targets: &[Node]) -> Result<(), String> {
-    let m = shared().ok_or("dmq is not initialized")?;
+    let keys = dmq_core::ordering::identify(message.peer_id, message.body);
     let mut failed = 0;
-    let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
-    // A dmq_usrloc update may wait in a node's batch (judged once for
-    // every node it goes to).
-    let batchable = batching::is_batchable(peer_id, content_type, max_forwards, body);
     for target in targets {
-        let sent = match direct_send::address(&target.uri, target.ip()) {
-            Ok(to) if batchable => usrloc_batches::send(message, &target.uri, to),
-            Ok(to) => direct_send::send(&Outgoing::alone(*message, &target.uri, to)),
-            Err(e) => Err(e),
+        let sent = match &keys {
+            Some(keys) => match ordering::admit(message, &target.uri, keys) {
+                Verdict::Send => send_tracked(message, target, &keys.items),
+                Verdict::Waits => Ok(()),
+                Verdict::SendUntracked => send_one(message, target, &[]),
+            },
+            None => send_one(message, target, &[]),
         };
-        let sent = match sent {
-            Err(SendError::NoSlot) => {
-                send_through_tm(m, message, &target.uri).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
-            }
-            Err(SendError::Failed(e)) => Err(e),
-            Ok(()) => Ok(()),
-        };
-        match sent {
-            Ok(()) => event_counts::add(EventCount::MessagesSent),
-            Err(e) => {
-                log::error!("cannot send a {peer_id} message to {}: {e}", target.uri);
-                failed += 1;
-            }
+        if let Err(e) = sent {
+            log::error!("cannot send a {} message to {}: {e}", message.peer_id, target.uri);
+            failed += 1;
         }
     }
     if failed > 0 {
         return Err(format!("{failed} of {} sends failed", targets.len()));
     }
     Ok(())
+}
+
+/// Sends a message whose keys (`items`) are on their way to `target`
+/// now; one that cannot go frees them at once.
+fn send_tracked(message: &PeerMessage<'_>, target: &Node, items: &[u64]) -> Result<(), String> {
+    let sent = send_one(message, target, items);
+    if sent.is_err() {
+        finish(target.uri.to_uri().as_bytes(), items);
+    }
+    sent
+}
+
+/// One message to one node, on the path it can take: without tm (a
+/// dmq_usrloc update possibly in a batch), else through tm. `items`: the
+/// keys it carries that `ordering` tracks (empty: none), freed when it is
+/// done ([`finish`]).
+fn send_one(message: &PeerMessage<'_>, target: &Node, items: &[u64]) -> Result<(), String> {
+    let m = shared().ok_or("dmq is not initialized")?;
+    let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
+    // Only a tracked update joins a batch: the batch frees the keys of all
+    // its updates when done.
+    let batchable = !items.is_empty() && batching::is_batchable(peer_id, content_type, max_forwards, body);
+    let sent = match direct_send::address(&target.uri, target.ip()) {
+        Ok(to) if batchable => usrloc_batches::send(message, &target.uri, to, items),
+        Ok(to) => direct_send::send(&Outgoing::alone(*message, &target.uri, to, items)),
+        Err(e) => Err(e),
+    };
+    let sent = match sent {
+        Err(SendError::NoSlot) => {
+            send_through_tm(m, message, &target.uri, !items.is_empty()).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
+        }
+        Err(SendError::Failed(e)) => Err(e),
+        Ok(()) => Ok(()),
+    };
+    if sent.is_ok() {
+        event_counts::add(EventCount::MessagesSent);
+    }
+    sent
+}
+
+/// A message that carried `items` to the node `uri` (its URI text) is
+/// done (`shared::Hooks::order_done`): the messages that waited for those
+/// keys go now, in the order they came; one that cannot go frees its own.
+pub fn finish(uri: &[u8], items: &[u64]) {
+    if items.is_empty() {
+        return;
+    }
+    let mut go: std::collections::VecDeque<ordering::Waiting> = ordering::done(uri, items).into();
+    while let Some(waiting) = go.pop_front() {
+        let Some((items, message, target)) = waiting.open() else { continue };
+        let node = cluster::find_node(&target).unwrap_or_else(|| Node::new(target.clone(), NodeStatus::Active));
+        if let Err(e) = send_one(&message, &node, &items) {
+            log::error!("cannot send a {} message to {target}: {e}", message.peer_id);
+            go.extend(ordering::done(target.to_uri().as_bytes(), &items));
+        }
+    }
+}
+
+/// When a tm-path message is done: the keys it carried are free.
+fn finish_tm(context: &TmContext<'_>) {
+    if !context.ordered {
+        return;
+    }
+    if let Some(keys) = dmq_core::ordering::identify(context.message.peer_id, context.message.body) {
+        finish(context.target.to_uri().as_bytes(), &keys.items);
+    }
 }
 
 /// Active remote nodes except `except`, each node once and never this one

@@ -8,11 +8,13 @@ use kamailio::sip_msg::SipMsg;
 
 use crate::admission;
 use crate::cluster;
+use crate::duplicates;
 use crate::event_counts::{self, EventCount};
 use crate::messaging;
 use crate::peers;
 use crate::shared::shared;
 use crate::workers::{self, QueueError};
+use dmq_core::duplicates::Seen;
 
 /// The optional "continue" parameter; any value above 1 counts as 1, as in
 /// the stock module.
@@ -50,6 +52,25 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         }
         return returnval;
     };
+    // A copy of a message seen before never reaches the consumer again
+    // (`duplicates`): absorbed while the first is queued or running,
+    // answered again once it was answered.
+    let seen = duplicates::key_of(msg);
+    if let Some(key) = seen {
+        match duplicates::arrived(key) {
+            Seen::New => {}
+            Seen::UnderWay => {
+                event_counts::add(EventCount::DuplicatesIgnored);
+                return returnval;
+            }
+            Seen::Answered(code) => {
+                event_counts::add(EventCount::DuplicatesIgnored);
+                let reason = if code < 300 { "OK" } else { "Answered Before" };
+                msg.reply(&m.sl, i32::from(code), reason, None);
+                return returnval;
+            }
+        }
+    }
     // A queued message has its body checked by the worker, which parses
     // every header anyway (for the consumer): finding the body here would
     // parse them all twice, at a q_malloc per header.
@@ -57,6 +78,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     let in_place = !queue || run_now.is_some();
     if in_place {
         if let Err(refusal) = admission::check_body(&channel, msg) {
+            duplicates::forget(seen);
             return refused(m, msg, &channel, refusal, returnval);
         }
     }
@@ -72,6 +94,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             returnval
         }
         Err(QueueError::Full) => {
+            duplicates::forget(seen);
             log::warn!(
                 "DMQ job queue full (job_queue_limit {}): {channel} message from {:?} refused with 503",
                 m.config.job_queue_limit,
@@ -81,6 +104,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             returnval
         }
         Err(QueueError::Failed(e)) => {
+            duplicates::forget(seen);
             log::error!("cannot queue a {channel} message: {e}");
             msg.reply(&m.sl, 500, "Server Internal Error", None);
             -1

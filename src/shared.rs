@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
 use std::sync::OnceLock;
 
 use dmq_abi::api::{Peer, PeerMessage, ResponseCallback};
-use dmq_abi::in_shm::PendingParts;
+use dmq_abi::in_shm::{OrderParts, PendingParts};
 use dmq_core::batching::BATCH_NODES;
 use dmq_core::config::Config;
 use dmq_core::heal::HealTable;
@@ -70,6 +70,11 @@ pub struct Shared {
     pub direct: DirectTable,
     /// dmq_usrloc updates waiting in a node's batch (`usrloc_batches`).
     pub batches: &'static ShmMutex<BatchData>,
+    /// Peer messages received lately, to tell copies apart (`duplicates`).
+    pub seen: &'static ShmMutex<SeenData>,
+    /// Keys on their way to each node and the messages waiting for them
+    /// (`ordering`).
+    pub order: &'static ShmMutex<OrderData>,
     /// tm-path messages a busy node answered 503, waiting to be sent
     /// again by the retransmission timer (`messaging`).
     pub tm_retries: ShmQueue,
@@ -118,6 +123,10 @@ pub struct Hooks {
     /// How a batch that cannot go without tm goes instead (`messaging`'s
     /// tm path, called by `usrloc_batches`), to the target given.
     pub tm_fallback: fn(&PeerMessage<'_>, &NodeUri) -> Result<(), String>,
+    /// A message that carried these keys (`dmq_core::ordering`) to the node
+    /// whose URI text is given is done: the messages waiting for them go
+    /// (`messaging`, called by `direct_send` and `usrloc_batches`).
+    pub order_done: fn(&[u8], &[u64]),
 }
 
 /// The node list, serialized in shm under its lock (`cluster`).
@@ -150,7 +159,7 @@ shm_zeroed! {
 
 /// Kinds of events counted (`event_counts::EventCount`'s variants; that
 /// file checks the number at compile time).
-pub const EVENT_KINDS: usize = 20;
+pub const EVENT_KINDS: usize = 24;
 /// One counter per kind of event (`event_counts`).
 pub type EventCounters = [AtomicU64; EVENT_KINDS];
 
@@ -262,6 +271,10 @@ shm_data! {
         pub callback: Option<ResponseCallback>,
         pub to: SocketAddr,
         pub uri_len: u32,
+        /// The request's length; the keys it carries follow it (`items`
+        /// of them, native-endian u64: `dmq_core::ordering`).
+        pub request_len: u32,
+        pub items: u32,
         /// Counted among its node's batchable messages (`usrloc_batches`).
         pub counted_in_batch: bool,
         /// Updates it carries (a batch: several; the callback runs once each).
@@ -306,6 +319,38 @@ shm_data! {
         pub callback: Option<ResponseCallback>,
         pub updates: u32,
         pub used: u32,
+    }
+}
+
+/// Keys tracked at once, on their way or waiting, across nodes
+/// (`dmq_core::ordering`; 3/4 of it used at most).
+pub const ORDER_KEYS: usize = 1 << 16;
+/// Messages that may wait for an earlier one with the same key.
+pub const ORDER_WAITING: usize = 8192;
+
+shm_data! {
+    /// A message waiting for an earlier one with one of its keys
+    /// (`ordering`): `items` keys (native-endian u64) follow, then the
+    /// message and its target as `dmq_core::tm_context::TmContext` encodes them.
+    #[derive(Clone, Copy)]
+    pub struct Parked {
+        pub items: u32,
+    }
+}
+
+/// The per-key order state in shm, under one lock (`ordering`).
+pub type OrderData = OrderParts<Option<ShmBlock<Parked>>, ORDER_KEYS, ORDER_WAITING>;
+
+/// Received peer messages remembered (`dmq_core::duplicates`).
+pub const SEEN_ENTRIES: usize = 32768;
+
+shm_zeroed! {
+    /// The messages received lately and their answers (`duplicates`).
+    pub struct SeenData {
+        pub keys: [u64; SEEN_ENTRIES],
+        pub codes: [u16; SEEN_ENTRIES],
+        pub ages: [u64; SEEN_ENTRIES],
+        pub clock: u64,
     }
 }
 
@@ -364,6 +409,8 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         refusals: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ refusal counters"))?,
         events: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ statistics"))?,
         batches: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ usrloc batches"))?,
+        order: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ order of keys"))?,
+        seen: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ messages seen"))?,
         tm_retries: ShmQueue::new(TM_RETRY_LIMIT).ok_or_else(|| out_of_shm("the DMQ retry queue"))?,
         nodes,
         names,

@@ -20,7 +20,7 @@ use dmq_core::statistics::{Detail, Statistic as Declared};
 use kamailio::stats::{self, Statistic};
 
 use crate::event_counts::{self, EventCount};
-use crate::{admission, cluster, direct_send, heal, messaging, workers};
+use crate::{admission, cluster, direct_send, heal, messaging, ordering, workers};
 
 fn pending() -> PendingStats {
     direct_send::stats().unwrap_or_default()
@@ -80,6 +80,11 @@ pub fn read(statistic: Declared) -> u64 {
         DnsNodesAdded => event_counts::get(EventCount::DnsNodesAdded),
         DnsNodesRemoved => event_counts::get(EventCount::DnsNodesRemoved),
         HealStalls => heal::stats().stalls,
+        UpdatesWaited => event_counts::get(EventCount::UpdatesWaited),
+        UpdatesCoalesced => event_counts::get(EventCount::UpdatesCoalesced),
+        UpdatesUnordered => event_counts::get(EventCount::UpdatesUnordered),
+        UpdatesWaiting => u64::from(ordering::waiting()),
+        DuplicatesIgnored => event_counts::get(EventCount::DuplicatesIgnored),
     }
 }
 

@@ -28,8 +28,8 @@ fn with<R>(f: impl FnOnce(&mut NodeBatches<'_, ShmBlock<Batch>>) -> R) -> Option
 
 /// Sends a dmq_usrloc update (`batching::is_batchable`) to the node at
 /// `to`, or lets it wait in the node's batch.
-pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr) -> Result<(), SendError> {
-    let alone = Outgoing::alone(*message, target, to);
+pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: &[u64]) -> Result<(), SendError> {
+    let alone = Outgoing::alone(*message, target, to, items);
     let start = now_ms();
     let mut placed = offer(to, message.body, message.callback);
     while placed == Placement::WindowFull {
@@ -100,8 +100,10 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     let body = batching::finish(batch.bytes(), used);
     let target = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
     let message = PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback };
+    // Every update in a batch had its key on its way (`ordering`).
+    let items = dmq_core::ordering::identify(BATCHED_PEER, &body).map(|k| k.items).unwrap_or_default();
     let sent = match &target {
-        Some(target) => direct_send::send(&Outgoing { message, target, to, counted_in_batch: true, updates }),
+        Some(target) => direct_send::send(&Outgoing { message, target, to, counted_in_batch: true, updates, items: &items }),
         None => Err(SendError::Failed(format!("no node URI in {:?}", String::from_utf8_lossy(uri)))),
     };
     if sent.is_ok() {
@@ -122,6 +124,11 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     };
     match through_tm {
         Ok(()) => event_counts::add(EventCount::BatchesSent),
-        Err(e) => log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri)),
+        Err(e) => {
+            log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri));
+            if let Some(done) = shared().map(|s| s.hooks.order_done) {
+                done(uri, &items);
+            }
+        }
     }
 }

@@ -30,6 +30,7 @@ use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
 
 use crate::admission;
 use crate::cluster;
+use crate::duplicates;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 
 /// mod_init (before fork): the worker processes, for the core to count.
@@ -194,6 +195,7 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
     // The check `dmq_handle_message` leaves to the worker (see script.rs).
     let channel = peer.id();
     if let Err(refusal) = admission::check_body(&channel, &msg) {
+        duplicates::forget(duplicates::key_of(&msg));
         admission::refuse(m, &msg, &channel, refusal);
         return;
     }
@@ -216,6 +218,8 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
     };
+    // Copies of it that come now are answered the same (`duplicates`).
+    duplicates::answered(duplicates::key_of(msg), resp.code);
     if resp.code <= 0 || resp.reason.is_empty() {
         log::warn!("DMQ peer {} gave no reply; none sent", peer.id());
         return true;

@@ -207,24 +207,24 @@ pub fn check_shape(body: &[u8], shape: &Shape) -> Result<(), BodyError> {
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Object { members: usize },
     Array,
     String,
     Other,
 }
 
-struct Parser<'a> {
-    b: &'a [u8],
-    i: usize,
+pub(crate) struct Parser<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) i: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
             self.i += 1;
         }
@@ -244,7 +244,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn end(&mut self) -> Result<(), BodyError> {
+    pub(crate) fn end(&mut self) -> Result<(), BodyError> {
         self.ws();
         if self.i == self.b.len() {
             Ok(())
@@ -254,7 +254,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Any value, checked and skipped.
-    fn value(&mut self, depth: usize) -> Result<Kind, BodyError> {
+    pub(crate) fn value(&mut self, depth: usize) -> Result<Kind, BodyError> {
         if depth > MAX_DEPTH {
             return self.fail("less nesting");
         }
@@ -325,7 +325,7 @@ impl<'a> Parser<'a> {
 
     /// A string; returns its raw bytes (escapes as written) and whether it
     /// has any escape.
-    fn string(&mut self) -> Result<(&'a [u8], bool), BodyError> {
+    pub(crate) fn string(&mut self) -> Result<(&'a [u8], bool), BodyError> {
         self.eat(b'"', "a string")?;
         let start = self.i;
         let mut escaped = false;
@@ -359,7 +359,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `[ item, … ]`, each item read by `item`.
-    fn items(&mut self, depth: usize, mut item: impl FnMut(&mut Self, usize) -> Result<(), BodyError>) -> Result<(), BodyError> {
+    pub(crate) fn items(&mut self, depth: usize, mut item: impl FnMut(&mut Self, usize) -> Result<(), BodyError>) -> Result<(), BodyError> {
         self.eat(b'[', "an array")?;
         self.ws();
         if self.peek() == Some(b']') {
@@ -400,7 +400,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn members(
+    pub(crate) fn members(
         &mut self,
         depth: usize,
         mut member: impl FnMut(&mut Self, &'a [u8], bool, usize) -> Result<(), BodyError>,

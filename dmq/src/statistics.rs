@@ -76,6 +76,11 @@ macro_rules! for_each_statistic {
             DnsNodesAdded = "dns_nodes_added", Counter, "nodes added because a notification_address name listed a new address";
             DnsNodesRemoved = "dns_nodes_removed", Counter, "nodes removed because their name no longer listed them and they did not answer";
             HealStalls = "heal_stalls", Counter, "times this node's own processes stood still (it then sent its state to all)";
+            UpdatesWaited = "updates_waited", Counter, "replicated updates that waited for the answer to an earlier copy of the same item to the same node (per-key order)";
+            UpdatesCoalesced = "updates_coalesced", Counter, "waiting updates replaced by a newer one of the same item (the node only needs the newest)";
+            UpdatesUnordered = "updates_unordered", Counter, "updates sent without per-key order: too many items on their way or waiting to track them";
+            DuplicatesIgnored = "duplicates_ignored", Counter, "copies of a peer message received before (retransmissions): never handed to the consumer again, answered as the first";
+            UpdatesWaiting = "updates_waiting", Gauge, "updates waiting now for the answer to an earlier copy of the same item";
         }
     };
 }

@@ -21,17 +21,20 @@ pub struct TmContext<'a> {
     pub deadline_ms: u64,
     /// The wait before the next resend after a 503.
     pub backoff_ms: u64,
+    /// Its keys are on their way to the target (`crate::ordering`): when
+    /// it is done, they are free again.
+    pub ordered: bool,
 }
 
 impl<'a> TmContext<'a> {
-    /// [has callback u8][callback][max_forwards i32][deadline u64]
+    /// [flags u8: 1 has callback, 2 ordered][callback][max_forwards i32][deadline u64]
     /// [backoff u64], then uri, peer id, content type and body, each as
     /// [len u32][bytes].
     pub fn encode(&self) -> Vec<u8> {
         let m = &self.message;
         let uri = self.target.to_uri();
         let mut out = Vec::with_capacity(64 + uri.len() + m.peer_id.len() + m.content_type.len() + m.body.len());
-        out.push(m.callback.is_some() as u8);
+        out.push(m.callback.is_some() as u8 | (self.ordered as u8) << 1);
         out.extend_from_slice(&m.callback.unwrap_or([0; CALLBACK_LEN]));
         out.extend_from_slice(&m.max_forwards.to_ne_bytes());
         out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
@@ -51,7 +54,8 @@ impl<'a> TmContext<'a> {
             *context = rest;
             Some(head)
         }
-        let has_callback = take(&mut context, 1)?[0] == 1;
+        let flags = take(&mut context, 1)?[0];
+        let (has_callback, ordered) = (flags & 1 == 1, flags & 2 == 2);
         let callback: [u8; CALLBACK_LEN] = take(&mut context, CALLBACK_LEN)?.try_into().ok()?;
         let max_forwards = i32::from_ne_bytes(take(&mut context, 4)?.try_into().ok()?);
         let deadline_ms = u64::from_ne_bytes(take(&mut context, 8)?.try_into().ok()?);
@@ -68,7 +72,7 @@ impl<'a> TmContext<'a> {
         let body = part()?;
         let callback = has_callback.then_some(callback);
         let message = PeerMessage { peer_id, body, content_type, max_forwards, callback };
-        Some(TmContext { message, target, deadline_ms, backoff_ms })
+        Some(TmContext { message, target, deadline_ms, backoff_ms, ordered })
     }
 }
 
@@ -106,6 +110,7 @@ mod tests {
             target: target.clone(),
             deadline_ms: 123_456,
             backoff_ms: 500,
+            ordered: true,
         }
     }
 
@@ -125,7 +130,7 @@ mod tests {
         let target = node("sip:10.0.0.2:5060");
         let bytes = message(&target).encode();
         let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8;
-        assert_eq!(bytes[0], 1);
+        assert_eq!(bytes[0], 3, "a callback, ordered");
         assert_eq!(&bytes[1..1 + CALLBACK_LEN], &[7; CALLBACK_LEN]);
         assert_eq!(bytes[1 + CALLBACK_LEN..5 + CALLBACK_LEN], 1i32.to_ne_bytes());
         let uri = b"sip:10.0.0.2:5060";
@@ -135,11 +140,15 @@ mod tests {
     }
 
     #[test]
-    fn a_callback_flag_other_than_one_means_none() {
+    fn the_flags_byte_says_callback_and_order_apart() {
         let target = node("sip:10.0.0.2:5060");
         let mut bytes = message(&target).encode();
         bytes[0] = 2;
-        assert_eq!(TmContext::decode(&bytes).unwrap().message.callback, None);
+        let decoded = TmContext::decode(&bytes).unwrap();
+        assert_eq!((decoded.message.callback, decoded.ordered), (None, true));
+        bytes[0] = 1;
+        let decoded = TmContext::decode(&bytes).unwrap();
+        assert_eq!((decoded.message.callback.is_some(), decoded.ordered), (true, false));
     }
 
     #[test]

@@ -1,0 +1,41 @@
+//! Peer messages received more than once (`dmq_core::duplicates`): a copy
+//! of one still queued or running is absorbed, a copy of one answered is
+//! answered again with the same code; neither reaches the consumer twice.
+//! The table of messages seen lately is `shared::SeenData`, under its own
+//! lock.
+
+use dmq_core::duplicates::{self, Seen, SeenTable};
+use kamailio::sip_msg::SipMsg;
+
+use crate::shared::{shared, SeenData};
+
+fn with<R>(f: impl FnOnce(&mut SeenTable<'_>) -> R) -> Option<R> {
+    let mut data = shared()?.seen.lock();
+    let SeenData { keys, codes, ages, clock } = &mut *data;
+    Some(f(&mut SeenTable { keys, codes, ages, clock }))
+}
+
+/// The key of a request (Call-ID, CSeq number, From); None for one missing any.
+pub fn key_of(msg: &SipMsg) -> Option<u64> {
+    let ids = msg.request_ids()?;
+    Some(duplicates::key(ids.call_id, ids.cseq_number, msg.from_value()?))
+}
+
+/// Notes that `key` arrived; what became of earlier copies.
+pub fn arrived(key: u64) -> Seen {
+    with(|t| t.arrived(key)).unwrap_or(Seen::New)
+}
+
+/// The message `key` was answered `code`.
+pub fn answered(key: Option<u64>, code: i32) {
+    if let Some(key) = key {
+        with(|t| t.answered(key, u16::try_from(code).unwrap_or(0)));
+    }
+}
+
+/// The message `key` was not taken (queue full): its next copy is new.
+pub fn forget(key: Option<u64>) {
+    if let Some(key) = key {
+        with(|t| t.forget(key));
+    }
+}
