@@ -6,7 +6,9 @@ use dmq_core::protocol::{NodeStatus, NodeUri};
 
 use dmq_abi::api::{DmqApi, Peer, PeerMessage, PeerSpec};
 
-use crate::{cluster, messaging, peers, shared};
+use dmq_core::ordering::Retained;
+
+use crate::{cluster, heal, messaging, origin, peers, shared};
 
 /// The module's side of `dmq_api_t`.
 pub enum Api {}
@@ -28,13 +30,22 @@ impl DmqApi for Api {
             return send(message, &[target]);
         }
         let targets = messaging::active_targets(except.as_ref());
-        send(message, &targets)
+        let sent = send(message, &targets);
+        // An update of our consumer's own: the item is ours (a delete: kept
+        // for the nodes it did not reach, `origin`).
+        origin::wrote(message, &targets, heal::seen);
+        sent
     }
 
     fn send_message(_peer: Peer, message: &PeerMessage<'_>, node: NodeUri) -> Result<(), String> {
         // A node that left the list meanwhile is still tried (through tm).
         let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
-        send(message, &[target])
+        // A heal sync carries only what this node wrote last (`origin`).
+        match origin::sendable(message) {
+            Retained::All => send(message, &[target]),
+            Retained::Nothing => Ok(()),
+            Retained::Some(body) => send(&PeerMessage { body: &body, ..*message }, &[target]),
+        }
     }
 
     fn find_node(uri: &NodeUri) -> Option<Node> {

@@ -49,7 +49,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
     if queue {
         drop(msg);
         request.pop();
-        return match workers::enqueue_local(&request, rcv, peer) {
+        return match workers::enqueue_local(&request, rcv, peer, false) {
             Ok(_) => 1,
             Err(workers::QueueError::Full) => {
                 log::warn!("{what}: job queue full; message for peer {peer_name:?} dropped");

@@ -294,7 +294,7 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
     let items = items_of(&message);
     if !items.is_empty() {
         if let Some(done) = shared().map(|s| s.hooks.order_done) {
-            done(uri, &items);
+            done(uri, &items, code, uri_and_request(&message).1);
         }
     }
 }

@@ -77,6 +77,13 @@ pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
     report(heal, outcomes, window);
 }
 
+/// The nodes seen active here (entries stay when a node leaves the list),
+/// this one excluded.
+pub fn seen() -> Vec<NodeUri> {
+    let Some(m) = shared() else { return Vec::new() };
+    with_table(&m.heal, |t| t.entries.iter().map(|e| e.uri.clone()).filter(|u| !u.same_node(&m.local_uri)).collect())
+}
+
 /// Before the first contact: our own join sync covers them.
 fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64, window: u64) {
     with_table(heal, |t| {

@@ -20,9 +20,11 @@ use crate::shared::shared;
 use crate::{direct_send, heal, peers, workers};
 
 /// The retransmission timer's tick: the due heal syncs, run here (no lock
-/// held; the consumers' work runs in the DMQ workers). Returns the nodes
-/// due a pull (asked for their state: `messaging` sends the requests).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
+/// held; the consumers' work runs in the DMQ workers), each after
+/// `before_sync` for its node (`messaging` sends it the deletes it
+/// missed). Returns the nodes due a pull (asked for their state:
+/// `messaging` sends the requests).
+pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, before_sync: impl Fn(&NodeUri)) -> Vec<NodeUri> {
     let quiet = || {
         let messages_waiting = direct_send::stats().map(|s| s.in_flight as usize);
         dmq_core::heal::quiet_enough(messages_waiting, direct_send::CAPACITY, workers::stats().map(|s| s.queued))
@@ -32,6 +34,7 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>) -> Vec<NodeUri> {
         if pull {
             pulls.push(node);
         } else {
+            before_sync(&node);
             run(&node);
         }
     }
@@ -45,7 +48,7 @@ fn run(node: &NodeUri) {
         let peer_id = peer.id();
         let message = PeerMessage { peer_id: &peer_id, body: &body, content_type: &content_type, max_forwards: 1, callback: None };
         let request = workers::local_request(m, "heal", node, &message);
-        match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer) {
+        match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer, true) {
             Ok(_) => {
                 heal::count_push();
                 log::info!("heal sync: DMQ peer {:?} sends our state to {node}", peer.id());

@@ -26,6 +26,7 @@ mod lookups;
 mod messaging;
 mod name_sources;
 mod ordering;
+mod origin;
 mod params;
 mod peer_events;
 mod peers;

@@ -87,7 +87,7 @@ pub fn init() -> Result<(), String> {
     );
     let (ping_interval, multi_notify) = (config.ping_interval, config.multi_notify);
     let socket = DmqSocket { name: server_socket, local: server_sock, sent_by: server_sent_by, transport: server_transport };
-    let hooks = Hooks { batch_release: usrloc_batches::release, tm_fallback: messaging::tm_fallback, order_done: messaging::finish };
+    let hooks = Hooks { batch_release: usrloc_batches::release, tm_fallback: messaging::tm_fallback, order_done: messaging::direct_done };
     let settled = Settled { config, socket, tm, sl, local_uri, notification_uris, routes, peer_events, hooks };
     let shared = shared::set(shared::make(settled)?)?;
     // Registered with the core before fork, now that the shm they use is made.

@@ -21,6 +21,7 @@ use kamailio::tm::TmReply;
 use crate::direct_send::{self, Outgoing, SendError};
 use crate::event_counts::{self, EventCount};
 use crate::ordering::{self, Verdict};
+use crate::origin;
 use crate::shared::{shared, Shared};
 use crate::usrloc_batches;
 use crate::{cluster, heal, heal_pushes, peers};
@@ -48,7 +49,7 @@ pub fn start_timer() -> Result<(), String> {
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    for node in heal_pushes::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default()) {
+    for node in heal_pushes::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default(), send_missed_deletes) {
         pull_from(&node);
     }
     direct_send::tick();
@@ -70,6 +71,23 @@ fn pull_from(uri: &NodeUri) {
         match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
             Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
+        }
+    }
+}
+
+/// Before a heal sync to `node`: the deletes it missed (`origin`), in
+/// the order they were made, each after any copy of its item on its way.
+fn send_missed_deletes(node: &NodeUri) {
+    let missed = origin::missed_by(node);
+    if missed.is_empty() {
+        return;
+    }
+    let target = cluster::find_node(node).unwrap_or_else(|| Node::new(node.clone(), NodeStatus::Active));
+    log::info!("heal sync: sending {node} the {} deletes it missed", missed.len());
+    for waiting in &missed {
+        let Some((_, message, _)) = waiting.open() else { continue };
+        if let Err(e) = send_to(&message, std::slice::from_ref(&target)) {
+            log::warn!("heal sync: a missed delete to {node}: {e}");
         }
     }
 }
@@ -118,6 +136,11 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     }
     if code == 408 && reply.msg().is_none() {
         event_counts::add(EventCount::TmTimeouts);
+        // A delete the node never got: kept for it (`origin`).
+        let m = &message.message;
+        let callback = callback_of(&message);
+        let sent = PeerMessage { peer_id: m.peer_id, body: m.body, content_type: m.content_type, max_forwards: m.max_forwards, callback };
+        origin::timed_out(&sent, &message.target);
     } else {
         event_counts::add_reply(code);
     }
@@ -235,8 +258,18 @@ fn send_one(message: &PeerMessage<'_>, target: &Node, items: &[u64]) -> Result<(
     sent
 }
 
+/// A message without tm to the node `uri` (its URI text) is done with
+/// `code` (`shared::Hooks::order_done`): a delete that timed out is kept
+/// for the node (`origin`), and the keys it carried are free.
+pub fn direct_done(uri: &[u8], items: &[u64], code: i32, request: &[u8]) {
+    if code == 408 {
+        origin::timed_out_request(uri, request);
+    }
+    finish(uri, items);
+}
+
 /// A message that carried `items` to the node `uri` (its URI text) is
-/// done (`shared::Hooks::order_done`): the messages that waited for those
+/// done: the messages that waited for those
 /// keys go now, in the order they came; one that cannot go frees its own.
 pub fn finish(uri: &[u8], items: &[u64]) {
     if items.is_empty() {

@@ -37,7 +37,7 @@ pub enum Verdict {
 pub fn admit(message: &PeerMessage<'_>, target: &NodeUri, keys: &Keys) -> Verdict {
     let node = ordering::node_hash(&target.to_uri());
     let replaceable = keys.replaces && message.callback.is_none();
-    let make = || park(message, target, &keys.items);
+    let make = || store(message, target, &keys.items);
     match with(|lanes| lanes.admit(node, &keys.items, replaceable, make)) {
         Some(Admission::Send) => Verdict::Send,
         Some(Admission::Parked) => {
@@ -78,9 +78,15 @@ pub fn done(uri: &[u8], items: &[u64]) -> Vec<Waiting> {
 /// A message that waited: what it carries, to whom.
 pub struct Waiting(ShmBlock<Parked>);
 
+impl From<ShmBlock<Parked>> for Waiting {
+    fn from(block: ShmBlock<Parked>) -> Waiting {
+        Waiting(block)
+    }
+}
+
 impl Waiting {
     /// Its keys, message and target (None: the block does not decode,
-    /// which cannot happen for one made by [`park`]).
+    /// which cannot happen for one made by [`store`]).
     pub fn open(&self) -> Option<(Vec<u64>, PeerMessage<'_>, NodeUri)> {
         let items = items_of(&self.0);
         let context = TmContext::decode(self.0.bytes().get(items.len() * 8..)?)?;
@@ -97,8 +103,8 @@ fn items_of(block: &ShmBlock<Parked>) -> Vec<u64> {
     block.bytes().chunks_exact(8).take(n).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect()
 }
 
-/// A waiting message in a shm block of its own.
-fn park(message: &PeerMessage<'_>, target: &NodeUri, items: &[u64]) -> Option<ShmBlock<Parked>> {
+/// A message to `target` in a shm block of its own, to send later.
+pub fn store(message: &PeerMessage<'_>, target: &NodeUri, items: &[u64]) -> Option<ShmBlock<Parked>> {
     let context = TmContext {
         message: CorePeerMessage {
             peer_id: message.peer_id,

@@ -70,6 +70,8 @@ pub struct Shared {
     pub direct: DirectTable,
     /// dmq_usrloc updates waiting in a node's batch (`usrloc_batches`).
     pub batches: &'static ShmMutex<BatchData>,
+    /// The items this node wrote last and the deletes nodes missed (`origin`).
+    pub origin: &'static ShmMutex<OriginData>,
     /// Peer messages received lately, to tell copies apart (`duplicates`).
     pub seen: &'static ShmMutex<SeenData>,
     /// Keys on their way to each node and the messages waiting for them
@@ -123,10 +125,12 @@ pub struct Hooks {
     /// How a batch that cannot go without tm goes instead (`messaging`'s
     /// tm path, called by `usrloc_batches`), to the target given.
     pub tm_fallback: fn(&PeerMessage<'_>, &NodeUri) -> Result<(), String>,
-    /// A message that carried these keys (`dmq_core::ordering`) to the node
-    /// whose URI text is given is done: the messages waiting for them go
-    /// (`messaging`, called by `direct_send` and `usrloc_batches`).
-    pub order_done: fn(&[u8], &[u64]),
+    /// A message sent without tm to the node whose URI text is given, that
+    /// carried these keys (`dmq_core::ordering`), is done with this code
+    /// (the request given): the messages waiting for the keys go; a delete
+    /// that timed out is kept for the node (`messaging`, called by
+    /// `direct_send` and `usrloc_batches`).
+    pub order_done: fn(&[u8], &[u64], i32, &[u8]),
 }
 
 /// The node list, serialized in shm under its lock (`cluster`).
@@ -200,6 +204,9 @@ shm_data! {
         /// Made by this node (a heal sync's push): the callback runs, no
         /// reply is sent.
         pub local: bool,
+        /// A heal sync's request: what the consumer sends is only what
+        /// this node wrote last (`origin`).
+        pub heal_sync: bool,
     }
 }
 
@@ -341,6 +348,25 @@ shm_data! {
 /// The per-key order state in shm, under one lock (`ordering`).
 pub type OrderData = OrderParts<Option<ShmBlock<Parked>>, ORDER_KEYS, ORDER_WAITING>;
 
+/// Items this node may remember as written here last (3/4 of it at
+/// most), and deletes kept for nodes that missed them (`dmq_core::origin`).
+pub const OWN_ITEMS: usize = 1 << 18;
+pub const MISSED_DELETES: usize = 4096;
+
+shm_zeroed! {
+    /// `dmq_core::origin`'s state (`origin`).
+    pub struct OriginData {
+        pub own: [u64; OWN_ITEMS],
+        pub own_used: u32,
+        pub missed_nodes: [u64; MISSED_DELETES],
+        pub missed_keys: [u64; MISSED_DELETES],
+        pub missed_ages: [u64; MISSED_DELETES],
+        pub missed: [Option<ShmBlock<Parked>>; MISSED_DELETES],
+        pub clock: u64,
+        pub kept: u32,
+    }
+}
+
 /// Received peer messages remembered (`dmq_core::duplicates`).
 pub const SEEN_ENTRIES: usize = 32768;
 
@@ -411,6 +437,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         batches: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ usrloc batches"))?,
         order: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ order of keys"))?,
         seen: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ messages seen"))?,
+        origin: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ items written here"))?,
         tm_retries: ShmQueue::new(TM_RETRY_LIMIT).ok_or_else(|| out_of_shm("the DMQ retry queue"))?,
         nodes,
         names,

@@ -127,7 +127,7 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
         Err(e) => {
             log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri));
             if let Some(done) = shared().map(|s| s.hooks.order_done) {
-                done(uri, &items);
+                done(uri, &items, 500, &[]);
             }
         }
     }

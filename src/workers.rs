@@ -31,6 +31,7 @@ use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
 use crate::admission;
 use crate::cluster;
 use crate::duplicates;
+use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 
 /// mod_init (before fork): the worker processes, for the core to count.
@@ -95,7 +96,7 @@ pub struct Queued {
 
 /// Queues `msg` for `peer`'s callback in a worker.
 pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv: msg.receive_info(), local: false }, msg.raw_bytes())
+    push_job(Job { peer, rcv: msg.receive_info(), local: false, heal_sync: false }, msg.raw_bytes())
 }
 
 /// `message` as a KDMQ `from` sent to this node. Never sent: it goes to
@@ -112,8 +113,9 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
 /// Queues a KDMQ this node made itself (`request`: the whole message) for
 /// `peer`'s callback, as if it had come from the node its From names; the
 /// callback's reply is not sent anywhere.
-pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv, local: true }, request)
+/// `heal_sync`: the request asks for a heal sync (`origin::in_heal_sync`).
+pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer, heal_sync: bool) -> Result<Queued, QueueError> {
+    push_job(Job { peer, rcv, local: true, heal_sync }, request)
 }
 
 fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
@@ -180,14 +182,16 @@ fn worker_loop(m: &'static Shared, pool: &'static Pool, i: usize) -> ! {
 /// Parses the job's message into pkg memory, runs the peer callback and
 /// sends the reply it asks for.
 fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
-    let Job { peer, rcv, local } = *job.header();
+    let Job { peer, rcv, local, heal_sync } = *job.header();
     let Some(msg) = OwnedSipMsg::parse(job.bytes_mut(), rcv) else {
         log::warn!("queued KDMQ does not parse; dropped");
         return;
     };
     if local {
         let sender = cluster::sender_of(&msg).map(|uri| cluster::node_or_stand_in(&uri));
-        if peer.call(&msg, sender.as_ref()).is_none() {
+        let call = || peer.call(&msg, sender.as_ref());
+        let answered = if heal_sync { origin::in_heal_sync(call) } else { call() };
+        if answered.is_none() {
             log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
         }
         return;
@@ -218,6 +222,10 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
     };
+    // Another node's update of these items: not ours any more (`origin`).
+    if let Ok(body) = msg.body_bytes() {
+        origin::received(&peer.id(), body);
+    }
     // Copies of it that come now are answered the same (`duplicates`).
     duplicates::answered(duplicates::key_of(msg), resp.code);
     if resp.code <= 0 || resp.reason.is_empty() {

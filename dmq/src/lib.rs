@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod network;
 pub mod nodes;
 pub mod ordering;
+pub mod origin;
 pub mod parameters;
 pub mod peer_events;
 pub mod pending;

@@ -198,6 +198,120 @@ fn item(p: &mut Parser<'_>, peer: &str, id: &Identity, depth: usize, out: &mut V
     Ok(action)
 }
 
+/// The batch member of `body` (`id.batch`): where its value starts and
+/// ends, and each item's span (from its member name in an object of
+/// objects), where the item object itself starts, and its key.
+#[allow(clippy::type_complexity)]
+fn batch_spans(peer: &str, id: &Identity, body: &[u8]) -> Option<(usize, usize, Vec<(usize, usize, usize, Option<u64>)>)> {
+    let batch = id.batch?;
+    let mut p = Parser { b: body, i: 0 };
+    let mut span = None;
+    let read = p.members(0, |p, key, _, d| {
+        p.ws();
+        if key != batch.as_bytes() {
+            return p.value(d).map(drop);
+        }
+        let start = p.i;
+        let mut items = Vec::new();
+        let mut one = |p: &mut Parser<'_>, item_start: usize, d2: usize| -> Result<(), BodyError> {
+            p.ws();
+            let object_start = p.i;
+            let mut key = Vec::new();
+            item(p, peer, id, d2, &mut key, false)?;
+            items.push((item_start, object_start, p.i, key.first().copied()));
+            Ok(())
+        };
+        match p.peek() {
+            Some(b'{') => {
+                // Members "name": {item}; the span starts at the name.
+                p.i += 1;
+                loop {
+                    p.ws();
+                    if p.peek() == Some(b'}') {
+                        p.i += 1;
+                        break;
+                    }
+                    let item_start = p.i;
+                    p.string()?;
+                    p.ws();
+                    if p.peek() != Some(b':') {
+                        return Err(BodyError::Syntax { expected: "':'", at: p.i });
+                    }
+                    p.i += 1;
+                    one(p, item_start, d + 1)?;
+                    p.ws();
+                    if p.peek() == Some(b',') {
+                        p.i += 1;
+                    }
+                }
+            }
+            Some(b'[') => p.items(d, |p, d2| {
+                p.ws();
+                let item_start = p.i;
+                one(p, item_start, d2)
+            })?,
+            _ => return p.value(d).map(drop),
+        }
+        span = Some((start, p.i, items));
+        Ok(())
+    });
+    read.ok()?;
+    span
+}
+
+/// The items of a batch body (dmq_usrloc's `multi`, htable's `cells`),
+/// each as a body of its own; empty for a body that is no batch.
+pub fn batch_items<'b>(peer: &str, body: &'b [u8]) -> Vec<&'b [u8]> {
+    let Some(id) = identity(peer) else { return Vec::new() };
+    batch_spans(peer, id, body).map(|(_, _, items)| items.into_iter().map(|(_, a, b, _)| &body[a..b]).collect()).unwrap_or_default()
+}
+
+/// What is left of a body once items are filtered out ([`retain_items`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retained {
+    /// Every item stays (or the body names none): send it as it is.
+    All,
+    /// No item stays: send nothing.
+    Nothing,
+    /// Some stay: this body carries them (the batch rebuilt, the rest as it was).
+    Some(Vec<u8>),
+}
+
+/// Keeps the items of `body` (to `peer`'s consumer) for which `keep`
+/// holds (given the item's key, as [`identify`] names it). A single item:
+/// all or nothing; a batch (dmq_usrloc's `multi`, htable's `cells`): the
+/// batch member is rebuilt with the kept items, in their order.
+pub fn retain_items(peer: &str, body: &[u8], keep: impl Fn(u64) -> bool) -> Retained {
+    let Some(keys) = identify(peer, body) else { return Retained::All };
+    // Another peer's messages are not told apart: all of them go.
+    let Some(id) = identity(peer) else { return Retained::All };
+    if keys.items.iter().all(|&k| keep(k)) {
+        return Retained::All;
+    }
+    if !keys.items.iter().any(|&k| keep(k)) {
+        return Retained::Nothing;
+    }
+    let Some((start, end, items)) = batch_spans(peer, id, body) else { return Retained::All };
+    let open = body[start];
+    let mut out = Vec::with_capacity(body.len());
+    out.extend_from_slice(&body[..start]);
+    out.push(open);
+    let mut first = true;
+    for (a, _, b, key) in items {
+        if key.is_some_and(|k| !keep(k)) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(&body[a..b]);
+    }
+    out.push(if open == b'{' { b'}' } else { b']' });
+    out.extend_from_slice(&body[end..]);
+    Retained::Some(out)
+}
+
 /// Entries of the key table used at most, of its capacity: past it a key
 /// is not tracked (its message goes unordered, counted).
 const MAX_LOAD_NUM: usize = 3;
@@ -492,6 +606,32 @@ mod tests {
         let a = keys("my_channel", "anything").unwrap();
         assert_eq!(a.items, keys("my_channel", "{}").unwrap().items);
         assert_eq!(keys("usrloc", "{\"aor\":").unwrap().items, a.items.iter().map(|_| fnv(&[b"usrloc"])).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_keeps_only_the_items_asked_for() {
+        let key = |aor: &str| keys("usrloc", &format!(r#"{{"action":1,"aor":"{aor}","ruid":"r"}}"#)).unwrap().items[0];
+        let (a, b) = (key("a"), key("b"));
+        let multi = r#"{"multi":{"0":{"action":1,"aor":"a","ruid":"r"}, "1":{"action":1,"aor":"b","ruid":"r"},"2":{"action":1,"aor":"c","ruid":"r"}}}"#;
+        let kept = retain_items("usrloc", multi.as_bytes(), |k| k != b);
+        let Retained::Some(body) = kept else { panic!("{kept:?}") };
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(body, r#"{"multi":{"0":{"action":1,"aor":"a","ruid":"r"},"2":{"action":1,"aor":"c","ruid":"r"}}}"#);
+        assert_eq!(crate::body_check::check("usrloc", "application/json", body.as_bytes()), Ok(()));
+        assert_eq!(retain_items("usrloc", multi.as_bytes(), |_| true), Retained::All);
+        assert_eq!(retain_items("usrloc", multi.as_bytes(), |_| false), Retained::Nothing);
+        let single = r#"{"action":1,"aor":"a","ruid":"r"}"#;
+        assert_eq!(retain_items("usrloc", single.as_bytes(), |k| k == a), Retained::All);
+        assert_eq!(retain_items("usrloc", single.as_bytes(), |k| k != a), Retained::Nothing);
+        let cells = r#"{"action":1,"cells":[{"htname":"t","cname":"x"},{"htname":"t","cname":"y"}],"n":2}"#;
+        let x = keys("htable", r#"{"action":2,"htname":"t","cname":"x"}"#).unwrap().items[0];
+        let Retained::Some(body) = retain_items("htable", cells.as_bytes(), |k| k == x) else { panic!() };
+        assert_eq!(String::from_utf8(body).unwrap(), r#"{"action":1,"cells":[{"htname":"t","cname":"x"}],"n":2}"#);
+        assert_eq!(retain_items("usrloc", br#"{"action":3}"#, |_| false), Retained::All, "a sync request is no item");
+        let items = batch_items("usrloc", multi.as_bytes());
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[1], br#"{"action":1,"aor":"b","ruid":"r"}"#);
+        assert!(batch_items("usrloc", single.as_bytes()).is_empty());
     }
 
     /// The state in plain vectors, with messages as (id, items).

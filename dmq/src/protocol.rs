@@ -531,8 +531,40 @@ pub fn after_header_block(raw: &[u8]) -> Option<&[u8]> {
     Some(&raw[end + 4..])
 }
 
+/// A KDMQ request this module built (`Kdmq::to_bytes`), read back: the
+/// peer (the R-URI's user), Max-Forwards, content type and body.
+pub fn request_parts(raw: &[u8]) -> Option<(&str, i32, &str, &[u8])> {
+    let body = after_header_block(raw)?;
+    let head = std::str::from_utf8(&raw[..raw.len() - body.len()]).ok()?;
+    let mut lines = head.split("\r\n");
+    let first = lines.next()?;
+    let uri = first.strip_prefix("KDMQ ")?.strip_prefix("sip:")?;
+    let peer = &uri[..uri.find('@')?];
+    let (mut content_type, mut max_forwards) = ("", 1);
+    for line in lines {
+        if let Some(v) = line.strip_prefix("Content-Type: ") {
+            content_type = v.trim();
+        } else if let Some(v) = line.strip_prefix("Max-Forwards: ") {
+            max_forwards = v.trim().parse().ok()?;
+        }
+    }
+    Some((peer, max_forwards, content_type, body))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_request_reads_back_as_its_parts() {
+        use super::*;
+        let from = parse_node_line("sip:127.0.0.2:5090").unwrap().uri;
+        let to = parse_node_line("sip:127.0.0.3:5090").unwrap().uri;
+        let body = br#"{"action":2,"aor":"a","ruid":"r"}"#;
+        let kdmq = Kdmq { from: &from, to: &to, peer: "usrloc", max_forwards: 1, content_type: "application/json", body, signing: None };
+        let raw = kdmq.to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKx", token: "t" });
+        assert_eq!(request_parts(&raw), Some(("usrloc", 1, "application/json", &body[..])));
+        assert_eq!(request_parts(b"KDMQ sip:usrloc 127.0.0.3 SIP/2.0\r\n\r\n"), None);
+    }
+
     #[test]
     fn name_addr_uri_takes_the_uri_of_a_from_value() {
         use super::name_addr_uri;

@@ -1,0 +1,147 @@
+//! What a heal must not undo (`dmq_core::origin`): which items this node
+//! wrote last, so a heal sync carries only those; and the deletes a node
+//! missed (not active when they were made, or their copy timed out), sent
+//! to it when it is regained, before the heal sync. The state is
+//! `shared::OriginData`, under its own lock; kept deletes are stored as
+//! `ordering` stores a waiting message.
+
+use std::cell::Cell;
+
+use dmq_core::nodes::Node;
+use dmq_core::ordering::{self, Retained};
+use dmq_core::origin::{KeySet, MissedDeletes};
+use dmq_core::protocol::{self, NodeUri};
+
+use dmq_abi::api::PeerMessage;
+use kamailio::log::RateLimit;
+
+use crate::ordering::{store, Waiting};
+use crate::shared::{shared, OriginData};
+
+fn with<R>(f: impl FnOnce(&mut KeySet<'_>, &mut MissedDeletes<'_, kamailio::shm::ShmBlock<crate::shared::Parked>>) -> R) -> Option<R> {
+    let mut data = shared()?.origin.lock();
+    let OriginData { own, own_used, missed_nodes, missed_keys, missed_ages, missed, clock, kept } = &mut *data;
+    let mut set = KeySet { keys: own, used: own_used };
+    let mut deletes = MissedDeletes { nodes: missed_nodes, keys: missed_keys, ages: missed_ages, messages: missed, clock, kept };
+    Some(f(&mut set, &mut deletes))
+}
+
+/// Our consumer broadcast `message`, an update it made (not a sync
+/// answer), to the nodes `reached`. An item written is ours now; a
+/// delete is not, and nodes seen before that it did not reach (`seen`,
+/// this node excluded) keep it until they are back.
+pub fn wrote(message: &PeerMessage<'_>, reached: &[Node], seen: impl FnOnce() -> Vec<NodeUri>) {
+    let Some(keys) = ordering::identify(message.peer_id, message.body) else { return };
+    if !identified(message.peer_id) {
+        return;
+    }
+    let seen = if keys.deletes { seen() } else { Vec::new() };
+    let missed: Vec<&NodeUri> = seen.iter().filter(|s| !reached.iter().any(|r| r.uri.same_node(s))).collect();
+    let stored: Vec<(u64, Option<kamailio::shm::ShmBlock<crate::shared::Parked>>)> =
+        missed.iter().map(|node| (ordering::node_hash(&node.to_uri()), store(message, node, &keys.items))).collect();
+    let mut full = false;
+    let mut lost = 0;
+    with(|own, deletes| {
+        for &k in &keys.items {
+            if keys.deletes {
+                own.remove(k);
+            } else {
+                full |= !own.insert(k);
+                drop(deletes.written(k));
+            }
+        }
+        for (node, block) in stored {
+            if let Some(block) = block {
+                lost += deletes.keep(node, keys.items[0], block).1 as u32;
+            }
+        }
+    });
+    if full {
+        log_once("too many items written here to remember them all: a heal sync may leave some out");
+    }
+    if lost > 0 {
+        log_once("too many deletes kept for nodes that missed them: the oldest are dropped");
+    }
+}
+
+fn identified(peer: &str) -> bool {
+    dmq_core::body_check::consumer_shape(peer).is_some()
+}
+
+fn log_once(what: &str) {
+    static LOG: RateLimit = RateLimit::per(10_000);
+    if LOG.allow() {
+        log::warn!("{what}");
+    }
+}
+
+/// Another node's update of these items was applied here: they are not
+/// ours, and no node needs a delete of them kept here.
+pub fn received(peer: &str, body: &[u8]) {
+    if !identified(peer) {
+        return;
+    }
+    let Some(keys) = ordering::identify(peer, body) else { return };
+    with(|own, deletes| {
+        for &k in &keys.items {
+            own.remove(k);
+            drop(deletes.written(k));
+        }
+    });
+}
+
+/// A delete to the node `uri` (its URI text) got no answer (`request`: the
+/// KDMQ as sent without tm): kept for it until it is back.
+pub fn timed_out_request(uri: &[u8], request: &[u8]) {
+    let Some((peer, max_forwards, content_type, body)) = protocol::request_parts(request) else { return };
+    let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else { return };
+    timed_out(&PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None }, &target);
+}
+
+/// `message` to `target` got no answer: a delete, or each delete in a
+/// batch, is kept for it until it is back.
+pub fn timed_out(message: &PeerMessage<'_>, target: &NodeUri) {
+    for item in ordering::batch_items(message.peer_id, message.body) {
+        timed_out(&PeerMessage { body: item, ..*message }, target);
+    }
+    let Some(keys) = ordering::identify(message.peer_id, message.body).filter(|k| k.deletes && identified(message.peer_id)) else { return };
+    let Some(block) = store(&PeerMessage { callback: None, ..*message }, target, &keys.items) else { return };
+    let node = ordering::node_hash(&target.to_uri());
+    with(|_, deletes| deletes.keep(node, keys.items[0], block));
+}
+
+/// The deletes `node` missed, oldest first (no longer kept here).
+pub fn missed_by(node: &NodeUri) -> Vec<Waiting> {
+    let hash = ordering::node_hash(&node.to_uri());
+    with(|_, deletes| deletes.take(hash)).unwrap_or_default().into_iter().map(Waiting::from).collect()
+}
+
+thread_local! {
+    /// Set while a DMQ worker runs a heal sync (our consumer answering a
+    /// regained node's sync request): what it sends is only what we wrote.
+    static HEAL_SYNC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (a heal sync's job) with the consumer's sends filtered.
+pub fn in_heal_sync<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HEAL_SYNC.with(|h| h.set(false));
+        }
+    }
+    HEAL_SYNC.with(|h| h.set(true));
+    let _reset = Reset;
+    f()
+}
+
+/// What of `message` a send may carry: in a heal sync, only the items this
+/// node wrote last (`Retained`); otherwise all of it.
+pub fn sendable(message: &PeerMessage<'_>) -> Retained {
+    if !HEAL_SYNC.with(Cell::get) || !identified(message.peer_id) {
+        return Retained::All;
+    }
+    let Some(keys) = ordering::identify(message.peer_id, message.body) else { return Retained::All };
+    let ours: Vec<u64> = with(|own, _| keys.items.iter().copied().filter(|&k| own.contains(k)).collect()).unwrap_or_default();
+    ordering::retain_items(message.peer_id, message.body, |k| ours.contains(&k))
+}
