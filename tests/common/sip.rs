@@ -124,6 +124,7 @@ pub fn sipp_scenario(to: SocketAddr, dir: &Path, scenario: &str, prefix: &str, c
         .current_dir(dir);
     let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
     let (status, out, err) = run_bounded(cmd, limit).expect("sipp ran");
+    std::fs::write(dir.join(format!("{prefix}-sipp.log")), format!("{out}\n{err}")).unwrap();
     let total = |what: &str| -> Option<usize> {
         out.lines().rfind(|l| l.contains(what))?.split('|').filter_map(|f| f.trim().parse().ok()).next_back()
     };
