@@ -187,6 +187,11 @@ impl NodeConfig {
             s += &format!("\nloadmodule \"{}\"\n", self.dmq_module);
         }
         s += &format!("modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n", ctl.display());
+        // Replies of a few MB (KB here): `ul.dump` of thousands of contacts
+        // (`state::ul_state`). ctl builds every struct of a reply in a
+        // buffer of the struct size (malloc'ed, touched as it fills): an
+        // RPC array of thousands of AoRs needs more than the default 8 KB.
+        s += "modparam(\"ctl\", \"binrpc_max_body_size\", 4096)\nmodparam(\"ctl\", \"binrpc_struct_max_body_size\", 4096)\n";
         // Without a dmq module there is nothing to take dmq parameters.
         for (name, value) in self.dmq_params.iter().filter(|_| !self.dmq_module.is_empty()) {
             let mut value = value.replace("{ADDR}", &addr);

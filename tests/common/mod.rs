@@ -4,7 +4,7 @@
 //! and runtime dir under target/itest/. Each node runs in its own process
 //! group, and only those groups are ever signalled. Every wait is bounded.
 //!
-//! The harness by concern; everything but the last four is re-exported
+//! The harness by concern; everything but the last six is re-exported
 //! here, so tests write `common::Node`, `common::start_cluster` and so on:
 //! - `release`: which Kamailio a node runs (5.6, 6.0, 6.1) and its modules;
 //! - `alloc`: a fresh loopback address and directory per node;
@@ -17,7 +17,9 @@
 //! - `consumers`: registrar, htable and presence configs, and what they hold;
 //! - `fake_node`: a stand-in cluster node the test drives over UDP;
 //! - `dns`, `netns`, `tls`, `registered`: a DNS server of the test's own,
-//!   network namespaces, a test CA, and the names the module registers.
+//!   network namespaces, a test CA, and the names the module registers;
+//! - `binrpc`, `state`: RPC replies of any size, and the whole replicated
+//!   state of a node (usrloc, htable) compared with another's.
 // Every test binary builds the whole harness and uses a part of it.
 #![allow(dead_code)]
 
@@ -32,9 +34,11 @@ mod release;
 mod rpc;
 mod sip;
 
+pub mod binrpc;
 pub mod dns;
 pub mod netns;
 pub mod registered;
+pub mod state;
 pub mod tls;
 
 // As with dead code: a binary that uses nothing of a concern would warn.

@@ -96,3 +96,38 @@ pub fn send_options(node: &Node, sock: &std::net::UdpSocket, user: &str, peer: &
     req.splice(at..at, format!("X-Peer: {peer}\r\n").into_bytes());
     node.sip_exchange(sock, &req, Duration::from_secs(3)).unwrap_or_default()
 }
+
+/// What a sipp run ended with: its status and its calls that succeeded
+/// and failed (sipp's final screen).
+#[derive(Debug)]
+pub struct SippRun {
+    pub status: ExitStatus,
+    pub successful: usize,
+    pub failed: usize,
+}
+
+/// Runs the sipp scenario `tests/sipp/<scenario>` in the foreground from a
+/// fresh local address to `to`: `count` calls at `rate` per second, each
+/// for its own AoR `<prefix><call number>` (the scenario's `user`), bounded
+/// in time; sipp's files land in `dir`.
+pub fn sipp_scenario(to: SocketAddr, dir: &Path, scenario: &str, prefix: &str, count: usize, rate: usize) -> SippRun {
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario)).unwrap();
+    let file = dir.join(format!("{prefix}-{scenario}"));
+    std::fs::write(&file, template.replace("user[call_number]", &format!("{prefix}[call_number]"))).unwrap();
+    let local = allocate_address();
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(&file)
+        .args(["-m", &count.to_string(), "-r", &rate.to_string(), "-i", &local.ip().to_string()])
+        .args(["-p", &local.port().to_string(), "-trace_err", "-nostdin"])
+        .arg(to.to_string())
+        .current_dir(dir);
+    let limit = Duration::from_secs(30 + (count / rate.max(1)) as u64 * 2);
+    let (status, out, err) = run_bounded(cmd, limit).expect("sipp ran");
+    std::fs::write(dir.join(format!("{prefix}-sipp.log")), format!("{out}\n{err}")).unwrap();
+    let total = |what: &str| -> Option<usize> {
+        out.lines().rfind(|l| l.contains(what))?.split('|').filter_map(|f| f.trim().parse().ok()).next_back()
+    };
+    let successful = total("Successful call").unwrap_or_else(|| panic!("no sipp statistics in:\n{out}\n{err}"));
+    SippRun { status, successful, failed: total("Failed call").unwrap_or(0) }
+}
