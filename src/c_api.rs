@@ -8,7 +8,7 @@ use dmq_abi::api::{DmqApi, Peer, PeerMessage, PeerSpec};
 
 use dmq_core::ordering::Retained;
 
-use crate::{cluster, heal, messaging, origin, peers, shared};
+use crate::{cluster, freshness, heal, messaging, origin, peers, shared};
 
 /// The module's side of `dmq_api_t`.
 pub enum Api {}
@@ -32,19 +32,24 @@ impl DmqApi for Api {
         let targets = messaging::active_targets(except.as_ref());
         let sent = send(message, &targets);
         // An update of our consumer's own: the item is ours (a delete: kept
-        // for the nodes it did not reach, `origin`).
+        // for the nodes it did not reach, `origin`), and newer than any
+        // sync copy of it on its way here (`freshness`).
         origin::wrote(message, &targets, heal::seen);
+        freshness::note_live(message.peer_id, message.body);
         sent
     }
 
     fn send_message(_peer: Peer, message: &PeerMessage<'_>, node: NodeUri) -> Result<(), String> {
         // A node that left the list meanwhile is still tried (through tm).
         let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
-        // A heal sync carries only what this node wrote last (`origin`).
-        match origin::sendable(message) {
-            Retained::All => send(message, &[target]),
+        // A sync's copy says when its sync began (`freshness` on the
+        // receiver); a heal sync carries only what this node wrote last
+        // (`origin`).
+        let message = PeerMessage { sync_since: origin::current_sync().map(|s| s.since_ms), ..*message };
+        match origin::sendable(&message) {
+            Retained::All => send(&message, &[target]),
             Retained::Nothing => Ok(()),
-            Retained::Some(body) => send(&PeerMessage { body: &body, ..*message }, &[target]),
+            Retained::Some(body) => send(&PeerMessage { body: &body, ..message }, &[target]),
         }
     }
 

@@ -239,6 +239,7 @@ fn send_notification(m: &Shared, targets: &[NodeUri], body: &str, max_forwards: 
             content_type: CONTENT_TYPE,
             body: body.as_bytes(),
             signing: m.signing(),
+            sync_age_ms: None,
         };
         match m.send_through_tm(&kdmq, hop.as_deref(), on_notification_reply, tm_context::encode_notification(round, target).as_bytes()) {
             Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
@@ -494,6 +495,7 @@ pub fn announce_leave(m: &Shared) {
             content_type: CONTENT_TYPE,
             body: body.as_bytes(),
             signing,
+            sync_age_ms: None,
         };
         let request = protocol::leave_notice(&kdmq, &m.socket.sent_by, &token);
         match send::send_from(

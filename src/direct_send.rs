@@ -117,7 +117,7 @@ impl<'a> Outgoing<'a> {
 pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
     let table = &shared().ok_or(SendError::NoSlot)?.direct;
     let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
-    let PeerMessage { peer_id, body, content_type, max_forwards, callback } = out.message;
+    let PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since } = out.message;
     let transport = out.target.transport;
     let delivery = if transport.is_stream() { Delivery::Stream } else { Delivery::Datagram };
     // The slot comes first: its branch goes into the request.
@@ -125,9 +125,17 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
     // Call-ID and From tag carry the branch's token: a reply is checked
     // against it (`pending::reply_matches`).
     let token = &branch[pending::BRANCH_PREFIX.len()..];
-    let request =
-        protocol::Kdmq { from: &m.local_uri, to: out.target, peer: peer_id, max_forwards, content_type, body, signing: m.signing() }
-            .to_bytes(&protocol::Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
+    let request = protocol::Kdmq {
+        from: &m.local_uri,
+        to: out.target,
+        peer: peer_id,
+        max_forwards,
+        content_type,
+        body,
+        signing: m.signing(),
+        sync_age_ms: sync_since.map(|since| now_ms().saturating_sub(since)),
+    }
+    .to_bytes(&protocol::Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
     let uri = out.target.to_uri();
     let header = InFlight {
         callback,

@@ -59,9 +59,11 @@ pub enum EventCount {
     UpdatesUnordered,
     /// Copies of a peer message received before (`duplicates`).
     DuplicatesIgnored,
+    /// Items of sync copies older than a live update applied here (`freshness`).
+    SyncItemsRefused,
 }
 
-const KINDS: usize = EventCount::DuplicatesIgnored as usize + 1;
+const KINDS: usize = EventCount::SyncItemsRefused as usize + 1;
 
 // The shared counters have one place per kind.
 const _: () = assert!(KINDS == crate::shared::EVENT_KINDS, "shared::EVENT_KINDS must be the number of EventCount variants");

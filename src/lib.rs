@@ -19,6 +19,7 @@ mod direct_send;
 mod duplicates;
 mod event_counts;
 mod exports;
+mod freshness;
 mod heal;
 mod heal_pushes;
 mod lifecycle;

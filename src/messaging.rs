@@ -67,7 +67,8 @@ fn pull_from(uri: &NodeUri) {
     let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
-        let message = PeerMessage { peer_id: &id, body: &body, content_type: &content_type, max_forwards: 1, callback: None };
+        let message =
+            PeerMessage { peer_id: &id, body: &body, content_type: &content_type, max_forwards: 1, callback: None, sync_since: None };
         match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
             Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
@@ -139,7 +140,14 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         // A delete the node never got: kept for it (`origin`).
         let m = &message.message;
         let callback = callback_of(&message);
-        let sent = PeerMessage { peer_id: m.peer_id, body: m.body, content_type: m.content_type, max_forwards: m.max_forwards, callback };
+        let sent = PeerMessage {
+            peer_id: m.peer_id,
+            body: m.body,
+            content_type: m.content_type,
+            max_forwards: m.max_forwards,
+            callback,
+            sync_since: m.sync_since,
+        };
         origin::timed_out(&sent, &message.target);
     } else {
         event_counts::add_reply(code);
@@ -172,6 +180,7 @@ fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
         content_type: message.content_type,
         body: message.body,
         signing: m.signing(),
+        sync_age_ms: message.sync_since.map(|since| monotonic_ms().saturating_sub(since)),
     };
     m.send_through_tm(&kdmq, hop.as_deref(), on_tm_reply, &context.encode())
 }
@@ -186,6 +195,7 @@ fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri, orde
             content_type: message.content_type,
             max_forwards: message.max_forwards,
             callback: message.callback.map(|c| c.to_bytes()),
+            sync_since: message.sync_since,
         },
         target: target.clone(),
         deadline_ms: monotonic_ms() + pending::TIMEOUT_MS,

@@ -92,8 +92,14 @@ impl Waiting {
         let context = TmContext::decode(self.0.bytes().get(items.len() * 8..)?)?;
         let m = context.message;
         let callback = m.callback.as_ref().and_then(ResponseCallback::from_bytes);
-        let message =
-            PeerMessage { peer_id: m.peer_id, body: m.body, content_type: m.content_type, max_forwards: m.max_forwards, callback };
+        let message = PeerMessage {
+            peer_id: m.peer_id,
+            body: m.body,
+            content_type: m.content_type,
+            max_forwards: m.max_forwards,
+            callback,
+            sync_since: m.sync_since,
+        };
         Some((items, message, context.target))
     }
 }
@@ -112,6 +118,7 @@ pub fn store(message: &PeerMessage<'_>, target: &NodeUri, items: &[u64]) -> Opti
             content_type: message.content_type,
             max_forwards: message.max_forwards,
             callback: message.callback.map(|c| c.to_bytes()),
+            sync_since: message.sync_since,
         },
         target: target.clone(),
         deadline_ms: 0,

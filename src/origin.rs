@@ -95,7 +95,7 @@ pub fn received(peer: &str, body: &[u8]) {
 pub fn timed_out_request(uri: &[u8], request: &[u8]) {
     let Some((peer, max_forwards, content_type, body)) = protocol::request_parts(request) else { return };
     let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else { return };
-    timed_out(&PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None }, &target);
+    timed_out(&PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None }, &target);
 }
 
 /// `message` to `target` got no answer: a delete, or each delete in a
@@ -116,32 +116,53 @@ pub fn missed_by(node: &NodeUri) -> Vec<Waiting> {
     with(|_, deletes| deletes.take(hash)).unwrap_or_default().into_iter().map(Waiting::from).collect()
 }
 
-thread_local! {
-    /// Set while a DMQ worker runs a heal sync (our consumer answering a
-    /// regained node's sync request): what it sends is only what we wrote.
-    static HEAL_SYNC: Cell<bool> = const { Cell::new(false) };
+/// A sync our consumer answers in this process now: when it began, and
+/// whether it is a heal sync (pushed to a regained node, not asked for).
+#[derive(Debug, Clone, Copy)]
+pub struct Sync {
+    pub since_ms: u64,
+    pub heal: bool,
 }
 
-/// Runs `f` (a heal sync's job) with the consumer's sends filtered.
-pub fn in_heal_sync<R>(f: impl FnOnce() -> R) -> R {
+thread_local! {
+    /// Set while a DMQ worker runs a sync request (a joining node's, a heal
+    /// pull's, or our own heal sync's): what the consumer sends then is a
+    /// sync copy (it says its age), and in a heal sync only what we wrote.
+    static SYNC: Cell<Option<Sync>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (a sync request's job) with the consumer's sends marked as the
+/// sync's copies.
+pub fn in_sync<R>(heal: bool, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            HEAL_SYNC.with(|h| h.set(false));
+            SYNC.with(|s| s.set(None));
         }
     }
-    HEAL_SYNC.with(|h| h.set(true));
+    SYNC.with(|s| s.set(Some(Sync { since_ms: kamailio::clock::monotonic_ms(), heal })));
     let _reset = Reset;
     f()
+}
+
+/// The sync this process answers now, if any.
+pub fn current_sync() -> Option<Sync> {
+    SYNC.with(Cell::get)
 }
 
 /// What of `message` a send may carry: in a heal sync, only the items this
 /// node wrote last (`Retained`); otherwise all of it.
 pub fn sendable(message: &PeerMessage<'_>) -> Retained {
-    if !HEAL_SYNC.with(Cell::get) || !identified(message.peer_id) {
+    if !current_sync().is_some_and(|s| s.heal) || !identified(message.peer_id) {
         return Retained::All;
     }
     let Some(keys) = ordering::identify(message.peer_id, message.body) else { return Retained::All };
     let ours: Vec<u64> = with(|own, _| keys.items.iter().copied().filter(|&k| own.contains(k)).collect()).unwrap_or_default();
     ordering::retain_items(message.peer_id, message.body, |k| ours.contains(&k))
+}
+
+/// Whether `body` asks `peer`'s stock consumer for its state (a sync
+/// request: it names no item).
+pub fn is_sync_request(peer: &str, body: &[u8]) -> bool {
+    identified(peer) && ordering::identify(peer, body).is_none()
 }

@@ -72,6 +72,8 @@ pub struct Shared {
     pub batches: &'static ShmMutex<BatchData>,
     /// The items this node wrote last and the deletes nodes missed (`origin`).
     pub origin: &'static ShmMutex<OriginData>,
+    /// Live updates applied lately, to tell stale sync copies (`freshness`).
+    pub recent: &'static ShmMutex<RecentData>,
     /// Peer messages received lately, to tell copies apart (`duplicates`).
     pub seen: &'static ShmMutex<SeenData>,
     /// Keys on their way to each node and the messages waiting for them
@@ -163,7 +165,7 @@ shm_zeroed! {
 
 /// Kinds of events counted (`event_counts::EventCount`'s variants; that
 /// file checks the number at compile time).
-pub const EVENT_KINDS: usize = 24;
+pub const EVENT_KINDS: usize = 25;
 /// One counter per kind of event (`event_counts`).
 pub type EventCounters = [AtomicU64; EVENT_KINDS];
 
@@ -326,6 +328,8 @@ shm_data! {
         pub callback: Option<ResponseCallback>,
         pub updates: u32,
         pub used: u32,
+        /// Its updates are copies of one sync's (when it began), or live.
+        pub sync_since: Option<u64>,
     }
 }
 
@@ -364,6 +368,17 @@ shm_zeroed! {
         pub missed: [Option<ShmBlock<Parked>>; MISSED_DELETES],
         pub clock: u64,
         pub kept: u32,
+    }
+}
+
+/// Live updates remembered (`dmq_core::freshness`).
+pub const RECENT_WRITES: usize = 65536;
+
+shm_zeroed! {
+    /// Items that had a live update lately, and when (`freshness`).
+    pub struct RecentData {
+        pub keys: [u64; RECENT_WRITES],
+        pub at_ms: [u64; RECENT_WRITES],
     }
 }
 
@@ -437,6 +452,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         batches: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ usrloc batches"))?,
         order: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ order of keys"))?,
         seen: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ messages seen"))?,
+        recent: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ live updates"))?,
         origin: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ items written here"))?,
         tm_retries: ShmQueue::new(TM_RETRY_LIMIT).ok_or_else(|| out_of_shm("the DMQ retry queue"))?,
         nodes,

@@ -85,6 +85,7 @@ pub fn read(statistic: Declared) -> u64 {
         UpdatesUnordered => event_counts::get(EventCount::UpdatesUnordered),
         UpdatesWaiting => u64::from(ordering::waiting()),
         DuplicatesIgnored => event_counts::get(EventCount::DuplicatesIgnored),
+        SyncItemsRefused => event_counts::get(EventCount::SyncItemsRefused),
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use dmq_core::batching::{self, NodeBatches, Placement, BATCHED_CONTENT_TYPE, BATCHED_PEER, BATCH_BYTES};
 use dmq_core::protocol::{self, NodeUri};
 
-use dmq_abi::api::{PeerMessage, ResponseCallback};
+use dmq_abi::api::PeerMessage;
 use kamailio::clock::monotonic_ms as now_ms;
 use kamailio::shm::ShmBlock;
 
@@ -31,7 +31,7 @@ fn with<R>(f: impl FnOnce(&mut NodeBatches<'_, ShmBlock<Batch>>) -> R) -> Option
 pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: &[u64]) -> Result<(), SendError> {
     let alone = Outgoing::alone(*message, target, to, items);
     let start = now_ms();
-    let mut placed = offer(to, message.body, message.callback);
+    let mut placed = offer(to, message);
     while placed == Placement::WindowFull {
         if !direct_send::may_wait(start) {
             // Past the window, counted like the others.
@@ -39,7 +39,7 @@ pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: 
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
-        placed = offer(to, message.body, message.callback);
+        placed = offer(to, message);
     }
     match placed {
         Placement::WindowFull | Placement::NeedsNewBatch => unreachable!("waited for, sent past or made"),
@@ -58,16 +58,19 @@ pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: 
     }
 }
 
-/// Offers `update` to `to`'s batch (`NodeBatches::offer`); a new batch's
-/// block is made outside the lock, then offered again.
-fn offer(to: SocketAddr, update: &[u8], callback: Option<ResponseCallback>) -> Placement {
+/// Offers `message` (one update) to `to`'s batch (`NodeBatches::offer`); a
+/// new batch's block is made outside the lock, then offered again. A batch
+/// takes updates with one callback, and of one sync or none (its copies
+/// carry their sync's age).
+fn offer(to: SocketAddr, message: &PeerMessage<'_>) -> Placement {
+    let (update, callback, sync_since) = (message.body, message.callback, message.sync_since);
     let callback_bytes = callback.map(|c| c.to_bytes());
     let mut spare: Option<ShmBlock<Batch>> = None;
     loop {
         let placed = with(|batches| {
             batches.offer(to, &mut spare, |batch| {
-                let Batch { callback: batch_callback, mut updates, mut used } = *batch.header();
-                let same_callback = batch_callback.map(|c| c.to_bytes()) == callback_bytes;
+                let Batch { callback: batch_callback, mut updates, mut used, sync_since: batch_sync } = *batch.header();
+                let same_callback = batch_callback.map(|c| c.to_bytes()) == callback_bytes && batch_sync == sync_since;
                 let joined = batching::join(batch.bytes_mut(), &mut updates, &mut used, same_callback, update);
                 let header = batch.header_mut();
                 (header.updates, header.used) = (updates, used);
@@ -75,7 +78,7 @@ fn offer(to: SocketAddr, update: &[u8], callback: Option<ResponseCallback>) -> P
             })
         });
         match placed {
-            Some(Placement::NeedsNewBatch) => match ShmBlock::zeroed(Batch { callback, updates: 0, used: 0 }, BATCH_BYTES) {
+            Some(Placement::NeedsNewBatch) => match ShmBlock::zeroed(Batch { callback, updates: 0, used: 0, sync_since }, BATCH_BYTES) {
                 Some(block) => spare = Some(block),
                 None => return Placement::SendAlone,
             },
@@ -96,10 +99,11 @@ pub fn release(to: SocketAddr, uri: &[u8]) {
 }
 
 fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
-    let Batch { callback, updates, used } = *batch.header();
+    let Batch { callback, updates, used, sync_since } = *batch.header();
     let body = batching::finish(batch.bytes(), used);
     let target = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
-    let message = PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback };
+    let message =
+        PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback, sync_since };
     // Every update in a batch had its key on its way (`ordering`).
     let items = dmq_core::ordering::identify(BATCHED_PEER, &body).map(|k| k.items).unwrap_or_default();
     let sent = match &target {
@@ -117,7 +121,14 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     let Some(_unsent) = with(|b| b.batch_not_sent(to, batch)).flatten() else { return };
     let through_tm = match (&target, shared().map(|s| s.hooks.tm_fallback)) {
         (Some(target), Some(send)) => {
-            let message = PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback };
+            let message = PeerMessage {
+                peer_id: BATCHED_PEER,
+                body: &body,
+                content_type: BATCHED_CONTENT_TYPE,
+                max_forwards: 1,
+                callback,
+                sync_since,
+            };
             send(&message, target)
         }
         _ => Err("no way to send it".into()),

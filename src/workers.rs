@@ -31,8 +31,11 @@ use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
 use crate::admission;
 use crate::cluster;
 use crate::duplicates;
+use crate::freshness;
 use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
+use dmq_core::ordering::Retained;
+use dmq_core::protocol::SYNC_AGE_HEADER;
 
 /// mod_init (before fork): the worker processes, for the core to count.
 pub fn register(pool: &Pool) {
@@ -106,7 +109,7 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
     let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
-    let kdmq = protocol::Kdmq { from, to: &m.local_uri, peer: peer_id, max_forwards, content_type, body, signing: None };
+    let kdmq = protocol::Kdmq { from, to: &m.local_uri, peer: peer_id, max_forwards, content_type, body, signing: None, sync_age_ms: None };
     kdmq.to_bytes(&protocol::Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
 }
 
@@ -190,7 +193,7 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
     if local {
         let sender = cluster::sender_of(&msg).map(|uri| cluster::node_or_stand_in(&uri));
         let call = || peer.call(&msg, sender.as_ref());
-        let answered = if heal_sync { origin::in_heal_sync(call) } else { call() };
+        let answered = if heal_sync { origin::in_sync(true, call) } else { call() };
         if answered.is_none() {
             log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
         }
@@ -218,14 +221,46 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
     // dmq_usrloc and htable then send their whole state to every other
     // node instead of the one that asked, e.g. a node coming back).
     let sender = cluster::sender_of(msg).map(|uri| cluster::node_or_stand_in(&uri));
-    let Some(resp) = peer.call(msg, sender.as_ref()) else {
+    let body = msg.body_bytes().unwrap_or_default();
+    let peer_id = peer.id();
+    let sync_age = msg.header(SYNC_AGE_HEADER).and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+    match sync_age {
+        // A sync copy: what is older than a live update applied here is
+        // refused (`freshness`); the rest goes to the consumer.
+        Some(age) => match freshness::fresh_part(&peer_id, body, age) {
+            Retained::All => {}
+            Retained::Nothing => return answer_refused_sync_copy(m, msg),
+            Retained::Some(fresh) => {
+                let from = sender.as_ref().map(|s| s.uri.clone()).unwrap_or_else(|| m.local_uri.clone());
+                let content_type = msg.header("Content-Type").map(String::from_utf8_lossy).unwrap_or_default();
+                let message = PeerMessage {
+                    peer_id: &peer_id,
+                    body: &fresh,
+                    content_type: &content_type,
+                    max_forwards: 1,
+                    callback: None,
+                    sync_since: None,
+                };
+                let request = local_request(m, "fresh", &from, &message);
+                match enqueue_local(&request, msg.receive_info(), peer, false) {
+                    Ok(_) => {}
+                    Err(QueueError::Full) => log::warn!("job queue full: the fresh part of a {peer_id} sync copy is dropped"),
+                    Err(QueueError::Failed(e)) => log::warn!("the fresh part of a {peer_id} sync copy is dropped: {e}"),
+                }
+                return answer_refused_sync_copy(m, msg);
+            }
+        },
+        None => freshness::note_live(&peer_id, body),
+    }
+    // Another node's update of these items: not ours any more (`origin`).
+    origin::received(&peer_id, body);
+    let call = || peer.call(msg, sender.as_ref());
+    // A sync request: what the consumer sends now are the sync's copies.
+    let answered = if origin::is_sync_request(&peer_id, body) { origin::in_sync(false, call) } else { call() };
+    let Some(resp) = answered else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
     };
-    // Another node's update of these items: not ours any more (`origin`).
-    if let Ok(body) = msg.body_bytes() {
-        origin::received(&peer.id(), body);
-    }
     // Copies of it that come now are answered the same (`duplicates`).
     duplicates::answered(duplicates::key_of(msg), resp.code);
     if resp.code <= 0 || resp.reason.is_empty() {
@@ -234,6 +269,13 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
     }
     let body = (!resp.body.is_empty()).then_some((resp.body.as_slice(), resp.content_type.as_str()));
     msg.reply(&m.sl, resp.code, &resp.reason, body)
+}
+
+/// A sync copy (or its stale part) is not handed to the consumer: it is
+/// answered 200 all the same (the sender has nothing to send again).
+fn answer_refused_sync_copy(m: &Shared, msg: &SipMsg) -> bool {
+    duplicates::answered(duplicates::key_of(msg), 200);
+    msg.reply(&m.sl, 200, "OK", None)
 }
 
 /// One worker's figures.

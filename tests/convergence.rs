@@ -138,11 +138,17 @@ fn assert_converged_on_entry(nodes: &[Node], entry: usize, load: &Load) -> UlSta
     let now = ul_state(&nodes[entry]).expect("the entry node's contacts");
     match (converged, entry_deviation(&now, load)) {
         (Ok(state), None) => state,
-        (converged, deviation) => panic!(
-            "{}\n{}",
-            converged.err().unwrap_or_else(|| "every node holds the entry node's contacts".into()),
-            deviation.unwrap_or_else(|| "the entry node holds what the phones left there".into())
-        ),
+        (converged, deviation) => {
+            // What each node did, to tell why.
+            for n in nodes {
+                eprintln!("node {} dmq.stats:\n{}", n.addr, n.try_rpc(&["dmq.stats"]).unwrap_or_else(|e| e));
+            }
+            panic!(
+                "{}\n{}",
+                converged.err().unwrap_or_else(|| "every node holds the entry node's contacts".into()),
+                deviation.unwrap_or_else(|| "the entry node holds what the phones left there".into())
+            )
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod body_check;
 pub mod config;
 pub mod discovery;
 pub mod duplicates;
+pub mod freshness;
 pub mod heal;
 pub mod jobs;
 pub mod network;

@@ -395,7 +395,16 @@ pub struct PeerMessage<'a, C> {
     pub content_type: &'a str,
     pub max_forwards: i32,
     pub callback: Option<C>,
+    /// A copy of the sender's state made for a sync (a join, a heal sync
+    /// or pull): when that sync began (the sender's monotonic ms). It goes
+    /// out as [`SYNC_AGE_HEADER`], so a dmq_rs receiver refuses what is
+    /// older than an update it already applied (`crate::freshness`).
+    pub sync_since: Option<u64>,
 }
+
+/// How long ago (ms) the sync a copy belongs to began, as the sender
+/// counts when it sends it. Stock nodes ignore it.
+pub const SYNC_AGE_HEADER: &str = "X-DMQ-Sync-Age";
 
 /// What every KDMQ request this node sends is made of, whichever way it
 /// goes: through tm ([`Kdmq::tm_headers`]: tm writes the rest) or as
@@ -411,6 +420,8 @@ pub struct Kdmq<'a> {
     pub body: &'a [u8],
     /// `shared_secret` and the time to sign at, when the cluster signs.
     pub signing: Option<(&'a [u8], i64)>,
+    /// A sync copy: ms since its sync began ([`SYNC_AGE_HEADER`]).
+    pub sync_age_ms: Option<u64>,
 }
 
 impl Kdmq<'_> {
@@ -439,11 +450,17 @@ impl Kdmq<'_> {
     /// CSeq number tm sets to `cseq`.
     pub fn tm_headers(&self, call_id: &str, cseq: &[u8]) -> String {
         format!(
-            "Max-Forwards: {}\r\nContent-Type: {}\r\n{}",
+            "Max-Forwards: {}\r\nContent-Type: {}\r\n{}{}",
             self.max_forwards,
             self.content_type,
+            self.sync_line(),
             self.signature_line(&self.ruri(), call_id, cseq)
         )
+    }
+
+    /// The sync-age header line of a sync copy (empty otherwise).
+    fn sync_line(&self) -> String {
+        self.sync_age_ms.map(|age| format!("{SYNC_AGE_HEADER}: {age}\r\n")).unwrap_or_default()
     }
 }
 
@@ -480,6 +497,7 @@ impl Kdmq<'_> {
              To: <{to_uri}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: 1 KDMQ\r\n\
+             {sync}\
              {signature}\
              Content-Type: {ct}\r\n\
              Content-Length: {len}\r\n\r\n",
@@ -490,6 +508,7 @@ impl Kdmq<'_> {
             from_uri = self.from_uri(),
             token = envelope.token,
             signature = signature,
+            sync = self.sync_line(),
             ct = self.content_type,
             len = self.body.len(),
         )
@@ -559,7 +578,16 @@ mod tests {
         let from = parse_node_line("sip:127.0.0.2:5090").unwrap().uri;
         let to = parse_node_line("sip:127.0.0.3:5090").unwrap().uri;
         let body = br#"{"action":2,"aor":"a","ruid":"r"}"#;
-        let kdmq = Kdmq { from: &from, to: &to, peer: "usrloc", max_forwards: 1, content_type: "application/json", body, signing: None };
+        let kdmq = Kdmq {
+            from: &from,
+            to: &to,
+            peer: "usrloc",
+            max_forwards: 1,
+            content_type: "application/json",
+            body,
+            signing: None,
+            sync_age_ms: None,
+        };
         let raw = kdmq.to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKx", token: "t" });
         assert_eq!(request_parts(&raw), Some(("usrloc", 1, "application/json", &body[..])));
         assert_eq!(request_parts(b"KDMQ sip:usrloc 127.0.0.3 SIP/2.0\r\n\r\n"), None);
@@ -670,6 +698,7 @@ mod tests {
             content_type: "text/plain",
             body: body.as_bytes(),
             signing: None,
+            sync_age_ms: None,
         };
         let req = leave_notice(&kdmq, "127.0.0.2:5090", "42");
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
@@ -693,6 +722,7 @@ mod tests {
             content_type: "application/json",
             body,
             signing: None,
+            sync_age_ms: None,
         }
         .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5091", branch: "z9hG4bKdmqrs.3.9", token: "9x1" });
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -718,6 +748,7 @@ mod tests {
                 content_type: "application/json",
                 body: b"{}",
                 signing: None,
+                sync_age_ms: None,
             }
             .to_bytes(&Envelope { transport, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2.3", token: "1.2.3" });
             let text = String::from_utf8(req).unwrap();
@@ -736,6 +767,7 @@ mod tests {
             content_type: "application/json",
             body: b"{}",
             signing: Some((b"secret", 1_700_000_000)),
+            sync_age_ms: None,
         }
         .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2", token: "1x2" });
         let text = String::from_utf8(req).unwrap();
@@ -747,8 +779,16 @@ mod tests {
     #[test]
     fn tm_requests_carry_the_same_headers_and_a_signature_over_what_tm_writes() {
         let (from, to) = (uri("sip:127.0.0.2:5090"), uri("sip:127.0.0.3:5090;transport=tcp"));
-        let mut kdmq =
-            Kdmq { from: &from, to: &to, peer: "htable", max_forwards: 1, content_type: "application/json", body: b"{}", signing: None };
+        let mut kdmq = Kdmq {
+            from: &from,
+            to: &to,
+            peer: "htable",
+            max_forwards: 1,
+            content_type: "application/json",
+            body: b"{}",
+            signing: None,
+            sync_age_ms: None,
+        };
         assert_eq!(kdmq.ruri(), "sip:htable@127.0.0.3:5090;transport=tcp");
         assert_eq!(kdmq.from_uri(), "sip:htable@127.0.0.2:5090");
         assert_eq!(kdmq.tm_headers("c1", b"10"), "Max-Forwards: 1\r\nContent-Type: application/json\r\n");

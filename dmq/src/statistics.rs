@@ -80,6 +80,7 @@ macro_rules! for_each_statistic {
             UpdatesCoalesced = "updates_coalesced", Counter, "waiting updates replaced by a newer one of the same item (the node only needs the newest)";
             UpdatesUnordered = "updates_unordered", Counter, "updates sent without per-key order: too many items on their way or waiting to track them";
             DuplicatesIgnored = "duplicates_ignored", Counter, "copies of a peer message received before (retransmissions): never handed to the consumer again, answered as the first";
+            SyncItemsRefused = "sync_items_refused", Counter, "items of sync copies (join, heal) refused: older than a live update of the item already applied here";
             UpdatesWaiting = "updates_waiting", Gauge, "updates waiting now for the answer to an earlier copy of the same item";
         }
     };

@@ -212,6 +212,11 @@ where
 }
 
 /// `wait_converged`, with the differences as an error instead of a panic.
+/// The entry node's state and each peer's.
+type States<K, V> = (BTreeMap<K, V>, Vec<BTreeMap<K, V>>);
+/// One round: its comparison, and each peer's state.
+type RoundAndStates<K, V> = (Round<K, V>, Vec<BTreeMap<K, V>>);
+
 pub fn try_wait_converged<K, V>(
     entry: &Node,
     peers: &[&Node],
@@ -223,7 +228,7 @@ where
     V: SameState + Clone + Debug,
 {
     let start = Instant::now();
-    let round = || -> Result<(Round<K, V>, Vec<BTreeMap<K, V>>), String> {
+    let round = || -> Result<RoundAndStates<K, V>, String> {
         let quiet = std::iter::once(entry).chain(peers.iter().copied()).map(dmq_quiet).try_fold(true, |all, q| Some(all && q?));
         let e = dump(entry).map_err(|e| format!("entry node {}: {e}", entry.addr))?;
         let states: Vec<Result<BTreeMap<K, V>, String>> = peers.iter().map(|p| dump(p)).collect();
@@ -232,7 +237,7 @@ where
         Ok(((e, diffs, quiet), raw))
     };
     let mut equal_since: Option<Instant> = None;
-    let mut last_states: Option<(BTreeMap<K, V>, Vec<BTreeMap<K, V>>)> = None;
+    let mut last_states: Option<States<K, V>> = None;
     let mut unchanged_since = Instant::now();
     loop {
         let (settled, why_not) = match round() {
