@@ -118,6 +118,34 @@ impl Node {
         }
     }
 
+    /// Waits (bounded) for the node to stop on its own (no signal from
+    /// here): its main process's exit status, and whether every other
+    /// process of its group had exited too within `limit` (stragglers are
+    /// then killed). None when the main process still ran after `limit`
+    /// (the node is left running; dropping it stops it).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(ExitStatus, bool)> {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                break status;
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let pgid = self.child.take().map(|c| c.id() as i32)?;
+        // SAFETY: signal 0 only asks whether our own group still has a process.
+        let group_alive = || unsafe { libc::kill(-pgid, 0) } == 0;
+        while group_alive() && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let all_exited = !group_alive();
+        // SAFETY: signals only the process group this harness created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        Some((status, all_exited))
+    }
+
     /// Stops the node's process group: SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.stop_within(Duration::from_secs(5), false)

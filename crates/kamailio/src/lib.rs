@@ -8,13 +8,16 @@
 //! memory, locks), [`process`] (forked workers, timers), [`sip_msg`],
 //! [`sip_uri`], [`socket`], [`send`] (SIP without tm), [`api`]/[`tm`]/
 //! [`replies`] (tm and sl), [`rpc`](mod@rpc), [`stats`], [`events`] (script event
-//! routes), [`dns`], [`log`], [`panic_guard`].
+//! routes), [`dns`], [`log`], [`panic_guard`] (and [`test_panic`], which
+//! injects a panic for tests).
 //!
 //! The rules every module keeps: Kamailio runs one thread per process and
 //! forks its processes from the main one, so whatever is shared is made in
 //! shm before fork (mod_init) and reached through this crate's shm types;
 //! statics written after startup are per process; every entry point the
-//! core calls is guarded by the macros (a panic becomes an error code);
+//! core calls is guarded by the macros (a panic becomes an error code), a
+//! process the module forks ends on a panic, and a panic inside a shm
+//! critical section aborts the process ([`panic_guard`]);
 //! never hold a [`ShmMutex`](shm::ShmMutex) guard across a send, an event
 //! route or a call into another module.
 //!
@@ -128,4 +131,5 @@ pub mod sip_msg;
 pub mod sip_uri;
 pub mod socket;
 pub mod stats;
+pub mod test_panic;
 pub mod tm;
