@@ -108,7 +108,20 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(test))]
 use kamailio_sys as raw;
+
+/// Unit tests: the raw API with the shm and lock functions of
+/// [`test_shm`] in place of the C shim's (names given here shadow the glob).
+#[cfg(test)]
+mod raw {
+    pub use crate::test_shm::{
+        krs_lock_alloc_init, krs_lock_get, krs_lock_release, krs_lock_try, krs_shm_free, krs_shm_malloc, krs_shm_mallocxz,
+    };
+    pub use kamailio_sys::*;
+}
+#[cfg(test)]
+mod test_shm;
 
 mod addr;
 pub mod api;

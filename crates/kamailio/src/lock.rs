@@ -29,6 +29,12 @@ impl ShmLock {
         (!lock.is_null()).then_some(ShmLock(lock))
     }
 
+    /// The lock itself (unit tests: to look at it through the stand-in).
+    #[cfg(test)]
+    pub(crate) fn as_ptr(&self) -> *mut c_void {
+        self.0
+    }
+
     /// Blocks until the lock is taken.
     pub fn lock(&self) -> ShmLockGuard {
         // SAFETY: a valid shm lock (see `new`).

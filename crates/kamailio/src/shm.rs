@@ -664,3 +664,6 @@ pub mod recycled {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

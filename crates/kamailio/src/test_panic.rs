@@ -123,3 +123,39 @@ fn fire_if(here: impl Fn(Site) -> bool, place: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITES: [(&str, Site); 2] = [("worker", Site::Process(c"W")), ("sip", Site::ScriptFunction)];
+
+    #[test]
+    fn specs_name_a_site_and_an_optional_lock_and_trigger() {
+        let e = arm("nowhere", &SITES).unwrap_err();
+        assert!(e.contains("one of worker, sip"), "{e}");
+        assert!(arm("sip:", &SITES).unwrap_err().contains("empty trigger file"));
+        // Armed in this thread only (each test thread stands for a process).
+        let trigger = std::env::temp_dir().join(format!("krs-test-panic-{}", std::process::id()));
+        arm(&format!("sip:{}", trigger.display()), &SITES).unwrap();
+        // Without the trigger file: nothing.
+        at_script_function("f");
+        std::fs::write(&trigger, b"").unwrap();
+        let caught = crate::panic_guard::catch(|| at_script_function("f"));
+        std::fs::remove_file(&trigger).unwrap();
+        assert_eq!(caught, Err("test_panic: injected panic in f".to_string()));
+        // Not in a process of the module's own, and not at its loop.
+        entered(c"W");
+        at_script_function("f");
+    }
+
+    #[test]
+    fn a_process_site_fires_at_that_process_loop_only() {
+        arm("worker", &SITES).unwrap();
+        at_loop(); // not a forked process
+        entered(c"OTHER");
+        at_loop();
+        entered(c"W");
+        assert_eq!(crate::panic_guard::catch(at_loop), Err("test_panic: injected panic in W".to_string()));
+    }
+}
