@@ -18,6 +18,7 @@
 #   make deps     install what is missing (Debian packages, Kamailio headers)
 #   make bench    dmq_rs against the stock dmq.so, side by side (bench/results/)
 #   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
+#   make miri     the kamailio crate's unit tests (the shm layer) under Miri (nightly + miri)
 
 CARGO ?= cargo
 # The Kamailio release to build for: empty for the machine's own, 6.0 or 6.1.
@@ -51,7 +52,7 @@ endif
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-6.0 build-6.1 install deb stop lint test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 build-6.1 install deb stop lint test unit-test integration-test run bench fuzz miri clean
 
 all: build
 
@@ -122,6 +123,12 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }
 	cd dmq/fuzz && for t in parse_body node_list body_check; do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=70000 || exit 1; done
+
+# The shm layer's unit tests (a malloc-backed stand-in for Kamailio's shm
+# and locks) under Miri. Shm is never freed by design: leaks are expected.
+miri:
+	@$(CARGO) +nightly miri --version >/dev/null 2>&1 || { echo "needs Miri: rustup toolchain install nightly --component miri rust-src" >&2; exit 1; }
+	MIRIFLAGS=-Zmiri-ignore-leaks $(CARGO) +nightly miri test -p kamailio
 
 clean:
 	$(CARGO) clean

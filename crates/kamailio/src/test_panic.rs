@@ -131,6 +131,7 @@ mod tests {
     const SITES: [(&str, Site); 2] = [("worker", Site::Process(c"W")), ("sip", Site::ScriptFunction)];
 
     #[test]
+    #[cfg_attr(miri, ignore = "a trigger file: Miri isolates the file system")]
     fn specs_name_a_site_and_an_optional_lock_and_trigger() {
         let e = arm("nowhere", &SITES).unwrap_err();
         assert!(e.contains("one of worker, sip"), "{e}");
