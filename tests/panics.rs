@@ -179,6 +179,8 @@ fn a_panic_inside_a_shm_critical_section_aborts_the_process_with_the_lock_held()
     let pid = pid_of(abort_line).unwrap();
     assert!(log.contains("test_panic: injected panic in dmq_handle_message, inside a shm critical section"), "{log}");
     assert!(log.contains(&format!("child process {pid} exited by a signal 6")), "{log}");
+    // The harness names the death first when a test fails (node.rs).
+    assert!(death_lines(&log).iter().any(|l| l.contains(&format!("child process {pid} exited by a signal 6"))), "{log}");
     // Never caught: the guard of the script function did not return.
     assert!(!log.contains("(caught, returning an error)"), "{log}");
 }

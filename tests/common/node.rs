@@ -227,10 +227,26 @@ impl Node {
     }
 }
 
+/// The lines of a Kamailio log that say one of its processes died or hit
+/// a bug: a child killed by a signal, a core dump, the core's `BUG:`
+/// reports (a double free, say).
+pub fn death_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("exited by a signal") || l.contains("core was generated") || l.contains("BUG:")).collect()
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
+        let log = self.log_text();
+        let deaths = death_lines(&log);
         if std::thread::panicking() {
-            eprintln!("----- log of node {} ({}) -----\n{}", self.addr, self.dir.display(), self.log_text());
+            // A process that died is the likeliest cause: said first.
+            if !deaths.is_empty() {
+                eprintln!("===== node {}: a Kamailio process died =====\n{}", self.addr, deaths.join("\n"));
+            }
+            eprintln!("----- log of node {} ({}) -----\n{log}", self.addr, self.dir.display());
+        } else if !deaths.is_empty() {
+            // The test passed; still worth seeing (a test that kills on purpose sees it too).
+            eprintln!("note: node {} ({}): a Kamailio process died:\n{}", self.addr, self.dir.display(), deaths.join("\n"));
         }
         self.stop();
     }
