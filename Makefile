@@ -18,6 +18,7 @@
 #   make deps     install what is missing (Debian packages, Kamailio headers)
 #   make bench    dmq_rs against the stock dmq.so, side by side (bench/results/)
 #   make fuzz     fuzz the notification parser and node list (nightly + cargo-fuzz)
+#   make miri     the kamailio crate's unit tests (the shm layer) under Miri (nightly + miri)
 
 CARGO ?= cargo
 # The Kamailio release to build for: empty for the machine's own, 6.0 or 6.1.
@@ -51,7 +52,7 @@ endif
 # The chart uses Debian's python3-matplotlib, so Debian's interpreter.
 DEBIAN_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-6.0 build-6.1 install deb stop lint test unit-test integration-test run bench fuzz clean
+.PHONY: all deps build build-6.0 build-6.1 install deb stop lint test unit-test integration-test run bench fuzz miri clean
 
 all: build
 
@@ -85,11 +86,16 @@ deb: build build-6.0 build-6.1
 # Unit tests and the integration suite on the machine's Kamailio (plus the
 # mixed-version clusters, which start every release themselves), then the
 # integration suite again on Kamailio 6.0 and on Kamailio 6.1.
+# The tests that start each release themselves (mixed_versions,
+# kamailio_6_1) run once, in the host pass. A test that cannot run here
+# fails, unless DMQ_RS_ALLOW_SKIP names why (netns, 6.0, 6.1, host or all:
+# tests/common/skip.rs); e.g. `make test DMQ_RS_ALLOW_SKIP=netns` without root.
 MODULES := DMQ_RS_MODULE_HOST=$(CURDIR)/$(MODULE_HOST) DMQ_RS_MODULE_60=$(CURDIR)/$(MODULE_60) DMQ_RS_MODULE_61=$(CURDIR)/$(MODULE_61)
+EACH_RELEASE_TESTS := $(foreach t,$(filter-out mixed_versions kamailio_6_1,$(basename $(notdir $(wildcard tests/*.rs)))),--test $(t))
 test: lint build build-6.0 build-6.1 deb
 	$(MODULES) DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) $(CARGO) test --release --workspace
-	$(MODULES) DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) $(CARGO) test --release -p dmq_rs --tests
-	$(MODULES) DMQ_RS_KAMAILIO=6.1 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_61) $(CARGO) test --release -p dmq_rs --tests
+	$(MODULES) DMQ_RS_KAMAILIO=6.0 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_60) $(CARGO) test --release -p dmq_rs $(EACH_RELEASE_TESTS)
+	$(MODULES) DMQ_RS_KAMAILIO=6.1 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_61) $(CARGO) test --release -p dmq_rs $(EACH_RELEASE_TESTS)
 
 # Formatting (rustfmt.toml) and every clippy warning, in every crate,
 # test and bench, are errors.
@@ -103,17 +109,26 @@ run: build
 stop:
 	@bash scripts/run-cluster.sh stop
 
-bench: build
+# Also the stock-only comparisons of the fault, DNS and mixed-version
+# tests (#[ignore = "stock comparison: make bench"] there).
+bench: build build-6.0 build-6.1
 	@$(DEBIAN_PYTHON) -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
 	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
 	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench dmq_vs_stock
 	$(DEBIAN_PYTHON) bench/plot.py bench/results
+	$(MODULES) DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) $(CARGO) test --release -p dmq_rs --test faults --test dns --test mixed_versions -- --ignored --test-threads=1
 
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }
 	cd dmq/fuzz && for t in parse_body node_list body_check; do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=70000 || exit 1; done
+
+# The shm layer's unit tests (a malloc-backed stand-in for Kamailio's shm
+# and locks) under Miri. Shm is never freed by design: leaks are expected.
+miri:
+	@$(CARGO) +nightly miri --version >/dev/null 2>&1 || { echo "needs Miri: rustup toolchain install nightly --component miri rust-src" >&2; exit 1; }
+	MIRIFLAGS=-Zmiri-ignore-leaks $(CARGO) +nightly miri test -p kamailio
 
 clean:
 	$(CARGO) clean

@@ -29,6 +29,7 @@ pub fn init() -> Result<(), String> {
     for a in adjustments {
         log::warn!("modparam(\"dmq\", \"{}\"): {}", a.param, a.note);
     }
+    crate::params::arm_test_panic()?;
     let sl = api::bind_sl().map_err(bind_error)?;
     let tm = api::bind_tm().map_err(bind_error)?;
 

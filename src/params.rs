@@ -14,6 +14,7 @@ use kamailio::cell::CoreCell;
 use kamailio::export::{IntParam, ParamExport, StrParam};
 use kamailio::param_fn;
 use kamailio::sip_uri;
+use kamailio::test_panic::{self, Site};
 
 /// A parameter given any number of times: collected in the main process
 /// while the config is parsed, read after fork as an inherited copy.
@@ -127,3 +128,17 @@ macro_rules! module_parameters {
 }
 
 dmq_core::for_each_parameter!(module_parameters);
+
+/// `test_panic` (for tests only, see the guide): arms the injected panic
+/// it names (mod_init, before fork). The process names are the ones
+/// workers.rs, messaging.rs and lookups.rs fork with.
+pub fn arm_test_panic() -> Result<(), String> {
+    let Some(spec) = SLOTS.test_panic.get() else { return Ok(()) };
+    let sites = [
+        ("worker", Site::Process(c"DMQ WORKER")),
+        ("timer", Site::Process(c"DMQ RETRANSMIT TIMER")),
+        ("dns", Site::Process(c"DMQ DNS")),
+        ("sip", Site::ScriptFunction),
+    ];
+    test_panic::arm(&spec, &sites).map_err(|e| format!("modparam(\"dmq\", \"test_panic\"): {e}"))
+}

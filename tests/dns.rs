@@ -357,9 +357,9 @@ fn a_dns_server_that_stops_answering_delays_neither_replication_nor_failure_dete
 }
 
 /// The stock module (`dmq.so`) in the split case, for comparison: records
-/// what it does (its groups stay apart). Run with `--ignored`.
+/// what it does (its groups stay apart). `make bench` runs it (`--ignored`).
 #[test]
-#[ignore]
+#[ignore = "stock comparison: make bench"]
 fn stock_split_groups_for_comparison() {
     let addrs = addresses_on_one_port(4);
     let (a, b) = (&addrs[..2], &addrs[2..]);

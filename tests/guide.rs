@@ -160,6 +160,8 @@ fn sample(p: &Parameter) -> Option<String> {
         ("trusted_network", _) => Some("\"127.0.0.0/8\"".into()),
         ("shared_secret", _) => Some("\"the guide test's secret, long enough\"".into()),
         ("event_callback", _) => Some("\"\"".into()),
+        // Test only: set, it would inject a panic (tests/panics.rs).
+        ("test_panic", _) => None,
         (_, Kind::Int { default }) => Some(if default == UNSET { 1 } else { default }.to_string()),
         (_, Kind::Str { default: Some(d) }) => Some(format!("\"{d}\"")),
         (name, kind) => panic!("no sample value for the parameter {name} ({kind:?}): add one to tests/guide.rs"),

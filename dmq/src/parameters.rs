@@ -43,6 +43,7 @@ macro_rules! for_each_parameter {
             event_callback: str = None, "a KEMI function called on peer events instead of the event routes";
             sl_send: int = 0, "1: dmq_handle_message answers with sl instead of tm";
             dns_interval: int = $crate::config::DEFAULT_DNS_INTERVAL, "longest seconds between two lookups of a notification_address name";
+            test_panic: str = None, "test only: injects a panic (worker, timer, dns or sip; -locked; :trigger file) to test the panic guard";
         }
     };
 }

@@ -51,8 +51,13 @@ pub fn htable_get(node: &Node, table: &str, key: &str) -> Option<String> {
 /// A fresh directory holding a copy of the db_text schema Kamailio installs
 /// (presence needs its tables).
 pub fn db_text_schema(label: &str) -> PathBuf {
+    db_text_schema_on(label, Release::suite())
+}
+
+/// [`db_text_schema`] of `release`'s Kamailio.
+pub fn db_text_schema_on(label: &str, release: Release) -> PathBuf {
     let dir = node_dir(label);
-    for entry in fs::read_dir(Release::suite().host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
+    for entry in fs::read_dir(release.host_path("/usr/share/kamailio/dbtext/kamailio")).expect("kamailio's db_text schema") {
         let entry = entry.unwrap();
         fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }

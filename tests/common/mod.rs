@@ -14,6 +14,7 @@
 //! - `process`: helper processes and waits, bounded in time;
 //! - `cluster`: several nodes that learn of each other, and convergence;
 //! - `sip`: raw SIP requests and sipp;
+//! - `skip`: a test that cannot run here fails, unless `DMQ_RS_ALLOW_SKIP` opts out;
 //! - `consumers`: registrar, htable and presence configs, and what they hold;
 //! - `fake_node`: a stand-in cluster node the test drives over UDP;
 //! - `dns`, `netns`, `tls`, `registered`: a DNS server of the test's own,
@@ -33,6 +34,7 @@ mod process;
 mod release;
 mod rpc;
 mod sip;
+mod skip;
 
 pub mod binrpc;
 pub mod dns;
@@ -43,4 +45,4 @@ pub mod tls;
 
 // As with dead code: a binary that uses nothing of a concern would warn.
 #[allow(unused_imports)]
-pub use {alloc::*, cluster::*, config::*, consumers::*, fake_node::*, node::*, process::*, release::*, rpc::*, sip::*};
+pub use {alloc::*, cluster::*, config::*, consumers::*, fake_node::*, node::*, process::*, release::*, rpc::*, sip::*, skip::*};

@@ -9,7 +9,8 @@
 //! runs cannot collide; the addresses exist only inside them. Everything
 //! made is removed when the `TestNet` is dropped (panics included), by the
 //! names recorded when it was made. A machine where namespaces cannot be
-//! made (not root, no iproute2, no veth/bridge) gets `None` and a message.
+//! made (not root, no iproute2, no veth/bridge) fails the test, unless
+//! `DMQ_RS_ALLOW_SKIP=netns` (`skip`): then `None` and "ignored: …".
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -62,14 +63,18 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl TestNet {
-    /// Makes `n` hosts on one bridge; None (with a message on stderr) when
-    /// this machine cannot make namespaces.
+    /// Makes `n` hosts on one bridge. When this machine cannot make
+    /// namespaces the test fails, or with `DMQ_RS_ALLOW_SKIP=netns` gets
+    /// None (and "ignored: …" on stderr).
     pub fn new(n: usize) -> Option<TestNet> {
         assert!(n < 250);
         let tag = format!("dmqrs-{}-{}", std::process::id(), NEXT_NET.fetch_add(1, Ordering::SeqCst));
         let mut net = TestNet { bridge: format!("{tag}-br"), hosts: (0..n).map(|i| format!("{tag}-h{i}")).collect(), made: Vec::new() };
         if let Err(e) = net.add_namespace(&net.bridge.clone()) {
-            eprintln!("SKIPPED: cannot make network namespaces on this machine ({e}); the fault tests need root and iproute2 (make deps)");
+            super::cannot_run(
+                "netns",
+                &format!("cannot make network namespaces on this machine ({e}); the fault tests need root and iproute2 (make deps)"),
+            );
             return None;
         }
         if let Err(e) = net.build() {

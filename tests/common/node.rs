@@ -118,6 +118,34 @@ impl Node {
         }
     }
 
+    /// Waits (bounded) for the node to stop on its own (no signal from
+    /// here): its main process's exit status, and whether every other
+    /// process of its group had exited too within `limit` (stragglers are
+    /// then killed). None when the main process still ran after `limit`
+    /// (the node is left running; dropping it stops it).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(ExitStatus, bool)> {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                break status;
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let pgid = self.child.take().map(|c| c.id() as i32)?;
+        // SAFETY: signal 0 only asks whether our own group still has a process.
+        let group_alive = || unsafe { libc::kill(-pgid, 0) } == 0;
+        while group_alive() && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let all_exited = !group_alive();
+        // SAFETY: signals only the process group this harness created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        Some((status, all_exited))
+    }
+
     /// Stops the node's process group: SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.stop_within(Duration::from_secs(5), false)
@@ -199,10 +227,26 @@ impl Node {
     }
 }
 
+/// The lines of a Kamailio log that say one of its processes died or hit
+/// a bug: a child killed by a signal, a core dump, the core's `BUG:`
+/// reports (a double free, say).
+pub fn death_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("exited by a signal") || l.contains("core was generated") || l.contains("BUG:")).collect()
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
+        let log = self.log_text();
+        let deaths = death_lines(&log);
         if std::thread::panicking() {
-            eprintln!("----- log of node {} ({}) -----\n{}", self.addr, self.dir.display(), self.log_text());
+            // A process that died is the likeliest cause: said first.
+            if !deaths.is_empty() {
+                eprintln!("===== node {}: a Kamailio process died =====\n{}", self.addr, deaths.join("\n"));
+            }
+            eprintln!("----- log of node {} ({}) -----\n{log}", self.addr, self.dir.display());
+        } else if !deaths.is_empty() {
+            // The test passed; still worth seeing (a test that kills on purpose sees it too).
+            eprintln!("note: node {} ({}): a Kamailio process died:\n{}", self.addr, self.dir.display(), deaths.join("\n"));
         }
         self.stop();
     }

@@ -69,6 +69,35 @@ impl Release {
         Some(root)
     }
 
+    /// Whether this release can run here: its Kamailio (the machine's, or
+    /// in its Debian root) and a dmq_rs build for it; else why not.
+    pub fn available(self) -> Result<(), String> {
+        let kamailio = match self {
+            Release::Host => PathBuf::from(KAMAILIO),
+            Release::K60 | Release::K61 => {
+                let (var, dir) = if self == Release::K60 {
+                    ("DMQ_RS_ROOT_60", ".cache/debian13-root")
+                } else {
+                    ("DMQ_RS_ROOT_61", ".cache/debian-testing-root")
+                };
+                let root = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+                root.join("usr/sbin/kamailio")
+            }
+        };
+        if !kamailio.exists() {
+            return Err(format!("no Kamailio {} here ({} is missing: run `make deps`)", self.name(), kamailio.display()));
+        }
+        let module = self.module_file();
+        if !module.exists() {
+            return Err(format!(
+                "no dmq_rs build for Kamailio {}: {} is missing (run `make` / `make KAMAILIO=6.0|6.1`)",
+                self.name(),
+                module.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// Where a path of the release's file system (e.g. its db_text schema)
     /// is seen from this machine.
     pub fn host_path(self, path: &str) -> PathBuf {
@@ -83,15 +112,20 @@ impl Release {
     /// (6.1) or $DMQ_RS_MODULE_HOST (host); else what `make` /
     /// `make KAMAILIO=6.0|6.1` build.
     pub fn module_path(self) -> PathBuf {
+        let p = self.module_file();
+        assert!(p.exists(), "{} is missing: run `make` / `make KAMAILIO=6.0|6.1` (or `make test`) first", p.display());
+        p
+    }
+
+    /// Where [`module_path`](Self::module_path) looks (the file may be missing).
+    fn module_file(self) -> PathBuf {
         let (var, default) = match self {
             Release::Host => ("DMQ_RS_MODULE_HOST", "build/dmq_rs.so"),
             Release::K60 => ("DMQ_RS_MODULE_60", "build/kamailio-6.0/dmq_rs.so"),
             Release::K61 => ("DMQ_RS_MODULE_61", "build/kamailio-6.1/dmq_rs.so"),
         };
         let var = if self == Release::suite() { "DMQ_RS_MODULE" } else { var };
-        let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
-        assert!(p.exists(), "{} is missing: run `make` / `make KAMAILIO=6.0|6.1` (or `make test`) first", p.display());
-        p
+        std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default))
     }
 
     /// Kamailio's module directory (tm.so, the stock dmq.so) as the release

@@ -198,7 +198,9 @@ pub type ScriptFunction = fn(&SipMsg, &ScriptArgs) -> i32;
 pub unsafe fn run_script_function(name: &CStr, msg: *mut raw::sip_msg, given: &[*mut c_char], f: ScriptFunction) -> c_int {
     let mut params = [std::ptr::null_mut(); 4];
     params.iter_mut().zip(given).for_each(|(p, g)| *p = *g);
-    guard(name.to_str().unwrap_or("script function"), -1, || {
+    let function = name.to_str().unwrap_or("script function");
+    guard(function, -1, || {
+        crate::test_panic::at_script_function(function);
         // SAFETY: the live message of this call (per the caller).
         let Some(sip) = (unsafe { SipMsg::new(msg) }) else { return -1 };
         f(&sip, &ScriptArgs { msg, params })

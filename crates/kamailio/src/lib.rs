@@ -8,13 +8,16 @@
 //! memory, locks), [`process`] (forked workers, timers), [`sip_msg`],
 //! [`sip_uri`], [`socket`], [`send`] (SIP without tm), [`api`]/[`tm`]/
 //! [`replies`] (tm and sl), [`rpc`](mod@rpc), [`stats`], [`events`] (script event
-//! routes), [`dns`], [`log`], [`panic_guard`].
+//! routes), [`dns`], [`log`], [`panic_guard`] (and [`test_panic`], which
+//! injects a panic for tests).
 //!
 //! The rules every module keeps: Kamailio runs one thread per process and
 //! forks its processes from the main one, so whatever is shared is made in
 //! shm before fork (mod_init) and reached through this crate's shm types;
 //! statics written after startup are per process; every entry point the
-//! core calls is guarded by the macros (a panic becomes an error code);
+//! core calls is guarded by the macros (a panic becomes an error code), a
+//! process the module forks ends on a panic, and a panic inside a shm
+//! critical section aborts the process ([`panic_guard`]);
 //! never hold a [`ShmMutex`](shm::ShmMutex) guard across a send, an event
 //! route or a call into another module.
 //!
@@ -105,7 +108,20 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(test))]
 use kamailio_sys as raw;
+
+/// Unit tests: the raw API with the shm and lock functions of
+/// [`test_shm`] in place of the C shim's (names given here shadow the glob).
+#[cfg(test)]
+mod raw {
+    pub use crate::test_shm::{
+        krs_lock_alloc_init, krs_lock_get, krs_lock_release, krs_lock_try, krs_shm_free, krs_shm_malloc, krs_shm_mallocxz,
+    };
+    pub use kamailio_sys::*;
+}
+#[cfg(test)]
+mod test_shm;
 
 mod addr;
 pub mod api;
@@ -128,4 +144,5 @@ pub mod sip_msg;
 pub mod sip_uri;
 pub mod socket;
 pub mod stats;
+pub mod test_panic;
 pub mod tm;

@@ -1,6 +1,30 @@
-//! Every entry point Kamailio calls into goes through [`guard`]: a Rust panic
-//! is caught, logged through Kamailio's logger and turned into an error code —
-//! unwinding into C would be undefined behaviour.
+//! No Rust panic ever unwinds into Kamailio's C code (that would be
+//! undefined behaviour), and none lets another process see shared state
+//! half-updated:
+//!
+//! - Every entry point Kamailio calls into (script and KEMI functions,
+//!   RPCs, callbacks, mod_init, child_init, core timers) goes through
+//!   [`guard`]: a panic is caught, logged through Kamailio's logger and
+//!   turned into an error code; the process (a SIP worker, say) goes on
+//!   serving.
+//! - A process the module forks ([`process::fork_worker`](crate::process::fork_worker),
+//!   [`process::fork_timer_process`](crate::process::fork_timer_process))
+//!   runs its whole body under [`run_process`]: a panic is logged and the
+//!   process exits ([`PANIC_EXIT_STATUS`]) without running anything else,
+//!   never returning into the core's code that forked it. The core's main
+//!   process then stops the whole node, as it does when any child dies (a
+//!   C module's crash included).
+//! - A panic while a shm lock is held (inside a [`ShmMutex`](crate::shm::ShmMutex)
+//!   guard or a [`ShmStore`](crate::shm::ShmStore) access) aborts the
+//!   process before the lock is released: the data under it may be
+//!   half-updated, and no other process may see it so. The lock stays
+//!   taken and the core's main process stops the node, as after a C crash
+//!   there. (The alternative, poisoning the lock and rebuilding the state,
+//!   would need every shared structure to know how to rebuild itself from
+//!   the other nodes; stopping the node lets the cluster treat it as a dead
+//!   node and heal it when it is restarted.) A guard taken and released
+//!   while already unwinding (a destructor freeing a block) is not aborted:
+//!   its critical section ran whole.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -25,11 +49,49 @@ pub(crate) fn install_hook() {
     }));
 }
 
+/// The exit status of a forked process that panicked (EX_SOFTWARE): the
+/// core's main process logs "child process … exited normally, status=70"
+/// and stops the node.
+pub const PANIC_EXIT_STATUS: i32 = 70;
+
+/// The exit status of a forked process that could not start (its
+/// child_init or the cfg framework failed).
+pub const FAILED_EXIT_STATUS: i32 = 71;
+
+/// Runs the whole body of a process the module forked: `body` under the
+/// panic guard. On a panic the process logs it (the hook logged where) and
+/// exits with [`PANIC_EXIT_STATUS`]; if `body` returns, it exits with 0.
+/// Either way nothing after this runs: not the core's code that forked the
+/// process, not atexit handlers (which, in a child, could free what
+/// libraries share with the other processes), not destructors.
+pub fn run_process(name: &str, body: impl FnOnce()) -> ! {
+    match catch(body) {
+        Ok(()) => exit_process(0),
+        Err(what) => {
+            log::error!(
+                "internal error in {name} (pid {}): {what}; the process exits (status {PANIC_EXIT_STATUS}) and Kamailio stops the node",
+                std::process::id()
+            );
+            exit_process(PANIC_EXIT_STATUS)
+        }
+    }
+}
+
+/// Ends this process at once with `status` (`_exit`: no atexit handlers,
+/// no destructors, nothing returns).
+pub fn exit_process(status: i32) -> ! {
+    // SAFETY: _exit only ends the process.
+    unsafe { libc::_exit(status) }
+}
+
 /// Runs `f`, turning a panic into `Err(message)`.
 ///
 /// AssertUnwindSafe: after a panic the caller only logs and returns an error
-/// code to Kamailio; shared state is guarded by locks whose guards release
-/// them while unwinding, so no half-updated state is observed afterwards.
+/// code to Kamailio (or ends the process, [`run_process`]); a panic inside a
+/// shm critical section never gets here (the lock's guard aborts the
+/// process first), so no half-updated shared state is observed afterwards.
+/// Process-local state the panic interrupted may be half-updated: in an
+/// entry point it is only what the call was building.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| message(payload.as_ref()))
 }

@@ -5,6 +5,7 @@
 //! from child_init(PROC_MAIN), as the core requires.
 
 use std::ffi::{c_int, c_uint, c_void, CStr};
+use std::time::Duration;
 
 use crate::panic_guard::guard;
 use crate::raw;
@@ -56,32 +57,58 @@ pub fn register_workers(count: u32) {
 /// Forks one worker (child_init(PROC_MAIN), after [`register_workers`]):
 /// the child joins the cfg framework and runs `body` (which loops for the
 /// life of the process), and never returns to the caller.
+///
+/// The whole child runs under [`run_process`](crate::panic_guard::run_process):
+/// a panic anywhere in it is logged and ends the process, which never
+/// returns into the core's code (the core's main process then stops the
+/// node, as it does when any child dies).
 pub fn fork_worker(name: &'static CStr, body: impl FnOnce()) -> Result<(), String> {
+    // A worker's body loops for the life of the process; if it ever
+    // returned, the process exits there (it must not go on into the
+    // caller's code).
+    fork_child(raw::PROC_RPC as c_int, name, body)
+}
+
+/// Forks a process of the module's own that runs `body` and then exits:
+/// the core's `fork_process` (which counts it, makes its socket pair and
+/// runs the modules' child_init with `rank` in it), then, in the child,
+/// the cfg framework and `body`, all under the panic guard. Only the
+/// parent returns.
+fn fork_child(rank: c_int, name: &'static CStr, body: impl FnOnce()) -> Result<(), String> {
+    let label = name.to_string_lossy();
+    let parent = std::process::id();
     // SAFETY: fork_process from child_init(PROC_MAIN), as C modules do; the
     // name is a static C string the core keeps.
-    let pid = unsafe { raw::fork_process(raw::PROC_RPC, name.as_ptr() as *mut _, 1) };
-    if pid < 0 {
-        return Err(format!("cannot fork {}", name.to_string_lossy()));
+    let pid = unsafe { raw::fork_process(rank, name.as_ptr() as *mut _, 1) };
+    if pid != 0 && std::process::id() == parent {
+        // The parent: the child's pid, or the fork failed.
+        return if pid < 0 { Err(format!("cannot fork {label}")) } else { Ok(()) };
     }
-    if pid == 0 {
+    // The child (fork_process also returns -1 here when the modules'
+    // child_init failed in it): never back into the core from here.
+    crate::panic_guard::run_process(&label, || {
+        crate::test_panic::entered(name);
+        if pid < 0 {
+            log::error!("{label}: child_init failed in the new process");
+            crate::panic_guard::exit_process(crate::panic_guard::FAILED_EXIT_STATUS);
+        }
         // SAFETY: the forked child joins the cfg framework first.
         if unsafe { raw::cfg_child_init() } != 0 {
-            log::error!("{}: cfg_child_init failed", name.to_string_lossy());
-            std::process::exit(-1);
+            log::error!("{label}: cfg_child_init failed");
+            crate::panic_guard::exit_process(crate::panic_guard::FAILED_EXIT_STATUS);
         }
-        body();
-        // A worker's body loops for the life of the process; if it ever
-        // returned, the process must not go on into the caller's code.
-        std::process::exit(0);
-    }
-    Ok(())
+        body()
+    })
 }
 
 /// Refreshes this process's copy of the cfg framework's values (a worker
-/// loop calls it between jobs, as the core's own processes do).
+/// loop calls it between jobs, as the core's own processes do). Also where
+/// a test-only injected panic fires in a module's process
+/// ([`test_panic`](crate::test_panic)).
 pub fn cfg_update() {
     // SAFETY: the worker joined the cfg framework in `fork_worker`.
     unsafe { raw::krs_cfg_update() };
+    crate::test_panic::at_loop();
 }
 
 /// Reserves one timer process with the core (mod_init).
@@ -93,34 +120,17 @@ pub fn register_timer_process() -> Result<(), String> {
     Ok(())
 }
 
-unsafe extern "C" fn utimer_trampoline(_ticks: raw::ticks_t, param: *mut c_void) {
-    guard("timer process", (), || {
-        // SAFETY: `param` is the `fn()` given to `fork_timer_process`
-        // (code, valid in every process of the tree).
-        let tick: fn() = unsafe { std::mem::transmute::<*mut c_void, fn()>(param) };
-        tick()
-    })
-}
-
 /// Forks the timer process reserved by [`register_timer_process`]
-/// (child_init(PROC_MAIN)): it runs `tick` every `interval_us`.
+/// (child_init(PROC_MAIN)): it runs `tick` every `interval_us`, after a
+/// refresh of the cfg framework's values, as the core's
+/// `fork_basic_utimer` does, but with the loop in Rust under the panic
+/// guard (see [`fork_worker`]): a panic in a tick ends the process.
 pub fn fork_timer_process(name: &'static CStr, interval_us: u32, tick: fn()) -> Result<(), String> {
-    // SAFETY: forks from child_init(PROC_MAIN) as registered; the name is a
-    // static C string; the parameter is a fn pointer the trampoline calls.
-    let rc = unsafe {
-        raw::fork_basic_utimer(
-            raw::PROC_TIMER,
-            name.as_ptr() as *mut _,
-            1,
-            Some(utimer_trampoline),
-            tick as *mut c_void,
-            interval_us as c_int,
-        )
-    };
-    if rc < 0 {
-        return Err(format!("cannot fork {}", name.to_string_lossy()));
-    }
-    Ok(())
+    fork_child(raw::PROC_TIMER as c_int, name, || loop {
+        std::thread::sleep(Duration::from_micros(u64::from(interval_us)));
+        cfg_update();
+        tick();
+    })
 }
 
 unsafe extern "C" fn timer_trampoline(_ticks: c_uint, param: *mut c_void) {

@@ -146,9 +146,11 @@ pub fn leak_zeroed<T: ShmZeroed + Sync>() -> Option<&'static T> {
 
 /// A Kamailio lock and the value it guards, in one shm block that lives as
 /// long as the process tree. The value is reachable only through
-/// [`lock`](Self::lock)'s guard, which releases the lock when dropped (also
-/// while unwinding). Never hold a guard across a send or a call into
-/// another module.
+/// [`lock`](Self::lock)'s guard, which releases the lock when dropped; a
+/// panic while the guard is held aborts the process instead, the lock
+/// still taken, so no other process sees a half-updated value
+/// ([`panic_guard`](crate::panic_guard)). Never hold a guard across a send
+/// or a call into another module.
 #[repr(C)]
 pub struct ShmMutex<T> {
     lock: ShmLock,
@@ -662,3 +664,6 @@ pub mod recycled {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -77,3 +77,36 @@ impl ShmQueue {
         (records.list.len(), records.taken)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_shm::{live_blocks, serial};
+
+    #[test]
+    fn records_come_out_once_due_in_order_and_the_limit_refuses() {
+        let _serial = serial();
+        let q = ShmQueue::new(3).unwrap();
+        // Blocks in use: allocated, not kept by the recycler.
+        let in_use = || live_blocks() - crate::shm::recycled::kept().0;
+        let start = in_use();
+        assert!(q.push(300, b"c"));
+        assert!(q.push(100, b"a"));
+        assert!(q.push(200, b"b"));
+        // Full: refused, and its block freed at once.
+        assert!(!q.push(50, b"refused"));
+        assert_eq!(q.stats(), (3, 0));
+        assert!(q.take_due(99).is_empty());
+        let due: Vec<Vec<u8>> = q.take_due(200).iter().map(|t| t.bytes().to_vec()).collect();
+        assert_eq!(due, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(q.stats(), (1, 2));
+        assert!(q.push(150, b"d"));
+        // Another "process" takes the rest, in the order they were pushed.
+        let q: &'static ShmQueue = Box::leak(Box::new(q));
+        let rest = std::thread::spawn(|| q.take_due(u64::MAX).iter().map(|t| t.bytes().to_vec()).collect::<Vec<_>>()).join().unwrap();
+        assert_eq!(rest, vec![b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(q.stats(), (0, 4));
+        // Every record's block went back (to the recycler or the allocator).
+        assert_eq!(in_use(), start);
+    }
+}

@@ -1,0 +1,40 @@
+//! A test that cannot run here (no network namespaces without root, a
+//! release's root or module missing) fails with its reason, unless the run
+//! opts out of that reason explicitly: `DMQ_RS_ALLOW_SKIP` is a
+//! comma-separated list of reasons' words — `netns`, `6.0`, `6.1`, `host`
+//! (the releases), or `all`. An opted-out test prints `ignored: <reason>`
+//! on stderr and returns. (libtest cannot mark a test ignored at run time,
+//! so it still counts such a test "ok": the opt-out is the run's, visible
+//! in its command line and in each test's output.)
+
+use super::Release;
+
+/// The words `DMQ_RS_ALLOW_SKIP` lists.
+fn allowed() -> Vec<String> {
+    std::env::var("DMQ_RS_ALLOW_SKIP").unwrap_or_default().split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect()
+}
+
+/// The test cannot run for `reason` (opt-out word `word`): fails, or, when
+/// `DMQ_RS_ALLOW_SKIP` lists `word` (or `all`), prints `ignored: …` and
+/// returns, for the caller to return at once.
+pub fn cannot_run(word: &str, reason: &str) {
+    let allowed = allowed();
+    if allowed.iter().any(|w| w == word || w == "all") {
+        eprintln!("ignored: {reason} (DMQ_RS_ALLOW_SKIP={})", allowed.join(","));
+        return;
+    }
+    panic!("cannot run: {reason}\n(to let this run pass over it, set DMQ_RS_ALLOW_SKIP={word}; the test then prints \"ignored\")");
+}
+
+/// Whether every release in `releases` can run here (its Kamailio and a
+/// dmq_rs build for it); for the first that cannot, [`cannot_run`] with the
+/// release's name as the word (so false only when opted out).
+pub fn releases_available(releases: &[Release]) -> bool {
+    for &release in releases {
+        if let Err(reason) = release.available() {
+            cannot_run(release.name(), &reason);
+            return false;
+        }
+    }
+    true
+}
