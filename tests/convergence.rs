@@ -213,7 +213,12 @@ fn register_unregister_bursts_leave_every_node_with_the_entry_nodes_contacts_ove
     bursts_then_kept("burst-tls", [false; 3], 0, DmqTransport::Tls);
 }
 
+/// A stock entry node keeps no per-key order (tm sends a register and
+/// its unregister at once, and either may be retransmitted), and under
+/// this load its own shm runs out: what it shows is stock's, so it is a
+/// comparison, run by hand or by `make bench`, not a claim of dmq_rs.
 #[test]
+#[ignore = "stock comparison: a stock sender keeps no per-key order (make bench)"]
 fn register_unregister_bursts_through_a_stock_entry_node_reach_dmq_rs_peers_as_they_are() {
     bursts_then_kept("burst-stock-entry", [true, false, false], 0, DmqTransport::Udp);
 }
