@@ -62,13 +62,21 @@ fn timer_tick() {
 /// A heal pull (`heal`): asks `uri`, a node met after this node's join
 /// sync, for its state: each consumer's sync request (its init callback's
 /// broadcast, captured) goes to that node alone, which answers by sending
-/// its state, as to a joining node.
+/// its state, as to a joining node. The request is sent as part of a sync
+/// (it says its age): a dmq_rs node answers it as a heal sync, with what
+/// it wrote last, so a lagging node brings back nothing deleted meanwhile.
 fn pull_from(uri: &NodeUri) {
     let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
-        let message =
-            PeerMessage { peer_id: &id, body: &body, content_type: &content_type, max_forwards: 1, callback: None, sync_since: None };
+        let message = PeerMessage {
+            peer_id: &id,
+            body: &body,
+            content_type: &content_type,
+            max_forwards: 1,
+            callback: None,
+            sync_since: Some(monotonic_ms()),
+        };
         match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
             Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),

@@ -256,7 +256,9 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
     origin::received(&peer_id, body);
     let call = || peer.call(msg, sender.as_ref());
     // A sync request: what the consumer sends now are the sync's copies.
-    let answered = if origin::is_sync_request(&peer_id, body) { origin::in_sync(false, call) } else { call() };
+    // One sent as part of a sync (a heal pull: it says its age) is
+    // answered as a heal sync, with what this node wrote last (`origin`).
+    let answered = if origin::is_sync_request(&peer_id, body) { origin::in_sync(sync_age.is_some(), call) } else { call() };
     let Some(resp) = answered else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
