@@ -30,12 +30,13 @@ impl DmqApi for Api {
             return send(message, &[target]);
         }
         let targets = messaging::active_targets(except.as_ref());
-        let sent = send(message, &targets);
+        let keys = dmq_core::ordering::identify(message.peer_id, message.body);
+        let sent = messaging::send_keyed(message, keys.as_ref(), &targets);
         // An update of our consumer's own: the item is ours (a delete: kept
         // for the nodes it did not reach, `origin`), and newer than any
         // sync copy of it on its way here (`freshness`).
-        origin::wrote(message, &targets, heal::seen);
-        freshness::note_live(message.peer_id, message.body);
+        origin::wrote(message, keys.as_ref(), &targets, heal::seen);
+        freshness::note_live(message.peer_id, keys.as_ref());
         sent
     }
 

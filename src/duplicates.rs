@@ -4,8 +4,7 @@
 //! The table of messages seen lately is `shared::SeenData`, under its own
 //! lock.
 
-use dmq_core::duplicates::{self, Seen, SeenTable};
-use kamailio::sip_msg::SipMsg;
+use dmq_core::duplicates::{Seen, SeenTable};
 
 use crate::shared::{shared, SeenData};
 
@@ -13,12 +12,6 @@ fn with<R>(f: impl FnOnce(&mut SeenTable<'_>) -> R) -> Option<R> {
     let mut data = shared()?.seen.lock();
     let SeenData { keys, codes, ages, clock } = &mut *data;
     Some(f(&mut SeenTable { keys, codes, ages, clock }))
-}
-
-/// The key of a request (Call-ID, CSeq number, From); None for one missing any.
-pub fn key_of(msg: &SipMsg) -> Option<u64> {
-    let ids = msg.request_ids()?;
-    Some(duplicates::key(ids.call_id, ids.cseq_number, msg.from_value()?))
 }
 
 /// Notes that `key` arrived; what became of earlier copies.

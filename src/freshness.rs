@@ -5,7 +5,7 @@
 //! its own lock.
 
 use dmq_core::freshness::{self, RecentWrites};
-use dmq_core::ordering::{self, Retained};
+use dmq_core::ordering::{self, Keys, Retained};
 
 use kamailio::clock::monotonic_ms;
 
@@ -22,13 +22,10 @@ fn identified(peer: &str) -> bool {
     dmq_core::body_check::consumer_shape(peer).is_some()
 }
 
-/// A live update (not a sync copy) of `body`'s items was applied here, or
-/// made here, now.
-pub fn note_live(peer: &str, body: &[u8]) {
-    if !identified(peer) {
-        return;
-    }
-    let Some(keys) = ordering::identify(peer, body) else { return };
+/// A live update (not a sync copy) of these items (`ordering::identify`
+/// of its body) was applied here, or made here, now.
+pub fn note_live(peer: &str, keys: Option<&Keys>) {
+    let Some(keys) = keys.filter(|_| identified(peer)) else { return };
     let now = monotonic_ms();
     with(|recent| keys.items.iter().for_each(|&k| recent.note(k, now)));
 }

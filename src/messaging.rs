@@ -9,6 +9,7 @@
 
 use dmq_core::batching;
 use dmq_core::nodes::Node;
+use dmq_core::ordering::Keys;
 use dmq_core::pending;
 use dmq_core::protocol::{Kdmq, NodeStatus, NodeUri};
 use dmq_core::tm_context::TmContext;
@@ -216,10 +217,15 @@ fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri, orde
 /// Sends `message` to each target, each key it carries after the one
 /// before it (`ordering`); counts failures.
 pub fn send_to(message: &PeerMessage<'_>, targets: &[Node]) -> Result<(), String> {
-    let keys = dmq_core::ordering::identify(message.peer_id, message.body);
+    send_keyed(message, dmq_core::ordering::identify(message.peer_id, message.body).as_ref(), targets)
+}
+
+/// [`send_to`] for a message whose keys (`dmq_core::ordering::identify`)
+/// the caller read already.
+pub fn send_keyed(message: &PeerMessage<'_>, keys: Option<&Keys>, targets: &[Node]) -> Result<(), String> {
     let mut failed = 0;
     for target in targets {
-        let sent = match &keys {
+        let sent = match keys {
             Some(keys) => match ordering::admit(message, &target.uri, keys) {
                 Verdict::Send => send_tracked(message, target, &keys.items),
                 Verdict::Waits => Ok(()),

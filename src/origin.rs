@@ -8,7 +8,7 @@
 use std::cell::Cell;
 
 use dmq_core::nodes::Node;
-use dmq_core::ordering::{self, Retained};
+use dmq_core::ordering::{self, Keys, Retained};
 use dmq_core::origin::{KeySet, MissedDeletes};
 use dmq_core::protocol::{self, NodeUri};
 
@@ -30,11 +30,9 @@ fn with<R>(f: impl FnOnce(&mut KeySet<'_>, &mut MissedDeletes<'_, kamailio::shm:
 /// answer), to the nodes `reached`. An item written is ours now; a
 /// delete is not, and nodes seen before that it did not reach (`seen`,
 /// this node excluded) keep it until they are back.
-pub fn wrote(message: &PeerMessage<'_>, reached: &[Node], seen: impl FnOnce() -> Vec<NodeUri>) {
-    let Some(keys) = ordering::identify(message.peer_id, message.body) else { return };
-    if !identified(message.peer_id) {
-        return;
-    }
+/// `keys`: the message's items (`ordering::identify`).
+pub fn wrote(message: &PeerMessage<'_>, keys: Option<&Keys>, reached: &[Node], seen: impl FnOnce() -> Vec<NodeUri>) {
+    let Some(keys) = keys.filter(|_| identified(message.peer_id)) else { return };
     let seen = if keys.deletes { seen() } else { Vec::new() };
     let missed: Vec<&NodeUri> = seen.iter().filter(|s| !reached.iter().any(|r| r.uri.same_node(s))).collect();
     let stored: Vec<(u64, Option<kamailio::shm::ShmBlock<crate::shared::Parked>>)> =
@@ -77,11 +75,8 @@ fn log_once(what: &str) {
 
 /// Another node's update of these items was applied here: they are not
 /// ours, and no node needs a delete of them kept here.
-pub fn received(peer: &str, body: &[u8]) {
-    if !identified(peer) {
-        return;
-    }
-    let Some(keys) = ordering::identify(peer, body) else { return };
+pub fn received(peer: &str, keys: Option<&Keys>) {
+    let Some(keys) = keys.filter(|_| identified(peer)) else { return };
     with(|own, deletes| {
         for &k in &keys.items {
             own.remove(k);
@@ -163,6 +158,7 @@ pub fn sendable(message: &PeerMessage<'_>) -> Retained {
 
 /// Whether `body` asks `peer`'s stock consumer for its state (a sync
 /// request: it names no item).
-pub fn is_sync_request(peer: &str, body: &[u8]) -> bool {
-    identified(peer) && ordering::identify(peer, body).is_none()
+/// (`keys`: the body's items.)
+pub fn is_sync_request(peer: &str, keys: Option<&Keys>) -> bool {
+    identified(peer) && keys.is_none()
 }

@@ -55,7 +55,8 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     // A copy of a message seen before never reaches the consumer again
     // (`duplicates`): absorbed while the first is queued or running,
     // answered again once it was answered.
-    let seen = duplicates::key_of(msg);
+    let scan = dmq_core::protocol::scan_request(msg.raw_bytes());
+    let seen = scan.key;
     if let Some(key) = seen {
         match duplicates::arrived(key) {
             Seen::New => {}
@@ -84,9 +85,9 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     }
     event_counts::add(EventCount::MessagesReceived);
     if in_place {
-        return if workers::run_peer_callback(m, msg, peer) { returnval } else { -1 };
+        return if workers::run_peer_callback(m, msg, peer, scan) { returnval } else { -1 };
     }
-    match workers::enqueue(msg, peer) {
+    match workers::enqueue(msg, peer, scan) {
         Ok(queued) => {
             if queued.waits {
                 msg.reply(&m.sl, 100, "Trying", None);

@@ -209,6 +209,10 @@ shm_data! {
         /// A heal sync's request: what the consumer sends is only what
         /// this node wrote last (`origin`).
         pub heal_sync: bool,
+        /// What the receiving SIP worker read from its raw bytes
+        /// (`protocol::RequestScan`'s fields).
+        pub seen_key: Option<u64>,
+        pub sync_age_ms: Option<u64>,
     }
 }
 

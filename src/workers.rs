@@ -35,7 +35,7 @@ use crate::freshness;
 use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 use dmq_core::ordering::Retained;
-use dmq_core::protocol::SYNC_AGE_HEADER;
+use dmq_core::protocol::RequestScan;
 
 /// mod_init (before fork): the worker processes, for the core to count.
 pub fn register(pool: &Pool) {
@@ -97,9 +97,11 @@ pub struct Queued {
     pub waits: bool,
 }
 
-/// Queues `msg` for `peer`'s callback in a worker.
-pub fn enqueue(msg: &SipMsg, peer: Peer) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv: msg.receive_info(), local: false, heal_sync: false }, msg.raw_bytes())
+/// Queues `msg` for `peer`'s callback in a worker (`scan`: what its raw
+/// bytes say, `protocol::scan_request`).
+pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, QueueError> {
+    let job = Job { peer, rcv: msg.receive_info(), local: false, heal_sync: false, seen_key: scan.key, sync_age_ms: scan.sync_age_ms };
+    push_job(job, msg.raw_bytes())
 }
 
 /// `message` as a KDMQ `from` sent to this node. Never sent: it goes to
@@ -116,9 +118,9 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
 /// Queues a KDMQ this node made itself (`request`: the whole message) for
 /// `peer`'s callback, as if it had come from the node its From names; the
 /// callback's reply is not sent anywhere.
-/// `heal_sync`: the request asks for a heal sync (`origin::in_heal_sync`).
+/// `heal_sync`: the request asks for a heal sync (`origin::in_sync`).
 pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer, heal_sync: bool) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv, local: true, heal_sync }, request)
+    push_job(Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None }, request)
 }
 
 fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
@@ -185,13 +187,19 @@ fn worker_loop(m: &'static Shared, pool: &'static Pool, i: usize) -> ! {
 /// Parses the job's message into pkg memory, runs the peer callback and
 /// sends the reply it asks for.
 fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
-    let Job { peer, rcv, local, heal_sync } = *job.header();
+    let Job { peer, rcv, local, heal_sync, seen_key, sync_age_ms } = *job.header();
+    let scan = RequestScan { key: seen_key, sync_age_ms };
     let Some(msg) = OwnedSipMsg::parse(job.bytes_mut(), rcv) else {
         log::warn!("queued KDMQ does not parse; dropped");
         return;
     };
     if local {
         let sender = cluster::sender_of(&msg).map(|uri| cluster::node_or_stand_in(&uri));
+        if !heal_sync {
+            // Another node's items (a sync copy's fresh part, a custom message).
+            let body = msg.body_bytes().unwrap_or_default();
+            origin::received(&peer.id(), dmq_core::ordering::identify(&peer.id(), body).as_ref());
+        }
         let call = || peer.call(&msg, sender.as_ref());
         let answered = if heal_sync { origin::in_sync(true, call) } else { call() };
         if answered.is_none() {
@@ -202,16 +210,17 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
     // The check `dmq_handle_message` leaves to the worker (see script.rs).
     let channel = peer.id();
     if let Err(refusal) = admission::check_body(&channel, &msg) {
-        duplicates::forget(duplicates::key_of(&msg));
+        duplicates::forget(scan.key);
         admission::refuse(m, &msg, &channel, refusal);
         return;
     }
-    run_peer_callback(m, &msg, peer);
+    run_peer_callback(m, &msg, peer, scan);
 }
 
 /// Runs `peer`'s callback on `msg` and replies as it says: shared by the
 /// workers and `dmq_process_message`.
-pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
+/// `scan`: what its raw bytes say (`protocol::scan_request`).
+pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan) -> bool {
     if !peer.has_callback() {
         log::error!("DMQ peer {} has no callback", peer.id());
         return false;
@@ -223,13 +232,13 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
     let sender = cluster::sender_of(msg).map(|uri| cluster::node_or_stand_in(&uri));
     let body = msg.body_bytes().unwrap_or_default();
     let peer_id = peer.id();
-    let sync_age = msg.header(SYNC_AGE_HEADER).and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-    match sync_age {
-        // A sync copy: what is older than a live update applied here is
-        // refused (`freshness`); the rest goes to the consumer.
-        Some(age) => match freshness::fresh_part(&peer_id, body, age) {
+    let sync_age = scan.sync_age_ms;
+    // A sync copy: what is older than a live update applied here is
+    // refused (`freshness`); the rest goes to the consumer.
+    if let Some(age) = sync_age {
+        match freshness::fresh_part(&peer_id, body, age) {
             Retained::All => {}
-            Retained::Nothing => return answer_refused_sync_copy(m, msg),
+            Retained::Nothing => return answer_refused_sync_copy(m, msg, scan),
             Retained::Some(fresh) => {
                 let from = sender.as_ref().map(|s| s.uri.clone()).unwrap_or_else(|| m.local_uri.clone());
                 let content_type = msg.header("Content-Type").map(String::from_utf8_lossy).unwrap_or_default();
@@ -247,24 +256,27 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
                     Err(QueueError::Full) => log::warn!("job queue full: the fresh part of a {peer_id} sync copy is dropped"),
                     Err(QueueError::Failed(e)) => log::warn!("the fresh part of a {peer_id} sync copy is dropped: {e}"),
                 }
-                return answer_refused_sync_copy(m, msg);
+                return answer_refused_sync_copy(m, msg, scan);
             }
-        },
-        None => freshness::note_live(&peer_id, body),
+        }
+    }
+    let keys = dmq_core::ordering::identify(&peer_id, body);
+    if sync_age.is_none() {
+        freshness::note_live(&peer_id, keys.as_ref());
     }
     // Another node's update of these items: not ours any more (`origin`).
-    origin::received(&peer_id, body);
+    origin::received(&peer_id, keys.as_ref());
     let call = || peer.call(msg, sender.as_ref());
     // A sync request: what the consumer sends now are the sync's copies.
     // One sent as part of a sync (a heal pull: it says its age) is
     // answered as a heal sync, with what this node wrote last (`origin`).
-    let answered = if origin::is_sync_request(&peer_id, body) { origin::in_sync(sync_age.is_some(), call) } else { call() };
+    let answered = if origin::is_sync_request(&peer_id, keys.as_ref()) { origin::in_sync(sync_age.is_some(), call) } else { call() };
     let Some(resp) = answered else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
     };
     // Copies of it that come now are answered the same (`duplicates`).
-    duplicates::answered(duplicates::key_of(msg), resp.code);
+    duplicates::answered(scan.key, resp.code);
     if resp.code <= 0 || resp.reason.is_empty() {
         log::warn!("DMQ peer {} gave no reply; none sent", peer.id());
         return true;
@@ -275,8 +287,8 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer) -> bool {
 
 /// A sync copy (or its stale part) is not handed to the consumer: it is
 /// answered 200 all the same (the sender has nothing to send again).
-fn answer_refused_sync_copy(m: &Shared, msg: &SipMsg) -> bool {
-    duplicates::answered(duplicates::key_of(msg), 200);
+fn answer_refused_sync_copy(m: &Shared, msg: &SipMsg, scan: RequestScan) -> bool {
+    duplicates::answered(scan.key, 200);
     msg.reply(&m.sl, 200, "OK", None)
 }
 

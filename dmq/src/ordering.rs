@@ -608,6 +608,97 @@ mod tests {
         assert_eq!(keys("usrloc", "{\"aor\":").unwrap().items, a.items.iter().map(|_| fnv(&[b"usrloc"])).collect::<Vec<_>>());
     }
 
+    /// The same with a lossy, duplicating network in between: a copy may
+    /// be lost (its sender sees a timeout and frees its keys), delivered
+    /// twice (a retransmission, arriving any time later), or delayed past
+    /// newer copies of other items. The receiver tells copies apart
+    /// (`duplicates`): no key ever goes back to an older value.
+    #[test]
+    fn lost_duplicated_and_delayed_copies_never_take_a_key_back() {
+        use crate::duplicates::{Seen, SeenTable};
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for round in 0..100 {
+            let mut s = State::new(256, 512);
+            let (mut seen_keys, mut codes, mut ages, mut clock) = (vec![0u64; 4096], vec![0u16; 4096], vec![0u64; 4096], 0u64);
+            let mut written = [0u32; 5];
+            let mut applied = [0u32; 5];
+            let mut values: std::collections::HashMap<u32, (u64, u32)> = Default::default();
+            // Copies in the network: (message id, its items); a message
+            // id stands for its Call-ID/CSeq/From (`duplicates::key`).
+            let mut network: Vec<(u32, Vec<u64>)> = Vec::new();
+            // Messages the sender waits on (sent, not yet done).
+            let mut waiting: Vec<(u32, Vec<u64>)> = Vec::new();
+            let mut next = 1;
+            for _ in 0..400 {
+                match rand(5) {
+                    0 | 1 => {
+                        let k = rand(5) as u64;
+                        written[k as usize] += 1;
+                        let id = next;
+                        next += 1;
+                        values.insert(id, (k, written[k as usize]));
+                        match s.admit(3, id, &[k], true) {
+                            Admission::Send => {
+                                network.push((id, vec![k]));
+                                waiting.push((id, vec![k]));
+                            }
+                            Admission::Coalesced((old, _)) => {
+                                values.remove(&old);
+                            }
+                            Admission::Parked => {}
+                            Admission::Untracked => panic!("room enough"),
+                        }
+                    }
+                    2 if !network.is_empty() => {
+                        // A copy arrives (any of them: delay, reordering).
+                        let (id, _) = network.swap_remove(rand(network.len()));
+                        let mut table = SeenTable { keys: &mut seen_keys, codes: &mut codes, ages: &mut ages, clock: &mut clock };
+                        if table.arrived(u64::from(id)) == Seen::New {
+                            let (k, v) = values[&id];
+                            assert!(v > applied[k as usize], "round {round}: key {k} back to {v} from {}", applied[k as usize]);
+                            applied[k as usize] = v;
+                            table.answered(u64::from(id), 200);
+                        }
+                        // The answer reaches the sender (or a retransmission's does).
+                        if let Some(pos) = waiting.iter().position(|(w, _)| *w == id) {
+                            let (_, items) = waiting.swap_remove(pos);
+                            for (id, items) in s.done(3, &items) {
+                                network.push((id, items.clone()));
+                                waiting.push((id, items));
+                            }
+                        }
+                    }
+                    3 if !network.is_empty() => {
+                        // A retransmission: the same copy once more.
+                        let copy = network[rand(network.len())].clone();
+                        network.push(copy);
+                    }
+                    4 if !network.is_empty() => {
+                        // A copy lost for good; if it was the last of its
+                        // message, the sender times out and frees its keys.
+                        let (id, _) = network.swap_remove(rand(network.len()));
+                        if !network.iter().any(|(n, _)| *n == id) {
+                            if let Some(pos) = waiting.iter().position(|(w, _)| *w == id) {
+                                let (_, items) = waiting.swap_remove(pos);
+                                for (id, items) in s.done(3, &items) {
+                                    network.push((id, items.clone()));
+                                    waiting.push((id, items));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_batch_keeps_only_the_items_asked_for() {
         let key = |aor: &str| keys("usrloc", &format!(r#"{{"action":1,"aor":"{aor}","ruid":"r"}}"#)).unwrap().items[0];

@@ -550,6 +550,45 @@ pub fn after_header_block(raw: &[u8]) -> Option<&[u8]> {
     Some(&raw[end + 4..])
 }
 
+/// What a receiver reads from a KDMQ's raw bytes, in one pass over its
+/// header lines and without the core's parser (which allocates per
+/// header): the key that tells it from other requests (Call-ID, CSeq
+/// number and From with its tag: `duplicates::key`) and, for a sync copy,
+/// its sync's age ([`SYNC_AGE_HEADER`]). Folded lines are not joined: none
+/// of these headers is folded by the nodes that send them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestScan {
+    pub key: Option<u64>,
+    pub sync_age_ms: Option<u64>,
+}
+
+pub fn scan_request(raw: &[u8]) -> RequestScan {
+    let (mut call_id, mut cseq, mut from, mut age) = (None, None, None, None);
+    let is = |name: &[u8], names: &[&str]| names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+    for line in raw.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+        if call_id.is_none() && is(name, &["Call-ID", "i"]) {
+            call_id = Some(value);
+        } else if cseq.is_none() && is(name, &["CSeq"]) {
+            cseq = value.split(|&b| b == b' ').next();
+        } else if from.is_none() && is(name, &["From", "f"]) {
+            from = Some(value);
+        } else if age.is_none() && is(name, &[SYNC_AGE_HEADER]) {
+            age = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        }
+    }
+    let key = match (call_id, cseq, from) {
+        (Some(c), Some(n), Some(f)) => Some(crate::duplicates::key(c, n, f)),
+        _ => None,
+    };
+    RequestScan { key, sync_age_ms: age }
+}
+
 /// A KDMQ request this module built (`Kdmq::to_bytes`), read back: the
 /// peer (the R-URI's user), Max-Forwards, content type and body.
 pub fn request_parts(raw: &[u8]) -> Option<(&str, i32, &str, &[u8])> {
@@ -572,6 +611,17 @@ pub fn request_parts(raw: &[u8]) -> Option<(&str, i32, &str, &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_request_scan_reads_headers_by_long_or_compact_name() {
+        use super::*;
+        let raw = b"KDMQ sip:usrloc@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z\r\ni:  abc@h \r\nCSeq: 7 KDMQ\r\nf: <sip:a@h>;tag=x\r\nX-DMQ-Sync-Age: 120\r\n\r\nCall-ID: body";
+        let key = crate::duplicates::key(b"abc@h", b"7", b"<sip:a@h>;tag=x");
+        assert_eq!(scan_request(raw), RequestScan { key: Some(key), sync_age_ms: Some(120) });
+        let long = b"KDMQ sip:u@h SIP/2.0\r\nCALL-ID: abc@h\r\ncseq: 7 KDMQ\r\nFrom: <sip:a@h>;tag=x\r\n\r\nX-DMQ-Sync-Age: 5";
+        assert_eq!(scan_request(long), RequestScan { key: Some(key), sync_age_ms: None }, "the body is not searched");
+        assert_eq!(scan_request(b"KDMQ sip:u@h SIP/2.0\r\nCSeq: 1 KDMQ\r\n\r\n"), RequestScan::default());
+    }
+
     #[test]
     fn a_request_reads_back_as_its_parts() {
         use super::*;
