@@ -233,9 +233,22 @@ fn register_unregister_bursts_through_a_dmq_rs_entry_node_reach_a_stock_peer_as_
 
 #[test]
 fn register_unregister_bursts_with_a_peer_frozen_for_3_s_leave_every_node_with_the_entry_nodes_contacts() {
+    bursts_with_a_peer_frozen("burst-frozen", DmqTransport::Udp);
+}
+
+#[test]
+fn over_tcp_register_unregister_bursts_with_a_peer_frozen_for_3_s_leave_every_node_with_the_entry_nodes_contacts() {
+    bursts_with_a_peer_frozen("burst-frozen-tcp", DmqTransport::Tcp);
+}
+
+#[test]
+fn over_tls_register_unregister_bursts_with_a_peer_frozen_for_3_s_leave_every_node_with_the_entry_nodes_contacts() {
+    bursts_with_a_peer_frozen("burst-frozen-tls", DmqTransport::Tls);
+}
+
+fn bursts_with_a_peer_frozen(label: &str, transport: DmqTransport) {
     let _serial = one_at_a_time();
-    let label = "burst-frozen";
-    let nodes = start_cluster(label, vec![registrar_node(false, DmqTransport::Udp); 3]);
+    let nodes = start_cluster(label, vec![registrar_node(false, transport); 3]);
     let started = Instant::now();
     // Frozen for 3 s from the end of the first group on, while the next
     // groups run.
