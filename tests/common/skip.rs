@@ -9,6 +9,14 @@
 
 use super::Release;
 
+/// Writes `line` to the run's stderr past libtest's output capture (which
+/// takes `eprintln!`'s output of a passing test): a test that does not run
+/// says so in the run's output, not only when it fails.
+pub fn say_uncaptured(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The words `DMQ_RS_ALLOW_SKIP` lists.
 fn allowed() -> Vec<String> {
     std::env::var("DMQ_RS_ALLOW_SKIP").unwrap_or_default().split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect()
@@ -16,11 +24,12 @@ fn allowed() -> Vec<String> {
 
 /// The test cannot run for `reason` (opt-out word `word`): fails, or, when
 /// `DMQ_RS_ALLOW_SKIP` lists `word` (or `all`), prints `ignored: …` and
-/// returns, for the caller to return at once.
+/// returns, for the caller to return at once. The line is written past
+/// libtest's capture ([`say_uncaptured`]).
 pub fn cannot_run(word: &str, reason: &str) {
     let allowed = allowed();
     if allowed.iter().any(|w| w == word || w == "all") {
-        eprintln!("ignored: {reason} (DMQ_RS_ALLOW_SKIP={})", allowed.join(","));
+        say_uncaptured(&format!("ignored: {reason} (DMQ_RS_ALLOW_SKIP={})", allowed.join(",")));
         return;
     }
     panic!("cannot run: {reason}\n(to let this run pass over it, set DMQ_RS_ALLOW_SKIP={word}; the test then prints \"ignored\")");
