@@ -20,6 +20,7 @@ pub mod origin;
 pub mod parameters;
 pub mod peer_events;
 pub mod pending;
+pub mod probe;
 pub mod protocol;
 pub mod sources;
 pub mod statistics;

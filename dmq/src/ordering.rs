@@ -365,19 +365,7 @@ pub struct Lanes<'a, M> {
 
 impl<M> Lanes<'_, M> {
     fn find(&self, key: u64) -> Option<usize> {
-        let n = self.keys.len();
-        if n == 0 {
-            return None;
-        }
-        let mut i = (key as usize) % n;
-        for _ in 0..n {
-            match self.keys[i] {
-                0 => return None,
-                k if k == key => return Some(i),
-                _ => i = (i + 1) % n,
-            }
-        }
-        None
+        crate::probe::find(self.keys, key)
     }
 
     /// The entry of `key`, made if need be; None when the table is full.
@@ -385,44 +373,27 @@ impl<M> Lanes<'_, M> {
         if let Some(i) = self.find(key) {
             return Some(i);
         }
-        let n = self.keys.len();
-        if (*self.used as usize + 1) * MAX_LOAD_DEN > n * MAX_LOAD_NUM {
+        if (*self.used as usize + 1) * MAX_LOAD_DEN > self.keys.len() * MAX_LOAD_NUM {
             return None;
         }
-        let mut i = (key as usize) % n;
-        while self.keys[i] != 0 {
-            i = (i + 1) % n;
-        }
+        let i = crate::probe::free_entry(self.keys, key);
         (self.keys[i], self.flight[i], self.waiting[i]) = (key, 0, 0);
         *self.used += 1;
         Some(i)
     }
 
-    /// Frees entry `i` when nothing uses it (backward-shift deletion: the
-    /// entries after it in its probe run move up, so none is cut off).
-    fn tidy(&mut self, mut i: usize) {
+    /// Frees entry `i` when nothing uses it.
+    fn tidy(&mut self, i: usize) {
         if self.flight[i] != 0 || self.waiting[i] != 0 {
             return;
         }
-        let n = self.keys.len();
         *self.used -= 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) % n;
-            if self.keys[j] == 0 {
-                break;
-            }
-            let home = (self.keys[j] as usize) % n;
-            // Entry j may fill the hole at i when its home is not in (i, j].
-            let movable = if i <= j { home <= i || home > j } else { home <= i && home > j };
-            if movable {
-                self.keys[i] = self.keys[j];
-                self.flight[i] = self.flight[j];
-                self.waiting[i] = self.waiting[j];
-                i = j;
-            }
-        }
-        (self.keys[i], self.flight[i], self.waiting[i]) = (0, 0, 0);
+        let (flight, waiting) = (&mut *self.flight, &mut *self.waiting);
+        let hole = crate::probe::remove(self.keys, i, |from, to| {
+            flight[to] = flight[from];
+            waiting[to] = waiting[from];
+        });
+        (self.flight[hole], self.waiting[hole]) = (0, 0);
     }
 
     fn busy(&self, key: u64) -> bool {

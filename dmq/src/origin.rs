@@ -32,63 +32,29 @@ fn slot_key(key: u64) -> u64 {
 }
 
 impl KeySet<'_> {
-    fn find(&self, key: u64) -> Option<usize> {
-        let n = self.keys.len();
-        if n == 0 {
-            return None;
-        }
-        let mut i = (key as usize) % n;
-        for _ in 0..n {
-            match self.keys[i] {
-                0 => return None,
-                k if k == key => return Some(i),
-                _ => i = (i + 1) % n,
-            }
-        }
-        None
-    }
-
     pub fn contains(&self, key: u64) -> bool {
-        self.find(slot_key(key)).is_some()
+        crate::probe::find(self.keys, slot_key(key)).is_some()
     }
 
     /// Adds `key`; false when the set is full.
     pub fn insert(&mut self, key: u64) -> bool {
         let key = slot_key(key);
-        if self.find(key).is_some() {
+        if crate::probe::find(self.keys, key).is_some() {
             return true;
         }
-        let n = self.keys.len();
-        if (*self.used as usize + 1) * 4 > n * 3 {
+        if (*self.used as usize + 1) * 4 > self.keys.len() * 3 {
             return false;
         }
-        let mut i = (key as usize) % n;
-        while self.keys[i] != 0 {
-            i = (i + 1) % n;
-        }
+        let i = crate::probe::free_entry(self.keys, key);
         self.keys[i] = key;
         *self.used += 1;
         true
     }
 
     pub fn remove(&mut self, key: u64) {
-        let Some(mut i) = self.find(slot_key(key)) else { return };
-        let n = self.keys.len();
+        let Some(i) = crate::probe::find(self.keys, slot_key(key)) else { return };
         *self.used -= 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) % n;
-            if self.keys[j] == 0 {
-                break;
-            }
-            let home = (self.keys[j] as usize) % n;
-            let movable = if i <= j { home <= i || home > j } else { home <= i && home > j };
-            if movable {
-                self.keys[i] = self.keys[j];
-                i = j;
-            }
-        }
-        self.keys[i] = 0;
+        crate::probe::remove(self.keys, i, |_, _| {});
     }
 }
 
