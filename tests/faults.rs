@@ -631,15 +631,7 @@ fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) 
 /// reset), its port refuses connections for 8 s, then it starts again on
 /// the same address.
 fn killed_and_restarted_over(transport: DmqTransport) {
-    if transport == DmqTransport::Tls && Release::suite() == Release::Host {
-        // Not a skip of ours: the combination the guide advises against.
-        // Written past libtest's capture, so the run's output says it.
-        say_uncaptured(
-            "ignored: Kamailio 5.6.3's TLS with OpenSSL 3 crashes under connection churn (a restarted node's TLS processes: \
-             kamailio/kamailio#3791, fixed by tls_threads_mode in 5.8+); doc/security.md advises DMQ over TCP on a private \
-             network on 5.6, which over_tcp_a_peer_killed_under_load_refusing_connections_then_restarted_loses_nothing runs; \
-             this test runs on 6.0 and 6.1",
-        );
+    if transport == DmqTransport::Tls && tls_left_out("over_tls_a_peer_killed_under_load_refusing_connections_then_restarted") {
         return;
     }
     let _serial = one_at_a_time();
@@ -665,6 +657,9 @@ fn killed_and_restarted_over(transport: DmqTransport) {
 /// Under load, node 2 stops reading for 10 s (SIGSTOP): its connections'
 /// queues fill and may be dropped by the senders' cores.
 fn frozen_over(transport: DmqTransport) {
+    if transport == DmqTransport::Tls && tls_left_out("over_tls_a_peer_frozen_for_10_s_under_load") {
+        return;
+    }
     let _serial = one_at_a_time();
     let label = format!("frozen-{}", transport.name());
     const REGISTERS: usize = 3000;

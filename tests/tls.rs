@@ -57,6 +57,9 @@ fn all_active(nodes: &[&TlsNode]) {
 }
 
 fn tls_cluster_replicates(label: &str, kinds: [NodeConfig; 3]) {
+    if tls_left_out(label) {
+        return;
+    }
     let ca = Ca::new(label);
     let [k0, k1, k2] = kinds;
     let first = start_tls_node(&format!("{label}-0"), k0, &ca, None);

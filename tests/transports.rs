@@ -52,5 +52,8 @@ fn dmq_rs_and_stock_replicate_over_tcp_without_a_tm_transaction_per_copy() {
 
 #[test]
 fn dmq_rs_and_stock_replicate_over_tls_without_a_tm_transaction_per_copy() {
+    if tls_left_out("dmq_rs_and_stock_replicate_over_tls") {
+        return;
+    }
     mixed_cluster_replicates_in_flight(DmqTransport::Tls);
 }

@@ -47,3 +47,22 @@ pub fn releases_available(releases: &[Release]) -> bool {
     }
     true
 }
+
+/// Whether DMQ over TLS is left out of this run: on Kamailio 5.6.3 with
+/// OpenSSL 3 (Debian 12) a node's TLS processes crash now and then, at
+/// startup as under connection churn (`qm_free(): BUG: freeing already
+/// freed pointer … tls_init.c`, kamailio/kamailio#3791, fixed by
+/// `tls_threads_mode` in 5.8+); doc/security.md advises TCP on a private
+/// network on 5.6, which every TLS test's TCP twin covers. True on 5.6,
+/// after saying so past libtest's capture: the caller returns. Every TLS
+/// test runs on 6.0 and 6.1.
+pub fn tls_left_out(test: &str) -> bool {
+    if super::Release::suite() != super::Release::Host {
+        return false;
+    }
+    say_uncaptured(&format!(
+        "ignored: {test}: Kamailio 5.6.3's TLS with OpenSSL 3 crashes now and then (kamailio/kamailio#3791); \
+         doc/security.md advises DMQ over TCP on 5.6, which this test's TCP twin runs; it runs over TLS on 6.0 and 6.1"
+    ));
+    true
+}
