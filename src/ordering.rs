@@ -38,7 +38,12 @@ pub fn admit(message: &PeerMessage<'_>, target: &NodeUri, keys: &Keys) -> Verdic
     let node = ordering::node_hash(&target.to_uri());
     let replaceable = keys.replaces && message.callback.is_none();
     let make = || store(message, target, &keys.items);
-    match with(|lanes| lanes.admit(node, &keys.items, replaceable, make)) {
+    // A sync's copy (it says when its sync began) goes at once
+    // (`Lanes::admit_sync_copy`).
+    let sync_copy = message.sync_since.is_some();
+    let admission =
+        with(|lanes| if sync_copy { lanes.admit_sync_copy(node, &keys.items) } else { lanes.admit(node, &keys.items, replaceable, make) });
+    match admission {
         Some(Admission::Send) => Verdict::Send,
         Some(Admission::Parked) => {
             event_counts::add(EventCount::UpdatesWaited);

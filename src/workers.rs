@@ -137,7 +137,10 @@ fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
         counters.queued.fetch_sub(1, Ordering::AcqRel);
         return Err(QueueError::Failed("out of shm for a DMQ job".into()));
     };
-    let loads = pool.workers.iter().map(|w| w.figures.queued.load(Ordering::Relaxed));
+    // A job running counts: a worker busy with a long one (a sync answer
+    // sends a whole table) is not idle, and a second sync must not queue
+    // behind it while another worker waits for work.
+    let loads = pool.workers.iter().map(|w| w.figures.queued.load(Ordering::Relaxed) + w.figures.running.load(Ordering::Relaxed));
     let worker = &pool.workers[jobs::pick_worker(loads)];
     let ahead = {
         let mut queue = worker.jobs.lock();

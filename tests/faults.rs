@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::netns::TestNet;
+use common::state::{aors, htable_state, try_wait_converged, ul_state};
 use common::*;
 
 /// How long after a heal every node must hold everything (the bound).
@@ -61,6 +62,34 @@ fn htable_items(node: &Node) -> Option<usize> {
     let dump = node.try_rpc(&["htable.dump", "t"]).ok()?;
     let keys: std::collections::BTreeSet<&str> = dump.lines().filter_map(|l| l.trim().strip_prefix("name: ")).collect();
     Some(keys.len())
+}
+
+/// htable `t` of the node, name → value (`common::state::htable_state`),
+/// a key stored twice with one value counted once (the stock htable race
+/// `htable_items` describes: not a difference between nodes).
+fn htable_t(node: &Node) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut state = htable_state(node, "t")?;
+    for value in state.values_mut() {
+        let mut parts = value.split(" | ");
+        let first = parts.next().unwrap_or_default().to_string();
+        if parts.all(|p| p == first) {
+            *value = first;
+        }
+    }
+    Ok(state)
+}
+
+/// Replication proven by state: once no node has anything left to send,
+/// every node holds node 0's location table and htable `t`, key by key
+/// and value by value (`common::state`), and node 0 holds `expected` AoRs
+/// and items: everything that was accepted anywhere.
+fn same_state_everywhere(label: &str, nodes: &[Node], expected: usize) {
+    let peers: Vec<&Node> = nodes[1..].iter().collect();
+    let ul = try_wait_converged(&nodes[0], &peers, HEAL_LIMIT, ul_state).unwrap_or_else(|e| panic!("[{label}] location tables: {e}"));
+    assert_eq!(aors(&ul).len(), expected, "[{label}] AoRs on every node");
+    let items = try_wait_converged(&nodes[0], &peers, HEAL_LIMIT, htable_t).unwrap_or_else(|e| panic!("[{label}] htable t: {e}"));
+    assert_eq!(items.len(), expected, "[{label}] htable items on every node");
+    eprintln!("[{label}] every node holds node 0's {} contacts and {} htable items", ul.len(), items.len());
 }
 
 /// The node's shm in use (`core.shmmem` used), in bytes.
@@ -175,6 +204,28 @@ fn wait_noticed(node: &Node, addr: SocketAddr, limit: Duration) -> Option<Durati
     node.wait_until(limit, |n| status_of(n, addr).as_deref() != Some("active")).then(|| start.elapsed())
 }
 
+/// After a fault: htable items per node, and each node's figures. With
+/// dmq_rs, first every node's whole state against node 0's
+/// ([`same_state_everywhere`], while the nodes run: a failure shows their
+/// logs); the stock module's figures are counted once it settled.
+fn htable_counts(label: &str, nodes: &[Node], stock: bool, expected: usize) -> Vec<usize> {
+    if stock {
+        wait_settled(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_millis(250),
+            || counts(nodes, |n| htable_items(n).unwrap_or(0)),
+            |v| v.iter().all(|&n| n == expected),
+        );
+    } else {
+        same_state_everywhere(label, nodes, expected);
+    }
+    for n in nodes {
+        eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
+    }
+    counts(nodes, |n| htable_items(n).unwrap_or(0))
+}
+
 /// What a partition ends with: seconds to notice, seconds to heal (None:
 /// not within the bound), contacts per node, htable items per node.
 type PartitionFigures = (f64, Option<f64>, Vec<usize>, Vec<usize>);
@@ -214,17 +265,8 @@ fn partition(label: &str, stock: bool) -> Option<PartitionFigures> {
     eprintln!("[{label}] host 2 back after {:.1} s", cut_at.elapsed().as_secs_f64());
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, 800, aor_count);
     let healed = took.map(|t| t.as_secs_f64());
-    // htable items may trail the contacts a little.
-    let (items, _) = wait_settled(
-        Duration::from_secs(10),
-        Duration::from_secs(3),
-        Duration::from_millis(250),
-        || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
-        |v| v.iter().all(|&n| n == 800),
-    );
-    for n in &nodes {
-        eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
-    }
+    assert!(stock || took.is_some(), "not every node holds all 800 contacts {HEAL_LIMIT:?} after the heal: {contacts:?}");
+    let items = htable_counts(label, &nodes, stock, 800);
     Some((noticed, healed, contacts, items))
 }
 
@@ -300,16 +342,8 @@ fn freeze(label: &str, stock: bool) -> Option<Outcome> {
     let total = ok0 + ok1;
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
     let since_resume = resumed_at.elapsed();
-    let (items, _) = wait_settled(
-        Duration::from_secs(10),
-        Duration::from_secs(3),
-        Duration::from_millis(250),
-        || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
-        |v| v.iter().all(|&n| n == total),
-    );
-    for n in &nodes {
-        eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
-    }
+    assert!(stock || took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
+    let items = htable_counts(label, &nodes, stock, total);
     eprintln!(
         "FIGURES freeze ({}): frozen {:.1} s, noticed by host 0 after {}, every node whole {} after SIGCONT ({:.1} s after the load ended), {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
         implementation(stock),
@@ -370,16 +404,8 @@ fn restart_storm(label: &str, stock: bool) -> Option<Outcome> {
         eprintln!("[{label}] node {i} restarted, rejoined after {rejoined:?}; {} REGISTERs answered 200 meanwhile", okx + oky);
     }
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
-    let (items, _) = wait_settled(
-        Duration::from_secs(10),
-        Duration::from_secs(3),
-        Duration::from_millis(250),
-        || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
-        |v| v.iter().all(|&n| n == total),
-    );
-    for n in &nodes {
-        eprintln!("[{label}] node {}: {} contacts, {:?} htable items, {}", n.addr, aor_count(n), htable_items(n), heal_figures(n));
-    }
+    assert!(stock || took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
+    let items = htable_counts(label, &nodes, stock, total);
     eprintln!(
         "FIGURES restart storm ({}): 3 restarts in {:.1} s, every node whole {} after the last, {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
         implementation(stock),
@@ -419,7 +445,10 @@ fn kill_9_in_the_middle_of_a_100000_contact_sync() {
     let mut a = Node::start_at(&format!("{label}-0"), &net.on_host(0, base.clone()).param("ping_interval", "2"), net.addr(0));
     let b = Node::start_at(&format!("{label}-1"), &seeded(net.on_host(1, base.clone()), net.addr(0)), net.addr(1));
     assert_converged(&[&a, &b]);
-    let (_, ok) = net.sipp_register(0, net.addr(0), &a.dir, "k", CONTACTS, 3000, 3600);
+    // At a rate this 2-core machine keeps up with (two nodes and sipp on
+    // it): past it, SIP workers lag seconds behind, pings go unanswered and
+    // the nodes drop each other while filling, which is not this test.
+    let (_, ok) = net.sipp_register(0, net.addr(0), &a.dir, "k", CONTACTS, 1000, 3600);
     // Everything host 0 holds (a REGISTER sipp gave up on may be saved too).
     let (all, _) = wait_settled(Duration::from_secs(10), Duration::from_secs(2), Duration::from_millis(250), || aor_count(&a), |_| false);
     // A loaded machine drops some REGISTERs (sipp gives up on them): what
@@ -512,14 +541,7 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         assert_eq!((ok0, ok2), (300, 200));
         let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 0, aor_count);
         assert!(took.is_some(), "round {round}: contacts not removed everywhere: {held:?}");
-        let (items, _) = wait_settled(
-            Duration::from_secs(10),
-            Duration::from_secs(3),
-            Duration::from_millis(250),
-            || counts(&nodes, |n| htable_items(n).unwrap_or(0)),
-            |v| v.iter().all(|&n| n == 0),
-        );
-        assert_eq!(items, vec![0; 3], "round {round}: htable items not removed everywhere");
+        same_state_everywhere(&format!("{label} round {round}"), &nodes, 0);
         // tm's transactions (pings) end after their wait timer.
         std::thread::sleep(Duration::from_secs(5));
         let after = shm(&nodes);
@@ -576,16 +598,10 @@ fn stream_node(transport: DmqTransport) -> NodeConfig {
 fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) {
     let (contacts, took) = wait_whole(nodes, HEAL_LIMIT, total, aor_count);
     let whole_after = since.elapsed();
-    // htable.dump of thousands of items is too big for kamcmd: count with
-    // htable.stats (which counts a key stock htable stored twice twice).
+    assert!(took.is_some(), "[{label}] not every node holds all {total} contacts: {contacts:?}");
+    same_state_everywhere(label, nodes, total);
+    // htable.stats counts a key stock htable stored twice twice.
     let stored = |n: &Node| n.try_rpc(&["htable.stats"]).ok().and_then(|o| reply_field::<usize>(&o, "all")).unwrap_or(0);
-    let (items, _) = wait_settled(
-        Duration::from_secs(15),
-        Duration::from_secs(3),
-        Duration::from_millis(250),
-        || counts(nodes, stored),
-        |v| v.iter().all(|&n| n >= total),
-    );
     for n in nodes {
         let stats = n.try_rpc(&["dmq.stats"]).unwrap_or_default();
         let f = |name: &str| reply_field::<u64>(&stats, name).unwrap_or(u64::MAX);
@@ -601,8 +617,6 @@ fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) 
             heal_figures(n)
         );
     }
-    assert!(took.is_some(), "[{label}] not every node holds all {total} contacts: {contacts:?}");
-    assert!(items.iter().all(|&n| n >= total), "[{label}] htable items per node: {items:?} of {total}");
     // Messages to a node that went away complete (replies or 408) within 30 s.
     assert!(wait_quiet(nodes, Duration::from_secs(45)), "[{label}] messages stay in flight or queued");
     let shm = || counts(nodes, |n| shm_used(n).unwrap_or(0) as usize);

@@ -465,6 +465,26 @@ impl<M> Lanes<'_, M> {
         Admission::Parked
     }
 
+    /// A sync's copy of `items` (a snapshot the sender read now) is to go
+    /// to `node`: it goes at once, never behind a live update on its way,
+    /// and the updates after it wait for it as for any other message
+    /// (their keys count it on its way). Overtaking is safe: every live
+    /// update made before the snapshot still arrives, in order, and the
+    /// last of them carries what the snapshot read; an update made after
+    /// it waits behind it (and a dmq_rs receiver refuses a copy older
+    /// than a live update it applied, `freshness`). Waiting would hold a
+    /// whole sync (htable sends up to 60 kB of items in one message)
+    /// behind the slowest of its items' live copies, after a partition up
+    /// to their 30 s timeout.
+    pub fn admit_sync_copy(&mut self, node: u64, items: &[u64]) -> Admission<M> {
+        let keys: Vec<u64> = items.iter().map(|&k| lane_key(node, k)).collect();
+        if self.count(&keys, false) {
+            Admission::Send
+        } else {
+            Admission::Untracked
+        }
+    }
+
     /// Whether the waiting message in `slot` carries lane key `key` (one-key
     /// messages are known from their meta; others are not coalesced with).
     fn parked_has(&self, slot: usize, key: u64) -> bool {
@@ -668,6 +688,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_sync_copy_overtakes_the_updates_on_their_way_and_the_next_waits_for_it() {
+        let mut s = State::new(64, 16);
+        assert_eq!(s.admit(1, 1, &[10], true), Admission::Send);
+        assert_eq!(s.admit(1, 2, &[10], false), Admission::Parked, "an update waits behind the one on its way");
+        assert_eq!(s.lanes().admit_sync_copy(1, &[10, 11]), Admission::Send, "the sync copy does not");
+        assert_eq!(s.admit(1, 3, &[11], false), Admission::Parked, "an update after the copy waits for it");
+        assert_eq!(s.done(1, &[10]), vec![], "the copy still carries key 10");
+        assert_eq!(s.done(1, &[10, 11]), vec![(2, vec![10]), (3, vec![11])], "then both go, in order");
     }
 
     #[test]

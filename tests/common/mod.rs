@@ -15,6 +15,7 @@
 //! - `cluster`: several nodes that learn of each other, and convergence;
 //! - `sip`: raw SIP requests and sipp;
 //! - `skip`: a test that cannot run here fails, unless `DMQ_RS_ALLOW_SKIP` opts out;
+//! - `guardian`: what an interrupted run leaves running (processes, namespaces) goes;
 //! - `consumers`: registrar, htable and presence configs, and what they hold;
 //! - `fake_node`: a stand-in cluster node the test drives over UDP;
 //! - `dns`, `netns`, `tls`, `registered`: a DNS server of the test's own,
@@ -29,6 +30,7 @@ mod cluster;
 mod config;
 mod consumers;
 mod fake_node;
+mod guardian;
 mod node;
 mod process;
 mod release;
@@ -45,4 +47,6 @@ pub mod tls;
 
 // As with dead code: a binary that uses nothing of a concern would warn.
 #[allow(unused_imports)]
-pub use {alloc::*, cluster::*, config::*, consumers::*, fake_node::*, node::*, process::*, release::*, rpc::*, sip::*, skip::*};
+pub use {
+    alloc::*, cluster::*, config::*, consumers::*, fake_node::*, guardian::*, node::*, process::*, release::*, rpc::*, sip::*, skip::*,
+};

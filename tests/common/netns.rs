@@ -85,6 +85,8 @@ impl TestNet {
     }
 
     fn add_namespace(&mut self, name: &str) -> Result<(), String> {
+        // Deleted if this run is interrupted before the drop.
+        super::guardian::watch_netns(name);
         ip(&["netns", "add", name])?;
         self.made.push(name.to_string());
         Ok(())
@@ -217,8 +219,9 @@ pub fn successful_calls(screen: &str) -> Option<usize> {
 impl Drop for TestNet {
     fn drop(&mut self) {
         for name in self.made.iter().rev() {
-            if let Err(e) = ip(&["netns", "del", name]) {
-                eprintln!("could not remove network namespace {name}: {e}");
+            match ip(&["netns", "del", name]) {
+                Ok(()) => super::guardian::released_netns(name),
+                Err(e) => eprintln!("could not remove network namespace {name}: {e}"),
             }
         }
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{allocate_address, netns, node_dir, rpc_at, tls, DmqTransport, NodeConfig, Release, KAMAILIO};
+use super::{allocate_address, guardian, netns, node_dir, rpc_at, tls, DmqTransport, NodeConfig, Release, KAMAILIO};
 
 /// A running Kamailio node.
 pub struct Node {
@@ -143,6 +143,7 @@ impl Node {
         let all_exited = !group_alive();
         // SAFETY: signals only the process group this harness created.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        guardian::released_group(pgid as u32);
         Some((status, all_exited))
     }
 
@@ -170,13 +171,16 @@ impl Node {
                 }
                 // SAFETY: as above; reaps stragglers of our own group.
                 unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                guardian::released_group(pgid as u32);
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         // SAFETY: as above.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        child.wait().ok()
+        let status = child.wait().ok();
+        guardian::released_group(pgid as u32);
+        status
     }
 
     /// Freezes the whole node (SIGSTOP to its group): it receives nothing
@@ -201,6 +205,7 @@ impl Node {
             // SAFETY: signals only the process group this harness created.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
+            guardian::released_group(child.id());
         }
     }
 
@@ -289,7 +294,10 @@ fn spawn_kamailio(config: &NodeConfig, cfg: &Path, dir: &Path, log: &Path, defin
         cmd = netns::in_netns(ns, &cmd);
     }
     cmd.stdin(Stdio::null()).stdout(log_file.try_clone().unwrap()).stderr(log_file).process_group(0);
-    cmd.spawn().expect("start kamailio")
+    let child = cmd.spawn().expect("start kamailio");
+    // Its group goes if this run is interrupted before it stops the node.
+    guardian::watch_group(child.id());
+    child
 }
 
 /// Runs a node config to its exit (for configs that must refuse to start):
@@ -311,5 +319,6 @@ pub fn run_to_exit(label: &str, config: &NodeConfig, limit: Duration) -> (Option
     // SAFETY: signals only the process group this harness created.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     let _ = child.wait();
+    guardian::released_group(child.id());
     (status, node.log_text())
 }

@@ -5,13 +5,32 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+
+use super::guardian;
 use std::time::{Duration, Instant};
 
 /// Runs a command with a time limit; kills it when the limit passes.
 /// Output is drained by threads so a long reply cannot block the child.
+/// It runs in a process group of its own, which an interrupted run's
+/// guardian kills (`guardian`).
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
-    let mut child =
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    guardian::watch_group(child.id());
+    let result = wait_bounded(&mut child, &cmd, limit);
+    // SAFETY: signals only the process group this harness created (what
+    // the command left running, if anything).
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    guardian::released_group(child.id());
+    result
+}
+
+fn wait_bounded(child: &mut Child, cmd: &Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -48,11 +67,18 @@ impl Background {
     pub fn spawn(mut cmd: Command, log: &Path) -> Background {
         let out = fs::File::create(log).unwrap();
         cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
-        Background(cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}")))
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        guardian::watch_group(child.id());
+        Background(child)
     }
 }
 
 impl Background {
+    /// Its pid (its process group's id).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Waits (bounded) for the process to exit; None when it is still running.
     pub fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
@@ -73,6 +99,7 @@ impl Drop for Background {
         // SAFETY: signals only the process group this harness created.
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
+        guardian::released_group(self.0.id());
     }
 }
 
