@@ -520,3 +520,190 @@ pub unsafe extern "C" fn bind_dmq<A: DmqApi>(api: *mut c_void) -> c_int {
         0
     })
 }
+
+/// The conversions at the door, without Kamailio: a consumer's view (a
+/// `dmq_api_t` that `bind_dmq` filled, stock-layout peers and node handles)
+/// against a [`DmqApi`] that records what reached it.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// The one Kamailio function the conversions call (a node handle's
+    /// parsed URI): a stand-in that leaves the `sip_uri` zeroed.
+    #[no_mangle]
+    extern "C" fn parse_uri(_buf: *mut std::ffi::c_char, _len: c_int, _uri: *mut raw::sip_uri) -> c_int {
+        0
+    }
+
+    /// What reached the module: (call, peer id, body, content type,
+    /// max_forwards, node URI).
+    type Call = (&'static str, String, Vec<u8>, String, i32, Option<String>);
+
+    thread_local! {
+        static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+        static FAIL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    struct Recorder;
+
+    fn record(call: &'static str, peer: Peer, m: &PeerMessage<'_>, node: Option<NodeUri>) -> Result<(), String> {
+        CALLS.with(|c| {
+            c.borrow_mut().push((call, peer.id(), m.body.to_vec(), m.content_type.to_string(), m.max_forwards, node.map(|n| n.to_uri())))
+        });
+        if FAIL.with(|f| f.get()) {
+            Err("refused".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    impl DmqApi for Recorder {
+        fn register_peer(_spec: &PeerSpec<'_>) -> Option<Peer> {
+            None
+        }
+        fn bcast_message(peer: Peer, message: &PeerMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
+            record("bcast", peer, message, except)
+        }
+        fn send_message(peer: Peer, message: &PeerMessage<'_>, node: NodeUri) -> Result<(), String> {
+            record("send", peer, message, Some(node))
+        }
+        fn find_node(_uri: &NodeUri) -> Option<Node> {
+            None
+        }
+        fn server_socket() -> Option<String> {
+            Some("udp:127.0.0.2:5090".into())
+        }
+    }
+
+    fn calls() -> Vec<Call> {
+        CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()))
+    }
+
+    fn table() -> raw::dmq_api_t {
+        let mut api = raw::dmq_api_t::default();
+        // SAFETY: a table of the release's size, ours.
+        assert_eq!(unsafe { bind_dmq::<Recorder>(&mut api as *mut _ as *mut c_void) }, 0);
+        api
+    }
+
+    fn str_of(bytes: &'static [u8]) -> raw::str_ {
+        kstr::borrowed(bytes)
+    }
+
+    /// A stock-layout peer as a consumer registers it (here on the stack).
+    fn peer(id: &'static [u8]) -> raw::dmq_peer {
+        raw::dmq_peer { peer_id: str_of(id), description: str_of(b"test"), callback: None, init_callback: None, next: std::ptr::null_mut() }
+    }
+
+    /// A node handle of stock layout, as another module could hand over.
+    fn handle(uri: &'static [u8]) -> raw::dmq_node_t {
+        raw::dmq_node_t { orig_uri: str_of(uri), ..Default::default() }
+    }
+
+    #[test]
+    fn bind_dmq_fills_every_member_of_the_release_and_refuses_null() {
+        let api = table();
+        assert!(api.register_dmq_peer.is_some() && api.bcast_message.is_some());
+        assert!(api.send_message.is_some() && api.find_dmq_node_uri.is_some());
+        #[cfg(kamailio_6_1)]
+        assert!(api.get_dmq_server_socket.is_some());
+        // SAFETY: NULL is what the function must refuse.
+        assert_eq!(unsafe { bind_dmq::<Recorder>(std::ptr::null_mut()) }, -1);
+    }
+
+    #[test]
+    fn a_broadcast_arrives_as_plain_values() {
+        let api = table();
+        let mut p = peer(b"htable");
+        let (mut body, mut ct) = (str_of(br#"{"action":1}"#), str_of(b"application/json"));
+        let mut except = handle(b"sip:127.0.0.3:5060");
+        // SAFETY: the consumer's arguments, valid for the call.
+        let rc = unsafe { api.bcast_message.unwrap()(&mut p, &mut body, &mut except, std::ptr::null_mut(), 1, &mut ct) };
+        assert_eq!(rc, 0);
+        let got = calls();
+        assert_eq!(got.len(), 1);
+        let (call, id, got_body, got_ct, mf, node) = &got[0];
+        assert_eq!(
+            (*call, id.as_str(), got_body.as_slice(), got_ct.as_str(), *mf),
+            ("bcast", "htable", &br#"{"action":1}"#[..], "application/json", 1)
+        );
+        assert_eq!(node.as_deref(), Some("sip:127.0.0.3:5060"), "the node left out is read from its handle");
+        // No node left out: None.
+        // SAFETY: as above.
+        unsafe { api.bcast_message.unwrap()(&mut p, &mut str_of(b"x"), std::ptr::null_mut(), std::ptr::null_mut(), 2, &mut ct) };
+        assert_eq!(calls()[0].5, None);
+    }
+
+    #[test]
+    fn a_send_needs_a_peer_a_content_type_and_a_node() {
+        let api = table();
+        let mut p = peer(b"usrloc");
+        let (mut body, mut ct) = (str_of(b"{}"), str_of(b"application/json"));
+        let mut node = handle(b"sip:127.0.0.4:5070;transport=tcp");
+        let send = api.send_message.unwrap();
+        // SAFETY: the consumer's arguments (or NULLs it may pass), valid for the call.
+        unsafe {
+            assert_eq!(send(&mut p, &mut body, &mut node, std::ptr::null_mut(), 1, &mut ct), 0);
+            assert_eq!(calls()[0].5.as_deref(), Some("sip:127.0.0.4:5070;transport=tcp"));
+            assert_eq!(send(&mut p, &mut body, std::ptr::null_mut(), std::ptr::null_mut(), 1, &mut ct), -1, "no node");
+            assert_eq!(send(std::ptr::null_mut(), &mut body, &mut node, std::ptr::null_mut(), 1, &mut ct), -1, "no peer");
+            assert_eq!(send(&mut p, &mut body, &mut node, std::ptr::null_mut(), 1, std::ptr::null_mut()), -1, "no content type");
+        }
+        assert!(calls().is_empty(), "none of the refused ones reached the module");
+        // The module's refusal is the consumer's -1.
+        FAIL.with(|f| f.set(true));
+        // SAFETY: as above.
+        let rc = unsafe { send(&mut p, &mut body, &mut node, std::ptr::null_mut(), 1, &mut ct) };
+        FAIL.with(|f| f.set(false));
+        assert_eq!(rc, -1);
+        calls();
+    }
+
+    #[test]
+    fn a_node_handle_is_stable_and_carries_the_nodes_state() {
+        let uri = protocol::parse_node_line("sip:10.0.0.7:5060").unwrap().uri;
+        let mut node = Node::new(uri, NodeStatus::Active);
+        node.ips = vec!["10.0.0.7".parse().unwrap()];
+        let first = handle_for(&node);
+        // SAFETY: this process's own handle, never freed.
+        let h = unsafe { &*first };
+        assert_eq!(h.status, status_bits(NodeStatus::Active));
+        assert_eq!((h.ip_address.af, h.ip_address.len), (libc::AF_INET as u32, 4));
+        // SAFETY: the address union's byte view, as `fill_ip` wrote it.
+        assert_eq!(unsafe { &h.ip_address.u.addr[..4] }, &[10, 0, 0, 7]);
+        // SAFETY: as above.
+        assert_eq!(unsafe { uri_of(first) }.map(|u| u.to_uri()).as_deref(), Some("sip:10.0.0.7:5060"));
+        node.status = NodeStatus::Disabled;
+        assert_eq!(handle_for(&node), first, "one handle per node for the life of the process");
+        // SAFETY: as above.
+        assert_eq!(unsafe { (*first).status }, status_bits(NodeStatus::Disabled), "refreshed on each use");
+    }
+
+    #[test]
+    fn status_words_are_the_releases() {
+        assert_eq!(status_bits(NodeStatus::Active), raw::DMQ_NODE_ACTIVE as i32);
+        assert_eq!(status_bits(NodeStatus::Disabled), raw::DMQ_NODE_DISABLED as i32);
+        #[cfg(kamailio_6_1)]
+        assert_eq!(status_bits(NodeStatus::Timeout), raw::DMQ_NODE_NOT_ACTIVE as i32);
+        #[cfg(not(kamailio_6_1))]
+        assert_eq!(status_bits(NodeStatus::Timeout), raw::DMQ_NODE_TIMEOUT as i32);
+    }
+
+    unsafe extern "C" fn consumer_callback(_msg: *mut raw::sip_msg, _code: c_int, _node: *mut raw::dmq_node_t, _param: *mut c_void) -> c_int {
+        0
+    }
+
+    #[test]
+    fn a_response_callback_survives_its_bytes() {
+        let param = 0x1234usize as *mut c_void;
+        let raw_cb = raw::dmq_resp_cback_t { f: Some(consumer_callback), param };
+        // SAFETY: a valid callback struct.
+        let cb = unsafe { ResponseCallback::from_raw(&raw_cb) }.unwrap();
+        let back = ResponseCallback::from_bytes(&cb.to_bytes()).unwrap();
+        assert_eq!((back.f as usize, back.param), (consumer_callback as *const () as usize, param));
+        assert!(ResponseCallback::from_bytes(&[0; 2 * std::mem::size_of::<usize>()]).is_none(), "no function: no callback");
+        // SAFETY: NULL is allowed.
+        assert!(unsafe { ResponseCallback::from_raw(std::ptr::null()) }.is_none());
+    }
+}
