@@ -690,7 +690,12 @@ mod tests {
         assert_eq!(status_bits(NodeStatus::Timeout), raw::DMQ_NODE_TIMEOUT as i32);
     }
 
-    unsafe extern "C" fn consumer_callback(_msg: *mut raw::sip_msg, _code: c_int, _node: *mut raw::dmq_node_t, _param: *mut c_void) -> c_int {
+    unsafe extern "C" fn consumer_callback(
+        _msg: *mut raw::sip_msg,
+        _code: c_int,
+        _node: *mut raw::dmq_node_t,
+        _param: *mut c_void,
+    ) -> c_int {
         0
     }
 
