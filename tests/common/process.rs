@@ -11,23 +11,14 @@ use std::time::{Duration, Instant};
 
 /// Runs a command with a time limit; kills it when the limit passes.
 /// Output is drained by threads so a long reply cannot block the child.
-/// It runs in a process group of its own, which an interrupted run's
-/// guardian kills (`guardian`).
+/// It stays in the test's process group (a short helper: kamcmd, a sipp
+/// run in the foreground), so Ctrl-C or a timeout's signal to the group
+/// ends it with the run; the `guardian` watches only the long-lived groups
+/// (nodes, background helpers), as each line it reads costs it work.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-    guardian::watch_group(child.id());
-    let result = wait_bounded(&mut child, &cmd, limit);
-    // SAFETY: signals only the process group this harness created (what
-    // the command left running, if anything).
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-    guardian::released_group(child.id());
-    result
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    wait_bounded(&mut child, &cmd, limit)
 }
 
 fn wait_bounded(child: &mut Child, cmd: &Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
