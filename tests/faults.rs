@@ -1,9 +1,10 @@
 //! Partitions and faults. Each node runs on a test host of its
 //! own (a network namespace, `common::netns`), so a host can be cut off
 //! and healed; nodes are frozen (SIGSTOP), killed (SIGKILL) and restarted
-//! under load. After each fault every node must hold every registration
-//! (and htable item) that was accepted anywhere. Each test prints its
-//! figures: seconds to notice, seconds to heal, contacts per node.
+//! under load. After each fault every node must hold node 0's whole
+//! location table and htable (`same_state_everywhere`), and node 0 every
+//! registration (and htable item) that was accepted anywhere. Each test
+//! prints its figures: seconds to notice, seconds to heal, contacts per node.
 //!
 //! A machine that cannot make network namespaces (no root) fails these
 //! tests, unless `DMQ_RS_ALLOW_SKIP=netns`: then each prints "ignored: …"
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::netns::TestNet;
-use common::state::{aors, htable_state, try_wait_converged, ul_state};
+use common::state::{aors, htable_state_doubles_merged, try_wait_converged, ul_state};
 use common::*;
 
 /// How long after a heal every node must hold everything (the bound).
@@ -64,21 +65,6 @@ fn htable_items(node: &Node) -> Option<usize> {
     Some(keys.len())
 }
 
-/// htable `t` of the node, name → value (`common::state::htable_state`),
-/// a key stored twice with one value counted once (the stock htable race
-/// `htable_items` describes: not a difference between nodes).
-fn htable_t(node: &Node) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let mut state = htable_state(node, "t")?;
-    for value in state.values_mut() {
-        let mut parts = value.split(" | ");
-        let first = parts.next().unwrap_or_default().to_string();
-        if parts.all(|p| p == first) {
-            *value = first;
-        }
-    }
-    Ok(state)
-}
-
 /// Replication proven by state: once no node has anything left to send,
 /// every node holds node 0's location table and htable `t`, key by key
 /// and value by value (`common::state`), and node 0 holds `expected` AoRs
@@ -87,7 +73,8 @@ fn same_state_everywhere(label: &str, nodes: &[Node], expected: usize) {
     let peers: Vec<&Node> = nodes[1..].iter().collect();
     let ul = try_wait_converged(&nodes[0], &peers, HEAL_LIMIT, ul_state).unwrap_or_else(|e| panic!("[{label}] location tables: {e}"));
     assert_eq!(aors(&ul).len(), expected, "[{label}] AoRs on every node");
-    let items = try_wait_converged(&nodes[0], &peers, HEAL_LIMIT, htable_t).unwrap_or_else(|e| panic!("[{label}] htable t: {e}"));
+    let items = try_wait_converged(&nodes[0], &peers, HEAL_LIMIT, |n| htable_state_doubles_merged(n, "t"))
+        .unwrap_or_else(|e| panic!("[{label}] htable t: {e}"));
     assert_eq!(items.len(), expected, "[{label}] htable items on every node");
     eprintln!("[{label}] every node holds node 0's {} contacts and {} htable items", ul.len(), items.len());
 }
@@ -208,7 +195,7 @@ fn wait_noticed(node: &Node, addr: SocketAddr, limit: Duration) -> Option<Durati
 /// dmq_rs, first every node's whole state against node 0's
 /// ([`same_state_everywhere`], while the nodes run: a failure shows their
 /// logs); the stock module's figures are counted once it settled.
-fn htable_counts(label: &str, nodes: &[Node], stock: bool, expected: usize) -> Vec<usize> {
+fn whole_state_then_counts(label: &str, nodes: &[Node], stock: bool, expected: usize) -> Vec<usize> {
     if stock {
         wait_settled(
             Duration::from_secs(10),
@@ -266,7 +253,7 @@ fn partition(label: &str, stock: bool) -> Option<PartitionFigures> {
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, 800, aor_count);
     let healed = took.map(|t| t.as_secs_f64());
     assert!(stock || took.is_some(), "not every node holds all 800 contacts {HEAL_LIMIT:?} after the heal: {contacts:?}");
-    let items = htable_counts(label, &nodes, stock, 800);
+    let items = whole_state_then_counts(label, &nodes, stock, 800);
     Some((noticed, healed, contacts, items))
 }
 
@@ -343,7 +330,7 @@ fn freeze(label: &str, stock: bool) -> Option<Outcome> {
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
     let since_resume = resumed_at.elapsed();
     assert!(stock || took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
-    let items = htable_counts(label, &nodes, stock, total);
+    let items = whole_state_then_counts(label, &nodes, stock, total);
     eprintln!(
         "FIGURES freeze ({}): frozen {:.1} s, noticed by host 0 after {}, every node whole {} after SIGCONT ({:.1} s after the load ended), {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
         implementation(stock),
@@ -405,7 +392,7 @@ fn restart_storm(label: &str, stock: bool) -> Option<Outcome> {
     }
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, total, aor_count);
     assert!(stock || took.is_some(), "not every node holds all {total} contacts within {HEAL_LIMIT:?}: {contacts:?}");
-    let items = htable_counts(label, &nodes, stock, total);
+    let items = whole_state_then_counts(label, &nodes, stock, total);
     eprintln!(
         "FIGURES restart storm ({}): 3 restarts in {:.1} s, every node whole {} after the last, {total} REGISTERs answered 200, contacts per node {contacts:?}, htable items per node {items:?}",
         implementation(stock),

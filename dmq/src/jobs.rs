@@ -7,8 +7,9 @@ pub fn admit(waiting: usize, limit: usize) -> bool {
     waiting < limit
 }
 
-/// The worker for the next job, from each worker's waiting jobs: an idle
-/// one (the first), else the least loaded one (the first of equals).
+/// The worker for the next job, from each worker's load (its jobs waiting
+/// and running): an idle one (the first), else the least loaded one (the
+/// first of equals).
 /// One pass, no allocation (it runs for every queued KDMQ).
 pub fn pick_worker(loads: impl IntoIterator<Item = usize>) -> usize {
     let mut least: Option<(usize, usize)> = None;

@@ -42,6 +42,11 @@ pub fn node_hash(uri: &str) -> u64 {
     fnv(&[uri.as_bytes()])
 }
 
+/// The table's keys for `items` to `node`.
+fn lane_keys(node: u64, items: &[u64]) -> Vec<u64> {
+    items.iter().map(|&k| lane_key(node, k)).collect()
+}
+
 /// The table's key for item `key` to `node`: never 0 (an empty entry).
 pub fn lane_key(node: u64, key: u64) -> u64 {
     let k = (node.rotate_left(29) ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -432,9 +437,9 @@ impl<M> Lanes<'_, M> {
     /// `make` stores it, only when it must wait (None: it could not be
     /// stored, it goes now untracked).
     pub fn admit(&mut self, node: u64, items: &[u64], replaceable: bool, make: impl FnOnce() -> Option<M>) -> Admission<M> {
-        let keys: Vec<u64> = items.iter().map(|&k| lane_key(node, k)).collect();
+        let keys = lane_keys(node, items);
         if !keys.iter().any(|&k| self.busy(k)) {
-            return if self.count(&keys, false) { Admission::Send } else { Admission::Untracked };
+            return self.go_now(&keys);
         }
         if replaceable && keys.len() == 1 {
             // The newest waiting message with this key, if it is one we may replace.
@@ -477,8 +482,13 @@ impl<M> Lanes<'_, M> {
     /// behind the slowest of its items' live copies, after a partition up
     /// to their 30 s timeout.
     pub fn admit_sync_copy(&mut self, node: u64, items: &[u64]) -> Admission<M> {
-        let keys: Vec<u64> = items.iter().map(|&k| lane_key(node, k)).collect();
-        if self.count(&keys, false) {
+        self.go_now(&lane_keys(node, items))
+    }
+
+    /// A message with lane keys `keys` goes now: they count it on its way
+    /// (no room: it goes untracked).
+    fn go_now(&mut self, keys: &[u64]) -> Admission<M> {
+        if self.count(keys, false) {
             Admission::Send
         } else {
             Admission::Untracked
@@ -514,7 +524,7 @@ impl<M> Lanes<'_, M> {
                 continue;
             }
             let keys: Vec<u64> = match &self.parked[slot] {
-                Some(m) => items_of(m).into_iter().map(|k| lane_key(node, k)).collect(),
+                Some(m) => lane_keys(node, &items_of(m)),
                 None => Vec::new(),
             };
             let free = keys.iter().all(|k| !blocked.contains(k) && self.find(*k).is_none_or(|i| self.flight[i] == 0));

@@ -5,9 +5,9 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use super::guardian;
-use std::time::{Duration, Instant};
 
 /// Runs a command with a time limit; kills it when the limit passes.
 /// Output is drained by threads so a long reply cannot block the child.
@@ -18,10 +18,6 @@ use std::time::{Duration, Instant};
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
     let mut child =
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-    wait_bounded(&mut child, &cmd, limit)
-}
-
-fn wait_bounded(child: &mut Child, cmd: &Command, limit: Duration) -> Result<(ExitStatus, String, String), String> {
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {

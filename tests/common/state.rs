@@ -116,6 +116,23 @@ pub fn htable_state(node: &Node, table: &str) -> Result<BTreeMap<String, String>
     Ok(out)
 }
 
+/// [`htable_state`], with a name held twice with one value taken as held
+/// once: stock htable's sync handler (5.6 and 6.0) inserts without its
+/// slot lock, so two syncs arriving at once can store a key twice, a race
+/// of the receiving htable, not a difference between nodes. A name held
+/// with two different values stays joined.
+pub fn htable_state_doubles_merged(node: &Node, table: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut state = htable_state(node, table)?;
+    for value in state.values_mut() {
+        let mut parts = value.split(" | ");
+        let first = parts.next().unwrap_or_default().to_string();
+        if parts.all(|p| p == first) {
+            *value = first;
+        }
+    }
+    Ok(state)
+}
+
 /// Every dialog on the node (`dlg.list`): Call-ID → state (dialog's
 /// numbers: 3 early, 4 confirmed, 5 deleted). A Call-ID held twice gets its
 /// states joined with " | ".
