@@ -14,7 +14,8 @@
 //! (network namespaces, root needed) during which contacts are
 //! unregistered on the entry node, healed after 10 s and after 45 s;
 //! dialogs set up and torn down in bursts (`dlg.list`).
-//! Each prints a FIGURES line (time, contacts per node).
+//! Each prints a FIGURES line (time, contacts per node), and each runs
+//! alone on the machine (`common::machine::alone`).
 
 mod common;
 
@@ -26,14 +27,6 @@ use std::time::{Duration, Instant};
 use common::netns::TestNet;
 use common::state::{aors, diff, dlg_state, htable_state, state_report, try_wait_converged, ul_state, wait_converged, UlState};
 use common::*;
-
-/// The tests load the machine: one at a time, even under `cargo test`'s
-/// default parallelism.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How long after the last write every node must hold the entry node's state.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
@@ -193,7 +186,7 @@ fn bursts_then_kept(label: &str, kinds: [bool; 3], entry: usize, transport: DmqT
     if transport == DmqTransport::Tls && tls_left_out(label) {
         return;
     }
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let nodes = start_cluster(label, kinds.iter().map(|&stock| registrar_node(stock, transport)).collect());
     let started = Instant::now();
     let mut load = bursts(&nodes[entry], label, full_bursts(), |_| {});
@@ -253,7 +246,7 @@ fn bursts_with_a_peer_frozen(label: &str, transport: DmqTransport) {
     if transport == DmqTransport::Tls && tls_left_out(label) {
         return;
     }
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let nodes = start_cluster(label, vec![registrar_node(false, transport); 3]);
     let started = Instant::now();
     // Frozen for 3 s from the end of the first group on, while the next
@@ -270,7 +263,7 @@ fn bursts_with_a_peer_frozen(label: &str, transport: DmqTransport) {
         }
         nodes[2].pause();
         eprintln!("[{label}] node 2 frozen");
-        std::thread::sleep(Duration::from_secs(3));
+        fault_lasts(Duration::from_secs(3));
         nodes[2].resume();
         eprintln!("[{label}] node 2 resumed; {} groups of 8 done", groups_done.load(Ordering::SeqCst));
         worker.join().unwrap()
@@ -324,7 +317,7 @@ fn write_item(node: &Node, sock: &UdpSocket, key: &str, value: usize) {
 
 #[test]
 fn htable_keys_written_over_and_over_end_at_their_last_value_on_every_node_after_a_peer_was_frozen() {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let label = "ht-rewrite";
     let nodes = start_cluster(label, vec![htable_writer_node(); 3]);
     let started = Instant::now();
@@ -350,7 +343,7 @@ fn htable_keys_written_over_and_over_end_at_their_last_value_on_every_node_after
         }
         nodes[2].pause();
         eprintln!("[{label}] node 2 frozen after {} writes", written.load(Ordering::SeqCst));
-        std::thread::sleep(Duration::from_secs(3));
+        fault_lasts(Duration::from_secs(3));
         nodes[2].resume();
         eprintln!("[{label}] node 2 resumed; {} writes so far", written.load(Ordering::SeqCst));
     });
@@ -384,7 +377,7 @@ const PARTITION_UNREGISTERED: usize = 300;
 /// exactly host 0's 200, and host 0 with the 200 it had (nothing brought
 /// back).
 fn partition_heal(label: &str, cut: Duration) {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let net = TestNet::new(3).expect("the partition tests need network namespaces (root and iproute2: make deps)");
     let base = registrar_node(false, DmqTransport::Udp);
     let nodes: Vec<Node> = (0..3)
@@ -407,7 +400,7 @@ fn partition_heal(label: &str, cut: Duration) {
     assert_eq!(ok, PARTITION_UNREGISTERED, "every de-REGISTER answered 200");
     let after_deletes = ul_state(&nodes[0]).expect("the entry node's contacts");
     assert_eq!(after_deletes.len(), PARTITION_REGISTERED - PARTITION_UNREGISTERED, "contacts on the entry node after the deletes");
-    std::thread::sleep(cut.saturating_sub(cut_at.elapsed()));
+    fault_lasts(cut.saturating_sub(cut_at.elapsed()));
     net.heal(2);
     let healed_at = Instant::now();
     eprintln!("[{label}] host 2 back after {:.1} s", cut_at.elapsed().as_secs_f64());
@@ -446,7 +439,7 @@ fn a_partition_of_45_s_during_which_contacts_are_unregistered_heals_to_the_entry
 
 #[test]
 fn a_peer_killed_and_restarted_during_register_unregister_bursts_ends_with_the_entry_nodes_contacts() {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let label = "restart";
     let base = registrar_node(false, DmqTransport::Udp);
     let mut nodes = start_cluster(label, vec![base.clone(); 3]);
@@ -458,19 +451,25 @@ fn a_peer_killed_and_restarted_during_register_unregister_bursts_ends_with_the_e
     let (entry, rest) = nodes.split_at_mut(1);
     let entry = &entry[0];
     let victim_node = &mut rest[1];
+    let groups_done = AtomicUsize::new(0);
     let restarted = std::thread::scope(|s| {
         let worker = s.spawn(|| {
             let mut load = Load::default();
             for g in 0..6 {
                 load.add(bursts(entry, label, Bursts { groups: g..g + 1, size: 500, rate: 500 }, |_| {}));
+                groups_done.store(g + 1, Ordering::SeqCst);
                 load.add(register_kept(entry, &format!("{label}k{}-", g + 1), KEPT / 12));
             }
             load
         });
-        std::thread::sleep(Duration::from_secs(2));
+        // Killed once the first group of bursts is done.
+        let t = Instant::now();
+        while groups_done.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         victim_node.kill();
         eprintln!("[{label}] node 2 killed");
-        std::thread::sleep(Duration::from_secs(3));
+        fault_lasts(Duration::from_secs(3));
         let again = Node::start_at(&format!("{label}-2-again"), &seeded(base.clone(), entry_addr), victim);
         eprintln!("[{label}] node 2 started again after {:.1} s", started.elapsed().as_secs_f64());
         load.add(worker.join().unwrap());
@@ -491,7 +490,7 @@ fn a_peer_killed_and_restarted_during_register_unregister_bursts_ends_with_the_e
 /// on the other, and a wait for convergence reports them.
 #[test]
 fn the_state_comparison_sees_every_contact_of_a_large_location_table() {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let a = Node::start("cmp-a", &registrar(NodeConfig::without_dmq()));
     let b = Node::start("cmp-b", &registrar(NodeConfig::without_dmq()));
     let run = sipp_scenario(a.addr, &a.dir, "register.xml", "cmp", 1500, 1000);
@@ -555,7 +554,7 @@ fn calls(entry: &Node, count: usize, rate: usize, hold_ms: u32) -> [Background; 
 /// held: every node must end with the entry node's dialogs, in its states.
 #[test]
 fn dialogs_set_up_and_torn_down_in_bursts_leave_every_node_with_the_entry_nodes_dialogs() {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let label = "dlg-burst";
     let nodes = start_cluster(label, vec![dialog_node(); 3]);
     let started = Instant::now();

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::dns::Dns;
+use common::state::wait_quiet;
 use common::*;
 
 const NAME: &str = "kamailio-headless.dmq.test";
@@ -120,8 +121,12 @@ fn split_groups_merge_when_the_name_lists_everyone_and_heal_each_other() {
     let all: Vec<&Node> = a_nodes.iter().chain(&b_nodes).collect();
     assert!(wait_contacts(&a_refs, 100, Duration::from_secs(20)).is_some(), "group a: {:?}", contacts(&a_refs));
     assert!(wait_contacts(&b_refs, 100, Duration::from_secs(20)).is_some(), "group b: {:?}", contacts(&b_refs));
-    // Still two groups: each name lists only its own.
-    std::thread::sleep(Duration::from_secs(3));
+    // Still two groups once every node looked its name up twice more:
+    // each name lists only its own.
+    let lookups: Vec<u64> = all.iter().map(|n| stat(n, "dns_lookups")).collect();
+    for (n, before) in all.iter().zip(lookups) {
+        assert!(n.wait_until(Duration::from_secs(15), |x| stat(x, "dns_lookups") >= before + 2), "{} looks its name up no more", n.addr);
+    }
     assert_members(&a_refs, a, Duration::from_secs(1));
     assert_members(&b_refs, b, Duration::from_secs(1));
 
@@ -165,13 +170,15 @@ fn the_name_is_never_a_node_and_each_update_goes_once_to_each_other_node() {
         let l = listed(node);
         assert!(!l.iter().any(|h| h.contains("dmq.test")), "{} lists the name as a node: {l:?}", node.addr);
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // The join syncs are over: the counts below are the registrations'.
+    assert!(wait_quiet(&refs, Duration::from_secs(20)), "the nodes stay busy after joining");
     let sent0 = stat(&nodes[0], "messages_sent");
     let (batched0, batches0) = (stat(&nodes[0], "messages_batched"), stat(&nodes[0], "batches_sent"));
     let received: Vec<u64> = refs.iter().map(|n| stat(n, "messages_received")).collect();
     register(&nodes[0], 200);
     assert!(wait_contacts(&refs, 200, Duration::from_secs(30)).is_some(), "{:?}", contacts(&refs));
-    std::thread::sleep(Duration::from_secs(1));
+    // Every copy answered: nothing more is on its way.
+    assert!(wait_quiet(&refs, Duration::from_secs(20)), "copies stay in flight");
     let sent = stat(&nodes[0], "messages_sent") - sent0;
     let got: Vec<u64> = refs.iter().zip(&received).map(|(n, r)| stat(n, "messages_received") - r).collect();
     // Updates that waited behind one in flight went together in a batch
@@ -211,10 +218,12 @@ fn a_cold_start_converges_once_the_name_has_records() {
     let nodes: Vec<Node> =
         addrs.iter().enumerate().map(|(i, at)| Node::start_at(&format!("dns-cold-{i}"), &pod(&dns, at.port()), *at)).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
-    std::thread::sleep(Duration::from_secs(3));
+    // Each node looked the name up and found nothing, twice (counted).
+    for node in &refs {
+        assert!(node.wait_until(Duration::from_secs(15), |n| stat(n, "dns_failures") >= 2), "{}: failed lookups are counted", node.addr);
+    }
     for (node, at) in refs.iter().zip(&addrs) {
         assert_eq!(listed(node), vec![at.to_string()], "alone while the name has no records");
-        assert!(stat(node, "dns_failures") >= 1, "failed lookups are counted");
     }
     let start = Instant::now();
     dns.set(&[(NAME, ips(&addrs))]);
@@ -338,7 +347,8 @@ fn a_dns_server_that_stops_answering_delays_neither_replication_nor_failure_dete
         );
     }
     let detected = killed.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
+    // Lookups keep failing and pings go on (pings every 2 s).
+    nodes[0].wait_until(Duration::from_secs(15), |n| stat(n, "dns_failures") > failures0 && stat(n, "pings_sent") >= pings0 + 4);
     let failures = stat(&nodes[0], "dns_failures") - failures0;
     let pings = stat(&nodes[0], "pings_sent") - pings0;
     eprintln!(
@@ -377,7 +387,10 @@ fn stock_split_groups_for_comparison() {
         .enumerate()
         .map(|(i, at)| Node::start_at(&format!("dns-stock-{i}"), &cfg(if i < 2 { &dns_a } else { &dns_b }), *at))
         .collect();
-    std::thread::sleep(Duration::from_secs(6));
+    // Two groups first, each listing its own.
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let grouped = wait_members(&refs[..2], a, Duration::from_secs(20)).and(wait_members(&refs[2..], b, Duration::from_secs(20)));
+    eprintln!("stock split: two groups formed: {}", grouped.is_some());
     dns_a.set(&[(NAME, ips(&addrs))]);
     dns_b.set(&[(NAME, ips(&addrs))]);
     register(&nodes[0], 20);

@@ -5,6 +5,8 @@
 //! location table and htable (`same_state_everywhere`), and node 0 every
 //! registration (and htable item) that was accepted anywhere. Each test
 //! prints its figures: seconds to notice, seconds to heal, contacts per node.
+//! Each runs alone on the machine (`common::machine::alone`): their time
+//! bounds assume it.
 //!
 //! A machine that cannot make network namespaces (no root) fails these
 //! tests, unless `DMQ_RS_ALLOW_SKIP=netns`: then each prints "ignored: …"
@@ -16,19 +18,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::netns::TestNet;
-use common::state::{aors, htable_state_doubles_merged, try_wait_converged, ul_state};
+use common::state::{aors, htable_state_doubles_merged, try_wait_converged, ul_state, wait_quiet};
 use common::*;
 
 /// How long after a heal every node must hold everything (the bound).
 const HEAL_LIMIT: Duration = Duration::from_secs(30);
-
-/// The fault tests run one at a time (each loads the machine; timing
-/// bounds stay meaningful on a small shared one).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A registrar (usrloc in memory, dmq_usrloc) that also writes one htable
 /// item per REGISTER (`t`, key = the AoR's user, replicated), with both
@@ -87,6 +81,21 @@ fn shm_used(node: &Node) -> Option<u64> {
     Some(used.saturating_sub(kept))
 }
 
+/// Each node's shm in use once it is at rest: nothing left to send
+/// ([`wait_quiet`]), and every tm transaction made until then freed (they
+/// end after tm's wait timer, 5 s; the pings' go on, a few at a time).
+fn shm_at_rest(label: &str, nodes: &[Node]) -> Vec<usize> {
+    assert!(wait_quiet(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(60)), "[{label}] the nodes stay busy");
+    let tm = |n: &Node, field: &str| n.try_rpc(&["tm.stats"]).ok().and_then(|o| reply_field::<u64>(&o, field));
+    let created: Vec<Option<u64>> = nodes.iter().map(|n| tm(n, "created")).collect();
+    for (n, created) in nodes.iter().zip(created) {
+        let created = created.unwrap_or_else(|| panic!("[{label}] node {}: no tm.stats", n.addr));
+        let ended = n.wait_until(Duration::from_secs(20), |n| tm(n, "freed").is_some_and(|f| f >= created));
+        assert!(ended, "[{label}] node {}: tm transactions made before stay: {:?}", n.addr, n.try_rpc(&["tm.stats"]));
+    }
+    counts(nodes, |n| shm_used(n).unwrap_or(0) as usize)
+}
+
 fn heal_figures(node: &Node) -> String {
     let out = node.try_rpc(&["dmq.stats"]).unwrap_or_default();
     let f = |name: &str| reply_field::<u64>(&out, name).unwrap_or(0);
@@ -141,48 +150,11 @@ fn wait_whole(nodes: &[Node], limit: Duration, want: usize, probe: impl Fn(&Node
     }
 }
 
-/// Waits (bounded) until no node has a heal sync waiting, a job queued
-/// or a message in flight, twice in a row half a second apart: the heal
-/// syncs are over. Returns whether that happened within `limit`.
-fn wait_quiet(nodes: &[Node], limit: Duration) -> bool {
-    let busy = |n: &Node| -> Option<String> {
-        let out = match n.try_rpc(&["dmq.stats"]) {
-            Ok(out) => out,
-            Err(e) => return Some(e),
-        };
-        ["heal_syncs_waiting", "jobs_queued", "messages_in_flight"]
-            .iter()
-            .map(|f| (f, reply_field::<u64>(&out, f)))
-            .find(|(_, v)| *v != Some(0))
-            .map(|(f, v)| format!("{} {f} {v:?}", n.addr))
-    };
-    let start = Instant::now();
-    let mut streak = 0;
-    let mut last_report = Instant::now();
-    while start.elapsed() < limit {
-        let why: Vec<String> = nodes.iter().filter_map(busy).collect();
-        if !why.is_empty() && last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("not quiet yet: {why:?}");
-            last_report = Instant::now();
-        }
-        streak = if why.is_empty() { streak + 1 } else { 0 };
-        if streak >= 2 {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    for n in nodes {
-        let out = n.try_rpc(&["dmq.stats"]).unwrap_or_default();
-        let f = |name: &str| reply_field::<u64>(&out, name).unwrap_or(u64::MAX);
-        eprintln!(
-            "node {} not quiet: heal_syncs_waiting {} jobs_queued {} messages_in_flight {}",
-            n.addr,
-            f("heal_syncs_waiting"),
-            f("jobs_queued"),
-            f("messages_in_flight")
-        );
-    }
-    false
+/// Waits (bounded) until the load on `entry` is underway: it holds
+/// `contacts` registrations (the fault comes in the middle of the load).
+fn load_underway(label: &str, entry: &Node, contacts: usize) {
+    let underway = wait_for(Duration::from_secs(30), || aor_count(entry) >= contacts);
+    assert!(underway.is_some(), "[{label}] the load did not start: {} registrations on the entry node", aor_count(entry));
 }
 
 /// Waits (bounded) until `node` no longer lists `addr` as active.
@@ -222,7 +194,7 @@ type PartitionFigures = (f64, Option<f64>, Vec<usize>, Vec<usize>);
 /// Returns (seconds to notice, seconds to heal or None, contacts per node,
 /// htable items per node).
 fn partition(label: &str, stock: bool) -> Option<PartitionFigures> {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let net = TestNet::new(3)?;
     let nodes = start_net_cluster(&net, label, &fault_node(stock, 64));
     let cut_at = Instant::now();
@@ -245,9 +217,7 @@ fn partition(label: &str, stock: bool) -> Option<PartitionFigures> {
     let noticed = n0.max(n2).unwrap_or(cut_at.elapsed()).as_secs_f64();
     eprintln!("[{label}] noticed after {noticed:.1} s (host 0: {n0:?}, host 2: {n2:?})");
     // At least 10 s cut off.
-    if let Some(rest) = Duration::from_secs(10).checked_sub(cut_at.elapsed()) {
-        std::thread::sleep(rest);
-    }
+    fault_lasts(Duration::from_secs(10).saturating_sub(cut_at.elapsed()));
     net.heal(2);
     eprintln!("[{label}] host 2 back after {:.1} s", cut_at.elapsed().as_secs_f64());
     let (contacts, took) = wait_whole(&nodes, HEAL_LIMIT, 800, aor_count);
@@ -303,7 +273,7 @@ fn implementation(stock: bool) -> &'static str {
 }
 
 fn freeze(label: &str, stock: bool) -> Option<Outcome> {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let net = TestNet::new(3)?;
     let nodes = start_net_cluster(&net, label, &fault_node(stock, 64));
     let (dir0, dir1) = (nodes[0].dir.clone(), nodes[1].dir.clone());
@@ -312,14 +282,13 @@ fn freeze(label: &str, stock: bool) -> Option<Outcome> {
         let net = &net;
         let h0 = s.spawn(move || net.sipp_register(0, a0, &dir0, "fa", 1000, 50, 3600));
         let h1 = s.spawn(move || net.sipp_register(1, a1, &dir1, "fb", 500, 25, 3600));
-        std::thread::sleep(Duration::from_secs(4));
+        // Frozen once the load is underway (~300 of 1 500 on host 0).
+        load_underway(label, &nodes[0], 300);
         let frozen_at = Instant::now();
         nodes[2].pause();
         eprintln!("[{label}] host 2's node frozen");
         let noticed = wait_noticed(&nodes[0], a2, Duration::from_secs(10));
-        if let Some(rest) = Duration::from_secs(10).checked_sub(frozen_at.elapsed()) {
-            std::thread::sleep(rest);
-        }
+        fault_lasts(Duration::from_secs(10).saturating_sub(frozen_at.elapsed()));
         nodes[2].resume();
         let frozen_for = frozen_at.elapsed();
         eprintln!("[{label}] host 2's node resumed after {:.1} s", frozen_for.as_secs_f64());
@@ -361,7 +330,7 @@ fn stock_freeze_for_comparison() {
 /// while REGISTERs keep arriving at the other two. At the end every node
 /// holds every registration that got a 200.
 fn restart_storm(label: &str, stock: bool) -> Option<Outcome> {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let net = TestNet::new(3)?;
     let base = fault_node(stock, 64);
     let mut nodes = start_net_cluster(&net, label, &base);
@@ -372,13 +341,15 @@ fn restart_storm(label: &str, stock: bool) -> Option<Outcome> {
         let (dx, dy) = (nodes[x].dir.clone(), nodes[y].dir.clone());
         let (ax, ay) = (net.addr(x), net.addr(y));
         let (px, py) = (format!("s{i}x"), format!("s{i}y"));
+        let before = aor_count(&nodes[x]);
         let (okx, oky, rejoined) = std::thread::scope(|s| {
             let net = &net;
             let hx = s.spawn(move || net.sipp_register(x, ax, &dx, &px, 300, 30, 3600));
             let hy = s.spawn(move || net.sipp_register(y, ay, &dy, &py, 300, 30, 3600));
-            std::thread::sleep(Duration::from_secs(2));
+            // Stopped once both hosts' REGISTERs come in (~60 of 600).
+            load_underway(label, &nodes[x], before + 60);
             nodes[i].stop();
-            std::thread::sleep(Duration::from_secs(1));
+            fault_lasts(Duration::from_secs(1));
             // Seeded from a live node (host 0's first node had no seed).
             let config = seeded(net.on_host(i, base.clone()), net.addr(x));
             let started = Instant::now();
@@ -421,7 +392,7 @@ fn stock_restart_storm_for_comparison() {
 /// again. The joiner, and the restarted node, end with everything.
 #[test]
 fn kill_9_in_the_middle_of_a_100000_contact_sync() {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let Some(net) = TestNet::new(3) else { return };
     let label = "kill";
     const CONTACTS: usize = 100_000;
@@ -460,7 +431,7 @@ fn kill_9_in_the_middle_of_a_100000_contact_sync() {
     let killed_at = Instant::now();
     let at_kill = aor_count(&joiner);
     eprintln!("[{label}] host 0 killed {:.1} s into the joiner's sync, joiner holding {at_kill}", t.elapsed().as_secs_f64());
-    std::thread::sleep(Duration::from_secs(1));
+    fault_lasts(Duration::from_secs(1));
     let a = Node::start_at(&format!("{label}-0-again"), &seeded(net.on_host(0, base.clone()), net.addr(1)), net.addr(0));
     let nodes = [a, b, joiner];
     let (contacts, took) = wait_whole(&nodes, Duration::from_secs(60), all, aor_count);
@@ -482,7 +453,7 @@ fn kill_9_in_the_middle_of_a_100000_contact_sync() {
 /// come back to its level before the load (no growth round after round).
 #[test]
 fn shm_returns_to_its_level_after_rounds_of_partitions() {
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let Some(net) = TestNet::new(3) else { return };
     let label = "shm";
     // One DMQ worker: htable's sync handler inserts without its slot lock,
@@ -490,9 +461,7 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
     // then leaves the other copy (a stock htable race, see doc/faults-and-healing.md);
     // this test is about shm, not about that.
     let nodes = start_net_cluster(&net, label, &fault_node(false, 64).param("num_workers", "1"));
-    std::thread::sleep(Duration::from_secs(6));
-    let shm = |nodes: &[Node]| counts(nodes, |n| shm_used(n).unwrap_or(0) as usize);
-    let before = shm(&nodes);
+    let before = shm_at_rest(label, &nodes);
     let mut rounds: Vec<Vec<usize>> = Vec::new();
     for round in 0..3 {
         let (d0, d2) = (nodes[0].dir.clone(), nodes[2].dir.clone());
@@ -509,15 +478,13 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         });
         assert_eq!((ok0, ok2), (300, 200));
         wait_noticed(&nodes[0], a2, Duration::from_secs(15));
-        if let Some(rest) = Duration::from_secs(6).checked_sub(cut_at.elapsed()) {
-            std::thread::sleep(rest);
-        }
+        fault_lasts(Duration::from_secs(6).saturating_sub(cut_at.elapsed()));
         net.heal(2);
         let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 500, aor_count);
         assert!(took.is_some(), "round {round}: not healed: {held:?}");
         // A heal sync that crosses the removals would bring back what it
         // read before them (see doc/faults-and-healing.md, heal syncs): let it end.
-        assert!(wait_quiet(&nodes, Duration::from_secs(60)), "round {round}: heal syncs do not end");
+        assert!(wait_quiet(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(60)), "round {round}: heal syncs do not end");
         let (ok0, ok2) = std::thread::scope(|s| {
             let net = &net;
             let (p0, p2, d0, d2) = (&p0, &p2, &d0, &d2);
@@ -529,9 +496,7 @@ fn shm_returns_to_its_level_after_rounds_of_partitions() {
         let (held, took) = wait_whole(&nodes, HEAL_LIMIT, 0, aor_count);
         assert!(took.is_some(), "round {round}: contacts not removed everywhere: {held:?}");
         same_state_everywhere(&format!("{label} round {round}"), &nodes, 0);
-        // tm's transactions (pings) end after their wait timer.
-        std::thread::sleep(Duration::from_secs(5));
-        let after = shm(&nodes);
+        let after = shm_at_rest(label, &nodes);
         eprintln!(
             "[{label}] round {round}: shm used per node {after:?} (before the load {before:?}; healed in {:.1} s)",
             took.unwrap().as_secs_f64()
@@ -605,10 +570,10 @@ fn whole_after_fault(label: &str, nodes: &[Node], total: usize, since: Instant) 
         );
     }
     // Messages to a node that went away complete (replies or 408) within 30 s.
-    assert!(wait_quiet(nodes, Duration::from_secs(45)), "[{label}] messages stay in flight or queued");
+    assert!(wait_quiet(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(45)), "[{label}] messages stay in flight or queued");
     let shm = || counts(nodes, |n| shm_used(n).unwrap_or(0) as usize);
-    let settled = shm();
-    std::thread::sleep(Duration::from_secs(4));
+    let settled = shm_at_rest(label, nodes);
+    observe(Duration::from_secs(4));
     let later = shm();
     for (i, (a, b)) in settled.iter().zip(&later).enumerate() {
         assert!(*b <= a + 64 * 1024, "[{label}] node {i}: shm grows after the fault: {a} then {b} bytes");
@@ -635,7 +600,7 @@ fn killed_and_restarted_over(transport: DmqTransport) {
     if transport == DmqTransport::Tls && tls_left_out("over_tls_a_peer_killed_under_load_refusing_connections_then_restarted") {
         return;
     }
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let label = format!("killed-{}", transport.name());
     const REGISTERS: usize = 3000;
     let base = stream_node(transport);
@@ -643,11 +608,11 @@ fn killed_and_restarted_over(transport: DmqTransport) {
     let (entry, victim) = (nodes[0].addr, nodes[2].addr);
     let dir = nodes[0].dir.clone();
     let mut sipp = Background::spawn(sipp_register_command(entry, &dir, REGISTERS, 200), &dir.join("sipp-load.log"));
-    std::thread::sleep(Duration::from_secs(3));
+    load_underway(&label, &nodes[0], 500);
     let fault = Instant::now();
     nodes[2].kill();
     eprintln!("[{label}] node 2 killed; its port refuses connections");
-    std::thread::sleep(Duration::from_secs(8));
+    fault_lasts(Duration::from_secs(8));
     nodes[2] = Node::start_at(&format!("{label}-2-again"), &seeded(base, entry), victim);
     eprintln!("[{label}] node 2 started again after {:.1} s", fault.elapsed().as_secs_f64());
     let status = sipp.wait_bounded(Duration::from_secs(60));
@@ -661,16 +626,16 @@ fn frozen_over(transport: DmqTransport) {
     if transport == DmqTransport::Tls && tls_left_out("over_tls_a_peer_frozen_for_10_s_under_load") {
         return;
     }
-    let _serial = one_at_a_time();
+    common::machine::alone();
     let label = format!("frozen-{}", transport.name());
     const REGISTERS: usize = 3000;
     let nodes = start_cluster(&label, vec![stream_node(transport); 3]);
     let dir = nodes[0].dir.clone();
     let mut sipp = Background::spawn(sipp_register_command(nodes[0].addr, &dir, REGISTERS, 200), &dir.join("sipp-load.log"));
-    std::thread::sleep(Duration::from_secs(3));
+    load_underway(&label, &nodes[0], 500);
     let fault = Instant::now();
     nodes[2].pause();
-    std::thread::sleep(Duration::from_secs(10));
+    fault_lasts(Duration::from_secs(10));
     nodes[2].resume();
     eprintln!("[{label}] node 2 resumed after {:.1} s", fault.elapsed().as_secs_f64());
     let status = sipp.wait_bounded(Duration::from_secs(60));

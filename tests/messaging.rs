@@ -85,7 +85,7 @@ fn updates_to_a_frozen_node_go_in_batches_and_all_arrive_stock_or_not() {
     nodes[1].pause();
     nodes[2].pause();
     register_with_sipp(&nodes[0], 200, 400);
-    std::thread::sleep(Duration::from_millis(300));
+    fault_lasts(Duration::from_millis(300));
     nodes[1].resume();
     nodes[2].resume();
     for node in &nodes {
@@ -109,11 +109,11 @@ fn a_message_to_a_stalled_node_is_retransmitted_until_it_gets_there() {
     let nodes = start_cluster("retransmit", vec![htable_node(false), htable_node(false)]);
     nodes[1].pause();
     nodes[0].rpc(&["htable.seti", "t", "late", "5"]);
-    // T1 is 500 ms: by 1.6 s at least two retransmissions went out.
-    std::thread::sleep(Duration::from_millis(1600));
+    // T1 is 500 ms: at least two retransmissions go out within 1.5 s.
+    let resent = wait_for(Duration::from_secs(5), || dmq_stat(&nodes[0], "messages_retransmitted").unwrap_or(0) >= 2);
     let retransmissions = dmq_stat(&nodes[0], "messages_retransmitted").unwrap_or(0);
     nodes[1].resume();
-    assert!(retransmissions >= 2, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
+    assert!(resent.is_some() && retransmissions >= 2, "{:?}", nodes[0].try_rpc(&["dmq.stats"]));
     assert!(nodes[1].wait_until(REPLICATE, |n| htable_value(n, "late").as_deref() == Some("5")), "the item never reached the stalled node");
     assert!(
         nodes[0].wait_until(REPLICATE, |n| dmq_stat(n, "messages_in_flight") == Some(0)),
@@ -177,12 +177,23 @@ fn init_with_single_syncs_from_one_node() {
         .param("ping_interval", "2")
         .param("notification_address", &format!("\"sip:{}\"", nodes[0].addr))
         .param("notification_address", &format!("\"sip:{}\"", nodes[1].addr));
+    // The control: a node that joins the same way without init_with_single
+    // asks both (the count sees a second request when there is one).
+    let d = logging_registrar(NodeConfig::default())
+        .param("ping_interval", "2")
+        .param("notification_address", &format!("\"sip:{}\"", nodes[0].addr))
+        .param("notification_address", &format!("\"sip:{}\"", nodes[1].addr));
     let c = Node::start("single-c", &c);
-    assert_converged(&[&nodes[0], &nodes[1], &c]);
-    assert!(c.wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "the joining node holds {} of 30", aor_count(&c));
-    std::thread::sleep(Duration::from_secs(1));
-    let requests: usize = nodes.iter().map(|n| count(n, &format!("SYNC-REQUEST from {}", c.addr.ip()))).sum();
-    assert_eq!(requests, 1, "the joining node asked {requests} nodes, not one");
+    let d = Node::start("single-d", &d);
+    assert_converged(&[&nodes[0], &nodes[1], &c, &d]);
+    for joiner in [&c, &d] {
+        assert!(joiner.wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "{} holds {} of 30", joiner.addr, aor_count(joiner));
+    }
+    let requests = |from: &Node| -> usize { nodes.iter().map(|n| count(n, &format!("SYNC-REQUEST from {}", from.addr.ip()))).sum() };
+    let asked_both = wait_for(Duration::from_secs(10), || requests(&d) == 2);
+    assert!(asked_both.is_some(), "the control node asked {} nodes, not both", requests(&d));
+    // C started before D: its requests were logged before D's second one.
+    assert_eq!(requests(&c), 1, "the joining node asked {} nodes, not one", requests(&c));
 }
 
 #[test]
@@ -193,9 +204,12 @@ fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
             "loadmodule \"kex.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nmodparam(\"usrloc\", \"db_mode\", 0)\n";
         // dmq_t_replicate returns 0 on success, which ends the route (as
         // with the stock module): save first, replicate last.
+        // A copy from a node is logged as such: a loop (a copy taken for a
+        // phone's REGISTER and replicated again) would log none.
         c.route = "if (is_method(\"KDMQ\")) { dmq_handle_message(); exit; }\n\
                    \tif (is_method(\"REGISTER\")) {\n\t\tif (!save(\"location\")) { sl_reply_error(); }\n\
-                   \t\tif (!dmq_is_from_node()) { dmq_t_replicate(); }\n\t\texit;\n\t}\n\
+                   \t\tif (!dmq_is_from_node()) { dmq_t_replicate(); }\n\
+                   \t\telse { xlog(\"L_NOTICE\", \"COPY-FROM-NODE $ci\\n\"); }\n\t\texit;\n\t}\n\
                    \tsl_send_reply(\"404\", \"Not here\");"
             .into();
         c
@@ -205,8 +219,16 @@ fn dmq_t_replicate_copies_registers_to_the_other_nodes_without_loops() {
     for n in &nodes {
         assert!(n.wait_until(REPLICATE, |x| aor_count(x) == 50), "{} holds {} of 50", n.addr, aor_count(n));
     }
-    // No loops: each node saw each REGISTER once (no ping-pong between nodes).
-    std::thread::sleep(Duration::from_secs(1));
+    // No loops: each other node took each REGISTER once, as a node's copy
+    // (the positive control: a loop replicates copies instead of logging
+    // them), and none came back to the entry node.
+    let copies = |n: &Node| n.log_text().lines().filter(|l| l.contains("COPY-FROM-NODE ")).count();
+    for n in [&nodes[0], &nodes[2]] {
+        let all = wait_for(REPLICATE, || copies(n) >= 50);
+        assert!(all.is_some(), "{} took {} of 50 REGISTERs as a node's copy", n.addr, copies(n));
+        assert_eq!(copies(n), 50, "{} took a copy twice", n.addr);
+    }
+    assert_eq!(copies(&nodes[1]), 0, "copies came back to the entry node");
     for n in &nodes {
         assert_eq!(aor_count(n), 50);
         assert!(!n.log_text().contains("t_replicate to"), "replication errors on {}", n.addr);

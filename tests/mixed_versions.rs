@@ -100,6 +100,8 @@ const REFUSED_WORD: &str = "invalid status parameter";
 /// `joins` joins through the first node, and every live node lists every
 /// live one active. No node logs a refused status word.
 fn mixed_cluster(label: &str, kinds: &[(bool, Release)], dies: usize, joins: (bool, Release)) {
+    // Six or more nodes of three releases, a death and a join: alone.
+    common::machine::alone();
     let mut nodes = start_cluster(label, kinds.iter().map(|&(stock, release)| node(stock, release)).collect());
     for (n, &(stock, release)) in nodes.iter().zip(kinds) {
         let version = n.rpc(&["core.version"]);
@@ -135,7 +137,8 @@ fn mixed_cluster(label: &str, kinds: &[(bool, Release)], dies: usize, joins: (bo
     // A node dies; while the others still list it, a node joins.
     nodes[dies].kill();
     eprintln!("killed {} ({})", nodes[dies].addr, kind(kinds[dies].0, kinds[dies].1));
-    std::thread::sleep(Duration::from_secs(3));
+    // Dead for 3 s, less than its peers take to drop it, before the join.
+    fault_lasts(Duration::from_secs(3));
     let joiner = Node::start(&format!("{label}-join"), &seeded(node(joins.0, joins.1), nodes[0].addr));
     let mut live: Vec<(&Node, String)> =
         nodes.iter().zip(kinds).enumerate().filter(|(i, _)| *i != dies).map(|(_, (n, &(s, r)))| (n, kind(s, r))).collect();
@@ -246,6 +249,8 @@ fn probe_sip(nodes: Vec<SocketAddr>, stop: std::sync::Arc<std::sync::atomic::Ato
 /// addresses; every swap ends with all `count` on all three, and SIP is
 /// answered on at least two nodes at every moment.
 fn rolling_upgrade(label: &str, from: Release, to: Release, count: usize) {
+    // SIP must be answered at every moment of the swaps: alone.
+    common::machine::alone();
     let mut nodes: Vec<Node> = start_cluster(label, (0..3).map(|_| node(false, from)).collect());
     let (status, out, err) = sipp_register(nodes[0].addr, &nodes[0].dir, count, 1000);
     assert!(status.success(), "sipp failed ({status}):\n{out}\n{err}");

@@ -63,7 +63,9 @@ fn full_job_queue_answers_503_at_once_and_keeps_serving() {
         kdmq(node.addr, from, "htable", "application/json", body.as_bytes())
     };
     sock.send_to(&set_q(from, 7), node.addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Queued: the worker takes it at its next poll (every 2 s).
+    let queued = wait_for(Duration::from_secs(2), || dmq_stat(&node, "jobs_queued") == Some(1));
+    assert!(queued.is_some(), "the first job was not queued: {:?}", node.try_rpc(&["dmq.stats"]));
     let reply = node.sip_exchange(&sock, &set_q(from, 7), Duration::from_secs(1)).unwrap_or_default();
     assert!(reply.starts_with("SIP/2.0 503"), "expected 503 at once, got: {reply}");
     assert!(node.log_text().contains("job queue full"), "no log line for the refused job");

@@ -15,6 +15,13 @@ pub fn seeded(base: NodeConfig, seed: SocketAddr) -> NodeConfig {
 }
 
 /// The status `node` lists for the node at `addr` (None: not listed).
+/// The `dmq` statistic `name` of a node (`stats.get_statistics dmq:`);
+/// None when the node does not answer or has no such statistic.
+pub fn dmq_statistic(node: &Node, name: &str) -> Option<u64> {
+    let out = node.try_rpc(&["stats.get_statistics", "dmq:"]).ok()?;
+    out.lines().find_map(|l| l.trim().strip_prefix(&format!("dmq:{name} = "))?.trim().parse().ok())
+}
+
 pub fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
     node_field(node, addr, "status")
 }

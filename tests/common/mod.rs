@@ -12,6 +12,7 @@
 //! - `node`: a running node, started, asked and stopped;
 //! - `rpc`: `kamcmd` and its replies;
 //! - `process`: helper processes and waits, bounded in time;
+//! - `machine`: how many tests run Kamailio at once (from the cores here);
 //! - `cluster`: several nodes that learn of each other, and convergence;
 //! - `sip`: raw SIP requests and sipp;
 //! - `skip`: a test that cannot run here fails, unless `DMQ_RS_ALLOW_SKIP` opts out;
@@ -40,6 +41,7 @@ mod skip;
 
 pub mod binrpc;
 pub mod dns;
+pub mod machine;
 pub mod netns;
 pub mod registered;
 pub mod state;

@@ -261,6 +261,7 @@ impl Drop for Node {
 /// (release, shared memory, hosts and resolv.conf files, network namespace,
 /// wrapper; the rest of `config` is in `cfg` already), with `defines`.
 fn spawn_kamailio(config: &NodeConfig, cfg: &Path, dir: &Path, log: &Path, defines: &[String]) -> Child {
+    super::machine::while_running();
     let release = config.release;
     let (hosts, resolv) = (config.hosts.as_deref(), config.resolv_conf.as_deref());
     let log_file = fs::File::create(log).unwrap();

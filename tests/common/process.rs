@@ -52,6 +52,7 @@ pub struct Background(pub(super) Child);
 
 impl Background {
     pub fn spawn(mut cmd: Command, log: &Path) -> Background {
+        super::machine::while_running();
         let out = fs::File::create(log).unwrap();
         cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
@@ -87,6 +88,36 @@ impl Drop for Background {
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
         guardian::released_group(self.0.id());
+    }
+}
+
+/// Keeps a fault in place (a cut link, a frozen, dead or absent node) for
+/// `d`: how long it lasts is part of the scenario, not a wait for
+/// something to happen (those poll a positive signal: [`wait_for`]).
+pub fn fault_lasts(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// Lets `d` pass while the test watches that something does not happen
+/// (a count stays, shm does not grow): the window is the length of that
+/// check. Each such check has its positive control beside it, showing
+/// that what it watches for would be seen.
+pub fn observe(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// Polls `done` every 100 ms until it holds (returns the time it took) or
+/// `limit` passes (None).
+pub fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -207,10 +207,48 @@ pub fn dmq_quiet(node: &Node) -> Option<bool> {
     let out = node.try_rpc(&["dmq.stats"]).ok()?;
     // A stock node answers an unknown command with a fault.
     reply_field::<u64>(&out, "messages_in_flight")?;
-    let busy = ["messages_in_flight", "jobs_queued", "heal_syncs_waiting", "tm_retries_waiting"]
-        .iter()
-        .any(|f| reply_field::<u64>(&out, f).unwrap_or(0) != 0);
+    let busy = BUSY.iter().any(|f| reply_field::<u64>(&out, f).unwrap_or(0) != 0);
     Some(!busy)
+}
+
+/// The busy figures of [`dmq_quiet`], named, for a failure message.
+const BUSY: [&str; 4] = ["messages_in_flight", "jobs_queued", "heal_syncs_waiting", "tm_retries_waiting"];
+
+/// Waits (bounded) until every dmq_rs node is quiet ([`dmq_quiet`]: no
+/// message in flight or waiting for a resend, no job queued, no heal sync
+/// waiting), twice in a row half a second apart. Stock nodes cannot tell
+/// and are left out. Returns whether that happened within `limit`; says
+/// which node is still busy every 5 s and at the end.
+pub fn wait_quiet(nodes: &[&Node], limit: Duration) -> bool {
+    let busy = |n: &Node| -> Option<String> {
+        match n.try_rpc(&["dmq.stats"]) {
+            Err(e) => Some(format!("{}: {e}", n.addr)),
+            Ok(out) if reply_field::<u64>(&out, "messages_in_flight").is_none() => None,
+            Ok(out) => BUSY
+                .iter()
+                .map(|f| (f, reply_field::<u64>(&out, f)))
+                .filter(|(_, v)| *v != Some(0))
+                .map(|(f, v)| format!("{} {f} {v:?}", n.addr))
+                .reduce(|a, b| format!("{a}, {b}")),
+        }
+    };
+    let start = Instant::now();
+    let (mut streak, mut last_report) = (0, Instant::now());
+    let mut why: Vec<String> = Vec::new();
+    while start.elapsed() < limit {
+        why = nodes.iter().filter_map(|n| busy(n)).collect();
+        if !why.is_empty() && last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("not quiet yet: {why:?}");
+            last_report = Instant::now();
+        }
+        streak = if why.is_empty() { streak + 1 } else { 0 };
+        if streak >= 2 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("not quiet after {limit:?}: {why:?}");
+    false
 }
 
 /// How long the states must stay equal (and the nodes quiet) before they
