@@ -158,7 +158,9 @@ fn a_dead_node_goes_down_then_disabled_once_and_up_once_when_back() {
     assert!(a.wait_until(Duration::from_secs(10), |n| count(n, &format!("PEER-EVENT down {bu}")) >= 1), "no peer-down for the killed node");
     // Once it left the list (its last transition, after more failed
     // pings): one of each.
-    let left = a.wait_until(Duration::from_secs(20), |n| status_of(n, b_addr).is_none());
+    // (The list answered, and without it: a failed RPC is not "gone".)
+    let gone = |n: &Node| n.try_rpc(&["dmq.list_nodes"]).is_ok_and(|list| list_entry(&list, b_addr).is_none());
+    let left = a.wait_until(Duration::from_secs(20), gone);
     assert!(left, "the dead node stays listed: {}", a.rpc(&["dmq.list_nodes"]));
     assert_eq!(count(&a, &format!("PEER-EVENT down {bu}")), 1);
     assert_eq!(count(&a, &format!("PEER-EVENT disabled {bu}")), 1);

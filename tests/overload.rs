@@ -143,6 +143,8 @@ fn a_full_job_queue_loses_nothing_over_tcp() {
 
 #[test]
 fn a_kdmq_that_waits_behind_another_hears_100_trying_at_once() {
+    // "At once" is a time bound: alone on the machine.
+    common::machine::alone();
     // The test's socket is no cluster node: let its KDMQs in (members_only 0).
     // Every message through the queue (updates_in_place 0).
     let node = Node::start("trying", &htable_node().param("num_workers", "1").param("members_only", "0").param("updates_in_place", "0"));

@@ -15,13 +15,6 @@ pub fn seeded(base: NodeConfig, seed: SocketAddr) -> NodeConfig {
 }
 
 /// The status `node` lists for the node at `addr` (None: not listed).
-/// The `dmq` statistic `name` of a node (`stats.get_statistics dmq:`);
-/// None when the node does not answer or has no such statistic.
-pub fn dmq_statistic(node: &Node, name: &str) -> Option<u64> {
-    let out = node.try_rpc(&["stats.get_statistics", "dmq:"]).ok()?;
-    out.lines().find_map(|l| l.trim().strip_prefix(&format!("dmq:{name} = "))?.trim().parse().ok())
-}
-
 pub fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
     node_field(node, addr, "status")
 }
@@ -30,9 +23,13 @@ pub fn status_of(node: &Node, addr: SocketAddr) -> Option<String> {
 /// not listed, or no such field).
 pub fn node_field(node: &Node, addr: SocketAddr, field: &str) -> Option<String> {
     let out = node.try_rpc(&["dmq.list_nodes"]).ok()?;
-    let entry =
-        out.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))?;
+    let entry = list_entry(&out, addr)?;
     Some(entry.split(&format!("{field}: ")).nth(1)?.lines().next()?.trim().to_string())
+}
+
+/// The entry of a `dmq.list_nodes` answer for the node at `addr`.
+pub fn list_entry(list: &str, addr: SocketAddr) -> Option<&str> {
+    list.split('}').find(|e| e.contains(&format!("host: {}\n", addr.ip())) && e.contains(&format!("port: {}\n", addr.port())))
 }
 
 /// Whether `node` lists every address in `all` as active, and itself once.

@@ -9,10 +9,16 @@
 //!   own: bursts, faults, 100 000 contacts (`alone()`, called first).
 //!
 //! On 2 cores two ordinary tests run side by side and a heavy one runs
-//! alone; on 8 cores, up to 8 ordinary ones. `DMQ_RS_TEST_CORES` sets the
-//! number of cores (e.g. 1: every test alone). The share belongs to the
-//! test's thread (libtest names it after the test); threads a test spawns
-//! for its helpers run under the test's share.
+//! alone; on 8 cores, up to 8 ordinary ones. A heavy test that waits goes
+//! first: no ordinary test starts while it waits. `DMQ_RS_TEST_CORES`
+//! sets the number of cores (e.g. 1: every test alone). The share belongs
+//! to the test's thread (libtest names it after the test); threads a test
+//! spawns for its helpers run under the test's share.
+//!
+//! The budget is per test binary: `cargo test` (libtest) runs the binaries
+//! one after another and a binary's tests on threads of one process. A
+//! runner that starts a process per test (nextest) shares nothing: run it
+//! with `-j 1`.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -20,8 +26,14 @@ use std::sync::{Condvar, Mutex, OnceLock};
 
 struct Budget {
     cores: usize,
-    free: Mutex<usize>,
+    state: Mutex<Shares>,
     freed: Condvar,
+}
+
+/// Cores free, and heavy tests waiting for all of them.
+struct Shares {
+    free: usize,
+    alone_waiting: usize,
 }
 
 fn budget() -> &'static Budget {
@@ -35,7 +47,7 @@ fn budget() -> &'static Budget {
         // Past libtest's capture (eprintln! would show only on a failure):
         // the run's log says how the harness shares the machine.
         let _ = writeln!(std::io::stderr(), "machine: {cores} core(s): up to {cores} ordinary cluster test(s) at once, a heavy one alone");
-        Budget { cores, free: Mutex::new(cores), freed: Condvar::new() }
+        Budget { cores, state: Mutex::new(Shares { free: cores, alone_waiting: 0 }), freed: Condvar::new() }
     })
 }
 
@@ -47,11 +59,19 @@ struct Share {
 impl Share {
     fn take(cores: usize) -> Share {
         let b = budget();
-        let mut free = b.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free < cores {
-            free = b.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        let alone = cores >= b.cores;
+        let mut s = b.state.lock().unwrap_or_else(|e| e.into_inner());
+        if alone {
+            s.alone_waiting += 1;
         }
-        *free -= cores;
+        // An ordinary test also waits while a heavy one does.
+        while s.free < cores || (!alone && s.alone_waiting > 0) {
+            s = b.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if alone {
+            s.alone_waiting -= 1;
+        }
+        s.free -= cores;
         Share { cores }
     }
 }
@@ -59,7 +79,7 @@ impl Share {
 impl Drop for Share {
     fn drop(&mut self) {
         let b = budget();
-        *b.free.lock().unwrap_or_else(|e| e.into_inner()) += self.cores;
+        b.state.lock().unwrap_or_else(|e| e.into_inner()).free += self.cores;
         b.freed.notify_all();
     }
 }

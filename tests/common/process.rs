@@ -100,8 +100,9 @@ pub fn fault_lasts(d: Duration) {
 
 /// Lets `d` pass while the test watches that something does not happen
 /// (a count stays, shm does not grow): the window is the length of that
-/// check. Each such check has its positive control beside it, showing
-/// that what it watches for would be seen.
+/// check, not a wait for a result. Where a control exists the test has it
+/// beside the window: the same count reached its value, a later item
+/// arrived.
 pub fn observe(d: Duration) {
     std::thread::sleep(d);
 }
