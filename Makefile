@@ -114,14 +114,14 @@ run: build
 stop:
 	@bash scripts/run-cluster.sh stop
 
-# Also the stock-only comparisons of the fault, DNS and mixed-version
+# Also the stock-only comparisons of the fault, DNS, mixed-version and convergence
 # tests (#[ignore = "stock comparison: make bench"] there).
 bench: build build-6.0 build-6.1
 	@$(DEBIAN_PYTHON) -c "import matplotlib" 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib
 	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
 	DMQ_RS_MODULE=$(CURDIR)/$(MODULE) $(CARGO) bench --bench dmq_vs_stock
 	$(DEBIAN_PYTHON) bench/plot.py bench/results
-	$(MODULES) DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) $(CARGO) test --release -p dmq_rs --test faults --test dns --test mixed_versions -- --ignored --test-threads=1
+	$(MODULES) DMQ_RS_MODULE=$(CURDIR)/$(MODULE_HOST) $(CARGO) test --release -p dmq_rs --test faults --test dns --test mixed_versions --test convergence -- --ignored --test-threads=1
 
 FUZZ_SECONDS ?= 60
 fuzz:

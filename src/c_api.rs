@@ -24,6 +24,16 @@ impl DmqApi for Api {
             peers::capture(peer, message.body, message.content_type);
             return Ok(());
         }
+        // A consumer that answers a sync request by broadcasting (dialog's
+        // dmq_send_all_dlgs(0)): its copies are the sync's, for the node
+        // that asked (as dmq_usrloc's and htable's, which name it). Sent to
+        // every node as live updates, a heal pull's answer in the middle of
+        // traffic put older dialog states on nodes that had newer ones.
+        if origin::current_sync().is_some() {
+            if let Some(node) = origin::sync_requester() {
+                return Self::send_message(peer, message, node);
+            }
+        }
         // init_with_single: the join sync's requests go to one node.
         if let Some(node) = peers::single_target() {
             let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));

@@ -124,20 +124,29 @@ thread_local! {
     /// pull's, or our own heal sync's): what the consumer sends then is a
     /// sync copy (it says its age), and in a heal sync only what we wrote.
     static SYNC: Cell<Option<Sync>> = const { Cell::new(None) };
+    /// The node that asked for the sync running now, when known.
+    static REQUESTER: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f` (a sync request's job) with the consumer's sends marked as the
-/// sync's copies.
-pub fn in_sync<R>(heal: bool, f: impl FnOnce() -> R) -> R {
+/// Runs `f` (a sync request's job, asked for by `requester`) with the
+/// consumer's sends marked as the sync's copies.
+pub fn in_sync<R>(heal: bool, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             SYNC.with(|s| s.set(None));
+            REQUESTER.with(|r| *r.borrow_mut() = None);
         }
     }
     SYNC.with(|s| s.set(Some(Sync { since_ms: kamailio::clock::monotonic_ms(), heal })));
+    REQUESTER.with(|r| *r.borrow_mut() = requester);
     let _reset = Reset;
     f()
+}
+
+/// The node that asked for the sync this process answers now, if known.
+pub fn sync_requester() -> Option<NodeUri> {
+    REQUESTER.with(|r| r.borrow().clone())
 }
 
 /// The sync this process answers now, if any.

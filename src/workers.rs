@@ -204,7 +204,7 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
             origin::received(&peer.id(), dmq_core::ordering::identify(&peer.id(), body).as_ref());
         }
         let call = || peer.call(&msg, sender.as_ref());
-        let answered = if heal_sync { origin::in_sync(true, call) } else { call() };
+        let answered = if heal_sync { origin::in_sync(true, sender.as_ref().map(|s| s.uri.clone()), call) } else { call() };
         if answered.is_none() {
             log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
         }
@@ -273,7 +273,11 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // A sync request: what the consumer sends now are the sync's copies.
     // One sent as part of a sync (a heal pull: it says its age) is
     // answered as a heal sync, with what this node wrote last (`origin`).
-    let answered = if origin::is_sync_request(&peer_id, keys.as_ref()) { origin::in_sync(sync_age.is_some(), call) } else { call() };
+    let answered = if origin::is_sync_request(&peer_id, keys.as_ref()) {
+        origin::in_sync(sync_age.is_some(), sender.as_ref().map(|s| s.uri.clone()), call)
+    } else {
+        call()
+    };
     let Some(resp) = answered else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
