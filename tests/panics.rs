@@ -94,8 +94,11 @@ fn panic_in_own_process_stops_the_node(label: &str, site: &str, process: &str, b
 
 #[test]
 fn a_panic_in_a_dmq_worker_ends_that_process_and_kamailio_stops_the_node() {
-    // Polling workers reach the top of their loop every 20 ms.
-    let base = NodeConfig::default().param("worker_usleep", "20000");
+    // Polling workers reach the top of their loop every 20 ms. One worker:
+    // two would both see the trigger and panic at the same moment, and the
+    // log lines two processes write at once can interleave mid-line (a
+    // fresh-clone run failed on that, not on what it checks).
+    let base = NodeConfig::default().param("worker_usleep", "20000").param("num_workers", "1");
     panic_in_own_process_stops_the_node("panic-worker", "worker", "DMQ WORKER", base);
 }
 
