@@ -29,10 +29,8 @@ impl DmqApi for Api {
         // that asked (as dmq_usrloc's and htable's, which name it). Sent to
         // every node as live updates, a heal pull's answer in the middle of
         // traffic put older dialog states on nodes that had newer ones.
-        if origin::current_sync().is_some() {
-            if let Some(node) = origin::sync_requester() {
-                return Self::send_message(peer, message, node);
-            }
+        if let Some(node) = origin::sync_requester() {
+            return Self::send_message(peer, message, node);
         }
         // init_with_single: the join sync's requests go to one node.
         if let Some(node) = peers::single_target() {

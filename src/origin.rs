@@ -144,7 +144,8 @@ pub fn in_sync<R>(heal: bool, requester: Option<NodeUri>, f: impl FnOnce() -> R)
     f()
 }
 
-/// The node that asked for the sync this process answers now, if known.
+/// The node that asked for the sync this process answers now, if known
+/// (set only inside [`in_sync`]).
 pub fn sync_requester() -> Option<NodeUri> {
     REQUESTER.with(|r| r.borrow().clone())
 }

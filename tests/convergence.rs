@@ -627,4 +627,6 @@ fn a_dialog_sync_answer_goes_to_the_node_that_asked_alone() {
     assert!(updates_from_a(&c) > 0, "[{label}] A's sync answer did not reach the joiner");
     assert!(wait_quiet(&[a, b, &c], Duration::from_secs(20)), "[{label}] the nodes stay busy");
     assert_eq!(updates_from_a(b), before, "[{label}] A's sync answer reached a node that did not ask");
+    // And every node holds A's dialogs, in A's states.
+    wait_converged(a, &[b, &c], CONVERGE_LIMIT, dlg_state);
 }

@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::state::{ul_state, wait_converged};
 use common::*;
 
 const REPLICATE: Duration = Duration::from_secs(15);
@@ -190,6 +191,8 @@ fn init_with_single_syncs_from_one_node() {
     for joiner in [&c, &d] {
         assert!(joiner.wait_until(Duration::from_secs(10), |n| aor_count(n) == 30), "{} holds {} of 30", joiner.addr, aor_count(joiner));
     }
+    // Each joiner holds the entry node's whole location table.
+    wait_converged(&nodes[0], &[&nodes[1], &c, &d], Duration::from_secs(10), ul_state);
     // Nodes asked (a request resent by tm is logged again: count nodes).
     let asked = |from: &Node| -> usize { nodes.iter().filter(|n| count(n, &format!("SYNC-REQUEST from {}", from.addr.ip())) > 0).count() };
     let asked_both = wait_for(Duration::from_secs(10), || asked(&d) == 2);
