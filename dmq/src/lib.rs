@@ -24,4 +24,5 @@ pub mod probe;
 pub mod protocol;
 pub mod sources;
 pub mod statistics;
+pub mod sync_runs;
 pub mod tm_context;

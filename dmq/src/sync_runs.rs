@@ -1,0 +1,451 @@
+//! Sync runs (issue 33): when a consumer (dmq_usrloc, htable, dialog,
+//! presence) asks the cluster for its state, this node follows that sync
+//! until it is done, so that an operator (`dmq.sync_status`) and a
+//! readiness probe (`dmq_is_synced`) can tell when the node holds the
+//! cluster's state.
+//!
+//! A run starts when the consumer's sync request leaves (at start, after a
+//! heal pull, on `dmq.resync`) and lists the nodes asked. Each asked node
+//! (a donor) is done when:
+//! - it answered 200 with `X-DMQ-Sync-Sent: N` (a dmq_rs donor counts the
+//!   sync copies it sent this node for that consumer before answering),
+//!   and N sync copies from it arrived: exact;
+//! - or it answered 200 without the count (a stock donor) and no sync
+//!   traffic came from it for the settle time: its consumer sends its
+//!   state from the request's handler, before the reply, so what is left
+//!   is on its way (retransmissions, a slow link); the settle time covers
+//!   that, not more.
+//!
+//! A run is done when every donor is done; it times out when it is not
+//! done within the timeout (a donor that died, refused or never answered
+//! leaves it pending until then). A run with no donor (the first node of a
+//! cluster) is done at once when a node alone counts as ready, else it
+//! stays pending until the timeout. The module keeps one [`SyncRuns`] in
+//! shm (serialized, see [`SyncRuns::encode`]) and applies these operations
+//! under a lock.
+
+/// Consumers followed at most (dmq_usrloc, htable, dialog, presence and a
+/// few of the script's own).
+pub const MAX_CONSUMERS: usize = 16;
+/// Donors followed per run at most (the node list's size bounds it too).
+pub const MAX_DONORS: usize = 64;
+
+/// What the settle time and the timeout are, and whether a node alone is
+/// synced (parameters `sync_settle_ms`, `sync_timeout`, `sync_alone_ready`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub settle_ms: u64,
+    pub timeout_ms: u64,
+    pub alone_is_synced: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { settle_ms: 2000, timeout_ms: 120_000, alone_is_synced: true }
+    }
+}
+
+/// How a donor answered the sync request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// No answer yet.
+    Waiting,
+    /// 200, with the number of sync copies it sent (dmq_rs) or without
+    /// (stock), at `at_ms`.
+    Sent { copies: Option<u64>, at_ms: u64 },
+    /// Any other final answer, a timeout (408) or the donor's death: it
+    /// will not send its state for this run.
+    Failed { code: u16 },
+}
+
+/// One asked node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Donor {
+    /// The node's URI, as the node list has it.
+    pub node: String,
+    pub answer: Answer,
+    /// Sync copies received from it for this run, and their bytes.
+    pub copies: u64,
+    pub bytes: u64,
+    /// When its last sync copy arrived (0: none yet).
+    pub last_copy_ms: u64,
+}
+
+impl Donor {
+    /// Whether everything this donor sends for the run arrived.
+    pub fn done(&self, now_ms: u64, policy: &Policy) -> bool {
+        match self.answer {
+            Answer::Sent { copies: Some(n), .. } => self.copies >= n,
+            Answer::Sent { copies: None, at_ms } => now_ms.saturating_sub(at_ms.max(self.last_copy_ms)) >= policy.settle_ms,
+            Answer::Waiting | Answer::Failed { .. } => false,
+        }
+    }
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Done { at_ms: u64 },
+    TimedOut { at_ms: u64 },
+}
+
+/// Why a run started (for the log and `dmq.sync_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The consumer's own sync at start (`dmq_init_sync`, `init_with_single`).
+    Start,
+    /// A heal pull (two groups that formed apart met).
+    HealPull,
+    /// `dmq.resync`.
+    Command,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Start => "start",
+            Reason::HealPull => "heal_pull",
+            Reason::Command => "command",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Reason> {
+        [Reason::Start, Reason::HealPull, Reason::Command].into_iter().find(|r| r.name() == s)
+    }
+}
+
+/// One consumer's latest sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub consumer: String,
+    pub reason: Reason,
+    pub started_ms: u64,
+    pub donors: Vec<Donor>,
+    pub state: State,
+}
+
+impl Run {
+    /// Sync copies and bytes received for the run, from every donor.
+    pub fn received(&self) -> (u64, u64) {
+        self.donors.iter().fold((0, 0), |(c, b), d| (c + d.copies, b + d.bytes))
+    }
+
+    /// How long the run took, or has taken so far.
+    pub fn duration_ms(&self, now_ms: u64) -> u64 {
+        match self.state {
+            State::Pending => now_ms,
+            State::Done { at_ms } | State::TimedOut { at_ms } => at_ms,
+        }
+        .saturating_sub(self.started_ms)
+    }
+}
+
+/// A run that changed state in [`SyncRuns::tick`] (for a log line and the
+/// statistics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub consumer: String,
+    pub state: State,
+    pub duration_ms: u64,
+    pub copies: u64,
+    pub bytes: u64,
+}
+
+/// Every consumer's latest run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncRuns {
+    pub runs: Vec<Run>,
+}
+
+impl SyncRuns {
+    /// A sync of `consumer` starts: `donors` were asked. It replaces the
+    /// consumer's earlier run, whatever its state (a resync of a synced
+    /// node makes it pending again). Returns false when the table is full
+    /// (a new consumer past `MAX_CONSUMERS`): not followed.
+    pub fn start(&mut self, consumer: &str, reason: Reason, donors: &[String], now_ms: u64) -> bool {
+        let donors: Vec<Donor> = donors
+            .iter()
+            .take(MAX_DONORS)
+            .map(|node| Donor { node: node.clone(), answer: Answer::Waiting, copies: 0, bytes: 0, last_copy_ms: 0 })
+            .collect();
+        let run = Run { consumer: consumer.to_string(), reason, started_ms: now_ms, donors, state: State::Pending };
+        if let Some(r) = self.runs.iter_mut().find(|r| r.consumer == consumer) {
+            *r = run;
+        } else if self.runs.len() < MAX_CONSUMERS {
+            self.runs.push(run);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn donor(&mut self, consumer: &str, node: &str) -> Option<&mut Donor> {
+        let run = self.runs.iter_mut().find(|r| r.consumer == consumer && r.state == State::Pending)?;
+        run.donors.iter_mut().find(|d| d.node == node)
+    }
+
+    /// `node` answered `consumer`'s sync request with `code`; a dmq_rs
+    /// donor's 200 says how many sync copies it sent (`copies`). Answers
+    /// for a run that ended, or from a node not asked, change nothing.
+    pub fn answered(&mut self, consumer: &str, node: &str, code: u16, copies: Option<u64>, now_ms: u64) {
+        if let Some(d) = self.donor(consumer, node) {
+            d.answer = if (200..300).contains(&code) { Answer::Sent { copies, at_ms: now_ms } } else { Answer::Failed { code } };
+        }
+    }
+
+    /// A sync copy of `consumer` (`bytes` long) arrived from `node`.
+    /// Returns whether a pending run counted it.
+    pub fn copy_arrived(&mut self, consumer: &str, node: &str, bytes: u64, now_ms: u64) -> bool {
+        let Some(d) = self.donor(consumer, node) else { return false };
+        d.copies += 1;
+        d.bytes += bytes;
+        d.last_copy_ms = now_ms;
+        true
+    }
+
+    /// `node` died or left: it sends nothing more for any pending run.
+    pub fn node_gone(&mut self, node: &str) {
+        for run in self.runs.iter_mut().filter(|r| r.state == State::Pending) {
+            for d in run.donors.iter_mut().filter(|d| d.node == node && matches!(d.answer, Answer::Waiting)) {
+                d.answer = Answer::Failed { code: 0 };
+            }
+            // A donor that answered with a count and then died before all
+            // its copies arrived will not send the rest.
+            for d in run.donors.iter_mut().filter(|d| d.node == node) {
+                if let Answer::Sent { copies: Some(n), .. } = d.answer {
+                    if d.copies < n {
+                        d.answer = Answer::Failed { code: 0 };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the runs that are done or past the timeout; returns them.
+    pub fn tick(&mut self, now_ms: u64, policy: &Policy) -> Vec<Ended> {
+        let mut ended = Vec::new();
+        for run in self.runs.iter_mut().filter(|r| r.state == State::Pending) {
+            let done = if run.donors.is_empty() { policy.alone_is_synced } else { run.donors.iter().all(|d| d.done(now_ms, policy)) };
+            let state = if done {
+                State::Done { at_ms: now_ms }
+            } else if now_ms.saturating_sub(run.started_ms) >= policy.timeout_ms {
+                State::TimedOut { at_ms: now_ms }
+            } else {
+                continue;
+            };
+            run.state = state;
+            let (copies, bytes) = run.received();
+            ended.push(Ended { consumer: run.consumer.clone(), state, duration_ms: run.duration_ms(now_ms), copies, bytes });
+        }
+        ended
+    }
+
+    /// Whether `consumer` holds the cluster's state: its latest run is
+    /// done. A consumer that never asked for a sync is not followed and
+    /// counts as synced (nothing to wait for); None asks for every
+    /// consumer followed.
+    pub fn synced(&self, consumer: Option<&str>) -> bool {
+        let done = |r: &Run| matches!(r.state, State::Done { .. });
+        match consumer {
+            Some(c) => self.runs.iter().find(|r| r.consumer == c).is_none_or(done),
+            None => self.runs.iter().all(done),
+        }
+    }
+
+    /// Runs pending (the `sync_pending` statistic).
+    pub fn pending(&self) -> usize {
+        self.runs.iter().filter(|r| r.state == State::Pending).count()
+    }
+
+    /// One block per run: a header line `consumer reason started state
+    /// at`, then one line per donor `answer copies bytes last_copy node`
+    /// (answer: `w` waiting, `s<at>` or `s<at>/<copies>` sent, `f<code>`
+    /// failed), then an empty line.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        for r in &self.runs {
+            let (state, at) = match r.state {
+                State::Pending => ("pending", 0),
+                State::Done { at_ms } => ("done", at_ms),
+                State::TimedOut { at_ms } => ("timed_out", at_ms),
+            };
+            s += &format!("{} {} {} {state} {at}\n", r.consumer, r.reason.name(), r.started_ms);
+            for d in &r.donors {
+                let answer = match d.answer {
+                    Answer::Waiting => "w".to_string(),
+                    Answer::Sent { copies: None, at_ms } => format!("s{at_ms}"),
+                    Answer::Sent { copies: Some(n), at_ms } => format!("s{at_ms}/{n}"),
+                    Answer::Failed { code } => format!("f{code}"),
+                };
+                s += &format!("{answer} {} {} {} {}\n", d.copies, d.bytes, d.last_copy_ms, d.node);
+            }
+            s += "\n";
+        }
+        s
+    }
+
+    /// The table [`encode`](Self::encode) wrote; bad blocks are skipped.
+    pub fn decode(text: &str) -> SyncRuns {
+        let runs = text.split("\n\n").filter_map(|block| decode_run(block.trim_start_matches('\n'))).collect();
+        SyncRuns { runs }
+    }
+}
+
+fn decode_run(block: &str) -> Option<Run> {
+    let mut lines = block.lines();
+    let mut head = lines.next()?.split(' ');
+    let consumer = head.next()?.to_string();
+    let reason = Reason::parse(head.next()?)?;
+    let started_ms = head.next()?.parse().ok()?;
+    let state = head.next()?;
+    let at_ms = head.next()?.parse().ok()?;
+    let state = match state {
+        "pending" => State::Pending,
+        "done" => State::Done { at_ms },
+        "timed_out" => State::TimedOut { at_ms },
+        _ => return None,
+    };
+    let donors = lines
+        .filter_map(|line| {
+            let mut p = line.splitn(5, ' ');
+            let answer = p.next()?;
+            let answer = if answer == "w" {
+                Answer::Waiting
+            } else if let Some(code) = answer.strip_prefix('f') {
+                Answer::Failed { code: code.parse().ok()? }
+            } else {
+                let sent = answer.strip_prefix('s')?;
+                match sent.split_once('/') {
+                    Some((at, n)) => Answer::Sent { copies: Some(n.parse().ok()?), at_ms: at.parse().ok()? },
+                    None => Answer::Sent { copies: None, at_ms: sent.parse().ok()? },
+                }
+            };
+            let copies = p.next()?.parse().ok()?;
+            let bytes = p.next()?.parse().ok()?;
+            let last_copy_ms = p.next()?.parse().ok()?;
+            let node = p.next()?.to_string();
+            Some(Donor { node, answer, copies, bytes, last_copy_ms })
+        })
+        .collect();
+    Some(Run { consumer, reason, started_ms, donors, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "sip:127.0.0.2:5060";
+    const B: &str = "sip:127.0.0.3:5060";
+
+    fn policy() -> Policy {
+        Policy { settle_ms: 1000, timeout_ms: 30_000, alone_is_synced: true }
+    }
+
+    fn two_donors() -> SyncRuns {
+        let mut t = SyncRuns::default();
+        assert!(t.start("usrloc", Reason::Start, &[A.to_string(), B.to_string()], 100));
+        t
+    }
+
+    #[test]
+    fn a_dmq_rs_donor_is_done_when_every_copy_it_counted_arrived() {
+        let mut t = two_donors();
+        t.answered("usrloc", A, 200, Some(2), 200);
+        t.answered("usrloc", B, 200, Some(0), 200);
+        assert!(t.copy_arrived("usrloc", A, 500, 210));
+        assert!(t.tick(220, &policy()).is_empty(), "one of two copies");
+        assert!(!t.synced(Some("usrloc")));
+        t.copy_arrived("usrloc", A, 700, 230);
+        let ended = t.tick(230, &policy());
+        assert_eq!(
+            ended,
+            vec![Ended { consumer: "usrloc".into(), state: State::Done { at_ms: 230 }, duration_ms: 130, copies: 2, bytes: 1200 }]
+        );
+        assert!(t.synced(Some("usrloc")) && t.synced(None));
+    }
+
+    #[test]
+    fn copies_may_arrive_before_the_answer() {
+        let mut t = two_donors();
+        t.copy_arrived("usrloc", A, 10, 150);
+        t.answered("usrloc", A, 200, Some(1), 160);
+        t.answered("usrloc", B, 200, Some(0), 160);
+        assert_eq!(t.tick(160, &policy()).len(), 1);
+    }
+
+    #[test]
+    fn a_stock_donor_is_done_once_its_traffic_stopped_for_the_settle_time() {
+        let mut t = SyncRuns::default();
+        t.start("htable", Reason::Start, &[A.to_string()], 0);
+        t.answered("htable", A, 200, None, 100);
+        t.copy_arrived("htable", A, 60_000, 150);
+        assert!(t.tick(1100, &policy()).is_empty(), "a copy 950 ms ago");
+        assert_eq!(t.tick(1150, &policy())[0].state, State::Done { at_ms: 1150 });
+    }
+
+    #[test]
+    fn a_failed_or_dead_donor_leaves_the_run_pending_until_it_times_out() {
+        let mut t = two_donors();
+        t.answered("usrloc", A, 200, Some(0), 200);
+        t.answered("usrloc", B, 408, None, 200);
+        assert!(t.tick(29_000, &policy()).is_empty());
+        assert_eq!(t.tick(30_100, &policy())[0].state, State::TimedOut { at_ms: 30_100 });
+        assert!(!t.synced(Some("usrloc")), "timed out is not synced");
+
+        // Killed after saying it sent 3, with 1 arrived: never done.
+        let mut t = two_donors();
+        t.answered("usrloc", A, 200, Some(3), 200);
+        t.answered("usrloc", B, 200, Some(0), 200);
+        t.copy_arrived("usrloc", A, 10, 210);
+        t.node_gone(A);
+        assert!(t.tick(5000, &policy()).is_empty());
+        assert_eq!(t.runs[0].donors[0].answer, Answer::Failed { code: 0 });
+    }
+
+    #[test]
+    fn a_node_alone_is_synced_only_when_the_policy_says_so() {
+        let mut t = SyncRuns::default();
+        t.start("usrloc", Reason::Start, &[], 0);
+        assert_eq!(t.tick(0, &policy()).len(), 1);
+        assert!(t.synced(Some("usrloc")));
+        let mut t = SyncRuns::default();
+        t.start("usrloc", Reason::Start, &[], 0);
+        let strict = Policy { alone_is_synced: false, ..policy() };
+        assert!(t.tick(10, &strict).is_empty());
+        assert!(!t.synced(None));
+    }
+
+    #[test]
+    fn a_resync_makes_a_synced_consumer_pending_again_and_late_answers_change_nothing() {
+        let mut t = two_donors();
+        t.answered("usrloc", A, 200, Some(0), 200);
+        t.answered("usrloc", B, 200, Some(0), 200);
+        t.tick(200, &policy());
+        assert!(t.synced(Some("usrloc")));
+        t.start("usrloc", Reason::Command, &[B.to_string()], 300);
+        assert!(!t.synced(Some("usrloc")) && t.pending() == 1);
+        assert!(!t.copy_arrived("usrloc", A, 10, 310), "A was not asked this time");
+        assert!(!t.copy_arrived("presence", B, 10, 310), "presence asked nothing");
+        assert!(t.synced(Some("presence")), "a consumer that never asked counts as synced");
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_survives_its_shm_encoding() {
+        let mut t = two_donors();
+        t.answered("usrloc", A, 200, Some(4), 200);
+        t.answered("usrloc", B, 503, None, 200);
+        t.copy_arrived("usrloc", A, 99, 250);
+        t.start("htable", Reason::HealPull, &[B.to_string()], 260);
+        t.answered("htable", B, 200, None, 270);
+        t.start("dialog", Reason::Command, &[], 280);
+        t.tick(280, &policy());
+        assert_eq!(SyncRuns::decode(&t.encode()), t);
+        let mut full = SyncRuns::default();
+        for i in 0..MAX_CONSUMERS {
+            assert!(full.start(&format!("c{i}"), Reason::Start, &[], 0));
+        }
+        assert!(!full.start("one-more", Reason::Start, &[], 0));
+        assert!(full.start("c0", Reason::Command, &[], 1), "a followed consumer starts again");
+    }
+}
