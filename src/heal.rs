@@ -77,6 +77,15 @@ pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
     report(heal, outcomes, window);
 }
 
+/// `node` asked us for a consumer's state as a joining node does (not a
+/// heal pull): it is not pulled from (`HealTable::asked_us`).
+pub fn asked_us(node: &NodeUri) {
+    let Some(heal) = shared().map(|s| &s.heal) else { return };
+    if with_table(heal, |t| t.asked_us(node, monotonic_ms(), window())) {
+        log::info!("node {node} asked for our state as it joined: no heal pull from it");
+    }
+}
+
 /// The nodes seen active here (entries stay when a node leaves the list),
 /// this one excluded.
 pub fn seen() -> Vec<NodeUri> {
@@ -115,7 +124,7 @@ fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
         match outcome {
             Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
             Regain::Later => log::info!("sending node {node} our state soon (heal sync)"),
-            Regain::Pull => log::info!("node {node} is new here after our join sync: asking it for its state (heal pull)"),
+            Regain::Pull => log::info!("node {node} is new here after our join sync: asking it for its state (heal pull) unless it asks for ours first"),
             Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);

@@ -32,6 +32,7 @@ use crate::admission;
 use crate::cluster;
 use crate::duplicates;
 use crate::freshness;
+use crate::heal;
 use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 use dmq_core::ordering::Retained;
@@ -274,6 +275,9 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // One sent as part of a sync (a heal pull: it says its age) is
     // answered as a heal sync, with what this node wrote last (`origin`).
     let answered = if origin::is_sync_request(&peer_id, keys.as_ref()) {
+        if let (None, Some(node)) = (sync_age, sender.as_ref()) {
+            heal::asked_us(&node.uri);
+        }
         origin::in_sync(sync_age.is_some(), sender.as_ref().map(|s| s.uri.clone()), call)
     } else {
         call()

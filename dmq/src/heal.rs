@@ -20,6 +20,11 @@ pub fn window_ms(ping_interval_s: u32) -> u64 {
     u64::from(ping_interval_s).saturating_mul(2).clamp(4, 120) * 1000
 }
 
+/// The least time a pull from a node met after this node's join sync
+/// waits: a node that joins asks for our state right after its
+/// notification is answered, and is then not pulled ([`HealTable::asked_us`]).
+pub const PULL_GRACE_MS: u64 = 2000;
+
 /// A timer that runs every few hundred ms and saw no tick for this long
 /// means the node's processes did not run (SIGSTOP, a suspended VM, a
 /// stalled host): long enough for the others to have dropped it. The ping
@@ -74,6 +79,11 @@ pub struct HealEntry {
     pub due: Option<u64>,
     /// The due one is a pull (ask the node for its state), not a push.
     pub pull: bool,
+    /// The node asked us for our state (a join sync) before it became
+    /// active here, or while a pull from it waited: a node that joins
+    /// asking us has no state we lack (its live updates reach us), so it
+    /// is not pulled. Cleared when it arrives.
+    pub joined: bool,
 }
 
 /// One entry per node a heal sync ran for or waits for. Entries stay when
@@ -117,11 +127,17 @@ impl HealTable {
         for (nodes, delay) in [(direct, 0), (named, named_delay)] {
             for n in nodes {
                 let outcome = match self.entries.iter().position(|e| e.uri.same_node(n)) {
+                    Some(i) if self.entries[i].joined => {
+                        self.entries[i].joined = false;
+                        Regain::FirstSeen
+                    }
                     Some(_) => self.regained_after(n, now, window, delay),
                     None => match self.note_seen(n, now, window) {
                         None => match self.entries.iter().position(|e| e.uri.same_node(n)) {
                             Some(i) => {
-                                self.schedule(i, now, window, delay);
+                                // Time for a joining node's sync request
+                                // to arrive (`asked_us`): it is not pulled.
+                                self.schedule(i, now, window, delay.max(PULL_GRACE_MS));
                                 self.entries[i].pull = true;
                                 Regain::Pull
                             }
@@ -154,8 +170,35 @@ impl HealTable {
                         .map(|(i, _)| i)?;
                     self.entries.remove(oldest);
                 }
-                self.entries.push(HealEntry { uri: uri.clone(), last_sync: 0, due: None, pull: false });
+                self.entries.push(HealEntry { uri: uri.clone(), last_sync: 0, due: None, pull: false, joined: false });
                 None
+            }
+        }
+    }
+
+    /// `uri` asked us for our state as a node that joins does (not a heal
+    /// pull): a pull from it that waits is dropped, and one is not
+    /// scheduled when it arrives ([`HealEntry::joined`]). A stock node
+    /// answers a pull with its whole state, read while the live updates of
+    /// its items may still be on their way to it: applied after newer
+    /// updates here, it brought back contacts deleted since. Returns
+    /// whether a waiting pull was dropped.
+    pub fn asked_us(&mut self, uri: &NodeUri, now: u64, window: u64) -> bool {
+        match self.note_seen(uri, now, window) {
+            Some(i) => {
+                let e = &mut self.entries[i];
+                if e.pull && e.due.is_some() {
+                    e.pull = false;
+                    e.due = None;
+                    return true;
+                }
+                false
+            }
+            None => {
+                if let Some(e) = self.entries.iter_mut().find(|e| e.uri.same_node(uri)) {
+                    e.joined = true;
+                }
+                false
             }
         }
     }
@@ -202,12 +245,13 @@ impl HealTable {
     }
 
     /// One line per entry: `last_sync due uri` (due 0: none; `p` before
-    /// it: a pull).
+    /// it: a pull; `j` before `last_sync`: joined).
     pub fn encode(&self) -> String {
         let mut s = String::new();
         for e in &self.entries {
             let pull = if e.pull { "p" } else { "" };
-            s += &format!("{} {pull}{} {}\n", e.last_sync, e.due.unwrap_or(0), e.uri.to_uri());
+            let joined = if e.joined { "j" } else { "" };
+            s += &format!("{joined}{} {pull}{} {}\n", e.last_sync, e.due.unwrap_or(0), e.uri.to_uri());
         }
         s
     }
@@ -218,7 +262,12 @@ impl HealTable {
             .lines()
             .filter_map(|line| {
                 let mut parts = line.splitn(3, ' ');
-                let last_sync = parts.next()?.parse().ok()?;
+                let last_sync = parts.next()?;
+                let (joined, last_sync) = match last_sync.strip_prefix('j') {
+                    Some(l) => (true, l),
+                    None => (false, last_sync),
+                };
+                let last_sync = last_sync.parse().ok()?;
                 let due = parts.next()?;
                 let (pull, due) = match due.strip_prefix('p') {
                     Some(d) => (true, d),
@@ -226,7 +275,7 @@ impl HealTable {
                 };
                 let due: u64 = due.parse().ok()?;
                 let uri = protocol::parse_node_line(parts.next()?).ok()?.uri;
-                Some(HealEntry { uri, last_sync, due: (due != 0).then_some(due), pull })
+                Some(HealEntry { uri, last_sync, due: (due != 0).then_some(due), pull, joined })
             })
             .collect();
         HealTable { entries }
@@ -357,11 +406,32 @@ mod tests {
         assert_eq!(got, vec![(a1.clone(), Regain::Pull), (a2.clone(), Regain::Pull), (b1.clone(), Regain::Later)]);
         // the table keeps which is which through its encoding
         let mut t = HealTable::decode(&t.encode());
-        assert_eq!(t.take_due_syncs(1000), vec![(a1.clone(), true)]);
+        assert!(t.take_due_syncs(1000).is_empty(), "a pull waits for a joiner's request");
+        assert_eq!(t.take_due_syncs(3000), vec![(a1.clone(), true)]);
         assert_eq!(t.take_due_syncs(4000), vec![(b1.clone(), false), (a2.clone(), true)]);
         // met again later: an ordinary regain (a push)
         assert_eq!(t.arrived(std::slice::from_ref(&a1), &[], 60_000, 4000, 0), vec![(a1.clone(), Regain::Now)]);
         assert_eq!(t.take_due_syncs(60_000), vec![(a1, false)]);
+    }
+
+    #[test]
+    fn a_node_that_joins_asking_for_our_state_is_not_pulled_from() {
+        let (a1, a2, a3) = (uri("sip:10.0.0.1:5060"), uri("sip:10.0.0.2:5060"), uri("sip:10.0.0.3:5060"));
+        let mut t = HealTable::default();
+        // a2 asks before it arrives here, a1 after its pull was scheduled
+        assert!(!t.asked_us(&a2, 500, 4000));
+        let t2 = HealTable::decode(&t.encode());
+        assert_eq!(t2, t, "joined survives the encoding");
+        let mut t = t2;
+        let got = t.arrived(std::slice::from_ref(&a1), &[a2.clone(), a3.clone()], 1000, 4000, 3000);
+        assert_eq!(got, vec![(a1.clone(), Regain::Pull), (a2.clone(), Regain::FirstSeen), (a3.clone(), Regain::Pull)]);
+        assert!(t.asked_us(&a1, 1500, 4000), "the waiting pull is dropped");
+        assert_eq!(t.take_due_syncs(10_000), vec![(a3, true)], "a node that never asked is pulled");
+        // a2 comes back after a partition: an ordinary heal push
+        assert_eq!(t.arrived(&[], std::slice::from_ref(&a2), 60_000, 4000, 0), vec![(a2.clone(), Regain::Now)]);
+        // asking again while a push waits changes nothing
+        assert!(!t.asked_us(&a2, 60_001, 4000));
+        assert_eq!(t.take_due_syncs(60_001), vec![(a2, false)]);
     }
 
     #[test]
