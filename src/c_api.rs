@@ -7,8 +7,9 @@ use dmq_core::protocol::{NodeStatus, NodeUri};
 use dmq_abi::api::{DmqApi, Peer, PeerMessage, PeerSpec};
 
 use dmq_core::ordering::Retained;
+use dmq_core::sync_runs::Reason;
 
-use crate::{cluster, freshness, heal, messaging, origin, peers, shared};
+use crate::{cluster, freshness, heal, messaging, origin, peers, shared, sync_status};
 
 /// The module's side of `dmq_api_t`.
 pub enum Api {}
@@ -32,13 +33,23 @@ impl DmqApi for Api {
         if let Some(node) = origin::sync_requester() {
             return Self::send_message(peer, message, node);
         }
+        let keys = dmq_core::ordering::identify(message.peer_id, message.body);
+        // A consumer's sync request (its init callback at the join): the
+        // sync is followed until done (`sync_status`).
+        let follow = |targets: &[Node]| {
+            if origin::is_sync_request(message.peer_id, keys.as_ref()) {
+                let donors: Vec<NodeUri> = targets.iter().map(|t| t.uri.clone()).collect();
+                sync_status::started(message.peer_id, Reason::Start, &donors);
+            }
+        };
         // init_with_single: the join sync's requests go to one node.
         if let Some(node) = peers::single_target() {
             let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+            follow(std::slice::from_ref(&target));
             return send(message, &[target]);
         }
         let targets = messaging::active_targets(except.as_ref());
-        let keys = dmq_core::ordering::identify(message.peer_id, message.body);
+        follow(&targets);
         let sent = messaging::send_keyed(message, keys.as_ref(), &targets);
         // An update of our consumer's own: the item is ours (a delete: kept
         // for the nodes it did not reach, `origin`), and newer than any
@@ -54,11 +65,22 @@ impl DmqApi for Api {
         // A sync's copy says when its sync began (`freshness` on the
         // receiver); a heal sync carries only what this node wrote last
         // (`origin`).
-        let message = PeerMessage { sync_since: origin::current_sync().map(|s| s.since_ms), ..*message };
+        // A copy answering the target's own sync request says so, and its
+        // items are counted for the answer's reply (`sync_status`).
+        let sync = origin::current_sync();
+        let answer = sync.is_some_and(|s| s.answer) && origin::sync_requester().is_some_and(|r| r.same_node(&target.uri));
+        let message = PeerMessage { sync_since: sync.map(|s| s.since_ms), sync_answer: answer, ..*message };
         match origin::sendable(&message) {
-            Retained::All => send(&message, &[target]),
+            Retained::All => {
+                origin::count_sent(&message, &target.uri);
+                send(&message, &[target])
+            }
             Retained::Nothing => Ok(()),
-            Retained::Some(body) => send(&PeerMessage { body: &body, ..message }, &[target]),
+            Retained::Some(body) => {
+                let message = PeerMessage { body: &body, ..message };
+                origin::count_sent(&message, &target.uri);
+                send(&message, &[target])
+            }
         }
     }
 

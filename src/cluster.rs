@@ -22,7 +22,7 @@ use kamailio::tm::TmReply;
 use crate::admission;
 use crate::event_counts::{self, EventCount};
 use crate::shared::{shared, Shared};
-use crate::{heal, name_sources, peer_events, peers};
+use crate::{heal, name_sources, peer_events, peers, sync_status};
 
 const CONTENT_TYPE: &str = "text/plain";
 
@@ -133,6 +133,7 @@ fn report_events(m: &Shared, events: &[NodeEvent], source: Option<&NodeUri>) {
             }
             NodeEvent::Inactive(uri) => {
                 log::info!("node {uri} is no longer active");
+                sync_status::node_gone(uri);
                 if let Some(route) = m.routes.node_inactive {
                     run_node_route(route, uri, "inactive");
                 }
@@ -240,6 +241,7 @@ fn send_notification(m: &Shared, targets: &[NodeUri], body: &str, max_forwards: 
             body: body.as_bytes(),
             signing: m.signing(),
             sync_age_ms: None,
+            sync_answer: false,
         };
         match m.send_through_tm(&kdmq, hop.as_deref(), on_notification_reply, tm_context::encode_notification(round, target).as_bytes()) {
             Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
@@ -451,14 +453,22 @@ fn ping_timer() {
     // never here: a slow DNS server must not hold the core's timer.
     // What the names list, copied first: no two locks at once.
     let from_names = name_sources::listed();
-    let (events, body, targets) = with_nodes(|list| {
+    let (events, body, targets, alone) = with_nodes(|list| {
         add_seeds(m, list);
         let (events, targets) = list.start_ping_round(round, |n| is_seed_of(m, &from_names, n), policy(m));
-        (events, list.notification_body(), targets)
+        (events, list.notification_body(), targets, list.nodes.iter().all(|n| n.local))
     })
     .unwrap_or_default();
     report_events(m, &events, None);
     send_notification(m, &targets, &body, 1, round);
+    // No other node known a ping interval after startup (no seed but this
+    // node, a name that lists nobody else): the first node of a cluster.
+    // Its join sync runs now and asks nobody (as the stock module's, which
+    // notifies itself); a node met later is pulled from (`heal`).
+    if alone && !peers::init_done() {
+        log::info!("no other node known after a ping interval: this node is alone; its join sync asks nobody");
+        peers::cluster_reached(None);
+    }
 }
 
 /// Shutdown (main process, after the children are gone): tell the active
@@ -496,6 +506,7 @@ pub fn announce_leave(m: &Shared) {
             body: body.as_bytes(),
             signing,
             sync_age_ms: None,
+            sync_answer: false,
         };
         let request = protocol::leave_notice(&kdmq, &m.socket.sent_by, &token);
         match send::send_from(

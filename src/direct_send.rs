@@ -35,6 +35,7 @@ use kamailio::tm::TmReply;
 
 use crate::cluster;
 use crate::event_counts;
+use crate::sync_status;
 use crate::shared::{self, shared, DirectTable, InFlight};
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
@@ -117,7 +118,7 @@ impl<'a> Outgoing<'a> {
 pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
     let table = &shared().ok_or(SendError::NoSlot)?.direct;
     let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
-    let PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since } = out.message;
+    let PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since, sync_answer } = out.message;
     let transport = out.target.transport;
     let delivery = if transport.is_stream() { Delivery::Stream } else { Delivery::Datagram };
     // The slot comes first: its branch goes into the request.
@@ -134,6 +135,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         body,
         signing: m.signing(),
         sync_age_ms: sync_since.map(|since| now_ms().saturating_sub(since)),
+        sync_answer,
     }
     .to_bytes(&protocol::Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
     let uri = out.target.to_uri();
@@ -282,6 +284,12 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
     }
     if code >= 300 {
         log::debug!("peer message answered {code}");
+    }
+    // A consumer's sync request: its run learns the answer (`sync_status`).
+    if let Some(node) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) {
+        if let Some((peer, _, _, body)) = protocol::request_parts(uri_and_request(&message).1) {
+            sync_status::request_answered(peer, body, &node, code, reply.msg());
+        }
     }
     if let Some(callback) = callback {
         let node = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);

@@ -25,7 +25,7 @@ kamailio_module! {
 }
 
 /// Script functions: the stock module's names, arities, fixups and route flags.
-static CMDS: CoreCell<[CmdExport; 13]> = CoreCell::new([
+static CMDS: CoreCell<[CmdExport; 15]> = CoreCell::new([
     cmd!(c"dmq_handle_message", script::handle_message, 0, Fixup::None, route::REQUEST),
     cmd!(c"dmq_handle_message", script::handle_message, 1, Fixup::Int, route::REQUEST),
     cmd!(c"dmq_process_message", script::process_message, 0, Fixup::None, route::REQUEST),
@@ -38,13 +38,16 @@ static CMDS: CoreCell<[CmdExport; 13]> = CoreCell::new([
     // Upstream master's.
     cmd!(c"dmq_process_custom", custom::process_custom, 4, Fixup::AllStrings, route::ANY),
     cmd!(c"dmq_handle_custom", custom::handle_custom, 4, Fixup::AllStrings, route::ANY),
+    // dmq_rs's own (issue 33): for a readiness probe.
+    cmd!(c"dmq_is_synced", script::is_synced, 0, Fixup::None, route::ANY),
+    cmd!(c"dmq_is_synced", script::is_synced, 1, Fixup::AllStrings, route::ANY),
     // The C API for htable, dmq_usrloc, dialog and presence: find_export("bind_dmq", 0, 0).
     CmdExport::api(c"bind_dmq", bind_dmq::<Api>),
     CmdExport::END,
 ]);
 
 /// `KSR.dmq.*` for app_lua, app_python3 and the other KEMI interpreters.
-static KEMI: CoreCell<[KemiExport; 12]> = CoreCell::new([
+static KEMI: CoreCell<[KemiExport; 14]> = CoreCell::new([
     kemi!(c"dmq", c"handle_message", script::ki_handle_message, ()),
     kemi!(c"dmq", c"handle_message_rc", script::ki_handle_message_rc, (rc: int)),
     kemi!(c"dmq", c"process_message", script::ki_process_message, ()),
@@ -56,11 +59,13 @@ static KEMI: CoreCell<[KemiExport; 12]> = CoreCell::new([
     kemi!(c"dmq", c"is_from_node", script::ki_is_from_node, ()),
     kemi!(c"dmq", c"process_custom_message", custom::ki_process_custom, (peer: str, node: str, body: str, content_type: str)),
     kemi!(c"dmq", c"handle_custom_message", custom::ki_handle_custom, (peer: str, node: str, body: str, content_type: str)),
+    kemi!(c"dmq", c"is_synced", script::ki_is_synced, ()),
+    kemi!(c"dmq", c"is_synced_peer", script::ki_is_synced_peer, (peer: str)),
     KemiExport::END,
 ]);
 
 /// `kamcmd dmq.*`.
-static RPCS: CoreCell<[RpcExport; 6]> = CoreCell::new([
+static RPCS: CoreCell<[RpcExport; 8]> = CoreCell::new([
     rpc!(c"dmq.list_nodes", rpc_commands::list_nodes, c"Print all nodes", RpcReply::Array),
     rpc!(c"dmq.remove", rpc_commands::remove, c"Remove a DMQ node (parameter: its SIP address)", RpcReply::Single),
     rpc!(c"dmq.add", rpc_commands::add, c"Add a DMQ node (parameter: its SIP address)", RpcReply::Single),
@@ -75,6 +80,18 @@ static RPCS: CoreCell<[RpcExport; 6]> = CoreCell::new([
         rpc_commands::stats,
         c"Every dmq statistic (the names of stats.get_statistics dmq:), then details that are not statistics (limits, parts of a total by send path, waiting work), then one entry per DMQ worker",
         RpcReply::Array
+    ),
+    rpc!(
+        c"dmq.sync_status",
+        rpc_commands::sync_status,
+        c"Whether this node holds the cluster's state, then each consumer's latest sync: reason, state, duration, what arrived, each asked node's answer",
+        RpcReply::Array
+    ),
+    rpc!(
+        c"dmq.resync",
+        rpc_commands::resync,
+        c"Ask for a consumer's state again (parameters, optional: the consumer or *, a node's SIP address; default: every consumer, every node)",
+        RpcReply::Single
     ),
     RpcExport::END,
 ]);

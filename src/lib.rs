@@ -35,5 +35,6 @@ mod rpc_commands;
 mod script;
 mod shared;
 mod statistics;
+mod sync_status;
 mod usrloc_batches;
 mod workers;

@@ -12,6 +12,7 @@ use dmq_core::nodes::Node;
 use dmq_core::ordering::Keys;
 use dmq_core::pending;
 use dmq_core::protocol::{Kdmq, NodeStatus, NodeUri};
+use dmq_core::sync_runs::Reason;
 use dmq_core::tm_context::TmContext;
 
 use dmq_abi::api::{PeerMessage, ResponseCallback};
@@ -25,7 +26,7 @@ use crate::ordering::{self, Verdict};
 use crate::origin;
 use crate::shared::{shared, Shared};
 use crate::usrloc_batches;
-use crate::{cluster, heal, heal_pushes, peers};
+use crate::{cluster, heal, heal_pushes, peers, sync_status};
 
 /// How often the retransmission timer runs.
 const TICK_US: u32 = 100_000;
@@ -54,6 +55,7 @@ fn timer_tick() {
         pull_from(&node);
     }
     direct_send::tick();
+    sync_status::tick();
     if let Some(m) = shared() {
         resend_busy(m, monotonic_ms());
     }
@@ -70,6 +72,7 @@ fn pull_from(uri: &NodeUri) {
     let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
+        sync_status::started(&id, Reason::HealPull, std::slice::from_ref(uri));
         let message = PeerMessage {
             peer_id: &id,
             body: &body,
@@ -77,12 +80,55 @@ fn pull_from(uri: &NodeUri) {
             max_forwards: 1,
             callback: None,
             sync_since: Some(monotonic_ms()),
+            sync_answer: false,
         };
         match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
             Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
         }
     }
+}
+
+/// `dmq.resync`: asks `node` (None: every active node) for the state of
+/// `consumer` (None: every consumer that syncs) again, as a joining node
+/// does: each donor answers with its whole state (not a heal pull's
+/// "what it wrote last": a contact removed here by hand comes back).
+/// Each sync is followed (`sync_status`). Returns the consumers asked.
+pub fn resync(consumer: Option<&str>, node: Option<&NodeUri>) -> Result<Vec<String>, String> {
+    let targets: Vec<Node> = match node {
+        Some(uri) => {
+            let found = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()).flatten();
+            vec![found.ok_or_else(|| format!("{uri} is not another node of the list"))?]
+        }
+        None => active_targets(None),
+    };
+    let requests: Vec<_> = peers::sync_requests().into_iter().filter(|(peer, _, _)| consumer.is_none_or(|c| peer.id() == c)).collect();
+    if requests.is_empty() {
+        return Err(match consumer {
+            Some(c) => format!("no DMQ peer {c:?} that asks for a sync (its module syncs at start only when set to)"),
+            None => "no DMQ peer asks for a sync".into(),
+        });
+    }
+    let donors: Vec<NodeUri> = targets.iter().map(|t| t.uri.clone()).collect();
+    let mut asked = Vec::new();
+    for (peer, body, content_type) in requests {
+        let id = peer.id();
+        sync_status::started(&id, Reason::Command, &donors);
+        let message = PeerMessage {
+            peer_id: &id,
+            body: &body,
+            content_type: &content_type,
+            max_forwards: 1,
+            callback: None,
+            sync_since: None,
+            sync_answer: false,
+        };
+        if let Err(e) = send_to(&message, &targets) {
+            log::warn!("dmq.resync: asking for the state of DMQ peer {id:?}: {e}");
+        }
+        asked.push(id);
+    }
+    Ok(asked)
 }
 
 /// Before a heal sync to `node`: the deletes it missed (`origin`), in
@@ -156,11 +202,13 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             max_forwards: m.max_forwards,
             callback,
             sync_since: m.sync_since,
+            sync_answer: m.sync_answer,
         };
         origin::timed_out(&sent, &message.target);
     } else {
         event_counts::add_reply(code);
     }
+    sync_status::request_answered(message.message.peer_id, message.message.body, &message.target, code, reply.msg());
     run_response_callback(code, reply, &message.target, callback_of(&message));
     finish_tm(&message);
 }
@@ -190,6 +238,7 @@ fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
         body: message.body,
         signing: m.signing(),
         sync_age_ms: message.sync_since.map(|since| monotonic_ms().saturating_sub(since)),
+        sync_answer: message.sync_answer,
     };
     m.send_through_tm(&kdmq, hop.as_deref(), on_tm_reply, &context.encode())
 }
@@ -205,6 +254,7 @@ fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri, orde
             max_forwards: message.max_forwards,
             callback: message.callback.map(|c| c.to_bytes()),
             sync_since: message.sync_since,
+            sync_answer: message.sync_answer,
         },
         target: target.clone(),
         deadline_ms: monotonic_ms() + pending::TIMEOUT_MS,

@@ -104,6 +104,7 @@ impl Waiting {
             max_forwards: m.max_forwards,
             callback,
             sync_since: m.sync_since,
+            sync_answer: m.sync_answer,
         };
         Some((items, message, context.target))
     }
@@ -124,6 +125,7 @@ pub fn store(message: &PeerMessage<'_>, target: &NodeUri, items: &[u64]) -> Opti
             max_forwards: message.max_forwards,
             callback: message.callback.map(|c| c.to_bytes()),
             sync_since: message.sync_since,
+            sync_answer: message.sync_answer,
         },
         target: target.clone(),
         deadline_ms: 0,

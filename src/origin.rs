@@ -90,7 +90,7 @@ pub fn received(peer: &str, keys: Option<&Keys>) {
 pub fn timed_out_request(uri: &[u8], request: &[u8]) {
     let Some((peer, max_forwards, content_type, body)) = protocol::request_parts(request) else { return };
     let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else { return };
-    timed_out(&PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None }, &target);
+    timed_out(&PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: false }, &target);
 }
 
 /// `message` to `target` got no answer: a delete, or each delete in a
@@ -117,6 +117,10 @@ pub fn missed_by(node: &NodeUri) -> Vec<Waiting> {
 pub struct Sync {
     pub since_ms: u64,
     pub heal: bool,
+    /// It answers the requester's sync request (not a heal push): its
+    /// copies say so, and their items are counted for the reply
+    /// (`protocol::SYNC_SENT_HEADER`).
+    pub answer: bool,
 }
 
 thread_local! {
@@ -126,11 +130,25 @@ thread_local! {
     static SYNC: Cell<Option<Sync>> = const { Cell::new(None) };
     /// The node that asked for the sync running now, when known.
     static REQUESTER: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
+    /// Items sent to the requester in the answer running now.
+    static ITEMS_SENT: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs `f` (a sync request's job, asked for by `requester`) with the
 /// consumer's sends marked as the sync's copies.
 pub fn in_sync<R>(heal: bool, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> R {
+    running(Sync { since_ms: kamailio::clock::monotonic_ms(), heal, answer: false }, requester, f)
+}
+
+/// As [`in_sync`], for a sync request a node sent us: returns what `f`
+/// returned and the items sent to `requester` for it ([`count_sent`]).
+pub fn answering<R>(heal: bool, requester: NodeUri, f: impl FnOnce() -> R) -> (R, u64) {
+    ITEMS_SENT.with(|n| n.set(0));
+    let r = running(Sync { since_ms: kamailio::clock::monotonic_ms(), heal, answer: true }, Some(requester), f);
+    (r, ITEMS_SENT.with(|n| n.replace(0)))
+}
+
+fn running<R>(sync: Sync, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -138,10 +156,22 @@ pub fn in_sync<R>(heal: bool, requester: Option<NodeUri>, f: impl FnOnce() -> R)
             REQUESTER.with(|r| *r.borrow_mut() = None);
         }
     }
-    SYNC.with(|s| s.set(Some(Sync { since_ms: kamailio::clock::monotonic_ms(), heal })));
+    SYNC.with(|s| s.set(Some(sync)));
     REQUESTER.with(|r| *r.borrow_mut() = requester);
     let _reset = Reset;
     f()
+}
+
+/// A copy of the answer running now goes to `target`: its items count
+/// toward the answer's reply (every item handed for sending, also one
+/// whose send fails: the asking node then waits for it and times out
+/// rather than call itself synced without it).
+pub fn count_sent(message: &PeerMessage<'_>, target: &NodeUri) {
+    let answer = current_sync().is_some_and(|s| s.answer) && sync_requester().is_some_and(|r| r.same_node(target));
+    if answer {
+        let items = ordering::identify(message.peer_id, message.body).map_or(1, |k| k.items.len() as u64);
+        ITEMS_SENT.with(|n| n.set(n.get() + items));
+    }
 }
 
 /// The node that asked for the sync this process answers now, if known

@@ -118,6 +118,9 @@ pub fn cluster_reached(single: Option<NodeUri>) {
             log::warn!("init callback of DMQ peer {:?} failed", peer.id());
         }
     }
+    // The consumers' sync requests left (each followed): from now on the
+    // node is synced once they are done (`sync_status`).
+    crate::sync_status::join_ran();
 }
 
 thread_local! {

@@ -6,7 +6,7 @@ use kamailio::rpc::{RpcCall, Value};
 use dmq_core::protocol;
 
 use crate::shared::shared;
-use crate::{cluster, statistics, workers};
+use crate::{cluster, messaging, statistics, sync_status, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
 /// status words of the release the module runs on (with 6.1's `fail_count`).
@@ -128,5 +128,84 @@ pub fn stats(call: &RpcCall) {
     }
     if !ok {
         call.fault(500, "Server failure");
+    }
+}
+
+/// `dmq.sync_status`: whether the node is synced, then one entry per
+/// consumer's latest sync: why it ran, its state, how long it took (or
+/// has taken), what arrived, and each asked node's answer.
+pub fn sync_status(call: &RpcCall) {
+    use dmq_core::sync_runs::{Answer, State};
+    let Some((joined, runs)) = sync_status::snapshot() else {
+        call.fault(500, "dmq not initialized");
+        return;
+    };
+    let now = kamailio::clock::monotonic_ms();
+    let synced = sync_status::is_synced(None);
+    let mut ok = call.add_struct(&[("synced", Value::Int(synced as i32)), ("join_sync_sent", Value::Int(joined as i32))]);
+    for run in &runs.runs {
+        let state = match run.state {
+            State::Pending => "pending",
+            State::Done { .. } => "done",
+            State::TimedOut { .. } => "timed_out",
+        };
+        let (messages, bytes) = run.received();
+        let donors: Vec<String> = run
+            .donors
+            .iter()
+            .map(|d| {
+                let answer = match d.answer {
+                    Answer::Waiting => "no answer yet".to_string(),
+                    Answer::Sent { copies: Some(n), .. } => format!("200, {}/{n} items", d.items),
+                    Answer::Sent { copies: None, .. } => format!("200 (stock), {} messages", d.messages),
+                    Answer::Failed { code: 0 } => "gone".to_string(),
+                    Answer::Failed { code } => format!("{code}"),
+                };
+                let done = if d.done(now, &shared_policy()) { "done" } else { "waiting" };
+                format!("{} {done}: {answer}", d.node)
+            })
+            .collect();
+        let donors = if donors.is_empty() { "none (alone)".to_string() } else { donors.join("; ") };
+        ok = ok
+            && call.add_struct(&[
+                ("consumer", Value::Str(&run.consumer)),
+                ("reason", Value::Str(run.reason.name())),
+                ("state", Value::Str(state)),
+                ("duration_ms", Value::Int(run.duration_ms(now).min(i32::MAX as u64) as i32)),
+                ("started_ms_ago", Value::Int(now.saturating_sub(run.started_ms).min(i32::MAX as u64) as i32)),
+                ("messages", Value::Int(messages.min(i32::MAX as u64) as i32)),
+                ("bytes", Value::Int(bytes.min(i32::MAX as u64) as i32)),
+                ("donors", Value::Str(&donors)),
+            ]);
+    }
+    if !ok {
+        call.fault(500, "Server failure");
+    }
+}
+
+fn shared_policy() -> dmq_core::sync_runs::Policy {
+    shared().map(|m| m.config.sync_policy).unwrap_or_default()
+}
+
+/// `dmq.resync [consumer] [node]`: asks one node (or every active node)
+/// for one consumer's state (or every consumer's) again; followed in
+/// `dmq.sync_status`. A consumer named `*` stands for every one, so that a
+/// node can be given alone.
+pub fn resync(call: &RpcCall) {
+    let consumer = call.string_param().filter(|c| c != "*" && !c.is_empty());
+    let node = match call.string_param().map(|a| protocol::parse_node_line(&a)) {
+        None => None,
+        Some(Ok(line)) => Some(line.uri),
+        Some(Err(_)) => {
+            call.fault(400, "Invalid node address");
+            return;
+        }
+    };
+    match messaging::resync(consumer.as_deref(), node.as_ref()) {
+        Ok(asked) => {
+            log::info!("dmq.resync: asked {} for the state of {}", node.as_ref().map_or("every node".to_string(), |n| n.to_string()), asked.join(", "));
+            call.print(&format!("Ok. Resync of {} started.", asked.join(", ")));
+        }
+        Err(e) => call.fault(404, &e),
     }
 }

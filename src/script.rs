@@ -13,6 +13,7 @@ use crate::event_counts::{self, EventCount};
 use crate::messaging;
 use crate::peers;
 use crate::shared::shared;
+use crate::sync_status;
 use crate::workers::{self, QueueError};
 use dmq_core::duplicates::Seen;
 
@@ -162,7 +163,7 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
         None => messaging::active_targets(None),
     };
     let (id, content_type) = (peer.id(), String::from_utf8_lossy(content_type));
-    let message = PeerMessage { peer_id: &id, body, content_type: &content_type, max_forwards: 1, callback: None, sync_since: None };
+    let message = PeerMessage { peer_id: &id, body, content_type: &content_type, max_forwards: 1, callback: None, sync_since: None, sync_answer: false };
     match messaging::send_to(&message, &targets) {
         Ok(()) => 1,
         Err(e) => {
@@ -261,4 +262,30 @@ pub fn ki_is_from_node(msg: &SipMsg) -> i32 {
     } else {
         -1
     }
+}
+
+/// Whether this node holds the cluster's state for `peer` (None: every
+/// consumer that syncs): 1, else -1 (`sync_status::is_synced`).
+fn synced(peer: Option<&[u8]>) -> i32 {
+    let peer = peer.map(String::from_utf8_lossy);
+    if sync_status::is_synced(peer.as_deref()) {
+        1
+    } else {
+        -1
+    }
+}
+
+/// `dmq_is_synced(["peer"])`: 1 once this node's syncs are done (for one
+/// consumer, e.g. "usrloc", or all), -1 before (a readiness probe answers
+/// 503 then).
+pub fn is_synced(_msg: &SipMsg, args: &ScriptArgs) -> i32 {
+    synced(args.bytes(0, "peer").as_deref())
+}
+
+pub fn ki_is_synced(_msg: &SipMsg) -> i32 {
+    synced(None)
+}
+
+pub fn ki_is_synced_peer(_msg: &SipMsg, peer: &[u8]) -> i32 {
+    synced(Some(peer))
 }

@@ -24,6 +24,7 @@ use dmq_abi::in_shm::{OrderParts, PendingParts};
 use dmq_core::batching::BATCH_NODES;
 use dmq_core::config::Config;
 use dmq_core::heal::HealTable;
+use dmq_core::sync_runs::SyncRuns;
 use dmq_core::nodes::{NodeList, MAX_NODES};
 use dmq_core::protocol::{self, Kdmq, NodeUri, Transport};
 
@@ -64,6 +65,8 @@ pub struct Shared {
     pub events: &'static EventCounters,
     /// The heal table and its counters (`heal`).
     pub heal: Heal,
+    /// Each consumer's latest sync, followed (`sync_status`).
+    pub syncs: SyncFollow,
     /// The DMQ workers and their job queues (`workers`).
     pub workers: Pool,
     /// Peer messages waiting for their reply, sent without tm (`direct_send`).
@@ -190,6 +193,29 @@ shm_zeroed! {
     }
 }
 
+shm_zeroed! {
+    /// Sync figures (`sync_status`).
+    pub struct SyncCounters {
+        /// The join sync's requests left (the init callbacks ran): before
+        /// that, this node is not synced.
+        pub joined: AtomicBool,
+        /// Runs pending now (lets hot paths skip the lock when 0).
+        pub pending: AtomicUsize,
+        /// Runs ended done, and timed out, since startup.
+        pub done: AtomicU64,
+        pub timed_out: AtomicU64,
+        /// How long the latest run that ended took (ms).
+        pub last_duration_ms: AtomicU64,
+    }
+}
+
+/// The sync runs (`dmq_core::sync_runs`), serialized in shm under its
+/// lock, and their counters (`sync_status`).
+pub struct SyncFollow {
+    pub table: ShmStore,
+    pub counters: &'static SyncCounters,
+}
+
 /// The heal table, serialized in shm under its lock, and its counters (`heal`).
 pub struct Heal {
     pub table: ShmStore,
@@ -213,6 +239,7 @@ shm_data! {
         /// (`protocol::RequestScan`'s fields).
         pub seen_key: Option<u64>,
         pub sync_age_ms: Option<u64>,
+        pub sync_answer: bool,
     }
 }
 
@@ -334,6 +361,8 @@ shm_data! {
         pub used: u32,
         /// Its updates are copies of one sync's (when it began), or live.
         pub sync_since: Option<u64>,
+        /// Those copies answer the receiving node's sync request.
+        pub sync_answer: bool,
     }
 }
 
@@ -433,6 +462,10 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         table: ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or_else(|| out_of_shm("the heal table"))?,
         counters: leak_zeroed().ok_or_else(|| out_of_shm("the heal counters"))?,
     };
+    let syncs = SyncFollow {
+        table: ShmStore::new(SyncRuns::MAX_ENCODED_LEN).ok_or_else(|| out_of_shm("the sync runs"))?,
+        counters: leak_zeroed().ok_or_else(|| out_of_shm("the sync counters"))?,
+    };
     let queues = || out_of_shm("the DMQ job queues");
     let workers = Pool {
         counters: leak_zeroed().ok_or_else(queues)?,
@@ -462,6 +495,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         nodes,
         names,
         heal,
+        syncs,
         workers,
         direct,
         config: s.config,

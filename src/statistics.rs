@@ -20,7 +20,7 @@ use dmq_core::statistics::{Detail, Statistic as Declared};
 use kamailio::stats::{self, Statistic};
 
 use crate::event_counts::{self, EventCount};
-use crate::{admission, cluster, direct_send, heal, messaging, ordering, workers};
+use crate::{admission, cluster, direct_send, heal, messaging, ordering, sync_status, workers};
 
 fn pending() -> PendingStats {
     direct_send::stats().unwrap_or_default()
@@ -86,6 +86,11 @@ pub fn read(statistic: Declared) -> u64 {
         UpdatesWaiting => u64::from(ordering::waiting()),
         DuplicatesIgnored => event_counts::get(EventCount::DuplicatesIgnored),
         SyncItemsRefused => event_counts::get(EventCount::SyncItemsRefused),
+        SyncPending => sync_status::stats().0,
+        Synced => sync_status::stats().1,
+        SyncsDone => sync_status::stats().2,
+        SyncsTimedOut => sync_status::stats().3,
+        SyncLastDurationMs => sync_status::stats().4,
     }
 }
 

@@ -63,14 +63,14 @@ pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: 
 /// takes updates with one callback, and of one sync or none (its copies
 /// carry their sync's age).
 fn offer(to: SocketAddr, message: &PeerMessage<'_>) -> Placement {
-    let (update, callback, sync_since) = (message.body, message.callback, message.sync_since);
+    let (update, callback, sync_since, sync_answer) = (message.body, message.callback, message.sync_since, message.sync_answer);
     let callback_bytes = callback.map(|c| c.to_bytes());
     let mut spare: Option<ShmBlock<Batch>> = None;
     loop {
         let placed = with(|batches| {
             batches.offer(to, &mut spare, |batch| {
-                let Batch { callback: batch_callback, mut updates, mut used, sync_since: batch_sync } = *batch.header();
-                let same_callback = batch_callback.map(|c| c.to_bytes()) == callback_bytes && batch_sync == sync_since;
+                let Batch { callback: batch_callback, mut updates, mut used, sync_since: batch_sync, sync_answer: batch_answer } = *batch.header();
+                let same_callback = batch_callback.map(|c| c.to_bytes()) == callback_bytes && batch_sync == sync_since && batch_answer == sync_answer;
                 let joined = batching::join(batch.bytes_mut(), &mut updates, &mut used, same_callback, update);
                 let header = batch.header_mut();
                 (header.updates, header.used) = (updates, used);
@@ -78,7 +78,7 @@ fn offer(to: SocketAddr, message: &PeerMessage<'_>) -> Placement {
             })
         });
         match placed {
-            Some(Placement::NeedsNewBatch) => match ShmBlock::zeroed(Batch { callback, updates: 0, used: 0, sync_since }, BATCH_BYTES) {
+            Some(Placement::NeedsNewBatch) => match ShmBlock::zeroed(Batch { callback, updates: 0, used: 0, sync_since, sync_answer }, BATCH_BYTES) {
                 Some(block) => spare = Some(block),
                 None => return Placement::SendAlone,
             },
@@ -99,11 +99,11 @@ pub fn release(to: SocketAddr, uri: &[u8]) {
 }
 
 fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
-    let Batch { callback, updates, used, sync_since } = *batch.header();
+    let Batch { callback, updates, used, sync_since, sync_answer } = *batch.header();
     let body = batching::finish(batch.bytes(), used);
     let target = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
     let message =
-        PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback, sync_since };
+        PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback, sync_since, sync_answer };
     // Every update in a batch had its key on its way (`ordering`).
     let items = dmq_core::ordering::identify(BATCHED_PEER, &body).map(|k| k.items).unwrap_or_default();
     let sent = match &target {
@@ -128,6 +128,7 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
                 max_forwards: 1,
                 callback,
                 sync_since,
+                sync_answer,
             };
             send(&message, target)
         }

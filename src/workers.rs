@@ -33,6 +33,7 @@ use crate::cluster;
 use crate::duplicates;
 use crate::freshness;
 use crate::heal;
+use crate::sync_status;
 use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 use dmq_core::ordering::Retained;
@@ -101,7 +102,7 @@ pub struct Queued {
 /// Queues `msg` for `peer`'s callback in a worker (`scan`: what its raw
 /// bytes say, `protocol::scan_request`).
 pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, QueueError> {
-    let job = Job { peer, rcv: msg.receive_info(), local: false, heal_sync: false, seen_key: scan.key, sync_age_ms: scan.sync_age_ms };
+    let job = Job { peer, rcv: msg.receive_info(), local: false, heal_sync: false, seen_key: scan.key, sync_age_ms: scan.sync_age_ms, sync_answer: scan.sync_answer };
     push_job(job, msg.raw_bytes())
 }
 
@@ -112,7 +113,7 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
     let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
-    let kdmq = protocol::Kdmq { from, to: &m.local_uri, peer: peer_id, max_forwards, content_type, body, signing: None, sync_age_ms: None };
+    let kdmq = protocol::Kdmq { from, to: &m.local_uri, peer: peer_id, max_forwards, content_type, body, signing: None, sync_age_ms: None, sync_answer: false };
     kdmq.to_bytes(&protocol::Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
 }
 
@@ -121,7 +122,7 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
 /// callback's reply is not sent anywhere.
 /// `heal_sync`: the request asks for a heal sync (`origin::in_sync`).
 pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer, heal_sync: bool) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None }, request)
+    push_job(Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None, sync_answer: false }, request)
 }
 
 fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
@@ -191,8 +192,8 @@ fn worker_loop(m: &'static Shared, pool: &'static Pool, i: usize) -> ! {
 /// Parses the job's message into pkg memory, runs the peer callback and
 /// sends the reply it asks for.
 fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
-    let Job { peer, rcv, local, heal_sync, seen_key, sync_age_ms } = *job.header();
-    let scan = RequestScan { key: seen_key, sync_age_ms };
+    let Job { peer, rcv, local, heal_sync, seen_key, sync_age_ms, sync_answer } = *job.header();
+    let scan = RequestScan { key: seen_key, sync_age_ms, sync_answer };
     let Some(msg) = OwnedSipMsg::parse(job.bytes_mut(), rcv) else {
         log::warn!("queued KDMQ does not parse; dropped");
         return;
@@ -237,12 +238,25 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     let body = msg.body_bytes().unwrap_or_default();
     let peer_id = peer.id();
     let sync_age = scan.sync_age_ms;
+    let keys = dmq_core::ordering::identify(&peer_id, body);
+    // A sync of ours follows what its donors send (`sync_status`): a copy
+    // answering our request counts its items once they are applied here
+    // (or refused as older than what is here).
+    let note_arrival = || {
+        if let Some(node) = &sender {
+            let items = keys.as_ref().map_or(1, |k| k.items.len() as u64);
+            sync_status::arrived(&peer_id, &node.uri, scan.sync_answer, items, body.len() as u64);
+        }
+    };
     // A sync copy: what is older than a live update applied here is
     // refused (`freshness`); the rest goes to the consumer.
     if let Some(age) = sync_age {
         match freshness::fresh_part(&peer_id, body, age) {
             Retained::All => {}
-            Retained::Nothing => return answer_refused_sync_copy(m, msg, scan),
+            Retained::Nothing => {
+                note_arrival();
+                return answer_refused_sync_copy(m, msg, scan);
+            }
             Retained::Some(fresh) => {
                 let from = sender.as_ref().map(|s| s.uri.clone()).unwrap_or_else(|| m.local_uri.clone());
                 let content_type = msg.header("Content-Type").map(String::from_utf8_lossy).unwrap_or_default();
@@ -253,6 +267,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
                     max_forwards: 1,
                     callback: None,
                     sync_since: None,
+                    sync_answer: false,
                 };
                 let request = local_request(m, "fresh", &from, &message);
                 match enqueue_local(&request, msg.receive_info(), peer, false) {
@@ -260,11 +275,12 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
                     Err(QueueError::Full) => log::warn!("job queue full: the fresh part of a {peer_id} sync copy is dropped"),
                     Err(QueueError::Failed(e)) => log::warn!("the fresh part of a {peer_id} sync copy is dropped: {e}"),
                 }
+                // Its fresh part runs in a moment, in a worker.
+                note_arrival();
                 return answer_refused_sync_copy(m, msg, scan);
             }
         }
     }
-    let keys = dmq_core::ordering::identify(&peer_id, body);
     if sync_age.is_none() {
         freshness::note_live(&peer_id, keys.as_ref());
     }
@@ -274,14 +290,23 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // A sync request: what the consumer sends now are the sync's copies.
     // One sent as part of a sync (a heal pull: it says its age) is
     // answered as a heal sync, with what this node wrote last (`origin`).
-    let answered = if origin::is_sync_request(&peer_id, keys.as_ref()) {
-        if let (None, Some(node)) = (sync_age, sender.as_ref()) {
-            heal::asked_us(&node.uri);
+    // A node's sync request: the reply says how many items our consumer
+    // sent it (`X-DMQ-Sync-Sent`), all before the reply; the asking
+    // dmq_rs node is synced once that many arrived (`sync_status`).
+    let mut items_sent = None;
+    let answered = match (origin::is_sync_request(&peer_id, keys.as_ref()), sender.as_ref()) {
+        (true, Some(node)) => {
+            if sync_age.is_none() {
+                heal::asked_us(&node.uri);
+            }
+            let (answered, items) = origin::answering(sync_age.is_some(), node.uri.clone(), call);
+            items_sent = Some(items);
+            answered
         }
-        origin::in_sync(sync_age.is_some(), sender.as_ref().map(|s| s.uri.clone()), call)
-    } else {
-        call()
+        (true, None) => origin::in_sync(sync_age.is_some(), None, call),
+        (false, _) => call(),
     };
+    note_arrival();
     let Some(resp) = answered else {
         log::error!("DMQ peer {} failed to process a message", peer.id());
         return false;
@@ -293,6 +318,9 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
         return true;
     }
     let body = (!resp.body.is_empty()).then_some((resp.body.as_slice(), resp.content_type.as_str()));
+    if let Some(items) = items_sent.filter(|_| (200..300).contains(&resp.code)) {
+        msg.add_reply_header(&format!("{}: {items}\r\n", protocol::SYNC_SENT_HEADER));
+    }
     msg.reply(&m.sl, resp.code, &resp.reason, body)
 }
 

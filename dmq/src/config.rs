@@ -68,6 +68,8 @@ pub struct Config {
     pub sl_send: bool,
     /// The KEMI function of the peer events, when one is named.
     pub event_callback: Option<String>,
+    /// When a sync counts as done or timed out (`sync_runs`).
+    pub sync_policy: crate::sync_runs::Policy,
 }
 
 /// With `fail_count_enabled` (Kamailio 6.1): a node goes `not_active` when
@@ -171,6 +173,12 @@ impl RawParams {
         if self.dns_interval < 1 {
             return Err(err("dns_interval", format!("must be at least 1 (seconds), got {}", self.dns_interval)));
         }
+        if self.sync_settle_ms < 0 {
+            return Err(err("sync_settle_ms", format!("must be 0 or more (ms), got {}", self.sync_settle_ms)));
+        }
+        if self.sync_timeout < 1 {
+            return Err(err("sync_timeout", format!("must be at least 1 (seconds), got {}", self.sync_timeout)));
+        }
         if self.job_queue_limit < 1 {
             return Err(err("job_queue_limit", format!("must be at least 1, got {}", self.job_queue_limit)));
         }
@@ -224,6 +232,11 @@ impl RawParams {
                 init_with_single: self.init_with_single != 0,
                 sl_send: self.sl_send != 0,
                 event_callback,
+                sync_policy: crate::sync_runs::Policy {
+                    settle_ms: self.sync_settle_ms as u64,
+                    timeout_ms: self.sync_timeout as u64 * 1000,
+                    alone_is_synced: self.sync_alone_ready != 0,
+                },
             },
             notes,
         ))

@@ -400,11 +400,26 @@ pub struct PeerMessage<'a, C> {
     /// out as [`SYNC_AGE_HEADER`], so a dmq_rs receiver refuses what is
     /// older than an update it already applied (`crate::freshness`).
     pub sync_since: Option<u64>,
+    /// A copy of a sync this node runs in answer to a node's sync request
+    /// (not a heal push): it goes out with [`SYNC_ANSWER_HEADER`], and the
+    /// asking dmq_rs node counts its items against the answer's
+    /// [`SYNC_SENT_HEADER`] (`crate::sync_runs`).
+    pub sync_answer: bool,
 }
 
 /// How long ago (ms) the sync a copy belongs to began, as the sender
 /// counts when it sends it. Stock nodes ignore it.
 pub const SYNC_AGE_HEADER: &str = "X-DMQ-Sync-Age";
+
+/// On a sync copy sent in answer to the receiver's own sync request (value
+/// `1`): it counts toward that request's [`SYNC_SENT_HEADER`]. Stock nodes
+/// ignore it.
+pub const SYNC_ANSWER_HEADER: &str = "X-DMQ-Sync-Answer";
+
+/// On a dmq_rs node's 200 to a sync request: the items (contacts, cells,
+/// dialogs, as `ordering::identify` names them) its sync copies to the
+/// asking node carried, all sent before this reply. Stock nodes ignore it.
+pub const SYNC_SENT_HEADER: &str = "X-DMQ-Sync-Sent";
 
 /// What every KDMQ request this node sends is made of, whichever way it
 /// goes: through tm ([`Kdmq::tm_headers`]: tm writes the rest) or as
@@ -422,6 +437,8 @@ pub struct Kdmq<'a> {
     pub signing: Option<(&'a [u8], i64)>,
     /// A sync copy: ms since its sync began ([`SYNC_AGE_HEADER`]).
     pub sync_age_ms: Option<u64>,
+    /// A sync copy in answer to the receiver's request ([`SYNC_ANSWER_HEADER`]).
+    pub sync_answer: bool,
 }
 
 impl Kdmq<'_> {
@@ -460,7 +477,9 @@ impl Kdmq<'_> {
 
     /// The sync-age header line of a sync copy (empty otherwise).
     fn sync_line(&self) -> String {
-        self.sync_age_ms.map(|age| format!("{SYNC_AGE_HEADER}: {age}\r\n")).unwrap_or_default()
+        let Some(age) = self.sync_age_ms else { return String::new() };
+        let answer = if self.sync_answer { format!("{SYNC_ANSWER_HEADER}: 1\r\n") } else { String::new() };
+        format!("{SYNC_AGE_HEADER}: {age}\r\n{answer}")
     }
 }
 
@@ -560,10 +579,12 @@ pub fn after_header_block(raw: &[u8]) -> Option<&[u8]> {
 pub struct RequestScan {
     pub key: Option<u64>,
     pub sync_age_ms: Option<u64>,
+    /// A sync copy in answer to this node's request ([`SYNC_ANSWER_HEADER`]).
+    pub sync_answer: bool,
 }
 
 pub fn scan_request(raw: &[u8]) -> RequestScan {
-    let (mut call_id, mut cseq, mut from, mut age) = (None, None, None, None);
+    let (mut call_id, mut cseq, mut from, mut age, mut answer) = (None, None, None, None, false);
     let is = |name: &[u8], names: &[&str]| names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name));
     for line in raw.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -580,13 +601,15 @@ pub fn scan_request(raw: &[u8]) -> RequestScan {
             from = Some(value);
         } else if age.is_none() && is(name, &[SYNC_AGE_HEADER]) {
             age = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if is(name, &[SYNC_ANSWER_HEADER]) {
+            answer = value == b"1";
         }
     }
     let key = match (call_id, cseq, from) {
         (Some(c), Some(n), Some(f)) => Some(crate::duplicates::key(c, n, f)),
         _ => None,
     };
-    RequestScan { key, sync_age_ms: age }
+    RequestScan { key, sync_age_ms: age, sync_answer: answer && age.is_some() }
 }
 
 /// A KDMQ request this module built (`Kdmq::to_bytes`), read back: the
@@ -616,9 +639,13 @@ mod tests {
         use super::*;
         let raw = b"KDMQ sip:usrloc@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z\r\ni:  abc@h \r\nCSeq: 7 KDMQ\r\nf: <sip:a@h>;tag=x\r\nX-DMQ-Sync-Age: 120\r\n\r\nCall-ID: body";
         let key = crate::duplicates::key(b"abc@h", b"7", b"<sip:a@h>;tag=x");
-        assert_eq!(scan_request(raw), RequestScan { key: Some(key), sync_age_ms: Some(120) });
+        assert_eq!(scan_request(raw), RequestScan { key: Some(key), sync_age_ms: Some(120), sync_answer: false });
+        let answer = b"KDMQ sip:usrloc@h SIP/2.0\r\ni: abc@h\r\nCSeq: 7 KDMQ\r\nf: <sip:a@h>;tag=x\r\nX-DMQ-Sync-Age: 5\r\nx-dmq-sync-answer: 1\r\n\r\n";
+        assert!(scan_request(answer).sync_answer, "an answer's copy");
+        let no_age = b"KDMQ sip:usrloc@h SIP/2.0\r\nX-DMQ-Sync-Answer: 1\r\n\r\n";
+        assert!(!scan_request(no_age).sync_answer, "only a sync copy answers");
         let long = b"KDMQ sip:u@h SIP/2.0\r\nCALL-ID: abc@h\r\ncseq: 7 KDMQ\r\nFrom: <sip:a@h>;tag=x\r\n\r\nX-DMQ-Sync-Age: 5";
-        assert_eq!(scan_request(long), RequestScan { key: Some(key), sync_age_ms: None }, "the body is not searched");
+        assert_eq!(scan_request(long), RequestScan { key: Some(key), sync_age_ms: None, sync_answer: false }, "the body is not searched");
         assert_eq!(scan_request(b"KDMQ sip:u@h SIP/2.0\r\nCSeq: 1 KDMQ\r\n\r\n"), RequestScan::default());
     }
 
@@ -637,6 +664,7 @@ mod tests {
             body,
             signing: None,
             sync_age_ms: None,
+            sync_answer: false,
         };
         let raw = kdmq.to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKx", token: "t" });
         assert_eq!(request_parts(&raw), Some(("usrloc", 1, "application/json", &body[..])));
@@ -749,6 +777,7 @@ mod tests {
             body: body.as_bytes(),
             signing: None,
             sync_age_ms: None,
+            sync_answer: false,
         };
         let req = leave_notice(&kdmq, "127.0.0.2:5090", "42");
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
@@ -773,6 +802,7 @@ mod tests {
             body,
             signing: None,
             sync_age_ms: None,
+            sync_answer: false,
         }
         .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5091", branch: "z9hG4bKdmqrs.3.9", token: "9x1" });
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -799,6 +829,7 @@ mod tests {
                 body: b"{}",
                 signing: None,
                 sync_age_ms: None,
+                sync_answer: false,
             }
             .to_bytes(&Envelope { transport, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2.3", token: "1.2.3" });
             let text = String::from_utf8(req).unwrap();
@@ -818,6 +849,7 @@ mod tests {
             body: b"{}",
             signing: Some((b"secret", 1_700_000_000)),
             sync_age_ms: None,
+            sync_answer: false,
         }
         .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2", token: "1x2" });
         let text = String::from_utf8(req).unwrap();
@@ -838,6 +870,7 @@ mod tests {
             body: b"{}",
             signing: None,
             sync_age_ms: None,
+            sync_answer: false,
         };
         assert_eq!(kdmq.ruri(), "sip:htable@127.0.0.3:5090;transport=tcp");
         assert_eq!(kdmq.from_uri(), "sip:htable@127.0.0.2:5090");

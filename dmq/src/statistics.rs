@@ -82,6 +82,11 @@ macro_rules! for_each_statistic {
             DuplicatesIgnored = "duplicates_ignored", Counter, "copies of a peer message received before (retransmissions): never handed to the consumer again, answered as the first";
             SyncItemsRefused = "sync_items_refused", Counter, "items of sync copies (join, heal) refused: older than a live update of the item already applied here";
             UpdatesWaiting = "updates_waiting", Gauge, "updates waiting now for the answer to an earlier copy of the same item";
+            SyncPending = "sync_pending", Gauge, "consumers' syncs in progress: asked, neither done nor timed out (dmq.sync_status)";
+            Synced = "synced", Gauge, "1 once every consumer's latest sync is done (what dmq_is_synced() says), else 0";
+            SyncsDone = "syncs_done", Counter, "consumers' syncs done: every asked node answered and all it sent arrived";
+            SyncsTimedOut = "syncs_timed_out", Counter, "consumers' syncs not done within sync_timeout";
+            SyncLastDurationMs = "sync_last_duration_ms", Gauge, "how long the latest sync that ended took, in ms";
         }
     };
 }

@@ -8,10 +8,13 @@
 //! heal pull, on `dmq.resync`) and lists the nodes asked. Each asked node
 //! (a donor) is done when:
 //! - it answered 200 with `X-DMQ-Sync-Sent: N` (a dmq_rs donor counts the
-//!   sync copies it sent this node for that consumer before answering),
-//!   and N sync copies from it arrived: exact;
-//! - or it answered 200 without the count (a stock donor) and no sync
-//!   traffic came from it for the settle time: its consumer sends its
+//!   items of the sync copies it sent this node for that consumer before
+//!   answering: contacts, cells, dialogs, as `ordering::identify` names
+//!   them, so that batching on the way changes nothing), and N items
+//!   arrived in its sync copies (`X-DMQ-Sync-Age`): exact;
+//! - or it answered 200 without the count (a stock donor) and no message
+//!   of that consumer came from it for the settle time (a stock sync copy
+//!   looks like a live update): its consumer sends its
 //!   state from the request's handler, before the reply, so what is left
 //!   is on its way (retransmissions, a slow link); the settle time covers
 //!   that, not more.
@@ -29,6 +32,9 @@
 pub const MAX_CONSUMERS: usize = 16;
 /// Donors followed per run at most (the node list's size bounds it too).
 pub const MAX_DONORS: usize = 64;
+
+/// The longest encoded table (for its shm store).
+pub const MAX_ENCODED_LEN: usize = MAX_CONSUMERS * (160 + MAX_DONORS * (crate::protocol::MAX_LINE_LEN + 100));
 
 /// What the settle time and the timeout are, and whether a node alone is
 /// synced (parameters `sync_settle_ms`, `sync_timeout`, `sync_alone_ready`).
@@ -50,8 +56,8 @@ impl Default for Policy {
 pub enum Answer {
     /// No answer yet.
     Waiting,
-    /// 200, with the number of sync copies it sent (dmq_rs) or without
-    /// (stock), at `at_ms`.
+    /// 200, with the number of items its sync copies carried (dmq_rs) or
+    /// without (stock), at `at_ms`.
     Sent { copies: Option<u64>, at_ms: u64 },
     /// Any other final answer, a timeout (408) or the donor's death: it
     /// will not send its state for this run.
@@ -64,10 +70,14 @@ pub struct Donor {
     /// The node's URI, as the node list has it.
     pub node: String,
     pub answer: Answer,
-    /// Sync copies received from it for this run, and their bytes.
-    pub copies: u64,
+    /// Items received in its sync copies (dmq_rs donors' copies say they
+    /// are: `X-DMQ-Sync-Age`).
+    pub items: u64,
+    /// Messages of the consumer received from it during the run (sync
+    /// copies, and a stock donor's, whose copies look live), and bytes.
+    pub messages: u64,
     pub bytes: u64,
-    /// When its last sync copy arrived (0: none yet).
+    /// When its last message of the consumer arrived (0: none yet).
     pub last_copy_ms: u64,
 }
 
@@ -75,7 +85,7 @@ impl Donor {
     /// Whether everything this donor sends for the run arrived.
     pub fn done(&self, now_ms: u64, policy: &Policy) -> bool {
         match self.answer {
-            Answer::Sent { copies: Some(n), .. } => self.copies >= n,
+            Answer::Sent { copies: Some(n), .. } => self.items >= n,
             Answer::Sent { copies: None, at_ms } => now_ms.saturating_sub(at_ms.max(self.last_copy_ms)) >= policy.settle_ms,
             Answer::Waiting | Answer::Failed { .. } => false,
         }
@@ -126,9 +136,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// Sync copies and bytes received for the run, from every donor.
+    /// Messages and bytes received for the run, from every donor.
     pub fn received(&self) -> (u64, u64) {
-        self.donors.iter().fold((0, 0), |(c, b), d| (c + d.copies, b + d.bytes))
+        self.donors.iter().fold((0, 0), |(c, b), d| (c + d.messages, b + d.bytes))
     }
 
     /// How long the run took, or has taken so far.
@@ -148,7 +158,7 @@ pub struct Ended {
     pub consumer: String,
     pub state: State,
     pub duration_ms: u64,
-    pub copies: u64,
+    pub messages: u64,
     pub bytes: u64,
 }
 
@@ -167,7 +177,7 @@ impl SyncRuns {
         let donors: Vec<Donor> = donors
             .iter()
             .take(MAX_DONORS)
-            .map(|node| Donor { node: node.clone(), answer: Answer::Waiting, copies: 0, bytes: 0, last_copy_ms: 0 })
+            .map(|node| Donor { node: node.clone(), answer: Answer::Waiting, items: 0, messages: 0, bytes: 0, last_copy_ms: 0 })
             .collect();
         let run = Run { consumer: consumer.to_string(), reason, started_ms: now_ms, donors, state: State::Pending };
         if let Some(r) = self.runs.iter_mut().find(|r| r.consumer == consumer) {
@@ -194,11 +204,23 @@ impl SyncRuns {
         }
     }
 
-    /// A sync copy of `consumer` (`bytes` long) arrived from `node`.
-    /// Returns whether a pending run counted it.
-    pub fn copy_arrived(&mut self, consumer: &str, node: &str, bytes: u64, now_ms: u64) -> bool {
+    /// A sync copy of `consumer` (`bytes` long, `items` in it) arrived
+    /// from `node`. Returns whether a pending run counted it.
+    pub fn copy_arrived(&mut self, consumer: &str, node: &str, items: u64, bytes: u64, now_ms: u64) -> bool {
         let Some(d) = self.donor(consumer, node) else { return false };
-        d.copies += 1;
+        d.items += items;
+        d.messages += 1;
+        d.bytes += bytes;
+        d.last_copy_ms = now_ms;
+        true
+    }
+
+    /// Another message of `consumer` (not marked as a sync copy) arrived
+    /// from `node`: a stock donor's sync copies look like that, so it
+    /// delays a stock donor's settling; it never counts as an item.
+    pub fn traffic(&mut self, consumer: &str, node: &str, bytes: u64, now_ms: u64) -> bool {
+        let Some(d) = self.donor(consumer, node) else { return false };
+        d.messages += 1;
         d.bytes += bytes;
         d.last_copy_ms = now_ms;
         true
@@ -214,7 +236,7 @@ impl SyncRuns {
             // its copies arrived will not send the rest.
             for d in run.donors.iter_mut().filter(|d| d.node == node) {
                 if let Answer::Sent { copies: Some(n), .. } = d.answer {
-                    if d.copies < n {
+                    if d.items < n {
                         d.answer = Answer::Failed { code: 0 };
                     }
                 }
@@ -236,7 +258,7 @@ impl SyncRuns {
             };
             run.state = state;
             let (copies, bytes) = run.received();
-            ended.push(Ended { consumer: run.consumer.clone(), state, duration_ms: run.duration_ms(now_ms), copies, bytes });
+            ended.push(Ended { consumer: run.consumer.clone(), state, duration_ms: run.duration_ms(now_ms), messages: copies, bytes });
         }
         ended
     }
@@ -259,7 +281,7 @@ impl SyncRuns {
     }
 
     /// One block per run: a header line `consumer reason started state
-    /// at`, then one line per donor `answer copies bytes last_copy node`
+    /// at`, then one line per donor `answer items messages bytes last node`
     /// (answer: `w` waiting, `s<at>` or `s<at>/<copies>` sent, `f<code>`
     /// failed), then an empty line.
     pub fn encode(&self) -> String {
@@ -278,7 +300,7 @@ impl SyncRuns {
                     Answer::Sent { copies: Some(n), at_ms } => format!("s{at_ms}/{n}"),
                     Answer::Failed { code } => format!("f{code}"),
                 };
-                s += &format!("{answer} {} {} {} {}\n", d.copies, d.bytes, d.last_copy_ms, d.node);
+                s += &format!("{answer} {} {} {} {} {}\n", d.items, d.messages, d.bytes, d.last_copy_ms, d.node);
             }
             s += "\n";
         }
@@ -286,6 +308,8 @@ impl SyncRuns {
     }
 
     /// The table [`encode`](Self::encode) wrote; bad blocks are skipped.
+    pub const MAX_ENCODED_LEN: usize = MAX_ENCODED_LEN;
+
     pub fn decode(text: &str) -> SyncRuns {
         let runs = text.split("\n\n").filter_map(|block| decode_run(block.trim_start_matches('\n'))).collect();
         SyncRuns { runs }
@@ -308,7 +332,7 @@ fn decode_run(block: &str) -> Option<Run> {
     };
     let donors = lines
         .filter_map(|line| {
-            let mut p = line.splitn(5, ' ');
+            let mut p = line.splitn(6, ' ');
             let answer = p.next()?;
             let answer = if answer == "w" {
                 Answer::Waiting
@@ -321,11 +345,12 @@ fn decode_run(block: &str) -> Option<Run> {
                     None => Answer::Sent { copies: None, at_ms: sent.parse().ok()? },
                 }
             };
-            let copies = p.next()?.parse().ok()?;
+            let items = p.next()?.parse().ok()?;
+            let messages = p.next()?.parse().ok()?;
             let bytes = p.next()?.parse().ok()?;
             let last_copy_ms = p.next()?.parse().ok()?;
             let node = p.next()?.to_string();
-            Some(Donor { node, answer, copies, bytes, last_copy_ms })
+            Some(Donor { node, answer, items, messages, bytes, last_copy_ms })
         })
         .collect();
     Some(Run { consumer, reason, started_ms, donors, state })
@@ -353,14 +378,15 @@ mod tests {
         let mut t = two_donors();
         t.answered("usrloc", A, 200, Some(2), 200);
         t.answered("usrloc", B, 200, Some(0), 200);
-        assert!(t.copy_arrived("usrloc", A, 500, 210));
+        assert!(t.copy_arrived("usrloc", A, 1, 500, 210));
+        assert!(t.traffic("usrloc", A, 80, 215), "a live update counts no item");
         assert!(t.tick(220, &policy()).is_empty(), "one of two copies");
         assert!(!t.synced(Some("usrloc")));
-        t.copy_arrived("usrloc", A, 700, 230);
+        t.copy_arrived("usrloc", A, 1, 700, 230);
         let ended = t.tick(230, &policy());
         assert_eq!(
             ended,
-            vec![Ended { consumer: "usrloc".into(), state: State::Done { at_ms: 230 }, duration_ms: 130, copies: 2, bytes: 1200 }]
+            vec![Ended { consumer: "usrloc".into(), state: State::Done { at_ms: 230 }, duration_ms: 130, messages: 3, bytes: 1280 }]
         );
         assert!(t.synced(Some("usrloc")) && t.synced(None));
     }
@@ -368,7 +394,7 @@ mod tests {
     #[test]
     fn copies_may_arrive_before_the_answer() {
         let mut t = two_donors();
-        t.copy_arrived("usrloc", A, 10, 150);
+        t.copy_arrived("usrloc", A, 1, 10, 150);
         t.answered("usrloc", A, 200, Some(1), 160);
         t.answered("usrloc", B, 200, Some(0), 160);
         assert_eq!(t.tick(160, &policy()).len(), 1);
@@ -379,7 +405,7 @@ mod tests {
         let mut t = SyncRuns::default();
         t.start("htable", Reason::Start, &[A.to_string()], 0);
         t.answered("htable", A, 200, None, 100);
-        t.copy_arrived("htable", A, 60_000, 150);
+        t.traffic("htable", A, 60_000, 150);
         assert!(t.tick(1100, &policy()).is_empty(), "a copy 950 ms ago");
         assert_eq!(t.tick(1150, &policy())[0].state, State::Done { at_ms: 1150 });
     }
@@ -397,7 +423,7 @@ mod tests {
         let mut t = two_donors();
         t.answered("usrloc", A, 200, Some(3), 200);
         t.answered("usrloc", B, 200, Some(0), 200);
-        t.copy_arrived("usrloc", A, 10, 210);
+        t.copy_arrived("usrloc", A, 1, 10, 210);
         t.node_gone(A);
         assert!(t.tick(5000, &policy()).is_empty());
         assert_eq!(t.runs[0].donors[0].answer, Answer::Failed { code: 0 });
@@ -425,8 +451,8 @@ mod tests {
         assert!(t.synced(Some("usrloc")));
         t.start("usrloc", Reason::Command, &[B.to_string()], 300);
         assert!(!t.synced(Some("usrloc")) && t.pending() == 1);
-        assert!(!t.copy_arrived("usrloc", A, 10, 310), "A was not asked this time");
-        assert!(!t.copy_arrived("presence", B, 10, 310), "presence asked nothing");
+        assert!(!t.copy_arrived("usrloc", A, 1, 10, 310), "A was not asked this time");
+        assert!(!t.copy_arrived("presence", B, 1, 10, 310), "presence asked nothing");
         assert!(t.synced(Some("presence")), "a consumer that never asked counts as synced");
     }
 
@@ -435,7 +461,7 @@ mod tests {
         let mut t = two_donors();
         t.answered("usrloc", A, 200, Some(4), 200);
         t.answered("usrloc", B, 503, None, 200);
-        t.copy_arrived("usrloc", A, 99, 250);
+        t.copy_arrived("usrloc", A, 3, 99, 250);
         t.start("htable", Reason::HealPull, &[B.to_string()], 260);
         t.answered("htable", B, 200, None, 270);
         t.start("dialog", Reason::Command, &[], 280);

@@ -27,14 +27,14 @@ pub struct TmContext<'a> {
 }
 
 impl<'a> TmContext<'a> {
-    /// [flags u8: 1 has callback, 2 ordered, 4 a sync copy][callback]
+    /// [flags u8: 1 has callback, 2 ordered, 4 a sync copy, 8 a sync's answer][callback]
     /// [max_forwards i32][deadline u64][backoff u64][sync since u64], then uri, peer id, content type and body, each as
     /// [len u32][bytes].
     pub fn encode(&self) -> Vec<u8> {
         let m = &self.message;
         let uri = self.target.to_uri();
         let mut out = Vec::with_capacity(64 + uri.len() + m.peer_id.len() + m.content_type.len() + m.body.len());
-        out.push(m.callback.is_some() as u8 | (self.ordered as u8) << 1 | (m.sync_since.is_some() as u8) << 2);
+        out.push(m.callback.is_some() as u8 | (self.ordered as u8) << 1 | (m.sync_since.is_some() as u8) << 2 | (m.sync_answer as u8) << 3);
         out.extend_from_slice(&m.callback.unwrap_or([0; CALLBACK_LEN]));
         out.extend_from_slice(&m.max_forwards.to_ne_bytes());
         out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
@@ -74,7 +74,8 @@ impl<'a> TmContext<'a> {
         let content_type = std::str::from_utf8(part()?).ok()?;
         let body = part()?;
         let callback = has_callback.then_some(callback);
-        let message = PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since };
+        let sync_answer = flags & 8 == 8;
+        let message = PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since, sync_answer };
         Some(TmContext { message, target, deadline_ms, backoff_ms, ordered })
     }
 }
@@ -110,6 +111,7 @@ mod tests {
                 max_forwards: 1,
                 callback: Some([7; CALLBACK_LEN]),
                 sync_since: Some(99),
+                sync_answer: true,
             },
             target: target.clone(),
             deadline_ms: 123_456,
@@ -134,7 +136,7 @@ mod tests {
         let target = node("sip:10.0.0.2:5060");
         let bytes = message(&target).encode();
         let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8 + 8;
-        assert_eq!(bytes[0], 7, "a callback, ordered, a sync copy");
+        assert_eq!(bytes[0], 15, "a callback, ordered, a sync copy, an answer");
         assert_eq!(&bytes[1..1 + CALLBACK_LEN], &[7; CALLBACK_LEN]);
         assert_eq!(bytes[1 + CALLBACK_LEN..5 + CALLBACK_LEN], 1i32.to_ne_bytes());
         let uri = b"sip:10.0.0.2:5060";

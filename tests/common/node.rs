@@ -56,18 +56,34 @@ impl Node {
     }
 
     pub fn start_example_on(release: Release, label: &str, cfg: &Path, seed: Option<SocketAddr>) -> Node {
+        Node::start_example_with(release, label, cfg, seed, |_| Vec::new(), 64)
+    }
+
+    /// [`start_example_on`](Self::start_example_on) with more defines
+    /// (made from the node's address) and `shm_mb` of shm.
+    pub fn start_example_with(
+        release: Release,
+        label: &str,
+        cfg: &Path,
+        seed: Option<SocketAddr>,
+        more: impl Fn(SocketAddr) -> Vec<String>,
+        shm_mb: u32,
+    ) -> Node {
         let addr = allocate_address();
         let dir = node_dir(label);
         let ctl = dir.join("ctl.sock");
         let log = dir.join("kamailio.log");
-        let defines = [
+        let mut defines = vec![
             format!("NODE_LISTEN=udp:{addr}"),
             format!("DMQ_SERVER=\"sip:{addr}\""),
             format!("DMQ_SEED=\"sip:{}\"", seed.unwrap_or(addr)),
             format!("CTL_SOCKET=\"unix:{}\"", ctl.display()),
         ];
-        // The defaults: 64 MB, the machine's hosts and resolv.conf, no namespace.
-        let child = spawn_kamailio(&NodeConfig::default().on(release), cfg, &dir, &log, &defines);
+        defines.extend(more(addr));
+        // The machine's hosts and resolv.conf, no namespace.
+        let mut config = NodeConfig::default().on(release);
+        config.shm_mb = shm_mb;
+        let child = spawn_kamailio(&config, cfg, &dir, &log, &defines);
         let mut node = Node { addr, dir, ctl, log, release, child: Some(child) };
         node.wait_ready(Duration::from_secs(20));
         node

@@ -179,6 +179,17 @@ impl<'a> SipMsg<'a> {
         ReceiveInfo(unsafe { (*self.0).rcv })
     }
 
+    /// Adds a header line (with its CRLF) to the reply this message will
+    /// get (`reply`).
+    pub fn add_reply_header(&self, header: &str) -> bool {
+        // SAFETY: add_lump_rpl copies the bytes into its own pkg memory.
+        let ok = unsafe { !raw::add_lump_rpl2(self.0, header.as_ptr() as *mut _, header.len() as i32, raw::LUMP_RPL_HDR as i32).is_null() };
+        if !ok {
+            log::error!("cannot add a reply header");
+        }
+        ok
+    }
+
     /// Replies statelessly through sl, with an optional body `(bytes,
     /// content type)`; a request's only. False when sl could not send it.
     pub fn reply(&self, sl: &Sl, code: i32, reason: &str, body: Option<(&[u8], &str)>) -> bool {

@@ -1,0 +1,169 @@
+//! Following each consumer's sync (issue 33), so that an operator
+//! (`dmq.sync_status`) and a readiness probe (`dmq_is_synced`) can tell
+//! when this node holds the cluster's state. The rules (when a donor and a
+//! run are done, the timeout) are `dmq_core::sync_runs`; here are the
+//! moments they are fed from, and the table in shm
+//! (`shared::SyncFollow`, under its own lock; never held across a send).
+//!
+//! - A run starts where a consumer's sync request leaves: its init
+//!   callback's broadcast at the join (`c_api`), a heal pull
+//!   (`messaging`), `dmq.resync` (`rpc_commands`).
+//! - Each asked node's final reply to the request (`direct_send`,
+//!   `messaging`'s tm path): a dmq_rs donor's 200 says how many items its
+//!   sync copies carried (`X-DMQ-Sync-Sent`).
+//! - Each message of the consumer from an asked node (`workers`): a
+//!   dmq_rs donor's answer copies say so (`X-DMQ-Sync-Answer`) and count
+//!   their items; anything else only delays a stock donor's settling.
+//! - A node that goes inactive (`cluster`) sends nothing more.
+//! - The retransmission timer (every 100 ms) ends the runs that are done
+//!   or past the timeout, logs them and keeps the figures.
+
+use std::sync::atomic::Ordering;
+
+use dmq_core::protocol::{NodeUri, SYNC_SENT_HEADER};
+use dmq_core::sync_runs::{Reason, State, SyncRuns};
+
+use kamailio::clock::monotonic_ms;
+use kamailio::sip_msg::SipMsg;
+
+use crate::shared::{shared, SyncFollow};
+
+fn with_runs<R: Default>(syncs: &SyncFollow, f: impl FnOnce(&mut SyncRuns) -> R) -> R {
+    let result = syncs.table.with(|bytes| {
+        let mut runs = SyncRuns::decode(std::str::from_utf8(bytes).unwrap_or_default());
+        let before = runs.clone();
+        let r = f(&mut runs);
+        syncs.counters.pending.store(runs.pending(), Ordering::Relaxed);
+        ((runs != before).then(|| runs.encode().into_bytes()), r)
+    });
+    result.unwrap_or_else(|_| {
+        log::error!("the sync runs do not fit their store; change dropped");
+        R::default()
+    })
+}
+
+/// Whether a run is pending: the hot paths skip the lock otherwise.
+fn following() -> Option<&'static SyncFollow> {
+    shared().map(|s| &s.syncs).filter(|s| s.counters.pending.load(Ordering::Relaxed) > 0)
+}
+
+/// How a donor is named in the table: one form per node, whatever the
+/// case of its host or a default port written out.
+pub fn donor_key(uri: &NodeUri) -> String {
+    NodeUri { host: uri.host.to_ascii_lowercase(), port: uri.port_no().to_string(), transport: uri.transport }.to_uri()
+}
+
+/// `consumer` asked `donors` for its state, for `reason`.
+pub fn started(consumer: &str, reason: Reason, donors: &[NodeUri]) {
+    let Some(syncs) = shared().map(|s| &s.syncs) else { return };
+    let keys: Vec<String> = donors.iter().map(donor_key).collect();
+    if !with_runs(syncs, |t| t.start(consumer, reason, &keys, monotonic_ms())) {
+        log::warn!("sync of {consumer} not followed: {} consumers are already", dmq_core::sync_runs::MAX_CONSUMERS);
+        return;
+    }
+    if keys.is_empty() {
+        log::info!("sync of {consumer} ({}): no other node to ask", reason.name());
+    } else {
+        log::info!("sync of {consumer} ({}) started: asked {}", reason.name(), keys.join(", "));
+    }
+}
+
+/// The join sync's requests left (the init callbacks ran).
+pub fn join_ran() {
+    if let Some(syncs) = shared().map(|s| &s.syncs) {
+        syncs.counters.joined.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A final reply (`code`; 408 when none came) from `node` to a request of
+/// ours: when it was a consumer's sync request (`peer`, `body`), its run
+/// learns the answer, and from a dmq_rs donor how many items it sent.
+pub fn request_answered(peer: &str, body: &[u8], node: &NodeUri, code: i32, reply: Option<SipMsg<'_>>) {
+    let Some(syncs) = following() else { return };
+    if !crate::origin::is_sync_request(peer, dmq_core::ordering::identify(peer, body).as_ref()) {
+        return;
+    }
+    let sent = reply.as_ref().and_then(|r| std::str::from_utf8(r.header(SYNC_SENT_HEADER)?).ok()?.trim().parse::<u64>().ok());
+    let code = u16::try_from(code).unwrap_or(500);
+    with_runs(syncs, |t| t.answered(peer, &donor_key(node), code, sent, monotonic_ms()));
+    if !(200..300).contains(&code) {
+        log::warn!("sync of {peer}: {node} answered {code}; it sends nothing (the sync stays pending until it times out)");
+    }
+}
+
+/// A message of `peer` arrived from `node`: a copy answering our sync
+/// request (`answer`, with its items), or anything else (a stock donor's
+/// copies look like live updates).
+pub fn arrived(peer: &str, node: &NodeUri, answer: bool, items: u64, bytes: u64) {
+    let Some(syncs) = following() else { return };
+    let key = donor_key(node);
+    let now = monotonic_ms();
+    with_runs(syncs, |t| if answer { t.copy_arrived(peer, &key, items, bytes, now) } else { t.traffic(peer, &key, bytes, now) });
+}
+
+/// `node` is no longer active: it sends nothing more for a pending run.
+pub fn node_gone(node: &NodeUri) {
+    let Some(syncs) = following() else { return };
+    with_runs(syncs, |t| t.node_gone(&donor_key(node)));
+}
+
+/// The retransmission timer's tick: ends the runs that are done or timed
+/// out, with a log line each.
+pub fn tick() {
+    let Some(m) = shared() else { return };
+    let Some(syncs) = following() else { return };
+    let policy = m.config.sync_policy;
+    let ended = with_runs(syncs, |t| t.tick(monotonic_ms(), &policy));
+    for e in ended {
+        syncs.counters.last_duration_ms.store(e.duration_ms, Ordering::Relaxed);
+        let received = format!("{} messages, {} bytes", e.messages, e.bytes);
+        match e.state {
+            State::Done { .. } => {
+                syncs.counters.done.fetch_add(1, Ordering::Relaxed);
+                log::info!("sync of {} done in {} ms ({received})", e.consumer, e.duration_ms);
+            }
+            State::TimedOut { .. } => {
+                syncs.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "sync of {} timed out after {} ms ({received}): a node asked did not answer or send all it said (dmq.sync_status)",
+                    e.consumer,
+                    e.duration_ms
+                );
+            }
+            State::Pending => {}
+        }
+    }
+}
+
+/// Whether this node holds the cluster's state for `consumer` (None: for
+/// every consumer followed): its join sync's requests left and the latest
+/// sync of each is done. A consumer that never asks for a sync (htable
+/// without `dmq_init_sync`) is not waited for.
+pub fn is_synced(consumer: Option<&str>) -> bool {
+    let Some(syncs) = shared().map(|s| &s.syncs) else { return false };
+    if !syncs.counters.joined.load(Ordering::Relaxed) {
+        return false;
+    }
+    with_runs(syncs, |t| Some(t.synced(consumer))).unwrap_or(false)
+}
+
+/// Whether the join sync's requests left, and the table (for `dmq.sync_status`).
+pub fn snapshot() -> Option<(bool, SyncRuns)> {
+    let syncs = shared().map(|s| &s.syncs)?;
+    let runs = with_runs(syncs, |t| Some(t.clone()))?;
+    Some((syncs.counters.joined.load(Ordering::Relaxed), runs))
+}
+
+/// The figures of the statistics: (pending, synced 0/1, done, timed out,
+/// latest duration ms).
+pub fn stats() -> (u64, u64, u64, u64, u64) {
+    let Some(syncs) = shared().map(|s| &s.syncs) else { return Default::default() };
+    let c = syncs.counters;
+    (
+        c.pending.load(Ordering::Relaxed) as u64,
+        u64::from(is_synced(None)),
+        c.done.load(Ordering::Relaxed),
+        c.timed_out.load(Ordering::Relaxed),
+        c.last_duration_ms.load(Ordering::Relaxed),
+    )
+}
