@@ -305,7 +305,7 @@ fn on_notification_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         .unwrap_or_default();
         refuse_nodes(refused, || format!("the reply of {node}"));
         report_events(m, &events, Some(&node));
-        peers::cluster_reached(peer_events::init_with_single().then(|| node.clone()));
+        join_sync(peer_events::init_with_single().then(|| node.clone()));
     } else if code == 408 {
         let seed = is_seed(m, &node);
         let events = with_nodes(|list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
@@ -374,7 +374,7 @@ pub fn handle_notification(m: &Shared, msg: &SipMsg) -> bool {
     if outcome.news > 0 && max_forwards - 1 > 0 {
         send_notification(m, &targets, &our_body, max_forwards - 1, 0);
     }
-    peers::cluster_reached(if peer_events::init_with_single() { sender_of(msg) } else { None });
+    join_sync(if peer_events::init_with_single() { sender_of(msg) } else { None });
     ok
 }
 
@@ -441,6 +441,16 @@ pub fn notify_seeds(m: &Shared) {
     send_notification(m, &m.notification_uris, &body, 2, 0);
 }
 
+/// The first contact with the cluster (or none to make): the consumers'
+/// init callbacks run once (`peers::cluster_reached`); once their sync
+/// requests left (each followed), the node is synced when they are done
+/// (`sync_status`).
+fn join_sync(single: Option<NodeUri>) {
+    if peers::cluster_reached(single) {
+        sync_status::join_ran();
+    }
+}
+
 /// Ping rounds are numbered by the one process that runs the ping timer.
 static PING_ROUND: AtomicU32 = AtomicU32::new(0);
 
@@ -467,7 +477,7 @@ fn ping_timer() {
     // notifies itself); a node met later is pulled from (`heal`).
     if alone && !peers::init_done() {
         log::info!("no other node known after a ping interval: this node is alone; its join sync asks nobody");
-        peers::cluster_reached(None);
+        join_sync(None);
     }
 }
 

@@ -35,8 +35,8 @@ use kamailio::tm::TmReply;
 
 use crate::cluster;
 use crate::event_counts;
-use crate::sync_status;
 use crate::shared::{self, shared, DirectTable, InFlight};
+use crate::sync_status;
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
 pub const CAPACITY: usize = crate::shared::DIRECT_CAPACITY;

@@ -124,7 +124,9 @@ fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
         match outcome {
             Regain::Now => log::info!("node {node} is back: sending it our state (heal sync)"),
             Regain::Later => log::info!("sending node {node} our state soon (heal sync)"),
-            Regain::Pull => log::info!("node {node} is new here after our join sync: asking it for its state (heal pull) unless it asks for ours first"),
+            Regain::Pull => {
+                log::info!("node {node} is new here after our join sync: asking it for its state (heal pull) unless it asks for ours first")
+            }
             Regain::FirstSeen => log::debug!("node {node} is new here: its join sync covers it"),
             Regain::Deferred | Regain::AlreadyDue => {
                 heal.counters.deferred.fetch_add(1, Ordering::Relaxed);

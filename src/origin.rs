@@ -90,7 +90,10 @@ pub fn received(peer: &str, keys: Option<&Keys>) {
 pub fn timed_out_request(uri: &[u8], request: &[u8]) {
     let Some((peer, max_forwards, content_type, body)) = protocol::request_parts(request) else { return };
     let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else { return };
-    timed_out(&PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: false }, &target);
+    timed_out(
+        &PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: false },
+        &target,
+    );
 }
 
 /// `message` to `target` got no answer: a delete, or each delete in a

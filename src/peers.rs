@@ -83,19 +83,20 @@ pub fn find_or_register_script_peer(id: &[u8]) -> Option<Peer> {
 /// startup: every peer's init callback runs once, here (this is what makes
 /// dmq_usrloc and htable ask the cluster for a full sync). With `single`
 /// (`init_with_single`: the node that answered or notified), the sync
-/// requests the callbacks broadcast go to that node only.
-pub fn cluster_reached(single: Option<NodeUri>) {
+/// requests the callbacks broadcast go to that node only. Returns true
+/// in the one call that ran them, once they all returned.
+pub fn cluster_reached(single: Option<NodeUri>) -> bool {
     // Every notification passes here: once seen done, skip the lock.
     static SEEN_DONE: AtomicBool = AtomicBool::new(false);
     if SEEN_DONE.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
-    let Some(registry) = registry() else { return };
+    let Some(registry) = registry() else { return false };
     let peers: Vec<Peer> = {
         let mut r = registry.lock();
         SEEN_DONE.store(true, Ordering::Relaxed);
         if r.init_done {
-            return;
+            return false;
         }
         r.init_done = true;
         r.peers.iter().filter(|p| p.has_init()).collect()
@@ -118,9 +119,7 @@ pub fn cluster_reached(single: Option<NodeUri>) {
             log::warn!("init callback of DMQ peer {:?} failed", peer.id());
         }
     }
-    // The consumers' sync requests left (each followed): from now on the
-    // node is synced once they are done (`sync_status`).
-    crate::sync_status::join_ran();
+    true
 }
 
 thread_local! {

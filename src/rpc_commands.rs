@@ -203,7 +203,11 @@ pub fn resync(call: &RpcCall) {
     };
     match messaging::resync(consumer.as_deref(), node.as_ref()) {
         Ok(asked) => {
-            log::info!("dmq.resync: asked {} for the state of {}", node.as_ref().map_or("every node".to_string(), |n| n.to_string()), asked.join(", "));
+            log::info!(
+                "dmq.resync: asked {} for the state of {}",
+                node.as_ref().map_or("every node".to_string(), |n| n.to_string()),
+                asked.join(", ")
+            );
             call.print(&format!("Ok. Resync of {} started.", asked.join(", ")));
         }
         Err(e) => call.fault(404, &e),

@@ -24,9 +24,9 @@ use dmq_abi::in_shm::{OrderParts, PendingParts};
 use dmq_core::batching::BATCH_NODES;
 use dmq_core::config::Config;
 use dmq_core::heal::HealTable;
-use dmq_core::sync_runs::SyncRuns;
 use dmq_core::nodes::{NodeList, MAX_NODES};
 use dmq_core::protocol::{self, Kdmq, NodeUri, Transport};
+use dmq_core::sync_runs::SyncRuns;
 
 use kamailio::api::{Sl, Tm};
 use kamailio::events::{EventRoute, EventTarget};

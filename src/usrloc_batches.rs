@@ -69,8 +69,10 @@ fn offer(to: SocketAddr, message: &PeerMessage<'_>) -> Placement {
     loop {
         let placed = with(|batches| {
             batches.offer(to, &mut spare, |batch| {
-                let Batch { callback: batch_callback, mut updates, mut used, sync_since: batch_sync, sync_answer: batch_answer } = *batch.header();
-                let same_callback = batch_callback.map(|c| c.to_bytes()) == callback_bytes && batch_sync == sync_since && batch_answer == sync_answer;
+                let Batch { callback: batch_callback, mut updates, mut used, sync_since: batch_sync, sync_answer: batch_answer } =
+                    *batch.header();
+                let same_callback =
+                    batch_callback.map(|c| c.to_bytes()) == callback_bytes && batch_sync == sync_since && batch_answer == sync_answer;
                 let joined = batching::join(batch.bytes_mut(), &mut updates, &mut used, same_callback, update);
                 let header = batch.header_mut();
                 (header.updates, header.used) = (updates, used);
@@ -78,10 +80,12 @@ fn offer(to: SocketAddr, message: &PeerMessage<'_>) -> Placement {
             })
         });
         match placed {
-            Some(Placement::NeedsNewBatch) => match ShmBlock::zeroed(Batch { callback, updates: 0, used: 0, sync_since, sync_answer }, BATCH_BYTES) {
-                Some(block) => spare = Some(block),
-                None => return Placement::SendAlone,
-            },
+            Some(Placement::NeedsNewBatch) => {
+                match ShmBlock::zeroed(Batch { callback, updates: 0, used: 0, sync_since, sync_answer }, BATCH_BYTES) {
+                    Some(block) => spare = Some(block),
+                    None => return Placement::SendAlone,
+                }
+            }
             Some(placed) => return placed,
             None => return Placement::SendAlone,
         }
@@ -102,8 +106,15 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     let Batch { callback, updates, used, sync_since, sync_answer } = *batch.header();
     let body = batching::finish(batch.bytes(), used);
     let target = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
-    let message =
-        PeerMessage { peer_id: BATCHED_PEER, body: &body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback, sync_since, sync_answer };
+    let message = PeerMessage {
+        peer_id: BATCHED_PEER,
+        body: &body,
+        content_type: BATCHED_CONTENT_TYPE,
+        max_forwards: 1,
+        callback,
+        sync_since,
+        sync_answer,
+    };
     // Every update in a batch had its key on its way (`ordering`).
     let items = dmq_core::ordering::identify(BATCHED_PEER, &body).map(|k| k.items).unwrap_or_default();
     let sent = match &target {

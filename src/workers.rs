@@ -33,9 +33,9 @@ use crate::cluster;
 use crate::duplicates;
 use crate::freshness;
 use crate::heal;
-use crate::sync_status;
 use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
+use crate::sync_status;
 use dmq_core::ordering::Retained;
 use dmq_core::protocol::RequestScan;
 
@@ -102,7 +102,15 @@ pub struct Queued {
 /// Queues `msg` for `peer`'s callback in a worker (`scan`: what its raw
 /// bytes say, `protocol::scan_request`).
 pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, QueueError> {
-    let job = Job { peer, rcv: msg.receive_info(), local: false, heal_sync: false, seen_key: scan.key, sync_age_ms: scan.sync_age_ms, sync_answer: scan.sync_answer };
+    let job = Job {
+        peer,
+        rcv: msg.receive_info(),
+        local: false,
+        heal_sync: false,
+        seen_key: scan.key,
+        sync_age_ms: scan.sync_age_ms,
+        sync_answer: scan.sync_answer,
+    };
     push_job(job, msg.raw_bytes())
 }
 
@@ -113,7 +121,17 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
     let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
-    let kdmq = protocol::Kdmq { from, to: &m.local_uri, peer: peer_id, max_forwards, content_type, body, signing: None, sync_age_ms: None, sync_answer: false };
+    let kdmq = protocol::Kdmq {
+        from,
+        to: &m.local_uri,
+        peer: peer_id,
+        max_forwards,
+        content_type,
+        body,
+        signing: None,
+        sync_age_ms: None,
+        sync_answer: false,
+    };
     kdmq.to_bytes(&protocol::Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
 }
 

@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::state::{diff, ul_state};
-use common::{node_dir, reply_field, sipp_register, Node, Release};
+use common::state::{diff, htable_state, ul_state, wait_converged};
+use common::{node_dir, registrar, reply_field, seeded, sipp_register, start_cluster, sync_state, with_htable, Node, NodeConfig, Release};
 
 /// The probes' port (kubernetes.cfg's HTTP_LISTEN) on each pod's address.
 const HTTP_PORT: u16 = 8080;
@@ -42,13 +42,6 @@ fn http_status(node: &Node, path: &str) -> Option<u16> {
 
 fn stat(node: &Node, name: &str) -> u64 {
     node.try_rpc(&["dmq.stats"]).ok().and_then(|s| reply_field::<u64>(&s, name)).unwrap_or(0)
-}
-
-/// What `dmq.sync_status` says of `consumer`'s latest sync: its state word.
-fn sync_state(node: &Node, consumer: &str) -> Option<String> {
-    let out = node.try_rpc(&["dmq.sync_status"]).ok()?;
-    let block = out.split('{').find(|b| b.contains(&format!("consumer: {consumer}\n")))?;
-    block.lines().find_map(|l| l.trim().strip_prefix("state: ")).map(str::to_string)
 }
 
 /// The first pod of a cluster is ready at once (nobody to ask); 10 000
@@ -84,7 +77,8 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
         std::thread::sleep(Duration::from_millis(20));
     }
     let held = ul_state(&second).expect("the second pod's registrations");
-    let ready_at = ready_at.unwrap_or_else(|| panic!("/ready never answered 200; dmq.sync_status: {:?}", second.try_rpc(&["dmq.sync_status"])));
+    let ready_at =
+        ready_at.unwrap_or_else(|| panic!("/ready never answered 200; dmq.sync_status: {:?}", second.try_rpc(&["dmq.sync_status"])));
     let d = diff(&expected, &held);
     assert!(
         d.ghosts.is_empty() && d.missing.is_empty() && d.differing.is_empty(),
@@ -107,4 +101,132 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
         ready_at.as_secs_f64(),
         stat(&second, "sync_last_duration_ms")
     );
+}
+
+/// Waits until `node` says it is synced (the `synced` statistic, what
+/// `dmq_is_synced()` says) and returns at once what `dump` holds then.
+fn when_synced<T>(node: &Node, limit: Duration, dump: impl Fn(&Node) -> T) -> T {
+    assert!(
+        node.wait_until(limit, |n| stat(n, "synced") == 1),
+        "{} never said it is synced; dmq.sync_status: {:?}",
+        node.addr,
+        node.try_rpc(&["dmq.sync_status"])
+    );
+    dump(node)
+}
+
+fn assert_same<K: Ord + Clone + std::fmt::Debug, V: common::state::SameState + Clone + std::fmt::Debug>(
+    what: &str,
+    expected: &std::collections::BTreeMap<K, V>,
+    held: &std::collections::BTreeMap<K, V>,
+) {
+    let d = diff(expected, held);
+    assert!(
+        d.ghosts.is_empty() && d.missing.is_empty() && d.differing.is_empty(),
+        "{what}: holds {} of {}: {} missing (first {:?}), {} differing (first {:?}), {} others (first {:?})",
+        held.len(),
+        expected.len(),
+        d.missing.len(),
+        d.missing.first(),
+        d.differing.len(),
+        d.differing.first(),
+        d.ghosts.len(),
+        d.ghosts.first()
+    );
+}
+
+/// htable with the replicated table `t`, synced at start (`dmq_init_sync`).
+fn htable_node(base: NodeConfig) -> NodeConfig {
+    let mut c = with_htable(base);
+    c.consumers += "modparam(\"htable\", \"dmq_init_sync\", 1)\n";
+    c
+}
+
+fn fill_htable(node: &Node, items: usize) {
+    for i in 0..items {
+        node.rpc(&["htable.seti", "t", &format!("k{i}"), &i.to_string()]);
+    }
+}
+
+/// htable: a node that joins says it is synced once it holds every item
+/// of the node it asked; its table flushed by hand, `dmq.resync htable`
+/// brings every item back and is followed like the join.
+#[test]
+fn htable_a_joining_node_is_synced_once_it_holds_every_item_and_resync_brings_a_flushed_table_back() {
+    const ITEMS: usize = 300;
+    let a = Node::start("sync-ht-a", &htable_node(NodeConfig::default()).param("ping_interval", "2"));
+    fill_htable(&a, ITEMS);
+    let expected = htable_state(&a, "t").unwrap();
+    assert_eq!(expected.len(), ITEMS);
+    let b = Node::start("sync-ht-b", &seeded(htable_node(NodeConfig::default()), a.addr));
+    let held = when_synced(&b, Duration::from_secs(30), |n| htable_state(n, "t").unwrap());
+    assert_same("htable after the join sync", &expected, &held);
+    assert_eq!(sync_state(&b, "htable").as_deref(), Some("done"));
+
+    // Removed by hand on b alone (htable.flush does not replicate).
+    b.rpc(&["htable.flush", "t"]);
+    assert!(htable_state(&b, "t").unwrap().is_empty());
+    let out = b.rpc(&["dmq.resync", "htable"]);
+    assert!(out.contains("Resync of htable started"), "{out}");
+    let held = when_synced(&b, Duration::from_secs(30), |n| htable_state(n, "t").unwrap());
+    assert_same("htable after dmq.resync", &expected, &held);
+    let status = b.rpc(&["dmq.sync_status"]);
+    assert!(status.contains("reason: command") && status.contains("state: done"), "{status}");
+    assert_eq!(htable_state(&a, "t").unwrap(), expected, "the donor is unchanged");
+}
+
+/// usrloc: contacts removed by hand on one node (dmq_usrloc
+/// `usrloc_delete` 0 there: removals stay local) come back with `dmq.resync usrloc`, from a
+/// named node.
+#[test]
+fn usrloc_resync_brings_back_contacts_removed_by_hand_on_one_node() {
+    let mut b_config = registrar(NodeConfig::default());
+    b_config.consumers += "modparam(\"dmq_usrloc\", \"usrloc_delete\", 0)\n";
+    let nodes = start_cluster("sync-ul", vec![registrar(NodeConfig::default()), b_config]);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let dir = node_dir("sync-ul-sipp");
+    let (status, out, err) = sipp_register(a.addr, &dir, 100, 200);
+    assert!(status.success(), "sipp: {out}{err}");
+    let expected = wait_converged(a, &[b], Duration::from_secs(20), ul_state);
+    let removed: Vec<String> = expected.keys().map(|(aor, _)| aor.clone()).take(10).collect();
+    for aor in &removed {
+        b.rpc(&["ul.rm", "location", aor]);
+    }
+    assert_eq!(ul_state(b).unwrap().len(), expected.len() - removed.len(), "removed on b");
+    assert_eq!(ul_state(a).unwrap().len(), expected.len(), "a keeps them (no delete replicated)");
+    let out = b.rpc(&["dmq.resync", "usrloc", &format!("sip:{}", a.addr)]);
+    assert!(out.contains("Resync of usrloc started"), "{out}");
+    let held = when_synced(b, Duration::from_secs(30), |n| ul_state(n).unwrap());
+    assert_same("usrloc after dmq.resync", &expected, &held);
+    let status = b.rpc(&["dmq.sync_status"]);
+    assert!(status.contains(&format!("sip:{} done: 200, ", a.addr)), "{status}");
+    // A node not in the list, an unknown consumer: refused, nothing asked.
+    for (args, fault) in [
+        (vec!["dmq.resync", "usrloc", "sip:127.0.0.1:9"], "is not another node of the list"),
+        (vec!["dmq.resync", "nosuchpeer"], "no DMQ peer \"nosuchpeer\""),
+        (vec!["dmq.resync", "usrloc", "not a uri"], "Invalid node address"),
+    ] {
+        let out = b.try_rpc(&args).unwrap_or_else(|e| e);
+        assert!(out.contains("error") && out.contains(fault), "{args:?}: {out}");
+    }
+    assert_eq!(sync_state(b, "usrloc").as_deref(), Some("done"), "a refused resync starts nothing");
+}
+
+/// A stock donor says nothing of what it sent: the joining dmq_rs node
+/// is synced once the stock node answered and sent nothing more for the
+/// settle time, and then holds every contact.
+#[test]
+fn a_node_joining_a_stock_donor_is_synced_after_the_settle_time_holding_every_contact() {
+    const CONTACTS: usize = 2000;
+    let stock = Node::start("sync-stock-a", &registrar(NodeConfig::stock()).param("ping_interval", "2"));
+    let dir = node_dir("sync-stock-sipp");
+    let (status, out, err) = sipp_register(stock.addr, &dir, CONTACTS, 500);
+    assert!(status.success(), "sipp: {out}{err}");
+    let expected = ul_state(&stock).unwrap();
+    assert_eq!(expected.len(), CONTACTS);
+    let joiner = Node::start("sync-stock-b", &seeded(registrar(NodeConfig::default()), stock.addr));
+    let held = when_synced(&joiner, Duration::from_secs(30), |n| ul_state(n).unwrap());
+    assert_same("usrloc from a stock donor", &expected, &held);
+    let status = joiner.rpc(&["dmq.sync_status"]);
+    assert!(status.contains("200 (stock)"), "{status}");
 }

@@ -67,3 +67,11 @@ pub fn start_cluster(label: &str, configs: Vec<NodeConfig>) -> Vec<Node> {
     assert_converged(&nodes.iter().collect::<Vec<_>>());
     nodes
 }
+
+/// What `dmq.sync_status` says of `consumer`'s latest sync on `node`: its
+/// state word (`pending`, `done`, `timed_out`); None when it has none.
+pub fn sync_state(node: &Node, consumer: &str) -> Option<String> {
+    let out = node.try_rpc(&["dmq.sync_status"]).ok()?;
+    let block = out.split('{').find(|b| b.contains(&format!("consumer: {consumer}\n")))?;
+    block.lines().find_map(|l| l.trim().strip_prefix("state: ")).map(str::to_string)
+}

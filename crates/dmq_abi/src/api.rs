@@ -418,7 +418,10 @@ unsafe fn api_send(
     let (body, ct, callback) = unsafe { (kstr::bytes_at(body), kstr::bytes_at(content_type), ResponseCallback::from_raw(resp_cback)) };
     let content_type = String::from_utf8_lossy(ct);
     let peer_id = peer.id();
-    match send(peer, &PeerMessage { peer_id: &peer_id, body, content_type: &content_type, max_forwards, callback, sync_since: None, sync_answer: false }) {
+    match send(
+        peer,
+        &PeerMessage { peer_id: &peer_id, body, content_type: &content_type, max_forwards, callback, sync_since: None, sync_answer: false },
+    ) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{what} for {}: {e}", peer.id());
