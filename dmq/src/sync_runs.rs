@@ -170,15 +170,26 @@ pub struct SyncRuns {
 
 impl SyncRuns {
     /// A sync of `consumer` starts: `donors` were asked. It replaces the
-    /// consumer's earlier run, whatever its state (a resync of a synced
-    /// node makes it pending again). Returns false when the table is full
-    /// (a new consumer past `MAX_CONSUMERS`): not followed.
+    /// consumer's earlier run once that one ended (a resync of a synced
+    /// node makes it pending again); while that one is pending, the new
+    /// donors join it (a heal pull or a resync in the middle of the join
+    /// must not end the join's wait for its donors), and a donor asked
+    /// again after it answered waits for its new answer. Returns false when
+    /// the table is full (a new consumer past `MAX_CONSUMERS`): not followed.
     pub fn start(&mut self, consumer: &str, reason: Reason, donors: &[String], now_ms: u64) -> bool {
-        let donors: Vec<Donor> = donors
-            .iter()
-            .take(MAX_DONORS)
-            .map(|node| Donor { node: node.clone(), answer: Answer::Waiting, items: 0, messages: 0, bytes: 0, last_copy_ms: 0 })
-            .collect();
+        let fresh = |node: &String| Donor { node: node.clone(), answer: Answer::Waiting, items: 0, messages: 0, bytes: 0, last_copy_ms: 0 };
+        if let Some(r) = self.runs.iter_mut().find(|r| r.consumer == consumer && r.state == State::Pending) {
+            for node in donors {
+                match r.donors.iter().position(|d| &d.node == node) {
+                    Some(i) if matches!(r.donors[i].answer, Answer::Waiting) => {}
+                    Some(i) => r.donors[i] = fresh(node),
+                    None if r.donors.len() < MAX_DONORS => r.donors.push(fresh(node)),
+                    None => {}
+                }
+            }
+            return true;
+        }
+        let donors: Vec<Donor> = donors.iter().take(MAX_DONORS).map(fresh).collect();
         let run = Run { consumer: consumer.to_string(), reason, started_ms: now_ms, donors, state: State::Pending };
         if let Some(r) = self.runs.iter_mut().find(|r| r.consumer == consumer) {
             *r = run;
@@ -454,6 +465,28 @@ mod tests {
         assert!(!t.copy_arrived("usrloc", A, 1, 10, 310), "A was not asked this time");
         assert!(!t.copy_arrived("presence", B, 1, 10, 310), "presence asked nothing");
         assert!(t.synced(Some("presence")), "a consumer that never asked counts as synced");
+    }
+
+    #[test]
+    fn a_sync_started_while_one_is_pending_joins_it_instead_of_ending_its_wait() {
+        let mut t = two_donors();
+        t.answered("usrloc", A, 200, Some(5), 200);
+        t.copy_arrived("usrloc", A, 2, 10, 210);
+        // A heal pull of C while the join waits for A and B.
+        const C: &str = "sip:127.0.0.4:5060";
+        assert!(t.start("usrloc", Reason::HealPull, &[C.to_string()], 300));
+        t.answered("usrloc", C, 200, Some(0), 310);
+        assert!(t.tick(320, &policy()).is_empty(), "A and B are still waited for");
+        assert_eq!(t.runs[0].reason, Reason::Start);
+        assert_eq!(t.runs[0].started_ms, 100);
+        // A asked again (a resync): its new answer counts, not the old one.
+        t.start("usrloc", Reason::Command, &[A.to_string(), B.to_string()], 400);
+        assert_eq!(t.runs[0].donors[0].answer, Answer::Waiting);
+        assert_eq!(t.runs[0].donors[0].items, 0);
+        t.answered("usrloc", A, 200, Some(1), 410);
+        t.answered("usrloc", B, 200, Some(0), 410);
+        t.copy_arrived("usrloc", A, 1, 10, 420);
+        assert_eq!(t.tick(420, &policy())[0].state, State::Done { at_ms: 420 });
     }
 
     #[test]
