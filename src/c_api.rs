@@ -38,8 +38,7 @@ impl DmqApi for Api {
         // sync is followed until done (`sync_status`).
         let follow = |targets: &[Node]| {
             if origin::is_sync_request(message.peer_id, keys.as_ref()) {
-                let donors: Vec<NodeUri> = targets.iter().map(|t| t.uri.clone()).collect();
-                sync_status::started(message.peer_id, Reason::Start, &donors);
+                sync_status::started(message.peer_id, Reason::Start, targets);
             }
         };
         // init_with_single: the join sync's requests go to one node.
@@ -68,7 +67,7 @@ impl DmqApi for Api {
         // A copy answering the target's own sync request says so, and its
         // items are counted for the answer's reply (`sync_status`).
         let sync = origin::current_sync();
-        let answer = sync.is_some_and(|s| s.answer) && origin::sync_requester().is_some_and(|r| r.same_node(&target.uri));
+        let answer = sync.and_then(|s| s.answer).filter(|_| origin::sync_requester().is_some_and(|r| r.same_node(&target.uri)));
         let message = PeerMessage { sync_since: sync.map(|s| s.since_ms), sync_answer: answer, ..*message };
         match origin::sendable(&message) {
             Retained::All => {

@@ -133,7 +133,7 @@ fn report_events(m: &Shared, events: &[NodeEvent], source: Option<&NodeUri>) {
             }
             NodeEvent::Inactive(uri) => {
                 log::info!("node {uri} is no longer active");
-                sync_status::node_gone(uri);
+                sync_status::node_gone(&node_or_stand_in(uri));
                 if let Some(route) = m.routes.node_inactive {
                     run_node_route(route, uri, "inactive");
                 }
@@ -241,7 +241,7 @@ fn send_notification(m: &Shared, targets: &[NodeUri], body: &str, max_forwards: 
             body: body.as_bytes(),
             signing: m.signing(),
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         };
         match m.send_through_tm(&kdmq, hop.as_deref(), on_notification_reply, tm_context::encode_notification(round, target).as_bytes()) {
             Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
@@ -451,6 +451,10 @@ fn join_sync(single: Option<NodeUri>) {
     }
 }
 
+/// Ping rounds after which a node that knows no other node is alone even
+/// if a name never answered.
+const ALONE_AFTER_ROUNDS: u32 = 3;
+
 /// Ping rounds are numbered by the one process that runs the ping timer.
 static PING_ROUND: AtomicU32 = AtomicU32::new(0);
 
@@ -472,10 +476,14 @@ fn ping_timer() {
     report_events(m, &events, None);
     send_notification(m, &targets, &body, 1, round);
     // No other node known a ping interval after startup (no seed but this
-    // node, a name that lists nobody else): the first node of a cluster.
-    // Its join sync runs now and asks nobody (as the stock module's, which
-    // notifies itself); a node met later is pulled from (`heal`).
-    if alone && !peers::init_done() {
+    // node, a name that answered and lists nobody else): the first node of
+    // a cluster. Its join sync runs now and asks nobody (as the stock
+    // module's, which notifies itself); a node met later is pulled from
+    // (`heal`). A name that has not answered yet may still list others:
+    // the node waits for it, three ping intervals at most (a headless
+    // service lists no pod that is not ready: the first pod's name has no
+    // records until it is).
+    if alone && !peers::init_done() && (name_sources::all_answered() || round >= ALONE_AFTER_ROUNDS) {
         log::info!("no other node known after a ping interval: this node is alone; its join sync asks nobody");
         join_sync(None);
     }
@@ -516,7 +524,7 @@ pub fn announce_leave(m: &Shared) {
             body: body.as_bytes(),
             signing,
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         };
         let request = protocol::leave_notice(&kdmq, &m.socket.sent_by, &token);
         match send::send_from(

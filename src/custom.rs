@@ -35,7 +35,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
         max_forwards: 1,
         callback: None,
         sync_since: None,
-        sync_answer: false,
+        sync_answer: None,
     };
     let mut request = workers::local_request(m, "custom", &from, &message);
     request.push(0);

@@ -97,7 +97,7 @@ pub fn seen() -> Vec<NodeUri> {
 fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64, window: u64) {
     with_table(heal, |t| {
         for n in nodes {
-            let _ = t.note_seen(n, now, window);
+            t.seen_before_join(n, now, window);
         }
     });
 }

@@ -53,7 +53,7 @@ fn run(node: &NodeUri) {
             max_forwards: 1,
             callback: None,
             sync_since: None,
-            sync_answer: false,
+            sync_answer: None,
         };
         let request = workers::local_request(m, "heal", node, &message);
         match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer, true) {

@@ -44,6 +44,8 @@ thread_local! {
     static SOURCES: RefCell<Vec<NameSource>> = const { RefCell::new(Vec::new()) };
     /// When the DNS process last resolved every named node.
     static NAMED_REFRESHED: Cell<u64> = const { Cell::new(0) };
+    /// The names that answered a lookup with addresses at least once.
+    static ANSWERED: RefCell<Vec<NodeUri>> = const { RefCell::new(Vec::new()) };
 }
 
 /// mod_init: the names to look up, and the DNS process.
@@ -53,6 +55,9 @@ pub fn init(names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
             "notification_address {name} is a name: its {} the node(s), looked up again at least every dns_interval",
             if multi { "addresses (SRV, A, AAAA) are" } else { "address is" }
         );
+    }
+    if let Some(m) = shared() {
+        m.names.unanswered.store(names.len(), std::sync::atomic::Ordering::Relaxed);
     }
     SOURCES.with(|s| *s.borrow_mut() = names.into_iter().map(|n| NameSource::new(n, multi)).collect());
     process::register_timer_process().map_err(|e| format!("the DMQ DNS process: {e}"))
@@ -112,6 +117,20 @@ fn look_up_names(m: &Shared) {
                 );
             }
             continue;
+        }
+        let newly_answered = ANSWERED.with(|a| {
+            let mut a = a.borrow_mut();
+            let new = !a.iter().any(|n| n.same_node(&source.name));
+            if new {
+                a.push(source.name.clone());
+            }
+            new
+        });
+        if newly_answered {
+            let _ = m
+                .names
+                .unanswered
+                .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1));
         }
         if first && source.multi {
             log::info!("multi_notify: {} stands for {} node(s): {found:?}", source.name, found.len());

@@ -72,7 +72,7 @@ fn pull_from(uri: &NodeUri) {
     let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
-        sync_status::started(&id, Reason::HealPull, std::slice::from_ref(uri));
+        sync_status::started(&id, Reason::HealPull, std::slice::from_ref(&node));
         let message = PeerMessage {
             peer_id: &id,
             body: &body,
@@ -80,11 +80,14 @@ fn pull_from(uri: &NodeUri) {
             max_forwards: 1,
             callback: None,
             sync_since: Some(monotonic_ms()),
-            sync_answer: false,
+            sync_answer: None,
         };
         match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
-            Err(e) => log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}"),
+            Err(e) => {
+                log::warn!("heal pull: cannot ask {uri} for the state of DMQ peer {id:?}: {e}");
+                sync_status::request_failed(&id, &node);
+            }
         }
     }
 }
@@ -109,11 +112,10 @@ pub fn resync(consumer: Option<&str>, node: Option<&NodeUri>) -> Result<Vec<Stri
             None => "no DMQ peer asks for a sync".into(),
         });
     }
-    let donors: Vec<NodeUri> = targets.iter().map(|t| t.uri.clone()).collect();
     let mut asked = Vec::new();
     for (peer, body, content_type) in requests {
         let id = peer.id();
-        sync_status::started(&id, Reason::Command, &donors);
+        sync_status::started(&id, Reason::Command, &targets);
         let message = PeerMessage {
             peer_id: &id,
             body: &body,
@@ -121,10 +123,14 @@ pub fn resync(consumer: Option<&str>, node: Option<&NodeUri>) -> Result<Vec<Stri
             max_forwards: 1,
             callback: None,
             sync_since: None,
-            sync_answer: false,
+            sync_answer: None,
         };
-        if let Err(e) = send_to(&message, &targets) {
-            log::warn!("dmq.resync: asking for the state of DMQ peer {id:?}: {e}");
+        // One node at a time: a send that fails tells its node's part.
+        for target in &targets {
+            if let Err(e) = send_to(&message, std::slice::from_ref(target)) {
+                log::warn!("dmq.resync: asking {} for the state of DMQ peer {id:?}: {e}", target.uri);
+                sync_status::request_failed(&id, target);
+            }
         }
         asked.push(id);
     }
@@ -208,7 +214,13 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     } else {
         event_counts::add_reply(code);
     }
-    sync_status::request_answered(message.message.peer_id, message.message.body, &message.target, code, reply.msg());
+    sync_status::request_answered(
+        message.message.peer_id,
+        message.message.body,
+        &cluster::node_or_stand_in(&message.target),
+        code,
+        reply.msg(),
+    );
     run_response_callback(code, reply, &message.target, callback_of(&message));
     finish_tm(&message);
 }
@@ -220,6 +232,8 @@ fn resend_busy(m: &Shared, now_ms: u64) {
         let Some(message) = TmContext::decode(record.bytes()) else { continue };
         if let Err(e) = send_tm_message(m, &message) {
             log::error!("cannot send a {} message to {} again: {e}", message.message.peer_id, message.target);
+            let node = cluster::node_or_stand_in(&message.target);
+            sync_status::request_answered(message.message.peer_id, message.message.body, &node, 503, None);
             run_response_callback(503, TmReply::none(), &message.target, callback_of(&message));
             finish_tm(&message);
         }

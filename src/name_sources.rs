@@ -104,6 +104,12 @@ pub fn with_listed<R>(f: impl FnOnce(&[NodeUri]) -> R) -> R {
     })
 }
 
+/// Whether every `notification_address` name has answered a lookup with
+/// addresses at least once (true without names).
+pub fn all_answered() -> bool {
+    shared().is_none_or(|m| m.names.unanswered.load(std::sync::atomic::Ordering::Relaxed) == 0)
+}
+
 /// The addresses the names list now.
 pub fn listed() -> Vec<NodeUri> {
     with_listed(|l| l.to_vec())

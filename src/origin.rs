@@ -91,7 +91,7 @@ pub fn timed_out_request(uri: &[u8], request: &[u8]) {
     let Some((peer, max_forwards, content_type, body)) = protocol::request_parts(request) else { return };
     let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else { return };
     timed_out(
-        &PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: false },
+        &PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: None },
         &target,
     );
 }
@@ -120,10 +120,10 @@ pub fn missed_by(node: &NodeUri) -> Vec<Waiting> {
 pub struct Sync {
     pub since_ms: u64,
     pub heal: bool,
-    /// It answers the requester's sync request (not a heal push): its
-    /// copies say so, and their items are counted for the reply
-    /// (`protocol::SYNC_SENT_HEADER`).
-    pub answer: bool,
+    /// It answers the requester's sync request (not a heal push): the
+    /// answer's id, which its copies carry; their items are counted for
+    /// the reply (`protocol::SYNC_SENT_HEADER`).
+    pub answer: Option<u64>,
 }
 
 thread_local! {
@@ -140,15 +140,18 @@ thread_local! {
 /// Runs `f` (a sync request's job, asked for by `requester`) with the
 /// consumer's sends marked as the sync's copies.
 pub fn in_sync<R>(heal: bool, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> R {
-    running(Sync { since_ms: kamailio::clock::monotonic_ms(), heal, answer: false }, requester, f)
+    running(Sync { since_ms: kamailio::clock::monotonic_ms(), heal, answer: None }, requester, f)
 }
 
 /// As [`in_sync`], for a sync request a node sent us: returns what `f`
-/// returned and the items sent to `requester` for it ([`count_sent`]).
-pub fn answering<R>(heal: bool, requester: NodeUri, f: impl FnOnce() -> R) -> (R, u64) {
+/// returned, the items sent to `requester` for it ([`count_sent`]) and the
+/// answer's id (random, never 0).
+pub fn answering<R>(heal: bool, requester: NodeUri, f: impl FnOnce() -> R) -> (R, u64, u64) {
+    use std::hash::BuildHasher;
+    let id = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), kamailio::clock::monotonic_ms())).max(1);
     ITEMS_SENT.with(|n| n.set(0));
-    let r = running(Sync { since_ms: kamailio::clock::monotonic_ms(), heal, answer: true }, Some(requester), f);
-    (r, ITEMS_SENT.with(|n| n.replace(0)))
+    let r = running(Sync { since_ms: kamailio::clock::monotonic_ms(), heal, answer: Some(id) }, Some(requester), f);
+    (r, ITEMS_SENT.with(|n| n.replace(0)), id)
 }
 
 fn running<R>(sync: Sync, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> R {
@@ -170,7 +173,7 @@ fn running<R>(sync: Sync, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> 
 /// whose send fails: the asking node then waits for it and times out
 /// rather than call itself synced without it).
 pub fn count_sent(message: &PeerMessage<'_>, target: &NodeUri) {
-    let answer = current_sync().is_some_and(|s| s.answer) && sync_requester().is_some_and(|r| r.same_node(target));
+    let answer = current_sync().is_some_and(|s| s.answer.is_some()) && sync_requester().is_some_and(|r| r.same_node(target));
     if answer {
         let items = ordering::identify(message.peer_id, message.body).map_or(1, |k| k.items.len() as u64);
         ITEMS_SENT.with(|n| n.set(n.get() + items));

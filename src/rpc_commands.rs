@@ -156,8 +156,8 @@ pub fn sync_status(call: &RpcCall) {
             .map(|d| {
                 let answer = match d.answer {
                     Answer::Waiting => "no answer yet".to_string(),
-                    Answer::Sent { copies: Some(n), .. } => format!("200, {}/{n} items", d.items),
-                    Answer::Sent { copies: None, .. } => format!("200 (stock), {} messages", d.messages),
+                    Answer::Sent { counted: Some((n, id)), .. } => format!("200, {}/{n} items", d.items_of(id)),
+                    Answer::Sent { counted: None, .. } => format!("200 (stock), {} messages", d.messages),
                     Answer::Failed { code: 0 } => "gone".to_string(),
                     Answer::Failed { code } => format!("{code}"),
                 };

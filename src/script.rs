@@ -68,6 +68,10 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             Seen::Answered(code) => {
                 event_counts::add(EventCount::DuplicatesIgnored);
                 let reason = if code < 300 { "OK" } else { "Answered Before" };
+                // A sync request's 200 says again what its answer sent.
+                if let Some((items, id)) = sync_status::answer_of(scan.key) {
+                    msg.add_reply_header(&sync_status::answer_headers(items, id));
+                }
                 msg.reply(&m.sl, i32::from(code), reason, None);
                 return returnval;
             }
@@ -170,7 +174,7 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
         max_forwards: 1,
         callback: None,
         sync_since: None,
-        sync_answer: false,
+        sync_answer: None,
     };
     match messaging::send_to(&message, &targets) {
         Ok(()) => 1,

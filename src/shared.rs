@@ -154,6 +154,10 @@ pub struct NameStores {
     /// Notification lines naming new nodes by host name, waiting for the
     /// DNS process to look them up and judge them (`trusted_network`).
     pub deferred: ShmStore,
+    /// Names that have not yet answered a lookup with addresses (set in
+    /// mod_init, counted down by the DNS process): until 0, a node that
+    /// knows no other node is not alone, it waits for its names.
+    pub unanswered: &'static AtomicUsize,
 }
 
 shm_zeroed! {
@@ -199,8 +203,11 @@ shm_zeroed! {
         /// The join sync's requests left (the init callbacks ran): before
         /// that, this node is not synced.
         pub joined: AtomicBool,
-        /// Runs pending now (lets hot paths skip the lock when 0).
+        /// Runs pending now.
         pub pending: AtomicUsize,
+        /// Runs that may still change (pending, or timed out and waiting
+        /// for their donors): the hot paths skip the lock when 0.
+        pub open: AtomicUsize,
         /// Runs ended done, and timed out, since startup.
         pub done: AtomicU64,
         pub timed_out: AtomicU64,
@@ -209,11 +216,27 @@ shm_zeroed! {
     }
 }
 
+/// Sync answers kept for a resent request (`sync_status::answer_of`).
+pub const SENT_ANSWERS: usize = 32;
+
+shm_zeroed! {
+    /// The latest sync answers this node sent, by the request's key
+    /// (`duplicates::key`): a copy of the request that comes again is
+    /// answered with the same count and id.
+    pub struct SentAnswers {
+        pub keys: [u64; SENT_ANSWERS],
+        pub items: [u64; SENT_ANSWERS],
+        pub ids: [u64; SENT_ANSWERS],
+        pub next: u64,
+    }
+}
+
 /// The sync runs (`dmq_core::sync_runs`), serialized in shm under its
-/// lock, and their counters (`sync_status`).
+/// lock, their counters, and the answers sent (`sync_status`).
 pub struct SyncFollow {
     pub table: ShmStore,
     pub counters: &'static SyncCounters,
+    pub answers: &'static ShmMutex<SentAnswers>,
 }
 
 /// The heal table, serialized in shm under its lock, and its counters (`heal`).
@@ -239,7 +262,7 @@ shm_data! {
         /// (`protocol::RequestScan`'s fields).
         pub seen_key: Option<u64>,
         pub sync_age_ms: Option<u64>,
-        pub sync_answer: bool,
+        pub sync_answer: Option<u64>,
     }
 }
 
@@ -361,8 +384,8 @@ shm_data! {
         pub used: u32,
         /// Its updates are copies of one sync's (when it began), or live.
         pub sync_since: Option<u64>,
-        /// Those copies answer the receiving node's sync request.
-        pub sync_answer: bool,
+        /// Those copies answer the receiving node's sync request (its id).
+        pub sync_answer: Option<u64>,
     }
 }
 
@@ -457,6 +480,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
     let names = NameStores {
         addresses: name_store().ok_or_else(|| out_of_shm("the names' addresses"))?,
         deferred: name_store().ok_or_else(|| out_of_shm("the names to judge"))?,
+        unanswered: leak_zeroed().ok_or_else(|| out_of_shm("the names' counter"))?,
     };
     let heal = Heal {
         table: ShmStore::new(HealTable::MAX_ENCODED_LEN).ok_or_else(|| out_of_shm("the heal table"))?,
@@ -465,6 +489,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
     let syncs = SyncFollow {
         table: ShmStore::new(SyncRuns::MAX_ENCODED_LEN).ok_or_else(|| out_of_shm("the sync runs"))?,
         counters: leak_zeroed().ok_or_else(|| out_of_shm("the sync counters"))?,
+        answers: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the sync answers"))?,
     };
     let queues = || out_of_shm("the DMQ job queues");
     let workers = Pool {

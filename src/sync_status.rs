@@ -18,15 +18,17 @@
 //! - The retransmission timer (every 100 ms) ends the runs that are done
 //!   or past the timeout, logs them and keeps the figures.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
-use dmq_core::protocol::{NodeUri, SYNC_SENT_HEADER};
+use dmq_core::nodes::Node;
+use dmq_core::protocol::{self, NodeUri, SYNC_ANSWER_HEADER, SYNC_SENT_HEADER};
 use dmq_core::sync_runs::{Reason, State, SyncRuns};
 
 use kamailio::clock::monotonic_ms;
 use kamailio::sip_msg::SipMsg;
 
-use crate::shared::{shared, SyncFollow};
+use crate::shared::{shared, SyncFollow, SENT_ANSWERS};
 
 fn with_runs<R: Default>(syncs: &SyncFollow, f: impl FnOnce(&mut SyncRuns) -> R) -> R {
     let result = syncs.table.with(|bytes| {
@@ -34,6 +36,7 @@ fn with_runs<R: Default>(syncs: &SyncFollow, f: impl FnOnce(&mut SyncRuns) -> R)
         let before = runs.clone();
         let r = f(&mut runs);
         syncs.counters.pending.store(runs.pending(), Ordering::Relaxed);
+        syncs.counters.open.store(runs.open(), Ordering::Relaxed);
         ((runs != before).then(|| runs.encode().into_bytes()), r)
     });
     result.unwrap_or_else(|_| {
@@ -42,19 +45,27 @@ fn with_runs<R: Default>(syncs: &SyncFollow, f: impl FnOnce(&mut SyncRuns) -> R)
     })
 }
 
-/// Whether a run is pending: the hot paths skip the lock otherwise.
+/// Whether a run may still change: the hot paths skip the lock otherwise.
 fn following() -> Option<&'static SyncFollow> {
-    shared().map(|s| &s.syncs).filter(|s| s.counters.pending.load(Ordering::Relaxed) > 0)
+    shared().map(|s| &s.syncs).filter(|s| s.counters.open.load(Ordering::Relaxed) > 0)
 }
 
-/// How a donor is named in the table: one form per node, whatever the
-/// case of its host or a default port written out.
-pub fn donor_key(uri: &NodeUri) -> String {
-    NodeUri { host: uri.host.to_ascii_lowercase(), port: uri.port_no().to_string(), transport: uri.transport }.to_uri()
+/// How a donor is named in the table: by its address when the node list
+/// knows it (or the URI holds one), so that the node asked under one name
+/// (a seed, a DNS answer) and the same node sending under another (its
+/// `server_address`) are one donor; else by its URI, host in lower case.
+pub fn donor_key(node: &Node) -> String {
+    let uri = &node.uri;
+    let ip = node.ip().or_else(|| uri.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
+    match ip {
+        Some(IpAddr::V4(v4)) => NodeUri { host: v4.to_string(), port: uri.port_no().to_string(), transport: uri.transport }.to_uri(),
+        Some(IpAddr::V6(v6)) => NodeUri { host: format!("[{v6}]"), port: uri.port_no().to_string(), transport: uri.transport }.to_uri(),
+        None => NodeUri { host: uri.host.to_ascii_lowercase(), port: uri.port_no().to_string(), transport: uri.transport }.to_uri(),
+    }
 }
 
 /// `consumer` asked `donors` for its state, for `reason`.
-pub fn started(consumer: &str, reason: Reason, donors: &[NodeUri]) {
+pub fn started(consumer: &str, reason: Reason, donors: &[Node]) {
     let Some(syncs) = shared().map(|s| &s.syncs) else { return };
     let keys: Vec<String> = donors.iter().map(donor_key).collect();
     if !with_runs(syncs, |t| t.start(consumer, reason, &keys, monotonic_ms())) {
@@ -78,33 +89,73 @@ pub fn join_ran() {
 /// A final reply (`code`; 408 when none came) from `node` to a request of
 /// ours: when it was a consumer's sync request (`peer`, `body`), its run
 /// learns the answer, and from a dmq_rs donor how many items it sent.
-pub fn request_answered(peer: &str, body: &[u8], node: &NodeUri, code: i32, reply: Option<SipMsg<'_>>) {
+pub fn request_answered(peer: &str, body: &[u8], node: &Node, code: i32, reply: Option<SipMsg<'_>>) {
     let Some(syncs) = following() else { return };
     if !crate::origin::is_sync_request(peer, dmq_core::ordering::identify(peer, body).as_ref()) {
         return;
     }
-    let sent = reply.as_ref().and_then(|r| std::str::from_utf8(r.header(SYNC_SENT_HEADER)?).ok()?.trim().parse::<u64>().ok());
+    let header = |name: &str| reply.as_ref().and_then(|r| r.header(name).map(<[u8]>::to_vec));
+    let sent = header(SYNC_SENT_HEADER).and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok());
+    let id = header(SYNC_ANSWER_HEADER).and_then(|v| protocol::answer_id(&v));
+    let counted = sent.zip(id);
     let code = u16::try_from(code).unwrap_or(500);
-    with_runs(syncs, |t| t.answered(peer, &donor_key(node), code, sent, monotonic_ms()));
+    with_runs(syncs, |t| t.answered(peer, &donor_key(node), code, counted, monotonic_ms()));
     if !(200..300).contains(&code) {
-        log::warn!("sync of {peer}: {node} answered {code}; it sends nothing (the sync stays pending until it times out)");
+        log::warn!("sync of {peer}: {} answered {code}; it sends nothing (the sync stays pending until it times out)", node.uri);
     }
 }
 
-/// A message of `peer` arrived from `node`: a copy answering our sync
-/// request (`answer`, with its items), or anything else (a stock donor's
-/// copies look like live updates).
-pub fn arrived(peer: &str, node: &NodeUri, answer: bool, items: u64, bytes: u64) {
+/// A sync request of `peer` to `node` could not be sent: the node will
+/// not answer it.
+pub fn request_failed(peer: &str, node: &Node) {
+    let Some(syncs) = following() else { return };
+    with_runs(syncs, |t| t.answered(peer, &donor_key(node), 500, None, monotonic_ms()));
+}
+
+/// A message of `peer` arrived from `node`: a copy of the answer `answer`
+/// to our sync request (with its items), or anything else (a stock
+/// donor's copies look like live updates).
+pub fn arrived(peer: &str, node: &Node, answer: Option<u64>, items: u64, bytes: u64) {
     let Some(syncs) = following() else { return };
     let key = donor_key(node);
     let now = monotonic_ms();
-    with_runs(syncs, |t| if answer { t.copy_arrived(peer, &key, items, bytes, now) } else { t.traffic(peer, &key, bytes, now) });
+    with_runs(syncs, |t| match answer {
+        Some(id) => t.copy_arrived(peer, &key, id, items, bytes, now),
+        None => t.traffic(peer, &key, bytes, now),
+    });
 }
 
-/// `node` is no longer active: it sends nothing more for a pending run.
-pub fn node_gone(node: &NodeUri) {
+/// `node` is no longer active: if it has not answered a pending run, it
+/// will not.
+pub fn node_gone(node: &Node) {
     let Some(syncs) = following() else { return };
     with_runs(syncs, |t| t.node_gone(&donor_key(node)));
+}
+
+/// The header lines of a sync answer's 200: how many items it sent, and
+/// its id.
+pub fn answer_headers(items: u64, id: u64) -> String {
+    format!("{SYNC_SENT_HEADER}: {items}\r\n{SYNC_ANSWER_HEADER}: {id:x}\r\n")
+}
+
+/// We answered the sync request `key` (its `duplicates` key) with `items`
+/// items, answer `id`: a copy of the request that comes again is answered
+/// the same (`answer_of`).
+pub fn answer_sent(key: Option<u64>, items: u64, id: u64) {
+    let (Some(key), Some(syncs)) = (key, shared().map(|s| &s.syncs)) else { return };
+    let mut a = syncs.answers.lock();
+    let i = (a.next % SENT_ANSWERS as u64) as usize;
+    (a.keys[i], a.items[i], a.ids[i]) = (key, items, id);
+    a.next = a.next.wrapping_add(1);
+}
+
+/// What we answered the sync request `key` with, if it was one of the
+/// latest answers.
+pub fn answer_of(key: Option<u64>) -> Option<(u64, u64)> {
+    let key = key.filter(|&k| k != 0)?;
+    let syncs = shared().map(|s| &s.syncs)?;
+    let a = syncs.answers.lock();
+    (0..SENT_ANSWERS).find(|&i| a.keys[i] == key).map(|i| (a.items[i], a.ids[i]))
 }
 
 /// The retransmission timer's tick: ends the runs that are done or timed
@@ -137,8 +188,9 @@ pub fn tick() {
 
 /// Whether this node holds the cluster's state for `consumer` (None: for
 /// every consumer followed): its join sync's requests left and the latest
-/// sync of each is done. A consumer that never asks for a sync (htable
-/// without `dmq_init_sync`) is not waited for.
+/// sync of each is done (or is a heal pull that began while it was). A
+/// consumer that never asks for a sync (htable without `dmq_init_sync`)
+/// is not waited for.
 pub fn is_synced(consumer: Option<&str>) -> bool {
     let Some(syncs) = shared().map(|s| &s.syncs) else { return false };
     if !syncs.counters.joined.load(Ordering::Relaxed) {

@@ -130,7 +130,7 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
         body,
         signing: None,
         sync_age_ms: None,
-        sync_answer: false,
+        sync_answer: None,
     };
     kdmq.to_bytes(&protocol::Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
 }
@@ -140,7 +140,7 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
 /// callback's reply is not sent anywhere.
 /// `heal_sync`: the request asks for a heal sync (`origin::in_sync`).
 pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer, heal_sync: bool) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None, sync_answer: false }, request)
+    push_job(Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None, sync_answer: None }, request)
 }
 
 fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
@@ -263,7 +263,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     let note_arrival = || {
         if let Some(node) = &sender {
             let items = keys.as_ref().map_or(1, |k| k.items.len() as u64);
-            sync_status::arrived(&peer_id, &node.uri, scan.sync_answer, items, body.len() as u64);
+            sync_status::arrived(&peer_id, node, scan.sync_answer, items, body.len() as u64);
         }
     };
     // A sync copy: what is older than a live update applied here is
@@ -285,13 +285,19 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
                     max_forwards: 1,
                     callback: None,
                     sync_since: None,
-                    sync_answer: false,
+                    sync_answer: None,
                 };
                 let request = local_request(m, "fresh", &from, &message);
-                match enqueue_local(&request, msg.receive_info(), peer, false) {
-                    Ok(_) => {}
-                    Err(QueueError::Full) => log::warn!("job queue full: the fresh part of a {peer_id} sync copy is dropped"),
-                    Err(QueueError::Failed(e)) => log::warn!("the fresh part of a {peer_id} sync copy is dropped: {e}"),
+                let dropped = match enqueue_local(&request, msg.receive_info(), peer, false) {
+                    Ok(_) => None,
+                    Err(QueueError::Full) => Some("the job queue is full".to_string()),
+                    Err(QueueError::Failed(e)) => Some(e),
+                };
+                if let Some(why) = dropped {
+                    // Not taken: 503, and the sender sends the copy again.
+                    log::warn!("the fresh part of a {peer_id} sync copy is not taken ({why}): answered 503");
+                    duplicates::forget(scan.key);
+                    return msg.reply(&m.sl, 503, "Service Unavailable", None);
                 }
                 // Its fresh part runs in a moment, in a worker.
                 note_arrival();
@@ -317,8 +323,8 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
             if sync_age.is_none() {
                 heal::asked_us(&node.uri);
             }
-            let (answered, items) = origin::answering(sync_age.is_some(), node.uri.clone(), call);
-            items_sent = Some(items);
+            let (answered, items, id) = origin::answering(sync_age.is_some(), node.uri.clone(), call);
+            items_sent = Some((items, id));
             answered
         }
         (true, None) => origin::in_sync(sync_age.is_some(), None, call),
@@ -336,8 +342,10 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
         return true;
     }
     let body = (!resp.body.is_empty()).then_some((resp.body.as_slice(), resp.content_type.as_str()));
-    if let Some(items) = items_sent.filter(|_| (200..300).contains(&resp.code)) {
-        msg.add_reply_header(&format!("{}: {items}\r\n", protocol::SYNC_SENT_HEADER));
+    if let Some((items, id)) = items_sent.filter(|_| (200..300).contains(&resp.code)) {
+        // A copy of the request that comes again gets the same (`script`).
+        sync_status::answer_sent(scan.key, items, id);
+        msg.add_reply_header(&sync_status::answer_headers(items, id));
     }
     msg.reply(&m.sl, resp.code, &resp.reason, body)
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::state::{diff, htable_state, ul_state, wait_converged};
 use common::{
-    node_dir, registrar, reply_field, seeded, sipp_register, start_cluster, sync_state, tls_left_out, with_htable, DmqTransport, Node, NodeConfig,
-    Release,
+    aor_count, node_dir, registrar, reply_field, seeded, sipp_register, start_cluster, sync_state, tls_left_out, with_htable, DmqTransport,
+    Node, NodeConfig, Release,
 };
 
 /// The probes' port (kubernetes.cfg's HTTP_LISTEN) on each pod's address.
@@ -56,7 +56,10 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
     common::machine::alone();
     const CONTACTS: usize = 10_000;
     let first = pod("ready-a", None, 128);
-    // Alone: ready after its first ping round (10 s in kubernetes.cfg).
+    // Before its first ping round (10 s in kubernetes.cfg) the first pod
+    // does not know it is alone: 503 (the probe's other answer, seen);
+    // then it is ready.
+    assert_eq!(http_status(&first, "/ready"), Some(503), "a pod that just started is not ready");
     assert!(first.wait_until(Duration::from_secs(30), |n| http_status(n, "/ready") == Some(200)), "the first pod never got ready");
     assert_eq!(http_status(&first, "/live"), Some(200));
     let dir = node_dir("ready-sipp");
@@ -67,10 +70,13 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
 
     let second = pod("ready-b", Some(first.addr), 128);
     let started = Instant::now();
-    let (mut not_ready, mut ready_at) = (0, None);
+    let (mut not_ready, mut ready_at, mut held_at_ready) = (0, None, 0);
     while started.elapsed() < Duration::from_secs(60) {
         match http_status(&second, "/ready") {
             Some(200) => {
+                // What it holds the moment it says so (a counter: read at
+                // once; the dump below takes a while).
+                held_at_ready = aor_count(&second);
                 ready_at = Some(started.elapsed());
                 break;
             }
@@ -82,6 +88,7 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
     let held = ul_state(&second).expect("the second pod's registrations");
     let ready_at =
         ready_at.unwrap_or_else(|| panic!("/ready never answered 200; dmq.sync_status: {:?}", second.try_rpc(&["dmq.sync_status"])));
+    assert_eq!(held_at_ready, CONTACTS, "ready while holding {held_at_ready} of {CONTACTS} registrations");
     let d = diff(&expected, &held);
     assert!(
         d.ghosts.is_empty() && d.missing.is_empty() && d.differing.is_empty(),
@@ -94,7 +101,6 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
         d.differing.first(),
         d.ghosts.len()
     );
-    assert!(not_ready > 0, "/ready never answered 503: the sync was not seen running");
     assert_eq!(sync_state(&second, "usrloc").as_deref(), Some("done"));
     assert_eq!(stat(&second, "synced"), 1);
     assert_eq!(stat(&second, "sync_pending"), 0);
@@ -107,15 +113,30 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
 }
 
 /// Waits until `node` says it is synced (the `synced` statistic, what
-/// `dmq_is_synced()` says) and returns at once what `dump` holds then.
-fn when_synced<T>(node: &Node, limit: Duration, dump: impl Fn(&Node) -> T) -> T {
+/// `dmq_is_synced()` says); returns how many items it held at that moment
+/// (`count`, a counter read at once) and then what `dump` holds.
+fn when_synced<T>(node: &Node, limit: Duration, count: impl Fn(&Node) -> usize, dump: impl Fn(&Node) -> T) -> (usize, T) {
+    let mut held = 0;
     assert!(
-        node.wait_until(limit, |n| stat(n, "synced") == 1),
+        node.wait_until(limit, |n| {
+            let synced = stat(n, "synced") == 1;
+            if synced {
+                held = count(n);
+            }
+            synced
+        }),
         "{} never said it is synced; dmq.sync_status: {:?}",
         node.addr,
         node.try_rpc(&["dmq.sync_status"])
     );
-    dump(node)
+    (held, dump(node))
+}
+
+/// Items in htable's table `t` (`htable.stats`: read at once).
+fn htable_count(node: &Node) -> usize {
+    let out = node.try_rpc(&["htable.stats"]).unwrap_or_default();
+    let block = out.split('{').find(|b| b.contains("name: t\n")).unwrap_or_default();
+    block.lines().find_map(|l| l.trim().strip_prefix("all: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 fn assert_same<K: Ord + Clone + std::fmt::Debug, V: common::state::SameState + Clone + std::fmt::Debug>(
@@ -162,7 +183,8 @@ fn htable_a_joining_node_is_synced_once_it_holds_every_item_and_resync_brings_a_
     let expected = htable_state(&a, "t").unwrap();
     assert_eq!(expected.len(), ITEMS);
     let b = Node::start("sync-ht-b", &seeded(htable_node(NodeConfig::default()), a.addr));
-    let held = when_synced(&b, Duration::from_secs(30), |n| htable_state(n, "t").unwrap());
+    let (count, held) = when_synced(&b, Duration::from_secs(30), htable_count, |n| htable_state(n, "t").unwrap());
+    assert_eq!(count, ITEMS, "synced while holding {count} items");
     assert_same("htable after the join sync", &expected, &held);
     assert_eq!(sync_state(&b, "htable").as_deref(), Some("done"));
 
@@ -171,7 +193,8 @@ fn htable_a_joining_node_is_synced_once_it_holds_every_item_and_resync_brings_a_
     assert!(htable_state(&b, "t").unwrap().is_empty());
     let out = b.rpc(&["dmq.resync", "htable"]);
     assert!(out.contains("Resync of htable started"), "{out}");
-    let held = when_synced(&b, Duration::from_secs(30), |n| htable_state(n, "t").unwrap());
+    let (count, held) = when_synced(&b, Duration::from_secs(30), htable_count, |n| htable_state(n, "t").unwrap());
+    assert_eq!(count, ITEMS, "synced while holding {count} items");
     assert_same("htable after dmq.resync", &expected, &held);
     let status = b.rpc(&["dmq.sync_status"]);
     assert!(status.contains("reason: command") && status.contains("state: done"), "{status}");
@@ -221,7 +244,8 @@ fn resync_after_removals_by_hand(label: &str, transport: DmqTransport) {
     assert_eq!(sync_state(b, "usrloc").as_deref(), Some("done"), "the join sync: {:?}", b.try_rpc(&["dmq.sync_status"]));
     let out = b.rpc(&["dmq.resync", "usrloc", &a_uri]);
     assert!(out.contains("Resync of usrloc started"), "{out}");
-    let held = when_synced(b, Duration::from_secs(30), |n| ul_state(n).unwrap());
+    let (count, held) = when_synced(b, Duration::from_secs(30), aor_count, |n| ul_state(n).unwrap());
+    assert_eq!(count, expected.len(), "synced while holding {count} contacts");
     assert_same("usrloc after dmq.resync", &expected, &held);
     let status = b.rpc(&["dmq.sync_status"]);
     assert!(status.contains(&format!("{a_uri} done: 200, ")), "{status}");
@@ -250,7 +274,8 @@ fn a_node_joining_a_stock_donor_is_synced_after_the_settle_time_holding_every_co
     let expected = ul_state(&stock).unwrap();
     assert_eq!(expected.len(), CONTACTS);
     let joiner = Node::start("sync-stock-b", &seeded(registrar(NodeConfig::default()), stock.addr));
-    let held = when_synced(&joiner, Duration::from_secs(30), |n| ul_state(n).unwrap());
+    let (count, held) = when_synced(&joiner, Duration::from_secs(30), aor_count, |n| ul_state(n).unwrap());
+    assert_eq!(count, CONTACTS, "synced while holding {count} contacts");
     assert_same("usrloc from a stock donor", &expected, &held);
     let status = joiner.rpc(&["dmq.sync_status"]);
     assert!(status.contains("200 (stock)"), "{status}");

@@ -176,6 +176,16 @@ impl HealTable {
         }
     }
 
+    /// `uri` became active here before this node's own join sync: noted
+    /// (our join sync covers it), and a request it made as it joined is
+    /// spent (after a later partition it is regained as any node).
+    pub fn seen_before_join(&mut self, uri: &NodeUri, now: u64, window: u64) {
+        self.note_seen(uri, now, window);
+        if let Some(e) = self.entries.iter_mut().find(|e| e.uri.same_node(uri)) {
+            e.joined = false;
+        }
+    }
+
     /// `uri` asked us for our state as a node that joins does (not a heal
     /// pull): a pull from it that waits is dropped, and one is not
     /// scheduled when it arrives ([`HealEntry::joined`]). A stock node
@@ -432,6 +442,15 @@ mod tests {
         // asking again while a push waits changes nothing
         assert!(!t.asked_us(&a2, 60_001, 4000));
         assert_eq!(t.take_due_syncs(60_001), vec![(a2, false)]);
+
+        // Nodes that start together: b asks before this node's join, then
+        // becomes active before it too. Met again after a partition, it
+        // gets a heal sync (its request was spent).
+        let b = uri("sip:10.0.0.9:5060");
+        let mut t = HealTable::default();
+        t.asked_us(&b, 0, 4000);
+        t.seen_before_join(&b, 10, 4000);
+        assert_eq!(t.arrived(std::slice::from_ref(&b), &[], 60_000, 4000, 0), vec![(b, Regain::Now)]);
     }
 
     #[test]

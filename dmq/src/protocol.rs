@@ -401,19 +401,21 @@ pub struct PeerMessage<'a, C> {
     /// older than an update it already applied (`crate::freshness`).
     pub sync_since: Option<u64>,
     /// A copy of a sync this node runs in answer to a node's sync request
-    /// (not a heal push): it goes out with [`SYNC_ANSWER_HEADER`], and the
-    /// asking dmq_rs node counts its items against the answer's
-    /// [`SYNC_SENT_HEADER`] (`crate::sync_runs`).
-    pub sync_answer: bool,
+    /// (not a heal push): the answer's id, random per answer. It goes out
+    /// with [`SYNC_ANSWER_HEADER`], and the asking dmq_rs node counts its
+    /// items against the answer's [`SYNC_SENT_HEADER`] (`crate::sync_runs`).
+    pub sync_answer: Option<u64>,
 }
 
 /// How long ago (ms) the sync a copy belongs to began, as the sender
 /// counts when it sends it. Stock nodes ignore it.
 pub const SYNC_AGE_HEADER: &str = "X-DMQ-Sync-Age";
 
-/// On a sync copy sent in answer to the receiver's own sync request (value
-/// `1`): it counts toward that request's [`SYNC_SENT_HEADER`]. Stock nodes
-/// ignore it.
+/// On a sync copy sent in answer to the receiver's own sync request: the
+/// answer's id (hex, random per answer), so that it counts toward that
+/// answer's [`SYNC_SENT_HEADER`] only (not toward an answer of the same
+/// node to an earlier request, or of its earlier self before a restart).
+/// Also on the answer's 200, with the count. Stock nodes ignore it.
 pub const SYNC_ANSWER_HEADER: &str = "X-DMQ-Sync-Answer";
 
 /// On a dmq_rs node's 200 to a sync request: the items (contacts, cells,
@@ -437,8 +439,9 @@ pub struct Kdmq<'a> {
     pub signing: Option<(&'a [u8], i64)>,
     /// A sync copy: ms since its sync began ([`SYNC_AGE_HEADER`]).
     pub sync_age_ms: Option<u64>,
-    /// A sync copy in answer to the receiver's request ([`SYNC_ANSWER_HEADER`]).
-    pub sync_answer: bool,
+    /// A sync copy in answer to the receiver's request: the answer's id
+    /// ([`SYNC_ANSWER_HEADER`]).
+    pub sync_answer: Option<u64>,
 }
 
 impl Kdmq<'_> {
@@ -478,7 +481,7 @@ impl Kdmq<'_> {
     /// The sync-age header line of a sync copy (empty otherwise).
     fn sync_line(&self) -> String {
         let Some(age) = self.sync_age_ms else { return String::new() };
-        let answer = if self.sync_answer { format!("{SYNC_ANSWER_HEADER}: 1\r\n") } else { String::new() };
+        let answer = self.sync_answer.map(|id| format!("{SYNC_ANSWER_HEADER}: {id:x}\r\n")).unwrap_or_default();
         format!("{SYNC_AGE_HEADER}: {age}\r\n{answer}")
     }
 }
@@ -579,12 +582,13 @@ pub fn after_header_block(raw: &[u8]) -> Option<&[u8]> {
 pub struct RequestScan {
     pub key: Option<u64>,
     pub sync_age_ms: Option<u64>,
-    /// A sync copy in answer to this node's request ([`SYNC_ANSWER_HEADER`]).
-    pub sync_answer: bool,
+    /// A sync copy in answer to this node's request: the answer's id
+    /// ([`SYNC_ANSWER_HEADER`]).
+    pub sync_answer: Option<u64>,
 }
 
 pub fn scan_request(raw: &[u8]) -> RequestScan {
-    let (mut call_id, mut cseq, mut from, mut age, mut answer) = (None, None, None, None, false);
+    let (mut call_id, mut cseq, mut from, mut age, mut answer) = (None, None, None, None, None);
     let is = |name: &[u8], names: &[&str]| names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name));
     for line in raw.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -601,15 +605,20 @@ pub fn scan_request(raw: &[u8]) -> RequestScan {
             from = Some(value);
         } else if age.is_none() && is(name, &[SYNC_AGE_HEADER]) {
             age = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-        } else if is(name, &[SYNC_ANSWER_HEADER]) {
-            answer = value == b"1";
+        } else if answer.is_none() && is(name, &[SYNC_ANSWER_HEADER]) {
+            answer = answer_id(value);
         }
     }
     let key = match (call_id, cseq, from) {
         (Some(c), Some(n), Some(f)) => Some(crate::duplicates::key(c, n, f)),
         _ => None,
     };
-    RequestScan { key, sync_age_ms: age, sync_answer: answer && age.is_some() }
+    RequestScan { key, sync_age_ms: age, sync_answer: answer.filter(|_| age.is_some()) }
+}
+
+/// An answer id as [`SYNC_ANSWER_HEADER`] carries it (hex, not 0).
+pub fn answer_id(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok().and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).filter(|&id| id != 0)
 }
 
 /// A KDMQ request this module built (`Kdmq::to_bytes`), read back: the
@@ -639,13 +648,15 @@ mod tests {
         use super::*;
         let raw = b"KDMQ sip:usrloc@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z\r\ni:  abc@h \r\nCSeq: 7 KDMQ\r\nf: <sip:a@h>;tag=x\r\nX-DMQ-Sync-Age: 120\r\n\r\nCall-ID: body";
         let key = crate::duplicates::key(b"abc@h", b"7", b"<sip:a@h>;tag=x");
-        assert_eq!(scan_request(raw), RequestScan { key: Some(key), sync_age_ms: Some(120), sync_answer: false });
-        let answer = b"KDMQ sip:usrloc@h SIP/2.0\r\ni: abc@h\r\nCSeq: 7 KDMQ\r\nf: <sip:a@h>;tag=x\r\nX-DMQ-Sync-Age: 5\r\nx-dmq-sync-answer: 1\r\n\r\n";
-        assert!(scan_request(answer).sync_answer, "an answer's copy");
-        let no_age = b"KDMQ sip:usrloc@h SIP/2.0\r\nX-DMQ-Sync-Answer: 1\r\n\r\n";
-        assert!(!scan_request(no_age).sync_answer, "only a sync copy answers");
+        assert_eq!(scan_request(raw), RequestScan { key: Some(key), sync_age_ms: Some(120), sync_answer: None });
+        let answer = b"KDMQ sip:usrloc@h SIP/2.0\r\ni: abc@h\r\nCSeq: 7 KDMQ\r\nf: <sip:a@h>;tag=x\r\nX-DMQ-Sync-Age: 5\r\nx-dmq-sync-answer: 1f\r\n\r\n";
+        assert_eq!(scan_request(answer).sync_answer, Some(0x1f), "an answer's copy");
+        let no_age = b"KDMQ sip:usrloc@h SIP/2.0\r\nX-DMQ-Sync-Answer: 1f\r\n\r\n";
+        assert_eq!(scan_request(no_age).sync_answer, None, "only a sync copy answers");
+        assert_eq!(answer_id(b"0"), None);
+        assert_eq!(answer_id(b"zz"), None);
         let long = b"KDMQ sip:u@h SIP/2.0\r\nCALL-ID: abc@h\r\ncseq: 7 KDMQ\r\nFrom: <sip:a@h>;tag=x\r\n\r\nX-DMQ-Sync-Age: 5";
-        assert_eq!(scan_request(long), RequestScan { key: Some(key), sync_age_ms: None, sync_answer: false }, "the body is not searched");
+        assert_eq!(scan_request(long), RequestScan { key: Some(key), sync_age_ms: None, sync_answer: None }, "the body is not searched");
         assert_eq!(scan_request(b"KDMQ sip:u@h SIP/2.0\r\nCSeq: 1 KDMQ\r\n\r\n"), RequestScan::default());
     }
 
@@ -664,7 +675,7 @@ mod tests {
             body,
             signing: None,
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         };
         let raw = kdmq.to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKx", token: "t" });
         assert_eq!(request_parts(&raw), Some(("usrloc", 1, "application/json", &body[..])));
@@ -777,7 +788,7 @@ mod tests {
             body: body.as_bytes(),
             signing: None,
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         };
         let req = leave_notice(&kdmq, "127.0.0.2:5090", "42");
         assert!(req.starts_with("KDMQ sip:notification_peer@127.0.0.3:5090 SIP/2.0\r\n"));
@@ -802,7 +813,7 @@ mod tests {
             body,
             signing: None,
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         }
         .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5091", branch: "z9hG4bKdmqrs.3.9", token: "9x1" });
         let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -829,7 +840,7 @@ mod tests {
                 body: b"{}",
                 signing: None,
                 sync_age_ms: None,
-                sync_answer: false,
+                sync_answer: None,
             }
             .to_bytes(&Envelope { transport, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2.3", token: "1.2.3" });
             let text = String::from_utf8(req).unwrap();
@@ -849,7 +860,7 @@ mod tests {
             body: b"{}",
             signing: Some((b"secret", 1_700_000_000)),
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         }
         .to_bytes(&Envelope { transport: Transport::Udp, sent_by: "127.0.0.2:5090", branch: "z9hG4bKdmqrs.1.2", token: "1x2" });
         let text = String::from_utf8(req).unwrap();
@@ -870,7 +881,7 @@ mod tests {
             body: b"{}",
             signing: None,
             sync_age_ms: None,
-            sync_answer: false,
+            sync_answer: None,
         };
         assert_eq!(kdmq.ruri(), "sip:htable@127.0.0.3:5090;transport=tcp");
         assert_eq!(kdmq.from_uri(), "sip:htable@127.0.0.2:5090");

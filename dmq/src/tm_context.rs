@@ -28,18 +28,24 @@ pub struct TmContext<'a> {
 
 impl<'a> TmContext<'a> {
     /// [flags u8: 1 has callback, 2 ordered, 4 a sync copy, 8 a sync's answer][callback]
-    /// [max_forwards i32][deadline u64][backoff u64][sync since u64], then uri, peer id, content type and body, each as
+    /// [max_forwards i32][deadline u64][backoff u64][sync since u64][answer id u64], then uri, peer id, content type and body, each as
     /// [len u32][bytes].
     pub fn encode(&self) -> Vec<u8> {
         let m = &self.message;
         let uri = self.target.to_uri();
         let mut out = Vec::with_capacity(64 + uri.len() + m.peer_id.len() + m.content_type.len() + m.body.len());
-        out.push(m.callback.is_some() as u8 | (self.ordered as u8) << 1 | (m.sync_since.is_some() as u8) << 2 | (m.sync_answer as u8) << 3);
+        out.push(
+            m.callback.is_some() as u8
+                | (self.ordered as u8) << 1
+                | (m.sync_since.is_some() as u8) << 2
+                | (m.sync_answer.is_some() as u8) << 3,
+        );
         out.extend_from_slice(&m.callback.unwrap_or([0; CALLBACK_LEN]));
         out.extend_from_slice(&m.max_forwards.to_ne_bytes());
         out.extend_from_slice(&self.deadline_ms.to_ne_bytes());
         out.extend_from_slice(&self.backoff_ms.to_ne_bytes());
         out.extend_from_slice(&m.sync_since.unwrap_or(0).to_ne_bytes());
+        out.extend_from_slice(&m.sync_answer.unwrap_or(0).to_ne_bytes());
         for part in [uri.as_bytes(), m.peer_id.as_bytes(), m.content_type.as_bytes(), m.body] {
             out.extend_from_slice(&(part.len() as u32).to_ne_bytes());
             out.extend_from_slice(part);
@@ -63,6 +69,8 @@ impl<'a> TmContext<'a> {
         let backoff_ms = u64::from_ne_bytes(take(&mut context, 8)?.try_into().ok()?);
         let sync_since = u64::from_ne_bytes(take(&mut context, 8)?.try_into().ok()?);
         let sync_since = (flags & 4 == 4).then_some(sync_since);
+        let sync_answer = u64::from_ne_bytes(take(&mut context, 8)?.try_into().ok()?);
+        let sync_answer = (flags & 8 == 8).then_some(sync_answer);
         let mut part = || -> Option<&'a [u8]> {
             let len = u32::from_ne_bytes(take(&mut context, 4)?.try_into().ok()?) as usize;
             take(&mut context, len)
@@ -74,7 +82,6 @@ impl<'a> TmContext<'a> {
         let content_type = std::str::from_utf8(part()?).ok()?;
         let body = part()?;
         let callback = has_callback.then_some(callback);
-        let sync_answer = flags & 8 == 8;
         let message = PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since, sync_answer };
         Some(TmContext { message, target, deadline_ms, backoff_ms, ordered })
     }
@@ -111,7 +118,7 @@ mod tests {
                 max_forwards: 1,
                 callback: Some([7; CALLBACK_LEN]),
                 sync_since: Some(99),
-                sync_answer: true,
+                sync_answer: Some(0xabc),
             },
             target: target.clone(),
             deadline_ms: 123_456,
@@ -135,7 +142,7 @@ mod tests {
     fn the_layout_is_fixed_fields_then_length_prefixed_parts() {
         let target = node("sip:10.0.0.2:5060");
         let bytes = message(&target).encode();
-        let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8 + 8;
+        let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8 + 8 + 8;
         assert_eq!(bytes[0], 15, "a callback, ordered, a sync copy, an answer");
         assert_eq!(&bytes[1..1 + CALLBACK_LEN], &[7; CALLBACK_LEN]);
         assert_eq!(bytes[1 + CALLBACK_LEN..5 + CALLBACK_LEN], 1i32.to_ne_bytes());
@@ -166,7 +173,7 @@ mod tests {
             assert_eq!(TmContext::decode(&bytes[..end]), None, "cut at {end}");
         }
         // A length past the end.
-        let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8 + 8;
+        let fixed = 1 + CALLBACK_LEN + 4 + 8 + 8 + 8 + 8;
         let mut long = bytes.clone();
         long[fixed..fixed + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
         assert_eq!(TmContext::decode(&long), None);

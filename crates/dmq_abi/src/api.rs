@@ -420,7 +420,7 @@ unsafe fn api_send(
     let peer_id = peer.id();
     match send(
         peer,
-        &PeerMessage { peer_id: &peer_id, body, content_type: &content_type, max_forwards, callback, sync_since: None, sync_answer: false },
+        &PeerMessage { peer_id: &peer_id, body, content_type: &content_type, max_forwards, callback, sync_since: None, sync_answer: None },
     ) {
         Ok(()) => 0,
         Err(e) => {
