@@ -274,7 +274,7 @@ fn a_node_joining_a_stock_donor_is_synced_after_the_settle_time_holding_every_co
     let expected = ul_state(&stock).unwrap();
     assert_eq!(expected.len(), CONTACTS);
     let joiner = Node::start("sync-stock-b", &seeded(registrar(NodeConfig::default()), stock.addr));
-    let (count, held) = when_synced(&joiner, Duration::from_secs(30), aor_count, |n| ul_state(n).unwrap());
+    let (count, held) = when_synced(&joiner, Duration::from_secs(60), aor_count, |n| ul_state(n).unwrap());
     assert_eq!(count, CONTACTS, "synced while holding {count} contacts");
     assert_same("usrloc from a stock donor", &expected, &held);
     let status = joiner.rpc(&["dmq.sync_status"]);

@@ -43,7 +43,7 @@ macro_rules! for_each_parameter {
             event_callback: str = None, "a KEMI function called on peer events instead of the event routes";
             sl_send: int = 0, "1: dmq_handle_message answers with sl instead of tm";
             dns_interval: int = $crate::config::DEFAULT_DNS_INTERVAL, "longest seconds between two lookups of a notification_address name";
-            sync_settle_ms: int = 2000, "ms without a message of the consumer from a stock donor, after its 200, before its sync counts as done";
+            sync_settle_ms: int = 5000, "ms without a message of the consumer from a stock donor, after its 200, before its sync counts as done";
             sync_timeout: int = 120, "seconds after which a sync that is not done counts as timed out (the node stays not synced)";
             sync_alone_ready: int = 1, "1: a node with no other node to ask (the first of a cluster) is synced at once";
             test_panic: str = None, "test only: injects a panic (worker, timer, dns or sip; -locked; :trigger file) to test the panic guard";

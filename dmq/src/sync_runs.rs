@@ -52,7 +52,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { settle_ms: 2000, timeout_ms: 120_000, alone_is_synced: true }
+        Policy { settle_ms: 5000, timeout_ms: 120_000, alone_is_synced: true }
     }
 }
 
