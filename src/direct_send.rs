@@ -285,10 +285,13 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
     if code >= 300 {
         log::debug!("peer message answered {code}");
     }
-    // A consumer's sync request: its run learns the answer (`sync_status`).
-    if let Some(node) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) {
-        if let Some((peer, _, _, body)) = protocol::request_parts(uri_and_request(&message).1) {
-            sync_status::request_answered(peer, body, &cluster::node_or_stand_in(&node), code, reply.msg());
+    // A consumer's sync request: its run learns the answer (`sync_status`;
+    // nothing to read while no sync is followed).
+    if sync_status::following_any() {
+        if let Some(node) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) {
+            if let Some((peer, _, _, body)) = protocol::request_parts(uri_and_request(&message).1) {
+                sync_status::request_answered(peer, body, &cluster::node_or_stand_in(&node), code, reply.msg());
+            }
         }
     }
     if let Some(callback) = callback {

@@ -214,13 +214,10 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     } else {
         event_counts::add_reply(code);
     }
-    sync_status::request_answered(
-        message.message.peer_id,
-        message.message.body,
-        &cluster::node_or_stand_in(&message.target),
-        code,
-        reply.msg(),
-    );
+    if sync_status::following_any() {
+        let node = cluster::node_or_stand_in(&message.target);
+        sync_status::request_answered(message.message.peer_id, message.message.body, &node, code, reply.msg());
+    }
     run_response_callback(code, reply, &message.target, callback_of(&message));
     finish_tm(&message);
 }

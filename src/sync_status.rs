@@ -50,6 +50,11 @@ fn following() -> Option<&'static SyncFollow> {
     shared().map(|s| &s.syncs).filter(|s| s.counters.open.load(Ordering::Relaxed) > 0)
 }
 
+/// Whether any sync is followed now (callers skip their look-ups otherwise).
+pub fn following_any() -> bool {
+    following().is_some()
+}
+
 /// How a donor is named in the table: by its address when the node list
 /// knows it (or the URI holds one), so that the node asked under one name
 /// (a seed, a DNS answer) and the same node sending under another (its
