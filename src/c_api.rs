@@ -66,20 +66,16 @@ impl DmqApi for Api {
         // (`origin`).
         // A copy answering the target's own sync request says so, and its
         // items are counted for the answer's reply (`sync_status`).
-        let sync = origin::current_sync();
-        let answer = sync.and_then(|s| s.answer).filter(|_| origin::sync_requester().is_some_and(|r| r.same_node(&target.uri)));
-        let message = PeerMessage { sync_since: sync.map(|s| s.since_ms), sync_answer: answer, ..*message };
+        let since = origin::current_sync().map(|s| s.since_ms);
+        let message = PeerMessage { sync_since: since, sync_answer: origin::answer_to(&target.uri), ..*message };
+        let send_counted = |message: &PeerMessage<'_>| {
+            origin::count_sent(message);
+            send(message, std::slice::from_ref(&target))
+        };
         match origin::sendable(&message) {
-            Retained::All => {
-                origin::count_sent(&message, &target.uri);
-                send(&message, &[target])
-            }
+            Retained::All => send_counted(&message),
             Retained::Nothing => Ok(()),
-            Retained::Some(body) => {
-                let message = PeerMessage { body: &body, ..message };
-                origin::count_sent(&message, &target.uri);
-                send(&message, &[target])
-            }
+            Retained::Some(body) => send_counted(&PeerMessage { body: &body, ..message }),
         }
     }
 

@@ -261,11 +261,7 @@ pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
             .iter()
             .map(|t| {
                 let ip = list.find(t).filter(|n| n.is_named()).and_then(|n| n.ip())?;
-                let host = match ip {
-                    IpAddr::V4(v4) => v4.to_string(),
-                    IpAddr::V6(v6) => format!("[{v6}]"),
-                };
-                Some(NodeUri { host, port: t.port_no().to_string(), transport: t.transport }.to_uri())
+                Some(t.at(ip).to_uri())
             })
             .collect()
     })

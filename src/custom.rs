@@ -28,15 +28,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
         return -1;
     };
     let (peer_id, content_type) = (peer.id(), String::from_utf8_lossy(content_type));
-    let message = PeerMessage {
-        peer_id: &peer_id,
-        body,
-        content_type: &content_type,
-        max_forwards: 1,
-        callback: None,
-        sync_since: None,
-        sync_answer: None,
-    };
+    let message = PeerMessage::plain(&peer_id, body, &content_type);
     let mut request = workers::local_request(m, "custom", &from, &message);
     request.push(0);
     let rcv = ReceiveInfo::local(m.socket.local);

@@ -285,23 +285,23 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
     if code >= 300 {
         log::debug!("peer message answered {code}");
     }
-    // A consumer's sync request: its run learns the answer (`sync_status`;
-    // nothing to read while no sync is followed).
-    if sync_status::following_any() {
-        if let Some(node) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) {
-            if let Some((peer, _, _, body)) = protocol::request_parts(uri_and_request(&message).1) {
-                sync_status::request_answered(peer, body, &cluster::node_or_stand_in(&node), code, reply.msg());
-            }
+    // The node it went to, when someone needs it: the consumer's callback,
+    // or a sync being followed (`sync_status`; none: nothing to look up).
+    let following = sync_status::following_any();
+    let node = (following || callback.is_some())
+        .then(|| std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()))
+        .flatten()
+        .map(|line| cluster::node_or_stand_in(&line.uri));
+    // A consumer's sync request: its run learns the answer.
+    if let (true, Some(node)) = (following, &node) {
+        if let Some((peer, _, _, body)) = protocol::request_parts(uri_and_request(&message).1) {
+            sync_status::request_answered(peer, body, node, code, reply.msg());
         }
     }
-    if let Some(callback) = callback {
-        let node = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
-        if let Some(node) = node {
-            let node = cluster::node_or_stand_in(&node);
-            for _ in 0..updates {
-                if !callback.call(code, reply, &node) {
-                    log::warn!("response callback for a message to {} failed", node.uri);
-                }
+    if let (Some(callback), Some(node)) = (callback, &node) {
+        for _ in 0..updates {
+            if !callback.call(code, reply, node) {
+                log::warn!("response callback for a message to {} failed", node.uri);
             }
         }
     }

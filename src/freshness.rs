@@ -30,14 +30,15 @@ pub fn note_live(peer: &str, keys: Option<&Keys>) {
     with(|recent| keys.items.iter().for_each(|&k| recent.note(k, now)));
 }
 
-/// What of a sync copy (`body`, its sync begun `age_ms` before now) is not
-/// older than a live update applied here: all, nothing, or a rebuilt
-/// body. Refused items are counted.
-pub fn fresh_part(peer: &str, body: &[u8], age_ms: u64) -> Retained {
+/// What of a sync copy (`body`, its items `keys` as `ordering::identify`
+/// read them, its sync begun `age_ms` before now) is not older than a live
+/// update applied here: all, nothing, or a rebuilt body. Refused items are
+/// counted.
+pub fn fresh_part(peer: &str, body: &[u8], keys: Option<&Keys>, age_ms: u64) -> Retained {
     if !identified(peer) {
         return Retained::All;
     }
-    let Some(keys) = ordering::identify(peer, body) else { return Retained::All };
+    let Some(keys) = keys else { return Retained::All };
     let since = freshness::stale_after(monotonic_ms(), age_ms);
     let stale: Vec<u64> =
         with(|recent| keys.items.iter().copied().filter(|&k| recent.written_after(k, since)).collect()).unwrap_or_default();

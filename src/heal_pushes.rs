@@ -46,15 +46,7 @@ fn run(node: &NodeUri) {
     for (peer, body, content_type) in peers::sync_requests() {
         // Never sent: it goes to our own consumer, past admission.
         let peer_id = peer.id();
-        let message = PeerMessage {
-            peer_id: &peer_id,
-            body: &body,
-            content_type: &content_type,
-            max_forwards: 1,
-            callback: None,
-            sync_since: None,
-            sync_answer: None,
-        };
+        let message = PeerMessage::plain(&peer_id, &body, &content_type);
         let request = workers::local_request(m, "heal", node, &message);
         match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer, true) {
             Ok(_) => {

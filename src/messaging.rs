@@ -73,15 +73,7 @@ fn pull_from(uri: &NodeUri) {
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
         sync_status::started(&id, Reason::HealPull, std::slice::from_ref(&node));
-        let message = PeerMessage {
-            peer_id: &id,
-            body: &body,
-            content_type: &content_type,
-            max_forwards: 1,
-            callback: None,
-            sync_since: Some(monotonic_ms()),
-            sync_answer: None,
-        };
+        let message = PeerMessage { sync_since: Some(monotonic_ms()), ..PeerMessage::plain(&id, &body, &content_type) };
         match send_to(&message, std::slice::from_ref(&node)) {
             Ok(()) => log::info!("heal pull: asked {uri} for the state of DMQ peer {id:?}"),
             Err(e) => {
@@ -116,15 +108,7 @@ pub fn resync(consumer: Option<&str>, node: Option<&NodeUri>) -> Result<Vec<Stri
     for (peer, body, content_type) in requests {
         let id = peer.id();
         sync_status::started(&id, Reason::Command, &targets);
-        let message = PeerMessage {
-            peer_id: &id,
-            body: &body,
-            content_type: &content_type,
-            max_forwards: 1,
-            callback: None,
-            sync_since: None,
-            sync_answer: None,
-        };
+        let message = PeerMessage::plain(&id, &body, &content_type);
         // One node at a time: a send that fails tells its node's part.
         for target in &targets {
             if let Err(e) = send_to(&message, std::slice::from_ref(target)) {

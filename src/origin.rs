@@ -168,13 +168,18 @@ fn running<R>(sync: Sync, requester: Option<NodeUri>, f: impl FnOnce() -> R) -> 
     f()
 }
 
-/// A copy of the answer running now goes to `target`: its items count
-/// toward the answer's reply (every item handed for sending, also one
-/// whose send fails: the asking node then waits for it and times out
+/// The answer id a copy sent now to `target` carries: the answer running
+/// in this process, when `target` is the node that asked for it.
+pub fn answer_to(target: &NodeUri) -> Option<u64> {
+    current_sync().and_then(|s| s.answer).filter(|_| sync_requester().is_some_and(|r| r.same_node(target)))
+}
+
+/// A copy of the answer running now (it carries the answer's id) is
+/// handed for sending: its items count toward the answer's reply (also
+/// when its send fails: the asking node then waits for it and times out
 /// rather than call itself synced without it).
-pub fn count_sent(message: &PeerMessage<'_>, target: &NodeUri) {
-    let answer = current_sync().is_some_and(|s| s.answer.is_some()) && sync_requester().is_some_and(|r| r.same_node(target));
-    if answer {
+pub fn count_sent(message: &PeerMessage<'_>) {
+    if message.sync_answer.is_some() {
         let items = ordering::identify(message.peer_id, message.body).map_or(1, |k| k.items.len() as u64);
         ITEMS_SENT.with(|n| n.set(n.get() + items));
     }

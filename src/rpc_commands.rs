@@ -141,6 +141,7 @@ pub fn sync_status(call: &RpcCall) {
         return;
     };
     let now = kamailio::clock::monotonic_ms();
+    let policy = shared().map(|m| m.config.sync_policy).unwrap_or_default();
     let synced = sync_status::is_synced(None);
     let mut ok = call.add_struct(&[("synced", Value::Int(synced as i32)), ("join_sync_sent", Value::Int(joined as i32))]);
     for run in &runs.runs {
@@ -161,7 +162,7 @@ pub fn sync_status(call: &RpcCall) {
                     Answer::Failed { code: 0 } => "gone".to_string(),
                     Answer::Failed { code } => format!("{code}"),
                 };
-                let done = if d.done(now, &shared_policy()) { "done" } else { "waiting" };
+                let done = if d.done(now, &policy) { "done" } else { "waiting" };
                 format!("{} {done}: {answer}", d.node)
             })
             .collect();
@@ -181,10 +182,6 @@ pub fn sync_status(call: &RpcCall) {
     if !ok {
         call.fault(500, "Server failure");
     }
-}
-
-fn shared_policy() -> dmq_core::sync_runs::Policy {
-    shared().map(|m| m.config.sync_policy).unwrap_or_default()
 }
 
 /// `dmq.resync [consumer] [node]`: asks one node (or every active node)

@@ -167,15 +167,7 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
         None => messaging::active_targets(None),
     };
     let (id, content_type) = (peer.id(), String::from_utf8_lossy(content_type));
-    let message = PeerMessage {
-        peer_id: &id,
-        body,
-        content_type: &content_type,
-        max_forwards: 1,
-        callback: None,
-        sync_since: None,
-        sync_answer: None,
-    };
+    let message = PeerMessage::plain(&id, body, &content_type);
     match messaging::send_to(&message, &targets) {
         Ok(()) => 1,
         Err(e) => {

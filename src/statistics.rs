@@ -87,10 +87,10 @@ pub fn read(statistic: Declared) -> u64 {
         DuplicatesIgnored => event_counts::get(EventCount::DuplicatesIgnored),
         SyncItemsRefused => event_counts::get(EventCount::SyncItemsRefused),
         SyncPending => sync_status::stats().0,
-        Synced => sync_status::stats().1,
-        SyncsDone => sync_status::stats().2,
-        SyncsTimedOut => sync_status::stats().3,
-        SyncLastDurationMs => sync_status::stats().4,
+        Synced => u64::from(sync_status::is_synced(None)),
+        SyncsDone => sync_status::stats().1,
+        SyncsTimedOut => sync_status::stats().2,
+        SyncLastDurationMs => sync_status::stats().3,
     }
 }
 

@@ -18,7 +18,6 @@
 //! - The retransmission timer (every 100 ms) ends the runs that are done
 //!   or past the timeout, logs them and keeps the figures.
 
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use dmq_core::nodes::Node;
@@ -61,10 +60,8 @@ pub fn following_any() -> bool {
 /// `server_address`) are one donor; else by its URI, host in lower case.
 pub fn donor_key(node: &Node) -> String {
     let uri = &node.uri;
-    let ip = node.ip().or_else(|| uri.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
-    match ip {
-        Some(IpAddr::V4(v4)) => NodeUri { host: v4.to_string(), port: uri.port_no().to_string(), transport: uri.transport }.to_uri(),
-        Some(IpAddr::V6(v6)) => NodeUri { host: format!("[{v6}]"), port: uri.port_no().to_string(), transport: uri.transport }.to_uri(),
+    match node.ip().or_else(|| dmq_core::nodes::resolve_literal(&uri.host)) {
+        Some(ip) => uri.at(ip).to_uri(),
         None => NodeUri { host: uri.host.to_ascii_lowercase(), port: uri.port_no().to_string(), transport: uri.transport }.to_uri(),
     }
 }
@@ -211,14 +208,13 @@ pub fn snapshot() -> Option<(bool, SyncRuns)> {
     Some((syncs.counters.joined.load(Ordering::Relaxed), runs))
 }
 
-/// The figures of the statistics: (pending, synced 0/1, done, timed out,
-/// latest duration ms).
-pub fn stats() -> (u64, u64, u64, u64, u64) {
+/// The counted figures of the statistics (`synced` is [`is_synced`]):
+/// (pending, done, timed out, latest duration ms).
+pub fn stats() -> (u64, u64, u64, u64) {
     let Some(syncs) = shared().map(|s| &s.syncs) else { return Default::default() };
     let c = syncs.counters;
     (
         c.pending.load(Ordering::Relaxed) as u64,
-        u64::from(is_synced(None)),
         c.done.load(Ordering::Relaxed),
         c.timed_out.load(Ordering::Relaxed),
         c.last_duration_ms.load(Ordering::Relaxed),

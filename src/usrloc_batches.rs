@@ -131,18 +131,7 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     // go to tm, which holds a transaction in shm per message); else tm.
     let Some(_unsent) = with(|b| b.batch_not_sent(to, batch)).flatten() else { return };
     let through_tm = match (&target, shared().map(|s| s.hooks.tm_fallback)) {
-        (Some(target), Some(send)) => {
-            let message = PeerMessage {
-                peer_id: BATCHED_PEER,
-                body: &body,
-                content_type: BATCHED_CONTENT_TYPE,
-                max_forwards: 1,
-                callback,
-                sync_since,
-                sync_answer,
-            };
-            send(&message, target)
-        }
+        (Some(target), Some(send)) => send(&message, target),
         _ => Err("no way to send it".into()),
     };
     match through_tm {

@@ -269,7 +269,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // A sync copy: what is older than a live update applied here is
     // refused (`freshness`); the rest goes to the consumer.
     if let Some(age) = sync_age {
-        match freshness::fresh_part(&peer_id, body, age) {
+        match freshness::fresh_part(&peer_id, body, keys.as_ref(), age) {
             Retained::All => {}
             Retained::Nothing => {
                 note_arrival();
@@ -278,15 +278,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
             Retained::Some(fresh) => {
                 let from = sender.as_ref().map(|s| s.uri.clone()).unwrap_or_else(|| m.local_uri.clone());
                 let content_type = msg.header("Content-Type").map(String::from_utf8_lossy).unwrap_or_default();
-                let message = PeerMessage {
-                    peer_id: &peer_id,
-                    body: &fresh,
-                    content_type: &content_type,
-                    max_forwards: 1,
-                    callback: None,
-                    sync_since: None,
-                    sync_answer: None,
-                };
+                let message = PeerMessage::plain(&peer_id, &fresh, &content_type);
                 let request = local_request(m, "fresh", &from, &message);
                 let dropped = match enqueue_local(&request, msg.receive_info(), peer, false) {
                     Ok(_) => None,

@@ -89,18 +89,7 @@ fn a_pod_that_joins_answers_ready_503_until_it_holds_every_registration_then_200
     let ready_at =
         ready_at.unwrap_or_else(|| panic!("/ready never answered 200; dmq.sync_status: {:?}", second.try_rpc(&["dmq.sync_status"])));
     assert_eq!(held_at_ready, CONTACTS, "ready while holding {held_at_ready} of {CONTACTS} registrations");
-    let d = diff(&expected, &held);
-    assert!(
-        d.ghosts.is_empty() && d.missing.is_empty() && d.differing.is_empty(),
-        "ready while holding {} of {} registrations: {} missing (first {:?}), {} differing (first {:?}), {} others",
-        held.len(),
-        expected.len(),
-        d.missing.len(),
-        d.missing.first(),
-        d.differing.len(),
-        d.differing.first(),
-        d.ghosts.len()
-    );
+    assert_same("the second pod at its first 200", &expected, &held);
     assert_eq!(sync_state(&second, "usrloc").as_deref(), Some("done"));
     assert_eq!(stat(&second, "synced"), 1);
     assert_eq!(stat(&second, "sync_pending"), 0);
@@ -145,18 +134,7 @@ fn assert_same<K: Ord + Clone + std::fmt::Debug, V: common::state::SameState + C
     held: &std::collections::BTreeMap<K, V>,
 ) {
     let d = diff(expected, held);
-    assert!(
-        d.ghosts.is_empty() && d.missing.is_empty() && d.differing.is_empty(),
-        "{what}: holds {} of {}: {} missing (first {:?}), {} differing (first {:?}), {} others (first {:?})",
-        held.len(),
-        expected.len(),
-        d.missing.len(),
-        d.missing.first(),
-        d.differing.len(),
-        d.differing.first(),
-        d.ghosts.len(),
-        d.ghosts.first()
-    );
+    assert!(d.is_empty(), "{what}: holds {} of {}: {}", held.len(), expected.len(), d.summary());
 }
 
 /// htable with the replicated table `t`, synced at start (`dmq_init_sync`).

@@ -195,6 +195,16 @@ impl NodeUri {
         format!("sip:{user}@{}", &uri[4..])
     }
 
+    /// The node at `ip` instead of its host (IPv6 in brackets), with its
+    /// port written out: where a message to it goes, one form per address.
+    pub fn at(&self, ip: std::net::IpAddr) -> NodeUri {
+        let host = match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        NodeUri { host, port: self.port_no().to_string(), transport: self.transport }
+    }
+
     /// The same node (host case-insensitively, port, transport)?
     pub fn same_node(&self, other: &NodeUri) -> bool {
         self.host.eq_ignore_ascii_case(&other.host) && self.port_no() == other.port_no() && self.transport == other.transport
@@ -405,6 +415,16 @@ pub struct PeerMessage<'a, C> {
     /// with [`SYNC_ANSWER_HEADER`], and the asking dmq_rs node counts its
     /// items against the answer's [`SYNC_SENT_HEADER`] (`crate::sync_runs`).
     pub sync_answer: Option<u64>,
+}
+
+impl<'a, C> PeerMessage<'a, C> {
+    /// A message on its own: Max-Forwards 1 (never relayed), no response
+    /// callback, not a sync's copy (what the script, a heal push's
+    /// request and a node's sync requests are; a sync copy sets
+    /// `sync_since` and `sync_answer` after).
+    pub fn plain(peer_id: &'a str, body: &'a [u8], content_type: &'a str) -> Self {
+        PeerMessage { peer_id, body, content_type, max_forwards: 1, callback: None, sync_since: None, sync_answer: None }
+    }
 }
 
 /// How long ago (ms) the sync a copy belongs to began, as the sender
