@@ -126,7 +126,7 @@ bench: build build-6.0 build-6.1
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz (and rustup toolchain install nightly)" >&2; exit 1; }
-	cd dmq/fuzz && for t in parse_body node_list body_check; do \
+	cd crates/dmq_core/fuzz && for t in parse_body node_list body_check; do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=70000 || exit 1; done
 
 # The shm layer's unit tests (a malloc-backed stand-in for Kamailio's shm

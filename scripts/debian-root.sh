@@ -146,7 +146,7 @@ done
 
 # Debian's source package of the kamailio in the root, from deb-src
 # entries for the same mirrors, through an apt configuration of its own
-# (the machine's apt sources stay as they are): crates/kamailio-sys/headers/fetch.sh.
+# (the machine's apt sources stay as they are): kamailio-headers/fetch.sh.
 version=$(chroot "$root" dpkg-query -W -f='${Version}' kamailio) || die "no kamailio package in $root"
 apt="$cache/apt-$SUITE"
 mkdir -p "$apt"
@@ -156,7 +156,7 @@ mkdir -p "$apt"
     [ "$UPDATES" = no ] || [ -z "$security" ] || echo "deb-src [signed-by=$KEYRING] $security $SUITE-security main"
 } > "$apt/sources.list.new"
 if cmp -s "$apt/sources.list.new" "$apt/sources.list"; then rm "$apt/sources.list.new"; else mv "$apt/sources.list.new" "$apt/sources.list"; fi
-fetch="$here/../crates/kamailio-sys/headers/fetch.sh"
+fetch="$here/../kamailio-headers/fetch.sh"
 # A pinned tree taken before for this version (delete the marker to retry
 # the archive).
 marker="$cache/kamailio-$version.pinned"
@@ -169,9 +169,9 @@ elif ! tree=$("$fetch" "$cache" "$version" "$apt/sources.list"); then
     upstream=${upstream%-*}
     series=${upstream%.*}
     pin=$(awk -v s="$series" '!/^#/ && NF >= 2 { u = $1; sub(/^[0-9]*:/, "", u); sub(/-[^-]*$/, "", u); if (index(u, s ".") == 1) print $1, $2 }' \
-        "$here/../crates/kamailio-sys/headers/pinned-sources" | tail -1)
-    [ -n "$pin" ] || die "cannot fetch the source of kamailio $version, and crates/kamailio-sys/headers/pinned-sources has none of $series.x"
-    say "the archive does not serve kamailio $version's source: taking the headers of the pinned kamailio ${pin% *} (crates/kamailio-sys/headers/pinned-sources)"
+        "$here/../kamailio-headers/pinned-sources" | tail -1)
+    [ -n "$pin" ] || die "cannot fetch the source of kamailio $version, and kamailio-headers/pinned-sources has none of $series.x"
+    say "the archive does not serve kamailio $version's source: taking the headers of the pinned kamailio ${pin% *} (kamailio-headers/pinned-sources)"
     # shellcheck disable=SC2086
     tree=$("$fetch" "$cache" ${pin% *} "$apt/sources.list" "$mirror/pool/main/k/kamailio" ${pin#* }) ||
         die "cannot fetch the source of kamailio $version nor the pinned ${pin% *}"

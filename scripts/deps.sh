@@ -25,7 +25,7 @@ for component in rustfmt clippy; do
     rustup component add "$component"
 done
 # The headers: Debian's source package of the installed kamailio (cached).
-"$(dirname "$0")/../crates/kamailio-sys/headers/fetch.sh" >/dev/null
+"$(dirname "$0")/../kamailio-headers/fetch.sh" >/dev/null
 # Kamailio 6.0 and 6.1: a Debian 13 root and a Debian testing root
 # (debootstrap), each with its kamailio's source package, all cached; quick
 # when they are there. One after the other, never two debootstraps at once.

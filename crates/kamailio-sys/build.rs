@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-changed=headers");
+    println!("cargo:rerun-if-changed=../../kamailio-headers");
     println!("cargo:rerun-if-env-changed=KAMAILIO_MODULE_NAME");
     println!("cargo:rerun-if-env-changed=KAMAILIO_SRC");
     println!("cargo:rerun-if-env-changed=KAMAILIO_BIN");
@@ -46,7 +46,7 @@ fn main() {
     let module_name = env::var("KAMAILIO_MODULE_NAME")
         .unwrap_or_else(|_| panic!("set KAMAILIO_MODULE_NAME to the module's name (in the module's .cargo/config.toml [env])"));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let target = Target::from_env(&manifest, &workspace);
+    let target = Target::from_env(&workspace);
     let src_tree = target.source_tree.clone();
     let core = CoreBuild::from_binary(&target);
     if let Some(want) = &target.release {
@@ -62,7 +62,7 @@ fn main() {
     let series: Vec<&str> = core.version.splitn(3, '.').take(2).collect();
     println!("cargo:series={}", series.join("."));
     // The headers must be of the core's series; a patch release apart only
-    // through headers/pinned-sources (checked there).
+    // through kamailio-headers/pinned-sources (checked there).
     if let Some(headers) = tree_version(&src_tree) {
         let series = |v: &str| v.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
         if series(&headers) != series(&core.version) {
@@ -70,14 +70,14 @@ fn main() {
         }
         if headers != core.version {
             println!(
-                "cargo:warning=headers of kamailio {headers} for the {} core (pinned: crates/kamailio-sys/headers/pinned-sources)",
+                "cargo:warning=headers of kamailio {headers} for the {} core (pinned: kamailio-headers/pinned-sources)",
                 core.version
             );
         }
     }
     let defines = core.defines();
     let include = src_tree.join("src");
-    let shim_dir = manifest.join("headers");
+    let shim_dir = workspace.join("kamailio-headers");
 
     // The C shim: macros and inline functions that bindgen cannot call.
     let mut shim = cc::Build::new();
@@ -143,7 +143,7 @@ fn main() {
             None => format!("-D{k}"),
         });
     }
-    builder.generate().expect("bindgen failed on headers/wrapper.h").write_to_file(out.join("bindings.rs")).unwrap();
+    builder.generate().expect("bindgen failed on kamailio-headers/wrapper.h").write_to_file(out.join("bindings.rs")).unwrap();
 }
 
 /// The Kamailio release being built for: where its headers are and how its
@@ -159,7 +159,7 @@ struct Target {
 }
 
 impl Target {
-    fn from_env(manifest: &Path, workspace: &Path) -> Target {
+    fn from_env(workspace: &Path) -> Target {
         let release = env::var("KAMAILIO_RELEASE").ok().filter(|r| !r.is_empty() && r != "host");
         let src_env = env::var_os("KAMAILIO_SRC").map(PathBuf::from);
         let root_env = env::var_os("KAMAILIO_ROOT").map(PathBuf::from);
@@ -167,7 +167,7 @@ impl Target {
         match release.as_deref() {
             None => Target {
                 release: None,
-                source_tree: kamailio_source_tree(manifest),
+                source_tree: src_env.unwrap_or_else(|| kamailio_source_tree(workspace)),
                 bin: bin_env.unwrap_or_else(|| {
                     let base = root_env.clone().unwrap_or_else(|| PathBuf::from("/"));
                     ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
@@ -240,9 +240,9 @@ fn tree_version(tree: &Path) -> Option<String> {
 }
 
 /// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
-/// `headers/fetch.sh` fills from Debian's source package.
-fn kamailio_source_tree(manifest: &Path) -> PathBuf {
-    let path = cache_script(manifest, "headers/fetch.sh", &[], "set KAMAILIO_SRC").pop().expect("headers/fetch.sh prints a path");
+/// `kamailio-headers/fetch.sh` fills from Debian's source package.
+fn kamailio_source_tree(workspace: &Path) -> PathBuf {
+    let path = cache_script(workspace, "kamailio-headers/fetch.sh", &[], "set KAMAILIO_SRC").pop().expect("kamailio-headers/fetch.sh prints a path");
     println!("cargo:rerun-if-changed={}", path.join("src/core").display());
     path
 }

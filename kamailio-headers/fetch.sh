@@ -2,7 +2,7 @@
 # Print the path of a Kamailio source tree that matches the installed kamailio
 # package, fetching Debian's source package into the cache when it is missing.
 #
-#   crates/kamailio-sys/headers/fetch.sh [CACHE_DIR [VERSION SOURCES_LIST [POOL DSC_SHA256]]]
+#   kamailio-headers/fetch.sh [CACHE_DIR [VERSION SOURCES_LIST [POOL DSC_SHA256]]]
 #
 # With VERSION and SOURCES_LIST (scripts/debian-root.sh): that version of
 # Debian's kamailio source package, from the deb-src entries in SOURCES_LIST
@@ -27,7 +27,7 @@ if [ -n "${KAMAILIO_SRC:-}" ] && [ $# -lt 2 ]; then
 fi
 
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${1:-$here/../../../.cache}
+cache=${1:-$here/../.cache}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 

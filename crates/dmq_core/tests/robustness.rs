@@ -1,4 +1,4 @@
-//! The fuzz targets' properties (see dmq/fuzz), run on a fixed pseudo-random
+//! The fuzz targets' properties (see crates/dmq_core/fuzz), run on a fixed pseudo-random
 //! corpus so that every `make test` exercises them without nightly Rust:
 //! random bytes and mutations of valid bodies never panic the parser, a
 //! body we build always parses, the local node stays exactly once and the
