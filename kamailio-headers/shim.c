@@ -1,4 +1,6 @@
 /* The C shim of kamailio-sys. See shim.h for why each function exists. */
+#include <string.h>
+
 #include "core/sr_module.h"
 #include "core/dprint.h"
 #include "core/mem/shm_mem.h"
@@ -8,6 +10,29 @@
 #include "core/ver_defs.h"
 
 #include "shim.h"
+
+/* The module a line is logged for and shm is accounted to (`kamcmd
+ * mod.stats`) is the module that loads this shim, known when it registers
+ * (krs_set_module_name), not when the shim is compiled: the core's macros
+ * take the name as a literal (MOD_NAME), so the ones the shim uses read
+ * it from here instead. Every log line and allocation below uses them. */
+static const char *krs_module_name = "kamailio_rs";
+static int krs_module_name_len = sizeof("kamailio_rs") - 1;
+
+void krs_set_module_name(const char *name)
+{
+	krs_module_name = name;
+	krs_module_name_len = strlen(name);
+}
+
+#undef LOG_MNAME
+#define LOG_MNAME ((char *)krs_module_name)
+#undef LOG_MNAME_LEN
+#define LOG_MNAME_LEN krs_module_name_len
+#undef _SRC_MODULE_
+#define _SRC_MODULE_ krs_module_name
+#undef _SRC_LOC_
+#define _SRC_LOC_ "kamailio-rs shim"
 
 int krs_log_enabled(int level)
 {

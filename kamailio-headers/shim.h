@@ -1,12 +1,16 @@
 /* The C shim of kamailio-sys: the parts of Kamailio's API that are macros or inline
  * functions, wrapped as real functions so Rust can call them. */
-#ifndef DMQ_RS_SHIM_H
-#define DMQ_RS_SHIM_H
+#ifndef KAMAILIO_RS_SHIM_H
+#define KAMAILIO_RS_SHIM_H
 
 #include <stddef.h>
 
 struct _str;
 struct gen_lock_t_dummy;
+
+/* The name of the module that loads the shim (a string that outlives it):
+ * its log lines and shm allocations are the module's. Set at registration. */
+void krs_set_module_name(const char *name);
 
 /* Logging: LOG_FX with our module name, so Kamailio's per-module debug
  * level (debugger's mod_level) and log_stderror/syslog routing apply. */

@@ -44,7 +44,6 @@
 #include "core/msg_translator.h"
 #include "core/receive.h"
 #include "core/script_cb.h"
-/* the stock dmq ABI that htable, dmq_usrloc, dialog and presence compile against */
-#include "modules/dmq/bind_dmq.h"
+#include "core/parser/parse_param.h"
 
 #include "shim.h"

@@ -15,7 +15,10 @@ const REFUSE_LIMIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn module_loads_and_kamailio_runs_with_it() {
-    let node = Node::start("loads", &NodeConfig::default());
+    // kex serves mod.stats.
+    let mut config = NodeConfig::default();
+    config.consumers += "loadmodule \"kex.so\"\n";
+    let node = Node::start("loads", &config);
     let log = node.log_text();
     assert!(log.contains(&format!("dmq_rs {} (Rust DMQ module) starting", env!("CARGO_PKG_VERSION"))), "{log}");
     // The node's processes map our module, not the stock one.
@@ -25,6 +28,10 @@ fn module_loads_and_kamailio_runs_with_it() {
     let nodes = node.rpc(&["dmq.list_nodes"]);
     assert!(nodes.contains(&format!("host: {}", node.addr.ip())), "{nodes}");
     assert!(nodes.contains("local: 1"), "{nodes}");
+    // The C shim's shm is the module's, under the name it registers as,
+    // as the stock module's is (kamailio-sys is the same for any module).
+    let shm = node.rpc(&["mod.stats", "dmq", "shm"]);
+    assert!(shm.contains("krs_shm_malloc"), "the shim's allocations are not accounted to dmq: {shm}");
 }
 
 /// A config must fail to start, with one error line naming the parameter.

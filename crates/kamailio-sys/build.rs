@@ -2,8 +2,13 @@
 //! core was compiled with, compiles the C shim, and derives the
 //! `module_version`/`module_flags` strings the module loader checks.
 //!
-//! Required: `KAMAILIO_MODULE_NAME`, the name of the module being built
-//! (`MOD_NAME` in C: the core accounts the shim's shm allocations to it).
+//! The shim is the same for every module: the module's name (which its
+//! log lines and shm allocations carry) is given at run time
+//! (`krs_set_module_name`, from the module's exports).
+//!
+//! For dependents' build scripts that bind a module API of their own (as
+//! dmq_abi binds the stock dmq's): `DEP_KAMAILIO_CLANG_ARGS`, a file of
+//! the include directories and core defines, one argument a line.
 //!
 //! Inputs (optional):
 //! - `KAMAILIO_RELEASE`: which Kamailio to build for. `host` (the default):
@@ -31,7 +36,6 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=../../kamailio-headers");
-    println!("cargo:rerun-if-env-changed=KAMAILIO_MODULE_NAME");
     println!("cargo:rerun-if-env-changed=KAMAILIO_SRC");
     println!("cargo:rerun-if-env-changed=KAMAILIO_BIN");
     println!("cargo:rerun-if-env-changed=KAMAILIO_ROOT");
@@ -41,10 +45,6 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     // The workspace, whose scripts/ and .cache/ make the Debian roots.
     let workspace = manifest.join("../..");
-    // The module name the shim's shm allocations are accounted to
-    // (`kamcmd mod.stats`): the module's, set by its .cargo/config.toml.
-    let module_name = env::var("KAMAILIO_MODULE_NAME")
-        .unwrap_or_else(|_| panic!("set KAMAILIO_MODULE_NAME to the module's name (in the module's .cargo/config.toml [env])"));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target = Target::from_env(&workspace);
     let src_tree = target.source_tree.clone();
@@ -81,7 +81,9 @@ fn main() {
 
     // The C shim: macros and inline functions that bindgen cannot call.
     let mut shim = cc::Build::new();
-    let mod_name = format!("\"{module_name}\"");
+    // The core's headers behave as for a module when MOD_NAME is set; the
+    // name itself is the loading module's, at run time (shim.c).
+    let mod_name = "\"kamailio_rs\"".to_string();
     shim.file(shim_dir.join("shim.c"))
         .include(&include)
         .include(&shim_dir)
@@ -137,11 +139,17 @@ fn main() {
         .generate_comments(false)
         .wrap_unsafe_ops(true)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
-    for (k, v) in &defines {
-        builder = builder.clang_arg(match v {
-            Some(v) => format!("-D{k}={v}"),
-            None => format!("-D{k}"),
-        });
+    let mut clang_args = vec![format!("-I{}", include.display()), format!("-I{}", shim_dir.display()), format!("-DMOD_NAME={mod_name}")];
+    clang_args.extend(defines.iter().map(|(k, v)| match v {
+        Some(v) => format!("-D{k}={v}"),
+        None => format!("-D{k}"),
+    }));
+    // The same arguments for dependents that bind a module API of their own.
+    let args_file = out.join("clang_args");
+    fs::write(&args_file, clang_args.join("\n")).unwrap();
+    println!("cargo:clang_args={}", args_file.display());
+    for arg in &clang_args[3..] {
+        builder = builder.clang_arg(arg);
     }
     builder.generate().expect("bindgen failed on kamailio-headers/wrapper.h").write_to_file(out.join("bindings.rs")).unwrap();
 }

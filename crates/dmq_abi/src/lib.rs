@@ -11,7 +11,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-use kamailio_sys as raw;
+/// The raw items: Kamailio's (kamailio-sys) and the stock dmq module's
+/// ABI bound by build.rs over them.
+#[allow(non_camel_case_types, non_upper_case_globals, dead_code, clippy::all)]
+mod raw {
+    pub use kamailio_sys::*;
+    include!(concat!(env!("OUT_DIR"), "/dmq_bindings.rs"));
+}
 
 pub mod api;
 pub mod in_shm;

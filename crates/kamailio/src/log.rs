@@ -68,10 +68,16 @@ impl log::Log for KamailioLogger {
 static LOGGER: KamailioLogger = KamailioLogger;
 
 /// Installs the logger for the module `module` (idempotent: the first
-/// name stays). The core decides what is printed. Called by
+/// name stays), and gives the name to the C shim, whose log lines and shm
+/// allocations are the module's (`kamcmd mod.stats <module> shm`). The
+/// core decides what is printed. Called by
 /// [`kamailio_module!`](crate::kamailio_module)'s `mod_register`.
-pub(crate) fn init(module: &'static str) {
-    let _ = MODULE_NAME.set(module);
+pub(crate) fn init(module: &'static std::ffi::CStr) {
+    if MODULE_NAME.set(module.to_str().unwrap_or("kamailio_rs")).is_ok() {
+        // SAFETY: `module` is a NUL-terminated string that lives as long as
+        // the module (a 'static in its exports); the shim keeps the pointer.
+        unsafe { raw::krs_set_module_name(module.as_ptr()) }
+    }
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
     }
