@@ -14,10 +14,11 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dmq_core::admission_order::{Check, Reply};
 use dmq_core::auth::{self, AuthError};
 use dmq_core::body_check::{self, BodyError};
 use dmq_core::config::Config;
-use dmq_core::protocol::{NodeLine, NodeUri};
+use dmq_core::node_uri::{NodeLine, NodeUri};
 
 use kamailio::clock;
 use kamailio::log::RateLimit;
@@ -49,6 +50,19 @@ pub enum Refusal {
     UntrustedNetwork,
     BadSignature(AuthError),
     BadJson(BodyError),
+}
+
+impl Refusal {
+    /// The check that refuses (`dmq_core::admission_order`: where it
+    /// stands among the others, and the reply it refuses with).
+    pub fn check(&self) -> Check {
+        match self {
+            Refusal::NotMember => Check::Membership,
+            Refusal::UntrustedNetwork => Check::NotificationSource,
+            Refusal::BadSignature(_) => Check::Signature,
+            Refusal::BadJson(_) => Check::Body,
+        }
+    }
 }
 
 /// `shared_secret`: the request must carry a valid signature made within
@@ -98,7 +112,8 @@ pub fn refuse(m: &Shared, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool
         Refusal::BadJson(_) => (3, |r| &r.bad_json, "refused_bad_json"),
     };
     count(counter);
-    let (code, reason) = if matches!(refusal, Refusal::BadJson(_)) { (400, "Bad Request") } else { (403, "Forbidden") };
+    // Each of these checks refuses with a reply (`Check::refusal`).
+    let Some(Reply { code, reason }) = refusal.check().refusal() else { return false };
     if LOGS[index].allow() {
         let source = msg.source().map(|s| s.to_string()).unwrap_or_else(|| "an unknown source".into());
         let why = match &refusal {
@@ -109,7 +124,7 @@ pub fn refuse(m: &Shared, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool
         };
         log::warn!("KDMQ for {channel} from {source} refused with {code}: {why} (counted in dmq.stats {stat})");
     }
-    msg.reply(&m.sl, code, reason, None)
+    msg.reply(&m.sl, i32::from(code), reason, None)
 }
 
 /// Counts a body refused before it reached a consumer without a request

@@ -1,15 +1,16 @@
 //! What the `bind_dmq` API does, in plain Rust: `dmq_abi::api` converts
 //! the consumers' C arguments and calls these.
 
+use dmq_core::node_uri::NodeUri;
 use dmq_core::nodes::Node;
-use dmq_core::protocol::{NodeStatus, NodeUri};
 
 use dmq_abi::api::{DmqApi, Peer, PeerMessage, PeerSpec};
 
 use dmq_core::ordering::Retained;
 use dmq_core::sync_runs::Reason;
 
-use crate::{cluster, freshness, heal, messaging, origin, peers, shared, sync_status};
+use crate::peers::BroadcastMode;
+use crate::{freshness, heal, messaging, node_list, origin, peers, shared, sync_status};
 
 /// The module's side of `dmq_api_t`.
 pub enum Api {}
@@ -20,8 +21,10 @@ impl DmqApi for Api {
     }
 
     fn bcast_message(peer: Peer, message: &PeerMessage<'_>, except: Option<NodeUri>) -> Result<(), String> {
-        // A heal sync runs the init callbacks to learn their sync requests.
-        if peers::capturing() {
+        // A heal sync runs the init callbacks to learn their sync requests;
+        // init_with_single sends the join sync's to one node (below).
+        let mode = peers::broadcast_mode();
+        if mode == BroadcastMode::Capture {
             peers::capture(peer, message.body, message.content_type);
             return Ok(());
         }
@@ -42,8 +45,8 @@ impl DmqApi for Api {
             }
         };
         // init_with_single: the join sync's requests go to one node.
-        if let Some(node) = peers::single_target() {
-            let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+        if let BroadcastMode::OnlyTo(node) = mode {
+            let target = node_list::node_or_stand_in(&node);
             follow(std::slice::from_ref(&target));
             return send(message, &[target]);
         }
@@ -60,7 +63,7 @@ impl DmqApi for Api {
 
     fn send_message(_peer: Peer, message: &PeerMessage<'_>, node: NodeUri) -> Result<(), String> {
         // A node that left the list meanwhile is still tried (through tm).
-        let target = cluster::find_node(&node).unwrap_or_else(|| Node::new(node, NodeStatus::Active));
+        let target = node_list::node_or_stand_in(&node);
         // A sync's copy says when its sync began (`freshness` on the
         // receiver); a heal sync carries only what this node wrote last
         // (`origin`).
@@ -80,7 +83,7 @@ impl DmqApi for Api {
     }
 
     fn find_node(uri: &NodeUri) -> Option<Node> {
-        cluster::find_node(uri)
+        node_list::find_node(uri)
     }
 
     fn server_socket() -> Option<String> {

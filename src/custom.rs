@@ -1,7 +1,7 @@
 //! `dmq_process_custom(peer, node, body, content_type)` and
 //! `dmq_handle_custom(…)` (upstream master): the script hands a body to a
 //! local peer (consumer) as if `node` had sent it in a KDMQ. The message
-//! is built as one from `node` would be (`protocol::Kdmq::to_bytes`),
+//! is built as one from `node` would be (`kdmq::Kdmq::to_bytes`),
 //! parsed by the core, and gets the admission check a KDMQ from the wire
 //! gets (`admission::check_body`: the consumer's shape, or valid JSON):
 //! a refused body reaches no consumer. No reply is sent anywhere.
@@ -10,7 +10,7 @@ use dmq_abi::api::PeerMessage;
 use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo};
 
 use crate::shared::shared;
-use crate::{admission, cluster, peers, workers};
+use crate::{admission, node_list, peers, workers};
 
 /// 1 when handed over (processed here, or queued for a DMQ worker with
 /// `queue`), -1 otherwise (unknown peer, bad node, refused body, full queue).
@@ -61,7 +61,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
             }
         };
     }
-    let sender = cluster::find_node(&from);
+    let sender = node_list::find_node(&from);
     match peer.call(&msg, sender.as_ref()) {
         Some(_) => 1,
         None => {
@@ -71,7 +71,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
     }
 }
 
-fn from_script(args: &kamailio::export::ScriptArgs, queue: bool) -> i32 {
+fn from_script(args: &kamailio::cmd_export::ScriptArgs, queue: bool) -> i32 {
     let (Some(peer), Some(node), Some(body), Some(ct)) =
         (args.bytes(0, "peer"), args.bytes(1, "node"), args.bytes(2, "body"), args.bytes(3, "content type"))
     else {
@@ -81,12 +81,12 @@ fn from_script(args: &kamailio::export::ScriptArgs, queue: bool) -> i32 {
 }
 
 /// `dmq_process_custom(peer, node, body, content_type)`.
-pub fn process_custom(_msg: &kamailio::sip_msg::SipMsg, args: &kamailio::export::ScriptArgs) -> i32 {
+pub fn process_custom(_msg: &kamailio::sip_msg::SipMsg, args: &kamailio::cmd_export::ScriptArgs) -> i32 {
     from_script(args, false)
 }
 
 /// `dmq_handle_custom(peer, node, body, content_type)`.
-pub fn handle_custom(_msg: &kamailio::sip_msg::SipMsg, args: &kamailio::export::ScriptArgs) -> i32 {
+pub fn handle_custom(_msg: &kamailio::sip_msg::SipMsg, args: &kamailio::cmd_export::ScriptArgs) -> i32 {
     from_script(args, true)
 }
 

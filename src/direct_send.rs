@@ -20,8 +20,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmq_abi::in_shm::PendingParts;
+use dmq_core::header_scan::request_parts;
+use dmq_core::kdmq::{Envelope, Kdmq};
+use dmq_core::node_uri::{self, NodeUri};
 use dmq_core::pending::{self, Delivery, PendingStats, PendingTable, ReplyKind, ReplyOutcome};
-use dmq_core::protocol::{self, NodeUri};
+use dmq_core::reply_codes::{self, PeerReply};
 
 use dmq_abi::api::PeerMessage;
 use kamailio::clock::monotonic_ms as now_ms;
@@ -33,10 +36,10 @@ use kamailio::shm::ShmArc;
 use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
 
-use crate::cluster;
 use crate::event_counts;
 use crate::shared::{self, shared, DirectTable, InFlight};
 use crate::sync_status;
+use crate::{node_list, notifications};
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
 pub const CAPACITY: usize = crate::shared::DIRECT_CAPACITY;
@@ -68,7 +71,7 @@ fn items_of(message: &ShmArc<InFlight>) -> Vec<u64> {
 /// replies first.
 pub fn init(table: &DirectTable) -> Result<(), String> {
     table.with(|t| t.reset());
-    kamailio::replies::hook_replies(on_reply)
+    kamailio::replies::hook_replies(on_reply).map_err(|e| e.to_string())
 }
 
 /// Why a message was not sent here.
@@ -126,7 +129,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
     // Call-ID and From tag carry the branch's token: a reply is checked
     // against it (`pending::reply_matches`).
     let token = &branch[pending::BRANCH_PREFIX.len()..];
-    let request = protocol::Kdmq {
+    let request = Kdmq {
         from: &m.local_uri,
         to: out.target,
         peer: peer_id,
@@ -137,7 +140,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         sync_age_ms: sync_since.map(|since| now_ms().saturating_sub(since)),
         sync_answer,
     }
-    .to_bytes(&protocol::Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
+    .to_bytes(&Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
     let uri = out.target.to_uri();
     let header = InFlight {
         callback,
@@ -158,7 +161,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         // Cannot happen before the request is sent; the message is dropped.
         return Err(SendError::Failed("DMQ message slot lost before sending".into()));
     }
-    if let Err(e) = send::send_from(m.socket.local, shared::proto(transport), out.to, &request) {
+    if let Err(e) = send::send_from(m.socket.local, shared::proto(transport), out.to, &request).map_err(|e| e.to_string()) {
         if delivery == Delivery::Stream {
             // No connection took it (none could be made now, or its write
             // queue is full: a node that stopped reading): the timer sends
@@ -241,9 +244,9 @@ fn on_reply(msg: &SipMsg) -> Verdict {
     // that does not list us, members_only): the timer sends it again; after
     // a 403 the node hears from us at once.
     let kind = ReplyKind::of_status(ids.status);
-    if ids.status == 403 {
-        if let Some(node) = msg.source().and_then(cluster::node_at) {
-            cluster::renotify(&node);
+    if reply_codes::peer_reply(i32::from(ids.status), true) == PeerReply::NotListed {
+        if let Some(node) = msg.source().and_then(node_list::node_at) {
+            notifications::renotify(&node);
         }
     }
     // The reply must come from where the message went (over TCP/TLS from
@@ -289,12 +292,12 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
     // or a sync being followed (`sync_status`; none: nothing to look up).
     let following = sync_status::following_any();
     let node = (following || callback.is_some())
-        .then(|| std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()))
+        .then(|| std::str::from_utf8(uri).ok().and_then(|u| node_uri::parse_node_line(u).ok()))
         .flatten()
-        .map(|line| cluster::node_or_stand_in(&line.uri));
+        .map(|line| node_list::node_or_stand_in(&line.uri));
     // A consumer's sync request: its run learns the answer.
     if let (true, Some(node)) = (following, &node) {
-        if let Some((peer, _, _, body)) = protocol::request_parts(uri_and_request(&message).1) {
+        if let Some((peer, _, _, body)) = request_parts(uri_and_request(&message).1) {
             sync_status::request_answered(peer, body, node, code, reply.msg());
         }
     }

@@ -23,7 +23,8 @@
 use std::sync::atomic::Ordering;
 
 use dmq_core::heal::{self, HealTable, Regain};
-use dmq_core::protocol::NodeUri;
+use dmq_core::node_uri::NodeUri;
+use dmq_core::parameters::DEFAULT_PING_INTERVAL;
 
 use kamailio::clock::monotonic_ms;
 
@@ -45,8 +46,13 @@ fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R
     })
 }
 
+/// `ping_interval` in seconds (its default before mod_init).
+fn ping_interval() -> u32 {
+    shared().map_or(DEFAULT_PING_INTERVAL.unsigned_abs(), |m| m.config.ping_interval)
+}
+
 fn window() -> u64 {
-    heal::window_ms(shared().map(|m| m.config.ping_interval).unwrap_or(60))
+    heal::window_ms(ping_interval())
 }
 
 /// Nodes that became active again in this node's list. `direct`: the node
@@ -64,7 +70,7 @@ pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
     }
     let now = monotonic_ms();
     let window = window();
-    let interval = shared().map(|m| m.config.ping_interval).unwrap_or(60);
+    let interval = ping_interval();
     let delay = u64::from(interval) * 1000 + 1000;
     if !peers::init_done() {
         note_seen(heal, direct.iter().chain(named), now, window);
@@ -158,7 +164,7 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
     let Some(heal) = shared().map(|s| &s.heal) else { return Vec::new() };
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
-    let interval = shared().map(|m| m.config.ping_interval).unwrap_or(60);
+    let interval = ping_interval();
     if last != 0 && heal::was_stalled(now.saturating_sub(last), interval) && peers::init_done() {
         let nodes = active_nodes();
         heal.counters.stalls.fetch_add(1, Ordering::Relaxed);

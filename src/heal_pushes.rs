@@ -12,7 +12,7 @@
 //! waiting, so two full transfers do not pile up in shm.
 
 use dmq_abi::api::PeerMessage;
-use dmq_core::protocol::NodeUri;
+use dmq_core::node_uri::NodeUri;
 
 use kamailio::sip_msg::ReceiveInfo;
 

@@ -6,14 +6,15 @@
 //!
 //! Files depend on each other one way (the full order is in
 //! ARCHITECTURE.md): shared ← event_counts, admission, peers, heal,
-//! name_sources ← cluster ← direct_send, workers ← usrloc_batches,
-//! heal_pushes ← messaging ← script, c_api, custom, rpc_commands ←
-//! lifecycle ← exports, which declares what Kamailio loads.
+//! name_sources ← node_list ← node_events ← node_admission ←
+//! notifications ← pings, leaving, operator_changes, direct_send,
+//! workers ← usrloc_batches, heal_pushes ← messaging ← script, c_api,
+//! custom, rpc_commands ← lifecycle ← exports, which declares what
+//! Kamailio loads.
 #![deny(unsafe_code)]
 
 mod admission;
 mod c_api;
-mod cluster;
 mod custom;
 mod direct_send;
 mod duplicates;
@@ -22,15 +23,22 @@ mod exports;
 mod freshness;
 mod heal;
 mod heal_pushes;
+mod leaving;
 mod lifecycle;
 mod lookups;
 mod messaging;
 mod name_sources;
+mod node_admission;
+mod node_events;
+mod node_list;
+mod notifications;
+mod operator_changes;
 mod ordering;
 mod origin;
 mod params;
 mod peer_events;
 mod peers;
+mod pings;
 mod rpc_commands;
 mod script;
 mod shared;

@@ -1,17 +1,18 @@
 //! mod_init, child_init and destroy.
 
 use dmq_core::config;
-use dmq_core::protocol::{self, NodeUri};
+use dmq_core::node_uri;
+use dmq_core::notification_addresses::{self, NotificationAddresses};
 
 use kamailio::api::{self, BindError};
 use kamailio::events::{self, EventRoute};
-use kamailio::export::core_version;
+use kamailio::module_export::core_version;
 use kamailio::process::Rank;
 use kamailio::sip_uri;
 use kamailio::socket::LocalSocket;
 
 use crate::shared::{self, DmqSocket, Hooks, NodeRoutes, Settled};
-use crate::{admission, cluster, direct_send, lookups, messaging, peer_events, peers, usrloc_batches, workers};
+use crate::{admission, direct_send, leaving, lookups, messaging, notifications, peer_events, peers, pings, usrloc_batches, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -23,7 +24,7 @@ fn bind_error(err: BindError) -> String {
 /// mod_init: checks the parameters, binds tm and sl, makes every shm
 /// structure and registers the processes and timers, before fork.
 pub fn init() -> Result<(), String> {
-    log::info!("dmq_rs {} (Rust DMQ module) starting in {}", env!("CARGO_PKG_VERSION"), core_version());
+    log::info!("dmq_rs {} (Rust DMQ module, commit {}) starting in {}", env!("CARGO_PKG_VERSION"), env!("DMQ_RS_COMMIT"), core_version());
     let (config, adjustments) = crate::params::raw_params().validate().map_err(|e| e.to_string())?;
     log::debug!("parameters: {config:?}");
     for a in adjustments {
@@ -54,24 +55,14 @@ pub fn init() -> Result<(), String> {
         server_sock.sent_by().ok_or_else(|| format!("cannot read the address of the DMQ socket {server_socket}"))?;
     let server_transport = server_transport.map(shared::transport);
 
-    let local_uri = protocol::parse_node_line(&config.server_address)
+    let local_uri = node_uri::parse_node_line(&config.server_address)
         .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
         .uri;
     // Addresses are notification addresses; a name is a source of them,
     // looked up (again and again) by the DMQ DNS process, never a node.
-    let mut notification_uris = Vec::new();
-    let mut names: Vec<NodeUri> = Vec::new();
-    for a in &config.notification_addresses {
-        let uri = protocol::parse_node_line(a).map_err(|e| format!("modparam(\"dmq\", \"notification_address\"): {a:?}: {e}"))?.uri;
-        if dmq_core::nodes::is_name(&uri.host) {
-            if !names.iter().any(|n| n.same_node(&uri)) {
-                names.push(uri);
-            }
-        } else if !uri.same_node(&local_uri) && !notification_uris.iter().any(|n: &NodeUri| n.same_node(&uri)) {
-            notification_uris.push(uri);
-        }
-    }
-    events::init()?;
+    let NotificationAddresses { seeds: notification_uris, names } =
+        notification_addresses::split(&config.notification_addresses, &local_uri).map_err(|e| e.to_string())?;
+    events::init().map_err(|e| e.to_string())?;
     let routes =
         NodeRoutes { node_active: EventRoute::lookup(c"dmq:node-active"), node_inactive: EventRoute::lookup(c"dmq:node-inactive") };
     let peer_events = peer_events::settings(config.init_with_single, config.sl_send, config.event_callback.clone());
@@ -96,7 +87,7 @@ pub fn init() -> Result<(), String> {
     direct_send::init(&shared.direct)?;
     messaging::init()?;
     lookups::init(names, multi_notify)?;
-    cluster::start_ping_timer(ping_interval)
+    pings::start(ping_interval)
 }
 
 /// child_init: the main process forks the DMQ workers and the
@@ -111,7 +102,7 @@ pub fn child_init(rank: Rank) -> Result<(), String> {
         lookups::start()?;
     }
     if rank.is_sip_init() {
-        cluster::notify_seeds(m);
+        notifications::notify_seeds(m);
     }
     Ok(())
 }
@@ -119,6 +110,6 @@ pub fn child_init(rank: Rank) -> Result<(), String> {
 /// destroy: tell the active nodes we are leaving.
 pub fn destroy() {
     if let Some(m) = shared::shared() {
-        cluster::announce_leave(m);
+        leaving::announce_leave(m);
     }
 }

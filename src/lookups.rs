@@ -16,7 +16,7 @@
 //! - resolves nodes listed by host name: new ones at once, all of them
 //!   again every ping interval (a node may move); with `trusted_network`,
 //!   looks up and judges the new named nodes notifications brought
-//!   (`cluster::merge_deferred`) before they are listed;
+//!   (`node_admission::merge_deferred`) before they are listed;
 //! - drops entries that stand for a node listed under another name.
 //!
 //! No lock is held during a lookup or a send.
@@ -24,7 +24,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 
-use dmq_core::protocol::NodeUri;
+use dmq_core::node_uri::NodeUri;
 use dmq_core::sources::{self, NameSource};
 
 use kamailio::clock::monotonic_ms;
@@ -33,7 +33,7 @@ use kamailio::process;
 
 use crate::event_counts::{self, EventCount};
 use crate::shared::{shared, Shared};
-use crate::{cluster, name_sources};
+use crate::{name_sources, node_admission, node_list, notifications};
 
 /// How often the process looks for due work.
 const TICK_US: u32 = 200_000;
@@ -65,13 +65,13 @@ pub fn init(names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
 
 /// child_init(PROC_MAIN): forks the DNS process.
 pub fn start() -> Result<(), String> {
-    process::fork_timer_process(c"DMQ DNS", TICK_US, tick)
+    process::fork_timer_process(c"DMQ DNS", TICK_US, tick).map_err(|e| e.to_string())
 }
 
 fn tick() {
     let Some(m) = shared() else { return };
     look_up_names(m);
-    cluster::merge_deferred(m);
+    node_admission::merge_deferred(m);
     resolve_named_nodes(m);
     drop_duplicates();
 }
@@ -85,7 +85,7 @@ fn look_up_names(m: &Shared) {
     }
     let interval_ms = u64::from(m.config.dns_interval) * 1000;
     // This node, as the names may list it (its address, or its name's).
-    let local = cluster::read_nodes(|l| l.local().cloned()).flatten();
+    let local = node_list::read_nodes(|l| l.local().cloned()).flatten();
     let is_self = |n: &NodeUri| {
         local.as_ref().is_some_and(|l| {
             l.uri.same_node(n)
@@ -145,7 +145,7 @@ fn look_up_names(m: &Shared) {
     }
     let listed = SOURCES.with(|s| sources::all_listed(s.borrow().iter()));
     name_sources::publish(&listed);
-    let Some(done) = cluster::with_nodes(|list| sources::reconcile(list, &listed, &vanished)) else { return };
+    let Some(done) = node_list::with_nodes(|list| sources::reconcile(list, &listed, &vanished)) else { return };
     for uri in &done.removed {
         log::info!("node {uri} left the node list: its name no longer lists it and it does not answer");
         event_counts::add(EventCount::DnsNodesRemoved);
@@ -158,7 +158,7 @@ fn look_up_names(m: &Shared) {
             log::info!("node {uri} added from DNS: notifying it");
             event_counts::add(EventCount::DnsNodesAdded);
         }
-        cluster::notify_nodes(m, &done.added);
+        notifications::notify_nodes(m, &done.added);
     }
 }
 
@@ -167,7 +167,7 @@ fn look_up_names(m: &Shared) {
 fn resolve_named_nodes(m: &Shared) {
     let now = monotonic_ms();
     let all_due = now.saturating_sub(NAMED_REFRESHED.with(|c| c.get())) >= u64::from(m.config.ping_interval) * 1000;
-    let wanted = cluster::read_nodes(|list| {
+    let wanted = node_list::read_nodes(|list| {
         list.nodes.iter().filter(|n| n.is_named() && (all_due || n.ips.is_empty())).map(|n| n.uri.clone()).collect::<Vec<_>>()
     })
     .unwrap_or_default();
@@ -187,7 +187,7 @@ fn resolve_named_nodes(m: &Shared) {
             (uri, ips)
         })
         .collect();
-    cluster::with_nodes(|list| list.set_addresses(&resolved));
+    node_list::with_nodes(|list| list.set_addresses(&resolved));
 }
 
 /// Entries that stand for this node (a name that resolves to it), and
@@ -196,10 +196,10 @@ fn resolve_named_nodes(m: &Shared) {
 fn drop_duplicates() {
     // A copy: no two locks at once.
     let listed = name_sources::listed();
-    if !cluster::read_nodes(|l| !sources::duplicates(l, &listed).is_empty()).unwrap_or(false) {
+    if !node_list::read_nodes(|l| !sources::duplicates(l, &listed).is_empty()).unwrap_or(false) {
         return;
     }
-    for uri in cluster::with_nodes(|l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {
+    for uri in node_list::with_nodes(|l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {
         log::info!("node {uri} is listed under another name: its address entry is dropped");
         event_counts::add(EventCount::DnsNodesRemoved);
     }

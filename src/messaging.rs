@@ -8,10 +8,12 @@
 //! queue behind each other's sends.
 
 use dmq_core::batching;
+use dmq_core::kdmq::Kdmq;
+use dmq_core::node_uri::NodeUri;
 use dmq_core::nodes::Node;
 use dmq_core::ordering::Keys;
 use dmq_core::pending;
-use dmq_core::protocol::{Kdmq, NodeStatus, NodeUri};
+use dmq_core::reply_codes::{self, PeerReply};
 use dmq_core::sync_runs::Reason;
 use dmq_core::tm_context::TmContext;
 
@@ -26,7 +28,7 @@ use crate::ordering::{self, Verdict};
 use crate::origin;
 use crate::shared::{shared, Shared};
 use crate::usrloc_batches;
-use crate::{cluster, heal, heal_pushes, peers, sync_status};
+use crate::{heal, heal_pushes, node_list, notifications, peers, sync_status};
 
 /// How often the retransmission timer runs.
 const TICK_US: u32 = 100_000;
@@ -45,13 +47,13 @@ pub fn tm_fallback(message: &PeerMessage<'_>, target: &NodeUri) -> Result<(), St
 
 /// child_init(PROC_MAIN): forks the retransmission timer process.
 pub fn start_timer() -> Result<(), String> {
-    process::fork_timer_process(c"DMQ RETRANSMIT TIMER", TICK_US, timer_tick)
+    process::fork_timer_process(c"DMQ RETRANSMIT TIMER", TICK_US, timer_tick).map_err(|e| e.to_string())
 }
 
 /// Every 100 ms: the in-flight table's retransmissions and timeouts, and
 /// the tm-path messages due after a 503.
 fn timer_tick() {
-    for node in heal_pushes::tick(|| cluster::read_nodes(|list| list.targets(false)).unwrap_or_default(), send_missed_deletes) {
+    for node in heal_pushes::tick(|| node_list::read_nodes(|list| list.targets(false)).unwrap_or_default(), send_missed_deletes) {
         pull_from(&node);
     }
     direct_send::tick();
@@ -69,7 +71,9 @@ fn timer_tick() {
 /// (it says its age): a dmq_rs node answers it as a heal sync, with what
 /// it wrote last, so a lagging node brings back nothing deleted meanwhile.
 fn pull_from(uri: &NodeUri) {
-    let Some(Some(node)) = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else { return };
+    let Some(Some(node)) = node_list::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()) else {
+        return;
+    };
     for (peer, body, content_type) in peers::sync_requests() {
         let id = peer.id();
         sync_status::started(&id, Reason::HealPull, std::slice::from_ref(&node));
@@ -92,7 +96,7 @@ fn pull_from(uri: &NodeUri) {
 pub fn resync(consumer: Option<&str>, node: Option<&NodeUri>) -> Result<Vec<String>, String> {
     let targets: Vec<Node> = match node {
         Some(uri) => {
-            let found = cluster::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()).flatten();
+            let found = node_list::read_nodes(|l| l.find(uri).filter(|n| !dmq_core::sources::is_this_node(l, n)).cloned()).flatten();
             vec![found.ok_or_else(|| format!("{uri} is not another node of the list"))?]
         }
         None => active_targets(None),
@@ -128,7 +132,7 @@ fn send_missed_deletes(node: &NodeUri) {
     if missed.is_empty() {
         return;
     }
-    let target = cluster::find_node(node).unwrap_or_else(|| Node::new(node.clone(), NodeStatus::Active));
+    let target = node_list::node_or_stand_in(node);
     log::info!("heal sync: sending {node} the {} deletes it missed", missed.len());
     for waiting in &missed {
         let Some((_, message, _)) = waiting.open() else { continue };
@@ -150,7 +154,7 @@ fn run_response_callback(code: i32, reply: TmReply<'_>, uri: &NodeUri, callback:
         log::debug!("peer message to {uri} answered {code}");
     }
     let Some(callback) = callback else { return };
-    if !callback.call(code, reply, &cluster::node_or_stand_in(uri)) {
+    if !callback.call(code, reply, &node_list::node_or_stand_in(uri)) {
         log::warn!("response callback for a message to {uri} failed");
     }
 }
@@ -160,16 +164,18 @@ fn callback_of(context: &TmContext<'_>) -> Option<ResponseCallback> {
     context.message.callback.as_ref().and_then(ResponseCallback::from_bytes)
 }
 
+/// The reply to a tm-path peer message (`reply_codes::peer_reply`).
 fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     let Some(mut message) = TmContext::decode(context) else { return };
-    if code == 503 || code == 403 {
+    let meaning = reply_codes::peer_reply(code, reply.msg().is_some());
+    if meaning.retried() {
         // A node whose job queue is full: send it again later, as the
         // direct path (`direct_send`) does, instead of handing the consumer
         // a lost copy.
         // A 403: the node does not list us (members_only); it hears from
         // us now and the message goes again after it.
-        if code == 403 {
-            cluster::renotify(&message.target);
+        if meaning == PeerReply::NotListed {
+            notifications::renotify(&message.target);
         }
         let now = monotonic_ms();
         if let Some((due, next)) = pending::retry_after_busy(now, message.deadline_ms, message.backoff_ms) {
@@ -180,7 +186,7 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             log::warn!("DMQ retry queue full: a 503 from {} is final", message.target);
         }
     }
-    if code == 408 && reply.msg().is_none() {
+    if meaning == PeerReply::TimedOut {
         event_counts::add(EventCount::TmTimeouts);
         // A delete the node never got: kept for it (`origin`).
         let m = &message.message;
@@ -199,7 +205,7 @@ fn on_tm_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
         event_counts::add_reply(code);
     }
     if sync_status::following_any() {
-        let node = cluster::node_or_stand_in(&message.target);
+        let node = node_list::node_or_stand_in(&message.target);
         sync_status::request_answered(message.message.peer_id, message.message.body, &node, code, reply.msg());
     }
     run_response_callback(code, reply, &message.target, callback_of(&message));
@@ -213,7 +219,7 @@ fn resend_busy(m: &Shared, now_ms: u64) {
         let Some(message) = TmContext::decode(record.bytes()) else { continue };
         if let Err(e) = send_tm_message(m, &message) {
             log::error!("cannot send a {} message to {} again: {e}", message.message.peer_id, message.target);
-            let node = cluster::node_or_stand_in(&message.target);
+            let node = node_list::node_or_stand_in(&message.target);
             sync_status::request_answered(message.message.peer_id, message.message.body, &node, 503, None);
             run_response_callback(503, TmReply::none(), &message.target, callback_of(&message));
             finish_tm(&message);
@@ -222,7 +228,7 @@ fn resend_busy(m: &Shared, now_ms: u64) {
 }
 
 fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
-    let hop = cluster::next_hops(std::slice::from_ref(&context.target)).pop().flatten();
+    let hop = node_list::next_hops(std::slice::from_ref(&context.target)).pop().flatten();
     let message = &context.message;
     let kdmq = Kdmq {
         from: &m.local_uri,
@@ -242,7 +248,7 @@ fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
 /// resolved address, and when `direct_send`'s table is full.
 fn send_through_tm(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri, ordered: bool) -> Result<(), String> {
     let context = TmContext {
-        message: dmq_core::protocol::PeerMessage {
+        message: dmq_core::peer_message::PeerMessage {
             peer_id: message.peer_id,
             body: message.body,
             content_type: message.content_type,
@@ -347,7 +353,7 @@ pub fn finish(uri: &[u8], items: &[u64]) {
     let mut go: std::collections::VecDeque<ordering::Waiting> = ordering::done(uri, items).into();
     while let Some(waiting) = go.pop_front() {
         let Some((items, message, target)) = waiting.open() else { continue };
-        let node = cluster::find_node(&target).unwrap_or_else(|| Node::new(target.clone(), NodeStatus::Active));
+        let node = node_list::node_or_stand_in(&target);
         if let Err(e) = send_one(&message, &node, &items) {
             log::error!("cannot send a {} message to {target}: {e}", message.peer_id);
             go.extend(ordering::done(target.to_uri().as_bytes(), &items));
@@ -369,7 +375,7 @@ fn finish_tm(context: &TmContext<'_>) {
 /// (`dmq_core::sources::distinct_targets`: a node listed under its name
 /// and an address, or a name that resolves to this node).
 pub fn active_targets(except: Option<&NodeUri>) -> Vec<Node> {
-    cluster::read_nodes(|list| {
+    node_list::read_nodes(|list| {
         dmq_core::sources::distinct_targets(list, false)
             .into_iter()
             .filter(|t| except.is_none_or(|e| !e.same_node(&t.uri)))

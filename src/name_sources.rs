@@ -7,8 +7,8 @@
 
 use std::cell::RefCell;
 
+use dmq_core::node_uri::{self, NodeLine, NodeUri};
 use dmq_core::nodes::MAX_NODES;
-use dmq_core::protocol::{self, NodeLine, NodeUri};
 
 use kamailio::shm::ShmStore;
 
@@ -60,7 +60,7 @@ pub fn take_deferred() -> Vec<NodeLine> {
             return (None, Vec::new());
         }
         let text = String::from_utf8_lossy(old).into_owned();
-        (Some(Vec::new()), text.lines().filter_map(|l| protocol::parse_node_line(l).ok()).collect())
+        (Some(Vec::new()), text.lines().filter_map(|l| node_uri::parse_node_line(l).ok()).collect())
     });
     taken.unwrap_or_default()
 }
@@ -96,7 +96,7 @@ pub fn with_listed<R>(f: impl FnOnce(&[NodeUri]) -> R) -> R {
             let mut cached = cell.borrow_mut();
             if cached.0 != generation {
                 let text = std::str::from_utf8(bytes).unwrap_or_default();
-                let uris = text.lines().filter_map(|l| protocol::parse_node_line(l).ok().map(|l| l.uri)).collect();
+                let uris = text.lines().filter_map(|l| node_uri::parse_node_line(l).ok().map(|l| l.uri)).collect();
                 *cached = (generation, uris);
             }
             f(&cached.1)
@@ -113,9 +113,4 @@ pub fn all_answered() -> bool {
 /// The addresses the names list now.
 pub fn listed() -> Vec<NodeUri> {
     with_listed(|l| l.to_vec())
-}
-
-/// Whether a name lists `uri` now.
-pub fn lists(uri: &NodeUri) -> bool {
-    with_listed(|l| l.iter().any(|n| n.same_node(uri)))
 }

@@ -6,8 +6,9 @@
 //! messages in shm blocks. Sending is `messaging`'s: it asks here before
 //! sending and tells here when a message is done.
 
+use dmq_core::node_uri::NodeUri;
 use dmq_core::ordering::{self, Admission, Keys, Lanes};
-use dmq_core::protocol::{NodeUri, PeerMessage as CorePeerMessage};
+use dmq_core::peer_message::PeerMessage as CorePeerMessage;
 use dmq_core::tm_context::TmContext;
 
 use dmq_abi::api::{PeerMessage, ResponseCallback};

@@ -7,10 +7,11 @@
 
 use std::cell::Cell;
 
+use dmq_core::header_scan::request_parts;
+use dmq_core::node_uri::{self, NodeUri};
 use dmq_core::nodes::Node;
 use dmq_core::ordering::{self, Keys, Retained};
 use dmq_core::origin::{KeySet, MissedDeletes};
-use dmq_core::protocol::{self, NodeUri};
 
 use dmq_abi::api::PeerMessage;
 use kamailio::log::RateLimit;
@@ -88,8 +89,8 @@ pub fn received(peer: &str, keys: Option<&Keys>) {
 /// A delete to the node `uri` (its URI text) got no answer (`request`: the
 /// KDMQ as sent without tm): kept for it until it is back.
 pub fn timed_out_request(uri: &[u8], request: &[u8]) {
-    let Some((peer, max_forwards, content_type, body)) = protocol::request_parts(request) else { return };
-    let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri) else { return };
+    let Some((peer, max_forwards, content_type, body)) = request_parts(request) else { return };
+    let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| node_uri::parse_node_line(u).ok()).map(|l| l.uri) else { return };
     timed_out(
         &PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: None },
         &target,
@@ -122,7 +123,7 @@ pub struct Sync {
     pub heal: bool,
     /// It answers the requester's sync request (not a heal push): the
     /// answer's id, which its copies carry; their items are counted for
-    /// the reply (`protocol::SYNC_SENT_HEADER`).
+    /// the reply (`sync_headers::SYNC_SENT_HEADER`).
     pub answer: Option<u64>,
 }
 

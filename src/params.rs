@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use dmq_core::config::RawParams;
 
 use kamailio::cell::CoreCell;
-use kamailio::export::{IntParam, ParamExport, StrParam};
+use kamailio::param_export::{IntParam, ParamExport, StrParam};
 use kamailio::param_fn;
 use kamailio::sip_uri;
 use kamailio::test_panic::{self, Site};

@@ -4,10 +4,10 @@
 //! function called with the event's name) and the two switches
 //! `init_with_single` and `sl_send`. Settled in mod_init (before fork);
 //! the events are found by `dmq_core::peer_events::diff` in
-//! `cluster::with_nodes` and run here after the node-list lock is released.
+//! `node_list::with_nodes` and run here after the node-list lock is released.
 
+use dmq_core::node_uri::NodeUri;
 use dmq_core::peer_events::PeerEvent;
-use dmq_core::protocol::NodeUri;
 
 use kamailio::events::{EventRoute, EventTarget};
 

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use dmq_core::protocol::NodeUri;
+use dmq_core::node_uri::NodeUri;
 
 use dmq_abi::api::{AddPeerError, Peer, PeerList, PeerSpec};
 use kamailio::shm::ShmMutex;
@@ -102,61 +102,80 @@ pub fn cluster_reached(single: Option<NodeUri>) -> bool {
         r.peers.iter().filter(|p| p.has_init()).collect()
     };
     // Called outside the lock: the callbacks send messages.
-    if let Some(node) = &single {
-        log::info!("init_with_single: the join sync asks {node} only");
-    }
-    SINGLE.with(|s| *s.borrow_mut() = single);
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            SINGLE.with(|s| *s.borrow_mut() = None);
+    let mode = match single {
+        Some(node) => {
+            log::info!("init_with_single: the join sync asks {node} only");
+            BroadcastMode::OnlyTo(node)
         }
-    }
-    let _reset = Reset;
-    for peer in peers {
-        log::info!("running the init callback of DMQ peer {:?}", peer.id());
-        if peer.run_init() == Some(false) {
-            log::warn!("init callback of DMQ peer {:?} failed", peer.id());
-        }
-    }
+        None => BroadcastMode::Everyone,
+    };
+    run_init_callbacks(&peers, mode, "");
     true
 }
 
-thread_local! {
-    /// Set while the join sync runs with `init_with_single`: the one node
-    /// the callbacks' broadcasts go to (this process only; the callbacks
-    /// send before they return).
-    static SINGLE: std::cell::RefCell<Option<NodeUri>> = const { std::cell::RefCell::new(None) };
+/// Where a consumer's broadcast goes: every active node, except while this
+/// process runs the init callbacks for a reason that says otherwise. The
+/// callbacks are C code that calls `bcast_message` before it returns, so
+/// the mode cannot travel as an argument through them: it is set for the
+/// run by [`run_init_callbacks`] (its one writer) and read by the API's
+/// broadcast through [`broadcast_mode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BroadcastMode {
+    /// Every active node (outside a run of the init callbacks).
+    Everyone,
+    /// `init_with_single`: the join sync's requests go to this node only.
+    OnlyTo(NodeUri),
+    /// A heal sync learns the callbacks' sync requests: captured, not sent.
+    Capture,
 }
 
-/// The node a broadcast goes to instead of every active node, while the
-/// join sync runs with `init_with_single`.
-pub fn single_target() -> Option<NodeUri> {
-    SINGLE.with(|s| s.borrow().clone())
+thread_local! {
+    /// The mode of the run of init callbacks in progress in this process.
+    static MODE: std::cell::RefCell<BroadcastMode> = const { std::cell::RefCell::new(BroadcastMode::Everyone) };
+    /// What the callbacks broadcast in [`BroadcastMode::Capture`]:
+    /// (peer, body, content type) of each sync request.
+    static CAPTURED: std::cell::RefCell<Vec<(Peer, Vec<u8>, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where a broadcast made now goes (see [`BroadcastMode`]).
+pub fn broadcast_mode() -> BroadcastMode {
+    MODE.with(|m| m.borrow().clone())
+}
+
+/// A broadcast captured instead of sent ([`BroadcastMode::Capture`]).
+pub fn capture(peer: Peer, body: &[u8], content_type: &str) {
+    CAPTURED.with(|c| c.borrow_mut().push((peer, body.to_vec(), content_type.to_string())));
+}
+
+/// Runs the init callbacks of `peers` with their broadcasts going as
+/// `mode` says (back to [`BroadcastMode::Everyone`] after, even if one
+/// panics); returns what they broadcast in [`BroadcastMode::Capture`].
+/// `why` names the run in the log line of a failed callback.
+fn run_init_callbacks(peers: &[Peer], mode: BroadcastMode, why: &str) -> Vec<(Peer, Vec<u8>, String)> {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MODE.with(|m| *m.borrow_mut() = BroadcastMode::Everyone);
+        }
+    }
+    CAPTURED.with(|c| c.borrow_mut().clear());
+    let announce = mode != BroadcastMode::Capture;
+    MODE.with(|m| *m.borrow_mut() = mode);
+    let _reset = Reset;
+    for peer in peers {
+        if announce {
+            log::info!("running the init callback of DMQ peer {:?}", peer.id());
+        }
+        if peer.run_init() == Some(false) {
+            log::warn!("init callback of DMQ peer {:?} failed{why}", peer.id());
+        }
+    }
+    CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }
 
 /// Whether the init callbacks ran (the first contact with the cluster).
 pub fn init_done() -> bool {
     registry().is_some_and(|r| r.lock().init_done)
-}
-
-thread_local! {
-    /// Set while a heal sync runs the init callbacks (this process only;
-    /// the callbacks send before they return).
-    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// What they would have broadcast: (peer, body, content type) of each
-    /// sync request.
-    static CAPTURED: std::cell::RefCell<Vec<(Peer, Vec<u8>, String)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Whether broadcasts are being captured (see `sync_requests`).
-pub fn capturing() -> bool {
-    CAPTURING.with(|c| c.get())
-}
-
-/// A broadcast captured instead of sent.
-pub fn capture(peer: Peer, body: &[u8], content_type: &str) {
-    CAPTURED.with(|c| c.borrow_mut().push((peer, body.to_vec(), content_type.to_string())));
 }
 
 /// Every peer's sync request, as its init callback makes it: the init
@@ -166,19 +185,5 @@ pub fn sync_requests() -> Vec<(Peer, Vec<u8>, String)> {
     let Some(registry) = registry() else { return Vec::new() };
     let peers: Vec<Peer> = registry.lock().peers.iter().filter(|p| p.has_init()).collect();
     // Called outside the lock: the callbacks call back into the API.
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            CAPTURING.with(|c| c.set(false));
-        }
-    }
-    CAPTURED.with(|c| c.borrow_mut().clear());
-    CAPTURING.with(|c| c.set(true));
-    let _reset = Reset;
-    for peer in &peers {
-        if peer.run_init() == Some(false) {
-            log::warn!("init callback of DMQ peer {:?} failed (heal sync)", peer.id());
-        }
-    }
-    CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
+    run_init_callbacks(&peers, BroadcastMode::Capture, " (heal sync)")
 }

@@ -3,16 +3,16 @@
 use dmq_abi::release::STATUS_WORDS;
 use kamailio::rpc::{RpcCall, Value};
 
-use dmq_core::protocol;
+use dmq_core::node_uri;
 
 use crate::shared::shared;
-use crate::{cluster, messaging, statistics, sync_status, workers};
+use crate::{messaging, node_list, operator_changes, statistics, sync_status, workers};
 
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
 /// status words of the release the module runs on (with 6.1's `fail_count`).
 pub fn list_nodes(call: &RpcCall) {
     // Copy under the lock, reply after releasing it.
-    let Some(list) = cluster::read_nodes(|list| list.clone()) else {
+    let Some(list) = node_list::read_nodes(|list| list.clone()) else {
         call.fault(500, "dmq not initialized");
         return;
     };
@@ -41,16 +41,15 @@ pub fn remove(call: &RpcCall) {
         call.fault(500, "Invalid Parameters");
         return;
     };
-    let Ok(line) = protocol::parse_node_line(&address) else {
+    let Ok(line) = node_uri::parse_node_line(&address) else {
         call.fault(500, "Invalid Parameters");
         return;
     };
-    match cluster::with_nodes(|list| list.remove(&line.uri)) {
-        Some(true) => {
-            log::info!("node {} removed by RPC", line.uri);
-            call.print("Ok. DMQ node removed.");
-        }
-        _ => call.fault(500, "Failure"),
+    if operator_changes::remove(&line.uri) {
+        log::info!("node {} removed by RPC", line.uri);
+        call.print("Ok. DMQ node removed.");
+    } else {
+        call.fault(500, "Failure");
     }
 }
 
@@ -65,7 +64,7 @@ pub fn add(call: &RpcCall) {
         call.fault(500, "Invalid Parameters");
         return;
     };
-    let result = parse_address(&address).and_then(|uri| cluster::add_by_operator(m, &uri).map(|_| uri));
+    let result = parse_address(&address).and_then(|uri| operator_changes::add(m, &uri).map(|_| uri));
     match result {
         Ok(uri) => {
             log::info!("node {uri} added by RPC");
@@ -90,7 +89,7 @@ pub fn change_status(call: &RpcCall) {
     };
     let result = parse_address(&address)
         .and_then(|uri| Ok((uri, parse_status_word(&word).ok_or(ChangeError::BadStatus)?)))
-        .and_then(|(uri, status)| cluster::change_status_by_operator(&uri, status).map(|changed| (uri, changed)));
+        .and_then(|(uri, status)| operator_changes::change_status(&uri, status).map(|changed| (uri, changed)));
     match result {
         Ok((uri, true)) => {
             log::info!("node {uri} set {word} by RPC");
@@ -190,7 +189,7 @@ pub fn sync_status(call: &RpcCall) {
 /// node can be given alone.
 pub fn resync(call: &RpcCall) {
     let consumer = call.string_param().filter(|c| c != "*" && !c.is_empty());
-    let node = match call.string_param().map(|a| protocol::parse_node_line(&a)) {
+    let node = match call.string_param().map(|a| node_uri::parse_node_line(&a)) {
         None => None,
         Some(Ok(line)) => Some(line.uri),
         Some(Err(_)) => {

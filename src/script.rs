@@ -3,19 +3,22 @@
 //! C trampolines are generated in exports.rs.
 
 use dmq_abi::api::PeerMessage;
-use kamailio::export::ScriptArgs;
+use kamailio::cmd_export::ScriptArgs;
 use kamailio::sip_msg::SipMsg;
 
 use crate::admission;
-use crate::cluster;
 use crate::duplicates;
 use crate::event_counts::{self, EventCount};
 use crate::messaging;
+use crate::node_list;
+use crate::notifications;
 use crate::peers;
 use crate::shared::shared;
 use crate::sync_status;
 use crate::workers::{self, QueueError};
+use dmq_core::admission_order::{self, Check, Decision, Found, Reply};
 use dmq_core::duplicates::Seen;
+use dmq_core::header_scan::RequestScan;
 
 /// The optional "continue" parameter; any value above 1 counts as 1, as in
 /// the stock module.
@@ -27,67 +30,108 @@ fn continue_flag(args: &ScriptArgs) -> i32 {
 /// Returns `returnval` once the message is answered or queued, -1 on error.
 fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     let Some(m) = shared() else { return -1 };
-    let Some(channel) = msg.ruri_user() else {
-        log::warn!("KDMQ with an unparsable R-URI from {:?}", msg.source_ip());
-        msg.reply(&m.sl, 400, "Bad request", None);
-        return -1;
-    };
-    if let Err(refusal) = admission::check_signature(m, msg) {
-        return refused(m, msg, &channel, refusal, returnval);
-    }
-    if channel == m.config.notification_channel {
-        if let Err(refusal) = admission::check_notification_source(m, msg) {
-            return refused(m, msg, &channel, refusal, returnval);
+    let channel = msg.ruri_user();
+    let name = channel.as_deref().unwrap_or_default();
+    // What the checks found, for what follows them.
+    let mut refusal = None;
+    let mut peer = None;
+    let mut scan = RequestScan::default();
+    // Held to the end: the in-place slot (`workers::run_in_place`) of a
+    // message run here.
+    let mut run_now = None;
+    let mut in_place = !queue;
+    // The checks in their order (`dmq_core::admission_order`): each runs
+    // only when every one before it passed.
+    let decision = admission_order::admit(channel.as_deref(), &m.config.notification_channel, m.config.members_only, |check| {
+        // A check's result: a refusal is kept for its reply and count.
+        let found = |r: Result<(), admission::Refusal>, refusal: &mut Option<admission::Refusal>| match r {
+            Ok(()) => Found::Pass,
+            Err(r) => {
+                *refusal = Some(r);
+                Found::Refused
+            }
+        };
+        match check {
+            Check::Channel => Found::Pass,
+            Check::Signature => found(admission::check_signature(m, msg), &mut refusal),
+            Check::NotificationSource => found(admission::check_notification_source(m, msg), &mut refusal),
+            // Before the peer lookup: a stranger learns nothing of our peers.
+            Check::Membership => found(if from_node(msg) { Ok(()) } else { Err(admission::Refusal::NotMember) }, &mut refusal),
+            Check::Peer => {
+                peer = peers::find(name.as_bytes());
+                if peer.is_some() {
+                    Found::Pass
+                } else {
+                    Found::Refused
+                }
+            }
+            // A copy of a message seen before never reaches the consumer
+            // again (`duplicates`): absorbed while the first is queued or
+            // running, answered again once it was answered.
+            Check::Duplicate => {
+                scan = dmq_core::header_scan::scan_request(msg.raw_bytes());
+                match scan.key.map(duplicates::arrived) {
+                    None | Some(Seen::New) => Found::Pass,
+                    Some(Seen::UnderWay) => Found::Refused,
+                    Some(Seen::Answered(code)) => Found::AnsweredBefore(code),
+                }
+            }
+            // A queued message has its body checked by the worker, which
+            // parses every header anyway (for the consumer): finding the
+            // body here would parse them all twice, at a q_malloc per header.
+            Check::Body => {
+                if queue && m.config.updates_in_place && is_single_update(name, msg) {
+                    run_now = workers::run_in_place();
+                }
+                in_place = !queue || run_now.is_some();
+                if in_place {
+                    found(admission::check_body(name, msg), &mut refusal)
+                } else {
+                    Found::Pass
+                }
+            }
         }
-        cluster::handle_notification(m, msg);
-        return returnval;
-    }
-    // Before the peer lookup: a stranger learns nothing of our peers.
-    if m.config.members_only && !from_node(msg) {
-        return refused(m, msg, &channel, admission::Refusal::NotMember, returnval);
-    }
-    let Some(peer) = peers::find(channel.as_bytes()) else {
-        log::warn!("KDMQ for unknown peer {channel:?} from {:?}", msg.source_ip());
-        if !msg.reply(&m.sl, 404, "User Not Found", None) {
+    });
+    let seen = scan.key;
+    match decision {
+        Decision::Notification => {
+            notifications::handle(m, msg);
+            return returnval;
+        }
+        Decision::PeerMessage => {}
+        Decision::Stopped { check: Check::Channel, reply } => {
+            log::warn!("KDMQ with an unparsable R-URI from {:?}", msg.source_ip());
+            if let Some(Reply { code, reason }) = reply {
+                msg.reply(&m.sl, i32::from(code), reason, None);
+            }
             return -1;
         }
-        return returnval;
-    };
-    // A copy of a message seen before never reaches the consumer again
-    // (`duplicates`): absorbed while the first is queued or running,
-    // answered again once it was answered.
-    let scan = dmq_core::protocol::scan_request(msg.raw_bytes());
-    let seen = scan.key;
-    if let Some(key) = seen {
-        match duplicates::arrived(key) {
-            Seen::New => {}
-            Seen::UnderWay => {
-                event_counts::add(EventCount::DuplicatesIgnored);
-                return returnval;
-            }
-            Seen::Answered(code) => {
-                event_counts::add(EventCount::DuplicatesIgnored);
-                let reason = if code < 300 { "OK" } else { "Answered Before" };
+        Decision::Stopped { check: Check::Peer, reply } => {
+            log::warn!("KDMQ for unknown peer {name:?} from {:?}", msg.source_ip());
+            let Some(Reply { code, reason }) = reply else { return returnval };
+            return if msg.reply(&m.sl, i32::from(code), reason, None) { returnval } else { -1 };
+        }
+        Decision::Stopped { check: Check::Duplicate, reply } => {
+            event_counts::add(EventCount::DuplicatesIgnored);
+            if let Some(Reply { code, reason }) = reply {
                 // A sync request's 200 says again what its answer sent.
-                if let Some((items, id)) = sync_status::answer_of(scan.key) {
+                if let Some((items, id)) = sync_status::answer_of(seen) {
                     msg.add_reply_header(&sync_status::answer_headers(items, id));
                 }
                 msg.reply(&m.sl, i32::from(code), reason, None);
-                return returnval;
             }
+            return returnval;
+        }
+        Decision::Stopped { check, .. } => {
+            if check == Check::Body {
+                duplicates::forget(seen);
+            }
+            let Some(refusal) = refusal else { return -1 };
+            return refused(m, msg, name, refusal, returnval);
         }
     }
-    // A queued message has its body checked by the worker, which parses
-    // every header anyway (for the consumer): finding the body here would
-    // parse them all twice, at a q_malloc per header.
-    let run_now = if queue && m.config.updates_in_place && is_single_update(&channel, msg) { workers::run_in_place() } else { None };
-    let in_place = !queue || run_now.is_some();
-    if in_place {
-        if let Err(refusal) = admission::check_body(&channel, msg) {
-            duplicates::forget(seen);
-            return refused(m, msg, &channel, refusal, returnval);
-        }
-    }
+    // Found by the peer check.
+    let Some(peer) = peer else { return -1 };
     event_counts::add(EventCount::MessagesReceived);
     if in_place {
         return if workers::run_peer_callback(m, msg, peer, scan) { returnval } else { -1 };
@@ -102,7 +146,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         Err(QueueError::Full) => {
             duplicates::forget(seen);
             log::warn!(
-                "DMQ job queue full (job_queue_limit {}): {channel} message from {:?} refused with 503",
+                "DMQ job queue full (job_queue_limit {}): {name} message from {:?} refused with 503",
                 m.config.job_queue_limit,
                 msg.source_ip()
             );
@@ -111,7 +155,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         }
         Err(QueueError::Failed(e)) => {
             duplicates::forget(seen);
-            log::error!("cannot queue a {channel} message: {e}");
+            log::error!("cannot queue a {name} message: {e}");
             msg.reply(&m.sl, 500, "Server Internal Error", None);
             -1
         }
@@ -123,7 +167,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
 /// the bytes after the header block without parsing the headers. Only a
 /// hint: a message run here has its body checked as the core reads it.
 fn is_single_update(channel: &str, msg: &SipMsg) -> bool {
-    dmq_core::protocol::after_header_block(msg.raw_bytes()).is_some_and(|body| dmq_core::body_check::is_single_update(channel, body))
+    dmq_core::header_scan::after_header_block(msg.raw_bytes()).is_some_and(|body| dmq_core::body_check::is_single_update(channel, body))
 }
 
 /// A refused request is answered and so handled: the script goes on as
@@ -155,7 +199,7 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
     let targets = match node {
         Some(node) => {
             let text = String::from_utf8_lossy(node);
-            let known = dmq_core::protocol::parse_node_line(&text).ok().and_then(|l| cluster::find_node(&l.uri));
+            let known = dmq_core::node_uri::parse_node_line(&text).ok().and_then(|l| node_list::find_node(&l.uri));
             match known {
                 Some(node) => vec![node],
                 None => {
@@ -197,7 +241,7 @@ pub fn bcast_message(_msg: &SipMsg, args: &ScriptArgs) -> i32 {
 
 fn from_node(msg: &SipMsg) -> bool {
     let Some(ip) = msg.source_ip() else { return false };
-    cluster::read_nodes(|list| list.is_remote_ip(ip)).unwrap_or(false)
+    node_list::read_nodes(|list| list.is_remote_ip(ip)).unwrap_or(false)
 }
 
 /// `dmq_is_from_node()`: 1 when the request came from a cluster node.

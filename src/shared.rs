@@ -24,8 +24,9 @@ use dmq_abi::in_shm::{OrderParts, PendingParts};
 use dmq_core::batching::BATCH_NODES;
 use dmq_core::config::Config;
 use dmq_core::heal::HealTable;
+use dmq_core::kdmq::Kdmq;
+use dmq_core::node_uri::{self, NodeUri, Transport};
 use dmq_core::nodes::{NodeList, MAX_NODES};
-use dmq_core::protocol::{self, Kdmq, NodeUri, Transport};
 use dmq_core::sync_runs::SyncRuns;
 
 use kamailio::api::{Sl, Tm};
@@ -259,7 +260,7 @@ shm_data! {
         /// this node wrote last (`origin`).
         pub heal_sync: bool,
         /// What the receiving SIP worker read from its raw bytes
-        /// (`protocol::RequestScan`'s fields).
+        /// (`header_scan::RequestScan`'s fields).
         pub seen_key: Option<u64>,
         pub sync_age_ms: Option<u64>,
         pub sync_answer: Option<u64>,
@@ -476,7 +477,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         list.with(|_| (Some(initial), ())).map_err(|_| "node list does not fit")?;
         NodeStore { list, refused: leak_zeroed().ok_or_else(|| out_of_shm("the node counters"))? }
     };
-    let name_store = || ShmStore::new(MAX_NODES * (protocol::MAX_LINE_LEN + 2));
+    let name_store = || ShmStore::new(MAX_NODES * (node_uri::MAX_LINE_LEN + 2));
     let names = NameStores {
         addresses: name_store().ok_or_else(|| out_of_shm("the names' addresses"))?,
         deferred: name_store().ok_or_else(|| out_of_shm("the names to judge"))?,
@@ -499,7 +500,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
                 Ok(Worker {
                     jobs: ShmMutex::new_zeroed().ok_or_else(queues)?,
                     figures: leak_zeroed().ok_or_else(queues)?,
-                    wake: WakePipe::new()?,
+                    wake: WakePipe::new().map_err(|e| e.to_string())?,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?,
@@ -573,7 +574,7 @@ impl Shared {
             call_id: call_id.as_deref(),
             next_hop,
         };
-        self.tm.request(&request, handler, context)
+        self.tm.request(&request, handler, context).map_err(|e| e.to_string())
     }
 }
 

@@ -13,14 +13,14 @@
 
 use std::ffi::CStr;
 
+use dmq_core::node_status::NodeStatus;
 use dmq_core::pending::PendingStats;
-use dmq_core::protocol::NodeStatus;
 use dmq_core::statistics::{Detail, Statistic as Declared};
 
 use kamailio::stats::{self, Statistic};
 
 use crate::event_counts::{self, EventCount};
-use crate::{admission, cluster, direct_send, heal, messaging, ordering, sync_status, workers};
+use crate::{admission, direct_send, heal, messaging, node_list, ordering, sync_status, workers};
 
 fn pending() -> PendingStats {
     direct_send::stats().unwrap_or_default()
@@ -34,13 +34,13 @@ fn queues() -> (u64, u64, u64, u64, u64) {
 pub fn read(statistic: Declared) -> u64 {
     use Declared::*;
     match statistic {
-        Nodes => cluster::count_nodes(None),
-        NodesActive => cluster::count_nodes(Some(NodeStatus::Active)),
-        NodesPending => cluster::count_nodes(Some(NodeStatus::Pending)),
-        NodesTimeout => cluster::count_nodes(Some(NodeStatus::Timeout)),
-        NodesNotActive => cluster::count_nodes(Some(NodeStatus::NotActive)),
-        NodesDisabled => cluster::count_nodes(Some(NodeStatus::Disabled)),
-        NodesRefused => cluster::nodes_refused(),
+        Nodes => node_list::count_nodes(None),
+        NodesActive => node_list::count_nodes(Some(NodeStatus::Active)),
+        NodesPending => node_list::count_nodes(Some(NodeStatus::Pending)),
+        NodesTimeout => node_list::count_nodes(Some(NodeStatus::Timeout)),
+        NodesNotActive => node_list::count_nodes(Some(NodeStatus::NotActive)),
+        NodesDisabled => node_list::count_nodes(Some(NodeStatus::Disabled)),
+        NodesRefused => node_list::nodes_refused(),
         NotificationsSent => event_counts::get(EventCount::NotificationsSent),
         NotificationsReceived => event_counts::get(EventCount::NotificationsReceived),
         PingsSent => event_counts::get(EventCount::PingsSent),
@@ -132,5 +132,5 @@ dmq_core::for_each_statistic!(kamailio_table);
 
 /// mod_init: registers the list under `dmq`.
 pub fn register() -> Result<(), String> {
-    stats::register(c"dmq", STATISTICS)
+    stats::register(c"dmq", STATISTICS).map_err(|e| e.to_string())
 }

@@ -20,8 +20,9 @@
 
 use std::sync::atomic::Ordering;
 
+use dmq_core::node_uri::NodeUri;
 use dmq_core::nodes::Node;
-use dmq_core::protocol::{self, NodeUri, SYNC_ANSWER_HEADER, SYNC_SENT_HEADER};
+use dmq_core::sync_headers::{self, SYNC_ANSWER_HEADER, SYNC_SENT_HEADER};
 use dmq_core::sync_runs::{Reason, State, SyncRuns};
 
 use kamailio::clock::monotonic_ms;
@@ -98,7 +99,7 @@ pub fn request_answered(peer: &str, body: &[u8], node: &Node, code: i32, reply: 
     }
     let header = |name: &str| reply.as_ref().and_then(|r| r.header(name).map(<[u8]>::to_vec));
     let sent = header(SYNC_SENT_HEADER).and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok());
-    let id = header(SYNC_ANSWER_HEADER).and_then(|v| protocol::answer_id(&v));
+    let id = header(SYNC_ANSWER_HEADER).and_then(|v| sync_headers::answer_id(&v));
     let counted = sent.zip(id);
     let code = u16::try_from(code).unwrap_or(500);
     with_runs(syncs, |t| t.answered(peer, &donor_key(node), code, counted, monotonic_ms()));

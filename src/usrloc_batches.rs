@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use dmq_core::batching::{self, NodeBatches, Placement, BATCHED_CONTENT_TYPE, BATCHED_PEER, BATCH_BYTES};
-use dmq_core::protocol::{self, NodeUri};
+use dmq_core::node_uri::{self, NodeUri};
 
 use dmq_abi::api::PeerMessage;
 use kamailio::clock::monotonic_ms as now_ms;
@@ -105,7 +105,7 @@ pub fn release(to: SocketAddr, uri: &[u8]) {
 fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     let Batch { callback, updates, used, sync_since, sync_answer } = *batch.header();
     let body = batching::finish(batch.bytes(), used);
-    let target = std::str::from_utf8(uri).ok().and_then(|u| protocol::parse_node_line(u).ok()).map(|l| l.uri);
+    let target = std::str::from_utf8(uri).ok().and_then(|u| node_uri::parse_node_line(u).ok()).map(|l| l.uri);
     let message = PeerMessage {
         peer_id: BATCHED_PEER,
         body: &body,

@@ -20,7 +20,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dmq_core::jobs;
-use dmq_core::protocol::{self, NodeUri};
+use dmq_core::kdmq::{local_request_ids, Envelope, Kdmq};
+use dmq_core::node_uri::NodeUri;
 
 use dmq_abi::api::{Peer, PeerMessage};
 use kamailio::clock::monotonic_ms;
@@ -29,15 +30,15 @@ use kamailio::shm::ShmBlock;
 use kamailio::sip_msg::{OwnedSipMsg, ReceiveInfo, SipMsg};
 
 use crate::admission;
-use crate::cluster;
 use crate::duplicates;
 use crate::freshness;
 use crate::heal;
+use crate::node_list;
 use crate::origin;
 use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
 use crate::sync_status;
+use dmq_core::header_scan::RequestScan;
 use dmq_core::ordering::Retained;
-use dmq_core::protocol::RequestScan;
 
 /// mod_init (before fork): the worker processes, for the core to count.
 pub fn register(pool: &Pool) {
@@ -51,7 +52,8 @@ pub fn start(m: &'static Shared) -> Result<(), String> {
         process::fork_worker(c"DMQ WORKER", || {
             worker.figures.pid.store(std::process::id() as i32, Ordering::Relaxed);
             worker_loop(m, pool, i)
-        })?;
+        })
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -100,7 +102,7 @@ pub struct Queued {
 }
 
 /// Queues `msg` for `peer`'s callback in a worker (`scan`: what its raw
-/// bytes say, `protocol::scan_request`).
+/// bytes say, `header_scan::scan_request`).
 pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, QueueError> {
     let job = Job {
         peer,
@@ -119,9 +121,9 @@ pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, Qu
 /// signed; `kind` marks its branch and Call-ID ("heal", "custom").
 pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessage<'_>) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let (token, branch) = protocol::local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let (token, branch) = local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
     let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
-    let kdmq = protocol::Kdmq {
+    let kdmq = Kdmq {
         from,
         to: &m.local_uri,
         peer: peer_id,
@@ -132,7 +134,7 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
         sync_age_ms: None,
         sync_answer: None,
     };
-    kdmq.to_bytes(&protocol::Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
+    kdmq.to_bytes(&Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
 }
 
 /// Queues a KDMQ this node made itself (`request`: the whole message) for
@@ -217,7 +219,7 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
         return;
     };
     if local {
-        let sender = cluster::sender_of(&msg).map(|uri| cluster::node_or_stand_in(&uri));
+        let sender = node_list::sender_of(&msg).map(|uri| node_list::node_or_stand_in(&uri));
         if !heal_sync {
             // Another node's items (a sync copy's fresh part, a custom message).
             let body = msg.body_bytes().unwrap_or_default();
@@ -242,7 +244,7 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
 
 /// Runs `peer`'s callback on `msg` and replies as it says: shared by the
 /// workers and `dmq_process_message`.
-/// `scan`: what its raw bytes say (`protocol::scan_request`).
+/// `scan`: what its raw bytes say (`header_scan::scan_request`).
 pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan) -> bool {
     if !peer.has_callback() {
         log::error!("DMQ peer {} has no callback", peer.id());
@@ -252,7 +254,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // answers a sync request to the node it names (stock passes none, and
     // dmq_usrloc and htable then send their whole state to every other
     // node instead of the one that asked, e.g. a node coming back).
-    let sender = cluster::sender_of(msg).map(|uri| cluster::node_or_stand_in(&uri));
+    let sender = node_list::sender_of(msg).map(|uri| node_list::node_or_stand_in(&uri));
     let body = msg.body_bytes().unwrap_or_default();
     let peer_id = peer.id();
     let sync_age = scan.sync_age_ms;

@@ -541,12 +541,22 @@ fn calls_traced(entry: &Node, count: usize, rate: usize, hold_ms: u32) -> ([Back
     let dir = node_dir("dlg-calls");
     let uas_addr = allocate_address();
     let mut uas = std::process::Command::new("sipp");
-    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin", "-trace_err"]).current_dir(&dir);
+    uas.args(["-sn", "uas", "-i", &uas_addr.ip().to_string(), "-p", &uas_addr.port().to_string(), "-nostdin", "-trace_err"])
+        .current_dir(&dir);
     let uas = Background::spawn(uas, &dir.join("uas.log"));
     let uac_addr = allocate_address();
     let mut uac = std::process::Command::new("sipp");
     uac.args(["-sn", "uac", "-m", &count.to_string(), "-r", &rate.to_string(), "-d", &hold_ms.to_string()])
-        .args(["-i", &uac_addr.ip().to_string(), "-p", &uac_addr.port().to_string(), "-nostdin", "-trace_err", "-rsa", &entry.addr.to_string()])
+        .args([
+            "-i",
+            &uac_addr.ip().to_string(),
+            "-p",
+            &uac_addr.port().to_string(),
+            "-nostdin",
+            "-trace_err",
+            "-rsa",
+            &entry.addr.to_string(),
+        ])
         .arg(uas_addr.to_string())
         .current_dir(&dir);
     let uac = Background::spawn(uac, &dir.join("uac.log"));

@@ -15,8 +15,7 @@ use std::collections::BTreeSet;
 
 use common::registered::registered;
 use common::{Node, NodeConfig};
-use dmq_core::config::UNSET;
-use dmq_core::parameters::{Kind, Parameter, PARAMETERS};
+use dmq_core::parameters::{Kind, Parameter, PARAMETERS, UNSET};
 use dmq_core::statistics::{DETAILS, STATISTICS, WORKER_FIELDS};
 
 /// The guide's sections ("## 4. Parameters" → "Parameters") with their text.

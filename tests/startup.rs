@@ -20,7 +20,10 @@ fn module_loads_and_kamailio_runs_with_it() {
     config.consumers += "loadmodule \"kex.so\"\n";
     let node = Node::start("loads", &config);
     let log = node.log_text();
-    assert!(log.contains(&format!("dmq_rs {} (Rust DMQ module) starting", env!("CARGO_PKG_VERSION"))), "{log}");
+    assert!(log.contains(&format!("dmq_rs {} (Rust DMQ module, commit ", env!("CARGO_PKG_VERSION"))), "{log}");
+    // Which build this is (build.rs): the commit the module was built from.
+    let commit = log.split(", commit ").nth(1).and_then(|r| r.split(')').next()).unwrap_or("");
+    assert!(commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{commit:?}");
     // The node's processes map our module, not the stock one.
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", node.pid())).unwrap();
     assert!(maps.contains("dmq_rs.so"), "module not mapped");

@@ -69,10 +69,7 @@ fn main() {
             panic!("the headers in {} are of kamailio {headers}, the core is {}", src_tree.display(), core.version);
         }
         if headers != core.version {
-            println!(
-                "cargo:warning=headers of kamailio {headers} for the {} core (pinned: kamailio-headers/pinned-sources)",
-                core.version
-            );
+            println!("cargo:warning=headers of kamailio {headers} for the {} core (pinned: kamailio-headers/pinned-sources)", core.version);
         }
     }
     let defines = core.defines();
@@ -250,7 +247,9 @@ fn tree_version(tree: &Path) -> Option<String> {
 /// Where the Kamailio headers come from: `KAMAILIO_SRC`, else the cache that
 /// `kamailio-headers/fetch.sh` fills from Debian's source package.
 fn kamailio_source_tree(workspace: &Path) -> PathBuf {
-    let path = cache_script(workspace, "kamailio-headers/fetch.sh", &[], "set KAMAILIO_SRC").pop().expect("kamailio-headers/fetch.sh prints a path");
+    let path = cache_script(workspace, "kamailio-headers/fetch.sh", &[], "set KAMAILIO_SRC")
+        .pop()
+        .expect("kamailio-headers/fetch.sh prints a path");
     println!("cargo:rerun-if-changed={}", path.join("src/core").display());
     path
 }

@@ -21,8 +21,10 @@ use std::net::IpAddr;
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
+use dmq_core::node_status::NodeStatus;
+use dmq_core::node_uri::{self, NodeUri};
 use dmq_core::nodes::Node;
-use dmq_core::protocol::{self, NodeStatus, NodeUri};
+use dmq_core::peer_message;
 
 use crate::raw;
 use kamailio::kstr;
@@ -49,7 +51,7 @@ pub trait DmqApi {
 
 /// A peer message with a consumer's response callback: what the module
 /// sends, whoever asked (a consumer through this API, or the script).
-pub type PeerMessage<'a> = protocol::PeerMessage<'a, ResponseCallback>;
+pub type PeerMessage<'a> = peer_message::PeerMessage<'a, ResponseCallback>;
 
 /// A registered peer: a stock-layout `dmq_peer_t` in shm, never freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,13 +306,71 @@ fn status_bits(status: NodeStatus) -> i32 {
     }) as i32
 }
 
-struct Handle(*mut raw::dmq_node_t);
-// SAFETY: a leaked, process-private allocation; each process is one thread
-// as far as these handles go, the Mutex only satisfies the static.
+/// How many node handles a process keeps. Nodes come and go (a pod that
+/// restarts comes back at a new address): past this many, the handle
+/// handed out longest ago is reused for the new node, so the cache is
+/// bounded. Its memory stays valid (a consumer still holding it reads the
+/// new node, where a stock handle of a removed node would have been freed).
+const HANDLE_CAPACITY: usize = 128;
+
+/// One node's handle: the `dmq_node_t` (leaked, never freed, so a pointer
+/// a consumer kept stays valid) and the URI text its `orig_uri` and parsed
+/// `uri` point into.
+struct Handle {
+    node: *mut raw::dmq_node_t,
+    /// Held, never read: what `node`'s URI fields point into.
+    _uri_text: Box<[u8]>,
+    last_used: u64,
+}
+// SAFETY: a process-private allocation; each process is one thread as far
+// as these handles go, the Mutex only satisfies the static.
 unsafe impl Send for Handle {}
 
-/// URI text → this process's handle.
-static HANDLES: Mutex<Option<HashMap<String, Handle>>> = Mutex::new(None);
+/// URI text → this process's handle, at most [`HANDLE_CAPACITY`].
+#[derive(Default)]
+struct HandleCache {
+    by_uri: HashMap<String, Handle>,
+    uses: u64,
+}
+
+static HANDLES: Mutex<Option<HandleCache>> = Mutex::new(None);
+
+impl HandleCache {
+    /// The handle of `node`: made on first use, or the least recently used
+    /// one given to it past [`HANDLE_CAPACITY`].
+    fn handle(&mut self, node: &Node) -> *mut raw::dmq_node_t {
+        let uri = node.uri.to_uri();
+        self.uses += 1;
+        let now = self.uses;
+        if let Some(h) = self.by_uri.get_mut(&uri) {
+            h.last_used = now;
+            return h.node;
+        }
+        let reused = if self.by_uri.len() >= HANDLE_CAPACITY {
+            let oldest = self.by_uri.iter().min_by_key(|(_, h)| h.last_used).map(|(k, _)| k.clone());
+            oldest.and_then(|k| self.by_uri.remove(&k))
+        } else {
+            None
+        };
+        let mut text = uri.clone().into_bytes().into_boxed_slice();
+        let ptr = match reused {
+            // SAFETY: this process's own handle; its old text is dropped
+            // only after `set_uri` points it at the new one.
+            Some(old) => unsafe {
+                *old.node = raw::dmq_node_t::default();
+                set_uri(&mut *old.node, &mut text);
+                old.node
+            },
+            None => {
+                let mut raw_node = Box::new(raw::dmq_node_t::default());
+                set_uri(&mut raw_node, &mut text);
+                Box::into_raw(raw_node)
+            }
+        };
+        self.by_uri.insert(uri, Handle { node: ptr, _uri_text: text, last_used: now });
+        ptr
+    }
+}
 
 fn fill_ip(node: &mut raw::dmq_node_t, ip: Option<IpAddr>) {
     match ip {
@@ -330,29 +390,23 @@ fn fill_ip(node: &mut raw::dmq_node_t, ip: Option<IpAddr>) {
     }
 }
 
-/// The handle for `node`, created on first use and refreshed each time.
+/// Points `node`'s `orig_uri` and parsed `uri` at `text` (which must
+/// outlive that use: the cache keeps it with the handle).
+fn set_uri(node: &mut raw::dmq_node_t, text: &mut [u8]) {
+    node.orig_uri = kstr::borrowed(text);
+    // SAFETY: parse_uri fills `uri` with pointers into `text`, kept with
+    // the handle until the handle is given another node.
+    if unsafe { raw::parse_uri(text.as_mut_ptr() as *mut _, text.len() as i32, &mut node.uri) } < 0 {
+        log::warn!("node URI {} does not parse for the dmq_node_t handle", String::from_utf8_lossy(text));
+    }
+}
+
+/// The handle for `node` (see [`HandleCache::handle`]), refreshed each time.
 fn handle_for(node: &Node) -> *mut raw::dmq_node_t {
-    let text = node.uri.to_uri();
     let mut guard = HANDLES.lock().unwrap_or_else(|e| e.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
-    let ptr = match map.get(&text) {
-        Some(h) => h.0,
-        None => {
-            // The URI text must outlive the handle: leak it with it.
-            let uri_text: &'static mut [u8] = Box::leak(text.clone().into_bytes().into_boxed_slice());
-            let mut raw_node = Box::new(raw::dmq_node_t::default());
-            raw_node.orig_uri = kstr::borrowed(uri_text);
-            // SAFETY: parse_uri fills `uri` with pointers into uri_text,
-            // which is never freed.
-            if unsafe { raw::parse_uri(uri_text.as_mut_ptr() as *mut _, uri_text.len() as i32, &mut raw_node.uri) } < 0 {
-                log::warn!("node URI {text} does not parse for the dmq_node_t handle");
-            }
-            let ptr = Box::into_raw(raw_node);
-            map.insert(text, Handle(ptr));
-            ptr
-        }
-    };
-    // SAFETY: ptr is this process's own leaked handle.
+    let ptr = guard.get_or_insert_with(HandleCache::default).handle(node);
+    drop(guard);
+    // SAFETY: ptr is this process's own handle, never freed.
     unsafe {
         (*ptr).local = node.local as i32;
         (*ptr).status = status_bits(node.status);
@@ -378,7 +432,7 @@ unsafe fn uri_of(handle: *const raw::dmq_node_t) -> Option<NodeUri> {
     let handle = unsafe { handle.as_ref() }?;
     // SAFETY: as above.
     let text = unsafe { kstr::to_string(&handle.orig_uri) };
-    protocol::parse_node_line(&text).ok().map(|l| l.uri)
+    node_uri::parse_node_line(&text).ok().map(|l| l.uri)
 }
 
 unsafe extern "C" fn register_dmq_peer<A: DmqApi>(peer: *mut raw::dmq_peer) -> *mut raw::dmq_peer {
@@ -469,7 +523,7 @@ unsafe extern "C" fn find_dmq_node_uri<A: DmqApi>(uri: *mut raw::str_) -> *mut r
     guard("find_dmq_node_uri", std::ptr::null_mut(), || {
         // SAFETY: the consumer's argument, valid for this call.
         let text = String::from_utf8_lossy(unsafe { kstr::bytes_at(uri) }).into_owned();
-        let Ok(line) = protocol::parse_node_line(&text) else { return std::ptr::null_mut() };
+        let Ok(line) = node_uri::parse_node_line(&text) else { return std::ptr::null_mut() };
         A::find_node(&line.uri).map(|n| handle_for(&n)).unwrap_or(std::ptr::null_mut())
     })
 }
@@ -665,7 +719,7 @@ mod tests {
 
     #[test]
     fn a_node_handle_is_stable_and_carries_the_nodes_state() {
-        let uri = protocol::parse_node_line("sip:10.0.0.7:5060").unwrap().uri;
+        let uri = node_uri::parse_node_line("sip:10.0.0.7:5060").unwrap().uri;
         let mut node = Node::new(uri, NodeStatus::Active);
         node.ips = vec!["10.0.0.7".parse().unwrap()];
         let first = handle_for(&node);
@@ -678,9 +732,33 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { uri_of(first) }.map(|u| u.to_uri()).as_deref(), Some("sip:10.0.0.7:5060"));
         node.status = NodeStatus::Disabled;
-        assert_eq!(handle_for(&node), first, "one handle per node for the life of the process");
+        assert_eq!(handle_for(&node), first, "one handle per node while it is in use");
         // SAFETY: as above.
         assert_eq!(unsafe { (*first).status }, status_bits(NodeStatus::Disabled), "refreshed on each use");
+    }
+
+    #[test]
+    fn node_handles_are_bounded_and_reused_oldest_first() {
+        let node = |i: usize| {
+            Node::new(node_uri::parse_node_line(&format!("sip:10.1.{}.{}:5060", i / 250, i % 250)).unwrap().uri, NodeStatus::Active)
+        };
+        let mut cache = HandleCache::default();
+        let kept = node(0);
+        let kept_handle = cache.handle(&kept);
+        let mut allocations = std::collections::BTreeSet::new();
+        for i in 1..HANDLE_CAPACITY * 3 {
+            allocations.insert(cache.handle(&node(i)) as usize);
+            // A node in use all along keeps its handle.
+            assert_eq!(cache.handle(&kept), kept_handle);
+        }
+        assert_eq!(cache.by_uri.len(), HANDLE_CAPACITY);
+        assert!(allocations.len() < HANDLE_CAPACITY, "{} allocations for {} nodes", allocations.len(), HANDLE_CAPACITY * 3);
+        // A reused handle names its new node, and reads back as it.
+        let last = node(HANDLE_CAPACITY * 3);
+        let h = cache.handle(&last);
+        assert!(allocations.contains(&(h as usize)), "an old handle was reused");
+        // SAFETY: this process's own handle, never freed.
+        assert_eq!(unsafe { uri_of(h) }.map(|u| u.to_uri()), Some(last.uri.to_uri()));
     }
 
     #[test]

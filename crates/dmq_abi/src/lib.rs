@@ -13,7 +13,7 @@
 
 /// The raw items: Kamailio's (kamailio-sys) and the stock dmq module's
 /// ABI bound by build.rs over them.
-#[allow(non_camel_case_types, non_upper_case_globals, dead_code, clippy::all)]
+#[allow(non_camel_case_types, non_upper_case_globals, dead_code, clippy::all, clippy::undocumented_unsafe_blocks)]
 mod raw {
     pub use kamailio_sys::*;
     include!(concat!(env!("OUT_DIR"), "/dmq_bindings.rs"));

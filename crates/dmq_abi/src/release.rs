@@ -3,7 +3,7 @@
 //! build.rs's `cfg(kamailio_6_1)`, handed to the module as plain values, so
 //! the module (`src/`) never names a release.
 
-use dmq_core::protocol::StatusWords;
+use dmq_core::node_status::StatusWords;
 
 /// The node-status words of the Kamailio this build loads into (what
 /// `dmq.list_nodes` shows).

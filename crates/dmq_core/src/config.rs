@@ -1,34 +1,19 @@
-//! Module parameters: the defaults the declaration (`parameters`) names,
-//! and the checks `mod_init` runs on what the script set.
+//! Module parameters: the checks `mod_init` runs on what the script set
+//! (`parameters` declares them and the defaults they start from).
 
 use std::fmt;
 
 use crate::network::{Network, TrustedNetworks};
+use crate::nodes::FailThresholds;
+use crate::parameters::{DEFAULT_NOTIFICATION_CHANNEL, DEFAULT_PING_INTERVAL, UNSET};
 
 /// A shared secret shorter than this is accepted with a warning.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// Default channel of the node notifications (the R-URI user of KDMQ pings).
-pub const DEFAULT_NOTIFICATION_CHANNEL: &str = "notification_peer";
-/// Default number of DMQ worker processes.
-pub const DEFAULT_NUM_WORKERS: i32 = 2;
-/// Default seconds between pings of the other nodes.
-pub const DEFAULT_PING_INTERVAL: i32 = 60;
-/// An integer parameter the script did not set (its slot's initial value;
-/// no config can write it).
-pub const UNSET: i32 = i32::MIN;
 /// Kamailio 6.1's defaults: with `fail_count_enabled`, a node leaves
 /// `active` after more than 0 failures, `not_active` after more than 1.
 pub const DEFAULT_FAIL_COUNT_THRESHOLD_NOT_ACTIVE: i32 = 0;
 pub const DEFAULT_FAIL_COUNT_THRESHOLD_DISABLED: i32 = 1;
-/// Default cap on KDMQ messages waiting for a worker. A replicated contact
-/// is about 1 KiB of shm while it waits, so this bounds the queue to ~10 MB
-/// of the default 64 MB shm; at ~20k messages/s per worker it absorbs a
-/// burst of half a second at full speed.
-pub const DEFAULT_JOB_QUEUE_LIMIT: i32 = 10_000;
-/// Default longest time, in seconds, between two lookups of a name in
-/// `notification_address` (a shorter TTL in the answer wins).
-pub const DEFAULT_DNS_INTERVAL: i32 = 30;
 
 pub use crate::parameters::RawParams;
 
@@ -70,15 +55,6 @@ pub struct Config {
     pub event_callback: Option<String>,
     /// When a sync counts as done or timed out (`sync_runs`).
     pub sync_policy: crate::sync_runs::Policy,
-}
-
-/// With `fail_count_enabled` (Kamailio 6.1): a node goes `not_active` when
-/// its consecutive failures exceed `not_active`, `disabled` when they exceed
-/// `disabled`, and is removed at the next failure after that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailThresholds {
-    pub not_active: u32,
-    pub disabled: u32,
 }
 
 /// Something wrong with a parameter; Display is the operator's error line.

@@ -6,8 +6,8 @@
 
 use std::net::IpAddr;
 
+use crate::node_uri::NodeUri;
 use crate::nodes::resolve_literal;
-use crate::protocol::NodeUri;
 
 /// At most this many nodes from one address (the stock module's MAXDMQHOSTS).
 pub const MAX_HOSTS: usize = 30;
@@ -50,7 +50,7 @@ pub fn expand(uri: &NodeUri, srv: &dyn Fn(&str) -> Vec<SrvTarget>, addresses: &d
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::parse_node_line;
+    use crate::node_uri::parse_node_line;
 
     fn uri(s: &str) -> NodeUri {
         parse_node_line(s).unwrap().uri

@@ -16,7 +16,7 @@
 //! seconds, far beyond a retransmission's life at the rates a node takes
 //! (32 768 entries: 8 s at 4 000 messages a second).
 
-use crate::ordering::fnv;
+use crate::fnv::fnv;
 
 /// What became of a message looked up in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

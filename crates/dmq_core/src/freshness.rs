@@ -5,7 +5,7 @@
 //! reach a node before a sync copy of the same item that another node read
 //! earlier: applied after it, the copy would bring back what was deleted or
 //! changed since. So a sync copy from a dmq_rs node says how long ago its
-//! sync began (`protocol::SYNC_AGE_HEADER`), and the receiver refuses its
+//! sync began (`sync_headers::SYNC_AGE_HEADER`), and the receiver refuses its
 //! items that had a live update here since then ([`MARGIN_MS`] earlier, for
 //! the time the copy spent on its way): the live stream brings their newest
 //! state anyway, a sync copy adds only what the live stream did not bring.

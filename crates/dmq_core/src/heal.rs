@@ -10,8 +10,8 @@
 //! have dropped it without it noticing). The module keeps one [`HealTable`] in shm (serialized, see
 //! [`HealTable::encode`]) and applies these operations under a lock.
 
+use crate::node_uri::{self, NodeUri};
 use crate::nodes::MAX_NODES;
-use crate::protocol::{self, NodeUri};
 
 /// The shortest time between two heal syncs to the same node: twice the
 /// ping interval (a link cannot flap faster than pings notice it), within
@@ -284,7 +284,7 @@ impl HealTable {
                     None => (false, due),
                 };
                 let due: u64 = due.parse().ok()?;
-                let uri = protocol::parse_node_line(parts.next()?).ok()?.uri;
+                let uri = node_uri::parse_node_line(parts.next()?).ok()?.uri;
                 Some(HealEntry { uri, last_sync, due: (due != 0).then_some(due), pull, joined })
             })
             .collect();
@@ -292,7 +292,7 @@ impl HealTable {
     }
 
     /// The longest encoded table (for its shm store).
-    pub const MAX_ENCODED_LEN: usize = MAX_NODES * (protocol::MAX_LINE_LEN + 48);
+    pub const MAX_ENCODED_LEN: usize = MAX_NODES * (node_uri::MAX_LINE_LEN + 48);
 }
 
 #[cfg(test)]
@@ -300,7 +300,7 @@ mod tests {
     use super::*;
 
     fn uri(s: &str) -> NodeUri {
-        protocol::parse_node_line(s).unwrap().uri
+        node_uri::parse_node_line(s).unwrap().uri
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use crate::protocol::{self, NodeLine, NodeStatus, NodeUri};
+use crate::node_status::NodeStatus;
+use crate::node_uri::{self, NodeLine, NodeUri};
+use crate::notification;
 
 /// The largest cluster a node keeps track of (the local node included).
 /// Notifications that would list more are merged up to it; the rest is
@@ -15,7 +17,7 @@ pub const MAX_NODES: usize = 256;
 pub const MAX_ADDRESSES: usize = 8;
 
 /// The longest line one node takes in [`NodeList::encode`]: a URI line of
-/// at most [`protocol::MAX_LINE_LEN`], [`MAX_ADDRESSES`] IPv6 addresses and
+/// at most [`node_uri::MAX_LINE_LEN`], [`MAX_ADDRESSES`] IPv6 addresses and
 /// the numbers, with room to spare.
 pub const MAX_ENCODED_NODE_LEN: usize = 1024;
 
@@ -73,7 +75,16 @@ pub struct FailurePolicy {
     pub remove_inactive: bool,
     /// `fail_count_enabled`: state changes by the count of consecutive
     /// failures (Kamailio 6.1's thresholds).
-    pub fail_count_threshold: Option<crate::config::FailThresholds>,
+    pub fail_count_threshold: Option<FailThresholds>,
+}
+
+/// With `fail_count_enabled` (Kamailio 6.1): a node goes `not_active` when
+/// its consecutive failures exceed `not_active`, `disabled` when they exceed
+/// `disabled`, and is removed at the next failure after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailThresholds {
+    pub not_active: u32,
+    pub disabled: u32,
 }
 
 /// A state change worth telling the script about.
@@ -328,7 +339,7 @@ impl NodeList {
 
     /// The body we send and answer with: the local node and active nodes.
     pub fn notification_body(&self) -> String {
-        protocol::build_body(self.nodes.iter().filter(|n| n.local || is_up(n.status)).map(|n| (&n.uri, n.status)))
+        notification::build_body(self.nodes.iter().filter(|n| n.local || is_up(n.status)).map(|n| (&n.uri, n.status)))
     }
 
     /// Remote nodes to send to: active ones, or all with `include_inactive`.
@@ -408,7 +419,7 @@ impl NodeList {
             .lines()
             .filter_map(|line| {
                 let mut f = line.split('|');
-                let uri = protocol::parse_node_line(f.next()?).ok()?.uri;
+                let uri = node_uri::parse_node_line(f.next()?).ok()?.uri;
                 let status = NodeStatus::parse(f.next()?)?;
                 let last_notification = f.next()?.parse().ok()?;
                 let local = f.next()? == "1";
@@ -425,10 +436,10 @@ impl NodeList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::parse_body;
+    use crate::notification::parse_body;
 
     fn uri(s: &str) -> NodeUri {
-        protocol::parse_node_line(s).unwrap().uri
+        node_uri::parse_node_line(s).unwrap().uri
     }
 
     const KEEP: FailurePolicy = FailurePolicy { remove_inactive: true, fail_count_threshold: None };
@@ -498,7 +509,7 @@ sip:10.0.0.1:5091;status=active",
 
     #[test]
     fn fail_count_threshold_delays_state_changes() {
-        let t = crate::config::FailThresholds { not_active: 2, disabled: 3 };
+        let t = FailThresholds { not_active: 2, disabled: 3 };
         let policy = FailurePolicy { remove_inactive: true, fail_count_threshold: Some(t) };
         let mut list = NodeList::with_local(uri("sip:a:1"));
         list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
@@ -541,10 +552,7 @@ sip:10.0.0.1:5091;status=active",
         list.mark_failed(
             &uri("sip:host.example:5060"),
             false,
-            FailurePolicy {
-                remove_inactive: true,
-                fail_count_threshold: Some(crate::config::FailThresholds { not_active: 9, disabled: 9 }),
-            },
+            FailurePolicy { remove_inactive: true, fail_count_threshold: Some(FailThresholds { not_active: 9, disabled: 9 }) },
         );
         assert_eq!(NodeList::decode(&list.encode()), list);
     }
@@ -633,7 +641,7 @@ sip:10.0.0.1:5091;status=active",
         let mut list = NodeList::with_local(uri("sip:127.0.0.2:5090"));
         // The longest host and transport a line may carry, and the most addresses.
         let long = |i: usize| format!("sip:{}{i:04}.example:65535;transport=sctp;status=active", "h".repeat(240));
-        let lines: Vec<NodeLine> = (0..MAX_NODES + 44).map(|i| protocol::parse_node_line(&long(i)).unwrap()).collect();
+        let lines: Vec<NodeLine> = (0..MAX_NODES + 44).map(|i| node_uri::parse_node_line(&long(i)).unwrap()).collect();
         let out = list.merge(&lines, i64::MAX);
         assert_eq!(list.nodes.len(), MAX_NODES);
         assert_eq!(out.refused, 45);
@@ -684,7 +692,7 @@ sip:10.0.0.1:5091;status=active",
     #[test]
     fn fail_counts_walk_a_node_out_as_6_1_does() {
         // 6.1's defaults: not_active after 1 failure, disabled after 2, removed at the 3rd.
-        let t = crate::config::FailThresholds { not_active: 0, disabled: 1 };
+        let t = FailThresholds { not_active: 0, disabled: 1 };
         let policy = FailurePolicy { remove_inactive: false, fail_count_threshold: Some(t) };
         let mut list = NodeList::with_local(uri("sip:a:1"));
         list.merge(&parse_body(b"sip:b:1;status=active").unwrap(), 0);
@@ -698,7 +706,7 @@ sip:10.0.0.1:5091;status=active",
 
     #[test]
     fn others_listing_a_failing_node_active_do_not_reset_its_count() {
-        let t = crate::config::FailThresholds { not_active: 0, disabled: 2 };
+        let t = FailThresholds { not_active: 0, disabled: 2 };
         let policy = FailurePolicy { remove_inactive: true, fail_count_threshold: Some(t) };
         let mut list = NodeList::with_local(uri("sip:a:1"));
         let active = parse_body(b"sip:b:1;status=active").unwrap();

@@ -20,22 +20,7 @@
 //! caller's `M` (a shm block), opaque here.
 
 use crate::body_check::{BodyError, Kind, Parser};
-
-/// 64-bit FNV-1a: stable across processes and restarts (keys are compared
-/// between processes of one node).
-pub fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        // A separator: ("ab", "c") and ("a", "bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+use crate::fnv::fnv;
 
 /// A node as the lanes key it: its URI text (`NodeUri::to_uri`).
 pub fn node_hash(uri: &str) -> u64 {

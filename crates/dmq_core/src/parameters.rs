@@ -3,13 +3,33 @@
 //! [`PARAMETERS`] (read by the guide test), [`RawParams`] (what the script
 //! set, checked by `RawParams::validate` in `config`) and, in the module,
 //! the slots Kamailio writes and the export table that names them (the
-//! module expands [`for_each_parameter!`] with its own macro).
+//! module expands [`for_each_parameter!`] with its own macro). The
+//! defaults it names are declared here too, so `config` (which checks
+//! `RawParams`) reads this file and never the other way round.
 //!
 //! Names, types and defaults are the stock module's (5.6), plus 6.1's
 //! `remove_inactive`, `fail_count_enabled`, `fail_count_threshold_not_active`
 //! and `fail_count_threshold_disabled` (with dmq_rs's earlier
 //! `fail_count_threshold` as their alias), upstream master's
 //! `init_with_single`, `event_callback` and `sl_send`, and dmq_rs's own.
+
+/// Default number of DMQ worker processes.
+pub const DEFAULT_NUM_WORKERS: i32 = 2;
+/// Default seconds between pings of the other nodes.
+pub const DEFAULT_PING_INTERVAL: i32 = 60;
+/// Default channel of the node notifications (the R-URI user of KDMQ pings).
+pub const DEFAULT_NOTIFICATION_CHANNEL: &str = "notification_peer";
+/// An integer parameter the script did not set (its slot's initial value;
+/// no config can write it).
+pub const UNSET: i32 = i32::MIN;
+/// Default cap on KDMQ messages waiting for a worker. A replicated contact
+/// is about 1 KiB of shm while it waits, so this bounds the queue to ~10 MB
+/// of the default 64 MB shm; at ~20k messages/s per worker it absorbs a
+/// burst of half a second at full speed.
+pub const DEFAULT_JOB_QUEUE_LIMIT: i32 = 10_000;
+/// Default longest time, in seconds, between two lookups of a name in
+/// `notification_address` (a shorter TTL in the answer wins).
+pub const DEFAULT_DNS_INTERVAL: i32 = 30;
 
 /// Hands the declaration to `$callback!`, one entry per parameter in the
 /// order Kamailio lists them: `name: kind = default, "description";`
@@ -21,20 +41,20 @@
 macro_rules! for_each_parameter {
     ($callback:ident) => {
         $callback! {
-            num_workers: int = $crate::config::DEFAULT_NUM_WORKERS, "DMQ worker processes that run received peer messages";
-            ping_interval: int = $crate::config::DEFAULT_PING_INTERVAL, "seconds between pings of the other nodes";
+            num_workers: int = $crate::parameters::DEFAULT_NUM_WORKERS, "DMQ worker processes that run received peer messages";
+            ping_interval: int = $crate::parameters::DEFAULT_PING_INTERVAL, "seconds between pings of the other nodes";
             server_address: str = None, "SIP URI of this node's DMQ socket (required)";
             server_socket: str = None, "the socket DMQ sends from, proto:host[:port] (derived from server_address when not set)";
             notification_address: list = None, "SIP URI of a node (or a name listing nodes) to join the cluster through; may be given many times";
-            notification_channel: str = Some($crate::config::DEFAULT_NOTIFICATION_CHANNEL), "the R-URI user of node notifications";
+            notification_channel: str = Some($crate::parameters::DEFAULT_NOTIFICATION_CHANNEL), "the R-URI user of node notifications";
             multi_notify: int = 0, "1: a notification_address name stands for every address it lists";
             worker_usleep: int = 0, "microseconds between polls of the job queue (0: a worker sleeps until woken)";
             remove_inactive: int = 1, "1: a node that stops answering is removed; 0: it is kept as not_active";
             fail_count_enabled: int = 0, "1: nodes change state by their count of consecutive failures";
-            fail_count_threshold_not_active: int = $crate::config::UNSET, "failures beyond which an active node goes not_active (0 when not set)";
-            fail_count_threshold_disabled: int = $crate::config::UNSET, "failures beyond which a not_active node goes disabled (1 when not set)";
-            fail_count_threshold: int = $crate::config::UNSET, "alias: N sets fail_count_threshold_not_active N-1 and fail_count_threshold_disabled N";
-            job_queue_limit: int = $crate::config::DEFAULT_JOB_QUEUE_LIMIT, "received peer messages that may wait for a worker; beyond it they get 503";
+            fail_count_threshold_not_active: int = $crate::parameters::UNSET, "failures beyond which an active node goes not_active (0 when not set)";
+            fail_count_threshold_disabled: int = $crate::parameters::UNSET, "failures beyond which a not_active node goes disabled (1 when not set)";
+            fail_count_threshold: int = $crate::parameters::UNSET, "alias: N sets fail_count_threshold_not_active N-1 and fail_count_threshold_disabled N";
+            job_queue_limit: int = $crate::parameters::DEFAULT_JOB_QUEUE_LIMIT, "received peer messages that may wait for a worker; beyond it they get 503";
             members_only: int = 1, "1: peer messages only from listed nodes (else 403)";
             trusted_network: list = None, "a network (address/prefix) nodes may join from; may be given many times";
             shared_secret: str = None, "the cluster's secret: every KDMQ is signed and checked";
@@ -42,7 +62,7 @@ macro_rules! for_each_parameter {
             init_with_single: int = 0, "1: the peer events treat this node alone as a cluster from the start";
             event_callback: str = None, "a KEMI function called on peer events instead of the event routes";
             sl_send: int = 0, "1: dmq_handle_message answers with sl instead of tm";
-            dns_interval: int = $crate::config::DEFAULT_DNS_INTERVAL, "longest seconds between two lookups of a notification_address name";
+            dns_interval: int = $crate::parameters::DEFAULT_DNS_INTERVAL, "longest seconds between two lookups of a notification_address name";
             sync_settle_ms: int = 5000, "ms without a message of the consumer from a stock donor, after its 200, before its sync counts as done";
             sync_timeout: int = 120, "seconds after which a sync that is not done counts as timed out (the node stays not synced)";
             sync_alone_ready: int = 1, "1: a node with no other node to ask (the first of a cluster) is synced at once";
@@ -54,7 +74,7 @@ macro_rules! for_each_parameter {
 /// A parameter's type and default, as the script sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// An integer; the default is [`crate::config::UNSET`] when "not set"
+    /// An integer; the default is [`UNSET`] when "not set"
     /// means something of its own.
     Int { default: i32 },
     /// A string given once.
@@ -148,7 +168,6 @@ pub fn find(name: &str) -> Option<&'static Parameter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UNSET;
 
     #[test]
     fn names_are_unique_and_described() {

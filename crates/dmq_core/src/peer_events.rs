@@ -7,8 +7,9 @@
 //! there exactly once, so each transition is reported once, by the process
 //! that made it, whatever made it (a ping, a notification, a timeout, an RPC).
 
+use crate::node_status::NodeStatus;
+use crate::node_uri::{self, NodeUri};
 use crate::nodes::{NodeList, MAX_NODES};
-use crate::protocol::{self, NodeStatus, NodeUri};
 
 /// One of upstream's three peer events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,7 @@ pub fn parse_address(address: &str) -> Result<NodeUri, ChangeError> {
     if !address.starts_with("sip:") && !address.starts_with("sips:") {
         return Err(ChangeError::BadAddress);
     }
-    let line = protocol::parse_node_line(address).map_err(|_| ChangeError::BadAddress)?;
+    let line = node_uri::parse_node_line(address).map_err(|_| ChangeError::BadAddress)?;
     if line.status.is_some() || line.uri.host.is_empty() {
         return Err(ChangeError::BadAddress);
     }
@@ -163,7 +164,7 @@ mod tests {
     use NodeStatus::*;
 
     fn uri(s: &str) -> NodeUri {
-        protocol::parse_node_line(s).unwrap().uri
+        node_uri::parse_node_line(s).unwrap().uri
     }
 
     fn list(nodes: &[(&str, NodeStatus)]) -> NodeList {

@@ -17,6 +17,8 @@
 //! processes, under one lock the caller holds); each slot's message is the
 //! caller's `M` (a shm block), opaque here.
 
+use crate::reply_codes::{self, PeerReply};
+
 /// First retransmission interval (SIP T1).
 pub const T1_MS: u64 = 500;
 /// Longest retransmission interval (SIP T2).
@@ -360,15 +362,16 @@ pub fn reply_matches(branch: &str, call_id: &[u8], cseq_number: &[u8], cseq_meth
 }
 
 impl ReplyKind {
-    /// What a reply's status means for the message it answers: 1xx stops
-    /// retransmissions; 503 (a dmq_rs node with a full job queue) and 403
-    /// (a dmq_rs node that does not list us yet, members_only) send it
-    /// again later; anything else is final.
+    /// What a reply's status means for the message it answers
+    /// (`reply_codes::peer_reply`): 1xx stops retransmissions; 503 (a
+    /// dmq_rs node with a full job queue) and 403 (a dmq_rs node that does
+    /// not list us yet, members_only) send it again later; anything else is
+    /// final.
     pub fn of_status(status: u16) -> ReplyKind {
-        match status {
-            0..=199 => ReplyKind::Provisional,
-            503 | 403 => ReplyKind::Busy,
-            _ => ReplyKind::Final,
+        match reply_codes::peer_reply(i32::from(status), true) {
+            PeerReply::Provisional => ReplyKind::Provisional,
+            PeerReply::Busy | PeerReply::NotListed => ReplyKind::Busy,
+            PeerReply::TimedOut | PeerReply::Final => ReplyKind::Final,
         }
     }
 }

@@ -17,8 +17,9 @@
 use std::net::IpAddr;
 
 use crate::discovery::{self, SrvTarget};
+use crate::node_status::NodeStatus;
+use crate::node_uri::{NodeUri, Transport};
 use crate::nodes::{resolve_literal, Node, NodeList};
-use crate::protocol::{NodeStatus, NodeUri, Transport};
 
 /// The shortest time between two lookups of one name, whatever its TTL says.
 pub const MIN_RECHECK_MS: u64 = 1000;
@@ -285,7 +286,8 @@ pub fn distinct_targets(list: &NodeList, include_inactive: bool) -> Vec<&Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{parse_body, parse_node_line};
+    use crate::node_uri::parse_node_line;
+    use crate::notification::parse_body;
 
     fn uri(s: &str) -> NodeUri {
         parse_node_line(s).unwrap().uri

@@ -39,7 +39,7 @@ pub const MAX_DONORS: usize = 64;
 pub const MAX_ANSWERS: usize = 4;
 
 /// The longest encoded table (for its shm store).
-pub const MAX_ENCODED_LEN: usize = MAX_CONSUMERS * (160 + MAX_DONORS * (crate::protocol::MAX_LINE_LEN + 120 + MAX_ANSWERS * 42));
+pub const MAX_ENCODED_LEN: usize = MAX_CONSUMERS * (160 + MAX_DONORS * (crate::node_uri::MAX_LINE_LEN + 120 + MAX_ANSWERS * 42));
 
 /// What the settle time and the timeout are, and whether a node alone is
 /// synced (parameters `sync_settle_ms`, `sync_timeout`, `sync_alone_ready`).

@@ -3,7 +3,8 @@
 //! module into its retry queue), so they hold everything the reply needs.
 //! Read only by the process tree that wrote them (native byte order).
 
-use crate::protocol::{self, NodeUri, PeerMessage};
+use crate::node_uri::{self, NodeUri};
+use crate::peer_message::PeerMessage;
 
 /// Bytes of a response callback as the module encodes it (two pointers).
 pub const CALLBACK_LEN: usize = 2 * std::mem::size_of::<usize>();
@@ -76,7 +77,7 @@ impl<'a> TmContext<'a> {
             take(&mut context, len)
         };
         let uri = std::str::from_utf8(part()?).ok()?;
-        let target = protocol::parse_node_line(uri).ok()?.uri;
+        let target = node_uri::parse_node_line(uri).ok()?.uri;
         // Both were encoded from &str.
         let peer_id = std::str::from_utf8(part()?).ok()?;
         let content_type = std::str::from_utf8(part()?).ok()?;
@@ -98,7 +99,7 @@ pub fn encode_notification(round: u32, target: &NodeUri) -> String {
 pub fn decode_notification(context: &[u8]) -> Option<(u32, NodeUri)> {
     let text = std::str::from_utf8(context).ok()?;
     let (round, uri) = text.split_once('|')?;
-    Some((round.parse().ok()?, protocol::parse_node_line(uri).ok()?.uri))
+    Some((round.parse().ok()?, node_uri::parse_node_line(uri).ok()?.uri))
 }
 
 #[cfg(test)]
@@ -106,7 +107,7 @@ mod tests {
     use super::*;
 
     fn node(text: &str) -> NodeUri {
-        protocol::parse_node_line(text).unwrap().uri
+        node_uri::parse_node_line(text).unwrap().uri
     }
 
     fn message(target: &NodeUri) -> TmContext<'static> {

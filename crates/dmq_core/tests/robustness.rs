@@ -4,8 +4,10 @@
 //! body we build always parses, the local node stays exactly once and the
 //! shm encoding round-trips.
 
+use dmq_core::node_status::NodeStatus;
+use dmq_core::node_uri::parse_node_line;
 use dmq_core::nodes::{FailurePolicy, NodeList};
-use dmq_core::protocol::{build_body, parse_body, parse_node_line, NodeStatus};
+use dmq_core::notification::{build_body, parse_body};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);

@@ -20,7 +20,7 @@ fn find_export(name: &CStr, param_no: i32) -> Option<unsafe extern "C" fn()> {
     let f = unsafe { raw::find_export(name.as_ptr() as *mut _, param_no, 0) }?;
     // SAFETY: only used to carry the pointer; callers cast it back to the
     // signature the exporting module documents before calling it.
-    Some(unsafe { std::mem::transmute::<crate::export::ScriptFn2Params, unsafe extern "C" fn()>(f) })
+    Some(unsafe { std::mem::transmute::<crate::ffi::ScriptFn2Params, unsafe extern "C" fn()>(f) })
 }
 
 /// tm's API: function pointers into the tm module, filled once in mod_init.

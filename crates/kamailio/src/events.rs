@@ -3,6 +3,7 @@
 //! its `dispatcher:dst-*` routes.
 
 use std::ffi::{CStr, CString};
+use std::fmt;
 
 use crate::raw;
 
@@ -47,11 +48,23 @@ impl EventRoute {
     }
 }
 
+/// The core could not prepare the faked request event routes run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsInitError;
+
+impl fmt::Display for EventsInitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot initialize the faked message for event routes")
+    }
+}
+
+impl std::error::Error for EventsInitError {}
+
 /// Prepares the faked request event routes run on (mod_init, before fork).
-pub fn init() -> Result<(), String> {
+pub fn init() -> Result<(), EventsInitError> {
     // SAFETY: initializes the core's static faked message; idempotent.
     if unsafe { raw::faked_msg_init() } < 0 {
-        return Err("cannot initialize the faked message for event routes".into());
+        return Err(EventsInitError);
     }
     Ok(())
 }

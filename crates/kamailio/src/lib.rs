@@ -3,8 +3,11 @@
 //! reason it holds. Nothing in it knows which module uses it; the module's
 //! name comes in through [`kamailio_module!`] and its logger.
 //!
-//! One concern per submodule: [`export`] (the tables the loader reads and
-//! the guarded C trampolines), [`shm`] and [`shm_queue`] (typed shared
+//! One concern per submodule: the tables the loader reads, each entry with
+//! its guarded C trampoline, in [`module_export`] (the module's symbols and
+//! lifecycle, [`kamailio_module!`]), [`cmd_export`] (script functions),
+//! [`param_export`] (parameters), [`rpc_export`] (RPC commands) and
+//! [`kemi_export`] (KEMI functions); [`shm`] and [`shm_queue`] (typed shared
 //! memory, locks), [`process`] (forked workers, timers), [`sip_msg`],
 //! [`sip_uri`], [`socket`], [`send`] (SIP without tm), [`api`]/[`tm`]/
 //! [`replies`] (tm and sl), [`rpc`](mod@rpc), [`stats`], [`events`] (script event
@@ -30,9 +33,11 @@
 //!
 //! ```ignore
 //! use kamailio::cell::CoreCell;
-//! use kamailio::export::{self, route, CmdExport, Fixup, IntParam, ParamExport, RpcExport, RpcReply, ScriptArgs};
+//! use kamailio::cmd_export::{route, CmdExport, Fixup, ScriptArgs};
+//! use kamailio::param_export::{IntParam, ParamExport};
 //! use kamailio::process::Rank;
 //! use kamailio::rpc::{RpcCall, Value};
+//! use kamailio::rpc_export::{self, RpcExport, RpcReply};
 //! use kamailio::sip_msg::SipMsg;
 //! use kamailio::{cmd, kamailio_module, rpc};
 //!
@@ -86,7 +91,7 @@
 //!
 //! /// mod_init: once, in the main process, before fork (shm, locks, RPCs).
 //! fn init() -> Result<(), String> {
-//!     export::register_rpcs(&RPCS)
+//!     rpc_export::register_rpcs(&RPCS).map_err(|e| e.to_string())
 //! }
 //!
 //! /// child_init: in every process after fork (fork own processes at `rank.is_main()`).
@@ -127,16 +132,22 @@ mod addr;
 pub mod api;
 pub mod cell;
 pub mod clock;
+pub mod cmd_export;
 pub mod dns;
 pub mod events;
-pub mod export;
+#[doc(hidden)]
+pub mod ffi;
+pub mod kemi_export;
 pub mod kstr;
 mod lock;
 pub mod log;
+pub mod module_export;
 pub mod panic_guard;
+pub mod param_export;
 pub mod process;
 pub mod replies;
 pub mod rpc;
+pub mod rpc_export;
 pub mod send;
 pub mod shm;
 pub mod shm_queue;

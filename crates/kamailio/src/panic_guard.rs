@@ -27,6 +27,7 @@
 //!   its critical section ran whole.
 
 use std::any::Any;
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
 /// Runs `f`; if it panics, logs which entry point failed and returns `on_panic`.
@@ -84,7 +85,19 @@ pub fn exit_process(status: i32) -> ! {
     unsafe { libc::_exit(status) }
 }
 
-/// Runs `f`, turning a panic into `Err(message)`.
+/// A panic [`catch`] caught: its message (see [`message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panicked(pub String);
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Panicked {}
+
+/// Runs `f`, turning a panic into `Err` with its message.
 ///
 /// AssertUnwindSafe: after a panic the caller only logs and returns an error
 /// code to Kamailio (or ends the process, [`run_process`]); a panic inside a
@@ -92,8 +105,8 @@ pub fn exit_process(status: i32) -> ! {
 /// process first), so no half-updated shared state is observed afterwards.
 /// Process-local state the panic interrupted may be half-updated: in an
 /// entry point it is only what the call was building.
-pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| message(payload.as_ref()))
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Panicked(message(payload.as_ref())))
 }
 
 /// The text of a panic payload.
@@ -118,15 +131,15 @@ mod tests {
     fn panics_become_errors_with_their_message() {
         let prev = panic::take_hook();
         panic::set_hook(Box::new(|_| {}));
-        let r: Result<i32, String> = catch(|| panic!("boom {}", 42));
-        let s: Result<i32, String> = catch(|| std::panic::panic_any(3u8));
-        let t: Result<(), String> = catch(|| {
+        let r: Result<i32, Panicked> = catch(|| panic!("boom {}", 42));
+        let s: Result<i32, Panicked> = catch(|| std::panic::panic_any(3u8));
+        let t: Result<(), Panicked> = catch(|| {
             let v: Vec<u8> = Vec::new();
             let _ = v[1];
         });
         panic::set_hook(prev);
-        assert_eq!(r, Err("boom 42".to_string()));
-        assert_eq!(s, Err("unknown panic".to_string()));
-        assert!(t.unwrap_err().contains("index out of bounds"));
+        assert_eq!(r, Err(Panicked("boom 42".to_string())));
+        assert_eq!(s, Err(Panicked("unknown panic".to_string())));
+        assert!(t.unwrap_err().0.contains("index out of bounds"));
     }
 }

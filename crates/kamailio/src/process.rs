@@ -5,10 +5,38 @@
 //! from child_init(PROC_MAIN), as the core requires.
 
 use std::ffi::{c_int, c_uint, c_void, CStr};
+use std::fmt;
 use std::time::Duration;
 
 use crate::panic_guard::guard;
 use crate::raw;
+
+/// What the core refused when the module registered or started one of its
+/// processes or timers.
+#[derive(Debug)]
+pub enum ProcessError {
+    /// The process of this name could not be forked.
+    Fork(String),
+    /// No timer process could be reserved.
+    TimerProcess,
+    /// The core timer could not be registered.
+    CoreTimer,
+    /// The wake-up pipe could not be made.
+    WakePipe(std::io::Error),
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessError::Fork(name) => write!(f, "cannot fork {name}"),
+            ProcessError::TimerProcess => f.write_str("cannot register a timer process"),
+            ProcessError::CoreTimer => f.write_str("cannot register a core timer"),
+            ProcessError::WakePipe(e) => write!(f, "cannot create a wake-up pipe: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {}
 
 /// The rank child_init runs with: which process this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +90,7 @@ pub fn register_workers(count: u32) {
 /// a panic anywhere in it is logged and ends the process, which never
 /// returns into the core's code (the core's main process then stops the
 /// node, as it does when any child dies).
-pub fn fork_worker(name: &'static CStr, body: impl FnOnce()) -> Result<(), String> {
+pub fn fork_worker(name: &'static CStr, body: impl FnOnce()) -> Result<(), ProcessError> {
     // A worker's body loops for the life of the process; if it ever
     // returned, the process exits there (it must not go on into the
     // caller's code).
@@ -74,7 +102,7 @@ pub fn fork_worker(name: &'static CStr, body: impl FnOnce()) -> Result<(), Strin
 /// runs the modules' child_init with `rank` in it), then, in the child,
 /// the cfg framework and `body`, all under the panic guard. Only the
 /// parent returns.
-fn fork_child(rank: c_int, name: &'static CStr, body: impl FnOnce()) -> Result<(), String> {
+fn fork_child(rank: c_int, name: &'static CStr, body: impl FnOnce()) -> Result<(), ProcessError> {
     let label = name.to_string_lossy();
     let parent = std::process::id();
     // SAFETY: fork_process from child_init(PROC_MAIN), as C modules do; the
@@ -82,7 +110,7 @@ fn fork_child(rank: c_int, name: &'static CStr, body: impl FnOnce()) -> Result<(
     let pid = unsafe { raw::fork_process(rank, name.as_ptr() as *mut _, 1) };
     if pid != 0 && std::process::id() == parent {
         // The parent: the child's pid, or the fork failed.
-        return if pid < 0 { Err(format!("cannot fork {label}")) } else { Ok(()) };
+        return if pid < 0 { Err(ProcessError::Fork(label.into_owned())) } else { Ok(()) };
     }
     // The child (fork_process also returns -1 here when the modules'
     // child_init failed in it): never back into the core from here.
@@ -112,10 +140,10 @@ pub fn cfg_update() {
 }
 
 /// Reserves one timer process with the core (mod_init).
-pub fn register_timer_process() -> Result<(), String> {
+pub fn register_timer_process() -> Result<(), ProcessError> {
     // SAFETY: a counter in the core, before fork.
     if unsafe { raw::register_basic_timers(1) } < 0 {
-        return Err("cannot register a timer process".into());
+        return Err(ProcessError::TimerProcess);
     }
     Ok(())
 }
@@ -125,7 +153,7 @@ pub fn register_timer_process() -> Result<(), String> {
 /// refresh of the cfg framework's values, as the core's
 /// `fork_basic_utimer` does, but with the loop in Rust under the panic
 /// guard (see [`fork_worker`]): a panic in a tick ends the process.
-pub fn fork_timer_process(name: &'static CStr, interval_us: u32, tick: fn()) -> Result<(), String> {
+pub fn fork_timer_process(name: &'static CStr, interval_us: u32, tick: fn()) -> Result<(), ProcessError> {
     fork_child(raw::PROC_TIMER as c_int, name, || loop {
         std::thread::sleep(Duration::from_micros(u64::from(interval_us)));
         cfg_update();
@@ -142,11 +170,11 @@ unsafe extern "C" fn timer_trampoline(_ticks: c_uint, param: *mut c_void) {
 }
 
 /// Runs `tick` every `interval_s` seconds in the core's timer process (mod_init).
-pub fn register_core_timer(interval_s: u32, tick: fn()) -> Result<(), String> {
+pub fn register_core_timer(interval_s: u32, tick: fn()) -> Result<(), ProcessError> {
     // SAFETY: registers a static trampoline with a fn pointer as its
     // parameter, before fork.
     if unsafe { raw::register_timer(Some(timer_trampoline), tick as *mut c_void, interval_s) } < 0 {
-        return Err("cannot register a core timer".into());
+        return Err(ProcessError::CoreTimer);
     }
     Ok(())
 }
@@ -162,11 +190,11 @@ pub struct WakePipe {
 
 impl WakePipe {
     /// A new pipe (mod_init, before fork, so every process has both ends).
-    pub fn new() -> Result<WakePipe, String> {
+    pub fn new() -> Result<WakePipe, ProcessError> {
         let mut fds = [0 as c_int; 2];
         // SAFETY: pipe2 fills two descriptors.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-            return Err(format!("cannot create a wake-up pipe: {}", std::io::Error::last_os_error()));
+            return Err(ProcessError::WakePipe(std::io::Error::last_os_error()));
         }
         // SAFETY: fcntl on the descriptor just created.
         unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };

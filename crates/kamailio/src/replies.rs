@@ -7,6 +7,7 @@
 //! sanity checks), and returning 0 from it consumes the reply.
 
 use std::ffi::{c_int, c_uint, c_void};
+use std::fmt;
 
 use crate::panic_guard::guard;
 use crate::raw;
@@ -38,12 +39,24 @@ unsafe extern "C" fn trampoline(msg: *mut raw::sip_msg, _flags: c_uint, param: *
     })
 }
 
+/// The core refused the reply hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHookError;
+
+impl fmt::Display for ReplyHookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot register the reply hook")
+    }
+}
+
+impl std::error::Error for ReplyHookError {}
+
 /// Registers `hook` for every reply, before the reply route (mod_init).
-pub fn hook_replies(hook: ReplyHook) -> Result<(), String> {
+pub fn hook_replies(hook: ReplyHook) -> Result<(), ReplyHookError> {
     // SAFETY: registers a static trampoline with a fn pointer as its
     // parameter, before fork, as the core requires.
     if unsafe { raw::krs_register_pre_reply_cb(Some(trampoline), hook as *mut c_void) } < 0 {
-        return Err("cannot register the reply hook".into());
+        return Err(ReplyHookError);
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! statistic) and a description (shown by `kamcmd cnt.help <group> <name>`).
 
 use std::ffi::{c_int, c_void, CStr};
+use std::fmt;
 
 use crate::panic_guard::guard;
 use crate::raw;
@@ -40,6 +41,25 @@ impl Statistic {
     }
 }
 
+/// A statistic the core refused to register (a name registered twice, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatisticError {
+    /// The group.
+    pub group: &'static str,
+    /// The statistic's name.
+    pub name: &'static str,
+    /// What `counter_register` returned.
+    pub rc: i32,
+}
+
+impl fmt::Display for StatisticError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot register the statistic {}:{} ({})", self.group, self.name, self.rc)
+    }
+}
+
+impl std::error::Error for StatisticError {}
+
 /// The counters framework's read callback for every statistic: `param` is
 /// the `&'static Statistic` given at registration.
 unsafe extern "C" fn read_statistic(_handle: raw::counter_handle_t, param: *mut c_void) -> raw::counter_val_t {
@@ -55,7 +75,7 @@ unsafe extern "C" fn read_statistic(_handle: raw::counter_handle_t, param: *mut 
 /// Registers `statistics` under `group` (mod_init, before fork: the core
 /// sizes its counter tables when it forks). Fails on the first one the core
 /// refuses (e.g. a name registered twice).
-pub fn register(group: &'static CStr, statistics: &'static [Statistic]) -> Result<(), String> {
+pub fn register(group: &'static CStr, statistics: &'static [Statistic]) -> Result<(), StatisticError> {
     for statistic in statistics {
         let mut handle = raw::counter_handle_t::default();
         // SAFETY: the group, name and description are 'static NUL-terminated
@@ -74,7 +94,7 @@ pub fn register(group: &'static CStr, statistics: &'static [Statistic]) -> Resul
             )
         };
         if rc < 0 {
-            return Err(format!("cannot register the statistic {}:{} ({rc})", group.to_str().unwrap_or("?"), statistic.name()));
+            return Err(StatisticError { group: group.to_str().unwrap_or("?"), name: statistic.name(), rc });
         }
     }
     Ok(())

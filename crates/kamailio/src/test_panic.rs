@@ -17,6 +17,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::shm::ShmMutex;
@@ -59,12 +60,37 @@ thread_local! {
     static THIS_PROCESS: Cell<Option<&'static CStr>> = const { Cell::new(None) };
 }
 
+/// Why [`arm`] refused a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArmError {
+    /// The spec (given) ends with `:` and no file.
+    EmptyTrigger(String),
+    /// The spec (given) names none of the sites (the words it may start with).
+    UnknownSite(String, Vec<String>),
+    /// No shm for the `-locked` test lock.
+    OutOfShm,
+}
+
+impl fmt::Display for ArmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArmError::EmptyTrigger(spec) => write!(f, "{spec:?}: an empty trigger file"),
+            ArmError::UnknownSite(spec, sites) => {
+                write!(f, "{spec:?}: the site is one of {}, with -locked and :<trigger file> optional", sites.join(", "))
+            }
+            ArmError::OutOfShm => f.write_str("out of shm for the test lock"),
+        }
+    }
+}
+
+impl std::error::Error for ArmError {}
+
 /// Arms the panic `spec` names (see the module docs) in mod_init, before
 /// fork; `sites` maps the words a spec may start with to their [`Site`].
-pub fn arm(spec: &str, sites: &[(&str, Site)]) -> Result<(), String> {
+pub fn arm(spec: &str, sites: &[(&str, Site)]) -> Result<(), ArmError> {
     let (site_word, trigger) = match spec.split_once(':') {
         Some((site, file)) if !file.is_empty() => (site, Some(PathBuf::from(file))),
-        Some(_) => return Err(format!("{spec:?}: an empty trigger file")),
+        Some(_) => return Err(ArmError::EmptyTrigger(spec.to_string())),
         None => (spec, None),
     };
     let (site_word, locked) = match site_word.strip_suffix("-locked") {
@@ -72,11 +98,11 @@ pub fn arm(spec: &str, sites: &[(&str, Site)]) -> Result<(), String> {
         None => (site_word, false),
     };
     let Some(&(_, site)) = sites.iter().find(|(word, _)| *word == site_word) else {
-        let words: Vec<&str> = sites.iter().map(|(w, _)| *w).collect();
-        return Err(format!("{spec:?}: the site is one of {}, with -locked and :<trigger file> optional", words.join(", ")));
+        let words = sites.iter().map(|(w, _)| w.to_string()).collect();
+        return Err(ArmError::UnknownSite(spec.to_string(), words));
     };
     let locked = match locked {
-        true => Some(ShmMutex::new_zeroed().ok_or("out of shm for the test lock")?),
+        true => Some(ShmMutex::new_zeroed().ok_or(ArmError::OutOfShm)?),
         false => None,
     };
     log::warn!("test_panic {spec:?} armed: a panic will be injected (for tests only)");
@@ -127,15 +153,16 @@ fn fire_if(here: impl Fn(Site) -> bool, place: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::panic_guard::Panicked;
 
     const SITES: [(&str, Site); 2] = [("worker", Site::Process(c"W")), ("sip", Site::ScriptFunction)];
 
     #[test]
     #[cfg_attr(miri, ignore = "a trigger file: Miri isolates the file system")]
     fn specs_name_a_site_and_an_optional_lock_and_trigger() {
-        let e = arm("nowhere", &SITES).unwrap_err();
+        let e = arm("nowhere", &SITES).unwrap_err().to_string();
         assert!(e.contains("one of worker, sip"), "{e}");
-        assert!(arm("sip:", &SITES).unwrap_err().contains("empty trigger file"));
+        assert!(arm("sip:", &SITES).unwrap_err().to_string().contains("empty trigger file"));
         // Armed in this thread only (each test thread stands for a process).
         let trigger = std::env::temp_dir().join(format!("krs-test-panic-{}", std::process::id()));
         arm(&format!("sip:{}", trigger.display()), &SITES).unwrap();
@@ -144,7 +171,7 @@ mod tests {
         std::fs::write(&trigger, b"").unwrap();
         let caught = crate::panic_guard::catch(|| at_script_function("f"));
         std::fs::remove_file(&trigger).unwrap();
-        assert_eq!(caught, Err("test_panic: injected panic in f".to_string()));
+        assert_eq!(caught, Err(Panicked("test_panic: injected panic in f".to_string())));
         // Not in a process of the module's own, and not at its loop.
         entered(c"W");
         at_script_function("f");
@@ -157,6 +184,6 @@ mod tests {
         entered(c"OTHER");
         at_loop();
         entered(c"W");
-        assert_eq!(crate::panic_guard::catch(at_loop), Err("test_panic: injected panic in W".to_string()));
+        assert_eq!(crate::panic_guard::catch(at_loop), Err(Panicked("test_panic: injected panic in W".to_string())));
     }
 }

@@ -3,6 +3,7 @@
 //! and relaying the script's request to several URIs (`t_replicate`).
 
 use std::ffi::c_int;
+use std::fmt;
 
 use crate::api::Tm;
 use crate::kstr;
@@ -10,6 +11,40 @@ use crate::raw;
 use crate::shm::{ShmBlock, ShmData};
 use crate::sip_msg::SipMsg;
 use crate::socket::LocalSocket;
+
+/// Why tm did not take a request ([`Tm::request`]) or a relay
+/// ([`Tm::replicate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TmError {
+    /// tm's API has no such function (`t_request`, `t_replicate`).
+    Missing(&'static str),
+    /// No shm for the reply handler's context.
+    OutOfShm,
+    /// `t_request` refused the request.
+    Request {
+        /// Its method.
+        method: String,
+        /// Its R-URI.
+        to: String,
+        /// What `t_request` returned.
+        rc: i32,
+    },
+    /// `t_replicate` failed for this URI.
+    Replicate(String),
+}
+
+impl fmt::Display for TmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TmError::Missing(function) => write!(f, "tm has no {function}"),
+            TmError::OutOfShm => f.write_str("out of shm for the callback parameter"),
+            TmError::Request { method, to, rc } => write!(f, "t_request {method} to {to} failed ({rc})"),
+            TmError::Replicate(uri) => write!(f, "t_replicate to {uri} failed"),
+        }
+    }
+}
+
+impl std::error::Error for TmError {}
 
 /// A request outside a dialog, for tm to send.
 pub struct UacRequest<'a> {
@@ -123,9 +158,9 @@ unsafe extern "C" fn on_reply(_t: *mut raw::cell, _type: c_int, params: *mut raw
 impl Tm {
     /// Sends one request; `handler` runs on its final reply (in whichever
     /// process sees it) with `context`, which is kept in shm until then.
-    pub fn request(&self, req: &UacRequest<'_>, handler: ReplyHandler, context: &[u8]) -> Result<(), String> {
-        let t_request = self.0.t_request.ok_or("tm has no t_request")?;
-        let param = ShmBlock::new(CallbackParam { handler }, &[context]).ok_or("out of shm for the callback parameter")?;
+    pub fn request(&self, req: &UacRequest<'_>, handler: ReplyHandler, context: &[u8]) -> Result<(), TmError> {
+        let t_request = self.0.t_request.ok_or(TmError::Missing("t_request"))?;
+        let param = ShmBlock::new(CallbackParam { handler }, &[context]).ok_or(TmError::OutOfShm)?;
         let mut call_id = req.call_id.map(|c| kstr::borrowed(c.as_bytes()));
         let mut method = kstr::borrowed(req.method.as_bytes());
         let mut headers = kstr::borrowed(req.headers.as_bytes());
@@ -155,7 +190,7 @@ impl Tm {
         if rc < 0 {
             // SAFETY: tm did not take the parameter: ours again, freed on drop.
             drop(unsafe { ShmBlock::<CallbackParam>::from_raw(cbp) });
-            return Err(format!("t_request {} to {} failed ({rc})", req.method, req.to));
+            return Err(TmError::Request { method: req.method.to_string(), to: req.to.to_string(), rc });
         }
         Ok(())
     }
@@ -165,8 +200,8 @@ impl Tm {
     /// with tm's `t_replicate` (e.g. dmq's `dmq_t_replicate`). Errors name
     /// the URI that failed; a branch that cannot be added is logged and
     /// skipped.
-    pub fn replicate(&self, msg: &SipMsg, socket: LocalSocket, uris: &[String]) -> Result<(), String> {
-        let t_replicate = self.0.t_replicate.ok_or("tm has no t_replicate")?;
+    pub fn replicate(&self, msg: &SipMsg, socket: LocalSocket, uris: &[String]) -> Result<(), TmError> {
+        let t_replicate = self.0.t_replicate.ok_or(TmError::Missing("t_replicate"))?;
         // SAFETY: the message of this script call; the socket is the core's.
         unsafe { raw::krs_set_force_socket(msg.as_ptr(), socket.as_ptr() as *mut _) };
         for (i, uri) in uris.iter().enumerate() {
@@ -196,7 +231,7 @@ impl Tm {
             let mut suri = kstr::borrowed(uri.as_bytes());
             // SAFETY: tm's t_replicate on the script's message; it copies the URI.
             if unsafe { t_replicate(msg.as_ptr(), &mut suri) } < 0 {
-                return Err(format!("t_replicate to {uri} failed"));
+                return Err(TmError::Replicate(uri.clone()));
             }
         }
         Ok(())

@@ -2,8 +2,9 @@
 //! local node stays exactly once and decode(encode(list)) == list.
 #![no_main]
 
+use dmq_core::node_uri::parse_node_line;
 use dmq_core::nodes::NodeList;
-use dmq_core::protocol::{parse_body, parse_node_line};
+use dmq_core::notification::parse_body;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
