@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmq_abi::in_shm::PendingParts;
 use dmq_core::header_scan::request_parts;
-use dmq_core::kdmq::{Envelope, Kdmq};
+use dmq_core::kdmq::Envelope;
 use dmq_core::node_uri::{self, NodeUri};
 use dmq_core::pending::{self, Delivery, PendingStats, PendingTable, ReplyKind, ReplyOutcome};
 use dmq_core::reply_codes::{self, PeerReply};
@@ -37,9 +37,9 @@ use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
 
 use crate::event_counts;
-use crate::shared::{self, shared, DirectTable, InFlight};
+use crate::shared::{shared, DirectTable, InFlight};
 use crate::sync_status;
-use crate::{node_list, notifications};
+use crate::{node_list, notifications, requests, transports};
 
 /// Messages that may wait for their reply at once; beyond it, tm carries them.
 pub const CAPACITY: usize = crate::shared::DIRECT_CAPACITY;
@@ -67,19 +67,60 @@ fn items_of(message: &ShmArc<InFlight>) -> Vec<u64> {
     bytes.chunks_exact(8).take(items as usize).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect()
 }
 
-/// mod_init (the table made): its free slots, and the hook that sees
-/// replies first.
-pub fn init(table: &DirectTable) -> Result<(), String> {
+/// mod_init (the table made): its free slots.
+pub fn init(table: &DirectTable) {
     table.with(|t| t.reset());
-    kamailio::replies::hook_replies(on_reply).map_err(|e| e.to_string())
+}
+
+/// A message that is done (answered, or timed out: 408) after its
+/// consumer's callback ran: what is left to do with it is its caller's
+/// (`messaging::finish_direct`: its node's usrloc batch, the keys it
+/// carried). Holds the table's reference to its bytes until dropped.
+pub struct Completed {
+    message: ShmArc<InFlight>,
+    /// The final reply's code (408: timed out).
+    pub code: i32,
+}
+
+impl Completed {
+    /// The node's address it went to.
+    pub fn to(&self) -> SocketAddr {
+        self.message.header().to
+    }
+
+    /// The node's URI text.
+    pub fn uri(&self) -> &[u8] {
+        uri_and_request(&self.message).0
+    }
+
+    /// The request as it was sent.
+    pub fn request(&self) -> &[u8] {
+        uri_and_request(&self.message).1
+    }
+
+    /// Whether it was counted in its node's usrloc batching.
+    pub fn counted_in_batch(&self) -> bool {
+        self.message.header().counted_in_batch
+    }
+
+    /// The keys it carried (`dmq_core::ordering`).
+    pub fn items(&self) -> Vec<u64> {
+        items_of(&self.message)
+    }
 }
 
 /// Why a message was not sent here.
 #[derive(Debug)]
 pub enum SendError {
-    /// Not for this path (not the DMQ socket's transport, no address, or
-    /// no free slot): use tm.
-    NoSlot,
+    /// The node speaks another transport than the DMQ socket's: use tm.
+    OtherTransport,
+    /// No address of the node is known here (a name not looked up yet):
+    /// use tm, which resolves it.
+    NoAddress,
+    /// Every slot of the in-flight table is taken (or there is no table
+    /// before mod_init): use tm.
+    TableFull,
+    /// It could not be sent at all (out of shm, a datagram refused, …).
     Failed(String),
 }
 
@@ -88,9 +129,10 @@ pub enum SendError {
 /// transport (UDP, TCP or TLS).
 pub fn address(target: &NodeUri, ip: Option<IpAddr>) -> Result<SocketAddr, SendError> {
     let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
-    let (Some(_), Some(ip), true) = (Some(&m.direct), ip, m.socket.transport == Some(target.transport)) else {
-        return Err(SendError::NoSlot);
-    };
+    if m.socket.transport != Some(target.transport) {
+        return Err(SendError::OtherTransport);
+    }
+    let ip = ip.ok_or(SendError::NoAddress)?;
     Ok(SocketAddr::new(ip, target.port_no()))
 }
 
@@ -106,7 +148,7 @@ pub struct Outgoing<'a> {
     /// Updates it carries (a batch: several; the callback runs once each).
     pub updates: u32,
     /// The keys it carries on their way to the node (`ordering`): freed
-    /// when it is done (`shared::Hooks::order_done`).
+    /// when it is done (`messaging::finish_direct`).
     pub items: &'a [u64],
 }
 
@@ -119,28 +161,22 @@ impl<'a> Outgoing<'a> {
 
 /// Sends one peer message through a slot when one is free.
 pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
-    let table = &shared().ok_or(SendError::NoSlot)?.direct;
-    let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
-    let PeerMessage { peer_id, body, content_type, max_forwards, callback, sync_since, sync_answer } = out.message;
+    let m = shared().ok_or(SendError::TableFull)?;
+    let table = &m.direct;
+    let callback = out.message.callback;
     let transport = out.target.transport;
     let delivery = if transport.is_stream() { Delivery::Stream } else { Delivery::Datagram };
     // The slot comes first: its branch goes into the request.
-    let branch = take_slot(table, delivery).ok_or(SendError::NoSlot)?;
+    let branch = take_slot(table, delivery).ok_or(SendError::TableFull)?;
     // Call-ID and From tag carry the branch's token: a reply is checked
     // against it (`pending::reply_matches`).
     let token = &branch[pending::BRANCH_PREFIX.len()..];
-    let request = Kdmq {
-        from: &m.local_uri,
-        to: out.target,
-        peer: peer_id,
-        max_forwards,
-        content_type,
-        body,
-        signing: m.signing(),
-        sync_age_ms: sync_since.map(|since| now_ms().saturating_sub(since)),
-        sync_answer,
-    }
-    .to_bytes(&Envelope { transport, sent_by: &m.socket.sent_by, branch: &branch, token });
+    let request = requests::to_node(m, out.target, &out.message).to_bytes(&Envelope {
+        transport,
+        sent_by: &m.socket.sent_by,
+        branch: &branch,
+        token,
+    });
     let uri = out.target.to_uri();
     let header = InFlight {
         callback,
@@ -161,7 +197,7 @@ pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
         // Cannot happen before the request is sent; the message is dropped.
         return Err(SendError::Failed("DMQ message slot lost before sending".into()));
     }
-    if let Err(e) = send::send_from(m.socket.local, shared::proto(transport), out.to, &request).map_err(|e| e.to_string()) {
+    if let Err(e) = send::send_from(m.socket.local, transports::proto(transport), out.to, &request).map_err(|e| e.to_string()) {
         if delivery == Delivery::Stream {
             // No connection took it (none could be made now, or its write
             // queue is full: a node that stopped reading): the timer sends
@@ -224,21 +260,22 @@ fn take_slot(table: &DirectTable, delivery: Delivery) -> Option<String> {
     }
 }
 
-/// Every reply the core receives comes here first, before the script's
-/// reply route. Ours (our branch prefix) are consumed whatever becomes of
-/// them; others go on to tm and the script untouched.
-fn on_reply(msg: &SipMsg) -> Verdict {
-    let Some(table) = shared().map(|s| &s.direct) else { return Verdict::NotMine };
-    let Some(ids) = msg.reply_ids() else { return Verdict::NotMine };
+/// Every reply the core receives comes here first (through
+/// `messaging::on_reply`), before the script's reply route. Ours (our
+/// branch prefix) are consumed whatever becomes of them; others go on to
+/// tm and the script untouched. Returns the message the reply completed.
+pub fn on_reply(msg: &SipMsg) -> (Verdict, Option<Completed>) {
+    let Some(table) = shared().map(|s| &s.direct) else { return (Verdict::NotMine, None) };
+    let Some(ids) = msg.reply_ids() else { return (Verdict::NotMine, None) };
     // Every reply this node sees passes here: leave others' at once.
     if !ids.branch.starts_with(pending::BRANCH_PREFIX.as_bytes()) {
-        return Verdict::NotMine;
+        return (Verdict::NotMine, None);
     }
-    let Ok(branch) = std::str::from_utf8(ids.branch) else { return Verdict::Consumed };
+    let Ok(branch) = std::str::from_utf8(ids.branch) else { return (Verdict::Consumed, None) };
     if !pending::reply_matches(branch, ids.call_id, ids.cseq_number, ids.cseq_method) {
         table.with(|t| t.refused());
         log_refused_reply(msg, "its Call-ID or CSeq is not the request's");
-        return Verdict::Consumed;
+        return (Verdict::Consumed, None);
     }
     // A 503 (a dmq_rs node with a full job queue) or a 403 (a dmq_rs node
     // that does not list us, members_only): the timer sends it again; after
@@ -256,13 +293,16 @@ fn on_reply(msg: &SipMsg) -> Verdict {
         let to = m.header().to;
         source.is_some_and(|s| if m.header().stream { s.ip() == to.ip() } else { s == to })
     };
-    match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
-        ReplyOutcome::Completed(message) => complete(message, i32::from(ids.status), TmReply::received(msg)),
-        ReplyOutcome::Refused => log_refused_reply(msg, "it does not come from the node the request went to"),
+    let completed = match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
+        ReplyOutcome::Completed(message) => Some(complete(message, i32::from(ids.status), TmReply::received(msg))),
+        ReplyOutcome::Refused => {
+            log_refused_reply(msg, "it does not come from the node the request went to");
+            None
+        }
         // A late reply (to a retransmission) finds nothing: consumed as well.
-        ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => {}
-    }
-    Verdict::Consumed
+        ReplyOutcome::Unknown | ReplyOutcome::Stopped | ReplyOutcome::RetryLater => None,
+    };
+    (Verdict::Consumed, completed)
 }
 
 /// One log line for a refused reply, at most one a second per process:
@@ -274,11 +314,11 @@ fn log_refused_reply(msg: &SipMsg, why: &str) {
     }
 }
 
-/// A message is answered (or timed out: 408): counted, handed to its
-/// consumer's callback (once per update it carries), and its node's batch
-/// sent. The table's reference (handed over on completion) is dropped after.
-fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
-    let InFlight { callback, to, counted_in_batch, updates, .. } = *message.header();
+/// A message is answered (or timed out: 408): counted, and handed to its
+/// consumer's callback (once per update it carries). The rest is the
+/// caller's ([`Completed`]), which holds the table's reference.
+fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) -> Completed {
+    let InFlight { callback, updates, .. } = *message.header();
     let (uri, _) = uri_and_request(&message);
     if reply.msg().is_some() {
         for _ in 0..updates {
@@ -308,23 +348,14 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) {
             }
         }
     }
-    if counted_in_batch {
-        if let Some(release) = shared().map(|s| s.hooks.batch_release) {
-            release(to, uri);
-        }
-    }
-    let items = items_of(&message);
-    if !items.is_empty() {
-        if let Some(done) = shared().map(|s| s.hooks.order_done) {
-            done(uri, &items, code, uri_and_request(&message).1);
-        }
-    }
+    Completed { message, code }
 }
 
 /// The retransmission timer's work: resends what is due, reports timeouts
-/// as 408 with tm's marker, as from the stock module.
-pub fn tick() {
-    let Some(m) = shared() else { return };
+/// as 408 with tm's marker, as from the stock module; returns the timed
+/// out messages for their caller to finish.
+pub fn tick() -> Vec<Completed> {
+    let Some(m) = shared() else { return Vec::new() };
     let table = &m.direct;
     // Under the lock only take a reference to each due message; the bytes
     // are sent after releasing it (copying them there would hold every SIP
@@ -335,13 +366,11 @@ pub fn tick() {
     for message in due.retransmit {
         let Some(transport) = m.socket.transport else { break };
         let (_, request) = uri_and_request(&message);
-        if let Err(e) = send::send_from(m.socket.local, shared::proto(transport), message.header().to, request) {
+        if let Err(e) = send::send_from(m.socket.local, transports::proto(transport), message.header().to, request) {
             log::debug!("sending again: {e}");
         }
     }
-    for message in due.expired {
-        complete(message, 408, TmReply::none());
-    }
+    due.expired.into_iter().map(|message| complete(message, 408, TmReply::none())).collect()
 }
 
 /// The table's counters (`kamcmd dmq.stats`).

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dmq_core::kdmq::Kdmq;
+use dmq_abi::api::PeerMessage;
 use dmq_core::leave_notice::leave_notice;
 use dmq_core::node_status::NodeStatus;
 use dmq_core::node_uri::{NodeUri, Transport};
@@ -15,9 +15,9 @@ use kamailio::clock::unix_now as now;
 use kamailio::dns;
 use kamailio::send;
 
-use crate::node_list;
 use crate::notifications::CONTENT_TYPE;
 use crate::shared::Shared;
+use crate::{node_list, requests};
 
 /// Tells the active nodes we are leaving. Sent directly from our UDP
 /// socket, since tm's timers no longer run; nodes reached over other
@@ -37,24 +37,13 @@ pub fn announce_leave(m: &Shared) {
     }
     let body = notification::build_body([(&m.local_uri, NodeStatus::Disabled)]);
     let token = format!("{}x{}", std::process::id(), now());
-    let signing = m.config.shared_secret.as_deref().map(|s| (s, now()));
+    let message = PeerMessage::plain(&m.config.notification_channel, body.as_bytes(), CONTENT_TYPE);
     for (uri, ip) in targets {
         if uri.transport != Transport::Udp {
             continue;
         }
         let Some(ip) = ip.or_else(|| dns::resolve_host(&uri.host, dmq_core::nodes::MAX_ADDRESSES).first().copied()) else { continue };
-        let kdmq = Kdmq {
-            from: &m.local_uri,
-            to: &uri,
-            peer: &m.config.notification_channel,
-            max_forwards: 1,
-            content_type: CONTENT_TYPE,
-            body: body.as_bytes(),
-            signing,
-            sync_age_ms: None,
-            sync_answer: None,
-        };
-        let request = leave_notice(&kdmq, &m.socket.sent_by, &token);
+        let request = leave_notice(&requests::to_node(m, &uri, &message), &m.socket.sent_by, &token);
         match send::send_from(
             m.socket.local,
             kamailio::sip_uri::Proto::Udp,

@@ -11,8 +11,8 @@ use kamailio::process::Rank;
 use kamailio::sip_uri;
 use kamailio::socket::LocalSocket;
 
-use crate::shared::{self, DmqSocket, Hooks, NodeRoutes, Settled};
-use crate::{admission, direct_send, leaving, lookups, messaging, notifications, peer_events, peers, pings, usrloc_batches, workers};
+use crate::shared::{self, DmqSocket, NodeRoutes, Settled};
+use crate::{admission, direct_send, leaving, lookups, messaging, notifications, peer_events, peers, pings, transports, workers};
 
 fn bind_error(err: BindError) -> String {
     match err {
@@ -41,7 +41,7 @@ pub fn init() -> Result<(), String> {
     }
     let server_socket = match &config.server_socket {
         Some(s) => s.clone(),
-        None => config::socket_string(shared::transport(server_uri.transport).as_str(), &server_uri.host, Some(&server_uri.port)),
+        None => config::socket_string(transports::transport(server_uri.transport).as_str(), &server_uri.host, Some(&server_uri.port)),
     };
     let Some(server_sock) = LocalSocket::lookup(&server_socket) else {
         let param = if config.server_socket.is_some() { "server_socket" } else { "server_address" };
@@ -53,7 +53,7 @@ pub fn init() -> Result<(), String> {
 
     let (server_sent_by, server_transport) =
         server_sock.sent_by().ok_or_else(|| format!("cannot read the address of the DMQ socket {server_socket}"))?;
-    let server_transport = server_transport.map(shared::transport);
+    let server_transport = server_transport.map(transports::transport);
 
     let local_uri = node_uri::parse_node_line(&config.server_address)
         .map_err(|e| format!("modparam(\"dmq\", \"server_address\"): {:?}: {e}", config.server_address))?
@@ -79,12 +79,13 @@ pub fn init() -> Result<(), String> {
     );
     let (ping_interval, multi_notify) = (config.ping_interval, config.multi_notify);
     let socket = DmqSocket { name: server_socket, local: server_sock, sent_by: server_sent_by, transport: server_transport };
-    let hooks = Hooks { batch_release: usrloc_batches::release, tm_fallback: messaging::tm_fallback, order_done: messaging::direct_done };
-    let settled = Settled { config, socket, tm, sl, local_uri, notification_uris, routes, peer_events, hooks };
+    let settled = Settled { config, socket, tm, sl, local_uri, notification_uris, routes, peer_events };
     let shared = shared::set(shared::make(settled)?)?;
     // Registered with the core before fork, now that the shm they use is made.
     workers::register(&shared.workers);
-    direct_send::init(&shared.direct)?;
+    direct_send::init(&shared.direct);
+    // Replies are seen first by messaging, which finishes what they complete.
+    kamailio::replies::hook_replies(messaging::on_reply).map_err(|e| e.to_string())?;
     messaging::init()?;
     lookups::init(names, multi_notify)?;
     pings::start(ping_interval)

@@ -8,7 +8,6 @@
 //! queue behind each other's sends.
 
 use dmq_core::batching;
-use dmq_core::kdmq::Kdmq;
 use dmq_core::node_uri::NodeUri;
 use dmq_core::nodes::Node;
 use dmq_core::ordering::Keys;
@@ -20,6 +19,8 @@ use dmq_core::tm_context::TmContext;
 use dmq_abi::api::{PeerMessage, ResponseCallback};
 use kamailio::clock::monotonic_ms;
 use kamailio::process;
+use kamailio::replies::Verdict as ReplyVerdict;
+use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
 
 use crate::direct_send::{self, Outgoing, SendError};
@@ -28,7 +29,7 @@ use crate::ordering::{self, Verdict};
 use crate::origin;
 use crate::shared::{shared, Shared};
 use crate::usrloc_batches;
-use crate::{heal, heal_pushes, node_list, notifications, peers, sync_status};
+use crate::{heal, heal_pushes, node_list, notifications, peers, requests, sync_status};
 
 /// How often the retransmission timer runs.
 const TICK_US: u32 = 100_000;
@@ -38,11 +39,50 @@ pub fn init() -> Result<(), String> {
     process::register_timer_process().map_err(|e| format!("the DMQ retransmission timer: {e}"))
 }
 
-/// How a usrloc batch that cannot go without tm goes (`shared::Hooks::tm_fallback`).
-pub fn tm_fallback(message: &PeerMessage<'_>, target: &NodeUri) -> Result<(), String> {
-    let m = shared().ok_or("dmq is not initialized")?;
-    // A batch: its updates' keys are on their way.
-    send_through_tm(m, message, target, true).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
+/// Every reply the core receives, before the script's reply route: ours
+/// to a message sent without tm complete it (`direct_send`), then it is
+/// finished here.
+pub fn on_reply(msg: &SipMsg) -> ReplyVerdict {
+    let (verdict, completed) = direct_send::on_reply(msg);
+    if let Some(completed) = completed {
+        finish_direct(completed);
+    }
+    verdict
+}
+
+/// A message sent without tm is done (its consumer's callback ran): its
+/// node's usrloc batch goes, and the keys it carried are free.
+fn finish_direct(completed: direct_send::Completed) {
+    if completed.counted_in_batch() {
+        if let Some(unsent) = usrloc_batches::release(completed.to(), completed.uri()) {
+            send_unsent_batch(unsent);
+        }
+    }
+    let items = completed.items();
+    if !items.is_empty() {
+        direct_done(completed.uri(), &items, completed.code, completed.request());
+    }
+}
+
+/// A usrloc batch that could not go without tm goes through tm; when it
+/// cannot, the keys of its updates are freed as if answered 500.
+fn send_unsent_batch(unsent: usrloc_batches::UnsentBatch) {
+    let through_tm = match (&unsent.target, shared()) {
+        // A batch: its updates' keys are on their way.
+        (Some(target), Some(m)) => send_through_tm(m, &unsent.message(), target, true),
+        _ => Err("no way to send it".into()),
+    };
+    match through_tm {
+        Ok(()) => {
+            event_counts::add(EventCount::MessagesSentThroughTm);
+            event_counts::add(EventCount::BatchesSent);
+        }
+        Err(e) => {
+            let uri = String::from_utf8_lossy(&unsent.uri);
+            log::error!("cannot send a batch of {} {} updates to {uri}: {e}", unsent.updates(), batching::BATCHED_PEER);
+            direct_done(&unsent.uri, &unsent.items, 500, &[]);
+        }
+    }
 }
 
 /// child_init(PROC_MAIN): forks the retransmission timer process.
@@ -56,7 +96,9 @@ fn timer_tick() {
     for node in heal_pushes::tick(|| node_list::read_nodes(|list| list.targets(false)).unwrap_or_default(), send_missed_deletes) {
         pull_from(&node);
     }
-    direct_send::tick();
+    for completed in direct_send::tick() {
+        finish_direct(completed);
+    }
     sync_status::tick();
     if let Some(m) = shared() {
         resend_busy(m, monotonic_ms());
@@ -230,18 +272,8 @@ fn resend_busy(m: &Shared, now_ms: u64) {
 fn send_tm_message(m: &Shared, context: &TmContext<'_>) -> Result<(), String> {
     let hop = node_list::next_hops(std::slice::from_ref(&context.target)).pop().flatten();
     let message = &context.message;
-    let kdmq = Kdmq {
-        from: &m.local_uri,
-        to: &context.target,
-        peer: message.peer_id,
-        max_forwards: message.max_forwards,
-        content_type: message.content_type,
-        body: message.body,
-        signing: m.signing(),
-        sync_age_ms: message.sync_since.map(|since| monotonic_ms().saturating_sub(since)),
-        sync_answer: message.sync_answer,
-    };
-    m.send_through_tm(&kdmq, hop.as_deref(), on_tm_reply, &context.encode())
+    let kdmq = requests::to_node(m, &context.target, message);
+    requests::send_through_tm(m, &kdmq, hop.as_deref(), on_tm_reply, &context.encode())
 }
 
 /// One peer message through tm: for nodes over TCP/TLS, nodes without a
@@ -316,16 +348,23 @@ fn send_one(message: &PeerMessage<'_>, target: &Node, items: &[u64]) -> Result<(
     // its updates when done.
     let batchable = !items.is_empty() && batching::is_batchable(peer_id, content_type, max_forwards, body);
     let sent = match direct_send::address(&target.uri, target.ip()) {
-        Ok(to) if batchable => usrloc_batches::send(message, &target.uri, to, items),
+        Ok(to) if batchable => {
+            let (sent, unsent) = usrloc_batches::send(message, &target.uri, to, items);
+            if let Some(unsent) = unsent {
+                send_unsent_batch(unsent);
+            }
+            sent
+        }
         Ok(to) => direct_send::send(&Outgoing::alone(*message, &target.uri, to, items)),
         Err(e) => Err(e),
     };
     let sent = match sent {
-        Err(SendError::NoSlot) => {
+        Ok(()) => Ok(()),
+        Err(SendError::Failed(e)) => Err(e),
+        // Not for this path (another transport, no address, no free slot).
+        Err(SendError::OtherTransport | SendError::NoAddress | SendError::TableFull) => {
             send_through_tm(m, message, &target.uri, !items.is_empty()).inspect(|()| event_counts::add(EventCount::MessagesSentThroughTm))
         }
-        Err(SendError::Failed(e)) => Err(e),
-        Ok(()) => Ok(()),
     };
     if sent.is_ok() {
         event_counts::add(EventCount::MessagesSent);
@@ -334,9 +373,9 @@ fn send_one(message: &PeerMessage<'_>, target: &Node, items: &[u64]) -> Result<(
 }
 
 /// A message without tm to the node `uri` (its URI text) is done with
-/// `code` (`shared::Hooks::order_done`): a delete that timed out is kept
+/// `code` ([`finish_direct`]): a delete that timed out is kept
 /// for the node (`origin`), and the keys it carried are free.
-pub fn direct_done(uri: &[u8], items: &[u64], code: i32, request: &[u8]) {
+fn direct_done(uri: &[u8], items: &[u64], code: i32, request: &[u8]) {
     if code == 408 {
         origin::timed_out_request(uri, request);
     }

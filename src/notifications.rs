@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 
-use dmq_core::kdmq::Kdmq;
+use dmq_abi::api::PeerMessage;
 use dmq_core::node_uri::NodeUri;
 use dmq_core::nodes::{FailurePolicy, NodeList};
 use dmq_core::notification;
@@ -21,7 +21,7 @@ use kamailio::tm::TmReply;
 
 use crate::event_counts::{self, EventCount};
 use crate::shared::{shared, Shared};
-use crate::{name_sources, node_admission, node_events, node_list, peer_events, peers, sync_status};
+use crate::{name_sources, node_admission, node_events, node_list, peer_events, peers, requests, sync_status};
 
 /// The content type of a notification body (a node list).
 pub const CONTENT_TYPE: &str = "text/plain";
@@ -46,19 +46,10 @@ pub fn send_notification(m: &Shared, targets: &[NodeUri], body: &str, max_forwar
     // Nodes named by host name go to the address the DNS process found:
     // tm must not look names up here (the core's timer runs the pings).
     let hops = node_list::next_hops(targets);
+    let message = PeerMessage { max_forwards, ..PeerMessage::plain(channel, body.as_bytes(), CONTENT_TYPE) };
     for (target, hop) in targets.iter().zip(&hops) {
-        let kdmq = Kdmq {
-            from: &m.local_uri,
-            to: target,
-            peer: channel,
-            max_forwards,
-            content_type: CONTENT_TYPE,
-            body: body.as_bytes(),
-            signing: m.signing(),
-            sync_age_ms: None,
-            sync_answer: None,
-        };
-        match m.send_through_tm(&kdmq, hop.as_deref(), on_reply, tm_context::encode_notification(round, target).as_bytes()) {
+        let kdmq = requests::to_node(m, target, &message);
+        match requests::send_through_tm(m, &kdmq, hop.as_deref(), on_reply, tm_context::encode_notification(round, target).as_bytes()) {
             Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }

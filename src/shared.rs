@@ -19,12 +19,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
 use std::sync::OnceLock;
 
-use dmq_abi::api::{Peer, PeerMessage, ResponseCallback};
+use dmq_abi::api::{Peer, ResponseCallback};
 use dmq_abi::in_shm::{OrderParts, PendingParts};
 use dmq_core::batching::BATCH_NODES;
 use dmq_core::config::Config;
 use dmq_core::heal::HealTable;
-use dmq_core::kdmq::Kdmq;
 use dmq_core::node_uri::{self, NodeUri, Transport};
 use dmq_core::nodes::{NodeList, MAX_NODES};
 use dmq_core::sync_runs::SyncRuns;
@@ -35,9 +34,7 @@ use kamailio::process::WakePipe;
 use kamailio::shm::{leak_zeroed, ShmArc, ShmBlock, ShmFifo, ShmMutex, ShmStore};
 use kamailio::shm_queue::ShmQueue;
 use kamailio::sip_msg::ReceiveInfo;
-use kamailio::sip_uri::Proto;
 use kamailio::socket::LocalSocket;
-use kamailio::tm::{ReplyHandler, UacRequest, UAC_CSEQ};
 use kamailio::{shm_data, shm_zeroed};
 
 /// The module's shared state. Fields are grouped: what mod_init settled,
@@ -86,8 +83,6 @@ pub struct Shared {
     /// tm-path messages a busy node answered 503, waiting to be sent
     /// again by the retransmission timer (`messaging`).
     pub tm_retries: ShmQueue,
-    /// Calls across parts that sit above each other's file (see [`Hooks`]).
-    pub hooks: Hooks,
 }
 
 /// The socket DMQ sends from (`server_socket`, else `server_address`'s).
@@ -119,24 +114,6 @@ pub struct PeerEventSettings {
     pub init_with_single: bool,
     /// One target per event, in `PeerEvent::ALL`'s order.
     pub targets: [EventTarget; 3],
-}
-
-/// Functions of a part that a part below it calls: set by mod_init, which
-/// knows both, so no file depends on one above it.
-pub struct Hooks {
-    /// When a message counted in its node's batching is done, sends the
-    /// node's batch (`usrloc_batches`, called by `direct_send`). Given the
-    /// node's address and URI text.
-    pub batch_release: fn(SocketAddr, &[u8]),
-    /// How a batch that cannot go without tm goes instead (`messaging`'s
-    /// tm path, called by `usrloc_batches`), to the target given.
-    pub tm_fallback: fn(&PeerMessage<'_>, &NodeUri) -> Result<(), String>,
-    /// A message sent without tm to the node whose URI text is given, that
-    /// carried these keys (`dmq_core::ordering`), is done with this code
-    /// (the request given): the messages waiting for the keys go; a delete
-    /// that timed out is kept for the node (`messaging`, called by
-    /// `direct_send` and `usrloc_batches`).
-    pub order_done: fn(&[u8], &[u64], i32, &[u8]),
 }
 
 /// The node list, serialized in shm under its lock (`cluster`).
@@ -465,7 +442,6 @@ pub struct Settled {
     pub notification_uris: Vec<NodeUri>,
     pub routes: NodeRoutes,
     pub peer_events: PeerEventSettings,
-    pub hooks: Hooks,
 }
 
 /// mod_init, before fork: every part's shm, made in one place.
@@ -532,7 +508,6 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         notification_uris: s.notification_uris,
         routes: s.routes,
         peer_events: s.peer_events,
-        hooks: s.hooks,
     })
 }
 
@@ -547,57 +522,4 @@ pub fn shared() -> Option<&'static Shared> {
 pub fn set(shared: Shared) -> Result<&'static Shared, String> {
     SHARED.set(shared).map_err(|_| "mod_init ran twice".to_string())?;
     SHARED.get().ok_or_else(|| "mod_init ran twice".to_string())
-}
-
-impl Shared {
-    /// What a KDMQ request of ours is signed with now (None: the cluster
-    /// does not sign).
-    pub fn signing(&self) -> Option<(&[u8], i64)> {
-        self.config.shared_secret.as_deref().map(|secret| (secret, kamailio::clock::unix_now()))
-    }
-
-    /// Sends `kdmq` through tm from the DMQ socket (to `next_hop` when
-    /// given: tm then resolves nothing); `handler` runs on its final reply
-    /// with `context`.
-    pub fn send_through_tm(&self, kdmq: &Kdmq<'_>, next_hop: Option<&str>, handler: ReplyHandler, context: &[u8]) -> Result<(), String> {
-        // A Call-ID of our own when signing: the signature covers it.
-        let call_id = kdmq.signing.map(|_| kamailio::tm::unique_call_id("dmqrs"));
-        let headers = kdmq.tm_headers(call_id.as_deref().unwrap_or(""), UAC_CSEQ);
-        let (to, from) = (kdmq.ruri(), kdmq.from_uri());
-        let request = UacRequest {
-            method: "KDMQ",
-            to: &to,
-            from: &from,
-            headers: &headers,
-            body: kdmq.body,
-            socket: &self.socket.name,
-            call_id: call_id.as_deref(),
-            next_hop,
-        };
-        self.tm.request(&request, handler, context).map_err(|e| e.to_string())
-    }
-}
-
-/// The transport of a node URI as the core's SIP transport.
-pub fn proto(transport: Transport) -> Proto {
-    match transport {
-        Transport::Udp => Proto::Udp,
-        Transport::Tcp => Proto::Tcp,
-        Transport::Tls => Proto::Tls,
-        Transport::Sctp => Proto::Sctp,
-        Transport::Ws => Proto::Ws,
-        Transport::Wss => Proto::Wss,
-    }
-}
-
-/// The core's SIP transport as a node URI's.
-pub fn transport(proto: Proto) -> Transport {
-    match proto {
-        Proto::Udp => Transport::Udp,
-        Proto::Tcp => Transport::Tcp,
-        Proto::Tls => Transport::Tls,
-        Proto::Sctp => Transport::Sctp,
-        Proto::Ws => Transport::Ws,
-        Proto::Wss => Transport::Wss,
-    }
 }

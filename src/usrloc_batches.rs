@@ -27,8 +27,9 @@ fn with<R>(f: impl FnOnce(&mut NodeBatches<'_, ShmBlock<Batch>>) -> R) -> Option
 }
 
 /// Sends a dmq_usrloc update (`batching::is_batchable`) to the node at
-/// `to`, or lets it wait in the node's batch.
-pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: &[u64]) -> Result<(), SendError> {
+/// `to`, or lets it wait in the node's batch. When the update could not
+/// go, its node's batch may be left to go through tm (the caller's).
+pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: &[u64]) -> (Result<(), SendError>, Option<UnsentBatch>) {
     let alone = Outgoing::alone(*message, target, to, items);
     let start = now_ms();
     let mut placed = offer(to, message);
@@ -45,16 +46,14 @@ pub fn send(message: &PeerMessage<'_>, target: &NodeUri, to: SocketAddr, items: 
         Placement::WindowFull | Placement::NeedsNewBatch => unreachable!("waited for, sent past or made"),
         Placement::Batched => {
             event_counts::add(EventCount::MessagesBatched);
-            Ok(())
+            (Ok(()), None)
         }
         Placement::SendFlushingOnReply => {
             let sent = direct_send::send(&Outgoing { counted_in_batch: true, ..alone });
-            if sent.is_err() {
-                release(to, target.to_uri().as_bytes());
-            }
-            sent
+            let unsent = if sent.is_err() { release(to, target.to_uri().as_bytes()) } else { None };
+            (sent, unsent)
         }
-        Placement::SendAlone => direct_send::send(&alone),
+        Placement::SendAlone => (direct_send::send(&alone), None),
     }
 }
 
@@ -93,28 +92,51 @@ fn offer(to: SocketAddr, message: &PeerMessage<'_>) -> Placement {
 }
 
 /// A message counted in `to`'s batching (its URI text `uri`) is done: the
-/// node's batch, if any, goes now.
-/// When a message counted in its node's batching is done: sends the
-/// node's batch (`shared::Hooks::batch_release`, called by `direct_send`).
-pub fn release(to: SocketAddr, uri: &[u8]) {
-    if let Some(batch) = with(|b| b.message_done(to)).flatten() {
-        send_batch(to, uri, batch);
+/// node's batch, if any, goes now (`messaging::finish_direct`). What could
+/// not go without tm is returned, to go through tm.
+pub fn release(to: SocketAddr, uri: &[u8]) -> Option<UnsentBatch> {
+    let batch = with(|b| b.message_done(to)).flatten()?;
+    send_batch(to, uri, batch)
+}
+
+/// A batch that could not go without tm: its caller sends it through tm
+/// (`messaging`), or frees the keys it carried when it cannot.
+pub struct UnsentBatch {
+    /// The node's URI (None: its text did not parse).
+    pub target: Option<NodeUri>,
+    /// The node's URI text.
+    pub uri: Vec<u8>,
+    /// The `multi` body.
+    body: Vec<u8>,
+    header: Batch,
+    /// The keys its updates carry (`dmq_core::ordering`).
+    pub items: Vec<u64>,
+}
+
+impl UnsentBatch {
+    /// The batch as one peer message.
+    pub fn message(&self) -> PeerMessage<'_> {
+        batch_message(&self.header, &self.body)
+    }
+
+    /// How many updates it carries.
+    pub fn updates(&self) -> u32 {
+        self.header.updates
     }
 }
 
-fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
-    let Batch { callback, updates, used, sync_since, sync_answer } = *batch.header();
+/// A batch's `multi` body as the one peer message it goes as.
+fn batch_message<'a>(header: &Batch, body: &'a [u8]) -> PeerMessage<'a> {
+    let Batch { callback, sync_since, sync_answer, .. } = *header;
+    PeerMessage { peer_id: BATCHED_PEER, body, content_type: BATCHED_CONTENT_TYPE, max_forwards: 1, callback, sync_since, sync_answer }
+}
+
+fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) -> Option<UnsentBatch> {
+    let header = *batch.header();
+    let Batch { updates, used, .. } = header;
     let body = batching::finish(batch.bytes(), used);
     let target = std::str::from_utf8(uri).ok().and_then(|u| node_uri::parse_node_line(u).ok()).map(|l| l.uri);
-    let message = PeerMessage {
-        peer_id: BATCHED_PEER,
-        body: &body,
-        content_type: BATCHED_CONTENT_TYPE,
-        max_forwards: 1,
-        callback,
-        sync_since,
-        sync_answer,
-    };
+    let message = batch_message(&header, &body);
     // Every update in a batch had its key on its way (`ordering`).
     let items = dmq_core::ordering::identify(BATCHED_PEER, &body).map(|k| k.items).unwrap_or_default();
     let sent = match &target {
@@ -123,24 +145,12 @@ fn send_batch(to: SocketAddr, uri: &[u8], batch: ShmBlock<Batch>) {
     };
     if sent.is_ok() {
         event_counts::add(EventCount::BatchesSent);
-        return;
+        return None;
     }
     // Not in flight after all (a full table, most likely). While other
     // messages to the node wait for their replies, the batch waits for the
     // next of them (replies free slots; a flush from a SIP worker must not
     // go to tm, which holds a transaction in shm per message); else tm.
-    let Some(_unsent) = with(|b| b.batch_not_sent(to, batch)).flatten() else { return };
-    let through_tm = match (&target, shared().map(|s| s.hooks.tm_fallback)) {
-        (Some(target), Some(send)) => send(&message, target),
-        _ => Err("no way to send it".into()),
-    };
-    match through_tm {
-        Ok(()) => event_counts::add(EventCount::BatchesSent),
-        Err(e) => {
-            log::error!("cannot send a batch of {updates} {BATCHED_PEER} updates to {}: {e}", String::from_utf8_lossy(uri));
-            if let Some(done) = shared().map(|s| s.hooks.order_done) {
-                done(uri, &items, 500, &[]);
-            }
-        }
-    }
+    let _unsent = with(|b| b.batch_not_sent(to, batch)).flatten()?;
+    Some(UnsentBatch { target, uri: uri.to_vec(), body, header, items })
 }

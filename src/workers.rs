@@ -122,19 +122,14 @@ pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, Qu
 pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessage<'_>) -> Vec<u8> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (token, branch) = local_request_ids(kind, std::process::id(), monotonic_ms(), SEQ.fetch_add(1, Ordering::Relaxed));
-    let &PeerMessage { peer_id, body, content_type, max_forwards, .. } = message;
-    let kdmq = Kdmq {
-        from,
-        to: &m.local_uri,
-        peer: peer_id,
-        max_forwards,
-        content_type,
-        body,
-        signing: None,
-        sync_age_ms: None,
-        sync_answer: None,
-    };
-    kdmq.to_bytes(&Envelope { transport: from.transport, sent_by: &m.socket.sent_by, branch: &branch, token: &token })
+    // Not a sync's copy either: what it carries is applied as it is.
+    let message = PeerMessage { sync_since: None, sync_answer: None, ..*message };
+    Kdmq::of(&message, from, &m.local_uri, None, 0).to_bytes(&Envelope {
+        transport: from.transport,
+        sent_by: &m.socket.sent_by,
+        branch: &branch,
+        token: &token,
+    })
 }
 
 /// Queues a KDMQ this node made itself (`request`: the whole message) for

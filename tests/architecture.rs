@@ -235,3 +235,33 @@ fn every_unsafe_block_says_why() {
         }
     }
 }
+
+/// ARCHITECTURE.md's map of `src/` is the import graph: every file of the
+/// module has its line, and each line names exactly what its file imports
+/// (`name → a, b   what it holds`, or `a, b  leaf`/`leaves`).
+#[test]
+fn the_architecture_map_of_src_is_the_import_graph() {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    let start = text.find("Inside `dmq_rs` (`src/`)").expect("ARCHITECTURE.md maps src/");
+    let block = text[start..].split("```").nth(1).expect("the map is a code block");
+    let mut listed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in block.lines().filter(|l| !l.starts_with(' ') && !l.trim().is_empty()) {
+        let words = |s: &str| s.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect::<Vec<_>>();
+        if let Some((name, rest)) = line.split_once('→') {
+            // The names end where the description begins (3+ spaces).
+            let deps = rest.trim_start().split("   ").next().unwrap_or("");
+            listed.insert(name.trim().to_string(), words(deps).into_iter().collect());
+        } else {
+            let names = line.split("  ").next().unwrap_or("");
+            for name in words(names) {
+                listed.insert(name, BTreeSet::new());
+            }
+        }
+    }
+    let mut actual = import_edges("src");
+    actual.remove("lib");
+    assert_eq!(listed.keys().collect::<Vec<_>>(), actual.keys().collect::<Vec<_>>(), "ARCHITECTURE.md lists the files of src/");
+    for (file, deps) in &actual {
+        assert_eq!(&listed[file], deps, "ARCHITECTURE.md: what src/{file}.rs imports");
+    }
+}

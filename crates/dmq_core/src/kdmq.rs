@@ -7,6 +7,7 @@
 
 use crate::auth;
 use crate::node_uri::{NodeUri, Transport};
+use crate::peer_message::PeerMessage;
 use crate::sync_headers::{SYNC_AGE_HEADER, SYNC_ANSWER_HEADER};
 
 /// What every KDMQ request this node sends is made of, whichever way it
@@ -28,6 +29,27 @@ pub struct Kdmq<'a> {
     /// A sync copy in answer to the receiver's request: the answer's id
     /// ([`SYNC_ANSWER_HEADER`]).
     pub sync_answer: Option<u64>,
+}
+
+impl<'a> Kdmq<'a> {
+    /// The one way a peer message becomes a KDMQ request: from `from` to
+    /// `to`, on the message's channel with its Max-Forwards, content type
+    /// and body; a sync's copy says how old its sync is at `now_ms` (the
+    /// clock of [`PeerMessage::sync_since`]) and which answer it belongs
+    /// to; signed with `signing` when the cluster signs.
+    pub fn of<C>(message: &PeerMessage<'a, C>, from: &'a NodeUri, to: &'a NodeUri, signing: Option<(&'a [u8], i64)>, now_ms: u64) -> Self {
+        Kdmq {
+            from,
+            to,
+            peer: message.peer_id,
+            max_forwards: message.max_forwards,
+            content_type: message.content_type,
+            body: message.body,
+            signing,
+            sync_age_ms: message.sync_since.map(|since| now_ms.saturating_sub(since)),
+            sync_answer: message.sync_answer,
+        }
+    }
 }
 
 impl Kdmq<'_> {
@@ -143,6 +165,20 @@ mod tests {
 
     fn uri(s: &str) -> NodeUri {
         parse_node_line(s).unwrap().uri
+    }
+
+    #[test]
+    fn a_peer_message_becomes_its_request_with_its_syncs_age() {
+        let (from, to) = (uri("sip:10.0.0.1:5060"), uri("sip:10.0.0.2:5060;transport=tcp"));
+        let plain = PeerMessage::<()>::plain("usrloc", b"{}", "application/json");
+        let message = PeerMessage { max_forwards: 2, sync_since: Some(1_000), sync_answer: Some(7), ..plain };
+        let kdmq = Kdmq::of(&message, &from, &to, Some((b"secret", 99)), 1_250);
+        assert_eq!((kdmq.peer, kdmq.max_forwards, kdmq.content_type, kdmq.body), ("usrloc", 2, "application/json", &b"{}"[..]));
+        assert_eq!((kdmq.from, kdmq.to), (&from, &to));
+        assert_eq!((kdmq.sync_age_ms, kdmq.sync_answer, kdmq.signing), (Some(250), Some(7), Some((&b"secret"[..], 99))));
+        // A live update is no sync's copy; a clock behind its start reads 0.
+        assert_eq!(Kdmq::of(&plain, &from, &to, None, 5).sync_age_ms, None);
+        assert_eq!(Kdmq::of(&message, &from, &to, None, 5).sync_age_ms, Some(0));
     }
 
     #[test]
