@@ -30,20 +30,22 @@ use kamailio::clock::monotonic_ms;
 
 use crate::peers;
 use crate::shared::{shared, Heal};
+use crate::stored::{self, StoreFull};
 
 /// Runs `f` on the table under its lock; changes are written back.
 fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R {
-    let result = heal.table.with(|bytes| {
-        let mut table = HealTable::decode(std::str::from_utf8(bytes).unwrap_or_default());
-        let before = table.clone();
-        let r = f(&mut table);
-        heal.counters.waiting.store(table.waiting(), Ordering::Relaxed);
-        ((table != before).then(|| table.encode().into_bytes()), r)
-    });
-    result.unwrap_or_else(|_| {
-        log::error!("heal table does not fit its store; change dropped");
-        R::default()
-    })
+    match stored::change(&heal.table, f) {
+        Ok(change) => {
+            if let Some((_, after)) = &change.changed {
+                heal.counters.waiting.store(after.waiting(), Ordering::Relaxed);
+            }
+            change.result
+        }
+        Err(StoreFull) => {
+            log::error!("heal table does not fit its store; change dropped");
+            R::default()
+        }
+    }
 }
 
 /// `ping_interval` in seconds (its default before mod_init).
@@ -64,22 +66,28 @@ fn window() -> u64 {
 /// Before the first contact with the cluster the init callbacks' own sync
 /// covers them all.
 pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
-    let Some(heal) = shared().map(|s| &s.heal) else { return };
-    if direct.is_empty() && named.is_empty() {
-        return;
-    }
-    let now = monotonic_ms();
-    let window = window();
-    let interval = ping_interval();
-    let delay = u64::from(interval) * 1000 + 1000;
-    if !peers::init_done() {
-        note_seen(heal, direct.iter().chain(named), now, window);
-        return;
-    }
+    let delay = u64::from(ping_interval()) * 1000 + 1000;
     // A node new here after our join sync is asked for its state (issue
     // 26: groups that formed apart and meet once a DNS name lists both,
     // nodes that started at once): `dmq_core::heal::HealTable::arrived`.
-    let outcomes = with_table(heal, |t| t.arrived(direct, named, now, window, delay));
+    regain(direct.iter().chain(named), |t, now, window| t.arrived(direct, named, now, window, delay));
+}
+
+/// What every way of nodes becoming active here shares: before this
+/// node's first contact with the cluster they are only noted (the init
+/// callbacks' own sync covers them); after it, `decide` says under the
+/// table's lock what is due from each, and that is reported.
+fn regain<'a>(nodes: impl Iterator<Item = &'a NodeUri> + Clone, decide: impl FnOnce(&mut HealTable, u64, u64) -> Vec<(NodeUri, Regain)>) {
+    let Some(heal) = shared().map(|s| &s.heal) else { return };
+    if nodes.clone().next().is_none() {
+        return;
+    }
+    let (now, window) = (monotonic_ms(), window());
+    if !peers::init_done() {
+        note_seen(heal, nodes, now, window);
+        return;
+    }
+    let outcomes = with_table(heal, |t| decide(t, now, window));
     report(heal, outcomes, window);
 }
 
@@ -106,23 +114,6 @@ fn note_seen<'a>(heal: &Heal, nodes: impl Iterator<Item = &'a NodeUri>, now: u64
             t.seen_before_join(n, now, window);
         }
     });
-}
-
-/// As `regained`, not before `delay` ms from now.
-fn regained_after(nodes: &[NodeUri], delay: u64) {
-    let Some(heal) = shared().map(|s| &s.heal) else { return };
-    if nodes.is_empty() {
-        return;
-    }
-    let now = monotonic_ms();
-    let window = window();
-    if !peers::init_done() {
-        note_seen(heal, nodes.iter(), now, window);
-        return;
-    }
-    let outcomes: Vec<(NodeUri, Regain)> =
-        with_table(heal, |t| nodes.iter().map(|n| (n.clone(), t.regained_after(n, now, window, delay))).collect());
-    report(heal, outcomes, window);
 }
 
 fn report(heal: &Heal, outcomes: Vec<(NodeUri, Regain)>, window: u64) {
@@ -175,7 +166,8 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
         );
         // The others may have dropped this node: ask once they list it
         // again (its next ping reaches them within a ping interval).
-        regained_after(&nodes, window());
+        let delay = window();
+        regain(nodes.iter(), |t, now, window| nodes.iter().map(|n| (n.clone(), t.regained(n, now, window, delay))).collect());
     }
     if heal.counters.waiting.load(Ordering::Relaxed) == 0 || !ready() {
         return Vec::new();

@@ -44,6 +44,7 @@ mod rpc_commands;
 mod script;
 mod shared;
 mod statistics;
+mod stored;
 mod sync_status;
 mod transports;
 mod usrloc_batches;

@@ -20,6 +20,7 @@ use kamailio::sip_msg::SipMsg;
 
 use crate::peer_events;
 use crate::shared::{shared, Shared};
+use crate::stored::{self, StoreFull};
 
 /// The node list in shm (None before mod_init).
 fn store() -> Option<&'static ShmStore> {
@@ -54,24 +55,15 @@ pub fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
 /// None when the change could not be saved (nothing of it holds then).
 /// Never send from inside `f`: copy what to send, send after it returns.
 pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
-    let store = store()?;
-    let result = store.with(|bytes| {
-        let text = std::str::from_utf8(bytes).unwrap_or_default();
-        let mut list = NodeList::decode(text);
-        let before = list.clone();
-        let r = f(&mut list);
-        let changed = list != before;
-        let events = if changed { dmq_core::peer_events::diff(&before, &list) } else { Vec::new() };
-        let new = changed.then(|| list.encode().into_bytes());
-        (new, (r, events))
-    });
-    match result {
-        Ok((r, events)) => {
+    match stored::change(store()?, f) {
+        Ok(change) => {
             // Upstream's peer events, after the lock is released.
-            peer_events::report(&events);
-            Some(r)
+            if let Some((before, after)) = &change.changed {
+                peer_events::report(&dmq_core::peer_events::diff(before, after));
+            }
+            Some(change.result)
         }
-        Err(_) => {
+        Err(StoreFull) => {
             // Cannot happen while the list keeps to MAX_NODES (the store
             // holds a full one); if it did, nothing may act on the change.
             log::error!("node list does not fit its store ({} bytes); change dropped", dmq_core::nodes::MAX_ENCODED_LEN);

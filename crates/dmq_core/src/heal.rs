@@ -95,15 +95,11 @@ pub struct HealTable {
 }
 
 impl HealTable {
-    /// `uri` became active again at `now`: a sync from it is due now, or at
-    /// the end of the rate-limit window (`window` ms after the last one).
-    pub fn regained(&mut self, uri: &NodeUri, now: u64, window: u64) -> Regain {
-        self.regained_after(uri, now, window, 0)
-    }
-
-    /// As [`regained`](Self::regained), but not before `delay` ms from now
-    /// (time for the other node to list this one again).
-    pub fn regained_after(&mut self, uri: &NodeUri, now: u64, window: u64, delay: u64) -> Regain {
+    /// `uri` became active again at `now`: a sync from it is due `delay` ms
+    /// from now (0: at once; else time for the other node to list this one
+    /// again), or at the end of the rate-limit window (`window` ms after
+    /// the last one).
+    pub fn regained(&mut self, uri: &NodeUri, now: u64, window: u64, delay: u64) -> Regain {
         match self.note_seen(uri, now, window) {
             Some(i) => self.schedule(i, now, window, delay),
             None if self.entries.iter().any(|e| e.uri.same_node(uri)) => Regain::FirstSeen,
@@ -131,7 +127,7 @@ impl HealTable {
                         self.entries[i].joined = false;
                         Regain::FirstSeen
                     }
-                    Some(_) => self.regained_after(n, now, window, delay),
+                    Some(_) => self.regained(n, now, window, delay),
                     None => match self.note_seen(n, now, window) {
                         None => match self.entries.iter().position(|e| e.uri.same_node(n)) {
                             Some(i) => {
@@ -295,6 +291,15 @@ impl HealTable {
     pub const MAX_ENCODED_LEN: usize = MAX_NODES * (node_uri::MAX_LINE_LEN + 48);
 }
 
+impl crate::text_state::TextState for HealTable {
+    fn decode(text: &str) -> Self {
+        HealTable::decode(text)
+    }
+    fn encode(&self) -> String {
+        HealTable::encode(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,9 +311,9 @@ mod tests {
     #[test]
     fn a_new_node_is_noted_and_a_returning_one_synced_at_once() {
         let mut t = HealTable::default();
-        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 500, 4000), Regain::FirstSeen);
+        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 500, 4000, 0), Regain::FirstSeen);
         assert!(t.take_due(500).is_empty());
-        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 1000, 4000), Regain::Now);
+        assert_eq!(t.regained(&uri("sip:10.0.0.2:5060"), 1000, 4000, 0), Regain::Now);
         assert_eq!(t.take_due(1000), vec![uri("sip:10.0.0.2:5060")]);
         assert!(t.take_due(1000).is_empty());
         assert_eq!(t.waiting(), 0);
@@ -319,22 +324,22 @@ mod tests {
         let mut t = HealTable::default();
         let n = uri("sip:10.0.0.2:5060");
         t.note_seen(&n, 0, 4000);
-        assert_eq!(t.regained(&n, 10_000, 4000), Regain::Now);
+        assert_eq!(t.regained(&n, 10_000, 4000, 0), Regain::Now);
         assert_eq!(t.take_due(10_000).len(), 1);
         // Back again 1 s later, and again: one sync, at the window's end.
-        assert_eq!(t.regained(&n, 11_000, 4000), Regain::Deferred);
-        assert_eq!(t.regained(&n, 12_000, 4000), Regain::AlreadyDue);
+        assert_eq!(t.regained(&n, 11_000, 4000, 0), Regain::Deferred);
+        assert_eq!(t.regained(&n, 12_000, 4000, 0), Regain::AlreadyDue);
         assert!(t.take_due(13_999).is_empty());
         assert_eq!(t.take_due(14_000), vec![n.clone()]);
         // Regained long after: at once again.
-        assert_eq!(t.regained(&n, 30_000, 4000), Regain::Now);
+        assert_eq!(t.regained(&n, 30_000, 4000, 0), Regain::Now);
         // A storm of 100 regains within 10 s costs at most 3 syncs.
         let mut t = HealTable::default();
         t.note_seen(&n, 0, 4000);
         let mut syncs = 0;
         for i in 0..100u64 {
             let now = 100_000 + i * 100;
-            t.regained(&n, now, 4000);
+            t.regained(&n, now, 4000, 0);
             syncs += t.take_due(now).len();
         }
         syncs += t.take_due(200_000).len();
@@ -346,9 +351,9 @@ mod tests {
         let mut t = HealTable::default();
         let n = uri("sip:10.0.0.2:5060");
         t.note_seen(&n, 0, 4000);
-        t.regained(&n, 5000, 4000);
+        t.regained(&n, 5000, 4000, 0);
         t.take_due(5000);
-        assert_eq!(t.regained(&n, 6000, 4000), Regain::Deferred);
+        assert_eq!(t.regained(&n, 6000, 4000, 0), Regain::Deferred);
         // It survives encoding (the table lives in shm as text).
         let mut back = HealTable::decode(&t.encode());
         assert_eq!(back, t);
@@ -361,11 +366,11 @@ mod tests {
         let mut t = HealTable::default();
         let n = uri("sip:10.0.0.2:5060");
         t.note_seen(&n, 0, 4000);
-        assert_eq!(t.regained_after(&n, 1000, 4000, 4000), Regain::Later);
+        assert_eq!(t.regained(&n, 1000, 4000, 4000), Regain::Later);
         assert!(t.take_due(4999).is_empty());
         assert_eq!(t.take_due(5000), vec![n.clone()]);
         // Inside the window the window decides.
-        assert_eq!(t.regained_after(&n, 6000, 4000, 100), Regain::Deferred);
+        assert_eq!(t.regained(&n, 6000, 4000, 100), Regain::Deferred);
         assert_eq!(t.take_due(9000), vec![n]);
     }
 
@@ -376,10 +381,10 @@ mod tests {
         let b = uri("sip:10.0.0.3:5060");
         t.note_seen(&a, 0, 4000);
         t.note_seen(&b, 0, 4000);
-        assert_eq!(t.regained(&a, 1000, 4000), Regain::Now);
+        assert_eq!(t.regained(&a, 1000, 4000, 0), Regain::Now);
         t.take_due(1000);
-        assert_eq!(t.regained(&b, 2000, 4000), Regain::Now);
-        assert_eq!(t.regained(&a, 2000, 4000), Regain::Deferred);
+        assert_eq!(t.regained(&b, 2000, 4000, 0), Regain::Now);
+        assert_eq!(t.regained(&a, 2000, 4000, 0), Regain::Deferred);
         assert_eq!(t.take_due(2000), vec![b]);
     }
 
@@ -389,21 +394,21 @@ mod tests {
         for i in 0..MAX_NODES {
             let n = uri(&format!("sip:10.0.{}.{}:5060", i / 200, i % 200 + 1));
             t.note_seen(&n, 0, 4000);
-            t.regained(&n, 1000 + i as u64, 4000);
+            t.regained(&n, 1000 + i as u64, 4000, 0);
         }
         t.take_due(10_000);
         let new = uri("sip:10.9.9.9:5060");
-        assert_eq!(t.regained(&new, 20_000, 4000), Regain::FirstSeen);
-        assert_eq!(t.regained(&new, 20_000, 4000), Regain::Now);
+        assert_eq!(t.regained(&new, 20_000, 4000, 0), Regain::FirstSeen);
+        assert_eq!(t.regained(&new, 20_000, 4000, 0), Regain::Now);
         assert_eq!(t.entries.len(), MAX_NODES);
         // All waiting: nothing may be forgotten.
         let mut t = HealTable::default();
         for i in 0..MAX_NODES {
             let n = uri(&format!("sip:10.0.{}.{}:5060", i / 200, i % 200 + 1));
             t.note_seen(&n, 0, 4000);
-            t.regained(&n, 1000, 4000);
+            t.regained(&n, 1000, 4000, 0);
         }
-        assert_eq!(t.regained(&new, 1000, 4000), Regain::Refused);
+        assert_eq!(t.regained(&new, 1000, 4000, 0), Regain::Refused);
         assert!(t.encode().len() <= HealTable::MAX_ENCODED_LEN);
     }
 

@@ -36,5 +36,6 @@ pub mod sources;
 pub mod statistics;
 pub mod sync_headers;
 pub mod sync_runs;
+pub mod text_state;
 pub mod tm_context;
 pub mod unlisted_node;

@@ -433,6 +433,15 @@ impl NodeList {
     }
 }
 
+impl crate::text_state::TextState for NodeList {
+    fn decode(text: &str) -> Self {
+        NodeList::decode(text)
+    }
+    fn encode(&self) -> String {
+        NodeList::encode(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
