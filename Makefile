@@ -9,7 +9,7 @@
 #   make run      a local three-node registrar cluster using dmq_rs: shows the
 #                 nodes, registers contacts on one and shows them on the
 #                 others (Ctrl-C, or `make stop` from another shell, stops it)
-#   make test     formatting and clippy (make lint), unit tests, then the
+#   make test     formatting, clippy and doc links (make lint), unit tests, then the
 #                 integration tests (real Kamailio processes) on the host's
 #                 Kamailio, on Kamailio 6.0 and 6.1
 #   make install  copy the module into Kamailio's module directory
@@ -103,10 +103,12 @@ test: lint build build-6.0 build-6.1 deb
 	$(MODULES) DMQ_RS_KAMAILIO=6.1 DMQ_RS_MODULE=$(CURDIR)/$(MODULE_61) $(CARGO) test --release -p dmq_rs $(EACH_RELEASE_TESTS)
 
 # Formatting (rustfmt.toml) and every clippy warning, in every crate,
-# test and bench, are errors.
+# test and bench, are errors; so is a doc link to nothing (private items
+# included: the docs name the types they depend on).
 lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps --workspace --document-private-items
 
 run: build
 	@bash scripts/run-cluster.sh

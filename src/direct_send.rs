@@ -143,7 +143,7 @@ pub struct Outgoing<'a> {
     /// The node's address ([`address`]).
     pub to: SocketAddr,
     /// Counted among its node's batchable messages waiting for a reply:
-    /// when done, it sends the node's batch ([`BatchRelease`]).
+    /// when done, its node's batch goes (`messaging::finish_direct`).
     pub counted_in_batch: bool,
     /// Updates it carries (a batch: several; the callback runs once each).
     pub updates: u32,

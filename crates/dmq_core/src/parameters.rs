@@ -3,7 +3,7 @@
 //! [`PARAMETERS`] (read by the guide test), [`RawParams`] (what the script
 //! set, checked by `RawParams::validate` in `config`) and, in the module,
 //! the slots Kamailio writes and the export table that names them (the
-//! module expands [`for_each_parameter!`] with its own macro). The
+//! module expands [`for_each_parameter!`](crate::for_each_parameter) with its own macro). The
 //! defaults it names are declared here too, so `config` (which checks
 //! `RawParams`) reads this file and never the other way round.
 //!
@@ -44,7 +44,7 @@ macro_rules! for_each_parameter {
             num_workers: int = $crate::parameters::DEFAULT_NUM_WORKERS, "DMQ worker processes that run received peer messages";
             ping_interval: int = $crate::parameters::DEFAULT_PING_INTERVAL, "seconds between pings of the other nodes";
             server_address: str = None, "SIP URI of this node's DMQ socket (required)";
-            server_socket: str = None, "the socket DMQ sends from, proto:host[:port] (derived from server_address when not set)";
+            server_socket: str = None, "the socket DMQ sends from, proto:host or proto:host:port (derived from server_address when not set)";
             notification_address: list = None, "SIP URI of a node (or a name listing nodes) to join the cluster through; may be given many times";
             notification_channel: str = Some($crate::parameters::DEFAULT_NOTIFICATION_CHANNEL), "the R-URI user of node notifications";
             multi_notify: int = 0, "1: a notification_address name stands for every address it lists";

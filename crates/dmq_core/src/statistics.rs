@@ -1,5 +1,5 @@
 //! The module's statistics, declared once: name, kind and a line of
-//! description. From [`for_each_statistic!`] come [`STATISTICS`] (read by
+//! description. From [`for_each_statistic!`](crate::for_each_statistic) come [`STATISTICS`] (read by
 //! the guide test), the [`Statistic`] the module reads each value by, and in
 //! the module the table registered with Kamailio (group `dmq`:
 //! `kamcmd stats.get_statistics dmq:`, xhttp_prom's `kamailio_dmq_*`).

@@ -28,9 +28,10 @@ pub struct TmContext<'a> {
 }
 
 impl<'a> TmContext<'a> {
-    /// [flags u8: 1 has callback, 2 ordered, 4 a sync copy, 8 a sync's answer][callback]
-    /// [max_forwards i32][deadline u64][backoff u64][sync since u64][answer id u64], then uri, peer id, content type and body, each as
-    /// [len u32][bytes].
+    /// The bytes, in order: `flags u8` (1 has callback, 2 ordered, 4 a sync
+    /// copy, 8 a sync's answer), the callback, `max_forwards i32`,
+    /// `deadline u64`, `backoff u64`, `sync since u64`, `answer id u64`, then
+    /// uri, peer id, content type and body, each as `len u32` and its bytes.
     pub fn encode(&self) -> Vec<u8> {
         let m = &self.message;
         let uri = self.target.to_uri();

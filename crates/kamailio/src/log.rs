@@ -26,7 +26,7 @@ fn kamailio_level(level: log::Level) -> i32 {
 
 struct KamailioLogger;
 
-/// The module's name, as its log lines start ("<module>: ...").
+/// The module's name, as its log lines start (`<module>: ...`).
 static MODULE_NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 impl log::Log for KamailioLogger {

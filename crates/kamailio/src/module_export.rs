@@ -124,10 +124,10 @@ pub fn run_destroy(destroy: fn()) {
 /// `module_interface_ver`, `mod_register` and `exports`. Invoke it once, in
 /// the module's crate: `name` is the module's name as the script writes it
 /// (`modparam("name", …)`, log lines); `cmds` and `params` are static
-/// [`CoreCell`](crate::cell::CoreCell) tables ending with their `END`; `register` runs at
+/// [`CoreCell`] tables ending with their `END`; `register` runs at
 /// mod_register (before any modparam), `init` at mod_init (once, before
 /// fork), `child_init` in each process after fork with its
-/// [`Rank`](crate::process::Rank), `destroy` at shutdown. Errors are
+/// [`Rank`], `destroy` at shutdown. Errors are
 /// logged and make the core refuse to start. See the crate's documentation
 /// for an example.
 #[macro_export]
