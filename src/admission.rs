@@ -24,7 +24,7 @@ use kamailio::clock;
 use kamailio::log::RateLimit;
 use kamailio::sip_msg::SipMsg;
 
-use crate::shared::{shared, Refusals, Shared};
+use crate::shared::{Refusals, Shared};
 
 /// mod_init: the warnings about what is left open.
 pub fn warn_about_openness(c: &Config) {
@@ -95,10 +95,8 @@ pub fn check_body(peer: &str, msg: &SipMsg) -> Result<(), Refusal> {
     body_check::check(peer, &String::from_utf8_lossy(content_type), body).map_err(Refusal::BadJson)
 }
 
-fn count(counter: impl Fn(&Refusals) -> &AtomicU64) {
-    if let Some(r) = shared().map(|s| s.refusals) {
-        counter(r).fetch_add(1, Ordering::Relaxed);
-    }
+fn count(m: &Shared, counter: impl Fn(&Refusals) -> &AtomicU64) {
+    counter(m.refusals).fetch_add(1, Ordering::Relaxed);
 }
 
 /// Counts, logs and answers a refused request (403, or 400 for a body).
@@ -111,7 +109,7 @@ pub fn refuse(m: &Shared, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool
         Refusal::BadSignature(_) => (2, |r| &r.bad_signature, "refused_bad_signature"),
         Refusal::BadJson(_) => (3, |r| &r.bad_json, "refused_bad_json"),
     };
-    count(counter);
+    count(m, counter);
     // Each of these checks refuses with a reply (`Check::refusal`).
     let Some(Reply { code, reason }) = refusal.check().refusal() else { return false };
     if LOGS[index].allow() {
@@ -130,8 +128,8 @@ pub fn refuse(m: &Shared, msg: &SipMsg, channel: &str, refusal: Refusal) -> bool
 /// Counts a body refused before it reached a consumer without a request
 /// to answer (`dmq_process_custom`, `dmq_handle_custom`): the same
 /// `refused_bad_json` as a KDMQ from the wire.
-pub fn count_bad_body() {
-    count(|r| &r.bad_json);
+pub fn count_bad_body(m: &Shared) {
+    count(m, |r| &r.bad_json);
 }
 
 /// Whether a node named in a notification or a node list may be listed:
@@ -159,7 +157,7 @@ pub fn admit_lines(m: &Shared, lines: &mut Vec<NodeLine>, ips_of: impl Fn(&NodeU
     lines.retain(|line| {
         let ok = may_join(m, &line.uri, &ips_of);
         if !ok {
-            count(|r| &r.untrusted_network);
+            count(m, |r| &r.untrusted_network);
             if LOG.allow() {
                 log::warn!("{} named node {}, outside trusted_network: not listed", from(), line.uri);
             }
@@ -176,8 +174,8 @@ pub struct RefusalStats {
     pub bad_json: u64,
 }
 
-pub fn stats() -> RefusalStats {
-    let get = |f: fn(&Refusals) -> &AtomicU64| shared().map(|s| f(s.refusals).load(Ordering::Relaxed)).unwrap_or(0);
+pub fn stats(m: &Shared) -> RefusalStats {
+    let get = |f: fn(&Refusals) -> &AtomicU64| f(m.refusals).load(Ordering::Relaxed);
     RefusalStats {
         not_member: get(|r| &r.not_member),
         untrusted_network: get(|r| &r.untrusted_network),

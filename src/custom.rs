@@ -42,14 +42,14 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
             admission::Refusal::BadJson(e) => e.to_string(),
             _ => "refused".to_string(),
         };
-        admission::count_bad_body();
+        admission::count_bad_body(m);
         log::warn!("{what}: body for peer {peer_name:?} from {from} refused: {reason}; the consumer never saw it (counted in dmq.stats refused_bad_json)");
         return -1;
     }
     if queue {
         drop(msg);
         request.pop();
-        return match workers::enqueue_local(&request, rcv, peer, false) {
+        return match workers::enqueue_local(m, &request, rcv, peer, false) {
             Ok(_) => 1,
             Err(workers::QueueError::Full) => {
                 log::warn!("{what}: job queue full; message for peer {peer_name:?} dropped");
@@ -61,7 +61,7 @@ pub fn custom(peer_id: &[u8], node: &[u8], body: &[u8], content_type: &[u8], que
             }
         };
     }
-    let sender = node_list::find_node(&from);
+    let sender = node_list::find_node(m, &from);
     match peer.call(&msg, sender.as_ref()) {
         Some(_) => 1,
         None => {

@@ -37,7 +37,7 @@ use kamailio::sip_msg::SipMsg;
 use kamailio::tm::TmReply;
 
 use crate::event_counts;
-use crate::shared::{shared, DirectTable, InFlight};
+use crate::shared::{DirectTable, InFlight, Shared};
 use crate::sync_status;
 use crate::{node_list, notifications, requests, transports};
 
@@ -117,8 +117,7 @@ pub enum SendError {
     /// No address of the node is known here (a name not looked up yet):
     /// use tm, which resolves it.
     NoAddress,
-    /// Every slot of the in-flight table is taken (or there is no table
-    /// before mod_init): use tm.
+    /// Every slot of the in-flight table is taken: use tm.
     TableFull,
     /// It could not be sent at all (out of shm, a datagram refused, …).
     Failed(String),
@@ -127,8 +126,7 @@ pub enum SendError {
 /// Where a message to `target` goes from here, when this path can carry
 /// it: the node has a known address (`ip`) and speaks the DMQ socket's
 /// transport (UDP, TCP or TLS).
-pub fn address(target: &NodeUri, ip: Option<IpAddr>) -> Result<SocketAddr, SendError> {
-    let m = shared().ok_or(SendError::Failed("dmq is not initialized".into()))?;
+pub fn address(m: &Shared, target: &NodeUri, ip: Option<IpAddr>) -> Result<SocketAddr, SendError> {
     if m.socket.transport != Some(target.transport) {
         return Err(SendError::OtherTransport);
     }
@@ -160,8 +158,7 @@ impl<'a> Outgoing<'a> {
 }
 
 /// Sends one peer message through a slot when one is free.
-pub fn send(out: &Outgoing<'_>) -> Result<(), SendError> {
-    let m = shared().ok_or(SendError::TableFull)?;
+pub fn send(m: &Shared, out: &Outgoing<'_>) -> Result<(), SendError> {
     let table = &m.direct;
     let callback = out.message.callback;
     let transport = out.target.transport;
@@ -264,8 +261,8 @@ fn take_slot(table: &DirectTable, delivery: Delivery) -> Option<String> {
 /// `messaging::on_reply`), before the script's reply route. Ours (our
 /// branch prefix) are consumed whatever becomes of them; others go on to
 /// tm and the script untouched. Returns the message the reply completed.
-pub fn on_reply(msg: &SipMsg) -> (Verdict, Option<Completed>) {
-    let Some(table) = shared().map(|s| &s.direct) else { return (Verdict::NotMine, None) };
+pub fn on_reply(m: &Shared, msg: &SipMsg) -> (Verdict, Option<Completed>) {
+    let table = &m.direct;
     let Some(ids) = msg.reply_ids() else { return (Verdict::NotMine, None) };
     // Every reply this node sees passes here: leave others' at once.
     if !ids.branch.starts_with(pending::BRANCH_PREFIX.as_bytes()) {
@@ -282,8 +279,8 @@ pub fn on_reply(msg: &SipMsg) -> (Verdict, Option<Completed>) {
     // a 403 the node hears from us at once.
     let kind = ReplyKind::of_status(ids.status);
     if reply_codes::peer_reply(i32::from(ids.status), true) == PeerReply::NotListed {
-        if let Some(node) = msg.source().and_then(node_list::node_at) {
-            notifications::renotify(&node);
+        if let Some(node) = msg.source().and_then(|s| node_list::node_at(m, s)) {
+            notifications::renotify(m, &node);
         }
     }
     // The reply must come from where the message went (over TCP/TLS from
@@ -294,7 +291,7 @@ pub fn on_reply(msg: &SipMsg) -> (Verdict, Option<Completed>) {
         source.is_some_and(|s| if m.header().stream { s.ip() == to.ip() } else { s == to })
     };
     let completed = match table.with(|t| t.on_reply(branch, kind, now_ms(), came_from_target)) {
-        ReplyOutcome::Completed(message) => Some(complete(message, i32::from(ids.status), TmReply::received(msg))),
+        ReplyOutcome::Completed(message) => Some(complete(m, message, i32::from(ids.status), TmReply::received(msg))),
         ReplyOutcome::Refused => {
             log_refused_reply(msg, "it does not come from the node the request went to");
             None
@@ -317,12 +314,12 @@ fn log_refused_reply(msg: &SipMsg, why: &str) {
 /// A message is answered (or timed out: 408): counted, and handed to its
 /// consumer's callback (once per update it carries). The rest is the
 /// caller's ([`Completed`]), which holds the table's reference.
-fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) -> Completed {
+fn complete(m: &Shared, message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) -> Completed {
     let InFlight { callback, updates, .. } = *message.header();
     let (uri, _) = uri_and_request(&message);
     if reply.msg().is_some() {
         for _ in 0..updates {
-            event_counts::add_reply(code);
+            event_counts::add_reply(m, code);
         }
     }
     if code >= 300 {
@@ -330,15 +327,15 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) -> Complet
     }
     // The node it went to, when someone needs it: the consumer's callback,
     // or a sync being followed (`sync_status`; none: nothing to look up).
-    let following = sync_status::following_any();
+    let following = sync_status::following_any(m);
     let node = (following || callback.is_some())
         .then(|| std::str::from_utf8(uri).ok().and_then(|u| node_uri::parse_node_line(u).ok()))
         .flatten()
-        .map(|line| node_list::node_or_stand_in(&line.uri));
+        .map(|line| node_list::node_or_stand_in(m, &line.uri));
     // A consumer's sync request: its run learns the answer.
     if let (true, Some(node)) = (following, &node) {
         if let Some((peer, _, _, body)) = request_parts(uri_and_request(&message).1) {
-            sync_status::request_answered(peer, body, node, code, reply.msg());
+            sync_status::request_answered(m, peer, body, node, code, reply.msg());
         }
     }
     if let (Some(callback), Some(node)) = (callback, &node) {
@@ -354,8 +351,7 @@ fn complete(message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>) -> Complet
 /// The retransmission timer's work: resends what is due, reports timeouts
 /// as 408 with tm's marker, as from the stock module; returns the timed
 /// out messages for their caller to finish.
-pub fn tick() -> Vec<Completed> {
-    let Some(m) = shared() else { return Vec::new() };
+pub fn tick(m: &Shared) -> Vec<Completed> {
     let table = &m.direct;
     // Under the lock only take a reference to each due message; the bytes
     // are sent after releasing it (copying them there would hold every SIP
@@ -370,10 +366,10 @@ pub fn tick() -> Vec<Completed> {
             log::debug!("sending again: {e}");
         }
     }
-    due.expired.into_iter().map(|message| complete(message, 408, TmReply::none())).collect()
+    due.expired.into_iter().map(|message| complete(m, message, 408, TmReply::none())).collect()
 }
 
 /// The table's counters (`kamcmd dmq.stats`).
-pub fn stats() -> Option<PendingStats> {
-    shared().map(|s| s.direct.with(|t| t.head.stats))
+pub fn stats(m: &Shared) -> PendingStats {
+    m.direct.with(|t| t.head.stats)
 }

@@ -6,29 +6,29 @@
 
 use dmq_core::duplicates::{Seen, SeenTable};
 
-use crate::shared::{shared, SeenData};
+use crate::shared::{SeenData, Shared};
 
-fn with<R>(f: impl FnOnce(&mut SeenTable<'_>) -> R) -> Option<R> {
-    let mut data = shared()?.seen.lock();
+fn with<R>(m: &Shared, f: impl FnOnce(&mut SeenTable<'_>) -> R) -> R {
+    let mut data = m.seen.lock();
     let SeenData { keys, codes, ages, clock } = &mut *data;
-    Some(f(&mut SeenTable { keys, codes, ages, clock }))
+    f(&mut SeenTable { keys, codes, ages, clock })
 }
 
 /// Notes that `key` arrived; what became of earlier copies.
-pub fn arrived(key: u64) -> Seen {
-    with(|t| t.arrived(key)).unwrap_or(Seen::New)
+pub fn arrived(m: &Shared, key: u64) -> Seen {
+    with(m, |t| t.arrived(key))
 }
 
 /// The message `key` was answered `code`.
-pub fn answered(key: Option<u64>, code: i32) {
+pub fn answered(m: &Shared, key: Option<u64>, code: i32) {
     if let Some(key) = key {
-        with(|t| t.answered(key, u16::try_from(code).unwrap_or(0)));
+        with(m, |t| t.answered(key, u16::try_from(code).unwrap_or(0)));
     }
 }
 
 /// The message `key` was not taken (queue full): its next copy is new.
-pub fn forget(key: Option<u64>) {
+pub fn forget(m: &Shared, key: Option<u64>) {
     if let Some(key) = key {
-        with(|t| t.forget(key));
+        with(m, |t| t.forget(key));
     }
 }

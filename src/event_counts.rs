@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::shared::shared;
+use crate::shared::Shared;
 
 /// What is counted here. Adding one: a variant, then the statistic that
 /// shows it (`dmq_core::statistics`, read in `statistics::read`).
@@ -69,14 +69,12 @@ const KINDS: usize = EventCount::SyncItemsRefused as usize + 1;
 const _: () = assert!(KINDS == crate::shared::EVENT_KINDS, "shared::EVENT_KINDS must be the number of EventCount variants");
 
 /// One more `what`.
-pub fn add(what: EventCount) {
-    if let Some(c) = shared().map(|s| s.events) {
-        c[what as usize].fetch_add(1, Ordering::Relaxed);
-    }
+pub fn add(m: &Shared, what: EventCount) {
+    m.events[what as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 /// A final reply `code` to a peer message we sent, counted by its class.
-pub fn add_reply(code: i32) {
+pub fn add_reply(m: &Shared, code: i32) {
     let what = match code {
         200..=299 => EventCount::Replies2xx,
         300..=399 => EventCount::Replies3xx,
@@ -85,10 +83,10 @@ pub fn add_reply(code: i32) {
         600..=699 => EventCount::Replies6xx,
         _ => return,
     };
-    add(what);
+    add(m, what);
 }
 
-/// How many `what` so far (0 before mod_init).
-pub fn get(what: EventCount) -> u64 {
-    shared().map(|s| s.events[what as usize].load(Ordering::Relaxed)).unwrap_or(0)
+/// How many `what` so far.
+pub fn get(m: &Shared, what: EventCount) -> u64 {
+    m.events[what as usize].load(Ordering::Relaxed)
 }

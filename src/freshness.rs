@@ -10,12 +10,12 @@ use dmq_core::ordering::{self, Keys, Retained};
 use kamailio::clock::monotonic_ms;
 
 use crate::event_counts::{self, EventCount};
-use crate::shared::{shared, RecentData};
+use crate::shared::{RecentData, Shared};
 
-fn with<R>(f: impl FnOnce(&mut RecentWrites<'_>) -> R) -> Option<R> {
-    let mut data = shared()?.recent.lock();
+fn with<R>(m: &Shared, f: impl FnOnce(&mut RecentWrites<'_>) -> R) -> R {
+    let mut data = m.recent.lock();
     let RecentData { keys, at_ms } = &mut *data;
-    Some(f(&mut RecentWrites { keys, at_ms }))
+    f(&mut RecentWrites { keys, at_ms })
 }
 
 fn identified(peer: &str) -> bool {
@@ -24,29 +24,28 @@ fn identified(peer: &str) -> bool {
 
 /// A live update (not a sync copy) of these items (`ordering::identify`
 /// of its body) was applied here, or made here, now.
-pub fn note_live(peer: &str, keys: Option<&Keys>) {
+pub fn note_live(m: &Shared, peer: &str, keys: Option<&Keys>) {
     let Some(keys) = keys.filter(|_| identified(peer)) else { return };
     let now = monotonic_ms();
-    with(|recent| keys.items.iter().for_each(|&k| recent.note(k, now)));
+    with(m, |recent| keys.items.iter().for_each(|&k| recent.note(k, now)));
 }
 
 /// What of a sync copy (`body`, its items `keys` as `ordering::identify`
 /// read them, its sync begun `age_ms` before now) is not older than a live
 /// update applied here: all, nothing, or a rebuilt body. Refused items are
 /// counted.
-pub fn fresh_part(peer: &str, body: &[u8], keys: Option<&Keys>, age_ms: u64) -> Retained {
+pub fn fresh_part(m: &Shared, peer: &str, body: &[u8], keys: Option<&Keys>, age_ms: u64) -> Retained {
     if !identified(peer) {
         return Retained::All;
     }
     let Some(keys) = keys else { return Retained::All };
     let since = freshness::stale_after(monotonic_ms(), age_ms);
-    let stale: Vec<u64> =
-        with(|recent| keys.items.iter().copied().filter(|&k| recent.written_after(k, since)).collect()).unwrap_or_default();
+    let stale: Vec<u64> = with(m, |recent| keys.items.iter().copied().filter(|&k| recent.written_after(k, since)).collect());
     if stale.is_empty() {
         return Retained::All;
     }
     for _ in &stale {
-        event_counts::add(EventCount::SyncItemsRefused);
+        event_counts::add(m, EventCount::SyncItemsRefused);
     }
     ordering::retain_items(peer, body, |k| !stale.contains(&k))
 }

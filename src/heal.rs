@@ -24,12 +24,11 @@ use std::sync::atomic::Ordering;
 
 use dmq_core::heal::{self, HealTable, Regain};
 use dmq_core::node_uri::NodeUri;
-use dmq_core::parameters::DEFAULT_PING_INTERVAL;
 
 use kamailio::clock::monotonic_ms;
 
 use crate::peers;
-use crate::shared::{shared, Heal};
+use crate::shared::{Heal, Shared};
 use crate::stored::{self, StoreFull};
 
 /// Runs `f` on the table under its lock; changes are written back.
@@ -48,13 +47,13 @@ fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R
     }
 }
 
-/// `ping_interval` in seconds (its default before mod_init).
-fn ping_interval() -> u32 {
-    shared().map_or(DEFAULT_PING_INTERVAL.unsigned_abs(), |m| m.config.ping_interval)
+/// `ping_interval` in seconds.
+fn ping_interval(m: &Shared) -> u32 {
+    m.config.ping_interval
 }
 
-fn window() -> u64 {
-    heal::window_ms(ping_interval())
+fn window(m: &Shared) -> u64 {
+    heal::window_ms(ping_interval(m))
 }
 
 /// Nodes that became active again in this node's list. `direct`: the node
@@ -65,24 +64,28 @@ fn window() -> u64 {
 /// next ping reaches them: their sync waits one ping interval and a second.
 /// Before the first contact with the cluster the init callbacks' own sync
 /// covers them all.
-pub fn regained(direct: &[NodeUri], named: &[NodeUri]) {
-    let delay = u64::from(ping_interval()) * 1000 + 1000;
+pub fn regained(m: &Shared, direct: &[NodeUri], named: &[NodeUri]) {
+    let delay = u64::from(ping_interval(m)) * 1000 + 1000;
     // A node new here after our join sync is asked for its state (issue
     // 26: groups that formed apart and meet once a DNS name lists both,
     // nodes that started at once): `dmq_core::heal::HealTable::arrived`.
-    regain(direct.iter().chain(named), |t, now, window| t.arrived(direct, named, now, window, delay));
+    regain(m, direct.iter().chain(named), |t, now, window| t.arrived(direct, named, now, window, delay));
 }
 
 /// What every way of nodes becoming active here shares: before this
 /// node's first contact with the cluster they are only noted (the init
 /// callbacks' own sync covers them); after it, `decide` says under the
 /// table's lock what is due from each, and that is reported.
-fn regain<'a>(nodes: impl Iterator<Item = &'a NodeUri> + Clone, decide: impl FnOnce(&mut HealTable, u64, u64) -> Vec<(NodeUri, Regain)>) {
-    let Some(heal) = shared().map(|s| &s.heal) else { return };
+fn regain<'a>(
+    m: &Shared,
+    nodes: impl Iterator<Item = &'a NodeUri> + Clone,
+    decide: impl FnOnce(&mut HealTable, u64, u64) -> Vec<(NodeUri, Regain)>,
+) {
+    let heal = &m.heal;
     if nodes.clone().next().is_none() {
         return;
     }
-    let (now, window) = (monotonic_ms(), window());
+    let (now, window) = (monotonic_ms(), window(m));
     if !peers::init_done() {
         note_seen(heal, nodes, now, window);
         return;
@@ -93,17 +96,15 @@ fn regain<'a>(nodes: impl Iterator<Item = &'a NodeUri> + Clone, decide: impl FnO
 
 /// `node` asked us for a consumer's state as a joining node does (not a
 /// heal pull): it is not pulled from (`HealTable::asked_us`).
-pub fn asked_us(node: &NodeUri) {
-    let Some(heal) = shared().map(|s| &s.heal) else { return };
-    if with_table(heal, |t| t.asked_us(node, monotonic_ms(), window())) {
+pub fn asked_us(m: &Shared, node: &NodeUri) {
+    if with_table(&m.heal, |t| t.asked_us(node, monotonic_ms(), window(m))) {
         log::info!("node {node} asked for our state as it joined: no heal pull from it");
     }
 }
 
 /// The nodes seen active here (entries stay when a node leaves the list),
 /// this one excluded.
-pub fn seen() -> Vec<NodeUri> {
-    let Some(m) = shared() else { return Vec::new() };
+pub fn seen(m: &Shared) -> Vec<NodeUri> {
     with_table(&m.heal, |t| t.entries.iter().map(|e| e.uri.clone()).filter(|u| !u.same_node(&m.local_uri)).collect())
 }
 
@@ -151,11 +152,11 @@ pub fn tick_end() {
 /// notices when this node's own processes stood still (`active_nodes` are
 /// then all due a sync), and returns the nodes whose heal sync is due,
 /// each with whether it is a pull (`heal_pushes` runs them; no lock is held then).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
-    let Some(heal) = shared().map(|s| &s.heal) else { return Vec::new() };
+pub fn tick(m: &Shared, active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() -> bool) -> Vec<(NodeUri, bool)> {
+    let heal = &m.heal;
     let now = monotonic_ms();
     let last = LAST_TICK_END.with(|t| t.get());
-    let interval = ping_interval();
+    let interval = ping_interval(m);
     if last != 0 && heal::was_stalled(now.saturating_sub(last), interval) && peers::init_done() {
         let nodes = active_nodes();
         heal.counters.stalls.fetch_add(1, Ordering::Relaxed);
@@ -166,8 +167,8 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
         );
         // The others may have dropped this node: ask once they list it
         // again (its next ping reaches them within a ping interval).
-        let delay = window();
-        regain(nodes.iter(), |t, now, window| nodes.iter().map(|n| (n.clone(), t.regained(n, now, window, delay))).collect());
+        let delay = window(m);
+        regain(m, nodes.iter(), |t, now, window| nodes.iter().map(|n| (n.clone(), t.regained(n, now, window, delay))).collect());
     }
     if heal.counters.waiting.load(Ordering::Relaxed) == 0 || !ready() {
         return Vec::new();
@@ -180,14 +181,11 @@ pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, ready: impl FnOnce() ->
 }
 
 /// A sync request pushed to our own peers in a regained node's name.
-pub fn count_push() {
-    if let Some(heal) = shared().map(|s| &s.heal) {
-        heal.counters.pushes.fetch_add(1, Ordering::Relaxed);
-    }
+pub fn count_push(m: &Shared) {
+    m.heal.counters.pushes.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Heal figures (`dmq.stats`).
-#[derive(Default)]
 pub struct HealStats {
     pub syncs: u64,
     pub pushes: u64,
@@ -197,9 +195,8 @@ pub struct HealStats {
     pub pulls: u64,
 }
 
-pub fn stats() -> HealStats {
-    let Some(heal) = shared().map(|s| &s.heal) else { return HealStats::default() };
-    let c = heal.counters;
+pub fn stats(m: &Shared) -> HealStats {
+    let c = m.heal.counters;
     HealStats {
         syncs: c.syncs.load(Ordering::Relaxed),
         pushes: c.pushes.load(Ordering::Relaxed),

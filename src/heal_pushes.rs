@@ -16,7 +16,7 @@ use dmq_core::node_uri::NodeUri;
 
 use kamailio::sip_msg::ReceiveInfo;
 
-use crate::shared::shared;
+use crate::shared::Shared;
 use crate::{direct_send, heal, peers, workers};
 
 /// The retransmission timer's tick: the due heal syncs, run here (no lock
@@ -24,33 +24,32 @@ use crate::{direct_send, heal, peers, workers};
 /// `before_sync` for its node (`messaging` sends it the deletes it
 /// missed). Returns the nodes due a pull (asked for their state:
 /// `messaging` sends the requests).
-pub fn tick(active_nodes: impl FnOnce() -> Vec<NodeUri>, before_sync: impl Fn(&NodeUri)) -> Vec<NodeUri> {
+pub fn tick(m: &Shared, active_nodes: impl FnOnce() -> Vec<NodeUri>, before_sync: impl Fn(&NodeUri)) -> Vec<NodeUri> {
     let quiet = || {
-        let messages_waiting = direct_send::stats().map(|s| s.in_flight as usize);
-        dmq_core::heal::quiet_enough(messages_waiting, direct_send::CAPACITY, workers::stats().map(|s| s.queued))
+        let messages_waiting = Some(direct_send::stats(m).in_flight as usize);
+        dmq_core::heal::quiet_enough(messages_waiting, direct_send::CAPACITY, Some(workers::stats(m).queued))
     };
     let mut pulls = Vec::new();
-    for (node, pull) in heal::tick(active_nodes, quiet) {
+    for (node, pull) in heal::tick(m, active_nodes, quiet) {
         if pull {
             pulls.push(node);
         } else {
             before_sync(&node);
-            run(&node);
+            run(m, &node);
         }
     }
     pulls
 }
 
-fn run(node: &NodeUri) {
-    let Some(m) = shared() else { return };
+fn run(m: &Shared, node: &NodeUri) {
     for (peer, body, content_type) in peers::sync_requests() {
         // Never sent: it goes to our own consumer, past admission.
         let peer_id = peer.id();
         let message = PeerMessage::plain(&peer_id, &body, &content_type);
         let request = workers::local_request(m, "heal", node, &message);
-        match workers::enqueue_local(&request, ReceiveInfo::local(m.socket.local), peer, true) {
+        match workers::enqueue_local(m, &request, ReceiveInfo::local(m.socket.local), peer, true) {
             Ok(_) => {
-                heal::count_push();
+                heal::count_push(m);
                 log::info!("heal sync: DMQ peer {:?} sends our state to {node}", peer.id());
             }
             Err(workers::QueueError::Full) => log::warn!("heal sync: job queue full; our state is not sent to {node}"),

@@ -87,7 +87,7 @@ pub fn init() -> Result<(), String> {
     // Replies are seen first by messaging, which finishes what they complete.
     kamailio::replies::hook_replies(messaging::on_reply).map_err(|e| e.to_string())?;
     messaging::init()?;
-    lookups::init(names, multi_notify)?;
+    lookups::init(shared, names, multi_notify)?;
     pings::start(ping_interval)
 }
 

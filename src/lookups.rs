@@ -49,16 +49,14 @@ thread_local! {
 }
 
 /// mod_init: the names to look up, and the DNS process.
-pub fn init(names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
+pub fn init(m: &Shared, names: Vec<NodeUri>, multi: bool) -> Result<(), String> {
     for name in &names {
         log::info!(
             "notification_address {name} is a name: its {} the node(s), looked up again at least every dns_interval",
             if multi { "addresses (SRV, A, AAAA) are" } else { "address is" }
         );
     }
-    if let Some(m) = shared() {
-        m.names.unanswered.store(names.len(), std::sync::atomic::Ordering::Relaxed);
-    }
+    m.names.unanswered.store(names.len(), std::sync::atomic::Ordering::Relaxed);
     SOURCES.with(|s| *s.borrow_mut() = names.into_iter().map(|n| NameSource::new(n, multi)).collect());
     process::register_timer_process().map_err(|e| format!("the DMQ DNS process: {e}"))
 }
@@ -73,7 +71,7 @@ fn tick() {
     look_up_names(m);
     node_admission::merge_deferred(m);
     resolve_named_nodes(m);
-    drop_duplicates();
+    drop_duplicates(m);
 }
 
 /// Looks up the names that are due and applies what they list.
@@ -85,7 +83,7 @@ fn look_up_names(m: &Shared) {
     }
     let interval_ms = u64::from(m.config.dns_interval) * 1000;
     // This node, as the names may list it (its address, or its name's).
-    let local = node_list::read_nodes(|l| l.local().cloned()).flatten();
+    let local = node_list::read_nodes(m, |l| l.local().cloned());
     let is_self = |n: &NodeUri| {
         local.as_ref().is_some_and(|l| {
             l.uri.same_node(n)
@@ -96,7 +94,7 @@ fn look_up_names(m: &Shared) {
     let mut vanished: Vec<NodeUri> = Vec::new();
     for source in due {
         let answer = dmq_core::sources::look_up(&source.name, source.multi, &dns::srv_with_ttl, &dns::addresses_with_ttl);
-        event_counts::add(EventCount::DnsLookups);
+        event_counts::add(m, EventCount::DnsLookups);
         let found = answer.nodes.clone();
         let Some((change, failures, first)) = SOURCES.with(|s| {
             let mut s = s.borrow_mut();
@@ -107,7 +105,7 @@ fn look_up_names(m: &Shared) {
             continue;
         };
         if change.failed {
-            event_counts::add(EventCount::DnsFailures);
+            event_counts::add(m, EventCount::DnsFailures);
             // The first failure of a run, then every tenth: a name without
             // records yet (a cold start) or a DNS server that is gone.
             if failures == 1 || failures % 10 == 0 {
@@ -144,11 +142,11 @@ fn look_up_names(m: &Shared) {
         vanished.extend(change.vanished);
     }
     let listed = SOURCES.with(|s| sources::all_listed(s.borrow().iter()));
-    name_sources::publish(&listed);
-    let Some(done) = node_list::with_nodes(|list| sources::reconcile(list, &listed, &vanished)) else { return };
+    name_sources::publish(m, &listed);
+    let Some(done) = node_list::with_nodes(m, |list| sources::reconcile(list, &listed, &vanished)) else { return };
     for uri in &done.removed {
         log::info!("node {uri} left the node list: its name no longer lists it and it does not answer");
-        event_counts::add(EventCount::DnsNodesRemoved);
+        event_counts::add(m, EventCount::DnsNodesRemoved);
     }
     if done.refused > 0 {
         log::warn!("{} address(es) of notification_address names not added: the node list is full", done.refused);
@@ -156,7 +154,7 @@ fn look_up_names(m: &Shared) {
     if !done.added.is_empty() {
         for uri in &done.added {
             log::info!("node {uri} added from DNS: notifying it");
-            event_counts::add(EventCount::DnsNodesAdded);
+            event_counts::add(m, EventCount::DnsNodesAdded);
         }
         notifications::notify_nodes(m, &done.added);
     }
@@ -167,10 +165,9 @@ fn look_up_names(m: &Shared) {
 fn resolve_named_nodes(m: &Shared) {
     let now = monotonic_ms();
     let all_due = now.saturating_sub(NAMED_REFRESHED.with(|c| c.get())) >= u64::from(m.config.ping_interval) * 1000;
-    let wanted = node_list::read_nodes(|list| {
+    let wanted = node_list::read_nodes(m, |list| {
         list.nodes.iter().filter(|n| n.is_named() && (all_due || n.ips.is_empty())).map(|n| n.uri.clone()).collect::<Vec<_>>()
-    })
-    .unwrap_or_default();
+    });
     if all_due {
         NAMED_REFRESHED.with(|c| c.set(now));
     }
@@ -187,20 +184,20 @@ fn resolve_named_nodes(m: &Shared) {
             (uri, ips)
         })
         .collect();
-    node_list::with_nodes(|list| list.set_addresses(&resolved));
+    node_list::with_nodes(m, |list| list.set_addresses(&resolved));
 }
 
 /// Entries that stand for this node (a name that resolves to it), and
 /// entries for an address a name gave that stand for a node listed under
 /// its own name, leave the list.
-fn drop_duplicates() {
+fn drop_duplicates(m: &Shared) {
     // A copy: no two locks at once.
-    let listed = name_sources::listed();
-    if !node_list::read_nodes(|l| !sources::duplicates(l, &listed).is_empty()).unwrap_or(false) {
+    let listed = name_sources::listed(m);
+    if !node_list::read_nodes(m, |l| !sources::duplicates(l, &listed).is_empty()) {
         return;
     }
-    for uri in node_list::with_nodes(|l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {
+    for uri in node_list::with_nodes(m, |l| sources::drop_duplicates(l, &listed)).unwrap_or_default() {
         log::info!("node {uri} is listed under another name: its address entry is dropped");
-        event_counts::add(EventCount::DnsNodesRemoved);
+        event_counts::add(m, EventCount::DnsNodesRemoved);
     }
 }

@@ -10,28 +10,15 @@ use std::cell::RefCell;
 use dmq_core::node_uri::{self, NodeLine, NodeUri};
 use dmq_core::nodes::MAX_NODES;
 
-use kamailio::shm::ShmStore;
-
-use crate::shared::shared;
-
-/// The addresses the names list, in shm.
-fn addresses() -> Option<&'static ShmStore> {
-    shared().map(|s| &s.names.addresses)
-}
-
-/// Notification lines naming new nodes by host name, waiting for the DNS
-/// process to look them up and judge them (`trusted_network`).
-fn deferred() -> Option<&'static ShmStore> {
-    shared().map(|s| &s.names.deferred)
-}
+use crate::shared::Shared;
 
 /// A SIP worker: these lines (new nodes named by host name) wait for the
 /// DNS process, which looks them up (never the SIP worker). At most
 /// MAX_NODES wait; a line already waiting is not added twice. Returns how
 /// many did not fit.
-pub fn defer(lines: &[NodeLine]) -> usize {
-    let Some(store) = deferred() else { return lines.len() };
-    store
+pub fn defer(m: &Shared, lines: &[NodeLine]) -> usize {
+    m.names
+        .deferred
         .with(|old| {
             let mut text = String::from_utf8_lossy(old).into_owned();
             let mut dropped = 0;
@@ -53,9 +40,8 @@ pub fn defer(lines: &[NodeLine]) -> usize {
 }
 
 /// The DNS process: the lines waiting (taken: the store is emptied).
-pub fn take_deferred() -> Vec<NodeLine> {
-    let Some(store) = deferred() else { return Vec::new() };
-    let taken = store.with(|old| {
+pub fn take_deferred(m: &Shared) -> Vec<NodeLine> {
+    let taken = m.names.deferred.with(|old| {
         if old.is_empty() {
             return (None, Vec::new());
         }
@@ -73,14 +59,13 @@ fn line_text(line: &NodeLine) -> String {
 }
 
 /// The DNS process: the addresses the names list now (at most MAX_NODES).
-pub fn publish(listed: &[NodeUri]) {
-    let Some(store) = addresses() else { return };
+pub fn publish(m: &Shared, listed: &[NodeUri]) {
     let mut text = String::new();
     for uri in listed.iter().take(MAX_NODES) {
         text += &uri.to_uri();
         text.push('\n');
     }
-    let _ = store.with(|old| ((old != text.as_bytes()).then(|| text.into_bytes()), ()));
+    let _ = m.names.addresses.with(|old| ((old != text.as_bytes()).then(|| text.into_bytes()), ()));
 }
 
 thread_local! {
@@ -89,9 +74,8 @@ thread_local! {
 }
 
 /// `f` on the addresses the names list now (empty without names).
-pub fn with_listed<R>(f: impl FnOnce(&[NodeUri]) -> R) -> R {
-    let Some(store) = addresses() else { return f(&[]) };
-    store.read(|generation, bytes| {
+pub fn with_listed<R>(m: &Shared, f: impl FnOnce(&[NodeUri]) -> R) -> R {
+    m.names.addresses.read(|generation, bytes| {
         DECODED.with(|cell| {
             let mut cached = cell.borrow_mut();
             if cached.0 != generation {
@@ -106,11 +90,11 @@ pub fn with_listed<R>(f: impl FnOnce(&[NodeUri]) -> R) -> R {
 
 /// Whether every `notification_address` name has answered a lookup with
 /// addresses at least once (true without names).
-pub fn all_answered() -> bool {
-    shared().is_none_or(|m| m.names.unanswered.load(std::sync::atomic::Ordering::Relaxed) == 0)
+pub fn all_answered(m: &Shared) -> bool {
+    m.names.unanswered.load(std::sync::atomic::Ordering::Relaxed) == 0
 }
 
 /// The addresses the names list now.
-pub fn listed() -> Vec<NodeUri> {
-    with_listed(|l| l.to_vec())
+pub fn listed(m: &Shared) -> Vec<NodeUri> {
+    with_listed(m, |l| l.to_vec())
 }

@@ -46,17 +46,16 @@ pub fn admit_or_defer(m: &Shared, lines: &mut Vec<NodeLine>, from: impl Fn() -> 
     if lines.iter().any(|l| dmq_core::nodes::is_name(&l.uri.host)) {
         let unresolved =
             |list: &NodeList, l: &NodeLine| dmq_core::nodes::is_name(&l.uri.host) && list.find(&l.uri).is_none_or(|n| n.ips.is_empty());
-        let waiting: Vec<NodeLine> =
-            node_list::read_nodes(|list| lines.iter().filter(|l| unresolved(list, l)).cloned().collect()).unwrap_or_default();
+        let waiting: Vec<NodeLine> = node_list::read_nodes(m, |list| lines.iter().filter(|l| unresolved(list, l)).cloned().collect());
         if !waiting.is_empty() {
             lines.retain(|l| !waiting.iter().any(|w| w.uri.same_node(&l.uri)));
-            let dropped = name_sources::defer(&waiting);
+            let dropped = name_sources::defer(m, &waiting);
             if dropped > 0 {
                 log::warn!("{}: {dropped} named node(s) not judged: too many wait for the DNS process", from());
             }
         }
     }
-    let ips_of = |uri: &NodeUri| node_list::read_nodes(|list| list.find(uri).map(|n| n.ips.clone())).flatten().unwrap_or_default();
+    let ips_of = |uri: &NodeUri| node_list::read_nodes(m, |list| list.find(uri).map(|n| n.ips.clone())).unwrap_or_default();
     admission::admit_lines(m, lines, ips_of, from);
 }
 
@@ -64,19 +63,19 @@ pub fn admit_or_defer(m: &Shared, lines: &mut Vec<NodeLine>, from: impl Fn() -> 
 /// `trusted_network` is set are looked up here, judged by their addresses
 /// and merged (their events run here too).
 pub fn merge_deferred(m: &Shared) {
-    let mut lines = name_sources::take_deferred();
+    let mut lines = name_sources::take_deferred(m);
     if lines.is_empty() {
         return;
     }
     let addresses = look_up(lines.iter().map(|l| l.uri.clone()));
     let ips_of = |uri: &NodeUri| addresses.iter().find(|(u, _)| u.same_node(uri)).map(|(_, ips)| ips.clone()).unwrap_or_default();
     admission::admit_lines(m, &mut lines, ips_of, || "a notification".to_string());
-    let (events, refused) = node_list::with_nodes(|list| {
+    let (events, refused) = node_list::with_nodes(m, |list| {
         let merged = list.merge(&lines, now());
         list.set_addresses(&addresses);
         (merged.events, merged.refused)
     })
     .unwrap_or_default();
-    node_list::refuse_nodes(refused, || "a notification".to_string());
+    node_list::refuse_nodes(m, refused, || "a notification".to_string());
     node_events::report(m, &events, None);
 }

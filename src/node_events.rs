@@ -20,7 +20,7 @@ use crate::{heal, sync_status};
 pub fn report(m: &Shared, events: &[NodeEvent], source: Option<&NodeUri>) {
     let back = events.iter().filter_map(|e| if let NodeEvent::Active(uri) = e { Some(uri) } else { None });
     let (direct, named): (Vec<NodeUri>, Vec<NodeUri>) = back.cloned().partition(|uri| source.is_some_and(|s| s.same_node(uri)));
-    heal::regained(&direct, &named);
+    heal::regained(m, &direct, &named);
     for e in events {
         match e {
             NodeEvent::Active(uri) => {
@@ -31,7 +31,7 @@ pub fn report(m: &Shared, events: &[NodeEvent], source: Option<&NodeUri>) {
             }
             NodeEvent::Inactive(uri) => {
                 log::info!("node {uri} is no longer active");
-                sync_status::node_gone(&node_list::node_or_stand_in(uri));
+                sync_status::node_gone(m, &node_list::node_or_stand_in(m, uri));
                 if let Some(route) = m.routes.node_inactive {
                     run_node_route(route, uri, "inactive");
                 }

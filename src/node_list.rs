@@ -15,32 +15,24 @@ use dmq_core::nodes::{Node, NodeList};
 use dmq_core::unlisted_node;
 
 use kamailio::log::RateLimit;
-use kamailio::shm::ShmStore;
 use kamailio::sip_msg::SipMsg;
 
 use crate::peer_events;
-use crate::shared::{shared, Shared};
+use crate::shared::Shared;
 use crate::stored::{self, StoreFull};
 
-/// The node list in shm (None before mod_init).
-fn store() -> Option<&'static ShmStore> {
-    shared().map(|s| &s.nodes.list)
-}
-
 /// Nodes notifications named that the full list could not take.
-pub fn nodes_refused() -> u64 {
-    shared().map(|s| s.nodes.refused.load(Ordering::Relaxed)).unwrap_or(0)
+pub fn nodes_refused(m: &Shared) -> u64 {
+    m.nodes.refused.load(Ordering::Relaxed)
 }
 
 /// Counts and logs (at most once a second per process) refused nodes;
 /// `from` names where they came from (built only when there are some).
-pub fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
+pub fn refuse_nodes(m: &Shared, count: usize, from: impl FnOnce() -> String) {
     if count == 0 {
         return;
     }
-    if let Some(s) = shared() {
-        s.nodes.refused.fetch_add(count as u64, Ordering::Relaxed);
-    }
+    m.nodes.refused.fetch_add(count as u64, Ordering::Relaxed);
     static LOG: RateLimit = RateLimit::per(1000);
     if LOG.allow() {
         log::warn!(
@@ -54,12 +46,12 @@ pub fn refuse_nodes(count: usize, from: impl FnOnce() -> String) {
 /// Runs `f` on the node list under its lock; changes are written back.
 /// None when the change could not be saved (nothing of it holds then).
 /// Never send from inside `f`: copy what to send, send after it returns.
-pub fn with_nodes<R>(f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
-    match stored::change(store()?, f) {
+pub fn with_nodes<R>(m: &Shared, f: impl FnOnce(&mut NodeList) -> R) -> Option<R> {
+    match stored::change(&m.nodes.list, f) {
         Ok(change) => {
             // Upstream's peer events, after the lock is released.
             if let Some((before, after)) = &change.changed {
-                peer_events::report(&dmq_core::peer_events::diff(before, after));
+                peer_events::report(m, &dmq_core::peer_events::diff(before, after));
             }
             Some(change.result)
         }
@@ -94,8 +86,8 @@ fn with_decoded<R>(generation: u64, bytes: &[u8], f: impl FnOnce(&NodeList) -> R
 /// Runs `f` on the node list under its lock, read-only (no copy, no write
 /// back, no decode unless the list changed): for the SIP-worker paths such
 /// as `dmq_is_from_node`, target lookups and RPC listing.
-pub fn read_nodes<R>(f: impl FnOnce(&NodeList) -> R) -> Option<R> {
-    Some(store()?.read(|generation, bytes| with_decoded(generation, bytes, f)))
+pub fn read_nodes<R>(m: &Shared, f: impl FnOnce(&NodeList) -> R) -> R {
+    m.nodes.list.read(|generation, bytes| with_decoded(generation, bytes, f))
 }
 
 /// [`read_nodes`] at shutdown: None when the lock is not had within
@@ -108,13 +100,13 @@ pub fn read_nodes_within<R>(m: &Shared, timeout: Duration, f: impl FnOnce(&NodeL
 /// The listed node for `uri`, or a stand-in when it has left the list
 /// meanwhile (`dmq_core::unlisted_node`): consumers' callbacks still get a
 /// node, and a message addressed to it still goes.
-pub fn node_or_stand_in(uri: &NodeUri) -> Node {
-    read_nodes(|list| unlisted_node::listed_or_stand_in(list, uri)).unwrap_or_else(|| unlisted_node::stand_in(uri.clone()))
+pub fn node_or_stand_in(m: &Shared, uri: &NodeUri) -> Node {
+    read_nodes(m, |list| unlisted_node::listed_or_stand_in(list, uri))
 }
 
 /// The listed node for `uri`.
-pub fn find_node(uri: &NodeUri) -> Option<Node> {
-    read_nodes(|list| list.find(uri).cloned()).flatten()
+pub fn find_node(m: &Shared, uri: &NodeUri) -> Option<Node> {
+    read_nodes(m, |list| list.find(uri).cloned())
 }
 
 /// The node a KDMQ request comes from: its From URI (`sip:<peer>@node`).
@@ -124,18 +116,17 @@ pub fn sender_of(msg: &SipMsg) -> Option<NodeUri> {
 }
 
 /// The listed node at `addr` (a reply's source).
-pub fn node_at(addr: std::net::SocketAddr) -> Option<NodeUri> {
-    read_nodes(|list| list.nodes.iter().find(|n| n.ip() == Some(addr.ip()) && n.uri.port_no() == addr.port()).map(|n| n.uri.clone()))
-        .flatten()
+pub fn node_at(m: &Shared, addr: std::net::SocketAddr) -> Option<NodeUri> {
+    read_nodes(m, |list| list.nodes.iter().find(|n| n.ip() == Some(addr.ip()) && n.uri.port_no() == addr.port()).map(|n| n.uri.clone()))
 }
 
 /// For each target named by a host name with a known address: where tm
 /// sends to (`sip:ip:port;transport=x`), so it resolves nothing.
-pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
+pub fn next_hops(m: &Shared, targets: &[NodeUri]) -> Vec<Option<String>> {
     if !targets.iter().any(|t| dmq_core::nodes::is_name(&t.host)) {
         return vec![None; targets.len()];
     }
-    read_nodes(|list| {
+    read_nodes(m, |list| {
         targets
             .iter()
             .map(|t| {
@@ -144,10 +135,9 @@ pub fn next_hops(targets: &[NodeUri]) -> Vec<Option<String>> {
             })
             .collect()
     })
-    .unwrap_or_else(|| vec![None; targets.len()])
 }
 
 /// Nodes in the list (this one included) with `status`, or all of them.
-pub fn count_nodes(status: Option<NodeStatus>) -> u64 {
-    read_nodes(|list| list.nodes.iter().filter(|n| status.is_none_or(|s| n.status == s)).count() as u64).unwrap_or(0)
+pub fn count_nodes(m: &Shared, status: Option<NodeStatus>) -> u64 {
+    read_nodes(m, |list| list.nodes.iter().filter(|n| status.is_none_or(|s| n.status == s)).count() as u64)
 }

@@ -45,12 +45,12 @@ pub fn send_notification(m: &Shared, targets: &[NodeUri], body: &str, max_forwar
     let channel = &m.config.notification_channel;
     // Nodes named by host name go to the address the DNS process found:
     // tm must not look names up here (the core's timer runs the pings).
-    let hops = node_list::next_hops(targets);
+    let hops = node_list::next_hops(m, targets);
     let message = PeerMessage { max_forwards, ..PeerMessage::plain(channel, body.as_bytes(), CONTENT_TYPE) };
     for (target, hop) in targets.iter().zip(&hops) {
         let kdmq = requests::to_node(m, target, &message);
         match requests::send_through_tm(m, &kdmq, hop.as_deref(), on_reply, tm_context::encode_notification(round, target).as_bytes()) {
-            Ok(()) => event_counts::add(if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
+            Ok(()) => event_counts::add(m, if round == 0 { EventCount::NotificationsSent } else { EventCount::PingsSent }),
             Err(e) => log::error!("cannot notify {target}: {e}"),
         }
     }
@@ -69,7 +69,7 @@ fn on_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
     match reply_codes::notification_reply(code, round) {
         NotificationReply::Answered => {
             if round != 0 {
-                event_counts::add(EventCount::PingsAnswered);
+                event_counts::add(m, EventCount::PingsAnswered);
             }
             let mut lines = match reply.as_ref().map(|r| r.body()) {
                 Some(Ok(body)) => match notification::parse_body(&body) {
@@ -82,20 +82,20 @@ fn on_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
                 _ => Vec::new(),
             };
             node_admission::admit_or_defer(m, &mut lines, || format!("the reply of {node}"));
-            let (events, refused) = node_list::with_nodes(|list| {
+            let (events, refused) = node_list::with_nodes(m, |list| {
                 let mut events = list.mark_answered(&node, now());
                 let merged = list.merge(&lines, now());
                 events.extend(merged.events);
                 (events, merged.refused)
             })
             .unwrap_or_default();
-            node_list::refuse_nodes(refused, || format!("the reply of {node}"));
+            node_list::refuse_nodes(m, refused, || format!("the reply of {node}"));
             node_events::report(m, &events, Some(&node));
-            join_sync(peer_events::init_with_single().then(|| node.clone()));
+            join_sync(m, peer_events::init_with_single(m).then(|| node.clone()));
         }
         NotificationReply::TimedOut => {
-            let seed = name_sources::with_listed(|names| is_seed(m, names, &node));
-            let events = node_list::with_nodes(|list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
+            let seed = name_sources::with_listed(m, |names| is_seed(m, names, &node));
+            let events = node_list::with_nodes(m, |list| list.ping_timed_out(&node, round, seed, policy(m))).unwrap_or_default();
             log::debug!("node {node} did not answer a notification (ping round {round})");
             node_events::report(m, &events, None);
         }
@@ -103,7 +103,7 @@ fn on_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
             // As stock: a node that answers, but not with 200, keeps its state.
             log::debug!("node {node} answered a notification with {code}");
             if meaning == NotificationReply::PingRefused {
-                node_list::with_nodes(|list| list.ping_refused(&node, round));
+                node_list::with_nodes(m, |list| list.ping_refused(&node, round));
             }
         }
     }
@@ -112,10 +112,10 @@ fn on_reply(code: i32, reply: TmReply<'_>, context: &[u8]) {
 /// A KDMQ on the notification channel: merge, answer 200 with our list, and
 /// pass the news on while Max-Forwards allows.
 pub fn handle(m: &Shared, msg: &SipMsg) -> bool {
-    event_counts::add(EventCount::NotificationsReceived);
+    event_counts::add(m, EventCount::NotificationsReceived);
     // A ping round sends with Max-Forwards 1 (so does a node passing news on).
     if msg.max_forwards().is_some_and(|mf| mf <= 1) {
-        event_counts::add(EventCount::PingsReceived);
+        event_counts::add(m, EventCount::PingsReceived);
     }
     let body = match msg.body() {
         Ok(b) => b,
@@ -133,19 +133,19 @@ pub fn handle(m: &Shared, msg: &SipMsg) -> bool {
     };
     node_admission::admit_or_defer(m, &mut lines, || format!("a notification from {:?}", msg.source_ip()));
     let max_forwards = msg.max_forwards().unwrap_or(0);
-    let Some((outcome, our_body, targets)) = node_list::with_nodes(|list| {
+    let Some((outcome, our_body, targets)) = node_list::with_nodes(m, |list| {
         let outcome = list.merge(&lines, now());
         (outcome, list.notification_body(), list.targets(false))
     }) else {
         return msg.reply(&m.sl, 500, "Server Internal Error", None);
     };
-    node_list::refuse_nodes(outcome.refused, || format!("a notification from {:?}", msg.source_ip()));
+    node_list::refuse_nodes(m, outcome.refused, || format!("a notification from {:?}", msg.source_ip()));
     node_events::report(m, &outcome.events, node_list::sender_of(msg).as_ref());
     let ok = msg.reply(&m.sl, 200, "OK", Some((our_body.as_bytes(), CONTENT_TYPE)));
     if outcome.news > 0 && max_forwards - 1 > 0 {
         send_notification(m, &targets, &our_body, max_forwards - 1, 0);
     }
-    join_sync(if peer_events::init_with_single() { node_list::sender_of(msg) } else { None });
+    join_sync(m, if peer_events::init_with_single(m) { node_list::sender_of(msg) } else { None });
     ok
 }
 
@@ -154,11 +154,10 @@ pub fn handle(m: &Shared, msg: &SipMsg) -> bool {
 /// of us yet). Tell it about us at once, so the message's next try finds
 /// us listed, instead of at the next ping. At most once a second per node
 /// and process: every message in flight to it may bring a 403.
-pub fn renotify(target: &NodeUri) {
+pub fn renotify(m: &Shared, target: &NodeUri) {
     thread_local! {
         static LAST: RefCell<Vec<(NodeUri, u64)>> = const { RefCell::new(Vec::new()) };
     }
-    let Some(m) = shared() else { return };
     let now = kamailio::clock::monotonic_ms();
     let due = LAST.with(|last| {
         let mut last = last.borrow_mut();
@@ -172,7 +171,7 @@ pub fn renotify(target: &NodeUri) {
     if !due {
         return;
     }
-    let Some(body) = node_list::read_nodes(|list| list.notification_body()) else { return };
+    let body = node_list::read_nodes(m, |list| list.notification_body());
     log::info!("node {target} refused a peer message with 403: notifying it of this node");
     send_notification(m, std::slice::from_ref(target), &body, 1, 0);
 }
@@ -187,7 +186,7 @@ pub fn add_seeds(m: &Shared, list: &mut NodeList) {
 /// Tells `targets` (nodes a name listed that are new here) about this
 /// node and the nodes it knows, as the notification addresses at startup.
 pub fn notify_nodes(m: &Shared, targets: &[NodeUri]) {
-    let Some(body) = node_list::read_nodes(|list| list.notification_body()) else { return };
+    let body = node_list::read_nodes(m, |list| list.notification_body());
     send_notification(m, targets, &body, 2, 0);
 }
 
@@ -197,7 +196,7 @@ pub fn notify_seeds(m: &Shared) {
         return;
     }
     let addresses = node_admission::look_up(m.notification_uris.iter().filter(|u| dmq_core::nodes::is_name(&u.host)).cloned());
-    let body = node_list::with_nodes(|list| {
+    let body = node_list::with_nodes(m, |list| {
         add_seeds(m, list);
         list.set_addresses(&addresses);
         list.notification_body()
@@ -210,8 +209,8 @@ pub fn notify_seeds(m: &Shared) {
 /// init callbacks run once (`peers::cluster_reached`); once their sync
 /// requests left (each followed), the node is synced when they are done
 /// (`sync_status`).
-pub fn join_sync(single: Option<NodeUri>) {
+pub fn join_sync(m: &Shared, single: Option<NodeUri>) {
     if peers::cluster_reached(single) {
-        sync_status::join_ran();
+        sync_status::join_ran(m);
     }
 }

@@ -15,7 +15,7 @@ use crate::{node_admission, node_list};
 /// the ping rounds keep trying it, as any pending node.
 pub fn add(m: &Shared, uri: &NodeUri) -> Result<(), ChangeError> {
     let addresses = node_admission::look_up([uri.clone()].into_iter().filter(|u| dmq_core::nodes::is_name(&u.host)));
-    let body = node_list::with_nodes(|list| {
+    let body = node_list::with_nodes(m, |list| {
         peer_events::add(list, uri)?;
         list.set_addresses(&addresses);
         Ok(list.notification_body())
@@ -26,13 +26,13 @@ pub fn add(m: &Shared, uri: &NodeUri) -> Result<(), ChangeError> {
 }
 
 /// `dmq.remove`: whether the list had the node (it has it no more).
-pub fn remove(uri: &NodeUri) -> bool {
-    node_list::with_nodes(|list| list.remove(uri)) == Some(true)
+pub fn remove(m: &Shared, uri: &NodeUri) -> bool {
+    node_list::with_nodes(m, |list| list.remove(uri)) == Some(true)
 }
 
 /// `dmq.change_status`: Ok(true) when it changed. The peer events (and
 /// replication, which goes to active nodes only) follow at once; the node's
 /// next answer to a ping makes it active again, as upstream.
-pub fn change_status(uri: &NodeUri, status: NodeStatus) -> Result<bool, ChangeError> {
-    node_list::with_nodes(|list| peer_events::change_status(list, uri, status)).unwrap_or(Err(ChangeError::NotFound))
+pub fn change_status(m: &Shared, uri: &NodeUri, status: NodeStatus) -> Result<bool, ChangeError> {
+    node_list::with_nodes(m, |list| peer_events::change_status(list, uri, status)).unwrap_or(Err(ChangeError::NotFound))
 }

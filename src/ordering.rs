@@ -15,13 +15,13 @@ use dmq_abi::api::{PeerMessage, ResponseCallback};
 use kamailio::shm::ShmBlock;
 
 use crate::event_counts::{self, EventCount};
-use crate::shared::{shared, OrderData, Parked};
+use crate::shared::{OrderData, Parked, Shared};
 
 /// Runs `f` on the order state under its lock; never across a send.
-fn with<R>(f: impl FnOnce(&mut Lanes<'_, ShmBlock<Parked>>) -> R) -> Option<R> {
-    let mut data = shared()?.order.lock();
+fn with<R>(m: &Shared, f: impl FnOnce(&mut Lanes<'_, ShmBlock<Parked>>) -> R) -> R {
+    let mut data = m.order.lock();
     let OrderData { keys, flight, waiting, used, parked, meta, order, queued } = &mut *data;
-    Some(f(&mut Lanes { keys, flight, waiting, used, parked, meta, order, queued }))
+    f(&mut Lanes { keys, flight, waiting, used, parked, meta, order, queued })
 }
 
 /// What to do with a message to one node.
@@ -35,7 +35,7 @@ pub enum Verdict {
 }
 
 /// Asks whether `message`, carrying `keys`, may go to `target` now.
-pub fn admit(message: &PeerMessage<'_>, target: &NodeUri, keys: &Keys) -> Verdict {
+pub fn admit(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri, keys: &Keys) -> Verdict {
     let node = ordering::node_hash(&target.to_uri());
     let replaceable = keys.replaces && message.callback.is_none();
     let make = || store(message, target, &keys.items);
@@ -43,21 +43,24 @@ pub fn admit(message: &PeerMessage<'_>, target: &NodeUri, keys: &Keys) -> Verdic
     // (`Lanes::admit_sync_copy`).
     let sync_copy = message.sync_since.is_some();
     let admission =
-        with(|lanes| if sync_copy { lanes.admit_sync_copy(node, &keys.items) } else { lanes.admit(node, &keys.items, replaceable, make) });
+        with(
+            m,
+            |lanes| if sync_copy { lanes.admit_sync_copy(node, &keys.items) } else { lanes.admit(node, &keys.items, replaceable, make) },
+        );
     match admission {
-        Some(Admission::Send) => Verdict::Send,
-        Some(Admission::Parked) => {
-            event_counts::add(EventCount::UpdatesWaited);
+        Admission::Send => Verdict::Send,
+        Admission::Parked => {
+            event_counts::add(m, EventCount::UpdatesWaited);
             Verdict::Waits
         }
-        Some(Admission::Coalesced(older)) => {
+        Admission::Coalesced(older) => {
             // Dropped after the lock: the node never needs it.
             drop(older);
-            event_counts::add(EventCount::UpdatesCoalesced);
+            event_counts::add(m, EventCount::UpdatesCoalesced);
             Verdict::Waits
         }
-        Some(Admission::Untracked) | None => {
-            event_counts::add(EventCount::UpdatesUnordered);
+        Admission::Untracked => {
+            event_counts::add(m, EventCount::UpdatesUnordered);
             log_untracked();
             Verdict::SendUntracked
         }
@@ -75,10 +78,10 @@ fn log_untracked() {
 
 /// A message that carried `items` to the node `uri` (its URI text) is
 /// done: returns the messages waiting for those keys that may go now.
-pub fn done(uri: &[u8], items: &[u64]) -> Vec<Waiting> {
+pub fn done(m: &Shared, uri: &[u8], items: &[u64]) -> Vec<Waiting> {
     let Ok(uri) = std::str::from_utf8(uri) else { return Vec::new() };
     let node = ordering::node_hash(uri);
-    with(|lanes| lanes.done(node, items, items_of)).unwrap_or_default().into_iter().map(Waiting).collect()
+    with(m, |lanes| lanes.done(node, items, items_of)).into_iter().map(Waiting).collect()
 }
 
 /// A message that waited: what it carries, to whom.
@@ -138,6 +141,6 @@ pub fn store(message: &PeerMessage<'_>, target: &NodeUri, items: &[u64]) -> Opti
 }
 
 /// Messages waiting now (`dmq.stats`, the statistic).
-pub fn waiting() -> u32 {
-    with(|lanes| lanes.waiting_count()).unwrap_or(0)
+pub fn waiting(m: &Shared) -> u32 {
+    with(m, |lanes| lanes.waiting_count())
 }

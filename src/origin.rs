@@ -17,14 +17,14 @@ use dmq_abi::api::PeerMessage;
 use kamailio::log::RateLimit;
 
 use crate::ordering::{store, Waiting};
-use crate::shared::{shared, OriginData};
+use crate::shared::{OriginData, Shared};
 
-fn with<R>(f: impl FnOnce(&mut KeySet<'_>, &mut MissedDeletes<'_, kamailio::shm::ShmBlock<crate::shared::Parked>>) -> R) -> Option<R> {
-    let mut data = shared()?.origin.lock();
+fn with<R>(m: &Shared, f: impl FnOnce(&mut KeySet<'_>, &mut MissedDeletes<'_, kamailio::shm::ShmBlock<crate::shared::Parked>>) -> R) -> R {
+    let mut data = m.origin.lock();
     let OriginData { own, own_used, missed_nodes, missed_keys, missed_ages, missed, clock, kept } = &mut *data;
     let mut set = KeySet { keys: own, used: own_used };
     let mut deletes = MissedDeletes { nodes: missed_nodes, keys: missed_keys, ages: missed_ages, messages: missed, clock, kept };
-    Some(f(&mut set, &mut deletes))
+    f(&mut set, &mut deletes)
 }
 
 /// Our consumer broadcast `message`, an update it made (not a sync
@@ -32,7 +32,7 @@ fn with<R>(f: impl FnOnce(&mut KeySet<'_>, &mut MissedDeletes<'_, kamailio::shm:
 /// delete is not, and nodes seen before that it did not reach (`seen`,
 /// this node excluded) keep it until they are back.
 /// `keys`: the message's items (`ordering::identify`).
-pub fn wrote(message: &PeerMessage<'_>, keys: Option<&Keys>, reached: &[Node], seen: impl FnOnce() -> Vec<NodeUri>) {
+pub fn wrote(m: &Shared, message: &PeerMessage<'_>, keys: Option<&Keys>, reached: &[Node], seen: impl FnOnce() -> Vec<NodeUri>) {
     let Some(keys) = keys.filter(|_| identified(message.peer_id)) else { return };
     let seen = if keys.deletes { seen() } else { Vec::new() };
     let missed: Vec<&NodeUri> = seen.iter().filter(|s| !reached.iter().any(|r| r.uri.same_node(s))).collect();
@@ -40,7 +40,7 @@ pub fn wrote(message: &PeerMessage<'_>, keys: Option<&Keys>, reached: &[Node], s
         missed.iter().map(|node| (ordering::node_hash(&node.to_uri()), store(message, node, &keys.items))).collect();
     let mut full = false;
     let mut lost = 0;
-    with(|own, deletes| {
+    with(m, |own, deletes| {
         for &k in &keys.items {
             if keys.deletes {
                 own.remove(k);
@@ -76,9 +76,9 @@ fn log_once(what: &str) {
 
 /// Another node's update of these items was applied here: they are not
 /// ours, and no node needs a delete of them kept here.
-pub fn received(peer: &str, keys: Option<&Keys>) {
+pub fn received(m: &Shared, peer: &str, keys: Option<&Keys>) {
     let Some(keys) = keys.filter(|_| identified(peer)) else { return };
-    with(|own, deletes| {
+    with(m, |own, deletes| {
         for &k in &keys.items {
             own.remove(k);
             drop(deletes.written(k));
@@ -88,10 +88,11 @@ pub fn received(peer: &str, keys: Option<&Keys>) {
 
 /// A delete to the node `uri` (its URI text) got no answer (`request`: the
 /// KDMQ as sent without tm): kept for it until it is back.
-pub fn timed_out_request(uri: &[u8], request: &[u8]) {
+pub fn timed_out_request(m: &Shared, uri: &[u8], request: &[u8]) {
     let Some((peer, max_forwards, content_type, body)) = request_parts(request) else { return };
     let Some(target) = std::str::from_utf8(uri).ok().and_then(|u| node_uri::parse_node_line(u).ok()).map(|l| l.uri) else { return };
     timed_out(
+        m,
         &PeerMessage { peer_id: peer, body, content_type, max_forwards, callback: None, sync_since: None, sync_answer: None },
         &target,
     );
@@ -99,20 +100,20 @@ pub fn timed_out_request(uri: &[u8], request: &[u8]) {
 
 /// `message` to `target` got no answer: a delete, or each delete in a
 /// batch, is kept for it until it is back.
-pub fn timed_out(message: &PeerMessage<'_>, target: &NodeUri) {
+pub fn timed_out(m: &Shared, message: &PeerMessage<'_>, target: &NodeUri) {
     for item in ordering::batch_items(message.peer_id, message.body) {
-        timed_out(&PeerMessage { body: item, ..*message }, target);
+        timed_out(m, &PeerMessage { body: item, ..*message }, target);
     }
     let Some(keys) = ordering::identify(message.peer_id, message.body).filter(|k| k.deletes && identified(message.peer_id)) else { return };
     let Some(block) = store(&PeerMessage { callback: None, ..*message }, target, &keys.items) else { return };
     let node = ordering::node_hash(&target.to_uri());
-    with(|_, deletes| deletes.keep(node, keys.items[0], block));
+    with(m, |_, deletes| deletes.keep(node, keys.items[0], block));
 }
 
 /// The deletes `node` missed, oldest first (no longer kept here).
-pub fn missed_by(node: &NodeUri) -> Vec<Waiting> {
+pub fn missed_by(m: &Shared, node: &NodeUri) -> Vec<Waiting> {
     let hash = ordering::node_hash(&node.to_uri());
-    with(|_, deletes| deletes.take(hash)).unwrap_or_default().into_iter().map(Waiting::from).collect()
+    with(m, |_, deletes| deletes.take(hash)).into_iter().map(Waiting::from).collect()
 }
 
 /// A sync our consumer answers in this process now: when it began, and
@@ -199,12 +200,12 @@ pub fn current_sync() -> Option<Sync> {
 
 /// What of `message` a send may carry: in a heal sync, only the items this
 /// node wrote last (`Retained`); otherwise all of it.
-pub fn sendable(message: &PeerMessage<'_>) -> Retained {
+pub fn sendable(m: &Shared, message: &PeerMessage<'_>) -> Retained {
     if !current_sync().is_some_and(|s| s.heal) || !identified(message.peer_id) {
         return Retained::All;
     }
     let Some(keys) = ordering::identify(message.peer_id, message.body) else { return Retained::All };
-    let ours: Vec<u64> = with(|own, _| keys.items.iter().copied().filter(|&k| own.contains(k)).collect()).unwrap_or_default();
+    let ours: Vec<u64> = with(m, |own, _| keys.items.iter().copied().filter(|&k| own.contains(k)).collect());
     ordering::retain_items(message.peer_id, message.body, |k| ours.contains(&k))
 }
 

@@ -11,7 +11,7 @@ use dmq_core::peer_events::PeerEvent;
 
 use kamailio::events::{EventRoute, EventTarget};
 
-use crate::shared::{shared, PeerEventSettings};
+use crate::shared::{PeerEventSettings, Shared};
 
 /// mod_init: looks up the routes (unless `event_callback` names a KEMI
 /// function, which then gets every event, as upstream).
@@ -34,18 +34,14 @@ pub fn settings(init_with_single: bool, sl_send: bool, callback: Option<String>)
     PeerEventSettings { init_with_single, targets }
 }
 
-fn settings_now() -> Option<&'static PeerEventSettings> {
-    shared().map(|s| &s.peer_events)
-}
-
 /// Whether the join sync goes to one node only.
-pub fn init_with_single() -> bool {
-    settings_now().is_some_and(|s| s.init_with_single)
+pub fn init_with_single(m: &Shared) -> bool {
+    m.peer_events.init_with_single
 }
 
 /// Runs the peer events of one node-list change. Called with no lock held.
-pub fn report(events: &[(PeerEvent, NodeUri)]) {
-    let Some(s) = settings_now() else { return };
+pub fn report(m: &Shared, events: &[(PeerEvent, NodeUri)]) {
+    let s = &m.peer_events;
     for (event, uri) in events {
         let i = PeerEvent::ALL.iter().position(|e| e == event).unwrap_or(0);
         log::debug!("{} for node {uri}", event.name());

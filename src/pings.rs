@@ -32,8 +32,8 @@ fn ping_timer() {
     // Named nodes are looked up again by the DMQ DNS process (`lookups`),
     // never here: a slow DNS server must not hold the core's timer.
     // What the names list, copied first: no two locks at once.
-    let from_names = name_sources::listed();
-    let (events, body, targets, alone) = node_list::with_nodes(|list| {
+    let from_names = name_sources::listed(m);
+    let (events, body, targets, alone) = node_list::with_nodes(m, |list| {
         add_seeds(m, list);
         let (events, targets) = list.start_ping_round(round, |n| is_seed(m, &from_names, n), policy(m));
         (events, list.notification_body(), targets, list.nodes.iter().all(|n| n.local))
@@ -49,8 +49,8 @@ fn ping_timer() {
     // the node waits for it, three ping intervals at most (a headless
     // service lists no pod that is not ready: the first pod's name has no
     // records until it is).
-    if alone && !peers::init_done() && (name_sources::all_answered() || round >= ALONE_AFTER_ROUNDS) {
+    if alone && !peers::init_done() && (name_sources::all_answered(m) || round >= ALONE_AFTER_ROUNDS) {
         log::info!("no other node known after a ping interval: this node is alone; its join sync asks nobody");
-        join_sync(None);
+        join_sync(m, None);
     }
 }

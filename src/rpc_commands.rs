@@ -11,11 +11,12 @@ use crate::{messaging, node_list, operator_changes, statistics, sync_status, wor
 /// `dmq.list_nodes`: every node, as the stock module lists them, in the
 /// status words of the release the module runs on (with 6.1's `fail_count`).
 pub fn list_nodes(call: &RpcCall) {
-    // Copy under the lock, reply after releasing it.
-    let Some(list) = node_list::read_nodes(|list| list.clone()) else {
+    let Some(m) = shared() else {
         call.fault(500, "dmq not initialized");
         return;
     };
+    // Copy under the lock, reply after releasing it.
+    let list = node_list::read_nodes(m, |list| list.clone());
     for node in &list.nodes {
         let ip = node.ip().map(|i| i.to_string()).unwrap_or_default();
         let ok = call.add_struct(&[
@@ -45,7 +46,8 @@ pub fn remove(call: &RpcCall) {
         call.fault(500, "Invalid Parameters");
         return;
     };
-    if operator_changes::remove(&line.uri) {
+    // Before mod_init there is no list to remove it from.
+    if shared().is_some_and(|m| operator_changes::remove(m, &line.uri)) {
         log::info!("node {} removed by RPC", line.uri);
         call.print("Ok. DMQ node removed.");
     } else {
@@ -87,9 +89,12 @@ pub fn change_status(call: &RpcCall) {
         call.fault(500, "Invalid Parameters");
         return;
     };
+    // Before mod_init no node is found.
+    let change =
+        |uri: &node_uri::NodeUri, status| shared().map_or(Err(ChangeError::NotFound), |m| operator_changes::change_status(m, uri, status));
     let result = parse_address(&address)
         .and_then(|uri| Ok((uri, parse_status_word(&word).ok_or(ChangeError::BadStatus)?)))
-        .and_then(|(uri, status)| operator_changes::change_status(&uri, status).map(|changed| (uri, changed)));
+        .and_then(|(uri, status)| change(&uri, status).map(|changed| (uri, changed)));
     match result {
         Ok((uri, true)) => {
             log::info!("node {uri} set {word} by RPC");
@@ -114,12 +119,14 @@ fn int(n: impl TryInto<i32>) -> Value<'static> {
 /// dmq:`, then the details that are not statistics (limits, the parts of a
 /// total by send path, waiting work), then one entry per DMQ worker.
 pub fn stats(call: &RpcCall) {
-    let Some(queues) = workers::stats() else {
+    let Some(m) = shared() else {
         call.fault(500, "dmq not initialized");
         return;
     };
-    let figures: Vec<(&str, Value)> = dmq_core::statistics::STATISTICS.iter().map(|s| (s.name, int(statistics::read(s.id)))).collect();
-    let details: Vec<(&str, Value)> = dmq_core::statistics::DETAILS.iter().map(|d| (d.name, int(statistics::read_detail(d.id)))).collect();
+    let queues = workers::stats(m);
+    let figures: Vec<(&str, Value)> = dmq_core::statistics::STATISTICS.iter().map(|s| (s.name, int(statistics::read(m, s.id)))).collect();
+    let details: Vec<(&str, Value)> =
+        dmq_core::statistics::DETAILS.iter().map(|d| (d.name, int(statistics::read_detail(m, d.id)))).collect();
     let mut ok = call.add_struct(&figures) && call.add_struct(&details);
     let [pid, queued, processed] = dmq_core::statistics::WORKER_FIELDS;
     for w in &queues.workers {
@@ -135,13 +142,17 @@ pub fn stats(call: &RpcCall) {
 /// has taken), what arrived, and each asked node's answer.
 pub fn sync_status(call: &RpcCall) {
     use dmq_core::sync_runs::{Answer, State};
-    let Some((joined, runs)) = sync_status::snapshot() else {
+    let Some(m) = shared() else {
+        call.fault(500, "dmq not initialized");
+        return;
+    };
+    let Some((joined, runs)) = sync_status::snapshot(m) else {
         call.fault(500, "dmq not initialized");
         return;
     };
     let now = kamailio::clock::monotonic_ms();
-    let policy = shared().map(|m| m.config.sync_policy).unwrap_or_default();
-    let synced = sync_status::is_synced(None);
+    let policy = m.config.sync_policy;
+    let synced = sync_status::is_synced(m, None);
     let mut ok = call.add_struct(&[("synced", Value::Int(synced as i32)), ("join_sync_sent", Value::Int(joined as i32))]);
     for run in &runs.runs {
         let state = match run.state {
@@ -197,7 +208,11 @@ pub fn resync(call: &RpcCall) {
             return;
         }
     };
-    match messaging::resync(consumer.as_deref(), node.as_ref()) {
+    let Some(m) = shared() else {
+        call.fault(500, "dmq not initialized");
+        return;
+    };
+    match messaging::resync(m, consumer.as_deref(), node.as_ref()) {
         Ok(asked) => {
             log::info!(
                 "dmq.resync: asked {} for the state of {}",

@@ -13,7 +13,7 @@ use crate::messaging;
 use crate::node_list;
 use crate::notifications;
 use crate::peers;
-use crate::shared::shared;
+use crate::shared::{shared, Shared};
 use crate::sync_status;
 use crate::workers::{self, QueueError};
 use dmq_core::admission_order::{self, Check, Decision, Found, Reply};
@@ -56,7 +56,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             Check::Signature => found(admission::check_signature(m, msg), &mut refusal),
             Check::NotificationSource => found(admission::check_notification_source(m, msg), &mut refusal),
             // Before the peer lookup: a stranger learns nothing of our peers.
-            Check::Membership => found(if from_node(msg) { Ok(()) } else { Err(admission::Refusal::NotMember) }, &mut refusal),
+            Check::Membership => found(if from_node(m, msg) { Ok(()) } else { Err(admission::Refusal::NotMember) }, &mut refusal),
             Check::Peer => {
                 peer = peers::find(name.as_bytes());
                 if peer.is_some() {
@@ -70,7 +70,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             // running, answered again once it was answered.
             Check::Duplicate => {
                 scan = dmq_core::header_scan::scan_request(msg.raw_bytes());
-                match scan.key.map(duplicates::arrived) {
+                match scan.key.map(|key| duplicates::arrived(m, key)) {
                     None | Some(Seen::New) => Found::Pass,
                     Some(Seen::UnderWay) => Found::Refused,
                     Some(Seen::Answered(code)) => Found::AnsweredBefore(code),
@@ -81,7 +81,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             // body here would parse them all twice, at a q_malloc per header.
             Check::Body => {
                 if queue && m.config.updates_in_place && is_single_update(name, msg) {
-                    run_now = workers::run_in_place();
+                    run_now = workers::run_in_place(m);
                 }
                 in_place = !queue || run_now.is_some();
                 if in_place {
@@ -112,10 +112,10 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             return if msg.reply(&m.sl, i32::from(code), reason, None) { returnval } else { -1 };
         }
         Decision::Stopped { check: Check::Duplicate, reply } => {
-            event_counts::add(EventCount::DuplicatesIgnored);
+            event_counts::add(m, EventCount::DuplicatesIgnored);
             if let Some(Reply { code, reason }) = reply {
                 // A sync request's 200 says again what its answer sent.
-                if let Some((items, id)) = sync_status::answer_of(seen) {
+                if let Some((items, id)) = sync_status::answer_of(m, seen) {
                     msg.add_reply_header(&sync_status::answer_headers(items, id));
                 }
                 msg.reply(&m.sl, i32::from(code), reason, None);
@@ -124,7 +124,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
         }
         Decision::Stopped { check, .. } => {
             if check == Check::Body {
-                duplicates::forget(seen);
+                duplicates::forget(m, seen);
             }
             let Some(refusal) = refusal else { return -1 };
             return refused(m, msg, name, refusal, returnval);
@@ -132,11 +132,11 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
     }
     // Found by the peer check.
     let Some(peer) = peer else { return -1 };
-    event_counts::add(EventCount::MessagesReceived);
+    event_counts::add(m, EventCount::MessagesReceived);
     if in_place {
         return if workers::run_peer_callback(m, msg, peer, scan) { returnval } else { -1 };
     }
-    match workers::enqueue(msg, peer, scan) {
+    match workers::enqueue(m, msg, peer, scan) {
         Ok(queued) => {
             if queued.waits {
                 msg.reply(&m.sl, 100, "Trying", None);
@@ -144,7 +144,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             returnval
         }
         Err(QueueError::Full) => {
-            duplicates::forget(seen);
+            duplicates::forget(m, seen);
             log::warn!(
                 "DMQ job queue full (job_queue_limit {}): {name} message from {:?} refused with 503",
                 m.config.job_queue_limit,
@@ -154,7 +154,7 @@ fn handle(msg: &SipMsg, returnval: i32, queue: bool) -> i32 {
             returnval
         }
         Err(QueueError::Failed(e)) => {
-            duplicates::forget(seen);
+            duplicates::forget(m, seen);
             log::error!("cannot queue a {name} message: {e}");
             msg.reply(&m.sl, 500, "Server Internal Error", None);
             -1
@@ -172,7 +172,7 @@ fn is_single_update(channel: &str, msg: &SipMsg) -> bool {
 
 /// A refused request is answered and so handled: the script goes on as
 /// after any other answered KDMQ.
-fn refused(m: &crate::shared::Shared, msg: &SipMsg, channel: &str, refusal: admission::Refusal, returnval: i32) -> i32 {
+fn refused(m: &Shared, msg: &SipMsg, channel: &str, refusal: admission::Refusal, returnval: i32) -> i32 {
     if admission::refuse(m, msg, channel, refusal) {
         returnval
     } else {
@@ -196,10 +196,17 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
         log::error!("cannot register DMQ peer {:?}", String::from_utf8_lossy(peer_id));
         return -1;
     };
+    // Before mod_init no node is listed: none is found, a broadcast
+    // reaches nobody.
+    let Some(m) = shared() else {
+        let Some(node) = node else { return 1 };
+        log::error!("cannot find DMQ node {}", String::from_utf8_lossy(node));
+        return -1;
+    };
     let targets = match node {
         Some(node) => {
             let text = String::from_utf8_lossy(node);
-            let known = dmq_core::node_uri::parse_node_line(&text).ok().and_then(|l| node_list::find_node(&l.uri));
+            let known = dmq_core::node_uri::parse_node_line(&text).ok().and_then(|l| node_list::find_node(m, &l.uri));
             match known {
                 Some(node) => vec![node],
                 None => {
@@ -208,11 +215,11 @@ fn send(peer_id: &[u8], node: Option<&[u8]>, body: &[u8], content_type: &[u8]) -
                 }
             }
         }
-        None => messaging::active_targets(None),
+        None => messaging::active_targets(m, None),
     };
     let (id, content_type) = (peer.id(), String::from_utf8_lossy(content_type));
     let message = PeerMessage::plain(&id, body, &content_type);
-    match messaging::send_to(&message, &targets) {
+    match messaging::send_to(m, &message, &targets) {
         Ok(()) => 1,
         Err(e) => {
             log::error!("cannot send DMQ message for {}: {e}", peer.id());
@@ -239,14 +246,19 @@ pub fn bcast_message(_msg: &SipMsg, args: &ScriptArgs) -> i32 {
     send(&peer, None, &body, &ct)
 }
 
-fn from_node(msg: &SipMsg) -> bool {
+fn from_node(m: &Shared, msg: &SipMsg) -> bool {
     let Some(ip) = msg.source_ip() else { return false };
-    node_list::read_nodes(|list| list.is_remote_ip(ip)).unwrap_or(false)
+    node_list::read_nodes(m, |list| list.is_remote_ip(ip))
+}
+
+/// Whether the request came from a cluster node (none before mod_init).
+fn from_any_node(msg: &SipMsg) -> bool {
+    shared().is_some_and(|m| from_node(m, msg))
 }
 
 /// `dmq_is_from_node()`: 1 when the request came from a cluster node.
 pub fn is_from_node(msg: &SipMsg, _args: &ScriptArgs) -> i32 {
-    if from_node(msg) {
+    if from_any_node(msg) {
         1
     } else {
         -1
@@ -258,11 +270,11 @@ pub fn is_from_node(msg: &SipMsg, _args: &ScriptArgs) -> i32 {
 /// ends the route) and -1 when it skipped or failed.
 fn replicate(msg: &SipMsg, skip_loop_test: bool) -> i32 {
     let Some(m) = shared() else { return -1 };
-    if !skip_loop_test && from_node(msg) {
+    if !skip_loop_test && from_node(m, msg) {
         log::debug!("message came from another node: not replicated");
         return -1;
     }
-    let uris: Vec<String> = messaging::active_targets(None).iter().map(|t| t.uri.to_uri()).collect();
+    let uris: Vec<String> = messaging::active_targets(m, None).iter().map(|t| t.uri.to_uri()).collect();
     match m.tm.replicate(msg, m.socket.local, &uris) {
         Ok(()) => 0,
         Err(e) => {
@@ -305,7 +317,7 @@ pub fn ki_t_replicate_mode(msg: &SipMsg, mode: i32) -> i32 {
     replicate(msg, mode != 0)
 }
 pub fn ki_is_from_node(msg: &SipMsg) -> i32 {
-    if from_node(msg) {
+    if from_any_node(msg) {
         1
     } else {
         -1
@@ -316,7 +328,8 @@ pub fn ki_is_from_node(msg: &SipMsg) -> i32 {
 /// consumer that syncs): 1, else -1 (`sync_status::is_synced`).
 fn synced(peer: Option<&[u8]>) -> i32 {
     let peer = peer.map(String::from_utf8_lossy);
-    if sync_status::is_synced(peer.as_deref()) {
+    // Not before mod_init.
+    if shared().is_some_and(|m| sync_status::is_synced(m, peer.as_deref())) {
         1
     } else {
         -1

@@ -28,7 +28,7 @@ use dmq_core::sync_runs::{Reason, State, SyncRuns};
 use kamailio::clock::monotonic_ms;
 use kamailio::sip_msg::SipMsg;
 
-use crate::shared::{shared, SyncFollow, SENT_ANSWERS};
+use crate::shared::{Shared, SyncFollow, SENT_ANSWERS};
 
 fn with_runs<R: Default>(syncs: &SyncFollow, f: impl FnOnce(&mut SyncRuns) -> R) -> R {
     let result = syncs.table.with(|bytes| {
@@ -46,13 +46,13 @@ fn with_runs<R: Default>(syncs: &SyncFollow, f: impl FnOnce(&mut SyncRuns) -> R)
 }
 
 /// Whether a run may still change: the hot paths skip the lock otherwise.
-fn following() -> Option<&'static SyncFollow> {
-    shared().map(|s| &s.syncs).filter(|s| s.counters.open.load(Ordering::Relaxed) > 0)
+fn following(m: &Shared) -> Option<&SyncFollow> {
+    Some(&m.syncs).filter(|s| s.counters.open.load(Ordering::Relaxed) > 0)
 }
 
 /// Whether any sync is followed now (callers skip their look-ups otherwise).
-pub fn following_any() -> bool {
-    following().is_some()
+pub fn following_any(m: &Shared) -> bool {
+    following(m).is_some()
 }
 
 /// How a donor is named in the table: by its address when the node list
@@ -68,10 +68,9 @@ pub fn donor_key(node: &Node) -> String {
 }
 
 /// `consumer` asked `donors` for its state, for `reason`.
-pub fn started(consumer: &str, reason: Reason, donors: &[Node]) {
-    let Some(syncs) = shared().map(|s| &s.syncs) else { return };
+pub fn started(m: &Shared, consumer: &str, reason: Reason, donors: &[Node]) {
     let keys: Vec<String> = donors.iter().map(donor_key).collect();
-    if !with_runs(syncs, |t| t.start(consumer, reason, &keys, monotonic_ms())) {
+    if !with_runs(&m.syncs, |t| t.start(consumer, reason, &keys, monotonic_ms())) {
         log::warn!("sync of {consumer} not followed: {} consumers are already", dmq_core::sync_runs::MAX_CONSUMERS);
         return;
     }
@@ -83,17 +82,15 @@ pub fn started(consumer: &str, reason: Reason, donors: &[Node]) {
 }
 
 /// The join sync's requests left (the init callbacks ran).
-pub fn join_ran() {
-    if let Some(syncs) = shared().map(|s| &s.syncs) {
-        syncs.counters.joined.store(true, Ordering::Relaxed);
-    }
+pub fn join_ran(m: &Shared) {
+    m.syncs.counters.joined.store(true, Ordering::Relaxed);
 }
 
 /// A final reply (`code`; 408 when none came) from `node` to a request of
 /// ours: when it was a consumer's sync request (`peer`, `body`), its run
 /// learns the answer, and from a dmq_rs donor how many items it sent.
-pub fn request_answered(peer: &str, body: &[u8], node: &Node, code: i32, reply: Option<SipMsg<'_>>) {
-    let Some(syncs) = following() else { return };
+pub fn request_answered(m: &Shared, peer: &str, body: &[u8], node: &Node, code: i32, reply: Option<SipMsg<'_>>) {
+    let Some(syncs) = following(m) else { return };
     if !crate::origin::is_sync_request(peer, dmq_core::ordering::identify(peer, body).as_ref()) {
         return;
     }
@@ -110,16 +107,16 @@ pub fn request_answered(peer: &str, body: &[u8], node: &Node, code: i32, reply: 
 
 /// A sync request of `peer` to `node` could not be sent: the node will
 /// not answer it.
-pub fn request_failed(peer: &str, node: &Node) {
-    let Some(syncs) = following() else { return };
+pub fn request_failed(m: &Shared, peer: &str, node: &Node) {
+    let Some(syncs) = following(m) else { return };
     with_runs(syncs, |t| t.answered(peer, &donor_key(node), 500, None, monotonic_ms()));
 }
 
 /// A message of `peer` arrived from `node`: a copy of the answer `answer`
 /// to our sync request (with its items), or anything else (a stock
 /// donor's copies look like live updates).
-pub fn arrived(peer: &str, node: &Node, answer: Option<u64>, items: u64, bytes: u64) {
-    let Some(syncs) = following() else { return };
+pub fn arrived(m: &Shared, peer: &str, node: &Node, answer: Option<u64>, items: u64, bytes: u64) {
+    let Some(syncs) = following(m) else { return };
     let key = donor_key(node);
     let now = monotonic_ms();
     with_runs(syncs, |t| match answer {
@@ -130,8 +127,8 @@ pub fn arrived(peer: &str, node: &Node, answer: Option<u64>, items: u64, bytes: 
 
 /// `node` is no longer active: if it has not answered a pending run, it
 /// will not.
-pub fn node_gone(node: &Node) {
-    let Some(syncs) = following() else { return };
+pub fn node_gone(m: &Shared, node: &Node) {
+    let Some(syncs) = following(m) else { return };
     with_runs(syncs, |t| t.node_gone(&donor_key(node)));
 }
 
@@ -144,9 +141,9 @@ pub fn answer_headers(items: u64, id: u64) -> String {
 /// We answered the sync request `key` (its `duplicates` key) with `items`
 /// items, answer `id`: a copy of the request that comes again is answered
 /// the same (`answer_of`).
-pub fn answer_sent(key: Option<u64>, items: u64, id: u64) {
-    let (Some(key), Some(syncs)) = (key, shared().map(|s| &s.syncs)) else { return };
-    let mut a = syncs.answers.lock();
+pub fn answer_sent(m: &Shared, key: Option<u64>, items: u64, id: u64) {
+    let Some(key) = key else { return };
+    let mut a = m.syncs.answers.lock();
     let i = (a.next % SENT_ANSWERS as u64) as usize;
     (a.keys[i], a.items[i], a.ids[i]) = (key, items, id);
     a.next = a.next.wrapping_add(1);
@@ -154,18 +151,16 @@ pub fn answer_sent(key: Option<u64>, items: u64, id: u64) {
 
 /// What we answered the sync request `key` with, if it was one of the
 /// latest answers.
-pub fn answer_of(key: Option<u64>) -> Option<(u64, u64)> {
+pub fn answer_of(m: &Shared, key: Option<u64>) -> Option<(u64, u64)> {
     let key = key.filter(|&k| k != 0)?;
-    let syncs = shared().map(|s| &s.syncs)?;
-    let a = syncs.answers.lock();
+    let a = m.syncs.answers.lock();
     (0..SENT_ANSWERS).find(|&i| a.keys[i] == key).map(|i| (a.items[i], a.ids[i]))
 }
 
 /// The retransmission timer's tick: ends the runs that are done or timed
 /// out, with a log line each.
-pub fn tick() {
-    let Some(m) = shared() else { return };
-    let Some(syncs) = following() else { return };
+pub fn tick(m: &Shared) {
+    let Some(syncs) = following(m) else { return };
     let policy = m.config.sync_policy;
     let ended = with_runs(syncs, |t| t.tick(monotonic_ms(), &policy));
     for e in ended {
@@ -194,8 +189,8 @@ pub fn tick() {
 /// sync of each is done (or is a heal pull that began while it was). A
 /// consumer that never asks for a sync (htable without `dmq_init_sync`)
 /// is not waited for.
-pub fn is_synced(consumer: Option<&str>) -> bool {
-    let Some(syncs) = shared().map(|s| &s.syncs) else { return false };
+pub fn is_synced(m: &Shared, consumer: Option<&str>) -> bool {
+    let syncs = &m.syncs;
     if !syncs.counters.joined.load(Ordering::Relaxed) {
         return false;
     }
@@ -203,17 +198,16 @@ pub fn is_synced(consumer: Option<&str>) -> bool {
 }
 
 /// Whether the join sync's requests left, and the table (for `dmq.sync_status`).
-pub fn snapshot() -> Option<(bool, SyncRuns)> {
-    let syncs = shared().map(|s| &s.syncs)?;
+pub fn snapshot(m: &Shared) -> Option<(bool, SyncRuns)> {
+    let syncs = &m.syncs;
     let runs = with_runs(syncs, |t| Some(t.clone()))?;
     Some((syncs.counters.joined.load(Ordering::Relaxed), runs))
 }
 
 /// The counted figures of the statistics (`synced` is [`is_synced`]):
 /// (pending, done, timed out, latest duration ms).
-pub fn stats() -> (u64, u64, u64, u64) {
-    let Some(syncs) = shared().map(|s| &s.syncs) else { return Default::default() };
-    let c = syncs.counters;
+pub fn stats(m: &Shared) -> (u64, u64, u64, u64) {
+    let c = m.syncs.counters;
     (
         c.pending.load(Ordering::Relaxed) as u64,
         c.done.load(Ordering::Relaxed),

@@ -35,7 +35,7 @@ use crate::freshness;
 use crate::heal;
 use crate::node_list;
 use crate::origin;
-use crate::shared::{shared, Job, JobQueueCounters, Pool, Shared, Worker};
+use crate::shared::{Job, JobQueueCounters, Pool, Shared, Worker};
 use crate::sync_status;
 use dmq_core::header_scan::RequestScan;
 use dmq_core::ordering::Retained;
@@ -75,8 +75,8 @@ impl Drop for InPlace {
     }
 }
 
-pub fn run_in_place() -> Option<InPlace> {
-    let counters = shared()?.workers.counters;
+pub fn run_in_place(m: &Shared) -> Option<InPlace> {
+    let counters = m.workers.counters;
     if counters.queued.load(Ordering::Acquire) != 0 {
         return None;
     }
@@ -103,7 +103,7 @@ pub struct Queued {
 
 /// Queues `msg` for `peer`'s callback in a worker (`scan`: what its raw
 /// bytes say, `header_scan::scan_request`).
-pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, QueueError> {
+pub fn enqueue(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, QueueError> {
     let job = Job {
         peer,
         rcv: msg.receive_info(),
@@ -113,7 +113,7 @@ pub fn enqueue(msg: &SipMsg, peer: Peer, scan: RequestScan) -> Result<Queued, Qu
         sync_age_ms: scan.sync_age_ms,
         sync_answer: scan.sync_answer,
     };
-    push_job(job, msg.raw_bytes())
+    push_job(&m.workers, job, msg.raw_bytes())
 }
 
 /// `message` as a KDMQ `from` sent to this node. Never sent: it goes to
@@ -136,12 +136,11 @@ pub fn local_request(m: &Shared, kind: &str, from: &NodeUri, message: &PeerMessa
 /// `peer`'s callback, as if it had come from the node its From names; the
 /// callback's reply is not sent anywhere.
 /// `heal_sync`: the request asks for a heal sync (`origin::in_sync`).
-pub fn enqueue_local(request: &[u8], rcv: ReceiveInfo, peer: Peer, heal_sync: bool) -> Result<Queued, QueueError> {
-    push_job(Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None, sync_answer: None }, request)
+pub fn enqueue_local(m: &Shared, request: &[u8], rcv: ReceiveInfo, peer: Peer, heal_sync: bool) -> Result<Queued, QueueError> {
+    push_job(&m.workers, Job { peer, rcv, local: true, heal_sync, seen_key: None, sync_age_ms: None, sync_answer: None }, request)
 }
 
-fn push_job(header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
-    let pool = &shared().ok_or_else(|| QueueError::Failed("no workers".into()))?.workers;
+fn push_job(pool: &Pool, header: Job, bytes: &[u8]) -> Result<Queued, QueueError> {
     let counters = pool.counters;
     let waiting = counters.queued.fetch_add(1, Ordering::AcqRel);
     if !jobs::admit(waiting, pool.limit) {
@@ -214,11 +213,11 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
         return;
     };
     if local {
-        let sender = node_list::sender_of(&msg).map(|uri| node_list::node_or_stand_in(&uri));
+        let sender = node_list::sender_of(&msg).map(|uri| node_list::node_or_stand_in(m, &uri));
         if !heal_sync {
             // Another node's items (a sync copy's fresh part, a custom message).
             let body = msg.body_bytes().unwrap_or_default();
-            origin::received(&peer.id(), dmq_core::ordering::identify(&peer.id(), body).as_ref());
+            origin::received(m, &peer.id(), dmq_core::ordering::identify(&peer.id(), body).as_ref());
         }
         let call = || peer.call(&msg, sender.as_ref());
         let answered = if heal_sync { origin::in_sync(true, sender.as_ref().map(|s| s.uri.clone()), call) } else { call() };
@@ -230,7 +229,7 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
     // The check `dmq_handle_message` leaves to the worker (see script.rs).
     let channel = peer.id();
     if let Err(refusal) = admission::check_body(&channel, &msg) {
-        duplicates::forget(scan.key);
+        duplicates::forget(m, scan.key);
         admission::refuse(m, &msg, &channel, refusal);
         return;
     }
@@ -249,7 +248,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // answers a sync request to the node it names (stock passes none, and
     // dmq_usrloc and htable then send their whole state to every other
     // node instead of the one that asked, e.g. a node coming back).
-    let sender = node_list::sender_of(msg).map(|uri| node_list::node_or_stand_in(&uri));
+    let sender = node_list::sender_of(msg).map(|uri| node_list::node_or_stand_in(m, &uri));
     let body = msg.body_bytes().unwrap_or_default();
     let peer_id = peer.id();
     let sync_age = scan.sync_age_ms;
@@ -260,13 +259,13 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     let note_arrival = || {
         if let Some(node) = &sender {
             let items = keys.as_ref().map_or(1, |k| k.items.len() as u64);
-            sync_status::arrived(&peer_id, node, scan.sync_answer, items, body.len() as u64);
+            sync_status::arrived(m, &peer_id, node, scan.sync_answer, items, body.len() as u64);
         }
     };
     // A sync copy: what is older than a live update applied here is
     // refused (`freshness`); the rest goes to the consumer.
     if let Some(age) = sync_age {
-        match freshness::fresh_part(&peer_id, body, keys.as_ref(), age) {
+        match freshness::fresh_part(m, &peer_id, body, keys.as_ref(), age) {
             Retained::All => {}
             Retained::Nothing => {
                 note_arrival();
@@ -277,7 +276,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
                 let content_type = msg.header("Content-Type").map(String::from_utf8_lossy).unwrap_or_default();
                 let message = PeerMessage::plain(&peer_id, &fresh, &content_type);
                 let request = local_request(m, "fresh", &from, &message);
-                let dropped = match enqueue_local(&request, msg.receive_info(), peer, false) {
+                let dropped = match enqueue_local(m, &request, msg.receive_info(), peer, false) {
                     Ok(_) => None,
                     Err(QueueError::Full) => Some("the job queue is full".to_string()),
                     Err(QueueError::Failed(e)) => Some(e),
@@ -285,7 +284,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
                 if let Some(why) = dropped {
                     // Not taken: 503, and the sender sends the copy again.
                     log::warn!("the fresh part of a {peer_id} sync copy is not taken ({why}): answered 503");
-                    duplicates::forget(scan.key);
+                    duplicates::forget(m, scan.key);
                     return msg.reply(&m.sl, 503, "Service Unavailable", None);
                 }
                 // Its fresh part runs in a moment, in a worker.
@@ -295,10 +294,10 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
         }
     }
     if sync_age.is_none() {
-        freshness::note_live(&peer_id, keys.as_ref());
+        freshness::note_live(m, &peer_id, keys.as_ref());
     }
     // Another node's update of these items: not ours any more (`origin`).
-    origin::received(&peer_id, keys.as_ref());
+    origin::received(m, &peer_id, keys.as_ref());
     let call = || peer.call(msg, sender.as_ref());
     // A sync request: what the consumer sends now are the sync's copies.
     // One sent as part of a sync (a heal pull: it says its age) is
@@ -310,7 +309,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     let answered = match (origin::is_sync_request(&peer_id, keys.as_ref()), sender.as_ref()) {
         (true, Some(node)) => {
             if sync_age.is_none() {
-                heal::asked_us(&node.uri);
+                heal::asked_us(m, &node.uri);
             }
             let (answered, items, id) = origin::answering(sync_age.is_some(), node.uri.clone(), call);
             items_sent = Some((items, id));
@@ -325,7 +324,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
         return false;
     };
     // Copies of it that come now are answered the same (`duplicates`).
-    duplicates::answered(scan.key, resp.code);
+    duplicates::answered(m, scan.key, resp.code);
     if resp.code <= 0 || resp.reason.is_empty() {
         log::warn!("DMQ peer {} gave no reply; none sent", peer.id());
         return true;
@@ -333,7 +332,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     let body = (!resp.body.is_empty()).then_some((resp.body.as_slice(), resp.content_type.as_str()));
     if let Some((items, id)) = items_sent.filter(|_| (200..300).contains(&resp.code)) {
         // A copy of the request that comes again gets the same (`script`).
-        sync_status::answer_sent(scan.key, items, id);
+        sync_status::answer_sent(m, scan.key, items, id);
         msg.add_reply_header(&sync_status::answer_headers(items, id));
     }
     msg.reply(&m.sl, resp.code, &resp.reason, body)
@@ -342,7 +341,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
 /// A sync copy (or its stale part) is not handed to the consumer: it is
 /// answered 200 all the same (the sender has nothing to send again).
 fn answer_refused_sync_copy(m: &Shared, msg: &SipMsg, scan: RequestScan) -> bool {
-    duplicates::answered(scan.key, 200);
+    duplicates::answered(m, scan.key, 200);
     msg.reply(&m.sl, 200, "OK", None)
 }
 
@@ -374,8 +373,8 @@ impl QueueStats {
     }
 }
 
-pub fn stats() -> Option<QueueStats> {
-    let pool = &shared()?.workers;
+pub fn stats(m: &Shared) -> QueueStats {
+    let pool = &m.workers;
     let workers = pool
         .workers
         .iter()
@@ -386,12 +385,12 @@ pub fn stats() -> Option<QueueStats> {
         })
         .collect();
     let c = pool.counters;
-    Some(QueueStats {
+    QueueStats {
         workers,
         queued: c.queued.load(Ordering::Relaxed),
         peak: c.peak.load(Ordering::Relaxed),
         rejected: c.rejected.load(Ordering::Relaxed),
         in_place: c.in_place.load(Ordering::Relaxed),
         limit: pool.limit,
-    })
+    }
 }

@@ -1,6 +1,7 @@
 //! The layers, checked on the sources and manifests (no Kamailio needed):
 //! the top level and the crate graph (ARCHITECTURE.md), `dmq_rs` without
-//! `unsafe`, no import circle in any crate, `dmq_core` forbidding `unsafe`,
+//! `unsafe`, `dmq_rs`'s shared state looked up only where C calls in, no
+//! import circle in any crate, `dmq_core` forbidding `unsafe`,
 //! `kamailio-sys` and `kamailio` knowing nothing of DMQ, release
 //! differences only where the bindings are, `extern "C"` declarations only
 //! in `kamailio-sys`, and every `unsafe` block saying why it holds.
@@ -81,6 +82,78 @@ fn dmq_rs_has_no_unsafe_code() {
             }
         }
     }
+}
+
+/// The functions of `src/` that may look up the shared state
+/// (`shared::shared()`, None before mod_init succeeded): the entry points,
+/// where C calls into the module, and the bodies that a script function
+/// and its KEMI twin share. Each decides there what it does before mod_init
+/// (return, fault, log); every function below them is handed the state
+/// (`m: &Shared`, or the part it needs) by its caller, so what a function
+/// depends on is in its signature.
+const ENTRY_POINTS: &[(&str, &[&str])] = &[
+    // The bind_dmq API (`DmqApi`): consumers call it, even from their
+    // own mod_init, which may run before ours.
+    ("c_api", &["bcast_message", "send_message", "find_node", "server_socket"]),
+    // dmq_process_custom, dmq_handle_custom and their KEMI functions.
+    ("custom", &["custom"]),
+    // child_init and destroy (mod_init has the state `shared::set` made).
+    ("lifecycle", &["child_init", "destroy"]),
+    // The DMQ DNS process's tick.
+    ("lookups", &["tick"]),
+    // The core's reply hook, the retransmission timer, tm's reply handler.
+    ("messaging", &["on_reply", "timer_tick", "on_tm_reply"]),
+    // tm's reply handler for notifications.
+    ("notifications", &["on_reply"]),
+    // The core's ping timer.
+    ("pings", &["ping_timer"]),
+    // `kamcmd dmq.*`.
+    ("rpc_commands", &["list_nodes", "remove", "add", "change_status", "stats", "sync_status", "resync"]),
+    // What each script function shares with its KEMI twin (`handle`:
+    // dmq_handle_message, dmq_process_message, KSR.dmq.handle_message, …).
+    ("script", &["handle", "send", "from_any_node", "replicate", "synced"]),
+    // What Kamailio's statistics call (`fn() -> u64`).
+    ("statistics", &["read_now"]),
+];
+
+/// Where `src/` calls `shared()` (not in comments, not its definition): each
+/// call with its file and the function it is in.
+fn shared_lookups() -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for (file, text) in sources("src") {
+        let mut function = String::new();
+        for (n, line) in code(&text).enumerate() {
+            let word = |i: usize| !line[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
+            // `fn name`: the function the lines below are in.
+            if let Some((i, _)) = line.match_indices("fn ").find(|(i, _)| word(*i)) {
+                let name: String = line[i + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if !name.is_empty() {
+                    function = name;
+                }
+            }
+            let calls = line.match_indices("shared()").filter(|(i, _)| word(*i) && !line[..*i].ends_with("fn "));
+            assert!(!line.contains("shared as "), "src/{file}.rs:{}: shared() under another name escapes the check", n + 1);
+            for _ in calls {
+                assert!(!function.is_empty(), "src/{file}.rs:{}: shared() outside a function", n + 1);
+                found.insert((file.clone(), function.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// `shared()` only at the entry points ([`ENTRY_POINTS`], the list kept
+/// exact both ways): a function inside takes the state from its caller.
+#[test]
+fn the_shared_state_is_looked_up_only_at_entry_points() {
+    let allowed: BTreeSet<(String, String)> =
+        ENTRY_POINTS.iter().flat_map(|(file, fns)| fns.iter().map(move |f| (file.to_string(), f.to_string()))).collect();
+    let found = shared_lookups();
+    let named = |pairs: BTreeSet<&(String, String)>| pairs.into_iter().map(|(file, f)| format!("src/{file}.rs: {f}")).collect::<Vec<_>>();
+    let inside = named(found.difference(&allowed).collect());
+    assert!(inside.is_empty(), "shared() called inside the module (take the state, m: &Shared or its part, from the caller): {inside:?}");
+    let stale = named(allowed.difference(&found).collect());
+    assert!(stale.is_empty(), "no longer calling shared() (take them out of ENTRY_POINTS): {stale:?}");
 }
 
 #[test]

@@ -104,11 +104,13 @@
 //! ```
 //!
 //! The module's `Cargo.toml` has `crate-type = ["cdylib"]` and depends on
-//! `kamailio` and `log`; its `.cargo/config.toml` sets
-//! `KAMAILIO_MODULE_NAME = "hello"` under `[env]` (`kamailio-sys` compiles
-//! its C shim for that name, which the core accounts shm to), and
+//! `kamailio` and `log`. Nothing else names the module: the name given to
+//! `kamailio_module!` is the one the core knows it by, and the C shim's
+//! log lines and shm allocations are accounted to it from registration.
 //! `kamailio-sys`'s build script finds the core's headers and defines
-//! (see its `build.rs` for `KAMAILIO_RELEASE` and the other inputs).
+//! (see its `build.rs` for `KAMAILIO_RELEASE` and the other inputs); a
+//! module that binds another module's API takes them from
+//! `DEP_KAMAILIO_CLANG_ARGS` in its own build script (as `dmq_abi` does).
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
