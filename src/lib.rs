@@ -4,13 +4,20 @@
 //! and dmq_core's values in shm) and the pure `dmq_core` (protocol, node
 //! list, in-flight table, every decision that needs no Kamailio).
 //!
-//! Files depend on each other one way (the full order is in
-//! ARCHITECTURE.md): shared ← event_counts, admission, peers, heal,
-//! name_sources ← node_list ← node_events ← node_admission ←
-//! notifications ← pings, leaving, operator_changes, direct_send,
-//! workers ← usrloc_batches, heal_pushes ← messaging ← script, c_api,
-//! custom, rpc_commands ← lifecycle ← exports, which declares what
-//! Kamailio loads.
+//! Files import each other one way. ARCHITECTURE.md maps what each one
+//! imports, and tests/architecture.rs checks that map against the code.
+//! From the bottom: leaves (`shared`: what mod_init settled and every
+//! part's shm; `params`, `peers`, `transports`, `stored`), each part's
+//! state (`admission`, `event_counts`, `duplicates`, `heal`, `ordering`,
+//! `freshness`, `origin`, `sync_status`), the node list and what changes it
+//! (`name_sources`, `peer_events`, `node_list`, `node_events`,
+//! `node_admission`, `notifications`,
+//! `pings`, `leaving`, `operator_changes`, `lookups`), sending (`requests`,
+//! `direct_send`, `usrloc_batches`, `workers`, `heal_pushes`,
+//! `messaging`), what C calls (`script`, `c_api`, `custom`,
+//! `rpc_commands`, `statistics`), then `lifecycle` and `exports`, which
+//! declares what Kamailio loads. Only those entry points look the shared
+//! state up (`shared::shared`); they hand it down.
 #![deny(unsafe_code)]
 
 mod admission;
