@@ -9,7 +9,7 @@
 //! From the bottom: leaves (`shared`: what mod_init settled and every
 //! part's shm; `params`, `peers`, `transports`, `stored`), each part's
 //! state (`admission`, `event_counts`, `duplicates`, `heal`, `ordering`,
-//! `freshness`, `origin`, `sync_status`), the node list and what changes it
+//! `freshness`, `origin`, `sync_status`, `item_locks`), the node list and what changes it
 //! (`name_sources`, `peer_events`, `node_list`, `node_events`,
 //! `node_admission`, `notifications`,
 //! `pings`, `leaving`, `operator_changes`, `lookups`), sending (`requests`,
@@ -30,6 +30,7 @@ mod exports;
 mod freshness;
 mod heal;
 mod heal_pushes;
+mod item_locks;
 mod leaving;
 mod lifecycle;
 mod lookups;

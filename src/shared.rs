@@ -83,6 +83,8 @@ pub struct Shared {
     /// tm-path messages a busy node answered 503, waiting to be sent
     /// again by the retransmission timer (`messaging`).
     pub tm_retries: ShmQueue,
+    /// The items being applied now, one copy at a time (`item_locks`).
+    pub applying: &'static ItemBuckets,
 }
 
 /// The socket DMQ sends from (`server_socket`, else `server_address`'s).
@@ -153,6 +155,10 @@ shm_zeroed! {
 pub const EVENT_KINDS: usize = 25;
 /// One counter per kind of event (`event_counts`).
 pub type EventCounters = [AtomicU64; EVENT_KINDS];
+
+/// The buckets of the items being applied now, one atomic each: 0 free,
+/// else the item that holds it (`item_locks`).
+pub type ItemBuckets = [AtomicU64; dmq_core::item_buckets::BUCKETS];
 
 shm_zeroed! {
     /// Heal figures (`heal`).
@@ -494,6 +500,7 @@ pub fn make(s: Settled) -> Result<Shared, String> {
         recent: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ live updates"))?,
         origin: ShmMutex::new_zeroed().ok_or_else(|| out_of_shm("the DMQ items written here"))?,
         tm_retries: ShmQueue::new(TM_RETRY_LIMIT).ok_or_else(|| out_of_shm("the DMQ retry queue"))?,
+        applying: leak_zeroed().ok_or_else(|| out_of_shm("the DMQ items being applied"))?,
         nodes,
         names,
         heal,

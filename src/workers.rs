@@ -19,6 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dmq_core::item_buckets;
 use dmq_core::jobs;
 use dmq_core::kdmq::{local_request_ids, Envelope, Kdmq};
 use dmq_core::node_uri::NodeUri;
@@ -33,6 +34,7 @@ use crate::admission;
 use crate::duplicates;
 use crate::freshness;
 use crate::heal;
+use crate::item_locks;
 use crate::node_list;
 use crate::origin;
 use crate::shared::{Job, JobQueueCounters, Pool, Shared, Worker};
@@ -306,6 +308,9 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
     // sent it (`X-DMQ-Sync-Sent`), all before the reply; the asking
     // dmq_rs node is synced once that many arrived (`sync_status`).
     let mut items_sent = None;
+    // One copy of an item at a time: another copy of it (another node's
+    // answer to the same sync, say) waits (`item_locks`).
+    let held = item_buckets::single_item(keys.as_ref()).and_then(|key| item_locks::hold(m, key));
     let answered = match (origin::is_sync_request(&peer_id, keys.as_ref()), sender.as_ref()) {
         (true, Some(node)) => {
             if sync_age.is_none() {
@@ -318,6 +323,7 @@ pub fn run_peer_callback(m: &Shared, msg: &SipMsg, peer: Peer, scan: RequestScan
         (true, None) => origin::in_sync(sync_age.is_some(), None, call),
         (false, _) => call(),
     };
+    drop(held);
     note_arrival();
     let Some(resp) = answered else {
         log::error!("DMQ peer {} failed to process a message", peer.id());

@@ -15,6 +15,7 @@ pub mod fnv;
 pub mod freshness;
 pub mod header_scan;
 pub mod heal;
+pub mod item_buckets;
 pub mod jobs;
 pub mod kdmq;
 pub mod leave_notice;
