@@ -14,8 +14,9 @@
 /* The module a line is logged for and shm is accounted to (`kamcmd
  * mod.stats`) is the module that loads this shim, known when it registers
  * (krs_set_module_name), not when the shim is compiled: the core's macros
- * take the name as a literal (MOD_NAME), so the ones the shim uses read
- * it from here instead. Every log line and allocation below uses them. */
+ * take the name as a literal (MOD_NAME), so the ones the shim's own
+ * functions below use read it from here instead. (Inline functions of the
+ * core's headers, compiled above, keep the generic MOD_NAME.) */
 static const char *krs_module_name = "kamailio_rs";
 static int krs_module_name_len = sizeof("kamailio_rs") - 1;
 

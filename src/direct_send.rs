@@ -349,9 +349,9 @@ fn complete(m: &Shared, message: ShmArc<InFlight>, code: i32, reply: TmReply<'_>
 }
 
 /// The retransmission timer's work: resends what is due, reports timeouts
-/// as 408 with tm's marker, as from the stock module; returns the timed
-/// out messages for their caller to finish.
-pub fn tick(m: &Shared) -> Vec<Completed> {
+/// as 408 with tm's marker, as from the stock module; each timed out
+/// message goes to `finish` (its caller's) before the next one's callback.
+pub fn tick(m: &Shared, mut finish: impl FnMut(Completed)) {
     let table = &m.direct;
     // Under the lock only take a reference to each due message; the bytes
     // are sent after releasing it (copying them there would hold every SIP
@@ -366,7 +366,9 @@ pub fn tick(m: &Shared) -> Vec<Completed> {
             log::debug!("sending again: {e}");
         }
     }
-    due.expired.into_iter().map(|message| complete(m, message, 408, TmReply::none())).collect()
+    for message in due.expired {
+        finish(complete(m, message, 408, TmReply::none()));
+    }
 }
 
 /// The table's counters (`kamcmd dmq.stats`).

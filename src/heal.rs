@@ -31,15 +31,18 @@ use crate::peers;
 use crate::shared::{Heal, Shared};
 use crate::stored::{self, StoreFull};
 
-/// Runs `f` on the table under its lock; changes are written back.
+/// Runs `f` on the table under its lock; changes are written back. The
+/// count of waiting syncs (which `tick` reads without the lock) is written
+/// under it too: written after it, a process's older count could overwrite
+/// a newer one and hide a due sync.
 fn with_table<R: Default>(heal: &Heal, f: impl FnOnce(&mut HealTable) -> R) -> R {
-    match stored::change(&heal.table, f) {
-        Ok(change) => {
-            if let Some((_, after)) = &change.changed {
-                heal.counters.waiting.store(after.waiting(), Ordering::Relaxed);
-            }
-            change.result
-        }
+    let change = stored::change(&heal.table, |table| {
+        let r = f(table);
+        heal.counters.waiting.store(table.waiting(), Ordering::Relaxed);
+        r
+    });
+    match change {
+        Ok(change) => change.result,
         Err(StoreFull) => {
             log::error!("heal table does not fit its store; change dropped");
             R::default()

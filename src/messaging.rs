@@ -99,9 +99,7 @@ fn timer_tick() {
         for node in heal_pushes::tick(m, active_nodes, |node| send_missed_deletes(m, node)) {
             pull_from(m, &node);
         }
-        for completed in direct_send::tick(m) {
-            finish_direct(m, completed);
-        }
+        direct_send::tick(m, |completed| finish_direct(m, completed));
         sync_status::tick(m);
         resend_busy(m, monotonic_ms());
     }

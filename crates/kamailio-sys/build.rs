@@ -48,6 +48,8 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target = Target::from_env(&workspace);
     let src_tree = target.source_tree.clone();
+    // Given (`KAMAILIO_SRC`) or fetched, a change in its headers rebuilds.
+    println!("cargo:rerun-if-changed={}", src_tree.join("src/core").display());
     let core = CoreBuild::from_binary(&target);
     if let Some(want) = &target.release {
         if !core.version.starts_with(&format!("{want}.")) {

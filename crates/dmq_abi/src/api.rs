@@ -306,12 +306,14 @@ fn status_bits(status: NodeStatus) -> i32 {
     }) as i32
 }
 
-/// How many node handles a process keeps. Nodes come and go (a pod that
-/// restarts comes back at a new address): past this many, the handle
-/// handed out longest ago is reused for the new node, so the cache is
-/// bounded. Its memory stays valid (a consumer still holding it reads the
-/// new node, where a stock handle of a removed node would have been freed).
-const HANDLE_CAPACITY: usize = 128;
+/// How many node handles a process keeps: twice as many nodes as a list
+/// holds, so every listed node keeps its handle while as many again came
+/// and went. Nodes come and go (a pod that restarts comes back at a new
+/// address): past this many, the handle handed out longest ago is reused
+/// for the new node, so the cache is bounded. Its memory stays valid (a
+/// consumer still holding it reads the new node, where a stock handle of a
+/// removed node would have been freed).
+const HANDLE_CAPACITY: usize = 2 * dmq_core::nodes::MAX_NODES;
 
 /// One node's handle: the `dmq_node_t` (leaked, never freed, so a pointer
 /// a consumer kept stays valid) and the URI text its `orig_uri` and parsed
