@@ -216,13 +216,16 @@ fn run_job(m: &Shared, mut job: ShmBlock<Job>) {
     };
     if local {
         let sender = node_list::sender_of(&msg).map(|uri| node_list::node_or_stand_in(m, &uri));
+        let keys = dmq_core::ordering::identify(&peer.id(), msg.body_bytes().unwrap_or_default());
         if !heal_sync {
             // Another node's items (a sync copy's fresh part, a custom message).
-            let body = msg.body_bytes().unwrap_or_default();
-            origin::received(m, &peer.id(), dmq_core::ordering::identify(&peer.id(), body).as_ref());
+            origin::received(m, &peer.id(), keys.as_ref());
         }
+        // A sync copy's fresh part takes its item's turn as any copy does.
+        let held = item_buckets::single_item(keys.as_ref()).and_then(|key| item_locks::hold(m, key));
         let call = || peer.call(&msg, sender.as_ref());
         let answered = if heal_sync { origin::in_sync(true, sender.as_ref().map(|s| s.uri.clone()), call) } else { call() };
+        drop(held);
         if answered.is_none() {
             log::warn!("DMQ peer {} failed to process a heal sync request", peer.id());
         }
